@@ -1,0 +1,84 @@
+/**
+ * ipckit's error classes. Every failure ipckit reports is an {@linkcode IpcError} (or a `TypeError`/`RangeError`
+ * for a bad argument), and messages follow one style: `Cannot <do what> on <what>: <why>`.
+ *
+ * @module
+ */
+
+/** Options shared by all ipckit errors. */
+export interface IpcErrorOptions {
+  /** The underlying error, if any. */
+  cause?: unknown;
+  /** The OS error code (`ENOENT`, `EACCES`…) when the error came from the OS. */
+  code?: string;
+}
+
+/**
+ * The base class of every error ipckit throws for a failed operation.
+ *
+ * @example
+ * ```ts
+ * import { IpcError, unix } from "ipckit";
+ * try {
+ *   await unix.connect("/tmp/nobody-listens-here.sock");
+ * } catch (e) {
+ *   if (e instanceof IpcError) console.log(e.code); // "ENOENT"
+ * }
+ * ```
+ */
+export class IpcError extends Error {
+  /** The OS error code (`ENOENT`, `EACCES`…) when the error came from the OS. */
+  readonly code: string | undefined;
+  constructor(message: string, options: IpcErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = options.code;
+  }
+}
+
+/** The channel, listener or object was closed (by this side or by the peer). */
+export class ClosedError extends IpcError {}
+
+/** A wait ran out of time. */
+export class TimeoutError extends IpcError {}
+
+/** The named object does not exist (`ENOENT`). */
+export class NotFoundError extends IpcError {}
+
+/** The named object exists already (`EEXIST`, `EADDRINUSE`). */
+export class AlreadyExistsError extends IpcError {}
+
+/** The OS refused access (`EACCES`, `EPERM`). */
+export class PermissionError extends IpcError {}
+
+/** A message is larger than the channel's `maxMessage`. */
+export class MessageTooLargeError extends IpcError {
+  /** The size of the rejected message in bytes. */
+  readonly size: number;
+  /** The limit it exceeded, in bytes. */
+  readonly limit: number;
+  constructor(message: string, size: number, limit: number, options: IpcErrorOptions = {}) {
+    super(message, options);
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** The peer broke the wire protocol (a bad length, a truncated frame). The channel is closed. */
+export class ProtocolError extends IpcError {}
+
+/** The owner of a process-shared lock died while holding it. */
+export class OwnerDiedError extends IpcError {}
+
+/** The operation does not exist on this platform or runtime. */
+export class UnsupportedError extends IpcError {}
+
+/**
+ * The error an aborted operation rejects with: the signal's reason when it is an Error, otherwise a
+ * `DOMException` named `AbortError` (what `fetch` and Web Streams use).
+ */
+export function abortError(signal: AbortSignal): unknown {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error || reason instanceof DOMException) return reason;
+  return new DOMException("The operation was aborted", "AbortError");
+}

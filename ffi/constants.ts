@@ -1,0 +1,23 @@
+/**
+ * OS constants for the calls in `libc.ts`. Linux values (x86-64 and arm64 share them); macOS where it differs.
+ *
+ * @module
+ */
+
+/** open(2) flags and mode bits. */
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NONBLOCK = 0o4000;
+
+/** mmap(2). */
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MAP_FIXED = 0x10;
+/** Whether an address returned by mmap is MAP_FAILED ((void *)-1, which arrives as 2^64 or -1). */
+export function isMapFailed(address: number): boolean {
+  return address < 0 || address >= 2 ** 63;
+}

@@ -1,0 +1,49 @@
+/**
+ * The libc symbols ipckit calls, as data: one table that all three loaders read (Deno.dlopen, bun:ffi, koffi).
+ * Adding a call is one line here; nothing else in `ffi/` changes.
+ *
+ * Types: `i32`/`u32`/`i64`/`u64`/`usize`/`isize` are integers; `pointer` is an address as a JS number (addresses
+ * fit in 53 bits on x86-64 and arm64); `buffer` is a Uint8Array (or any TypedArray) passed by address, or null;
+ * `void` returns nothing. Strings are passed as NUL-terminated `buffer`s (`Native.cstring`).
+ *
+ * Variadic C functions (`open`, `shm_open`) are declared with their fixed prototype, which is correct for the
+ * x86-64 and arm64 Linux calling conventions.
+ *
+ * @module
+ */
+
+/** An FFI type name in the symbol table. */
+export type FfiType = "i32" | "u32" | "i64" | "u64" | "usize" | "isize" | "pointer" | "buffer" | "void";
+
+/** One symbol's signature. */
+export interface Signature {
+  readonly args: readonly FfiType[];
+  readonly returns: FfiType;
+}
+
+/** The symbol table. */
+export const LIBC = {
+  close: { args: ["i32"], returns: "i32" },
+  mkfifo: { args: ["buffer", "u32"], returns: "i32" },
+  unlink: { args: ["buffer"], returns: "i32" },
+  shm_open: { args: ["buffer", "i32", "u32"], returns: "i32" },
+  shm_unlink: { args: ["buffer"], returns: "i32" },
+  ftruncate: { args: ["i32", "i64"], returns: "i32" },
+  mmap: { args: ["pointer", "usize", "i32", "i32", "i32", "i64"], returns: "pointer" },
+  munmap: { args: ["pointer", "usize"], returns: "i32" },
+} as const satisfies Record<string, Signature>;
+
+/** The names in the table. */
+export type LibcName = keyof typeof LIBC;
+
+type ArgType<T extends FfiType> = T extends "buffer" ? ArrayBufferView | null
+  : T extends "pointer" ? number | null
+  : T extends "i32" | "u32" ? number
+  : number | bigint;
+
+type Args<A extends readonly FfiType[]> = { [K in keyof A]: A[K] extends FfiType ? ArgType<A[K]> : never };
+
+/** The callable form of the table: every call returns a JS number (pointers too; -1 on most failures). */
+export type LibcCalls = {
+  [K in LibcName]: (...args: Args<(typeof LIBC)[K]["args"]>) => number;
+};

@@ -1,0 +1,56 @@
+/**
+ * What the core sees of FFI: libc calls from the table in `libc.ts`, errno, and external memory as ArrayBuffers.
+ * The loader for the current runtime is imported lazily, on first use.
+ *
+ * @module
+ */
+import { runtimeName } from "../runtimes/detect.ts";
+import type { LibcCalls } from "./libc.ts";
+
+/** The FFI seam. */
+export interface Native {
+  /** The libc functions of `LIBC`, typed. */
+  readonly call: LibcCalls;
+  /** errno of the calling thread; read it right after a call that failed. */
+  errno(): number;
+  /** `length` bytes of external memory at `pointer` as an ArrayBuffer (no copy; valid until unmapped). */
+  view(pointer: number, length: number): ArrayBuffer;
+  /** A NUL-terminated UTF-8 copy of `s`, to pass as a `buffer` argument. */
+  cstring(s: string): Uint8Array;
+}
+
+/** The name of the shared C library on this platform. */
+export function libcPath(os: string): string {
+  return os === "darwin" ? "libSystem.B.dylib" : "libc.so.6";
+}
+
+const encoder = new TextEncoder();
+
+/** Encodes a C string. */
+export function cstring(s: string): Uint8Array {
+  const bytes = new Uint8Array(s.length * 3 + 1);
+  const { written } = encoder.encodeInto(s, bytes);
+  return bytes.subarray(0, written + 1);
+}
+
+let cached: Promise<Native> | undefined;
+
+/**
+ * The Native for this runtime (loaded once). On Deno this needs `--allow-ffi`.
+ *
+ * @throws {UnsupportedError} when FFI is not available (for instance Deno without `--allow-ffi`).
+ */
+export function native(): Promise<Native> {
+  return (cached ??= load());
+}
+
+async function load(): Promise<Native> {
+  switch (runtimeName()) {
+    case "deno":
+      return (await import("./deno.ts")).load();
+    case "bun":
+      return (await import("./bun.ts")).load();
+    case "node":
+      return (await import("./node.ts")).load();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * ipckit: inter-process and inter-thread communication for Deno, Bun and Node, behind one typed API.
+ *
+ * Transports are namespaces with a create/listen side and an open/connect side, and all give a
+ * {@linkcode Channel}: message boundaries kept, ordered, closed once.
+ *
+ * @example
+ * ```ts
+ * import { typed, unix } from "ipckit";
+ * await using server = await unix.listen("/tmp/ipckit-example.sock");
+ * const client = typed<string>(await unix.connect("/tmp/ipckit-example.sock"));
+ * const peer = typed<string>(await server.accept());
+ * await client.send("hello");
+ * console.log(await peer.receive()); // "hello"
+ * await client.close();
+ * await peer.close();
+ * ```
+ *
+ * @module
+ */
+
+// Channels and framing
+export type {
+  Capabilities,
+  Channel,
+  ChannelOptions,
+  Listener,
+  ReceiveOptions,
+  SendOptions,
+} from "./transports/channel.ts";
+export { DEFAULT_MAX_MESSAGE, encodeFrame, FrameDecoder, HEADER_SIZE, MAX_FRAME } from "./transports/framing.ts";
+export { typed, type TypedChannel } from "./transports/typed.ts";
+export { cbor, type Codec, json } from "./transports/codec.ts";
+
+// Transports
+export * as unix from "./transports/unix.ts";
+export * as tcp from "./transports/tcp.ts";
+export * as pipe from "./transports/pipe.ts";
+export * as fifo from "./transports/fifo.ts";
+
+// Runtimes
+export { runtime, runtimeName } from "./runtimes/detect.ts";
+export { runtimeArgv } from "./runtimes/argv.ts";
+export type { ChildProcess, ExitStatus, Runtime, RuntimeName, SignalName } from "./runtimes/runtime.ts";
+
+// Errors
+export {
+  abortError,
+  AlreadyExistsError,
+  ClosedError,
+  IpcError,
+  MessageTooLargeError,
+  NotFoundError,
+  OwnerDiedError,
+  PermissionError,
+  ProtocolError,
+  TimeoutError,
+  UnsupportedError,
+} from "./errors.ts";

@@ -1,0 +1,56 @@
+/**
+ * The Bun adapter: `node:` modules where they work as well, Bun's own APIs for stdio and FIFOs (Bun's
+ * `net.Socket({ fd })` receives nothing from a pipe and fails with EAGAIN writing one).
+ *
+ * @module
+ */
+import { nodeApi, openFifoFd } from "./node_api.ts";
+import { webStream } from "./streams.ts";
+import { closeSync } from "node:fs";
+import type { ByteStream, Runtime } from "./runtime.ts";
+
+/** A FileSink writes pipes correctly (a node:net Socket over a non-blocking FIFO fd fails with EAGAIN). */
+function sinkWriter(sink: ReturnType<ReturnType<typeof Bun.file>["writer"]>) {
+  return async (chunk: Uint8Array) => {
+    sink.write(chunk);
+    await sink.flush();
+  };
+}
+
+function fdStream(fd: number, mode: "read" | "write"): ByteStream {
+  let released = false;
+  const sink = mode === "write" ? Bun.file(fd).writer() : undefined;
+  return webStream({
+    readable: mode === "read" ? Bun.file(fd).stream() as ReadableStream<Uint8Array> : null,
+    write: sink ? sinkWriter(sink) : null,
+    endWrite: sink ? async () => void (await sink.end()) : undefined,
+    release() {
+      if (released) return;
+      released = true;
+      try {
+        closeSync(fd);
+      } catch { /* closed by the stream already */ }
+    },
+  });
+}
+
+let stdioStream: ByteStream | undefined;
+
+/** The Runtime for Bun. */
+export const runtime: Runtime = {
+  ...nodeApi,
+  name: "bun",
+  version: Bun.version,
+  stdio() {
+    if (stdioStream) return stdioStream;
+    const out = Bun.stdout.writer();
+    return (stdioStream = webStream({
+      readable: Bun.stdin.stream() as ReadableStream<Uint8Array>,
+      write: sinkWriter(out),
+      endWrite: async () => void (await out.end()),
+    }));
+  },
+  async openFifo(path, mode, signal) {
+    return fdStream(await openFifoFd(path, mode, signal), mode);
+  },
+};

@@ -1,0 +1,92 @@
+/**
+ * The Deno adapter: `node:` modules where they work as well, Deno's own APIs for stdio, FIFOs and signals.
+ *
+ * @module
+ */
+import { mapNodeError, nodeApi } from "./node_api.ts";
+import { webStream } from "./streams.ts";
+import type { ByteStream, Runtime, SignalName } from "./runtime.ts";
+
+async function writeAll(w: { write(p: Uint8Array): Promise<number> }, chunk: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < chunk.byteLength) off += await w.write(chunk.subarray(off));
+}
+
+function fileStream(file: Deno.FsFile, mode: "read" | "write" | "both"): ByteStream {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    try {
+      file.close();
+    } catch { /* already closed */ }
+  };
+  return webStream({
+    readable: mode === "write" ? null : file.readable,
+    write: mode === "read" ? null : (c) => writeAll(file, c),
+    endWrite: mode === "write" ? release : undefined,
+    release,
+  });
+}
+
+/**
+ * Deno.open() on a FIFO blocks (on a thread) until the other end opens, and cannot be cancelled. To give up, open
+ * the other end ourselves for a moment: the pending open then completes and we close both.
+ */
+async function openFifo(path: string, mode: "read" | "write", signal?: AbortSignal): Promise<ByteStream> {
+  signal?.throwIfAborted();
+  let aborted = false;
+  const pending = Deno.open(path, mode === "read" ? { read: true } : { write: true });
+  const onAbort = async () => {
+    aborted = true;
+    try {
+      const other = await Deno.open(path, mode === "read" ? { write: true } : { read: true });
+      other.close();
+    } catch { /* the pending open failed on its own */ }
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let file: Deno.FsFile;
+  try {
+    file = await pending;
+  } catch (e) {
+    throw mapNodeError(e, `Cannot open FIFO "${path}"`);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (aborted || signal?.aborted) {
+    file.close();
+    signal?.throwIfAborted();
+  }
+  if (!(await file.stat()).isFifo) {
+    file.close();
+    throw new TypeError(`Cannot open FIFO "${path}": it is not a FIFO`);
+  }
+  return fileStream(file, mode);
+}
+
+let stdioStream: ByteStream | undefined;
+
+/** The Runtime for Deno. */
+export const runtime: Runtime = {
+  ...nodeApi,
+  name: "deno",
+  version: Deno.version.deno,
+  pid: Deno.pid,
+  args: () => [...Deno.args],
+  env: (name) => Deno.env.get(name),
+  exit: (code) => Deno.exit(code),
+  stdio() {
+    return (stdioStream ??= webStream({
+      readable: Deno.stdin.readable,
+      write: (c) => writeAll(Deno.stdout, c),
+      endWrite: () => Deno.stdout.close(),
+    }));
+  },
+  printError: (text) => void Deno.stderr.writeSync(new TextEncoder().encode(text)),
+  onSignal(signal: SignalName, fn: () => void): Disposable {
+    Deno.addSignalListener(signal as Deno.Signal, fn);
+    return { [Symbol.dispose]: () => Deno.removeSignalListener(signal as Deno.Signal, fn) };
+  },
+  kill: (pid, signal) => Deno.kill(pid, signal as Deno.Signal),
+  openFifo,
+};

@@ -1,0 +1,43 @@
+/**
+ * Finds the runtime this code runs on and loads its adapter. Deno and Bun are checked before Node because both
+ * also look like Node (they define `process`). Adapters load by dynamic import: a static `import "bun:ffi"` or a
+ * reference to `Deno` at load time would break the other runtimes.
+ *
+ * @module
+ */
+import type { Runtime, RuntimeName } from "./runtime.ts";
+
+let cached: Promise<Runtime> | undefined;
+
+/** The name of the current runtime, without loading its adapter. */
+export function runtimeName(): RuntimeName {
+  const g = globalThis as Record<string, unknown>;
+  if ("Deno" in g) return "deno";
+  if ("Bun" in g) return "bun";
+  return "node";
+}
+
+/**
+ * The adapter for the current runtime (loaded once).
+ *
+ * @example
+ * ```ts
+ * import { runtime } from "ipckit/runtime";
+ * const rt = await runtime();
+ * console.log(rt.name, rt.pid);
+ * ```
+ */
+export function runtime(): Promise<Runtime> {
+  return (cached ??= load(runtimeName()));
+}
+
+async function load(name: RuntimeName): Promise<Runtime> {
+  switch (name) {
+    case "deno":
+      return (await import("./deno.ts")).runtime;
+    case "bun":
+      return (await import("./bun.ts")).runtime;
+    case "node":
+      return (await import("./node.ts")).runtime;
+  }
+}

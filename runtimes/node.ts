@@ -1,0 +1,23 @@
+/**
+ * The Node adapter: `node:` modules throughout (they are Node's fastest APIs).
+ *
+ * @module
+ */
+import process from "node:process";
+import { fifoSocketStream, nodeApi, openFifoFd, pipePairStream } from "./node_api.ts";
+import type { ByteStream, Runtime } from "./runtime.ts";
+
+let stdioStream: ByteStream | undefined;
+
+/** The Runtime for Node. */
+export const runtime: Runtime = {
+  ...nodeApi,
+  name: "node",
+  version: process.versions.node,
+  stdio() {
+    return (stdioStream ??= pipePairStream(process.stdin, process.stdout));
+  },
+  async openFifo(path, mode, signal) {
+    return fifoSocketStream(await openFifoFd(path, mode, signal), mode);
+  },
+};

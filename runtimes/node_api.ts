@@ -1,0 +1,201 @@
+/**
+ * The parts of the Runtime that `node:` modules implement well on all three runtimes. The Node adapter is built
+ * from these alone; the Deno and Bun adapters take them and replace what their runtime does faster or differently.
+ *
+ * @module
+ */
+import * as childProcess from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
+import { duplex, socketStream } from "./streams.ts";
+import type {
+  ByteStream,
+  ChildProcess,
+  ExitStatus,
+  Runtime,
+  Server,
+  SignalName,
+  SpawnOptions,
+  WorkerHandle,
+} from "./runtime.ts";
+
+/** Maps a `node:` error with a `code` to ipckit's error classes; other errors pass through. */
+export function mapNodeError(e: unknown, what: string): unknown {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code !== "string") return e;
+  const msg = `${what}: ${(e as Error).message}`;
+  switch (code) {
+    case "ENOENT":
+    case "ECONNREFUSED":
+      return new NotFoundError(msg, { code, cause: e });
+    case "EEXIST":
+    case "EADDRINUSE":
+      return new AlreadyExistsError(msg, { code, cause: e });
+    case "EACCES":
+    case "EPERM":
+      return new PermissionError(msg, { code, cause: e });
+    default:
+      return e;
+  }
+}
+
+function listen(
+  options: net.ListenOptions,
+  onConnection: (s: ByteStream) => void,
+  what: string,
+  tcp: boolean,
+): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
+      if (tcp) sock.setNoDelay(true);
+      onConnection(socketStream(sock));
+    });
+    server.once("error", (e) => reject(mapNodeError(e, what)));
+    server.listen(options, () => {
+      const addr = server.address();
+      resolve({
+        port: typeof addr === "object" && addr !== null ? addr.port : 0,
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      });
+    });
+  });
+}
+
+function connect(options: net.NetConnectOpts, what: string): Promise<ByteStream> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ ...options, allowHalfOpen: true, noDelay: true } as net.NetConnectOpts);
+    const onError = (e: Error) => reject(mapNodeError(e, what));
+    sock.once("error", onError);
+    sock.once("connect", () => {
+      sock.off("error", onError);
+      resolve(socketStream(sock));
+    });
+  });
+}
+
+function spawn(cmd: string[], options: SpawnOptions = {}): ChildProcess {
+  const [file, ...args] = cmd;
+  if (file === undefined) throw new TypeError("Cannot spawn a process: the command is empty");
+  const io = options.stdio ?? "pipe";
+  const err = options.stderr ?? "inherit";
+  const map = (v: string) => (v === "null" ? "ignore" : v) as "pipe" | "inherit" | "ignore";
+  const child = childProcess.spawn(file, args, {
+    cwd: options.cwd,
+    env: options.env ? { ...process.env, ...options.env } : process.env,
+    stdio: [map(io), map(io), map(err)],
+  });
+  const exited = new Promise<ExitStatus>((resolve, reject) => {
+    child.once("error", (e) => reject(mapNodeError(e, `Cannot spawn "${file}"`)));
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  let stdio: ByteStream | null = null;
+  if (io === "pipe" && child.stdin && child.stdout) {
+    stdio = pipePairStream(child.stdout, child.stdin);
+  }
+  let running = true;
+  void exited.then(() => (running = false), () => (running = false));
+  return {
+    pid: child.pid ?? -1,
+    stdio,
+    stderr: err === "pipe" && child.stderr ? (child.stderr as AsyncIterable<Uint8Array>) : null,
+    exited,
+    kill(signal: SignalName = "SIGTERM") {
+      if (running) child.kill(signal);
+    },
+    unref() {
+      child.unref();
+      (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+      (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    },
+  };
+}
+
+/** A ByteStream over a readable and a writable `node:stream` (a child's stdout and stdin: libuv pipes). */
+export function pipePairStream(readable: NodeJS.ReadableStream, writable: NodeJS.WritableStream): ByteStream {
+  return duplex(socketStream(readable as net.Socket), socketStream(writable as net.Socket));
+}
+
+function onSignal(signal: SignalName, fn: () => void): Disposable {
+  process.on(signal, fn);
+  return { [Symbol.dispose]: () => void process.off(signal, fn) };
+}
+
+function worker(url: URL, options: { name?: string } = {}): WorkerHandle {
+  const w = new Worker(url, { name: options.name });
+  return {
+    postMessage: (m, t) => w.postMessage(m, t as never),
+    onMessage: (fn) => void w.on("message", fn),
+    onError: (fn) => void w.on("error", fn),
+    terminate: async () => void (await w.terminate()),
+  };
+}
+
+/** The node:-module parts of a Runtime. */
+export const nodeApi = {
+  pid: process.pid,
+  args: () => process.argv.slice(2),
+  env: (name: string) => process.env[name],
+  exit: (code: number): never => process.exit(code),
+  spawn,
+  printError: (text: string) => void fs.writeSync(2, text),
+  onSignal,
+  kill: (pid: number, signal: SignalName) => void process.kill(pid, signal),
+  listenUnix: (p: string, on: (s: ByteStream) => void) =>
+    listen({ path: p }, on, `Cannot listen on Unix socket "${p}"`, false),
+  connectUnix: (p: string) => connect({ path: p }, `Cannot connect to Unix socket "${p}"`),
+  listenTcp: (o: { port: number; hostname: string }, on: (s: ByteStream) => void) =>
+    listen({ port: o.port, host: o.hostname }, on, `Cannot listen on TCP ${o.hostname}:${o.port}`, true),
+  connectTcp: (o: { port: number; hostname: string }) =>
+    connect({ port: o.port, host: o.hostname }, `Cannot connect to TCP ${o.hostname}:${o.port}`),
+  worker,
+  removeFile: async (p: string) => {
+    try {
+      await fs.promises.unlink(p);
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") throw mapNodeError(e, `Cannot remove "${p}"`);
+    }
+  },
+  exists: async (p: string) => {
+    try {
+      await fs.promises.lstat(p);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  makeTempDir: (prefix: string) => fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)),
+  removeDir: (p: string) => fs.promises.rm(p, { recursive: true, force: true }),
+  fromFileUrl: (u: URL | string) => fileURLToPath(u),
+} satisfies Partial<Runtime>;
+
+/** Opens a FIFO end with `O_NONBLOCK` through node:fs. Writers poll until a reader is there (ENXIO). */
+export async function openFifoFd(p: string, mode: "read" | "write", signal?: AbortSignal): Promise<number> {
+  const { O_RDONLY, O_WRONLY, O_NONBLOCK } = fs.constants;
+  const flags = (mode === "read" ? O_RDONLY : O_WRONLY) | O_NONBLOCK;
+  for (let delay = 1;; delay = Math.min(delay * 2, 50)) {
+    signal?.throwIfAborted();
+    try {
+      const fd = fs.openSync(p, flags);
+      if (!fs.fstatSync(fd).isFIFO()) {
+        fs.closeSync(fd);
+        throw new TypeError(`Cannot open FIFO "${p}": it is not a FIFO`);
+      }
+      return fd;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENXIO") throw mapNodeError(e, `Cannot open FIFO "${p}"`);
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/** A one-way ByteStream over a FIFO fd, through a `node:net` Socket (libuv pipe: epoll, no thread pool). */
+export function fifoSocketStream(fd: number, mode: "read" | "write"): ByteStream {
+  const sock = new net.Socket({ fd, readable: mode === "read", writable: mode === "write" });
+  return socketStream(sock);
+}

@@ -1,0 +1,170 @@
+/**
+ * The runtime seam: everything ipckit needs from Deno, Bun or Node, behind one interface. Only `runtimes/` and
+ * `ffi/` may touch a runtime; the rest of ipckit talks to a {@linkcode Runtime}.
+ *
+ * @module
+ */
+
+/** The runtimes ipckit runs on. */
+export type RuntimeName = "deno" | "bun" | "node";
+
+/** The runtimes, in detection order. */
+export const RUNTIMES: readonly RuntimeName[] = ["deno", "bun", "node"];
+
+/** Signals ipckit can send and handle. SIGUSR1 is left out on purpose: Node and Deno start an inspector on it. */
+export type SignalName =
+  | "SIGHUP"
+  | "SIGINT"
+  | "SIGQUIT"
+  | "SIGTERM"
+  | "SIGKILL"
+  | "SIGUSR2"
+  | "SIGCHLD"
+  | "SIGCONT"
+  | "SIGSTOP"
+  | "SIGWINCH";
+
+/** Receives the bytes of a {@linkcode ByteStream}. */
+export interface ByteSink {
+  /** A chunk of bytes. Valid only during the call unless the stream says `ownsChunks`. */
+  data(chunk: Uint8Array): void;
+  /** The end of the stream: `error` is undefined at a clean end (EOF). Called once, and nothing after it. */
+  end(error?: Error): void;
+}
+
+/**
+ * A bidirectional byte stream (a socket, a pair of pipes). Reading is push-based, with flow control; writing
+ * returns a promise only when the runtime's buffer is full, so the fast path allocates nothing.
+ */
+export interface ByteStream {
+  /** True when chunks handed to `sink.data` are fresh buffers the sink may keep without copying. */
+  readonly ownsChunks: boolean;
+  /** Starts delivering incoming bytes to `sink`. Call once. */
+  start(sink: ByteSink): void;
+  /** Stops delivering bytes until `resume()`; the OS buffers fill and the writer blocks (backpressure). */
+  pause(): void;
+  /** Resumes delivery after `pause()`. */
+  resume(): void;
+  /**
+   * Queues `chunk` for writing; the caller must not modify it afterwards. Returns a promise when the caller should
+   * wait before writing more (it rejects if the stream fails), or undefined when it may go on at once.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined;
+  /** Flushes what was written, then signals end-of-stream to the peer (half-close). */
+  end(): Promise<void>;
+  /** Closes both directions now, discarding unwritten data. Idempotent. */
+  close(): void;
+}
+
+/** A listening socket. */
+export interface Server {
+  /** The bound TCP port (0 for Unix sockets). */
+  readonly port: number;
+  /** Stops accepting; existing connections stay open. */
+  close(): Promise<void>;
+}
+
+/** How to start a child process. */
+export interface SpawnOptions {
+  /** Working directory; the parent's by default. */
+  cwd?: string;
+  /** Extra environment variables, merged over the parent's. */
+  env?: Record<string, string>;
+  /** What to do with the child's stdin and stdout: `"pipe"` (a ByteStream), `"inherit"` or `"null"`. */
+  stdio?: "pipe" | "inherit" | "null";
+  /** The child's stderr; `"inherit"` by default. */
+  stderr?: "pipe" | "inherit" | "null";
+}
+
+/** How a child ended. */
+export interface ExitStatus {
+  /** The exit code, or null when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, or null. */
+  signal: string | null;
+}
+
+/** A started child process. */
+export interface ChildProcess {
+  /** The child's pid. */
+  readonly pid: number;
+  /** The child's stdin (write) and stdout (read) as one stream, when spawned with `stdio: "pipe"`. */
+  readonly stdio: ByteStream | null;
+  /** The child's stderr, as text chunks, when spawned with `stderr: "pipe"`. */
+  readonly stderr: AsyncIterable<Uint8Array> | null;
+  /** Resolves when the child has exited. */
+  readonly exited: Promise<ExitStatus>;
+  /** Sends a signal to the child (SIGTERM by default). Does nothing once it has exited. */
+  kill(signal?: SignalName): void;
+  /** Lets this process exit while the child still runs. */
+  unref(): void;
+}
+
+/** A running worker thread. */
+export interface WorkerHandle {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  onMessage(fn: (message: unknown) => void): void;
+  onError(fn: (error: unknown) => void): void;
+  terminate(): Promise<void>;
+}
+
+/** Everything ipckit needs from a runtime. One adapter per runtime implements it. */
+export interface Runtime {
+  /** Which runtime this is. */
+  readonly name: RuntimeName;
+  /** This process's id. */
+  readonly pid: number;
+  /** The runtime's version string. */
+  readonly version: string;
+  /** Command-line arguments after the script. */
+  args(): string[];
+  /** Reads an environment variable. */
+  env(name: string): string | undefined;
+  /** Ends this process. */
+  exit(code: number): never;
+
+  /** Starts a child process. `cmd[0]` is the program. */
+  spawn(cmd: string[], options?: SpawnOptions): ChildProcess;
+  /** This process's own stdin (read) and stdout (write) as one stream. */
+  stdio(): ByteStream;
+  /** Writes text to stderr, synchronously (for diagnostics that must not go to stdout). */
+  printError(text: string): void;
+
+  /** Registers a signal handler; dispose it to remove it. A handler alone does not keep the process alive. */
+  onSignal(signal: SignalName, fn: () => void): Disposable;
+  /** Sends a signal to a process. */
+  kill(pid: number, signal: SignalName): void;
+
+  /** Listens on a Unix stream socket at `path` (the file must not exist). */
+  listenUnix(path: string, onConnection: (stream: ByteStream) => void): Promise<Server>;
+  /** Connects to a Unix stream socket. */
+  connectUnix(path: string): Promise<ByteStream>;
+  /** Listens on TCP; port 0 picks a free port (see `Server.port`). */
+  listenTcp(
+    options: { port: number; hostname: string },
+    onConnection: (stream: ByteStream) => void,
+  ): Promise<Server>;
+  /** Connects over TCP (with Nagle's algorithm off). */
+  connectTcp(options: { port: number; hostname: string }): Promise<ByteStream>;
+
+  /**
+   * Opens one end of a FIFO (named pipe) without blocking the event loop: `"read"` resolves at once, `"write"`
+   * resolves when a reader has the FIFO open. The stream is one-way: a read end never writes, a write end never
+   * delivers data. Rejects with the signal's reason when `signal` aborts before a peer came.
+   */
+  openFifo(path: string, mode: "read" | "write", signal?: AbortSignal): Promise<ByteStream>;
+
+  /** Starts a worker thread on a module. */
+  worker(url: URL, options?: { name?: string }): WorkerHandle;
+
+  /** File-system helpers used by transports and tests. */
+  removeFile(path: string): Promise<void>;
+  /** Whether a path exists (without following a final symlink). */
+  exists(path: string): Promise<boolean>;
+  /** A fresh private temporary directory. */
+  makeTempDir(prefix: string): Promise<string>;
+  /** Removes a directory and its contents. */
+  removeDir(path: string): Promise<void>;
+  /** Absolute file path of a `file:` URL. */
+  fromFileUrl(url: URL | string): string;
+}

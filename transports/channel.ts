@@ -1,0 +1,312 @@
+/**
+ * The Channel contract: what every ipckit transport promises, and the base class that keeps the promise once for
+ * all of them (validation, receive queue, timeouts, abort, close-once).
+ *
+ * Every transport keeps this list, and `tests/conformance/channel.ts` checks exactly this list:
+ *
+ * 1. Boundaries: each `receive()` returns exactly one message as it was sent (0 bytes to `maxMessage`).
+ * 2. Order and integrity: messages arrive in the order sent, none lost, none duplicated (for transports whose
+ *    capabilities say `ordered` and `reliable`).
+ * 3. Both directions are independent: both sides may send before either reads, without deadlock, up to the
+ *    buffered volume (kernel buffers plus `highWaterMark` on the receiving side); beyond it `send()` waits.
+ * 4. A message over `maxMessage` is rejected by `send()` with `MessageTooLargeError`; nothing is written and the
+ *    channel stays usable. A receiver that is sent one anyway rejects with `MessageTooLargeError` and closes.
+ * 5. `close()` is idempotent. The peer receives every message sent before `close()`, then `receive()` rejects
+ *    with `ClosedError`. After the peer's close, `send()` rejects with `ClosedError`.
+ * 6. `send()` after `close()` rejects with `ClosedError`; pending `receive()` calls reject with `ClosedError`.
+ * 7. `receive({ signal, timeout })`: an abort rejects with the signal's reason (an `AbortError` DOMException by
+ *    default) and a timeout with `TimeoutError`; neither loses a message: it stays for the next receive.
+ * 8. A broken peer (a truncated frame, a reset connection) ends the channel with `ProtocolError` or
+ *    `ClosedError` (with the cause); it never hangs and never crashes the process.
+ *
+ * @module
+ */
+import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../errors.ts";
+import { DEFAULT_MAX_MESSAGE, MAX_FRAME } from "./framing.ts";
+
+/** What a transport can promise. */
+export interface Capabilities {
+  /** Messages arrive in the order sent. */
+  readonly ordered: boolean;
+  /** Messages are never lost or duplicated while both sides live. */
+  readonly reliable: boolean;
+  /** The largest message the transport can carry at all, in bytes. */
+  readonly maxMessage: number;
+  /** The peer may be on another host. */
+  readonly crossHost: boolean;
+}
+
+/** A message channel between two endpoints. See the module doc for the contract. */
+export interface Channel extends AsyncIterable<Uint8Array>, AsyncDisposable {
+  /**
+   * Sends one message. The bytes are copied or handed to the OS before the promise settles: the buffer may be
+   * reused once `send()` returned. Resolves when the message is queued within the transport's limits.
+   */
+  send(message: Uint8Array, options?: SendOptions): Promise<void>;
+  /** Receives the next message; rejects with `ClosedError` once the channel has ended and is drained. */
+  receive(options?: ReceiveOptions): Promise<Uint8Array>;
+  /** Closes this end; idempotent. The peer receives every message sent before, then the end. */
+  close(): Promise<void>;
+  /** True once `close()` was called or the channel ended. */
+  readonly closed: boolean;
+  /** What this transport promises. */
+  readonly capabilities: Capabilities;
+}
+
+/** Options of {@linkcode Channel.send}. */
+export interface SendOptions {
+  /** Aborts the send while it waits for room; a message already handed to the transport is not taken back. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode Channel.receive}. */
+export interface ReceiveOptions {
+  /** Aborts the wait. */
+  signal?: AbortSignal;
+  /** Gives up after this many milliseconds with `TimeoutError`. */
+  timeout?: number;
+}
+
+/** Options common to every channel. */
+export interface ChannelOptions {
+  /** Largest message accepted in either direction, in bytes. Default 64 MiB. */
+  maxMessage?: number;
+  /**
+   * Bytes of received messages held in memory before reading from the OS pauses (backpressure). At least one
+   * message is always held. Default 16 MiB.
+   */
+  highWaterMark?: number;
+}
+
+/** A source of channels: a listening socket. */
+export interface Listener extends AsyncIterable<Channel>, AsyncDisposable {
+  /** Waits for the next connection; rejects with `ClosedError` after `close()`. */
+  accept(options?: { signal?: AbortSignal }): Promise<Channel>;
+  /** Stops listening (and removes a Unix socket file it created). Accepted channels stay open. */
+  close(): Promise<void>;
+}
+
+/** Validates `maxMessage` / `highWaterMark` options. */
+export function channelLimits(options: ChannelOptions, transportMax = MAX_FRAME): {
+  maxMessage: number;
+  highWaterMark: number;
+} {
+  const maxMessage = options.maxMessage ?? Math.min(DEFAULT_MAX_MESSAGE, transportMax);
+  if (!Number.isSafeInteger(maxMessage) || maxMessage < 0 || maxMessage > transportMax) {
+    throw new RangeError(`Cannot use maxMessage ${maxMessage}: it must be an integer from 0 to ${transportMax}`);
+  }
+  const highWaterMark = options.highWaterMark ?? 16 * 1024 * 1024;
+  if (!Number.isSafeInteger(highWaterMark) || highWaterMark < 1) {
+    throw new RangeError(`Cannot use highWaterMark ${highWaterMark}: it must be a positive integer`);
+  }
+  return { maxMessage, highWaterMark };
+}
+
+interface Waiter {
+  resolve(m: Uint8Array): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * The shared half of every channel. A transport extends it and implements `_send`, `_close` and (optionally)
+ * `_pause`/`_resume`; it reports incoming messages with `deliver()` and the end with `end()`.
+ */
+export abstract class BaseChannel implements Channel {
+  abstract readonly capabilities: Capabilities;
+  readonly maxMessage: number;
+  readonly highWaterMark: number;
+  /** A short description for error messages, like `Unix socket "/tmp/a.sock"`. */
+  protected readonly description: string;
+
+  #queue: Uint8Array[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+  #waiters: Waiter[] = [];
+  #paused = false;
+  /** Set when no more messages will arrive: the reason receive() rejects with once drained. */
+  #endError: Error | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(description: string, options: ChannelOptions = {}, transportMax?: number) {
+    const limits = channelLimits(options, transportMax);
+    this.maxMessage = limits.maxMessage;
+    this.highWaterMark = limits.highWaterMark;
+    this.description = description;
+  }
+
+  /** Writes one validated message. Must not reorder messages. */
+  protected abstract _send(message: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
+  /** Releases the transport after a local close (flush, then signal the end to the peer). */
+  protected abstract _close(): Promise<void>;
+  /** Stops reading from the OS (flow control). */
+  protected _pause(): void {}
+  /** Resumes reading. */
+  protected _resume(): void {}
+
+  get closed(): boolean {
+    return this.#closed || this.#endError !== undefined;
+  }
+
+  /** True once no more messages will arrive. */
+  protected get ended(): boolean {
+    return this.#endError !== undefined;
+  }
+
+  send(message: Uint8Array, options?: SendOptions): Promise<void> {
+    if (!(message instanceof Uint8Array)) {
+      return Promise.reject(new TypeError(`Cannot send on ${this.description}: the message must be a Uint8Array`));
+    }
+    if (this.#closed) return Promise.reject(new ClosedError(`Cannot send on ${this.description}: it is closed`));
+    if (this.#endError !== undefined && !this.sendAfterEnd) {
+      return Promise.reject(
+        new ClosedError(`Cannot send on ${this.description}: the peer closed it`, { cause: this.#endError }),
+      );
+    }
+    if (message.byteLength > this.maxMessage) {
+      return Promise.reject(
+        new MessageTooLargeError(
+          `Cannot send a message of ${message.byteLength} bytes on ${this.description}: it exceeds maxMessage (${this.maxMessage} bytes)`,
+          message.byteLength,
+          this.maxMessage,
+        ),
+      );
+    }
+    if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
+    try {
+      return this._send(message, options?.signal) ?? Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Whether send() still works after the peer ended its direction (datagram-like transports). */
+  protected get sendAfterEnd(): boolean {
+    return false;
+  }
+
+  receive(options?: ReceiveOptions): Promise<Uint8Array> {
+    if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
+    if (this.#closed) return Promise.reject(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
+    if (this.#endError !== undefined) return Promise.reject(this.#endError);
+    const signal = options?.signal;
+    const timeout = options?.timeout;
+    if (timeout !== undefined && !(timeout >= 0)) {
+      return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.#paused) this.#resumeIfRoom();
+    return new Promise<Uint8Array>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waiter: Waiter = {
+        resolve: (m) => {
+          cleanup();
+          resolve(m);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
+      };
+      const drop = (e: unknown) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        waiter.reject(e);
+      };
+      const onAbort = () => drop(abortError(signal!));
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      if (timeout !== undefined) {
+        timer = setTimeout(
+          () => drop(new TimeoutError(`Cannot receive on ${this.description}: timed out after ${timeout} ms`)),
+          timeout,
+        );
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #shift(): Uint8Array {
+    const m = this.#queue[this.#head]!;
+    this.#queue[this.#head++] = undefined as unknown as Uint8Array;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#queuedBytes -= m.byteLength;
+    if (this.#paused) this.#resumeIfRoom();
+    return m;
+  }
+
+  #resumeIfRoom(): void {
+    if (this.#queuedBytes < this.highWaterMark / 2 || this.#head === this.#queue.length) {
+      this.#paused = false;
+      this._resume();
+    }
+  }
+
+  /** Hands one received message to a waiting `receive()` or queues it. */
+  protected deliver(message: Uint8Array): void {
+    if (this.#closed) return; // closed locally: discard until the peer's end
+    const w = this.#waiters.shift();
+    if (w !== undefined) return w.resolve(message);
+    this.#queue.push(message);
+    this.#queuedBytes += message.byteLength;
+    if (!this.#paused && this.#queuedBytes >= this.highWaterMark) {
+      this.#paused = true;
+      this._pause();
+    }
+  }
+
+  /**
+   * Marks the end of incoming messages. Queued messages stay receivable; then `receive()` rejects with `error`
+   * (a `ClosedError` for a clean end). The first call wins.
+   */
+  protected end(error?: Error): void {
+    if (this.#endError !== undefined) return;
+    this.#endError = error ?? new ClosedError(`Cannot receive on ${this.description}: the peer closed it`);
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(this.#endError);
+  }
+
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    const e = new ClosedError(`Cannot receive on ${this.description}: it is closed`);
+    for (const w of waiters) w.reject(e);
+    this.#queue = [];
+    this.#head = 0;
+    this.#queuedBytes = 0;
+    if (this.#paused) {
+      this.#paused = false;
+      this._resume(); // keep reading (and discarding) until the peer's end, so nothing is reset
+    }
+    return (this.#closing = this._close());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    for (;;) {
+      let m: Uint8Array;
+      try {
+        m = await this.receive();
+      } catch (e) {
+        if (e instanceof ClosedError) return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Codecs turn values into message bytes and back: `cbor` (cbor-x; the default, binary-safe: a Uint8Array travels
+ * as bytes) and `json` (UTF-8 JSON; interoperable with anything).
+ *
+ * @module
+ */
+import { Decoder, Encoder } from "cbor-x";
+import { ProtocolError } from "../errors.ts";
+
+/** Encodes values of type T to bytes and back. */
+export interface Codec<T = unknown> {
+  /** A short name, for error messages. */
+  readonly name: string;
+  encode(value: T): Uint8Array;
+  /** @throws {ProtocolError} when the bytes are not a valid encoding. */
+  decode(bytes: Uint8Array): T;
+}
+
+// Plain CBOR: no record extension or shared structures, so any CBOR peer can read it.
+const cborEncoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+/**
+ * CBOR (RFC 8949) through cbor-x.
+ *
+ * @example
+ * ```ts
+ * import { cbor } from "ipckit";
+ * cbor.decode(cbor.encode({ a: 1, b: new Uint8Array([1]) })); // { a: 1, b: Uint8Array [1] }
+ * ```
+ */
+export const cbor: Codec = {
+  name: "cbor",
+  encode(value) {
+    // cbor-x reuses its buffer: copy out the bytes so later encodes do not overwrite a message being sent.
+    const out = cborEncoder.encode(value);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength).slice();
+  },
+  decode(bytes) {
+    try {
+      return cborDecoder.decode(bytes);
+    } catch (e) {
+      throw new ProtocolError(`Cannot decode a CBOR message of ${bytes.byteLength} bytes: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  },
+};
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * JSON as UTF-8 bytes.
+ *
+ * @example
+ * ```ts
+ * import { json } from "ipckit";
+ * new TextDecoder().decode(json.encode({ a: 1 })); // '{"a":1}'
+ * ```
+ */
+export const json: Codec = {
+  name: "json",
+  encode(value) {
+    const text = JSON.stringify(value);
+    if (text === undefined) throw new TypeError(`Cannot encode ${typeof value} as JSON`);
+    return utf8.encode(text);
+  },
+  decode(bytes) {
+    try {
+      return JSON.parse(fromUtf8.decode(bytes));
+    } catch (e) {
+      throw new ProtocolError(`Cannot decode a JSON message of ${bytes.byteLength} bytes: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  },
+};

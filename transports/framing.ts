@@ -1,0 +1,147 @@
+/**
+ * Stream framing: how ipckit keeps message boundaries on byte streams (Unix and TCP sockets, pipes, FIFOs).
+ *
+ * ## The wire format, byte for byte
+ *
+ * A stream is a sequence of frames and nothing else: no handshake, no trailer.
+ *
+ * ```text
+ * offset  size  field
+ * 0       4     length: unsigned 32-bit integer, big-endian (network order): the payload size in bytes
+ * 4       n     payload: exactly `length` bytes, the message
+ * ```
+ *
+ * - A message of 0 bytes is the frame `00 00 00 00`. The 3-byte message `"abc"` is `00 00 00 03 61 62 63`.
+ * - The largest frame is 2^32 - 1 bytes; each side also enforces its own `maxMessage` (64 MiB by default). A
+ *   sender refuses to send more (`MessageTooLargeError`, nothing written); a receiver that reads a larger length
+ *   rejects with `MessageTooLargeError` and closes the stream, since it cannot trust the rest of it.
+ * - End of stream (EOF) between frames is the clean end: the peer closed the channel. EOF inside a frame (in the
+ *   length or the payload) is a `ProtocolError`.
+ * - Closing: the closing side finishes writing its frames, then half-closes (shutdown(SHUT_WR), or closes its pipe
+ *   end). The other side, on EOF, closes its own write side too, so both ends see EOF and no data is reset.
+ *
+ * A peer in any language speaks this with a few lines; with Python:
+ * `sock.sendall(len(b).to_bytes(4, "big") + b)`, and to read: `n = int.from_bytes(recv_exactly(4), "big")`, then
+ * `recv_exactly(n)`.
+ *
+ * @module
+ */
+import { MessageTooLargeError, ProtocolError } from "../errors.ts";
+
+/** Size of the length prefix in bytes. */
+export const HEADER_SIZE = 4;
+/** The largest payload the format can describe. */
+export const MAX_FRAME = 0xffff_ffff;
+/** Default `maxMessage`: 64 MiB. */
+export const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
+
+/**
+ * Encodes one frame: a fresh buffer holding the 4-byte big-endian length and a copy of the payload, so the caller
+ * may reuse `payload` at once and the frame goes out in one write.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "ipckit/framing";
+ * encodeFrame(new TextEncoder().encode("abc")); // Uint8Array [0, 0, 0, 3, 97, 98, 99]
+ * ```
+ */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
+  const n = payload.byteLength;
+  const frame = new Uint8Array(HEADER_SIZE + n);
+  frame[0] = n >>> 24;
+  frame[1] = (n >>> 16) & 0xff;
+  frame[2] = (n >>> 8) & 0xff;
+  frame[3] = n & 0xff;
+  frame.set(payload, HEADER_SIZE);
+  return frame;
+}
+
+/**
+ * Incremental frame decoder: feed it chunks as they arrive, it calls `onFrame` once per complete payload. Payloads
+ * that lie inside one owned chunk are handed out as views (no copy); the rest are assembled into fresh buffers.
+ */
+export class FrameDecoder {
+  readonly #maxMessage: number;
+  readonly #onFrame: (payload: Uint8Array) => void;
+  // Partial header bytes.
+  readonly #head = new Uint8Array(HEADER_SIZE);
+  #headLen = 0;
+  // Payload being assembled (null when between frames or reading the header).
+  #body: Uint8Array | null = null;
+  #bodyLen = 0;
+
+  constructor(maxMessage: number, onFrame: (payload: Uint8Array) => void) {
+    this.#maxMessage = maxMessage;
+    this.#onFrame = onFrame;
+  }
+
+  /** True when the decoder is between frames (EOF now would be a clean end). */
+  get idle(): boolean {
+    return this.#headLen === 0 && this.#body === null;
+  }
+
+  /**
+   * Decodes a chunk. `owned` says the chunk may be kept (views of it may be handed out).
+   *
+   * @throws {MessageTooLargeError} when a frame announces more than `maxMessage` bytes.
+   */
+  push(chunk: Uint8Array, owned: boolean): void {
+    let off = 0;
+    const end = chunk.byteLength;
+    while (off < end) {
+      if (this.#body !== null) {
+        // Continue a payload spread over chunks.
+        const take = Math.min(end - off, this.#body.byteLength - this.#bodyLen);
+        this.#body.set(chunk.subarray(off, off + take), this.#bodyLen);
+        this.#bodyLen += take;
+        off += take;
+        if (this.#bodyLen === this.#body.byteLength) {
+          const body = this.#body;
+          this.#body = null;
+          this.#onFrame(body);
+        }
+        continue;
+      }
+      let n: number;
+      if (this.#headLen === 0 && end - off >= HEADER_SIZE) {
+        n = ((chunk[off]! << 24) | (chunk[off + 1]! << 16) | (chunk[off + 2]! << 8) | chunk[off + 3]!) >>> 0;
+        off += HEADER_SIZE;
+      } else {
+        while (this.#headLen < HEADER_SIZE && off < end) this.#head[this.#headLen++] = chunk[off++]!;
+        if (this.#headLen < HEADER_SIZE) return;
+        const h = this.#head;
+        n = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+        this.#headLen = 0;
+      }
+      if (n > this.#maxMessage) {
+        throw new MessageTooLargeError(
+          `Cannot receive a message of ${n} bytes: it exceeds maxMessage (${this.#maxMessage} bytes)`,
+          n,
+          this.#maxMessage,
+        );
+      }
+      if (end - off >= n) {
+        // Whole payload inside this chunk.
+        const view = chunk.subarray(off, off + n);
+        off += n;
+        this.#onFrame(owned ? view : view.slice());
+      } else {
+        this.#body = new Uint8Array(n);
+        this.#bodyLen = 0;
+      }
+    }
+  }
+
+  /**
+   * Checks the decoder at end of stream.
+   *
+   * @throws {ProtocolError} when the stream ended inside a frame.
+   */
+  finish(): void {
+    if (this.idle) return;
+    const where = this.#body === null
+      ? `after ${this.#headLen} of 4 length bytes`
+      : `after ${this.#bodyLen} of ${this.#body.byteLength} payload bytes`;
+    throw new ProtocolError(`Cannot read a message: the stream ended inside a frame (${where})`);
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * A Channel over any byte stream, with the framing of `framing.ts`. Unix and TCP sockets, child stdio and FIFO
+ * pairs are all this class over a different {@linkcode ByteStream}.
+ *
+ * @module
+ */
+import { abortError, ClosedError, ProtocolError } from "../errors.ts";
+import type { ByteStream } from "../runtimes/runtime.ts";
+import { BaseChannel, type Capabilities, type ChannelOptions } from "./channel.ts";
+import { encodeFrame, FrameDecoder } from "./framing.ts";
+
+/** How long a closing side waits for the peer's end before it drops the connection, in milliseconds. */
+const LINGER_MS = 2000;
+
+interface PendingSend {
+  frame: Uint8Array;
+  resolve(): void;
+  reject(e: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** A framed Channel over a {@linkcode ByteStream}. */
+export class StreamChannel extends BaseChannel {
+  readonly capabilities: Capabilities;
+  readonly #stream: ByteStream;
+  readonly #decoder: FrameDecoder;
+  /** Set while the stream asks writers to wait; sends queue behind it in order. */
+  #blocked: Promise<void> | undefined;
+  #pending: PendingSend[] = [];
+  #writeError: Error | undefined;
+  #streamEnded = false;
+  #writeSideEnded = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(stream: ByteStream, description: string, capabilities: Capabilities, options: ChannelOptions = {}) {
+    super(description, options, capabilities.maxMessage);
+    this.capabilities = capabilities;
+    this.#stream = stream;
+    this.#decoder = new FrameDecoder(this.maxMessage, (m) => this.deliver(m));
+    const owns = stream.ownsChunks;
+    stream.start({
+      data: (chunk) => {
+        if (this.ended) return;
+        try {
+          this.#decoder.push(chunk, owns);
+        } catch (e) {
+          this.#fail(e as Error);
+        }
+      },
+      end: (e) => this.#onStreamEnd(e),
+    });
+  }
+
+  protected override _pause(): void {
+    this.#stream.pause();
+  }
+
+  protected override _resume(): void {
+    this.#stream.resume();
+  }
+
+  protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
+    const frame = encodeFrame(message);
+    if (this.#blocked === undefined) return this.#write(frame);
+    return new Promise<void>((resolve, reject) => {
+      const p: PendingSend = { frame, resolve, reject, signal, onAbort: undefined };
+      if (signal) {
+        p.onAbort = () => {
+          const i = this.#pending.indexOf(p);
+          if (i >= 0) {
+            this.#pending.splice(i, 1);
+            reject(abortError(signal));
+          }
+        };
+        signal.addEventListener("abort", p.onAbort, { once: true });
+      }
+      this.#pending.push(p);
+    });
+  }
+
+  #write(frame: Uint8Array): Promise<void> | undefined {
+    if (this.#writeError) return Promise.reject(this.#writeError);
+    let wait: Promise<void> | undefined;
+    try {
+      wait = this.#stream.write(frame);
+    } catch (e) {
+      return Promise.reject(this.#writeFailed(e));
+    }
+    if (wait === undefined) return undefined;
+    const blocked: Promise<void> = wait.then(
+      () => {
+        if (this.#blocked === blocked) this.#blocked = undefined;
+        this.#flushPending();
+      },
+      (e) => {
+        const err = this.#writeFailed(e);
+        if (this.#blocked === blocked) this.#blocked = undefined;
+        this.#flushPending();
+        throw err;
+      },
+    );
+    this.#blocked = blocked;
+    return blocked;
+  }
+
+  #writeFailed(e: unknown): Error {
+    return (this.#writeError ??= e instanceof ClosedError
+      ? e
+      : new ClosedError(`Cannot send on ${this.description}: the connection failed`, { cause: e }));
+  }
+
+  #flushPending(): void {
+    while (this.#blocked === undefined && this.#pending.length > 0) {
+      const p = this.#pending.shift()!;
+      if (p.signal && p.onAbort) p.signal.removeEventListener("abort", p.onAbort);
+      const r = this.#write(p.frame);
+      if (r === undefined) p.resolve();
+      else r.then(p.resolve, p.reject);
+    }
+  }
+
+  /** Resolves when every queued frame was handed to the stream. */
+  async #drained(): Promise<void> {
+    while (this.#blocked !== undefined || this.#pending.length > 0) {
+      await this.#blocked?.catch(() => {});
+      if (this.#writeError) {
+        for (const p of this.#pending.splice(0)) p.reject(this.#writeError);
+      }
+    }
+  }
+
+  #fail(e: Error): void {
+    this.end(e);
+    this.#stream.close();
+    this.#release();
+  }
+
+  #onStreamEnd(error?: Error): void {
+    this.#streamEnded = true;
+    if (!this.ended) {
+      if (error !== undefined) {
+        this.end(new ClosedError(`Cannot receive on ${this.description}: the connection failed`, { cause: error }));
+      } else {
+        try {
+          this.#decoder.finish();
+          this.end();
+        } catch (e) {
+          this.end(e as ProtocolError);
+        }
+      }
+    }
+    // The peer closed (or the stream failed): close our direction too, after what was already written.
+    if (!this.#writeSideEnded) void this.#endWriteSide().then(() => this.#release());
+    else this.#release();
+  }
+
+  async #endWriteSide(): Promise<void> {
+    this.#writeSideEnded = true;
+    await this.#drained();
+    try {
+      await this.#stream.end();
+    } catch { /* the connection is gone already */ }
+  }
+
+  #release(): void {
+    if (this.#linger !== undefined) clearTimeout(this.#linger);
+    this.#linger = undefined;
+    this.#stream.close();
+  }
+
+  protected async _close(): Promise<void> {
+    if (this.#writeSideEnded) return;
+    await this.#endWriteSide();
+    if (this.#streamEnded) return this.#release();
+    // Keep reading (and discarding) until the peer's end so that no unread data resets the connection.
+    this.#linger = setTimeout(() => this.#release(), LINGER_MS);
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * TCP sockets with ipckit's framing (Nagle's algorithm off). Use `hostname: "127.0.0.1"` (the default) for
+ * loopback-only services.
+ *
+ * @example
+ * ```ts
+ * import { tcp } from "ipckit";
+ * await using server = await tcp.listen({ port: 0 });
+ * const client = await tcp.connect({ port: server.port });
+ * const peer = await server.accept();
+ * await client.send(new Uint8Array([1, 2, 3]));
+ * console.log(await peer.receive()); // Uint8Array [1, 2, 3]
+ * await client.close();
+ * await peer.close();
+ * ```
+ *
+ * @module
+ */
+import { runtime } from "../runtimes/detect.ts";
+import type { ByteStream } from "../runtimes/runtime.ts";
+import type { Capabilities, Channel, ChannelOptions, Listener } from "./channel.ts";
+import { StreamListener } from "./listener.ts";
+import { StreamChannel } from "./stream_channel.ts";
+import { MAX_FRAME } from "./framing.ts";
+
+/** What a TCP channel promises. */
+export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: true };
+
+/** Where to listen or connect. */
+export interface TcpAddress extends ChannelOptions {
+  /** Port; 0 lets `listen` pick a free one. */
+  port: number;
+  /** Host name or address; `"127.0.0.1"` by default. */
+  hostname?: string;
+}
+
+/** A TCP listener; `port` is the bound port. */
+export interface TcpListener extends Listener {
+  readonly port: number;
+}
+
+function checkPort(port: unknown, allowZero: boolean): number {
+  if (!Number.isInteger(port) || (port as number) < (allowZero ? 0 : 1) || (port as number) > 65535) {
+    throw new RangeError(`Cannot use TCP port ${String(port)}: it must be an integer from ${allowZero ? 0 : 1} to 65535`);
+  }
+  return port as number;
+}
+
+function wrap(stream: ByteStream, where: string, options: ChannelOptions): Channel {
+  return new StreamChannel(stream, `TCP ${where}`, capabilities, options);
+}
+
+/**
+ * Listens on TCP.
+ *
+ * @returns A Listener with the bound `port`.
+ * @throws {AlreadyExistsError} when the port is in use.
+ */
+export async function listen(address: TcpAddress): Promise<TcpListener> {
+  const port = checkPort(address?.port, true);
+  const hostname = address.hostname ?? "127.0.0.1";
+  const rt = await runtime();
+  const listener = new StreamListener({
+    description: `TCP listener ${hostname}:${port}`,
+    wrap: (s) => wrap(s, `connection on ${hostname}:${listener.port}`, address),
+  });
+  listener.attach(await rt.listenTcp({ port, hostname }, listener.onConnection));
+  return listener;
+}
+
+/**
+ * Connects over TCP.
+ *
+ * @throws {NotFoundError} when the connection is refused.
+ */
+export async function connect(address: TcpAddress): Promise<Channel> {
+  const port = checkPort(address?.port, false);
+  const hostname = address.hostname ?? "127.0.0.1";
+  const rt = await runtime();
+  return wrap(await rt.connectTcp({ port, hostname }), `${hostname}:${port}`, address);
+}

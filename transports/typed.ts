@@ -1,0 +1,68 @@
+/**
+ * A typed view of any Channel: values in, values out, through a codec.
+ *
+ * @module
+ */
+import { ClosedError } from "../errors.ts";
+import type { Channel, ReceiveOptions, SendOptions } from "./channel.ts";
+import { cbor, type Codec } from "./codec.ts";
+
+/** A Channel of values of type T. */
+export interface TypedChannel<T> extends AsyncIterable<T>, AsyncDisposable {
+  /** Encodes and sends a value. */
+  send(value: T, options?: SendOptions): Promise<void>;
+  /**
+   * Receives and decodes the next value.
+   *
+   * @throws {ProtocolError} when the message does not decode (the channel stays usable).
+   */
+  receive(options?: ReceiveOptions): Promise<T>;
+  close(): Promise<void>;
+  readonly closed: boolean;
+  /** The byte channel underneath. */
+  readonly channel: Channel;
+}
+
+/**
+ * Wraps `channel` so it carries values: `cbor` by default, or `json`, or any {@linkcode Codec}. The type
+ * parameter is a promise between the two sides, not a check: validate what you receive from untrusted peers.
+ *
+ * @example
+ * ```ts
+ * import { typed, unix } from "ipckit";
+ * const ch = typed<{ op: string; n: number }>(await unix.connect("/tmp/svc.sock"));
+ * await ch.send({ op: "add", n: 2 });
+ * ```
+ */
+export function typed<T = unknown>(channel: Channel, codec: Codec = cbor): TypedChannel<T> {
+  return {
+    channel,
+    send: (value, options) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = codec.encode(value);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return channel.send(bytes, options);
+    },
+    receive: async (options) => codec.decode(await channel.receive(options)) as T,
+    close: () => channel.close(),
+    get closed() {
+      return channel.closed;
+    },
+    [Symbol.asyncDispose]: () => channel.close(),
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        let m: Uint8Array;
+        try {
+          m = await channel.receive();
+        } catch (e) {
+          if (e instanceof ClosedError) return;
+          throw e;
+        }
+        yield codec.decode(m) as T;
+      }
+    },
+  };
+}
