@@ -44,13 +44,9 @@ export function native(): Promise<Native> {
   return (cached ??= load());
 }
 
+// Specifiers in a table, not literals, so that one runtime's type checker does not follow another's loader.
+const LOADERS = { deno: "./deno.ts", bun: "./bun.ts", node: "./node.ts" } as const;
+
 async function load(): Promise<Native> {
-  switch (runtimeName()) {
-    case "deno":
-      return (await import("./deno.ts")).load();
-    case "bun":
-      return (await import("./bun.ts")).load();
-    case "node":
-      return (await import("./node.ts")).load();
-  }
+  return ((await import(LOADERS[runtimeName()])) as { load(): Native }).load();
 }

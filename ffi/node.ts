@@ -23,7 +23,7 @@ const TYPES: Record<FfiType, string> = {
 
 /** Opens libc with koffi. */
 export function load(): Native {
-  let lib: koffi.IKoffiLib;
+  let lib: ReturnType<typeof koffi.load>;
   try {
     lib = koffi.load(libcPath(platform()));
   } catch (e) {

@@ -18,19 +18,26 @@ function sinkWriter(sink: ReturnType<ReturnType<typeof Bun.file>["writer"]>) {
 }
 
 function fdStream(fd: number, mode: "read" | "write"): ByteStream {
-  let released = false;
+  // FileSink.end() flushes but leaves the fd open: close it ourselves, once, or the reader never sees EOF.
+  let open = true;
+  const closeFd = () => {
+    if (!open) return;
+    open = false;
+    try {
+      closeSync(fd);
+    } catch { /* already closed */ }
+  };
   const sink = mode === "write" ? Bun.file(fd).writer() : undefined;
   return webStream({
     readable: mode === "read" ? Bun.file(fd).stream() as ReadableStream<Uint8Array> : null,
     write: sink ? sinkWriter(sink) : null,
-    endWrite: sink ? async () => void (await sink.end()) : undefined,
-    release() {
-      if (released) return;
-      released = true;
-      try {
-        closeSync(fd);
-      } catch { /* closed by the stream already */ }
-    },
+    endWrite: sink
+      ? async () => {
+        await sink.end();
+        closeFd();
+      }
+      : undefined,
+    release: closeFd,
   });
 }
 

@@ -31,13 +31,10 @@ export function runtime(): Promise<Runtime> {
   return (cached ??= load(runtimeName()));
 }
 
+// Specifiers in a table, not literals: a type checker for one runtime must not follow the import into another
+// runtime's adapter (deno check knows no `Bun`, tsc with bun-types knows no `Deno`).
+const ADAPTERS: Record<RuntimeName, string> = { deno: "./deno.ts", bun: "./bun.ts", node: "./node.ts" };
+
 async function load(name: RuntimeName): Promise<Runtime> {
-  switch (name) {
-    case "deno":
-      return (await import("./deno.ts")).runtime;
-    case "bun":
-      return (await import("./bun.ts")).runtime;
-    case "node":
-      return (await import("./node.ts")).runtime;
-  }
+  return ((await import(ADAPTERS[name])) as { runtime: Runtime }).runtime;
 }

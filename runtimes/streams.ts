@@ -74,9 +74,9 @@ export interface WebStreamParts {
   /** Where bytes go; null for a read-only stream. */
   write: WriteFn | null;
   /** Half-closes the write side. */
-  endWrite?: () => void | Promise<void>;
+  endWrite?: (() => void | Promise<void>) | undefined;
   /** Releases everything (called once, by `close()` or after both sides ended). */
-  release?: () => void;
+  release?: (() => void) | undefined;
   /** Whether the readable hands out fresh chunks. */
   ownsChunks?: boolean;
 }

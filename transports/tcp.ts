@@ -60,9 +60,9 @@ export async function listen(address: TcpAddress): Promise<TcpListener> {
   const port = checkPort(address?.port, true);
   const hostname = address.hostname ?? "127.0.0.1";
   const rt = await runtime();
-  const listener = new StreamListener({
+  const listener: StreamListener = new StreamListener({
     description: `TCP listener ${hostname}:${port}`,
-    wrap: (s) => wrap(s, `connection on ${hostname}:${listener.port}`, address),
+    wrap: (s): Channel => wrap(s, `connection on ${hostname}:${listener.port}`, address),
   });
   listener.attach(await rt.listenTcp({ port, hostname }, listener.onConnection));
   return listener;

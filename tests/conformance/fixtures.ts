@@ -1,0 +1,333 @@
+/**
+ * One fixture per transport: how to make an in-process pair, how to connect to a child process (both sides),
+ * and how to talk to a channel with raw bytes. The conformance suite needs nothing else from a transport.
+ */
+import { fifo, pipe, tcp, unix } from "../../mod.ts";
+import type { Capabilities, Channel, ChannelOptions, ChildProcess, RuntimeName } from "../../mod.ts";
+import { runtime } from "../../runtimes/detect.ts";
+import { runtimeArgv } from "../../runtimes/argv.ts";
+import type { ByteStream } from "../../runtimes/runtime.ts";
+
+/** Two connected channels in this process. */
+export interface Pair {
+  a: Channel;
+  b: Channel;
+  cleanup(): Promise<void>;
+}
+
+/** A channel to a peer child process. */
+export interface Remote {
+  channel: Channel;
+  child: ChildProcess;
+  cleanup(): Promise<void>;
+}
+
+/** A channel whose peer is raw bytes written by the test. */
+export interface Raw {
+  channel: Channel;
+  write(bytes: Uint8Array): Promise<void>;
+  end(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+/** What the conformance suite needs from a transport. */
+export interface Fixture {
+  name: string;
+  capabilities: Capabilities;
+  /** An in-process pair, or why the transport has none (the suite says so instead of skipping silently). */
+  pair: ((options?: ChannelOptions) => Promise<Pair>) | string;
+  /** Connects to a child process running `tests/conformance/peer.ts` on `runtime` with `flags`. */
+  remote(runtime: RuntimeName, flags: string[], options?: ChannelOptions): Promise<Remote>;
+  /** In the child: the channel to the parent, from the address the parent passed. */
+  childSide(address: string, options: ChannelOptions): Promise<Channel>;
+  /** A channel fed by raw bytes. */
+  raw(options?: ChannelOptions): Promise<Raw>;
+}
+
+const PEER = new URL("./peer.ts", import.meta.url);
+const ROOT = new URL("../../", import.meta.url);
+const CONNECT_TIMEOUT = 60_000;
+
+async function tempDir(): Promise<string> {
+  return (await runtime()).makeTempDir("ipckit-test-");
+}
+
+async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProcess> {
+  const rt = await runtime();
+  return rt.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), ...args], {
+    cwd: rt.fromFileUrl(ROOT),
+    stdio: "null",
+    stderr: "inherit",
+  });
+}
+
+/** Waits for `p`, but fails if the child exits first or nothing happens for a minute. */
+async function beforeExit<T>(p: Promise<T>, child: ChildProcess, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    child.exited.then((s) => reject(new Error(`${what}: the peer exited first (${JSON.stringify(s)})`)));
+    timer = setTimeout(() => reject(new Error(`${what}: no connection after ${CONNECT_TIMEOUT} ms`)), CONNECT_TIMEOUT);
+  });
+  try {
+    return await Promise.race([p, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  await child.exited.catch(() => {});
+  clearTimeout(timer);
+}
+
+/** A raw fixture over a runtime server stream. */
+function rawOver(stream: ByteStream, channel: Channel, cleanup: () => Promise<void>): Raw {
+  stream.start({ data() {}, end() {} });
+  return {
+    channel,
+    write: async (bytes) => void (await stream.write(bytes)),
+    end: () => stream.end(),
+    async cleanup() {
+      stream.close();
+      await channel.close();
+      await cleanup();
+    },
+  };
+}
+
+export const unixFixture: Fixture = {
+  name: "unix",
+  capabilities: unix.capabilities,
+  async pair(options = {}) {
+    const dir = await tempDir();
+    const path = `${dir}/s.sock`;
+    const listener = await unix.listen(path, options);
+    const [a, b] = await Promise.all([unix.connect(path, options), listener.accept()]);
+    return {
+      a,
+      b,
+      async cleanup() {
+        await Promise.all([a.close(), b.close()]);
+        await listener.close();
+        await (await runtime()).removeDir(dir);
+      },
+    };
+  },
+  async remote(rtName, flags, options = {}) {
+    const dir = await tempDir();
+    const path = `${dir}/s.sock`;
+    const listener = await unix.listen(path, options);
+    const child = await spawnPeer(rtName, ["unix", path, ...flags]);
+    const channel = await beforeExit(listener.accept(), child, "unix accept");
+    return {
+      channel,
+      child,
+      async cleanup() {
+        await channel.close();
+        await stopChild(child);
+        await listener.close();
+        await (await runtime()).removeDir(dir);
+      },
+    };
+  },
+  childSide: (path, options) => unix.connect(path, options),
+  async raw(options = {}) {
+    const rt = await runtime();
+    const dir = await tempDir();
+    const path = `${dir}/raw.sock`;
+    let accepted!: (s: ByteStream) => void;
+    const got = new Promise<ByteStream>((r) => (accepted = r));
+    const server = await rt.listenUnix(path, (s) => accepted(s));
+    const channel = await unix.connect(path, options);
+    return rawOver(await got, channel, async () => {
+      await server.close();
+      await rt.removeDir(dir);
+    });
+  },
+};
+
+export const tcpFixture: Fixture = {
+  name: "tcp",
+  capabilities: tcp.capabilities,
+  async pair(options = {}) {
+    const listener = await tcp.listen({ ...options, port: 0 });
+    const [a, b] = await Promise.all([tcp.connect({ ...options, port: listener.port }), listener.accept()]);
+    return {
+      a,
+      b,
+      async cleanup() {
+        await Promise.all([a.close(), b.close()]);
+        await listener.close();
+      },
+    };
+  },
+  async remote(rtName, flags, options = {}) {
+    const listener = await tcp.listen({ ...options, port: 0 });
+    const child = await spawnPeer(rtName, ["tcp", String(listener.port), ...flags]);
+    const channel = await beforeExit(listener.accept(), child, "tcp accept");
+    return {
+      channel,
+      child,
+      async cleanup() {
+        await channel.close();
+        await stopChild(child);
+        await listener.close();
+      },
+    };
+  },
+  childSide: (port, options) => tcp.connect({ ...options, port: Number(port) }),
+  async raw(options = {}) {
+    const rt = await runtime();
+    let accepted!: (s: ByteStream) => void;
+    const got = new Promise<ByteStream>((r) => (accepted = r));
+    const server = await rt.listenTcp({ port: 0, hostname: "127.0.0.1" }, (s) => accepted(s));
+    const channel = await tcp.connect({ ...options, port: server.port });
+    return rawOver(await got, channel, () => server.close());
+  },
+};
+
+export const fifoFixture: Fixture = {
+  name: "fifo",
+  capabilities: fifo.capabilities,
+  async pair(options = {}) {
+    const dir = await tempDir();
+    const path = `${dir}/f`;
+    const [a, b] = await Promise.all([fifo.create(path, options), fifo.open(path, { ...options, wait: 10_000 })]);
+    return {
+      a,
+      b,
+      async cleanup() {
+        await Promise.all([a.close(), b.close()]);
+        await (await runtime()).removeDir(dir);
+      },
+    };
+  },
+  async remote(rtName, flags, options = {}) {
+    const dir = await tempDir();
+    const path = `${dir}/f`;
+    const abort = new AbortController();
+    const pending = fifo.create(path, { ...options, signal: abort.signal });
+    const child = await spawnPeer(rtName, ["fifo", path, ...flags]);
+    let channel: Channel;
+    try {
+      channel = await beforeExit(pending, child, "fifo create");
+    } catch (e) {
+      abort.abort();
+      await pending.catch(() => {});
+      await stopChild(child);
+      throw e;
+    }
+    return {
+      channel,
+      child,
+      async cleanup() {
+        await channel.close();
+        await stopChild(child);
+        await (await runtime()).removeDir(dir);
+      },
+    };
+  },
+  childSide: (path, options) => fifo.open(path, { ...options, wait: CONNECT_TIMEOUT }),
+  async raw(options = {}) {
+    const rt = await runtime();
+    const dir = await tempDir();
+    const path = `${dir}/f`;
+    const pending = fifo.create(path, options);
+    while (!(await rt.exists(`${path}.out`))) await new Promise((r) => setTimeout(r, 2));
+    // The raw side: open our write end first, then the read end (as fifo.open does).
+    const w = await rt.openFifo(`${path}.in`, "write");
+    const r = await rt.openFifo(`${path}.out`, "read");
+    r.start({ data() {}, end() {} });
+    const channel = await pending;
+    return {
+      channel,
+      write: async (bytes) => void (await w.write(bytes)),
+      end: () => w.end(),
+      async cleanup() {
+        w.close();
+        r.close();
+        await channel.close();
+        await rt.removeDir(dir);
+      },
+    };
+  },
+};
+
+export const pipeFixture: Fixture = {
+  name: "pipe",
+  capabilities: pipe.capabilities,
+  pair: "a pipe channel joins a parent to its child process; the cross-process cases run every check on it",
+  async remote(rtName, flags, options = {}) {
+    const rt = await runtime();
+    const { channel, child } = await pipe.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), "pipe", "-", ...flags], {
+      ...options,
+      cwd: rt.fromFileUrl(ROOT),
+    });
+    return {
+      channel,
+      child,
+      async cleanup() {
+        await channel.close();
+        await stopChild(child);
+      },
+    };
+  },
+  childSide: (_address, options) => pipe.stdio(options),
+  async raw(options = {}) {
+    // A child that writes raw bytes (hex in its argument) to stdout, then exits: `sh` is enough.
+    let queued: Uint8Array[] = [];
+    let started: Remote | undefined;
+    const start = async (): Promise<Remote> => {
+      const bytes = queued.flatMap((b) => [...b]);
+      const octal = bytes.map((x) => `\\${x.toString(8).padStart(3, "0")}`).join("");
+      const { channel, child } = await pipe.spawn(["sh", "-c", `printf '${octal}'`], options);
+      return { channel, child, cleanup: async () => void (await child.exited) };
+    };
+    // The channel exists only once the bytes are known: write() collects, end() starts the child.
+    let resolveChannel!: (c: Channel) => void;
+    const channelReady = new Promise<Channel>((r) => (resolveChannel = r));
+    const proxy: Channel = {
+      get capabilities() {
+        return pipe.capabilities;
+      },
+      get closed() {
+        return started?.channel.closed ?? false;
+      },
+      send: async (m, o) => (await channelReady).send(m, o),
+      receive: async (o) => (await channelReady).receive(o),
+      close: async () => {
+        if (started) await started.channel.close();
+      },
+      [Symbol.asyncDispose]: async () => {
+        if (started) await started.channel.close();
+      },
+      async *[Symbol.asyncIterator]() {
+        yield* await channelReady;
+      },
+    };
+    return {
+      channel: proxy,
+      write: async (bytes) => void queued.push(bytes),
+      async end() {
+        started = await start();
+        queued = [];
+        resolveChannel(started.channel);
+      },
+      async cleanup() {
+        if (started) {
+          await started.channel.close();
+          await started.cleanup();
+        }
+      },
+    };
+  },
+};
+
+/** Every transport fixture, by name (the child peer looks them up). */
+export const FIXTURES: Record<string, Fixture> = {
+  unix: unixFixture,
+  tcp: tcpFixture,
+  fifo: fifoFixture,
+  pipe: pipeFixture,
+};
