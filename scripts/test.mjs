@@ -70,7 +70,11 @@ function run(name) {
   const [cmd, ...args] = runners[name];
   return new Promise((resolve) => {
     console.log(`\n=== ${name}: ${[cmd.replace(root + "/", ""), ...args.slice(0, 4)].join(" ")} ...`);
-    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" } });
+    const child = spawn(cmd, args, {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" },
+    });
     let out = "";
     child.stdout.on("data", (d) => {
       out += d;

@@ -53,7 +53,6 @@ function checkPath(path: unknown): string {
 }
 
 async function openPair(
-  path: string,
   readName: string,
   writeName: string,
   sequential: boolean,
@@ -70,7 +69,10 @@ async function openPair(
       throw e;
     }
   }
-  const [r, w] = await Promise.allSettled([rt.openFifo(readName, "read", signal), rt.openFifo(writeName, "write", signal)]);
+  const [r, w] = await Promise.allSettled([
+    rt.openFifo(readName, "read", signal),
+    rt.openFifo(writeName, "write", signal),
+  ]);
   if (r.status === "fulfilled" && w.status === "fulfilled") return duplex(r.value, w.value);
   if (r.status === "fulfilled") r.value.close();
   if (w.status === "fulfilled") w.value.close();
@@ -101,7 +103,7 @@ export async function create(path: string, options: FifoOptions = {}): Promise<C
       }
       made.push(name);
     }
-    const stream = await openPair(path, names[0]!, names[1]!, false, options.signal);
+    const stream = await openPair(names[0]!, names[1]!, false, options.signal);
     return new StreamChannel(stream, `FIFO pair "${path}"`, capabilities, options);
   } finally {
     for (const name of made) await rt.removeFile(name);
@@ -125,6 +127,6 @@ export async function open(path: string, options: FifoOptions = {}): Promise<Cha
       await new Promise((r) => setTimeout(r, 5));
     }
   }
-  const stream = await openPair(path, `${path}.out`, `${path}.in`, true, options.signal);
+  const stream = await openPair(`${path}.out`, `${path}.in`, true, options.signal);
   return new StreamChannel(stream, `FIFO pair "${path}"`, capabilities, options);
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { abortError, ClosedError, ProtocolError } from "../errors.ts";
+import { abortError, ClosedError, type ProtocolError } from "../errors.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import { BaseChannel, type Capabilities, type ChannelOptions } from "./channel.ts";
 import { encodeFrame, FrameDecoder } from "./framing.ts";

@@ -41,7 +41,9 @@ export interface TcpListener extends Listener {
 
 function checkPort(port: unknown, allowZero: boolean): number {
   if (!Number.isInteger(port) || (port as number) < (allowZero ? 0 : 1) || (port as number) > 65535) {
-    throw new RangeError(`Cannot use TCP port ${String(port)}: it must be an integer from ${allowZero ? 0 : 1} to 65535`);
+    throw new RangeError(
+      `Cannot use TCP port ${String(port)}: it must be an integer from ${allowZero ? 0 : 1} to 65535`,
+    );
   }
   return port as number;
 }

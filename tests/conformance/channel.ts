@@ -63,96 +63,126 @@ export function channelConformance(fixture: Fixture): void {
 function localChecks(fixture: Fixture): void {
   const t = fixture.name;
 
-  test(`${t}: random message sequences arrive whole, in order, once, in both directions (property)`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      await fc.assert(
-        fc.asyncProperty(messages(4 * MIB), messages(4 * MIB), async (ab, ba) => {
-          const [gotB, gotA] = await Promise.all([exchange(a, b, ab), exchange(b, a, ba)]);
-          assertSame(ab, gotB);
-          assertSame(ba, gotA);
-        }),
-        { numRuns: 25 },
-      );
-    }));
+  test(
+    `${t}: random message sequences arrive whole, in order, once, in both directions (property)`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        await fc.assert(
+          fc.asyncProperty(messages(4 * MIB), messages(4 * MIB), async (ab, ba) => {
+            const [gotB, gotA] = await Promise.all([exchange(a, b, ab), exchange(b, a, ba)]);
+            assertSame(ab, gotB);
+            assertSame(ba, gotA);
+          }),
+          { numRuns: 25 },
+        );
+      }),
+  );
 
-  test(`${t}: both sides send many messages before either reads, without deadlock`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      const n = 2000;
-      const size = 1024; // 2 MiB each way: more than the kernel buffers, less than highWaterMark
-      const send = async (c: Channel) => {
-        for (let i = 0; i < n; i++) await c.send(pattern(i, size));
-      };
-      await Promise.all([send(a), send(b)]);
-      for (const c of [a, b]) {
-        for (let i = 0; i < n; i++) assert.ok(sameBytes(await c.receive(), pattern(i, size)), `message ${i}`);
-      }
-    }));
+  test(
+    `${t}: both sides send many messages before either reads, without deadlock`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        const n = 2000;
+        const size = 1024; // 2 MiB each way: more than the kernel buffers, less than highWaterMark
+        const send = async (c: Channel) => {
+          for (let i = 0; i < n; i++) await c.send(pattern(i, size));
+        };
+        await Promise.all([send(a), send(b)]);
+        for (const c of [a, b]) {
+          for (let i = 0; i < n; i++) assert.ok(sameBytes(await c.receive(), pattern(i, size)), `message ${i}`);
+        }
+      }),
+  );
 
-  test(`${t}: empty and maxMessage-sized messages pass; one byte more is rejected and the channel stays usable`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      const max = MIB;
-      await a.send(new Uint8Array(0));
-      assert.equal((await b.receive()).byteLength, 0);
-      const full = randomBytes(7, max);
-      await a.send(full);
-      assert.ok(sameBytes(await b.receive(), full));
-      const err = await a.send(new Uint8Array(max + 1)).then(() => undefined, (e) => e);
-      assert.ok(err instanceof MessageTooLargeError, `got ${err}`);
-      assert.equal(err.size, max + 1);
-      assert.equal(err.limit, max);
-      await a.send(new Uint8Array([1, 2, 3]));
-      assert.deepEqual([...await b.receive()], [1, 2, 3]);
-    }, { maxMessage: MIB }));
+  test(
+    `${t}: empty and maxMessage-sized messages pass; one byte more is rejected and the channel stays usable`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        const max = MIB;
+        await a.send(new Uint8Array(0));
+        assert.equal((await b.receive()).byteLength, 0);
+        const full = randomBytes(7, max);
+        await a.send(full);
+        assert.ok(sameBytes(await b.receive(), full));
+        const err = await a.send(new Uint8Array(max + 1)).then(() => undefined, (e) => e);
+        assert.ok(err instanceof MessageTooLargeError, `got ${err}`);
+        assert.equal(err.size, max + 1);
+        assert.equal(err.limit, max);
+        await a.send(new Uint8Array([1, 2, 3]));
+        assert.deepEqual([...await b.receive()], [1, 2, 3]);
+      }, { maxMessage: MIB }),
+  );
 
-  test(`${t}: close() delivers every message sent before it, then the peer's receive() rejects with ClosedError`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      const sent = [1, 0, 70_000, 5].map((n, i) => randomBytes(i + 1, n));
-      for (const m of sent) void a.send(m); // not awaited: close() must still deliver them
-      await a.close();
-      await a.close(); // idempotent
-      assert.equal(a.closed, true);
-      const got = [];
-      for (let i = 0; i < sent.length; i++) got.push(await b.receive());
-      assertSame(sent, got);
-      await assert.rejects(b.receive(), ClosedError);
-      await assert.rejects(b.receive(), ClosedError);
-      await assert.rejects(b.send(new Uint8Array(1)), ClosedError);
-      assert.equal(b.closed, true);
-    }));
+  test(
+    `${t}: close() delivers every message sent before it, then the peer's receive() rejects with ClosedError`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        const sent = [1, 0, 70_000, 5].map((n, i) => randomBytes(i + 1, n));
+        for (const m of sent) void a.send(m); // not awaited: close() must still deliver them
+        await a.close();
+        await a.close(); // idempotent
+        assert.equal(a.closed, true);
+        const got = [];
+        for (let i = 0; i < sent.length; i++) got.push(await b.receive());
+        assertSame(sent, got);
+        await assert.rejects(b.receive(), ClosedError);
+        await assert.rejects(b.receive(), ClosedError);
+        await assert.rejects(b.send(new Uint8Array(1)), ClosedError);
+        assert.equal(b.closed, true);
+      }),
+  );
 
-  test(`${t}: send() after close() rejects with ClosedError, and a pending receive() rejects on close()`, LONG, () =>
-    withPair(fixture, async ({ a }) => {
-      const pending = assert.rejects(a.receive(), ClosedError);
-      await a.close();
-      await pending;
-      await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
-      await assert.rejects(a.receive(), ClosedError);
-    }));
+  test(
+    `${t}: send() after close() rejects with ClosedError, and a pending receive() rejects on close()`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a }) => {
+        const pending = assert.rejects(a.receive(), ClosedError);
+        await a.close();
+        await pending;
+        await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
+        await assert.rejects(a.receive(), ClosedError);
+      }),
+  );
 
-  test(`${t}: receive() honours AbortSignal and timeout without losing the next message`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      const ac = new AbortController();
-      const pending = assert.rejects(b.receive({ signal: ac.signal }), (e: Error) => e.name === "AbortError");
-      ac.abort();
-      await pending;
-      await assert.rejects(b.receive({ signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
-      await assert.rejects(b.receive({ timeout: 20 }), TimeoutError);
-      await assert.rejects(a.send(new Uint8Array(1), { signal: AbortSignal.abort() }), (e: Error) =>
-        e.name === "AbortError");
-      await a.send(new Uint8Array([9]));
-      assert.deepEqual([...await b.receive({ timeout: 30_000 })], [9]);
-      await assert.rejects(b.receive({ timeout: -1 }), RangeError);
-    }));
+  test(
+    `${t}: receive() honours AbortSignal and timeout without losing the next message`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        const ac = new AbortController();
+        const pending = assert.rejects(b.receive({ signal: ac.signal }), (e: Error) => e.name === "AbortError");
+        ac.abort();
+        await pending;
+        await assert.rejects(b.receive({ signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
+        await assert.rejects(b.receive({ timeout: 20 }), TimeoutError);
+        await assert.rejects(
+          a.send(new Uint8Array(1), { signal: AbortSignal.abort() }),
+          (e: Error) => e.name === "AbortError",
+        );
+        await a.send(new Uint8Array([9]));
+        assert.deepEqual([...await b.receive({ timeout: 30_000 })], [9]);
+        await assert.rejects(b.receive({ timeout: -1 }), RangeError);
+      }),
+  );
 
-  test(`${t}: async iteration yields every message and ends at the peer's close`, LONG, () =>
-    withPair(fixture, async ({ a, b }) => {
-      const sent = [3, 0, 1000].map((n, i) => randomBytes(i + 9, n));
-      for (const m of sent) await a.send(m);
-      await a.close();
-      const got = [];
-      for await (const m of b) got.push(m);
-      assertSame(sent, got);
-    }));
+  test(
+    `${t}: async iteration yields every message and ends at the peer's close`,
+    LONG,
+    () =>
+      withPair(fixture, async ({ a, b }) => {
+        const sent = [3, 0, 1000].map((n, i) => randomBytes(i + 9, n));
+        for (const m of sent) await a.send(m);
+        await a.close();
+        const got = [];
+        for await (const m of b) got.push(m);
+        assertSame(sent, got);
+      }),
+  );
 
   test(`${t}: send() rejects a non-Uint8Array with TypeError`, LONG, () =>
     withPair(fixture, async ({ a }) => {

@@ -274,7 +274,7 @@ export const pipeFixture: Fixture = {
     };
   },
   childSide: (_address, options) => pipe.stdio(options),
-  async raw(options = {}) {
+  raw(options = {}) {
     // A child that writes raw bytes (hex in its argument) to stdout, then exits: `sh` is enough.
     let queued: Uint8Array[] = [];
     let started: Remote | undefined;
@@ -306,9 +306,12 @@ export const pipeFixture: Fixture = {
         yield* await channelReady;
       },
     };
-    return {
+    return Promise.resolve({
       channel: proxy,
-      write: async (bytes) => void queued.push(bytes),
+      write: (bytes) => {
+        queued.push(bytes);
+        return Promise.resolve();
+      },
       async end() {
         started = await start();
         queued = [];
@@ -320,7 +323,7 @@ export const pipeFixture: Fixture = {
           await started.cleanup();
         }
       },
-    };
+    });
   },
 };
 
