@@ -41,7 +41,17 @@ export * as fifo from "./transports/fifo.ts";
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";
-export type { ChildProcess, ExitStatus, Runtime, RuntimeName, SignalName } from "./runtimes/runtime.ts";
+export type {
+  ByteSink,
+  ByteStream,
+  ChildProcess,
+  ExitStatus,
+  Runtime,
+  RuntimeName,
+  Server,
+  SignalName,
+  SpawnOptions,
+} from "./runtimes/runtime.ts";
 
 // Errors
 export {

@@ -53,3 +53,20 @@ test("a Listener yields connections with for await and stops at close()", async 
     await rt.removeDir(dir);
   }
 });
+
+test("Listener.close() returns while an accepted channel is still open, and the channel keeps working", async () => {
+  const rt = await runtime();
+  const dir = await rt.makeTempDir("ipckit-test-");
+  try {
+    const path = `${dir}/s.sock`;
+    const l = await unix.listen(path);
+    const [a, b] = await Promise.all([unix.connect(path), l.accept()]);
+    await l.close();
+    assert.equal(await rt.exists(path), false);
+    await a.send(new Uint8Array([5]));
+    assert.deepEqual([...await b.receive()], [5]);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await rt.removeDir(dir);
+  }
+});

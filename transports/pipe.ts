@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * import { pipe, runtimeArgv } from "ipckit";
- * const { channel, child } = pipe.spawn([...runtimeArgv("bun"), "./echo_child.ts"]);
+ * const { channel, child } = await pipe.spawn([...runtimeArgv("bun"), "./echo_child.ts"]);
  * await channel.send(new TextEncoder().encode("ping"));
  * console.log(await channel.receive());
  * await channel.close();

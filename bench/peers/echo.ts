@@ -1,0 +1,62 @@
+/**
+ * Echo peer for `bench/roundtrip.ts` and `examples/demo.ts`: connects over every transport named in its arguments
+ * and sends every message it receives straight back, through ipckit channels. It exits once the parent closed all
+ * of them. It logs only to stderr: stdout belongs to the pipe channel.
+ *
+ * Arguments, any subset, in any order:
+ *   pipe               the parent started us with `pipe.spawn`: echo over stdin/stdout
+ *   unix=<path>        connect to the parent's Unix socket listener at <path>
+ *   tcp=<port>         connect to the parent's TCP listener on 127.0.0.1:<port>
+ *   fifo=<path>        open the FIFO pair the parent creates at <path>
+ *
+ *   deno run -A bench/peers/echo.ts unix=/tmp/x.sock tcp=4000
+ *
+ * @module
+ */
+import { type Channel, fifo, pipe, runtime, tcp, unix } from "../../mod.ts";
+
+/** How long to wait for the parent's FIFOs to appear, in milliseconds. */
+const FIFO_WAIT_MS = 15_000;
+
+async function open(arg: string): Promise<Channel> {
+  const eq = arg.indexOf("=");
+  const kind = eq < 0 ? arg : arg.slice(0, eq);
+  const address = eq < 0 ? "" : arg.slice(eq + 1);
+  switch (kind) {
+    case "pipe":
+      return await pipe.stdio();
+    case "unix":
+      return await unix.connect(address);
+    case "tcp":
+      return await tcp.connect({ port: Number(address) });
+    case "fifo":
+      return await fifo.open(address, { wait: FIFO_WAIT_MS });
+    default:
+      throw new TypeError(`Cannot echo over "${arg}": expected pipe, unix=<path>, tcp=<port> or fifo=<path>`);
+  }
+}
+
+async function echo(channel: Channel): Promise<void> {
+  try {
+    for await (const message of channel) await channel.send(message);
+  } finally {
+    await channel.close();
+  }
+}
+
+const rt = await runtime();
+const args = rt.args();
+if (args.length === 0) {
+  rt.printError("usage: echo.ts [pipe] [unix=<path>] [tcp=<port>] [fifo=<path>]\n");
+  rt.exit(2);
+}
+// Open all at once: the parent accepts them in whatever order they come.
+const results = await Promise.allSettled(args.map(async (arg) => echo(await open(arg))));
+let failed = false;
+for (const [i, r] of results.entries()) {
+  if (r.status === "rejected") {
+    failed = true;
+    rt.printError(`echo peer (${rt.name}) ${args[i]}: ${(r.reason as Error)?.stack ?? r.reason}\n`);
+  }
+}
+if (failed) rt.exit(1);
