@@ -1,0 +1,79 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pipe, runtime, runtimeArgv, runtimeName } from "../mod.ts";
+import { RUNTIMES } from "../runtimes/runtime.ts";
+
+const rt = await runtime();
+const ROOT = rt.fromFileUrl(new URL("../", import.meta.url));
+const CHILD = rt.fromFileUrl(new URL("./helpers/signal_child.ts", import.meta.url));
+const text = new TextDecoder();
+
+test("runtime() detects the runtime running the tests", () => {
+  const g = globalThis as Record<string, unknown>;
+  const expected = "Deno" in g ? "deno" : "Bun" in g ? "bun" : "node";
+  assert.equal(rt.name, expected);
+  assert.equal(runtimeName(), expected);
+  assert.ok(rt.pid > 0);
+  assert.match(rt.version, /^\d+\.\d+/);
+});
+
+test("runtimeArgv() starts a script on each runtime", { timeout: 120_000 }, async () => {
+  for (const name of RUNTIMES) {
+    const argv = runtimeArgv(name);
+    assert.ok(argv.length >= 1);
+    const child = rt.spawn([...argv, CHILD, "handle"], { cwd: ROOT, stdio: "pipe" });
+    child.kill("SIGKILL");
+    const status = await child.exited;
+    assert.equal(status.signal, "SIGKILL", `${name}: ${JSON.stringify(status)}`);
+  }
+});
+
+test("onSignal() receives a signal sent with kill(), and disposing it removes the handler", async () => {
+  let n = 0;
+  const got = new Promise<void>((resolve) => {
+    const h = rt.onSignal("SIGUSR2", () => {
+      n++;
+      h[Symbol.dispose]();
+      resolve();
+    });
+  });
+  rt.kill(rt.pid, "SIGUSR2");
+  await got;
+  assert.equal(n, 1);
+});
+
+for (const peer of RUNTIMES) {
+  test(`a ${runtimeName()} parent signals a ${peer} child, whose handler runs`, { timeout: 120_000 }, async () => {
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "handle"], { cwd: ROOT });
+    try {
+      assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
+      rt.kill(child.pid, "SIGUSR2");
+      assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "got SIGUSR2");
+      assert.deepEqual(await child.exited, { code: 0, signal: null });
+    } finally {
+      await channel.close();
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+
+  test(`a ${peer} child whose SIGUSR2 handler was disposed dies of the signal (default action)`, {
+    timeout: 120_000,
+  }, async () => {
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "dispose"], { cwd: ROOT });
+    try {
+      assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
+      rt.kill(child.pid, "SIGUSR2");
+      assert.equal((await child.exited).signal, "SIGUSR2");
+    } finally {
+      await channel.close();
+      child.kill("SIGKILL");
+      await child.exited;
+    }
+  });
+}
+
+test("spawn() reports a missing program as a rejected exited promise, not a crash", async () => {
+  const child = rt.spawn(["/nonexistent/ipckit-no-such-program"], { stdio: "null" });
+  await assert.rejects(child.exited);
+});
