@@ -12,6 +12,9 @@ export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_NONBLOCK = 0o4000;
 
+/** shutdown(2). */
+export const SHUT_WR = 1;
+
 /** mmap(2). */
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;

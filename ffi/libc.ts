@@ -23,7 +23,10 @@ export interface Signature {
 
 /** The symbol table. */
 export const LIBC = {
+  open: { args: ["buffer", "i32", "u32"], returns: "i32" },
   close: { args: ["i32"], returns: "i32" },
+  dup2: { args: ["i32", "i32"], returns: "i32" },
+  shutdown: { args: ["i32", "i32"], returns: "i32" },
   mkfifo: { args: ["buffer", "u32"], returns: "i32" },
   unlink: { args: ["buffer"], returns: "i32" },
   shm_open: { args: ["buffer", "i32", "u32"], returns: "i32" },

@@ -7,6 +7,7 @@
 import { nodeApi, openFifoFd } from "./node_api.ts";
 import { connectTcp, connectUnix, listenTcp, listenUnix } from "./bun_net.ts";
 import { webStream } from "./streams.ts";
+import { detachStdout } from "./stdout.ts";
 import { closeSync } from "node:fs";
 import type { ByteStream, Runtime } from "./runtime.ts";
 
@@ -61,7 +62,10 @@ export const runtime: Runtime = {
     return (stdioStream = webStream({
       readable: Bun.stdin.stream() as ReadableStream<Uint8Array>,
       write: sinkWriter(out),
-      endWrite: async () => void (await out.end()),
+      endWrite: async () => {
+        await out.end();
+        await detachStdout();
+      },
     }));
   },
   async openFifo(path, mode, signal) {

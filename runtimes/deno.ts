@@ -7,6 +7,7 @@
  */
 import { mapNodeError, nodeApi } from "./node_api.ts";
 import { webStream } from "./streams.ts";
+import { detachStdout } from "./stdout.ts";
 import type { ByteStream, Runtime, SignalName } from "./runtime.ts";
 
 async function writeAll(w: { write(p: Uint8Array): Promise<number> }, chunk: Uint8Array): Promise<void> {
@@ -81,7 +82,7 @@ export const runtime: Runtime = {
     return (stdioStream ??= webStream({
       readable: Deno.stdin.readable,
       write: (c) => writeAll(Deno.stdout, c),
-      endWrite: () => Deno.stdout.close(),
+      endWrite: detachStdout,
     }));
   },
   printError: (text) => void Deno.stderr.writeSync(new TextEncoder().encode(text)),

@@ -6,6 +6,7 @@
 import process from "node:process";
 import { fifoSocketStream, nodeApi, openFifoFd, pipePairStream } from "./node_api.ts";
 import type { ByteStream, Runtime } from "./runtime.ts";
+import { detachStdout } from "./stdout.ts";
 
 let stdioStream: ByteStream | undefined;
 
@@ -15,7 +16,15 @@ export const runtime: Runtime = {
   name: "node",
   version: process.versions.node,
   stdio() {
-    return (stdioStream ??= pipePairStream(process.stdin, process.stdout));
+    if (stdioStream) return stdioStream;
+    const s = pipePairStream(process.stdin, process.stdout);
+    return (stdioStream = {
+      ...s,
+      async end() {
+        await s.end();
+        await detachStdout();
+      },
+    });
   },
   async openFifo(path, mode, signal) {
     return fifoSocketStream(await openFifoFd(path, mode, signal), mode);

@@ -37,8 +37,14 @@ test("onSignal() receives a signal sent with kill(), and disposing it removes th
       resolve();
     });
   });
-  rt.kill(rt.pid, "SIGUSR2");
-  await got;
+  // A signal handler does not keep the process alive (by design): hold it open until the signal arrives.
+  const keepAlive = setTimeout(() => {}, 60_000);
+  try {
+    rt.kill(rt.pid, "SIGUSR2");
+    await got;
+  } finally {
+    clearTimeout(keepAlive);
+  }
   assert.equal(n, 1);
 });
 
