@@ -196,14 +196,26 @@ export abstract class BaseChannel implements Channel {
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#paused) this.#resumeIfRoom();
+    // The hot path (no signal, no timeout) allocates one promise and one small record, no closures.
+    if (signal === undefined && timeout === undefined) {
+      return new Promise<Uint8Array>((resolve, reject) => void this.#waiters.push({ resolve, reject }));
+    }
+    return this.#receiveWithOptions(signal, timeout);
+  }
+
+  #receiveWithOptions(signal: AbortSignal | undefined, timeout: number | undefined): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
       const waiter: Waiter = {
-        resolve: (m) => {
+        resolve(m) {
           cleanup();
           resolve(m);
         },
-        reject: (e) => {
+        reject(e) {
           cleanup();
           reject(e);
         },
@@ -214,10 +226,6 @@ export abstract class BaseChannel implements Channel {
         waiter.reject(e);
       };
       const onAbort = () => drop(abortError(signal!));
-      const cleanup = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
       if (timeout !== undefined) {
         timer = setTimeout(
           () => drop(new TimeoutError(`Cannot receive on ${this.description}: timed out after ${timeout} ms`)),
@@ -297,16 +305,25 @@ export abstract class BaseChannel implements Channel {
     return this.close();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      let m: Uint8Array;
-      try {
-        m = await this.receive();
-      } catch (e) {
-        if (e instanceof ClosedError) return;
-        throw e;
-      }
-      yield m;
-    }
+  /** Iterates received messages until the channel ends (a plain iterator: cheaper than an async generator). */
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return messageIterator(this);
   }
+}
+
+/**
+ * An AsyncIterator over `receive()` that ends quietly at `ClosedError`. Leaving a `for await` early (`break`) does
+ * not close the channel: it stays usable.
+ */
+export function messageIterator<T>(source: { receive(): Promise<T> }): AsyncIterator<T> {
+  const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
+  const onValue = (value: T): IteratorResult<T> => ({ done: false, value });
+  const onError = (e: unknown): IteratorResult<T> => {
+    if (e instanceof ClosedError) return done;
+    throw e;
+  };
+  return {
+    next: () => source.receive().then(onValue, onError),
+    return: () => Promise.resolve(done),
+  };
 }

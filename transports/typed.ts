@@ -3,8 +3,7 @@
  *
  * @module
  */
-import { ClosedError } from "../errors.ts";
-import type { Channel, ReceiveOptions, SendOptions } from "./channel.ts";
+import { type Channel, messageIterator, type ReceiveOptions, type SendOptions } from "./channel.ts";
 import { cbor, type Codec } from "./codec.ts";
 
 /** A Channel of values of type T. */
@@ -52,17 +51,6 @@ export function typed<T = unknown>(channel: Channel, codec: Codec = cbor): Typed
       return channel.closed;
     },
     [Symbol.asyncDispose]: () => channel.close(),
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        let m: Uint8Array;
-        try {
-          m = await channel.receive();
-        } catch (e) {
-          if (e instanceof ClosedError) return;
-          throw e;
-        }
-        yield codec.decode(m) as T;
-      }
-    },
+    [Symbol.asyncIterator]: () => messageIterator({ receive: async () => codec.decode(await channel.receive()) as T }),
   };
 }
