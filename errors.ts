@@ -51,8 +51,15 @@ export class AlreadyExistsError extends IpcError {}
 /** The OS refused access (`EACCES`, `EPERM`). */
 export class PermissionError extends IpcError {}
 
-/** A message is larger than the channel's `maxMessage`. */
-export class MessageTooLargeError extends IpcError {
+/** The peer broke the wire protocol (a bad length, a truncated frame). The channel is closed. */
+export class ProtocolError extends IpcError {}
+
+/**
+ * A message is larger than the channel's `maxMessage`. It is a {@linkcode ProtocolError}: the size limit is part of
+ * what both sides agree on. `send()` rejects with it before writing anything (the channel stays usable); a
+ * receiver that reads a larger length rejects with it and closes the channel.
+ */
+export class MessageTooLargeError extends ProtocolError {
   /** The size of the rejected message in bytes. */
   readonly size: number;
   /** The limit it exceeded, in bytes. */
@@ -63,9 +70,6 @@ export class MessageTooLargeError extends IpcError {
     this.limit = limit;
   }
 }
-
-/** The peer broke the wire protocol (a bad length, a truncated frame). The channel is closed. */
-export class ProtocolError extends IpcError {}
 
 /** The owner of a process-shared lock died while holding it. */
 export class OwnerDiedError extends IpcError {}

@@ -35,6 +35,26 @@ function findUp(rel: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The `file:` URL of tsx's loader, for `node --import` (Node 20 cannot run TypeScript alone).
+ *
+ * @throws {Error} when the tsx package cannot be found.
+ */
+export function tsxLoader(): string {
+  return tsxFile(join("dist", "loader.mjs"));
+}
+
+/** The `file:` URL of tsx's ESM API (`register()`), for worker threads. */
+export function tsxApi(): string {
+  return tsxFile(join("dist", "esm", "api", "index.mjs"));
+}
+
+function tsxFile(rel: string): string {
+  const file = findUp(join("tsx", rel));
+  if (!file) throw new Error("Cannot run TypeScript on node: the tsx package is not installed");
+  return pathToFileURL(file).href;
+}
+
 const ENV: Record<RuntimeName, string> = { deno: "IPCKIT_DENO", bun: "IPCKIT_BUN", node: "IPCKIT_NODE" };
 const cache = new Map<RuntimeName, string[]>();
 
@@ -71,12 +91,9 @@ export function runtimeArgv(name: RuntimeName): string[] {
     case "bun":
       argv = [runtimeBinary("bun")];
       break;
-    case "node": {
-      const tsx = findUp(join("tsx", "dist", "loader.mjs"));
-      if (!tsx) throw new Error("Cannot start node on TypeScript: the tsx package is not installed");
-      argv = [runtimeBinary("node"), "--import", pathToFileURL(tsx).href];
+    case "node":
+      argv = [runtimeBinary("node"), "--import", tsxLoader()];
       break;
-    }
   }
   cache.set(name, argv);
   return [...argv];

@@ -4,7 +4,8 @@
  * @module
  */
 import process from "node:process";
-import { fifoSocketStream, nodeApi, openFifoFd, pipePairStream } from "./node_api.ts";
+import { fifoSocketStream, nodeApi, openFifoFd, pipePairStream, worker } from "./node_api.ts";
+import { tsxApi } from "./argv.ts";
 import type { ByteStream, Runtime } from "./runtime.ts";
 import { detachStdout } from "./stdout.ts";
 
@@ -26,6 +27,8 @@ export const runtime: Runtime = {
       },
     });
   },
+  // A worker does not inherit the main thread's module hooks: a TypeScript worker registers tsx itself.
+  worker: (url, options) => worker(url, options, /\.[cm]?ts$/.test(url.pathname) ? tsxApi() : undefined),
   async openFifo(path, mode, signal) {
     return fifoSocketStream(await openFifoFd(path, mode, signal), mode);
   },

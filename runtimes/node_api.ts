@@ -130,8 +130,16 @@ function onSignal(signal: SignalName, fn: () => void): Disposable {
   return { [Symbol.dispose]: () => void process.off(signal, fn) };
 }
 
-function worker(url: URL, options: { name?: string } = {}): WorkerHandle {
-  const w = new Worker(url, { name: options.name });
+/**
+ * Starts a worker thread on `url`. With `hooks` (the URL of a module exporting `register()`, like tsx's API), the
+ * worker first registers them, then imports `url`: Node workers do not inherit the main thread's module hooks.
+ */
+export function worker(url: URL, options: { name?: string } = {}, hooks?: string): WorkerHandle {
+  const name = options.name === undefined ? {} : { name: options.name };
+  const w = hooks === undefined ? new Worker(url, name) : new Worker(
+    `import(${JSON.stringify(hooks)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
+    { ...name, eval: true },
+  );
   return {
     postMessage: (m, t) => w.postMessage(m, t as never),
     onMessage: (fn) => void w.on("message", fn),

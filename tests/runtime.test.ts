@@ -83,3 +83,21 @@ test("spawn() reports a missing program as a rejected exited promise, not a cras
   const child = rt.spawn(["/nonexistent/ipckit-no-such-program"], { stdio: "null" });
   await assert.rejects(child.exited);
 });
+
+test("worker() starts a worker thread on a TypeScript module and exchanges messages", { timeout: 60_000 }, async () => {
+  const w = rt.worker(new URL("./helpers/echo_worker.ts", import.meta.url));
+  try {
+    const reply = new Promise<unknown>((resolve, reject) => {
+      w.onMessage(resolve);
+      w.onError(reject);
+    });
+    const sab = new SharedArrayBuffer(8);
+    w.postMessage({ n: 42, sab });
+    const got = (await reply) as { echo: { n: number; sab: SharedArrayBuffer }; threadId: number };
+    assert.equal(got.echo.n, 42);
+    assert.ok(got.echo.sab instanceof SharedArrayBuffer);
+    assert.ok(got.threadId > 0);
+  } finally {
+    await w.terminate();
+  }
+});

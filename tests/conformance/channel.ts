@@ -297,18 +297,23 @@ function rawChecks(fixture: Fixture): void {
     }
   });
 
-  test(`${t}: a length over maxMessage rejects with MessageTooLargeError and ends the channel`, LONG, async () => {
-    const r = await fixture.raw({ maxMessage: 1024 });
-    try {
-      await r.write(new Uint8Array([0xff, 0xff, 0xff, 0xf0, 1, 2, 3]));
-      await r.end();
-      const e = await r.channel.receive({ timeout: 60_000 }).then(() => undefined, (e) => e);
-      assert.ok(e instanceof MessageTooLargeError, `got ${e}`);
-      assert.equal(e.size, 0xfffffff0);
-      assert.equal(e.limit, 1024);
-      await assert.rejects(r.channel.send(new Uint8Array(1)), ClosedError);
-    } finally {
-      await r.cleanup();
-    }
-  });
+  test(
+    `${t}: a bad length (over maxMessage) rejects with MessageTooLargeError, a ProtocolError, and ends the channel`,
+    LONG,
+    async () => {
+      const r = await fixture.raw({ maxMessage: 1024 });
+      try {
+        await r.write(new Uint8Array([0xff, 0xff, 0xff, 0xf0, 1, 2, 3]));
+        await r.end();
+        const e = await r.channel.receive({ timeout: 60_000 }).then(() => undefined, (e) => e);
+        assert.ok(e instanceof MessageTooLargeError, `got ${e}`);
+        assert.ok(e instanceof ProtocolError, "a bad length is a ProtocolError too");
+        assert.equal(e.size, 0xfffffff0);
+        assert.equal(e.limit, 1024);
+        await assert.rejects(r.channel.send(new Uint8Array(1)), ClosedError);
+      } finally {
+        await r.cleanup();
+      }
+    },
+  );
 }

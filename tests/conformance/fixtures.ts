@@ -52,6 +52,18 @@ async function tempDir(): Promise<string> {
   return (await runtime()).makeTempDir("ipckit-test-");
 }
 
+async function removeDir(dir: string): Promise<void> {
+  await (await runtime()).removeDir(dir);
+}
+
+/** A rejection handler that cleans up, then rethrows: setup that fails half-way leaves nothing behind. */
+function failWith(cleanup: () => Promise<unknown>): (e: unknown) => Promise<never> {
+  return async (e) => {
+    await cleanup().catch(() => {});
+    throw e;
+  };
+}
+
 async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProcess> {
   const rt = await runtime();
   return rt.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), ...args], {
@@ -102,8 +114,12 @@ export const unixFixture: Fixture = {
   async pair(options = {}) {
     const dir = await tempDir();
     const path = `${dir}/s.sock`;
-    const listener = await unix.listen(path, options);
-    const [a, b] = await Promise.all([unix.connect(path, options), listener.accept()]);
+    const listener = await unix.listen(path, options).catch(failWith(() => removeDir(dir)));
+    const [a, b] = await Promise.all([unix.connect(path, options), listener.accept()])
+      .catch(failWith(async () => {
+        await listener.close();
+        await removeDir(dir);
+      }));
     return {
       a,
       b,
@@ -117,9 +133,13 @@ export const unixFixture: Fixture = {
   async remote(rtName, flags, options = {}) {
     const dir = await tempDir();
     const path = `${dir}/s.sock`;
-    const listener = await unix.listen(path, options);
+    const listener = await unix.listen(path, options).catch(failWith(() => removeDir(dir)));
     const child = await spawnPeer(rtName, ["unix", path, ...flags]);
-    const channel = await beforeExit(listener.accept(), child, "unix accept");
+    const channel = await beforeExit(listener.accept(), child, "unix accept").catch(failWith(async () => {
+      await stopChild(child);
+      await listener.close();
+      await removeDir(dir);
+    }));
     return {
       channel,
       child,
@@ -152,7 +172,8 @@ export const tcpFixture: Fixture = {
   capabilities: tcp.capabilities,
   async pair(options = {}) {
     const listener = await tcp.listen({ ...options, port: 0 });
-    const [a, b] = await Promise.all([tcp.connect({ ...options, port: listener.port }), listener.accept()]);
+    const [a, b] = await Promise.all([tcp.connect({ ...options, port: listener.port }), listener.accept()])
+      .catch(failWith(() => listener.close()));
     return {
       a,
       b,
@@ -165,7 +186,10 @@ export const tcpFixture: Fixture = {
   async remote(rtName, flags, options = {}) {
     const listener = await tcp.listen({ ...options, port: 0 });
     const child = await spawnPeer(rtName, ["tcp", String(listener.port), ...flags]);
-    const channel = await beforeExit(listener.accept(), child, "tcp accept");
+    const channel = await beforeExit(listener.accept(), child, "tcp accept").catch(failWith(async () => {
+      await stopChild(child);
+      await listener.close();
+    }));
     return {
       channel,
       child,
@@ -193,7 +217,8 @@ export const fifoFixture: Fixture = {
   async pair(options = {}) {
     const dir = await tempDir();
     const path = `${dir}/f`;
-    const [a, b] = await Promise.all([fifo.create(path, options), fifo.open(path, { ...options, wait: 10_000 })]);
+    const [a, b] = await Promise.all([fifo.create(path, options), fifo.open(path, { ...options, wait: 10_000 })])
+      .catch(failWith(() => removeDir(dir)));
     return {
       a,
       b,
@@ -216,6 +241,7 @@ export const fifoFixture: Fixture = {
       abort.abort();
       await pending.catch(() => {});
       await stopChild(child);
+      await removeDir(dir);
       throw e;
     }
     return {
