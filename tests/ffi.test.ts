@@ -12,19 +12,10 @@ import { runtime } from "../runtimes/detect.ts";
 import type { ChildProcess, ExitStatus } from "../runtimes/runtime.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { AlreadyExistsError, NotFoundError } from "../errors.ts";
+import { COUNTER, INCREMENTS, MAGIC, READY, SIZE, SLOT_BASE, SLOT_SIZE, TURN } from "./helpers/shm_layout.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHILD = fileURLToPath(new URL("./helpers/shm_child.ts", import.meta.url));
-
-// Segment layout, shared with tests/helpers/shm_child.ts (see there).
-const SIZE = 4096;
-const TURN = 0;
-const COUNTER = 1;
-const READY = 2;
-const MAGIC = 3;
-const SLOT_BASE = 64;
-const SLOT_SIZE = 64;
-const INCREMENTS = 1000;
 
 function uniqueShmName(pid: number): string {
   return `/ipckit-test-${pid}-${Math.random().toString(36).slice(2, 10)}`;

@@ -4,24 +4,15 @@
  *
  * Usage: `<runtime argv> tests/helpers/shm_child.ts <shm name> <index> <size>`
  *
- * Layout (keep in sync with `tests/ffi.test.ts`), Int32 indices: 0 turn, 1 counter, 2 ready count, 3 the value
- * the parent wrote before spawning. Child i owns the 64 bytes at `SLOT_BASE + i * SLOT_SIZE`: Int32 0 = the echoed
- * value, Int32 1 = length of its runtime name, Int32 2 = its pid, bytes 12.. = the runtime name in UTF-8.
+ * The segment layout is in `shm_layout.ts`.
  *
  * @module
  */
 import { isMapFailed, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE } from "../../ffi/constants.ts";
 import { native } from "../../ffi/native.ts";
 import { runtime } from "../../runtimes/detect.ts";
+import { CHILDREN, COUNTER, INCREMENTS, MAGIC, READY, SLOT_BASE, SLOT_SIZE, TURN } from "./shm_layout.ts";
 
-const TURN = 0;
-const COUNTER = 1;
-const READY = 2;
-const MAGIC = 3;
-const SLOT_BASE = 64;
-const SLOT_SIZE = 64;
-const CHILDREN = 3;
-const INCREMENTS = 1000;
 const TIMEOUT_MS = 20_000;
 
 const rt = await runtime();
