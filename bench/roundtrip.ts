@@ -6,8 +6,9 @@
  * - raw: the Runtime adapter's ByteStreams without framing (Unix socket, TCP socket, the child's stdio, and two
  *   FIFOs made with the `mkfifo` command) to `bench/peers/raw_echo.ts`, which writes each chunk straight back.
  *
- * After a warm-up, each repetition times `--iterations` round trips; framed and raw repetitions alternate, and the
- * table shows the median over repetitions of the mean round trip, in microseconds. Figures, not pass/fail.
+ * After a warm-up, each repetition times `--iterations` round trips; framed and raw repetitions alternate (which
+ * goes first alternates too), and the table shows the median over repetitions of the mean round trip, in
+ * microseconds, and the median of the per-repetition framed/raw ratios. Figures, not pass/fail.
  * On a 2-vCPU VM, unpinned figures include a cross-CPU wake-up (see PERF.md); prefix `taskset -c 0` to pin.
  *
  *   node --import tsx bench/roundtrip.ts [--runtime deno|bun|node] [--iterations N] [--reps N]
@@ -175,7 +176,8 @@ const interrupted = (["SIGINT", "SIGTERM"] as const).map((sig) =>
 const us = (x: number) => x.toFixed(1);
 try {
   console.log(`ipckit round-trip latency: parent ${rt.name} ${rt.version} <-> child ${peer}, 8-byte ping-pong`);
-  console.log(`${iterations} round trips x ${reps} reps after ${warmup} warm-up; median of per-rep means, unpinned`);
+  console.log(`${iterations} round trips x ${reps} reps after ${warmup} warm-up; medians of per-rep means`);
+  console.log("ratio = median over reps of framed/raw measured back to back");
   const framedPeer = await startEcho(peer, dir, "framed");
   const rawPeer = await startRawEcho(peer, dir).catch(async (e) => {
     await framedPeer.close();
@@ -190,13 +192,19 @@ try {
       await raw.time(warmup);
       const framed: number[] = [];
       const bare: number[] = [];
+      const ratios: number[] = [];
       for (let r = 0; r < reps; r++) {
-        framed.push(await timeRoundTrips(channel, iterations));
-        bare.push(await raw.time(iterations));
+        // Alternate which goes first, and compare neighbours in time: machine noise drifts slowly.
+        if (r % 2 === 0) {
+          framed.push(await timeRoundTrips(channel, iterations));
+          bare.push(await raw.time(iterations));
+        } else {
+          bare.push(await raw.time(iterations));
+          framed.push(await timeRoundTrips(channel, iterations));
+        }
+        ratios.push(framed[r]! / bare[r]!);
       }
-      const f = median(framed);
-      const b = median(bare);
-      rows.push([name, us(f), us(b), `${(f / b).toFixed(2)}x`]);
+      rows.push([name, us(median(framed)), us(median(bare)), `${median(ratios).toFixed(2)}x`]);
     }
   } finally {
     await Promise.all([framedPeer.close(), rawPeer.close()]);
