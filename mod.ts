@@ -38,6 +38,9 @@ export * as tcp from "./transports/tcp.ts";
 export * as pipe from "./transports/pipe.ts";
 export * as fifo from "./transports/fifo.ts";
 
+// Shared memory
+export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
+
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";

@@ -6,7 +6,7 @@
 import { dlopen, type FFIFunction, FFIType, read, toArrayBuffer } from "bun:ffi";
 import { UnsupportedError } from "../errors.ts";
 import { type FfiType, LIBC, type LibcCalls, type Signature } from "./libc.ts";
-import { cstring, libcPath, type Native } from "./native.ts";
+import { cstring, detachAndUnmap, libcPath, type Native } from "./native.ts";
 import { platform } from "node:os";
 
 const TYPES: Record<FfiType, FFIType> = {
@@ -21,8 +21,8 @@ const TYPES: Record<FfiType, FFIType> = {
   void: FFIType.void,
 };
 
-/** Opens libc with bun:ffi's dlopen. */
-export function load(): Native {
+/** Opens libc with bun:ffi's dlopen; off-thread calls go through koffi (bun:ffi has none). */
+export async function load(): Promise<Native> {
   const symbols: Record<string, FFIFunction> = {
     __errno_location: { args: [], returns: FFIType.ptr },
   };
@@ -47,8 +47,10 @@ export function load(): Native {
   const errnoLocation = lib.symbols.__errno_location as () => number;
   return {
     call: call as LibcCalls,
+    callAsync: (await import("./node.ts")).loadAsync(),
     errno: () => read.i32(errnoLocation() as never, 0),
     view: (pointer, length) => toArrayBuffer(pointer as never, 0, length),
     cstring,
+    unmap: (buffer, pointer, length) => detachAndUnmap(call as LibcCalls, buffer, pointer, length),
   };
 }

@@ -19,7 +19,9 @@ export const SHUT_WR = 1;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
 export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
 /** Whether an address returned by mmap is MAP_FAILED ((void *)-1, which arrives as 2^64 or -1). */
 export function isMapFailed(address: number): boolean {
   return address < 0 || address >= 2 ** 63;

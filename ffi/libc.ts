@@ -19,6 +19,8 @@ export type FfiType = "i32" | "u32" | "i64" | "u64" | "usize" | "isize" | "point
 export interface Signature {
   readonly args: readonly FfiType[];
   readonly returns: FfiType;
+  /** Also callable off the main thread (`Native.callAsync`), for calls that block (futex waits). */
+  readonly async?: true;
 }
 
 /** The symbol table. */
@@ -34,6 +36,10 @@ export const LIBC = {
   ftruncate: { args: ["i32", "i64"], returns: "i32" },
   mmap: { args: ["pointer", "usize", "i32", "i32", "i32", "i64"], returns: "pointer" },
   munmap: { args: ["pointer", "usize"], returns: "i32" },
+  lseek: { args: ["i32", "i64", "i32"], returns: "i64" },
+  kill: { args: ["i32", "i32"], returns: "i32" },
+  // syscall(SYS_futex, uaddr, op, val, timeout, uaddr2, val3): waits and wakes across processes.
+  syscall: { args: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"], returns: "i64", async: true },
 } as const satisfies Record<string, Signature>;
 
 /** The names in the table. */
@@ -49,4 +55,15 @@ type Args<A extends readonly FfiType[]> = { [K in keyof A]: A[K] extends FfiType
 /** The callable form of the table: every call returns a JS number (pointers too; -1 on most failures). */
 export type LibcCalls = {
   [K in LibcName]: (...args: Args<(typeof LIBC)[K]["args"]>) => number;
+};
+
+/** The names marked `async`. */
+export type AsyncName = { [K in LibcName]: (typeof LIBC)[K] extends { async: true } ? K : never }[LibcName];
+
+/**
+ * The off-thread form of the `async` symbols: the call runs on another thread and the promise settles with its
+ * result. errno is not reliable after such a call: re-check the state the call was about instead.
+ */
+export type AsyncCalls = {
+  [K in AsyncName]: (...args: Args<(typeof LIBC)[K]["args"]>) => Promise<number>;
 };

@@ -5,18 +5,41 @@
  * @module
  */
 import { runtimeName } from "../runtimes/detect.ts";
-import type { LibcCalls } from "./libc.ts";
+import type { AsyncCalls, LibcCalls } from "./libc.ts";
 
 /** The FFI seam. */
 export interface Native {
   /** The libc functions of `LIBC`, typed. */
   readonly call: LibcCalls;
+  /** The `async` functions of `LIBC`, run off the main thread (Deno `nonblocking`, koffi `.async`). */
+  readonly callAsync: AsyncCalls;
   /** errno of the calling thread; read it right after a call that failed. */
   errno(): number;
   /** `length` bytes of external memory at `pointer` as an ArrayBuffer (no copy; valid until unmapped). */
   view(pointer: number, length: number): ArrayBuffer;
   /** A NUL-terminated UTF-8 copy of `s`, to pass as a `buffer` argument. */
   cstring(s: string): Uint8Array;
+  /**
+   * Unmaps memory that `view()` exposed as `buffer`, so that no view can touch freed memory: the buffer is detached
+   * first where the runtime allows it (Deno, Bun); koffi's views cannot be detached, so on Node the pages are
+   * replaced by private zero pages instead (reads see zeros; the address range stays reserved).
+   */
+  unmap(buffer: ArrayBuffer, pointer: number, length: number): void;
+}
+
+/** `unmap` for runtimes whose external ArrayBuffers can be detached by a transfer. */
+export function detachAndUnmap(call: LibcCalls, buffer: ArrayBuffer, pointer: number, length: number): void {
+  try {
+    structuredClone(buffer, { transfer: [buffer] });
+  } catch { /* not transferable: fall through to the check */ }
+  if (buffer.byteLength === 0) call.munmap(pointer, length);
+  else zeroPages(call, pointer, length);
+}
+
+/** Replaces a mapping with private anonymous zero pages (MAP_FIXED), releasing what was mapped there. */
+export function zeroPages(call: LibcCalls, pointer: number, length: number): void {
+  // PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+  call.mmap(pointer, length, 3, 0x02 | 0x20 | 0x10, -1, 0);
 }
 
 /** The name of the shared C library on this platform. */
@@ -48,5 +71,5 @@ export function native(): Promise<Native> {
 const LOADERS = { deno: "./deno.ts", bun: "./bun.ts", node: "./node.ts" } as const;
 
 async function load(): Promise<Native> {
-  return ((await import(LOADERS[runtimeName()])) as { load(): Native }).load();
+  return await ((await import(LOADERS[runtimeName()])) as { load(): Native | Promise<Native> }).load();
 }

@@ -6,8 +6,8 @@
 import koffi from "koffi";
 import { platform } from "node:os";
 import { UnsupportedError } from "../errors.ts";
-import { type FfiType, LIBC, type LibcCalls, type Signature } from "./libc.ts";
-import { cstring, libcPath, type Native } from "./native.ts";
+import { type AsyncCalls, type FfiType, LIBC, type LibcCalls, type Signature } from "./libc.ts";
+import { cstring, zeroPages, libcPath, type Native } from "./native.ts";
 
 const TYPES: Record<FfiType, string> = {
   i32: "int32_t",
@@ -21,14 +21,33 @@ const TYPES: Record<FfiType, string> = {
   void: "void",
 };
 
-/** Opens libc with koffi. */
-export function load(): Native {
-  let lib: ReturnType<typeof koffi.load>;
+function open(): ReturnType<typeof koffi.load> {
   try {
-    lib = koffi.load(libcPath(platform()));
+    return koffi.load(libcPath(platform()));
   } catch (e) {
     throw new UnsupportedError(`Cannot load libc through koffi: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/** The `async` symbols through koffi's `.async` (a libuv pool thread). Bun's loader uses this too. */
+export function loadAsync(lib = open()): AsyncCalls {
+  const callAsync: Record<string, unknown> = {};
+  for (const [name, sig] of Object.entries(LIBC) as [string, Signature][]) {
+    if (!sig.async) continue;
+    const fn = lib.func(name, TYPES[sig.returns], sig.args.map((t) => TYPES[t]));
+    const ptrArgs = sig.args.flatMap((t, i) => (t === "pointer" ? [i] : []));
+    callAsync[name] = (...a: unknown[]) =>
+      new Promise<number>((resolve, reject) => {
+        for (const i of ptrArgs) a[i] ??= 0;
+        fn.async(...a, (err: unknown, r: unknown) => (err ? reject(err) : resolve(Number(r))));
+      });
+  }
+  return callAsync as AsyncCalls;
+}
+
+/** Opens libc with koffi. */
+export function load(): Native {
+  const lib = open();
   const call: Record<string, unknown> = {};
   for (const [name, sig] of Object.entries(LIBC) as [string, Signature][]) {
     const fn = lib.func(name, TYPES[sig.returns], sig.args.map((t) => TYPES[t]));
@@ -43,8 +62,10 @@ export function load(): Native {
   }
   return {
     call: call as LibcCalls,
+    callAsync: loadAsync(lib),
     errno: () => koffi.errno(),
     view: (pointer, length) => koffi.view(pointer as never, length),
     cstring,
+    unmap: (buffer, pointer, length) => zeroPages(call as LibcCalls, pointer, length),
   };
 }

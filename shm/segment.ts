@@ -1,0 +1,233 @@
+/**
+ * Named POSIX shared memory segments (`shm_open` + `mmap`), readable and writable from Deno, Bun and Node at
+ * once, and from C or Python mapping the same name (`multiprocessing.shared_memory.SharedMemory(name=...)`, which
+ * takes the name without its leading slash).
+ *
+ * @example
+ * ```ts
+ * import { SharedMemory } from "ipckit";
+ * using shm = await SharedMemory.create("/my-app-state", { size: 4096 });
+ * new Uint8Array(shm.buffer).set([1, 2, 3]);
+ * // another process: using same = await SharedMemory.open("/my-app-state");
+ * shm.unlink(); // remove the name; mappings stay valid until closed
+ * ```
+ *
+ * @module
+ */
+import { isMapFailed, MAP_SHARED, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE } from "../ffi/constants.ts";
+import { errnoError } from "../ffi/errno.ts";
+import { type Native, native } from "../ffi/native.ts";
+import { ClosedError, IpcError } from "../errors.ts";
+
+/** Longest name, including the leading slash (NAME_MAX). */
+const MAX_NAME = 255;
+const SEEK_END = 2;
+
+/** Options of {@linkcode SharedMemory.create}. */
+export interface CreateOptions {
+  /** Size in bytes (> 0). */
+  size: number;
+  /** Permission bits; 0o600 by default. */
+  mode?: number;
+}
+
+/** Options of {@linkcode SharedMemory.open}. */
+export interface OpenOptions {
+  /** Map read-only. */
+  readOnly?: boolean;
+}
+
+/**
+ * Checks a shared memory name: one leading `/`, no other `/`, 2 to 255 bytes, no NUL.
+ *
+ * @throws {TypeError} when the name is not valid.
+ */
+export function checkName(name: unknown): string {
+  if (typeof name !== "string") throw new TypeError(`Cannot use shared memory name ${String(name)}: it must be a string`);
+  const bytes = new TextEncoder().encode(name).byteLength;
+  if (!name.startsWith("/") || name.indexOf("/", 1) >= 0 || bytes < 2 || bytes > MAX_NAME || name.includes("\0")) {
+    throw new TypeError(
+      `Cannot use shared memory name "${name}": it must be "/" then 1 to ${MAX_NAME - 1} bytes without "/" or NUL`,
+    );
+  }
+  return name;
+}
+
+function checkSize(size: unknown, name: string): number {
+  if (!Number.isSafeInteger(size) || (size as number) <= 0) {
+    throw new RangeError(`Cannot create shared memory "${name}": size must be a positive integer, got ${String(size)}`);
+  }
+  return size as number;
+}
+
+/** A mapped shared memory segment. `close()` unmaps it; `unlink()` removes the name. */
+export class SharedMemory implements Disposable {
+  /** The segment's name, with its leading `/`. */
+  readonly name: string;
+  /** Its size in bytes. */
+  readonly size: number;
+  /** Whether this handle created the segment. */
+  readonly created: boolean;
+  /** Whether it is mapped read-only. */
+  readonly readOnly: boolean;
+  readonly #ffi: Native;
+  #address: number;
+  #buffer: ArrayBuffer | undefined;
+
+  private constructor(ffi: Native, name: string, size: number, address: number, created: boolean, readOnly: boolean) {
+    this.#ffi = ffi;
+    this.name = name;
+    this.size = size;
+    this.#address = address;
+    this.created = created;
+    this.readOnly = readOnly;
+    this.#buffer = ffi.view(address, size);
+  }
+
+  /**
+   * Creates a new segment of `size` bytes (zero-filled) and maps it.
+   *
+   * @throws {AlreadyExistsError} when the name exists.
+   * @throws {TypeError} for a bad name; {@linkcode RangeError} for a bad size.
+   */
+  static async create(name: string, options: CreateOptions): Promise<SharedMemory> {
+    checkName(name);
+    const size = checkSize(options?.size, name);
+    const mode = options.mode ?? 0o600;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+      throw new RangeError(`Cannot create shared memory "${name}": mode must be an integer from 0 to 0o777`);
+    }
+    const ffi = await native();
+    return SharedMemory.#make(ffi, name, size, mode, true);
+  }
+
+  /**
+   * Maps an existing segment; its size is the segment's.
+   *
+   * @throws {NotFoundError} when there is no segment of that name.
+   */
+  static async open(name: string, options: OpenOptions = {}): Promise<SharedMemory> {
+    checkName(name);
+    const ffi = await native();
+    return SharedMemory.#attach(ffi, name, options.readOnly ?? false);
+  }
+
+  /** Opens the segment, or creates it with `options` when it does not exist. */
+  static async openOrCreate(name: string, options: CreateOptions): Promise<SharedMemory> {
+    checkName(name);
+    const size = checkSize(options?.size, name);
+    const ffi = await native();
+    for (;;) {
+      try {
+        return SharedMemory.#attach(ffi, name, false);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "ENOENT") throw e;
+      }
+      try {
+        return SharedMemory.#make(ffi, name, size, options.mode ?? 0o600, true);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "EEXIST") throw e; // lost a race with another creator: open it
+      }
+    }
+  }
+
+  static #make(ffi: Native, name: string, size: number, mode: number, created: boolean): SharedMemory {
+    const cname = ffi.cstring(name);
+    const fd = ffi.call.shm_open(cname, O_CREAT | O_EXCL | O_RDWR, mode);
+    if (fd < 0) throw errnoError(ffi.errno(), `create shared memory "${name}"`);
+    try {
+      if (ffi.call.ftruncate(fd, size) !== 0) {
+        const e = errnoError(ffi.errno(), `size shared memory "${name}" to ${size} bytes`);
+        ffi.call.shm_unlink(cname);
+        throw e;
+      }
+      const address = ffi.call.mmap(null, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (isMapFailed(address)) {
+        const e = errnoError(ffi.errno(), `map shared memory "${name}" (${size} bytes)`);
+        ffi.call.shm_unlink(cname);
+        throw e;
+      }
+      return new SharedMemory(ffi, name, size, address, created, false);
+    } finally {
+      ffi.call.close(fd); // the mapping keeps the segment; the descriptor is not needed
+    }
+  }
+
+  static #attach(ffi: Native, name: string, readOnly: boolean): SharedMemory {
+    const fd = ffi.call.shm_open(ffi.cstring(name), readOnly ? O_RDONLY : O_RDWR, 0);
+    if (fd < 0) throw errnoError(ffi.errno(), `open shared memory "${name}"`);
+    try {
+      const size = ffi.call.lseek(fd, 0, SEEK_END);
+      if (size < 0) throw errnoError(ffi.errno(), `measure shared memory "${name}"`);
+      if (size === 0) throw new IpcError(`Cannot map shared memory "${name}": it is empty (size 0)`, { code: "EINVAL" });
+      const prot = readOnly ? PROT_READ : PROT_READ | PROT_WRITE;
+      const address = ffi.call.mmap(null, size, prot, MAP_SHARED, fd, 0);
+      if (isMapFailed(address)) throw errnoError(ffi.errno(), `map shared memory "${name}" (${size} bytes)`);
+      return new SharedMemory(ffi, name, size, address, false, readOnly);
+    } finally {
+      ffi.call.close(fd);
+    }
+  }
+
+  /**
+   * The mapped bytes. Views over it see other processes' writes; use Atomics on an Int32Array for
+   * synchronisation.
+   *
+   * @throws {ClosedError} after `close()`.
+   */
+  get buffer(): ArrayBuffer {
+    if (this.#buffer === undefined) throw new ClosedError(`Cannot use shared memory "${this.name}": it is closed`);
+    return this.#buffer;
+  }
+
+  /** The address of the mapping in this process (for FFI calls such as futex). */
+  get address(): number {
+    if (this.#buffer === undefined) throw new ClosedError(`Cannot use shared memory "${this.name}": it is closed`);
+    return this.#address;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#buffer === undefined;
+  }
+
+  /**
+   * Unmaps this handle; idempotent. Views of `buffer` are detached (Deno, Bun) or see zeros (Node) afterwards:
+   * never the freed memory. The segment lives on until unlinked and unmapped everywhere.
+   */
+  close(): void {
+    const buffer = this.#buffer;
+    if (buffer === undefined) return;
+    this.#buffer = undefined;
+    this.#ffi.unmap(buffer, this.#address, this.size);
+    this.#address = 0;
+  }
+
+  /**
+   * Removes the name, so no one else can open it; existing mappings stay valid.
+   *
+   * @throws {NotFoundError} when the name was removed already.
+   */
+  unlink(): void {
+    if (this.#ffi.call.shm_unlink(this.#ffi.cstring(this.name)) !== 0) {
+      throw errnoError(this.#ffi.errno(), `unlink shared memory "${this.name}"`);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Removes a segment by name without opening it.
+   *
+   * @throws {NotFoundError} when there is no such segment.
+   */
+  static async unlink(name: string): Promise<void> {
+    checkName(name);
+    const ffi = await native();
+    if (ffi.call.shm_unlink(ffi.cstring(name)) !== 0) {
+      throw errnoError(ffi.errno(), `unlink shared memory "${name}"`);
+    }
+  }
+}
