@@ -37,6 +37,7 @@ export * as unix from "./transports/unix.ts";
 export * as tcp from "./transports/tcp.ts";
 export * as pipe from "./transports/pipe.ts";
 export * as fifo from "./transports/fifo.ts";
+export * as shm from "./transports/shm.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";

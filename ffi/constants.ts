@@ -12,6 +12,17 @@ export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_NONBLOCK = 0o4000;
 
+import { arch } from "node:os";
+
+/** futex(2) through syscall(2): the syscall number differs per architecture. */
+export const SYS_futex: number = arch() === "arm64" ? 98 : 202;
+/** futex operations (not the PRIVATE variants: the words are shared between processes). */
+export const FUTEX_WAIT = 0;
+export const FUTEX_WAKE = 1;
+
+/** kill(2) with signal 0 probes whether a process exists. */
+export const ESRCH = 3;
+
 /** shutdown(2). */
 export const SHUT_WR = 1;
 

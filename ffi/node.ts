@@ -66,6 +66,6 @@ export function load(): Native {
     errno: () => koffi.errno(),
     view: (pointer, length) => koffi.view(pointer as never, length),
     cstring,
-    unmap: (buffer, pointer, length) => zeroPages(call as LibcCalls, pointer, length),
+    unmap: (_buffer, pointer, length) => zeroPages(call as LibcCalls, pointer, length),
   };
 }

@@ -43,7 +43,9 @@ export interface OpenOptions {
  * @throws {TypeError} when the name is not valid.
  */
 export function checkName(name: unknown): string {
-  if (typeof name !== "string") throw new TypeError(`Cannot use shared memory name ${String(name)}: it must be a string`);
+  if (typeof name !== "string") {
+    throw new TypeError(`Cannot use shared memory name ${String(name)}: it must be a string`);
+  }
   const bytes = new TextEncoder().encode(name).byteLength;
   if (!name.startsWith("/") || name.indexOf("/", 1) >= 0 || bytes < 2 || bytes > MAX_NAME || name.includes("\0")) {
     throw new TypeError(
@@ -159,7 +161,9 @@ export class SharedMemory implements Disposable {
     try {
       const size = ffi.call.lseek(fd, 0, SEEK_END);
       if (size < 0) throw errnoError(ffi.errno(), `measure shared memory "${name}"`);
-      if (size === 0) throw new IpcError(`Cannot map shared memory "${name}": it is empty (size 0)`, { code: "EINVAL" });
+      if (size === 0) {
+        throw new IpcError(`Cannot map shared memory "${name}": it is empty (size 0)`, { code: "EINVAL" });
+      }
       const prot = readOnly ? PROT_READ : PROT_READ | PROT_WRITE;
       const address = ffi.call.mmap(null, size, prot, MAP_SHARED, fd, 0);
       if (isMapFailed(address)) throw errnoError(ffi.errno(), `map shared memory "${name}" (${size} bytes)`);

@@ -258,9 +258,14 @@ function remoteChecks(fixture: Fixture, here: RuntimeName, peer: RuntimeName): v
 
 function rawChecks(fixture: Fixture): void {
   const t = fixture.name;
+  const raw = fixture.raw;
+  if (typeof raw === "string") {
+    test(`${t}: raw byte-level checks`, { skip: raw }, () => {});
+    return;
+  }
 
   test(`${t}: a raw peer's well-formed frames are read exactly (byte-level framing)`, LONG, async () => {
-    const r = await fixture.raw();
+    const r = await raw();
     try {
       await r.write(new Uint8Array([0, 0, 0, 3, 97, 98, 99, 0, 0, 0, 0, 0, 0]));
       await r.write(new Uint8Array([0, 1, 120]));
@@ -275,7 +280,7 @@ function rawChecks(fixture: Fixture): void {
   });
 
   test(`${t}: a stream truncated inside a frame rejects with ProtocolError`, LONG, async () => {
-    const r = await fixture.raw();
+    const r = await raw();
     try {
       await r.write(new Uint8Array([0, 0, 0, 10, 1, 2, 3]));
       await r.end();
@@ -287,7 +292,7 @@ function rawChecks(fixture: Fixture): void {
   });
 
   test(`${t}: a stream truncated inside a length rejects with ProtocolError`, LONG, async () => {
-    const r = await fixture.raw();
+    const r = await raw();
     try {
       await r.write(new Uint8Array([0, 0]));
       await r.end();
@@ -301,7 +306,7 @@ function rawChecks(fixture: Fixture): void {
     `${t}: a bad length (over maxMessage) rejects with MessageTooLargeError, a ProtocolError, and ends the channel`,
     LONG,
     async () => {
-      const r = await fixture.raw({ maxMessage: 1024 });
+      const r = await raw({ maxMessage: 1024 });
       try {
         await r.write(new Uint8Array([0xff, 0xff, 0xff, 0xf0, 1, 2, 3]));
         await r.end();

@@ -2,7 +2,7 @@
  * One fixture per transport: how to make an in-process pair, how to connect to a child process (both sides),
  * and how to talk to a channel with raw bytes. The conformance suite needs nothing else from a transport.
  */
-import { fifo, pipe, tcp, unix } from "../../mod.ts";
+import { fifo, pipe, shm, tcp, unix } from "../../mod.ts";
 import type { Capabilities, Channel, ChannelOptions, ChildProcess, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
@@ -40,8 +40,8 @@ export interface Fixture {
   remote(runtime: RuntimeName, flags: string[], options?: ChannelOptions): Promise<Remote>;
   /** In the child: the channel to the parent, from the address the parent passed. */
   childSide(address: string, options: ChannelOptions): Promise<Channel>;
-  /** A channel fed by raw bytes. */
-  raw(options?: ChannelOptions): Promise<Raw>;
+  /** A channel fed by raw bytes, or why the transport has no byte stream to feed. */
+  raw: ((options?: ChannelOptions) => Promise<Raw>) | string;
 }
 
 const PEER = new URL("./peer.ts", import.meta.url);
@@ -353,10 +353,61 @@ export const pipeFixture: Fixture = {
   },
 };
 
+/** Rings big enough for the suite's largest message (4 MiB) and its floods (3 MiB before reading). */
+const SHM_CAPACITY = 8 * 1024 * 1024;
+
+function shmName(): string {
+  return `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+}
+
+export const shmFixture: Fixture = {
+  name: "shm",
+  capabilities: { ordered: true, reliable: true, maxMessage: SHM_CAPACITY - 8, crossHost: false },
+  async pair(options = {}) {
+    const name = shmName();
+    // One thread holds both ends: spinning cannot see the other end move, so do not spin.
+    const o = { ...options, capacity: SHM_CAPACITY, spin: 0 };
+    const [a, b] = await Promise.all([shm.create(name, o), shm.open(name, { ...o, wait: 10_000 })]);
+    return {
+      a,
+      b,
+      async cleanup() {
+        await Promise.all([a.close(), b.close()]);
+      },
+    };
+  },
+  async remote(rtName, flags, options = {}) {
+    const name = shmName();
+    const abort = new AbortController();
+    const pending = shm.create(name, { ...options, capacity: SHM_CAPACITY, signal: abort.signal });
+    const child = await spawnPeer(rtName, ["shm", name, ...flags]);
+    let channel: Channel;
+    try {
+      channel = await beforeExit(pending, child, "shm create");
+    } catch (e) {
+      abort.abort();
+      await pending.catch(() => {});
+      await stopChild(child);
+      throw e;
+    }
+    return {
+      channel,
+      child,
+      async cleanup() {
+        await channel.close();
+        await stopChild(child);
+      },
+    };
+  },
+  childSide: (name, options) => shm.open(name, { ...options, wait: CONNECT_TIMEOUT }),
+  raw: "a shm channel has no byte stream; tests/shm.test.ts feeds the ring a corrupt record instead",
+};
+
 /** Every transport fixture, by name (the child peer looks them up). */
 export const FIXTURES: Record<string, Fixture> = {
   unix: unixFixture,
   tcp: tcpFixture,
   fifo: fifoFixture,
   pipe: pipeFixture,
+  shm: shmFixture,
 };

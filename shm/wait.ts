@@ -1,0 +1,57 @@
+/**
+ * Waiting for a 32-bit word to change, without freezing the event loop, and waking whoever waits:
+ * - between threads, on a SharedArrayBuffer: `Atomics.waitAsync` / `Atomics.notify`;
+ * - between processes, on a shared memory segment: futex(2), the wait running off the main thread (Deno
+ *   `nonblocking` FFI, koffi `.async` on Node and Bun) and the wake a direct call (about a microsecond).
+ *
+ * Waits are bounded by `timeoutMs`: callers loop, re-checking their state (and the peer's liveness) in between.
+ *
+ * @module
+ */
+import { FUTEX_WAIT, FUTEX_WAKE, SYS_futex } from "../ffi/constants.ts";
+import type { Native } from "../ffi/native.ts";
+
+/** Waits on and wakes the Int32 words of one buffer. */
+export interface Waiter {
+  /** Resolves once `words[index]` may differ from `value`, or after `timeoutMs` (the caller re-checks). */
+  wait(index: number, value: number, timeoutMs: number): Promise<void>;
+  /** Wakes every waiter on `words[index]`. */
+  wake(index: number): void;
+}
+
+/** A Waiter over Int32s of a SharedArrayBuffer (threads of one process). */
+export function atomicsWaiter(words: Int32Array): Waiter {
+  return {
+    wait(index, value, timeoutMs) {
+      const r = Atomics.waitAsync(words, index, value, timeoutMs);
+      if (!r.async) return Promise.resolve();
+      // A pending waitAsync does not keep Deno's event loop alive: a timer does.
+      const keepAlive = setTimeout(() => {}, timeoutMs + 10);
+      return r.value.then(() => clearTimeout(keepAlive));
+    },
+    wake(index) {
+      Atomics.notify(words, index);
+    },
+  };
+}
+
+const INT_MAX = 0x7fff_ffff;
+
+/** A Waiter over Int32s of memory mapped at `address` in every process that waits or wakes (futex). */
+export function futexWaiter(ffi: Native, words: Int32Array, address: number): Waiter {
+  return {
+    wait(index, value, timeoutMs) {
+      if (Atomics.load(words, index) !== value) return Promise.resolve();
+      const ms = Math.max(0, Math.floor(timeoutMs));
+      // struct timespec { tv_sec; tv_nsec }, alive until the call returns (the closure holds it).
+      const timeout = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1_000_000)]);
+      return ffi.callAsync.syscall(SYS_futex, address + index * 4, FUTEX_WAIT, value, timeout, null, 0).then(
+        () => void timeout,
+        () => {},
+      );
+    },
+    wake(index) {
+      ffi.call.syscall(SYS_futex, address + index * 4, FUTEX_WAKE, INT_MAX, null, null, 0);
+    },
+  };
+}

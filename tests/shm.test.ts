@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
+import { Ring } from "../shm/ring.ts";
+import { channelConformance } from "./conformance/channel.ts";
+import { shmFixture } from "./conformance/fixtures.ts";
+
+channelConformance(shmFixture);
+
+const name = () => `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+
+test("shm.create() removes the segment name once the peer attached; a second opener is refused", async () => {
+  const n = name();
+  const [a, b] = await Promise.all([shm.create(n, { capacity: 4096 }), shm.open(n, { wait: 10_000 })]);
+  try {
+    await assert.rejects(SharedMemory.open(n), NotFoundError);
+    await assert.rejects(shm.open(n), NotFoundError);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("shm.open() of a missing name rejects with NotFoundError; a taken name makes create() reject", async () => {
+  await assert.rejects(shm.open(name()), NotFoundError);
+  const n = name();
+  const seg = await SharedMemory.create(n, { size: 4096 });
+  try {
+    await assert.rejects(shm.create(n), AlreadyExistsError);
+    await assert.rejects(shm.open(n), ProtocolError); // a segment, but no channel in it
+  } finally {
+    seg.unlink();
+    seg.close();
+  }
+});
+
+test("shm.create() waiting for a peer can be aborted, and leaves no segment behind", async () => {
+  const n = name();
+  const ac = new AbortController();
+  const pending = shm.create(n, { capacity: 4096, signal: ac.signal });
+  setTimeout(() => ac.abort(), 50);
+  await assert.rejects(pending, (e: Error) => e.name === "AbortError");
+  await assert.rejects(SharedMemory.open(n), NotFoundError);
+});
+
+test("shm options are validated", async () => {
+  await assert.rejects(shm.create("no-slash"), TypeError);
+  await assert.rejects(shm.create(name(), { capacity: 0 }), RangeError);
+  await assert.rejects(shm.create(name(), { spin: -1 }), RangeError);
+  assert.throws(() => shm.pair({ capacity: 2 ** 31 }), RangeError);
+  assert.throws(() => shm.fromHandle({} as never), TypeError);
+});
+
+test("a corrupt ring record rejects receive() with ProtocolError and ends the channel", async () => {
+  const [a, handle] = shm.pair({ capacity: 1024, spin: 0 });
+  const b = shm.fromHandle(handle);
+  await a.send(new Uint8Array([1, 2, 3]));
+  // Overwrite the record's length with more than the ring holds.
+  const ring = Ring.attach(handle.buffer, 64);
+  new DataView(handle.buffer, ring.offset + 192, 4).setUint32(0, 100_000, true);
+  await assert.rejects(b.receive(), ProtocolError);
+  await assert.rejects(b.receive(), ClosedError);
+  await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test("shm.pair() carries messages between threads: a worker echoes over the SharedArrayBuffer", {
+  timeout: 60_000,
+}, async () => {
+  const { runtime } = await import("../runtimes/detect.ts");
+  const rt = await runtime();
+  const [here, there] = shm.pair({ capacity: 64 * 1024 });
+  const w = rt.worker(new URL("./helpers/shm_worker.ts", import.meta.url));
+  try {
+    w.postMessage(there);
+    for (let i = 0; i < 100; i++) {
+      const m = new Uint8Array(i * 10).fill(i);
+      await here.send(m);
+      const back = await here.receive({ timeout: 30_000 });
+      assert.deepEqual([...back], [...m]);
+    }
+    await here.close();
+  } finally {
+    await w.terminate();
+  }
+});
+
+test("the ring keeps boundaries across wrap-around for every size up to its limit", () => {
+  const buf = new ArrayBuffer(192 + 256);
+  const ring = Ring.init(buf, 0, 256);
+  for (let n = 0; n <= ring.maxMessage; n++) {
+    const m = new Uint8Array(n).map((_, i) => (i * 7 + n) & 255);
+    assert.equal(ring.tryWrite(m), true, `write ${n}`);
+    const back = ring.tryRead()!;
+    assert.deepEqual([...back], [...m], `size ${n}`);
+  }
+  // Full: a record that does not fit is refused without writing.
+  assert.equal(ring.tryWrite(new Uint8Array(200)), true);
+  assert.equal(ring.tryWrite(new Uint8Array(200)), false);
+});
