@@ -33,7 +33,10 @@ export interface CreateOptions {
 
 /** Options of {@linkcode SharedMemory.open}. */
 export interface OpenOptions {
-  /** Map read-only. */
+  /**
+   * Map read-only. The buffer still looks writable to JavaScript: a write through it crashes the process
+   * (SIGSEGV), so only read it.
+   */
   readOnly?: boolean;
 }
 
@@ -55,12 +58,32 @@ export function checkName(name: unknown): string {
   return name;
 }
 
+/**
+ * The largest segment ipckit maps: 4 GiB, the largest ArrayBuffer over external memory that koffi (Node) and Bun
+ * create (Deno goes further, but one limit everywhere keeps programs portable).
+ */
+export const MAX_SIZE = 2 ** 32;
+
 function checkSize(size: unknown, name: string): number {
-  if (!Number.isSafeInteger(size) || (size as number) <= 0) {
-    throw new RangeError(`Cannot create shared memory "${name}": size must be a positive integer, got ${String(size)}`);
+  if (!Number.isSafeInteger(size) || (size as number) <= 0 || (size as number) > MAX_SIZE) {
+    throw new RangeError(
+      `Cannot create shared memory "${name}": size must be an integer from 1 to ${MAX_SIZE} (4 GiB), got ${
+        String(size)
+      }`,
+    );
   }
   return size as number;
 }
+
+function checkMode(mode: unknown, name: string): number {
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o777) {
+    throw new RangeError(`Cannot create shared memory "${name}": mode must be an integer from 0 to 0o777`);
+  }
+  return mode as number;
+}
+
+/** How long open() waits for a creator that has made the name but not yet sized it, in milliseconds. */
+const SIZING_WAIT_MS = 1000;
 
 /** A mapped shared memory segment. `close()` unmaps it; `unlink()` removes the name. */
 export class SharedMemory implements Disposable {
@@ -95,10 +118,7 @@ export class SharedMemory implements Disposable {
   static async create(name: string, options: CreateOptions): Promise<SharedMemory> {
     checkName(name);
     const size = checkSize(options?.size, name);
-    const mode = options.mode ?? 0o600;
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
-      throw new RangeError(`Cannot create shared memory "${name}": mode must be an integer from 0 to 0o777`);
-    }
+    const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
     return SharedMemory.#make(ffi, name, size, mode, true);
   }
@@ -111,22 +131,36 @@ export class SharedMemory implements Disposable {
   static async open(name: string, options: OpenOptions = {}): Promise<SharedMemory> {
     checkName(name);
     const ffi = await native();
-    return SharedMemory.#attach(ffi, name, options.readOnly ?? false);
+    return await SharedMemory.#attachSized(ffi, name, options.readOnly ?? false);
+  }
+
+  /** Attaches, waiting briefly while the segment is empty: a creator sizes it right after creating the name. */
+  static async #attachSized(ffi: Native, name: string, readOnly: boolean): Promise<SharedMemory> {
+    const deadline = Date.now() + SIZING_WAIT_MS;
+    for (let delay = 1;; delay = Math.min(delay * 2, 50)) {
+      try {
+        return SharedMemory.#attach(ffi, name, readOnly);
+      } catch (e) {
+        if (!(e instanceof IpcError && e.code === "EMPTY") || Date.now() >= deadline) throw e;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   /** Opens the segment, or creates it with `options` when it does not exist. */
   static async openOrCreate(name: string, options: CreateOptions): Promise<SharedMemory> {
     checkName(name);
     const size = checkSize(options?.size, name);
+    const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
     for (;;) {
       try {
-        return SharedMemory.#attach(ffi, name, false);
+        return await SharedMemory.#attachSized(ffi, name, false);
       } catch (e) {
         if ((e as { code?: string }).code !== "ENOENT") throw e;
       }
       try {
-        return SharedMemory.#make(ffi, name, size, options.mode ?? 0o600, true);
+        return SharedMemory.#make(ffi, name, size, mode, true);
       } catch (e) {
         if ((e as { code?: string }).code !== "EEXIST") throw e; // lost a race with another creator: open it
       }
@@ -149,7 +183,13 @@ export class SharedMemory implements Disposable {
         ffi.call.shm_unlink(cname);
         throw e;
       }
-      return new SharedMemory(ffi, name, size, address, created, false);
+      try {
+        return new SharedMemory(ffi, name, size, address, created, false);
+      } catch (e) {
+        ffi.call.munmap(address, size);
+        ffi.call.shm_unlink(cname);
+        throw e;
+      }
     } finally {
       ffi.call.close(fd); // the mapping keeps the segment; the descriptor is not needed
     }
@@ -162,12 +202,20 @@ export class SharedMemory implements Disposable {
       const size = ffi.call.lseek(fd, 0, SEEK_END);
       if (size < 0) throw errnoError(ffi.errno(), `measure shared memory "${name}"`);
       if (size === 0) {
-        throw new IpcError(`Cannot map shared memory "${name}": it is empty (size 0)`, { code: "EINVAL" });
+        throw new IpcError(`Cannot map shared memory "${name}": it is empty (size 0)`, { code: "EMPTY" });
+      }
+      if (size > MAX_SIZE) {
+        throw new RangeError(`Cannot map shared memory "${name}": it has ${size} bytes, more than ${MAX_SIZE} (4 GiB)`);
       }
       const prot = readOnly ? PROT_READ : PROT_READ | PROT_WRITE;
       const address = ffi.call.mmap(null, size, prot, MAP_SHARED, fd, 0);
       if (isMapFailed(address)) throw errnoError(ffi.errno(), `map shared memory "${name}" (${size} bytes)`);
-      return new SharedMemory(ffi, name, size, address, false, readOnly);
+      try {
+        return new SharedMemory(ffi, name, size, address, false, readOnly);
+      } catch (e) {
+        ffi.call.munmap(address, size);
+        throw e;
+      }
     } finally {
       ffi.call.close(fd);
     }

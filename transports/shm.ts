@@ -182,11 +182,22 @@ export class ShmChannel implements Channel {
       );
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    if (this.#writers === 0 && this.#p.out.tryWrite(message)) {
+    if (this.#writers === 0 && (this.#p.out.tryWrite(message) || this.#spinWrite(message))) {
       this.#wakeConsumer();
       return Promise.resolve();
     }
     return this.#sendSlow(message, options?.signal);
+  }
+
+  /** Spins until the message fits or `spin` microseconds pass; true when it was written. */
+  #spinWrite(message: Uint8Array): boolean {
+    if (this.#p.spinUs <= 0) return false;
+    const out = this.#p.out;
+    const until = performance.now() + this.#p.spinUs / 1000;
+    for (let i = 1;; i++) {
+      if (out.tryWrite(message)) return true;
+      if ((i & 63) === 0 && (performance.now() >= until || out.flags & CONSUMER_CLOSED)) return false;
+    }
   }
 
   #sendRefused(): Error | undefined {
@@ -235,6 +246,45 @@ export class ShmChannel implements Channel {
     }
   }
 
+  /**
+   * Sends without waiting and without a promise: true if the message went into the ring, false when the ring is
+   * full (nothing written). For hot loops; `send()` is the waiting form.
+   *
+   * @throws {ClosedError} when this end or the peer closed; {@linkcode MessageTooLargeError} over `maxMessage`.
+   */
+  trySend(message: Uint8Array): boolean {
+    if (this.#writers > 0) return false; // keep order behind sends that wait
+    const refused = this.#sendRefused();
+    if (refused) throw refused;
+    if (message.byteLength > this.maxMessage) {
+      throw new MessageTooLargeError(
+        `Cannot send a message of ${message.byteLength} bytes on ${this.#p.description}: it exceeds maxMessage (${this.maxMessage} bytes)`,
+        message.byteLength,
+        this.maxMessage,
+      );
+    }
+    if (!this.#p.out.tryWrite(message)) return false;
+    this.#wakeConsumer();
+    return true;
+  }
+
+  /**
+   * Receives without waiting: the next message, or undefined when none is there. For hot loops; `receive()` is
+   * the waiting form.
+   *
+   * @throws {ClosedError} when this end is closed, or the peer closed and everything was received.
+   */
+  tryReceive(): Uint8Array | undefined {
+    if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
+    if (this.#readers > 0) return undefined;
+    const flags = this.#p.in.flags;
+    const m = this.#tryRead();
+    if (m === undefined && flags & PRODUCER_CLOSED) {
+      throw (this.#peerGone ??= new ClosedError(`Cannot receive on ${this.#p.description}: the peer closed it`));
+    }
+    return m;
+  }
+
   receive(options?: ReceiveOptions): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`));
     if (this.#peerGone && !this.#p.in.readable()) return Promise.reject(this.#peerGone);
@@ -243,15 +293,26 @@ export class ShmChannel implements Channel {
       return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
+    let spun = false;
     if (this.#readers === 0) {
       try {
-        const m = this.#tryRead();
+        const m = this.#tryRead() ?? ((spun = this.#p.spinUs > 0) ? this.#spinRead() : undefined);
         if (m !== undefined) return Promise.resolve(m);
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.#receiveSlow(options?.signal, timeout);
+    return this.#receiveSlow(options?.signal, timeout, spun);
+  }
+
+  /** Spins (synchronously: no promise, no event loop turn) until a message comes or `spin` microseconds pass. */
+  #spinRead(): Uint8Array | undefined {
+    const input = this.#p.in;
+    const until = performance.now() + this.#p.spinUs / 1000;
+    for (let i = 1;; i++) {
+      if (input.readable()) return this.#tryRead();
+      if ((i & 63) === 0 && (performance.now() >= until || input.flags & PRODUCER_CLOSED)) return undefined;
+    }
   }
 
   #tryRead(): Uint8Array | undefined {
@@ -272,7 +333,11 @@ export class ShmChannel implements Channel {
     return m;
   }
 
-  async #receiveSlow(signal: AbortSignal | undefined, timeout: number | undefined): Promise<Uint8Array> {
+  async #receiveSlow(
+    signal: AbortSignal | undefined,
+    timeout: number | undefined,
+    spun: boolean,
+  ): Promise<Uint8Array> {
     this.#readers++;
     const turn = this.#readTurn;
     let release!: () => void;
@@ -282,7 +347,7 @@ export class ShmChannel implements Channel {
       const input = this.#p.in;
       const now = performance.now();
       const deadline = timeout === undefined ? Infinity : now + timeout;
-      const spinUntil = now + this.#p.spinUs / 1000;
+      const spinUntil = spun ? now : now + this.#p.spinUs / 1000;
       for (;;) {
         if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
         // Read the flag before the ring: a close published after the last message is seen after it.

@@ -1,30 +1,32 @@
 /**
- * Echo peer for `bench/shm.ts`: opens the shm channel the parent created and sends every message back (or, with
- * `sink`, counts them and sends one 8-byte reply per `count` messages). Exits when the parent closes.
+ * Peer for `bench/shm.ts`. Opens the shm channel the parent created, then:
+ * - `echo`: sends every message back;
+ * - `sink`: reads a count (u32 little-endian), takes that many messages as fast as it can (`tryReceive`, falling
+ *   back to `receive()` when the ring is empty), acknowledges with one 8-byte message; repeats.
+ * Exits when the parent closes.
  *
  *   shm_echo.ts <name> [echo|sink] [spin-us]
  *
  * @module
  */
-import { runtime, shm } from "../../mod.ts";
+import { ClosedError, runtime, shm } from "../../mod.ts";
 
 const rt = await runtime();
 const [name, mode = "echo", spin = "50"] = rt.args();
 const channel = await shm.open(name!, { wait: 30_000, spin: Number(spin) });
-if (mode === "echo") {
-  for await (const m of channel) await channel.send(m);
-} else {
-  // sink: the parent sends "count" as the first message, then that many messages; we acknowledge the batch.
-  for (;;) {
-    let first: Uint8Array;
-    try {
-      first = await channel.receive();
-    } catch {
-      break;
+try {
+  if (mode === "echo") {
+    for (;;) await channel.send(channel.tryReceive() ?? await channel.receive());
+  } else {
+    for (;;) {
+      const first = await channel.receive();
+      const count = new DataView(first.buffer, first.byteOffset).getUint32(0, true);
+      for (let i = 0; i < count; i++) if (channel.tryReceive() === undefined) await channel.receive();
+      await channel.send(new Uint8Array(8));
     }
-    const count = new DataView(first.buffer, first.byteOffset).getUint32(0, true);
-    for (let i = 0; i < count; i++) await channel.receive();
-    await channel.send(new Uint8Array(8));
   }
+} catch (e) {
+  if (!(e instanceof ClosedError)) throw e;
+} finally {
+  await channel.close();
 }
-await channel.close();
