@@ -7,7 +7,7 @@ import koffi from "koffi";
 import { platform } from "node:os";
 import { UnsupportedError } from "../errors.ts";
 import { type AsyncCalls, type FfiType, LIBC, type LibcCalls, type Signature } from "./libc.ts";
-import { cstring, zeroPages, libcPath, type Native } from "./native.ts";
+import { cstring, libcPath, type Native, zeroPages } from "./native.ts";
 
 const TYPES: Record<FfiType, string> = {
   i32: "int32_t",

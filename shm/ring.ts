@@ -33,6 +33,7 @@
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
+import { allocate, copy } from "../transports/bytes.ts";
 
 /** Header size; the data area follows. */
 export const RING_HEADER = 192;
@@ -84,6 +85,10 @@ export class Ring {
   readonly maxMessage: number;
   readonly #data: Uint8Array;
   readonly #view: DataView;
+  // The other side's position as last seen: re-read only when it looks like there is no room (producer) or
+  // nothing to read (consumer), which saves a cache miss on most messages.
+  #readSeen = 0;
+  #writeSeen = 0;
 
   private constructor(buffer: ArrayBufferLike, offset: number, capacity: number) {
     this.offset = offset;
@@ -179,8 +184,11 @@ export class Ring {
     const n = message.byteLength;
     const size = Ring.recordSize(n);
     const w = Atomics.load(this.words, I_WRITE);
-    const r = Atomics.load(this.words, I_READ);
-    if (this.capacity - ((w - r) >>> 0) < size) return false;
+    let r = this.#readSeen;
+    if (this.capacity - ((w - r) >>> 0) < size) {
+      r = this.#readSeen = Atomics.load(this.words, I_READ);
+      if (this.capacity - ((w - r) >>> 0) < size) return false;
+    }
     const cap = this.capacity;
     const at = w & (cap - 1);
     this.#view.setUint32(at, n, true);
@@ -200,9 +208,12 @@ export class Ring {
    */
   tryRead(limit = this.maxMessage): Uint8Array | undefined {
     const r = Atomics.load(this.words, I_READ);
-    const w = Atomics.load(this.words, I_WRITE);
+    let w = this.#writeSeen;
+    if (w === r) {
+      w = this.#writeSeen = Atomics.load(this.words, I_WRITE);
+      if (w === r) return undefined;
+    }
     const used = (w - r) >>> 0;
-    if (used === 0) return undefined;
     const cap = this.capacity;
     const at = r & (cap - 1);
     const n = this.#view.getUint32(at, true);
@@ -221,9 +232,9 @@ export class Ring {
     const first = Math.min(n, cap - start);
     let out: Uint8Array;
     if (first === n) {
-      out = this.#data.slice(start, start + n);
+      out = copy(this.#data, start, start + n);
     } else {
-      out = new Uint8Array(n);
+      out = allocate(n);
       out.set(this.#data.subarray(start, cap));
       out.set(this.#data.subarray(0, n - first), first);
     }

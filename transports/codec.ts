@@ -6,6 +6,7 @@
  */
 import { Decoder, Encoder } from "cbor-x";
 import { ProtocolError } from "../errors.ts";
+import { copy } from "./bytes.ts";
 
 /** Encodes values of type T to bytes and back. */
 export interface Codec<T = unknown> {
@@ -34,7 +35,7 @@ export const cbor: Codec = {
   encode(value) {
     // cbor-x reuses its buffer: copy out the bytes so later encodes do not overwrite a message being sent.
     const out = cborEncoder.encode(value);
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength).slice();
+    return copy(out);
   },
   decode(bytes) {
     try {

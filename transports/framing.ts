@@ -27,6 +27,7 @@
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
+import { allocate, copy } from "./bytes.ts";
 
 /** Size of the length prefix in bytes. */
 export const HEADER_SIZE = 4;
@@ -47,20 +48,7 @@ export const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
  */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
   const n = payload.byteLength;
-  const size = HEADER_SIZE + n;
-  let frame: Uint8Array;
-  if (size <= POOL_MAX) {
-    // Small frames are carved from a shared slab (never reused: a new slab replaces a full one), which is much
-    // cheaper than one ArrayBuffer per frame and hands the OS an off-heap buffer.
-    if (poolOffset + size > POOL_SIZE) {
-      pool = new Uint8Array(POOL_SIZE);
-      poolOffset = 0;
-    }
-    frame = pool.subarray(poolOffset, poolOffset + size);
-    poolOffset += (size + 7) & ~7;
-  } else {
-    frame = new Uint8Array(size);
-  }
+  const frame = allocate(HEADER_SIZE + n);
   frame[0] = n >>> 24;
   frame[1] = (n >>> 16) & 0xff;
   frame[2] = (n >>> 8) & 0xff;
@@ -68,11 +56,6 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
   frame.set(payload, HEADER_SIZE);
   return frame;
 }
-
-const POOL_SIZE = 64 * 1024;
-const POOL_MAX = 4096;
-let pool = new Uint8Array(POOL_SIZE);
-let poolOffset = 0;
 
 /**
  * Incremental frame decoder: feed it chunks as they arrive, it calls `onFrame` once per complete payload. Payloads
@@ -142,9 +125,9 @@ export class FrameDecoder {
         // Whole payload inside this chunk.
         const view = chunk.subarray(off, off + n);
         off += n;
-        this.#onFrame(owned ? view : view.slice());
+        this.#onFrame(owned ? view : copy(view));
       } else {
-        this.#body = new Uint8Array(n);
+        this.#body = allocate(n);
         this.#bodyLen = 0;
       }
     }

@@ -293,16 +293,16 @@ export class ShmChannel implements Channel {
       return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    let spun = false;
+    const spin = this.#p.spinUs > 0;
     if (this.#readers === 0) {
       try {
-        const m = this.#tryRead() ?? ((spun = this.#p.spinUs > 0) ? this.#spinRead() : undefined);
+        const m = this.#tryRead() ?? (spin ? this.#spinRead() : undefined);
         if (m !== undefined) return Promise.resolve(m);
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.#receiveSlow(options?.signal, timeout, spun);
+    return this.#receiveSlow(options?.signal, timeout, spin && this.#readers === 0);
   }
 
   /** Spins (synchronously: no promise, no event loop turn) until a message comes or `spin` microseconds pass. */

@@ -1,11 +1,12 @@
 /**
  * Peer for `bench/shm.ts`. Opens the shm channel the parent created, then:
  * - `echo`: sends every message back;
+ * - `spin`: the same without promises: `tryReceive`/`trySend` in a busy loop (both sides busy);
  * - `sink`: reads a count (u32 little-endian), takes that many messages as fast as it can (`tryReceive`, falling
  *   back to `receive()` when the ring is empty), acknowledges with one 8-byte message; repeats.
  * Exits when the parent closes.
  *
- *   shm_echo.ts <name> [echo|sink] [spin-us]
+ *   shm_echo.ts <name> [echo|spin|sink] [spin-us]
  *
  * @module
  */
@@ -17,6 +18,11 @@ const channel = await shm.open(name!, { wait: 30_000, spin: Number(spin) });
 try {
   if (mode === "echo") {
     for (;;) await channel.send(channel.tryReceive() ?? await channel.receive());
+  } else if (mode === "spin") {
+    for (;;) {
+      const m = channel.tryReceive();
+      if (m !== undefined) { while (!channel.trySend(m)) { /* spin */ } }
+    }
   } else {
     for (;;) {
       const first = await channel.receive();

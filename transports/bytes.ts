@@ -1,0 +1,37 @@
+/**
+ * Allocation of message-sized byte arrays. On Deno a fresh typed array costs about 0.5 us (and `slice()` 0.7 us)
+ * against 0.04 us for a view, so there frames and received messages up to 4 KiB are views into 64 KiB slabs, like
+ * Node's Buffer pool; on Node and Bun fresh arrays are as cheap as pooled ones, and stay plain. A slab is never reused: when it is full a new one replaces it, and the old one lives as
+ * long as some view of it does. Such a view's `byteOffset` is usually not 0: use `byteOffset`/`byteLength` (or
+ * `slice()`) when handing its `.buffer` on.
+ *
+ * @module
+ */
+
+import { runtimeName } from "../runtimes/detect.ts";
+
+const POOLED = runtimeName() === "deno";
+const SLAB = 64 * 1024;
+const MAX_POOLED = 4096;
+let slab = new Uint8Array(SLAB);
+let used = 0;
+
+/** A zero-filled (when fresh) byte array of `n` bytes, pooled when small. Its contents are the caller's to set. */
+export function allocate(n: number): Uint8Array {
+  if (!POOLED || n > MAX_POOLED) return new Uint8Array(n);
+  if (used + n > SLAB) {
+    slab = new Uint8Array(SLAB);
+    used = 0;
+  }
+  const view = slab.subarray(used, used + n);
+  used += (n + 7) & ~7; // keep views 8-aligned
+  return view;
+}
+
+/** A copy of `src` (or of its bytes from `start` to `end`). */
+export function copy(src: Uint8Array, start = 0, end = src.byteLength): Uint8Array {
+  if (!POOLED) return src.slice(start, end);
+  const out = allocate(end - start);
+  out.set(start === 0 && end === src.byteLength ? src : src.subarray(start, end));
+  return out;
+}
