@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
 import { Ring } from "../shm/ring.ts";
 import { channelConformance } from "./conformance/channel.ts";
-import { shmFixture } from "./conformance/fixtures.ts";
+import { shmFixture, shmNames } from "./conformance/fixtures.ts";
+import { existsSync } from "node:fs";
 
 channelConformance(shmFixture);
 
@@ -96,4 +97,10 @@ test("the ring keeps boundaries across wrap-around for every size up to its limi
   // Full: a record that does not fit is refused without writing.
   assert.equal(ring.tryWrite(new Uint8Array(200)), true);
   assert.equal(ring.tryWrite(new Uint8Array(200)), false);
+});
+
+test("no shm channel segment is left in /dev/shm, also after SIGKILLed peers", () => {
+  assert.ok(shmNames.size > 0);
+  const left = [...shmNames].filter((n) => existsSync(`/dev/shm${n}`));
+  assert.deepEqual(left, []);
 });

@@ -356,8 +356,13 @@ export const pipeFixture: Fixture = {
 /** Rings big enough for the suite's largest message (4 MiB) and its floods (3 MiB before reading). */
 const SHM_CAPACITY = 8 * 1024 * 1024;
 
+/** Every shm name the fixture handed out, so a test can check none is left in /dev/shm. */
+export const shmNames: Set<string> = new Set();
+
 function shmName(): string {
-  return `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+  const name = `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+  shmNames.add(name);
+  return name;
 }
 
 export const shmFixture: Fixture = {
