@@ -87,6 +87,30 @@ async function beforeExit<T>(p: Promise<T>, child: ChildProcess, what: string): 
   }
 }
 
+/**
+ * Starts the peer child while `create` waits for it to connect. If that fails, aborts the create, stops the child
+ * and runs `cleanup`, then rethrows.
+ */
+async function createWithPeer(
+  create: (signal: AbortSignal) => Promise<Channel>,
+  rtName: RuntimeName,
+  peerArgs: string[],
+  cleanup: () => Promise<void> = () => Promise.resolve(),
+): Promise<{ channel: Channel; child: ChildProcess }> {
+  const abort = new AbortController();
+  const pending = create(abort.signal);
+  const child = await spawnPeer(rtName, peerArgs);
+  try {
+    return { channel: await beforeExit(pending, child, `${peerArgs[0]} create`), child };
+  } catch (e) {
+    abort.abort();
+    await pending.catch(() => {});
+    await stopChild(child);
+    await cleanup();
+    throw e;
+  }
+}
+
 async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
   await child.exited.catch(() => {});
@@ -231,19 +255,12 @@ export const fifoFixture: Fixture = {
   async remote(rtName, flags, options = {}) {
     const dir = await tempDir();
     const path = `${dir}/f`;
-    const abort = new AbortController();
-    const pending = fifo.create(path, { ...options, signal: abort.signal });
-    const child = await spawnPeer(rtName, ["fifo", path, ...flags]);
-    let channel: Channel;
-    try {
-      channel = await beforeExit(pending, child, "fifo create");
-    } catch (e) {
-      abort.abort();
-      await pending.catch(() => {});
-      await stopChild(child);
-      await removeDir(dir);
-      throw e;
-    }
+    const { channel, child } = await createWithPeer(
+      (signal) => fifo.create(path, { ...options, signal }),
+      rtName,
+      ["fifo", path, ...flags],
+      () => removeDir(dir),
+    );
     return {
       channel,
       child,
@@ -383,18 +400,11 @@ export const shmFixture: Fixture = {
   },
   async remote(rtName, flags, options = {}) {
     const name = shmName();
-    const abort = new AbortController();
-    const pending = shm.create(name, { ...options, capacity: SHM_CAPACITY, signal: abort.signal });
-    const child = await spawnPeer(rtName, ["shm", name, ...flags]);
-    let channel: Channel;
-    try {
-      channel = await beforeExit(pending, child, "shm create");
-    } catch (e) {
-      abort.abort();
-      await pending.catch(() => {});
-      await stopChild(child);
-      throw e;
-    }
+    const { channel, child } = await createWithPeer(
+      (signal) => shm.create(name, { ...options, capacity: SHM_CAPACITY, signal }),
+      rtName,
+      ["shm", name, ...flags],
+    );
     return {
       channel,
       child,
