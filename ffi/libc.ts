@@ -40,6 +40,36 @@ export const LIBC = {
   kill: { args: ["i32", "i32"], returns: "i32" },
   // syscall(SYS_futex, uaddr, op, val, timeout, uaddr2, val3): waits and wakes across processes.
   syscall: { args: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"], returns: "i64", async: true },
+  clock_gettime: { args: ["i32", "buffer"], returns: "i32" },
+  // POSIX message queues (mq_open is variadic: name, oflag, mode, struct mq_attr *).
+  mq_open: { args: ["buffer", "i32", "u32", "buffer"], returns: "i32" },
+  mq_close: { args: ["i32"], returns: "i32" },
+  mq_unlink: { args: ["buffer"], returns: "i32" },
+  mq_getattr: { args: ["i32", "buffer"], returns: "i32" },
+  mq_timedsend: { args: ["i32", "buffer", "usize", "u32", "buffer"], returns: "i32", async: true },
+  mq_timedreceive: { args: ["i32", "buffer", "usize", "buffer", "buffer"], returns: "isize", async: true },
+  // System V message queues.
+  ftok: { args: ["buffer", "i32"], returns: "i32" },
+  msgget: { args: ["i32", "i32"], returns: "i32" },
+  msgsnd: { args: ["i32", "buffer", "usize", "i32"], returns: "i32", async: true },
+  msgrcv: { args: ["i32", "buffer", "usize", "i64", "i32"], returns: "isize", async: true },
+  msgctl: { args: ["i32", "i32", "buffer"], returns: "i32" },
+  // POSIX named semaphores (sem_open is variadic: name, oflag, mode, value).
+  sem_open: { args: ["buffer", "i32", "u32", "u32"], returns: "pointer" },
+  sem_close: { args: ["pointer"], returns: "i32" },
+  sem_unlink: { args: ["buffer"], returns: "i32" },
+  sem_post: { args: ["pointer"], returns: "i32" },
+  sem_trywait: { args: ["pointer"], returns: "i32" },
+  sem_timedwait: { args: ["pointer", "buffer"], returns: "i32", async: true },
+  sem_getvalue: { args: ["pointer", "buffer"], returns: "i32" },
+  // File locks.
+  flock: { args: ["i32", "i32"], returns: "i32", async: true },
+  // Datagram sockets (AF_UNIX SOCK_DGRAM).
+  socket: { args: ["i32", "i32", "i32"], returns: "i32" },
+  bind: { args: ["i32", "buffer", "u32"], returns: "i32" },
+  connect: { args: ["i32", "buffer", "u32"], returns: "i32" },
+  sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize" },
+  recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize", async: true },
 } as const satisfies Record<string, Signature>;
 
 /** The names in the table. */

@@ -46,25 +46,25 @@ export interface Fixture {
 
 const PEER = new URL("./peer.ts", import.meta.url);
 const ROOT = new URL("../../", import.meta.url);
-const CONNECT_TIMEOUT = 60_000;
+export const CONNECT_TIMEOUT = 60_000;
 
-async function tempDir(): Promise<string> {
+export async function tempDir(): Promise<string> {
   return (await runtime()).makeTempDir("ipckit-test-");
 }
 
-async function removeDir(dir: string): Promise<void> {
+export async function removeDir(dir: string): Promise<void> {
   await (await runtime()).removeDir(dir);
 }
 
 /** A rejection handler that cleans up, then rethrows: setup that fails half-way leaves nothing behind. */
-function failWith(cleanup: () => Promise<unknown>): (e: unknown) => Promise<never> {
+export function failWith(cleanup: () => Promise<unknown>): (e: unknown) => Promise<never> {
   return async (e) => {
     await cleanup().catch(() => {});
     throw e;
   };
 }
 
-async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProcess> {
+export async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProcess> {
   const rt = await runtime();
   return rt.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), ...args], {
     cwd: rt.fromFileUrl(ROOT),
@@ -74,7 +74,7 @@ async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProc
 }
 
 /** Waits for `p`, but fails if the child exits first or nothing happens for a minute. */
-async function beforeExit<T>(p: Promise<T>, child: ChildProcess, what: string): Promise<T> {
+export async function beforeExit<T>(p: Promise<T>, child: ChildProcess, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const guard = new Promise<never>((_, reject) => {
     child.exited.then((s) => reject(new Error(`${what}: the peer exited first (${JSON.stringify(s)})`)));
@@ -91,7 +91,7 @@ async function beforeExit<T>(p: Promise<T>, child: ChildProcess, what: string): 
  * Starts the peer child while `create` waits for it to connect. If that fails, aborts the create, stops the child
  * and runs `cleanup`, then rethrows.
  */
-async function createWithPeer(
+export async function createWithPeer(
   create: (signal: AbortSignal) => Promise<Channel>,
   rtName: RuntimeName,
   peerArgs: string[],
@@ -111,7 +111,7 @@ async function createWithPeer(
   }
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
   await child.exited.catch(() => {});
   clearTimeout(timer);

@@ -7,14 +7,18 @@
  * - `--max N` sets its maxMessage; a larger message from the parent makes it exit 3 (after printing the error).
  * Anything unexpected exits 1. The process must end by itself: a leaked handle shows up as a hang.
  */
-import { FIXTURES } from "./fixtures.ts";
+import { FIXTURES, type Fixture } from "./fixtures.ts";
 import { MessageTooLargeError } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { pattern } from "./data.ts";
 
 const rt = await runtime();
 const [name, address, ...flags] = rt.args();
-const fixture = FIXTURES[name ?? ""];
+// Fixtures beyond the built-in ones live in `fixtures_<name>.ts`, exporting `fixture`.
+const fixture = FIXTURES[name ?? ""] ??
+  (/^[a-z_]+$/.test(name ?? "")
+    ? ((await import(`./fixtures_${name}.ts`).catch(() => ({}))) as { fixture?: Fixture }).fixture
+    : undefined);
 if (!fixture || address === undefined) {
   rt.printError(`peer: usage: peer.ts <${Object.keys(FIXTURES).join("|")}> <address> [--flood N:SIZE] [--max N]\n`);
   rt.exit(2);
