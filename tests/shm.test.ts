@@ -47,6 +47,7 @@ test("shm options are validated", async () => {
   await assert.rejects(shm.create("no-slash"), TypeError);
   await assert.rejects(shm.create(name(), { capacity: 0 }), RangeError);
   await assert.rejects(shm.create(name(), { spin: -1 }), RangeError);
+  await assert.rejects(shm.create(name(), { capacity: 64, maxMessage: 57 }), RangeError);
   assert.throws(() => shm.pair({ capacity: 2 ** 31 }), RangeError);
   assert.throws(() => shm.fromHandle({} as never), TypeError);
 });

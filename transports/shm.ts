@@ -113,6 +113,15 @@ function rings(buffer: ArrayBufferLike, side: 0 | 1): { out: Ring; in: Ring } {
   return side === 0 ? { out: r0, in: r1 } : { out: r1, in: r0 };
 }
 
+/** Checks `maxMessage` against a ring capacity before anything is created. */
+function checkMaxMessage(maxMessage: unknown, capacity: number): void {
+  if (maxMessage === undefined) return;
+  const limit = capacity - 8;
+  if (!Number.isSafeInteger(maxMessage) || (maxMessage as number) < 0 || (maxMessage as number) > limit) {
+    throw new RangeError(`Cannot use maxMessage ${String(maxMessage)}: it must be an integer from 0 to ${limit}`);
+  }
+}
+
 function spinOption(spin: unknown): number {
   const us = spin ?? DEFAULT_SPIN_US;
   if (typeof us !== "number" || !(us >= 0)) throw new RangeError(`Cannot use spin ${String(spin)}: it must be >= 0`);
@@ -459,6 +468,7 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
   checkName(name);
   const capacity = ringCapacity(options.capacity ?? DEFAULT_CAPACITY);
   spinOption(options.spin);
+  checkMaxMessage(options.maxMessage, capacity);
   const rt = await runtime();
   const ffi = await native();
   const segment = await SharedMemory.create(name, {
@@ -555,6 +565,7 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
 export function pair(options: ShmOptions = {}): [ShmChannel, ShmHandle] {
   const capacity = ringCapacity(options.capacity ?? DEFAULT_CAPACITY);
   const spin = spinOption(options.spin);
+  checkMaxMessage(options.maxMessage, capacity);
   const buffer = new SharedArrayBuffer(channelSize(capacity));
   initLayout(buffer, capacity);
   Atomics.store(new Int32Array(buffer, 0, HEADER / 4), I_ATTACHED, 1);
