@@ -42,6 +42,15 @@ export * as shm from "./transports/shm.ts";
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
 
+// Synchronisation
+export {
+  type AcquireOptions,
+  NamedSemaphore,
+  type NamedSemaphoreOptions,
+  type Permit,
+  SEM_VALUE_MAX,
+} from "./sync/named_semaphore.ts";
+
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";

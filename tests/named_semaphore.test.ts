@@ -28,7 +28,7 @@ async function withSem(value: number, fn: (sem: NamedSemaphore) => Promise<void>
 }
 
 test("NamedSemaphore counts permits: tryAcquire takes them, release returns them, value shows the count", async () => {
-  await withSem(2, async (sem) => {
+  await withSem(2, (sem) => {
     assert.equal(sem.value, 2);
     const a = sem.tryAcquire();
     const b = sem.tryAcquire();
@@ -41,6 +41,7 @@ test("NamedSemaphore counts permits: tryAcquire takes them, release returns them
     b[Symbol.dispose]();
     sem.release(3);
     assert.equal(sem.value, 5);
+    return Promise.resolve();
   });
 });
 
