@@ -51,6 +51,12 @@ export {
   SEM_VALUE_MAX,
 } from "./sync/named_semaphore.ts";
 
+// Files
+export { FileLock, type FileLockGuard, type FileLockOpenOptions, type LockOptions } from "./sync/file_lock.ts";
+
+// Signals
+export * as signals from "./signals.ts";
+
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";

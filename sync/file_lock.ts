@@ -67,7 +67,7 @@ export interface LockOptions {
 export interface FileLockGuard extends Disposable, AsyncDisposable {
   /** Whether this is a shared lock. */
   readonly shared: boolean;
-  /** Whether this guard still holds the lock. */
+  /** Whether this guard still holds the lock (false after `release()`, and after `unlock()`/`close()` of its file). */
   readonly held: boolean;
   /** Releases this hold. Idempotent. */
   release(): void;
@@ -228,10 +228,11 @@ export class FileLock implements Disposable {
       else this.unlock();
       this.#wake();
     };
+    const held = (): boolean => !released && generation === this.#generation;
     return {
       shared,
       get held() {
-        return !released;
+        return held();
       },
       release,
       [Symbol.dispose]: release,
