@@ -38,6 +38,7 @@ export * as tcp from "./transports/tcp.ts";
 export * as pipe from "./transports/pipe.ts";
 export * as fifo from "./transports/fifo.ts";
 export * as shm from "./transports/shm.ts";
+export * as mq from "./transports/mqueue.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
