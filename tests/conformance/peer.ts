@@ -7,7 +7,7 @@
  * - `--max N` sets its maxMessage; a larger message from the parent makes it exit 3 (after printing the error).
  * Anything unexpected exits 1. The process must end by itself: a leaked handle shows up as a hang.
  */
-import { FIXTURES, type Fixture } from "./fixtures.ts";
+import { type Fixture, FIXTURES } from "./fixtures.ts";
 import { MessageTooLargeError } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { pattern } from "./data.ts";
