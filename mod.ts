@@ -39,6 +39,7 @@ export * as pipe from "./transports/pipe.ts";
 export * as fifo from "./transports/fifo.ts";
 export * as shm from "./transports/shm.ts";
 export * as mq from "./transports/mqueue.ts";
+export * as fileQueue from "./transports/file.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";

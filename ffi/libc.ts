@@ -70,6 +70,13 @@ export const LIBC = {
   connect: { args: ["i32", "buffer", "u32"], returns: "i32" },
   sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize" },
   recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize", async: true },
+  // Files (the durable file queue): positioned I/O, durability, directories.
+  pread: { args: ["i32", "buffer", "usize", "i64"], returns: "isize" },
+  pwrite: { args: ["i32", "buffer", "usize", "i64"], returns: "isize" },
+  fsync: { args: ["i32"], returns: "i32", async: true },
+  rename: { args: ["buffer", "buffer"], returns: "i32" },
+  mkdir: { args: ["buffer", "u32"], returns: "i32" },
+  rmdir: { args: ["buffer"], returns: "i32" },
 } as const satisfies Record<string, Signature>;
 
 /** The names in the table. */

@@ -1,0 +1,255 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { AlreadyExistsError, ClosedError, fileQueue, NotFoundError, ProtocolError, TimeoutError } from "../mod.ts";
+import { runtime } from "../runtimes/detect.ts";
+import { runtimeArgv } from "../runtimes/argv.ts";
+import { RUNTIMES } from "../runtimes/runtime.ts";
+import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE } from "../transports/file_queue.ts";
+import { channelConformance } from "./conformance/channel.ts";
+import { fixture } from "./conformance/fixtures_filequeue.ts";
+
+channelConformance(fixture);
+
+const LONG = { timeout: 180_000 };
+const text = new TextEncoder();
+const untext = new TextDecoder();
+const ROOT = new URL("../", import.meta.url);
+
+/** Runs `fn` in a fresh temporary directory, removed afterwards whatever happens. */
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const rt = await runtime();
+  const dir = await rt.makeTempDir("ipckit-test-fq-");
+  try {
+    await fn(dir);
+  } finally {
+    await rt.removeDir(dir);
+  }
+}
+
+async function child(args: string[], script = "filequeue_producer.ts", rtName = runtime().then((r) => r.name)) {
+  const rt = await runtime();
+  return rt.spawn([
+    ...runtimeArgv(await rtName),
+    rt.fromFileUrl(new URL(`./helpers/${script}`, import.meta.url)),
+    ...args,
+  ], { cwd: rt.fromFileUrl(ROOT), stdio: "null", stderr: "inherit" });
+}
+
+test("fileQueue.crc32() is zlib's CRC-32", () => {
+  assert.equal(fileQueue.crc32(text.encode("123456789")), 0xcbf43926);
+  assert.equal(fileQueue.crc32(new Uint8Array(0)), 0);
+});
+
+test("fileQueue.create() makes queue.log and consumer.offset (0600); receive/ack survive a reopen", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    const q = await fileQueue.create(path);
+    try {
+      for (const f of ["queue.log", "consumer.offset"]) assert.equal(statSync(`${path}/${f}`).mode & 0o777, 0o600);
+      for (let i = 0; i < 5; i++) await q.send(text.encode(`m${i}`));
+      await q.send(new Uint8Array(0));
+      assert.equal(untext.decode(await q.receive()), "m0");
+      assert.equal(untext.decode(await q.receive()), "m1");
+      await q.ack();
+      assert.equal(untext.decode(await q.receive()), "m2"); // received, not acked
+    } finally {
+      await q.close();
+    }
+    await using r = await fileQueue.open(path);
+    const got = [];
+    for (let m = r.tryReceive(); m; m = r.tryReceive()) got.push(untext.decode(m));
+    assert.deepEqual(got, ["m2", "m3", "m4", ""]);
+    await assert.rejects(r.receive({ timeout: 20 }), TimeoutError);
+  }));
+
+test("fileQueue: bad input is refused (non-empty dir, missing queue, non-Uint8Array, second consumer)", () =>
+  withDir(async (dir) => {
+    mkdirSync(`${dir}/full`);
+    writeFileSync(`${dir}/full/x`, "x");
+    await assert.rejects(fileQueue.create(`${dir}/full`), AlreadyExistsError);
+    writeFileSync(`${dir}/file`, "x");
+    await assert.rejects(fileQueue.create(`${dir}/file`), AlreadyExistsError);
+    await assert.rejects(fileQueue.open(`${dir}/missing`), NotFoundError);
+    await assert.rejects(fileQueue.open(`${dir}/full`), NotFoundError);
+    await assert.rejects(fileQueue.create(""), TypeError);
+    mkdirSync(`${dir}/empty`);
+    await using q = await fileQueue.create(`${dir}/empty`); // an empty directory is accepted
+    await assert.rejects(q.send("text" as unknown as Uint8Array), TypeError);
+    await assert.rejects(q.send(null as unknown as Uint8Array), TypeError);
+    await q.send(text.encode("x"));
+    assert.ok(q.tryReceive());
+    await using other = await fileQueue.open(`${dir}/empty`);
+    await other.send(text.encode("y")); // any handle may send
+    assert.throws(() => other.tryReceive(), AlreadyExistsError);
+    await assert.rejects(q.receive({ timeout: -1 }), RangeError);
+    await assert.rejects(q.receive({ signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
+    const pending = assert.rejects(q.receive({ timeout: 60_000 }).then(() => q.receive()), ClosedError);
+    await new Promise((r) => setTimeout(r, 10));
+    await q.close();
+    await q.close();
+    await pending;
+    await assert.rejects(q.send(text.encode("z")), ClosedError);
+  }));
+
+test(
+  "fileQueue: producers on deno, bun and node at once; the consumer gets every message exactly once",
+  LONG,
+  () =>
+    withDir(async (dir) => {
+      const path = `${dir}/q`;
+      const n = 300;
+      await using q = await fileQueue.create(path);
+      const kids = await Promise.all(
+        RUNTIMES.map((r) => child([path, r, String(n)], "filequeue_producer.ts", Promise.resolve(r))),
+      );
+      const next = new Map(RUNTIMES.map((r) => [r as string, 0]));
+      for (let i = 0; i < n * RUNTIMES.length; i++) {
+        const [tag, seq] = untext.decode(await q.receive({ timeout: 60_000 })).split(":") as [string, string];
+        assert.equal(Number(seq), next.get(tag), `${tag} in order, once`);
+        next.set(tag, Number(seq) + 1);
+      }
+      for (const k of kids) assert.deepEqual(await k.exited, { code: 0, signal: null });
+      assert.equal(q.tryReceive(), undefined);
+      await q.ack();
+    }),
+);
+
+for (const peer of RUNTIMES) {
+  test(
+    `fileQueue: a ${peer} consumer SIGKILLed after acking k of n; a reopen continues at k+1`,
+    LONG,
+    () =>
+      withDir(async (dir) => {
+        const path = `${dir}/q`;
+        const [n, k] = [20, 7];
+        {
+          await using q = await fileQueue.create(path);
+          for (let i = 0; i < n; i++) await q.send(text.encode(`m${i}`));
+        }
+        const marker = `${dir}/marker`;
+        const c = await child([path, String(k), marker], "filequeue_consumer.ts", Promise.resolve(peer));
+        try {
+          for (let i = 0; i < 6000; i++) {
+            try {
+              if (statSync(marker).size > 0) break;
+            } catch { /* not yet */ }
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          assert.equal(readFileSync(marker, "utf8"), `m${k}`);
+        } finally {
+          c.kill("SIGKILL");
+          await c.exited;
+        }
+        await using q = await fileQueue.open(path);
+        const got = [];
+        for (let m = q.tryReceive(); m; m = q.tryReceive()) got.push(untext.decode(m));
+        assert.deepEqual(got, Array.from({ length: n - k }, (_, i) => `m${k + i}`));
+      }),
+  );
+}
+
+test("fileQueue: a torn (uncommitted) record is never delivered, and the next producer removes it", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    await using q = await fileQueue.create(path);
+    await q.send(text.encode("one"));
+    const size = statSync(`${path}/queue.log`).size;
+    const torn = encodeRecord(text.encode("half a record"));
+    appendFileSync(`${path}/queue.log`, torn.subarray(0, RECORD_HEADER_SIZE + 4)); // a producer died here
+    assert.equal(untext.decode(await q.receive()), "one");
+    await assert.rejects(q.receive({ timeout: 80 }), TimeoutError); // waited on, not delivered
+    await using p = await fileQueue.open(path);
+    await p.send(text.encode("two"));
+    assert.equal(statSync(`${path}/queue.log`).size, size + RECORD_HEADER_SIZE + 3);
+    assert.equal(untext.decode(await q.receive({ timeout: 1000 })), "two");
+  }));
+
+test("fileQueue: a committed record with a bad CRC rejects with ProtocolError and is never delivered", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    await using q = await fileQueue.create(path);
+    const log = `${path}/queue.log`;
+    const bad = encodeRecord(text.encode("garbage"));
+    bad[bad.length - 1]! ^= 0xff;
+    appendFileSync(log, bad);
+    const fd = readFileSync(log);
+    writeFileSync(log, Buffer.concat([encodeLogHeader(fd.length), fd.subarray(24)]));
+    await assert.rejects(q.receive({ timeout: 1000 }), ProtocolError);
+    await assert.rejects(q.receive({ timeout: 1000 }), ProtocolError); // stays before it
+  }));
+
+test("fileQueue with fsync: true sends, receives and acks durably", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    {
+      await using q = await fileQueue.create(path, { fsync: true });
+      for (let i = 0; i < 20; i++) await q.send(text.encode(`s${i}`));
+      for (let i = 0; i < 10; i++) assert.equal(untext.decode(await q.receive()), `s${i}`);
+      await q.ack();
+    }
+    await using q = await fileQueue.open(path, { fsync: true });
+    assert.equal(untext.decode(await q.receive()), "s10");
+  }));
+
+test(
+  "fileQueue: a Python producer (flock + struct + zlib.crc32) appends records TypeScript reads",
+  LONG,
+  () =>
+    withDir(async (dir) => {
+      const path = `${dir}/q`;
+      await using q = await fileQueue.create(path);
+      await q.send(text.encode("from ts"));
+      const code = `
+import fcntl, os, struct, sys, zlib
+log = os.path.join(sys.argv[1], "queue.log")
+with open(log, "r+b") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    head = f.read(24)
+    magic, version, committed, crc = struct.unpack("<IIQI", head[:20])
+    assert magic == 0x51435049 and version == 1 and crc == zlib.crc32(head[8:16])
+    f.truncate(committed)  # drop a torn tail, if any
+    for payload in [b"from python", b"", bytes(range(256)) * 300]:
+        f.seek(committed)
+        f.write(struct.pack("<III", 0x52435049, len(payload), zlib.crc32(payload)) + payload)
+        committed += 12 + len(payload)
+        f.flush()
+        c = struct.pack("<Q", committed)
+        f.seek(8)
+        f.write(c + struct.pack("<I", zlib.crc32(c)))
+        f.flush()
+    fcntl.flock(f, fcntl.LOCK_UN)
+`;
+      const rt = await runtime();
+      const py = rt.spawn(["python3", "-c", code, path], { stdio: "null", stderr: "inherit" });
+      assert.equal((await py.exited).code, 0);
+      assert.equal(untext.decode(await q.receive()), "from ts");
+      assert.equal(untext.decode(await q.receive({ timeout: 1000 })), "from python");
+      assert.equal((await q.receive()).byteLength, 0);
+      const big = await q.receive();
+      assert.equal(big.byteLength, 256 * 300);
+      assert.ok(big.every((b, i) => b === i % 256));
+      await q.send(text.encode("after python"));
+      assert.equal(untext.decode(await q.receive()), "after python");
+    }),
+);
+
+test("fileQueue.channel() removes its directory once connected; a second opener is refused", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/ch`;
+    const rt = await runtime();
+    const pending = fileQueue.channel(path, { create: true });
+    const b = await fileQueue.channel(path, { wait: 10_000 });
+    const a = await pending;
+    try {
+      assert.equal(await rt.exists(path), false);
+      await a.send(text.encode("hi"));
+      assert.equal(untext.decode(await b.receive({ timeout: 5000 })), "hi");
+      await assert.rejects(fileQueue.channel(path), NotFoundError);
+      await assert.rejects(fileQueue.channel(`${dir}/ch2`, { create: true, signal: AbortSignal.timeout(50) }));
+      assert.equal(await rt.exists(`${dir}/ch2`), false);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }));

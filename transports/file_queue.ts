@@ -1,0 +1,577 @@
+/**
+ * The durable file queue's core: a directory holding an append-only log of CRC-checked records and the offset of
+ * its one consumer. Many producers (processes of any runtime or language), one consumer, at-least-once delivery
+ * across crashes. The on-disk format is documented byte for byte in `transports/file.ts`, which re-exports this.
+ *
+ * @module
+ */
+import {
+  abortError,
+  AlreadyExistsError,
+  ClosedError,
+  IpcError,
+  MessageTooLargeError,
+  NotFoundError,
+  ProtocolError,
+  TimeoutError,
+} from "../errors.ts";
+import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
+import { ERRNO, errnoError } from "../ffi/errno.ts";
+import { type Native, native } from "../ffi/native.ts";
+import { FileLock } from "../sync/file_lock.ts";
+
+/** O_CLOEXEC (Linux): a child must not inherit our descriptors (nor, through them, a flock). */
+const O_CLOEXEC = 0o2000000;
+/** ENOTEMPTY (Linux); not in ffi/errno.ts's table. */
+const ENOTEMPTY = 39;
+const LOCK_EX = 2, LOCK_NB = 4;
+const SEEK_END = 2;
+
+/** Size of the log's file header. */
+export const FILE_HEADER_SIZE = 24;
+/** Size of a record header. */
+export const RECORD_HEADER_SIZE = 12;
+/** Size of the consumer offset file. */
+export const OFFSET_FILE_SIZE = 16;
+/** "IPCQ": the log's magic. */
+export const LOG_MAGIC = 0x51435049;
+/** "IPCR": every record's magic. */
+export const RECORD_MAGIC = 0x52435049;
+/** "IPCO": the offset file's magic. */
+export const OFFSET_MAGIC = 0x4f435049;
+/** The log format version. */
+export const LOG_VERSION = 1;
+/** The largest record payload (the length is a u32). */
+export const MAX_RECORD = 0xffff_ffff;
+
+/** Polling backoff while waiting for records, in milliseconds. */
+const FIRST_DELAY = 1;
+const MAX_DELAY = 50;
+/** Read-ahead of the consumer, in bytes. */
+const CHUNK = 256 * 1024;
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/**
+ * CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320): the one of zlib, gzip, PNG and Python's `zlib.crc32`.
+ *
+ * @example
+ * ```ts
+ * import { crc32 } from "./file_queue.ts";
+ * crc32(new TextEncoder().encode("123456789")); // 0xcbf43926
+ * ```
+ */
+export function crc32(bytes: Uint8Array, crc = 0): number {
+  let c = ~crc >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+/** The log's file header with `committed` as the end of the last complete record. */
+export function encodeLogHeader(committed: number): Uint8Array {
+  const h = new Uint8Array(FILE_HEADER_SIZE);
+  const v = new DataView(h.buffer);
+  v.setUint32(0, LOG_MAGIC, true);
+  v.setUint32(4, LOG_VERSION, true);
+  v.setBigUint64(8, BigInt(committed), true);
+  v.setUint32(16, crc32(h.subarray(8, 16)), true);
+  return h;
+}
+
+/** One record: header + `prefix` + `body` (the channel view puts its kind byte in `prefix`). */
+export function encodeRecord(body: Uint8Array, prefix?: Uint8Array): Uint8Array {
+  const p = prefix?.byteLength ?? 0;
+  const r = new Uint8Array(RECORD_HEADER_SIZE + p + body.byteLength);
+  if (prefix) r.set(prefix, RECORD_HEADER_SIZE);
+  r.set(body, RECORD_HEADER_SIZE + p);
+  const v = new DataView(r.buffer);
+  v.setUint32(0, RECORD_MAGIC, true);
+  v.setUint32(4, p + body.byteLength, true);
+  v.setUint32(8, crc32(r.subarray(RECORD_HEADER_SIZE)), true);
+  return r;
+}
+
+function encodeOffset(offset: number): Uint8Array {
+  const o = new Uint8Array(OFFSET_FILE_SIZE);
+  const v = new DataView(o.buffer);
+  v.setUint32(0, OFFSET_MAGIC, true);
+  v.setBigUint64(4, BigInt(offset), true);
+  v.setUint32(12, crc32(o.subarray(0, 12)), true);
+  return o;
+}
+
+/** Options of {@linkcode create} and {@linkcode open}. */
+export interface FileQueueOptions {
+  /**
+   * fsync the log before `send()` resolves and the offset file (and directory) before `ack()` resolves: what was
+   * sent or acknowledged then survives a power loss, not just a process crash. Default false.
+   */
+  fsync?: boolean;
+}
+
+/** Options of {@linkcode FileQueue.receive}. */
+export interface FileReceiveOptions {
+  /** Gives up after this many milliseconds with `TimeoutError`. */
+  timeout?: number;
+  /** Aborts the wait. */
+  signal?: AbortSignal;
+}
+
+/** Internal: a record's payload with a prefix, in one write (the channel's kind byte). */
+export const appendWith: unique symbol = Symbol("appendWith");
+/** Internal: take the next record with a payload size limit. */
+export const take: unique symbol = Symbol("take");
+
+function checkDir(dir: unknown, what: string): string {
+  if (typeof dir !== "string" || dir.length === 0 || dir.includes("\0")) {
+    throw new TypeError(`Cannot ${what} file queue ${JSON.stringify(dir)}: the path must be a non-empty string`);
+  }
+  return dir;
+}
+
+/**
+ * Makes `dir` (mode 0700) or accepts it when it exists and is empty (it is then removed and made again).
+ *
+ * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
+ */
+export function makeEmptyDir(ffi: Native, dir: string, what: string): void {
+  const path = ffi.cstring(dir);
+  if (ffi.call.mkdir(path, 0o700) === 0) return;
+  let errno = ffi.errno();
+  if (errno === ERRNO.EEXIST) {
+    if (ffi.call.rmdir(path) === 0 && ffi.call.mkdir(path, 0o700) === 0) return;
+    errno = ffi.errno();
+    if (errno === ENOTEMPTY || errno === ERRNO.EEXIST || errno === ERRNO.ENOTDIR) {
+      throw new AlreadyExistsError(`Cannot create ${what} "${dir}": it exists and is not an empty directory`, {
+        code: "EEXIST",
+      });
+    }
+  }
+  throw errnoError(errno, `create ${what} "${dir}"`);
+}
+
+function openFile(ffi: Native, path: string, flags: number, what: string): number {
+  const fd = ffi.call.open(ffi.cstring(path), flags | O_CLOEXEC, 0o600);
+  if (fd < 0) throw errnoError(ffi.errno(), what);
+  return fd;
+}
+
+function pwriteAll(ffi: Native, fd: number, bytes: Uint8Array, at: number, what: string): void {
+  for (let done = 0; done < bytes.byteLength;) {
+    const n = ffi.call.pwrite(fd, done === 0 ? bytes : bytes.subarray(done), bytes.byteLength - done, at + done);
+    if (n < 0) {
+      const errno = ffi.errno();
+      if (errno === ERRNO.EINTR) continue;
+      throw errnoError(errno, what);
+    }
+    done += n;
+  }
+}
+
+/** Reads exactly `buf.byteLength` bytes at `at`; false when the file ends first. */
+function preadAll(ffi: Native, fd: number, buf: Uint8Array, at: number, what: string): boolean {
+  for (let done = 0; done < buf.byteLength;) {
+    const n = ffi.call.pread(fd, done === 0 ? buf : buf.subarray(done), buf.byteLength - done, at + done);
+    if (n < 0) {
+      const errno = ffi.errno();
+      if (errno === ERRNO.EINTR) continue;
+      throw errnoError(errno, what);
+    }
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
+}
+
+async function fsyncFd(ffi: Native, fd: number, what: string): Promise<void> {
+  // Off the main thread: an fsync can take milliseconds. errno is unreliable after an off-thread call.
+  if (await ffi.callAsync.fsync(fd) !== 0) throw new IpcError(`Cannot fsync ${what}: the call failed`);
+}
+
+async function fsyncPath(ffi: Native, path: string, what: string): Promise<void> {
+  const fd = openFile(ffi, path, O_RDONLY, `open ${what} for fsync`);
+  try {
+    await fsyncFd(ffi, fd, what);
+  } finally {
+    ffi.call.close(fd);
+  }
+}
+
+/**
+ * Creates the queue directory `dir` (it must not exist, or be an empty directory) with an empty log and the
+ * consumer offset at the first record, both mode 0600.
+ *
+ * @example
+ * ```ts
+ * import { fileQueue } from "ipckit";
+ * await using q = await fileQueue.create("/tmp/jobs", { fsync: true });
+ * await q.send(new TextEncoder().encode("job 1"));
+ * ```
+ * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
+ */
+export async function create(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+  checkDir(dir, "create");
+  const ffi = await native();
+  makeEmptyDir(ffi, dir, "file queue");
+  const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR | O_CREAT | O_EXCL, `create file queue log "${dir}"`);
+  try {
+    pwriteAll(ffi, fd, encodeLogHeader(FILE_HEADER_SIZE), 0, `write file queue log "${dir}"`);
+    if (options.fsync) await fsyncFd(ffi, fd, `file queue log "${dir}"`);
+  } finally {
+    ffi.call.close(fd);
+  }
+  // The offset file comes last (by rename): its presence says the queue is complete.
+  await writeOffset(ffi, dir, FILE_HEADER_SIZE, options.fsync === true);
+  return open(dir, options);
+}
+
+async function writeOffset(ffi: Native, dir: string, offset: number, sync: boolean): Promise<void> {
+  const tmp = `${dir}/consumer.offset.tmp`;
+  const fd = openFile(ffi, tmp, O_WRONLY | O_CREAT, `write consumer offset of "${dir}"`);
+  try {
+    pwriteAll(ffi, fd, encodeOffset(offset), 0, `write consumer offset of "${dir}"`);
+    if (sync) await fsyncFd(ffi, fd, `consumer offset of "${dir}"`);
+  } finally {
+    ffi.call.close(fd);
+  }
+  if (ffi.call.rename(ffi.cstring(tmp), ffi.cstring(`${dir}/consumer.offset`)) !== 0) {
+    throw errnoError(ffi.errno(), `rename consumer offset of "${dir}"`);
+  }
+  if (sync) await fsyncPath(ffi, dir, `directory "${dir}"`);
+}
+
+/**
+ * Opens the existing queue directory `dir`.
+ *
+ * @throws {NotFoundError} when `dir` holds no complete queue.
+ * @throws {ProtocolError} when the log is not an ipckit file queue log.
+ */
+export async function open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+  checkDir(dir, "open");
+  const ffi = await native();
+  const offsetFd = ffi.call.open(ffi.cstring(`${dir}/consumer.offset`), O_RDONLY | O_CLOEXEC, 0);
+  if (offsetFd < 0) {
+    const errno = ffi.errno();
+    if (errno === ERRNO.ENOENT) {
+      throw new NotFoundError(`Cannot open file queue "${dir}": it does not exist`, { code: "ENOENT" });
+    }
+    throw errnoError(errno, `open file queue "${dir}"`);
+  }
+  ffi.call.close(offsetFd);
+  const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
+  try {
+    const lock = await FileLock.open(`${dir}/queue.log`, { create: false });
+    const q = new FileQueue(ffi, dir, fd, lock, options.fsync === true);
+    q.committed(true);
+    return q;
+  } catch (e) {
+    ffi.call.close(fd);
+    throw e;
+  }
+}
+
+/**
+ * A handle on a queue directory: any number of handles may `send()`, one (per queue, across all processes) may
+ * `receive()` and `ack()`. See `transports/file.ts` for the format and guarantees.
+ */
+export class FileQueue implements AsyncDisposable {
+  /** The queue directory. */
+  readonly path: string;
+  readonly #ffi: Native;
+  readonly #fd: number;
+  readonly #lock: FileLock;
+  readonly #fsync: boolean;
+  #closed = false;
+  #sendTurn: Promise<unknown> = Promise.resolve();
+  #ackTurn: Promise<unknown> = Promise.resolve();
+  /** Consumer state: the directory fd holding the consumer flock (-1 until the first receive). */
+  #dirFd = -1;
+  #cursor = 0;
+  #acked = 0;
+  #committed = FILE_HEADER_SIZE;
+  #cache = new Uint8Array(0);
+  #cacheAt = 0;
+  #wakers = new Set<() => void>();
+
+  /** @internal Use {@linkcode create} or {@linkcode open}. */
+  constructor(ffi: Native, path: string, fd: number, lock: FileLock, fsync: boolean) {
+    this.#ffi = ffi;
+    this.path = path;
+    this.#fd = fd;
+    this.#lock = lock;
+    this.#fsync = fsync;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Where the next `receive()` reads (a log offset; consumer only, after the first receive). */
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  /**
+   * @internal The committed end of the log, from its header. A header torn by a concurrent write (its CRC does not
+   * match) keeps the last value, unless `strict` (under the lock, or on open), when it is a `ProtocolError`.
+   */
+  committed(strict = false): number {
+    const h = new Uint8Array(FILE_HEADER_SIZE);
+    if (!preadAll(this.#ffi, this.#fd, h, 0, `read file queue "${this.path}"`)) {
+      throw new ProtocolError(`Cannot read file queue "${this.path}": the log has no header`);
+    }
+    const v = new DataView(h.buffer);
+    if (v.getUint32(0, true) !== LOG_MAGIC || v.getUint32(4, true) !== LOG_VERSION) {
+      throw new ProtocolError(`Cannot read file queue "${this.path}": the log is not an ipckit file queue (v1)`);
+    }
+    if (v.getUint32(16, true) !== crc32(h.subarray(8, 16))) {
+      if (strict) throw new ProtocolError(`Cannot read file queue "${this.path}": the log header is corrupt`);
+      return this.#committed;
+    }
+    return (this.#committed = Number(v.getBigUint64(8, true)));
+  }
+
+  /**
+   * Appends one message to the log. Resolves once it is in the log (and on disk, with `fsync`); the consumer may
+   * then receive it, even if this process dies.
+   *
+   * @throws {TypeError} when `message` is not a Uint8Array.
+   * @throws {ClosedError} when the handle is closed.
+   */
+  send(message: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!(message instanceof Uint8Array)) {
+      return Promise.reject(
+        new TypeError(`Cannot send on file queue "${this.path}": the message must be a Uint8Array`),
+      );
+    }
+    return this[appendWith](message, undefined, options.signal);
+  }
+
+  /** @internal */
+  [appendWith](message: Uint8Array, prefix: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError(`Cannot send on file queue "${this.path}": it is closed`));
+    const size = message.byteLength + (prefix?.byteLength ?? 0);
+    if (size > MAX_RECORD) {
+      return Promise.reject(
+        new MessageTooLargeError(
+          `Cannot send a message of ${size} bytes on file queue "${this.path}": it exceeds ${MAX_RECORD} bytes`,
+          size,
+          MAX_RECORD,
+        ),
+      );
+    }
+    const record = encodeRecord(message, prefix); // copied now: the caller may reuse its buffer
+    const p = this.#sendTurn.then(() => this.#append(record, signal));
+    this.#sendTurn = p.catch(() => {});
+    return p;
+  }
+
+  async #append(record: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    const what = `append to file queue "${this.path}"`;
+    const guard = await this.#lock.lock(signal ? { signal } : {});
+    try {
+      const end = this.committed(true);
+      // Bytes past the committed end are a torn record of a producer that died while appending: drop them.
+      const size = this.#ffi.call.lseek(this.#fd, 0, SEEK_END);
+      if (size > end && this.#ffi.call.ftruncate(this.#fd, end) !== 0) throw errnoError(this.#ffi.errno(), what);
+      pwriteAll(this.#ffi, this.#fd, record, end, what);
+      if (this.#fsync) await fsyncFd(this.#ffi, this.#fd, `file queue log "${this.path}"`);
+      // Commit: only now can a consumer see the record.
+      pwriteAll(this.#ffi, this.#fd, encodeLogHeader(end + record.byteLength), 0, what);
+      if (this.#fsync) await fsyncFd(this.#ffi, this.#fd, `file queue log "${this.path}"`);
+    } finally {
+      guard.release();
+    }
+  }
+
+  /**
+   * Becomes the consumer: takes the exclusive flock on the directory (released when this handle closes or its
+   * process dies) and reads the acknowledged offset.
+   */
+  #consume(): void {
+    if (this.#dirFd >= 0) return;
+    const ffi = this.#ffi;
+    const fd = openFile(ffi, this.path, O_RDONLY, `open file queue "${this.path}"`);
+    if (ffi.call.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+      const errno = ffi.errno();
+      ffi.call.close(fd);
+      if (errno === ERRNO.EAGAIN) {
+        throw new AlreadyExistsError(`Cannot receive from file queue "${this.path}": another handle is its consumer`);
+      }
+      throw errnoError(errno, `lock file queue "${this.path}"`);
+    }
+    try {
+      const ofd = openFile(ffi, `${this.path}/consumer.offset`, O_RDONLY, `open consumer offset of "${this.path}"`);
+      const o = new Uint8Array(OFFSET_FILE_SIZE);
+      let ok: boolean;
+      try {
+        ok = preadAll(ffi, ofd, o, 0, `read consumer offset of "${this.path}"`);
+      } finally {
+        ffi.call.close(ofd);
+      }
+      const v = new DataView(o.buffer);
+      if (!ok || v.getUint32(0, true) !== OFFSET_MAGIC || v.getUint32(12, true) !== crc32(o.subarray(0, 12))) {
+        throw new ProtocolError(`Cannot read consumer offset of file queue "${this.path}": the file is corrupt`);
+      }
+      this.#cursor = this.#acked = Number(v.getBigUint64(4, true));
+    } catch (e) {
+      ffi.call.close(fd);
+      throw e;
+    }
+    this.#dirFd = fd;
+  }
+
+  /** Bytes of the log at `at`, from the read-ahead when possible; undefined past the end of the file. */
+  #bytes(at: number, n: number, limit: number): Uint8Array | undefined {
+    if (at >= this.#cacheAt && at + n <= this.#cacheAt + this.#cache.byteLength) {
+      return this.#cache.subarray(at - this.#cacheAt, at - this.#cacheAt + n);
+    }
+    const what = `read file queue "${this.path}"`;
+    if (n >= CHUNK) {
+      const buf = new Uint8Array(n);
+      return preadAll(this.#ffi, this.#fd, buf, at, what) ? buf : undefined;
+    }
+    const buf = new Uint8Array(Math.max(n, Math.min(CHUNK, limit - at)));
+    if (!preadAll(this.#ffi, this.#fd, buf, at, what)) return undefined;
+    this.#cache = buf;
+    this.#cacheAt = at;
+    return buf.subarray(0, n);
+  }
+
+  /**
+   * Takes the next committed record if there is one, without waiting. It counts as received: `ack()` then
+   * acknowledges it.
+   *
+   * @returns The message, or undefined when the log has nothing new.
+   * @throws {ProtocolError} when the record is corrupt (it is never delivered; the consumer stays before it).
+   * @throws {AlreadyExistsError} when another handle is the queue's consumer.
+   */
+  tryReceive(): Uint8Array | undefined {
+    return this[take](MAX_RECORD);
+  }
+
+  /** @internal */
+  [take](limit: number): Uint8Array | undefined {
+    if (this.#closed) throw new ClosedError(`Cannot receive from file queue "${this.path}": it is closed`);
+    this.#consume();
+    const at = this.#cursor;
+    let end = this.#committed;
+    if (at >= end) end = this.committed();
+    if (at >= end) return undefined;
+    const bad = (why: string) =>
+      new ProtocolError(`Cannot receive from file queue "${this.path}": the record at offset ${at} ${why}`);
+    if (at + RECORD_HEADER_SIZE > end) throw bad("is truncated");
+    const h = this.#bytes(at, RECORD_HEADER_SIZE, end);
+    if (h === undefined) throw bad("is truncated");
+    const v = new DataView(h.buffer, h.byteOffset, RECORD_HEADER_SIZE);
+    if (v.getUint32(0, true) !== RECORD_MAGIC) throw bad("has a bad magic number");
+    const len = v.getUint32(4, true);
+    const crc = v.getUint32(8, true);
+    if (at + RECORD_HEADER_SIZE + len > end) throw bad("runs past the committed end of the log");
+    if (len > limit) {
+      throw new MessageTooLargeError(
+        `Cannot receive from file queue "${this.path}": a message of ${len} bytes exceeds the limit (${limit} bytes)`,
+        len,
+        limit,
+      );
+    }
+    const body = this.#bytes(at + RECORD_HEADER_SIZE, len, end);
+    if (body === undefined) throw bad("is truncated");
+    if (crc32(body) !== crc) throw bad("fails its CRC check");
+    this.#cursor = at + RECORD_HEADER_SIZE + len;
+    return body.buffer === this.#cache.buffer ? body.slice() : body;
+  }
+
+  /**
+   * Waits for the next record (polling the log with a backoff of 1 ms doubling to 50 ms; the event loop stays
+   * free). It counts as received: `ack()` then acknowledges it; without an ack it comes again after a reopen.
+   *
+   * @throws {TimeoutError} after `timeout` milliseconds.
+   * @throws {ClosedError} when the handle is or gets closed.
+   * @throws {ProtocolError} when the next record is corrupt.
+   * @throws {AlreadyExistsError} when another handle is the queue's consumer.
+   */
+  async receive(options: FileReceiveOptions = {}): Promise<Uint8Array> {
+    const { signal, timeout } = options;
+    if (timeout !== undefined && !(timeout >= 0)) {
+      throw new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`);
+    }
+    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
+    for (let delay = FIRST_DELAY;; delay = Math.min(delay * 2, MAX_DELAY)) {
+      if (signal?.aborted) throw abortError(signal);
+      const m = this.tryReceive();
+      if (m !== undefined) return m;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new TimeoutError(`Cannot receive from file queue "${this.path}": timed out after ${timeout} ms`);
+      }
+      await this.sleep(Math.min(delay, left), signal);
+    }
+  }
+
+  /**
+   * Acknowledges every message received so far: persists the consumer offset atomically (a temporary file renamed
+   * over `consumer.offset`; with `fsync`, the file and the directory are synced first). Acknowledged messages are
+   * never delivered again, also after a crash.
+   *
+   * @throws {ClosedError} when the handle is closed.
+   */
+  ack(): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError(`Cannot ack on file queue "${this.path}": it is closed`));
+    const p = this.#ackTurn.then(async () => {
+      const offset = this.#cursor;
+      if (this.#dirFd < 0 || offset === this.#acked) return;
+      await writeOffset(this.#ffi, this.path, offset, this.#fsync);
+      this.#acked = offset;
+    });
+    this.#ackTurn = p.catch(() => {});
+    return p;
+  }
+
+  /** @internal Sleeps `ms`; ends early on close (then rejects with ClosedError) and rejects on abort. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: unknown): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#wakers.delete(onClose);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const onAbort = (): void => done(abortError(signal!));
+      const onClose = (): void => done(new ClosedError(`Cannot receive from file queue "${this.path}": it is closed`));
+      const timer = setTimeout(() => done(), ms);
+      this.#wakers.add(onClose);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Closes this handle after its pending sends and acks; pending receives reject with `ClosedError`. It does not
+   * acknowledge anything: unacknowledged messages come again. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of [...this.#wakers]) w();
+    await this.#sendTurn;
+    await this.#ackTurn;
+    this.#lock.close();
+    this.#ffi.call.close(this.#fd);
+    if (this.#dirFd >= 0) this.#ffi.call.close(this.#dirFd);
+    this.#dirFd = -1;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
