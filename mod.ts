@@ -40,6 +40,7 @@ export * as fifo from "./transports/fifo.ts";
 export * as shm from "./transports/shm.ts";
 export * as mq from "./transports/mqueue.ts";
 export * as fileQueue from "./transports/file.ts";
+export * as sysv from "./transports/sysv_mq.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
