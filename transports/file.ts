@@ -112,6 +112,7 @@ import { ESRCH } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
+import { DATA, END, HELLO, helloPid, helloRecord } from "./records.ts";
 import {
   appendWith,
   create,
@@ -143,23 +144,10 @@ export interface FileChannelOptions extends ChannelOptions, FileQueueOptions {
   signal?: AbortSignal;
 }
 
-const DATA = 0, END = 2, HELLO = 3;
 const DATA_PREFIX = new Uint8Array([DATA]);
 const MAX_DELAY = 50;
-
-function hello(pid: number): Uint8Array {
-  const m = new Uint8Array(5);
-  m[0] = HELLO;
-  new DataView(m.buffer).setUint32(1, pid, true);
-  return m;
-}
-
-function helloPid(m: Uint8Array, dir: string): number {
-  if (m.byteLength !== 5 || m[0] !== HELLO) {
-    throw new ProtocolError(`Cannot connect file queue channel "${dir}": the queue holds no ipckit channel greeting`);
-  }
-  return new DataView(m.buffer, m.byteOffset).getUint32(1, true);
-}
+const hello = helloRecord;
+const greeting = (m: Uint8Array, dir: string): number => helloPid(m, `file queue channel "${dir}"`);
 
 /** A Channel over two file queues; see the module doc. */
 class FileChannel extends BaseChannel {
@@ -303,7 +291,7 @@ export async function channel(dir: string, options: FileChannelOptions = {}): Pr
       made.push(await create(`${dir}/b`, q));
       const [output, input] = made as [FileQueue, FileQueue];
       await output[appendWith](hello(rt.pid), undefined);
-      const peer = helloPid(await input.receive(signal), dir);
+      const peer = greeting(await input.receive(signal), dir);
       await rt.removeDir(dir);
       return new FileChannel(ffi, dir, input, output, peer, options);
     } catch (e) {
@@ -330,7 +318,7 @@ export async function channel(dir: string, options: FileChannelOptions = {}): Pr
       }
     }
     const [input, output] = opened as [FileQueue, FileQueue];
-    const peer = helloPid(
+    const peer = greeting(
       await input.receive({ timeout: Math.max(deadline - Date.now(), 10_000), ...signal }),
       dir,
     );

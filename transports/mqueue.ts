@@ -47,6 +47,7 @@ import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
+import { DATA, END, HELLO, helloPid, helloRecord, MORE, pieces, Reassembler } from "./records.ts";
 
 /** The longest native wait, in milliseconds: a blocked thread cannot be stopped, so it must return by itself. */
 const SLICE_MS = 100;
@@ -611,21 +612,8 @@ export interface MqChannelOptions extends ChannelOptions {
   signal?: AbortSignal;
 }
 
-const DATA = 0, MORE = 1, END = 2, HELLO = 3;
-
-function hello(pid: number): Uint8Array {
-  const m = new Uint8Array(5);
-  m[0] = HELLO;
-  new DataView(m.buffer).setUint32(1, pid, true);
-  return m;
-}
-
-function helloPid(m: MqMessage, name: string): number {
-  if (m.data.byteLength !== 5 || m.data[0] !== HELLO) {
-    throw new ProtocolError(`Cannot connect mq channel "${name}": the queue holds no ipckit channel greeting`);
-  }
-  return new DataView(m.data.buffer, m.data.byteOffset).getUint32(1, true);
-}
+const hello = helloRecord;
+const greeting = (m: MqMessage, name: string): number => helloPid(m.data, `mq channel "${name}"`);
 
 /** A Channel over two message queues; see the module doc. */
 class MqChannel extends BaseChannel {
@@ -673,17 +661,12 @@ class MqChannel extends BaseChannel {
   }
 
   async #write(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    const piece = this.#out.messageSize - 1;
-    let offset = 0;
-    do {
-      const end = Math.min(offset + piece, message.byteLength);
-      const chunk = new Uint8Array(1 + end - offset);
-      chunk[0] = end === message.byteLength ? DATA : MORE;
-      chunk.set(message.subarray(offset, end), 1);
+    let first = true;
+    for (const record of pieces(message, this.#out.messageSize)) {
       // Abort only before the first piece: a message is sent whole or not at all.
-      await this.#put(chunk, offset === 0 ? signal : undefined);
-      offset = end;
-    } while (offset < message.byteLength);
+      await this.#put(record, first ? signal : undefined);
+      first = false;
+    }
   }
 
   #put(chunk: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
@@ -703,8 +686,7 @@ class MqChannel extends BaseChannel {
 
   /** Moves queue messages into the channel until END, the peer's death, a protocol error or close. */
   async #run(): Promise<void> {
-    let parts: Uint8Array[] = [];
-    let size = 0;
+    const assembler = new Reassembler(this.maxMessage, this.description);
     try {
       while (!this.#stopping) {
         if (this.#paused) {
@@ -722,30 +704,13 @@ class MqChannel extends BaseChannel {
         }
         const kind = m.data[0];
         if (kind === DATA || kind === MORE) {
-          size += m.data.byteLength - 1;
-          if (size > this.maxMessage) {
-            return this.end(
-              new MessageTooLargeError(
-                `Cannot receive on ${this.description}: a message of ${size}+ bytes exceeds maxMessage (${this.maxMessage} bytes)`,
-                size,
-                this.maxMessage,
-              ),
-            );
+          let whole: Uint8Array | undefined;
+          try {
+            whole = assembler.take(m.data);
+          } catch (e) {
+            return this.end(e as Error);
           }
-          if (kind === MORE) {
-            parts.push(m.data.subarray(1));
-            continue;
-          }
-          if (parts.length === 0) this.deliver(m.data.subarray(1));
-          else {
-            parts.push(m.data.subarray(1));
-            const whole = new Uint8Array(size);
-            let at = 0;
-            for (const p of parts) whole.set(p, (at += p.byteLength) - p.byteLength);
-            this.deliver(whole);
-          }
-          parts = [];
-          size = 0;
+          if (whole !== undefined) this.deliver(whole);
         } else if (kind === END) {
           this.#peerClosed = true;
           return this.end();
@@ -808,7 +773,7 @@ async function createChannel(ffi: Native, name: string, pid: number, options: Mq
   try {
     output = await create(`${name}-0`, sizes);
     output.trySend(hello(pid));
-    const peer = helloPid(await input.receive(options.signal ? { signal: options.signal } : {}), name);
+    const peer = greeting(await input.receive(options.signal ? { signal: options.signal } : {}), name);
     input.unlink();
     output.unlink();
     unlinked = true;
@@ -846,11 +811,11 @@ async function openChannel(ffi: Native, name: string, pid: number, options: MqCh
       }
     }
     const [input, output] = queues as [MessageQueue, MessageQueue];
-    const greeting = await input.receive({
+    const greetingMessage = await input.receive({
       timeout: Math.max(deadline - Date.now(), 10_000),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const peer = helloPid(greeting, name);
+    const peer = greeting(greetingMessage, name);
     if (!output.trySend(hello(pid))) {
       throw new AlreadyExistsError(`Cannot open mq channel "${name}": it already has its peer`);
     }

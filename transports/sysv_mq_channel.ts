@@ -35,7 +35,6 @@ import {
   abortError,
   AlreadyExistsError,
   ClosedError,
-  MessageTooLargeError,
   NotFoundError,
   PermissionError,
   ProtocolError,
@@ -45,6 +44,7 @@ import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
+import { DATA, END, helloPid, helloRecord, MORE, pieces, Reassembler } from "./records.ts";
 import { create, open, type SysvMessage, type SysvQueue } from "./sysv_mq.ts";
 
 /** What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces). */
@@ -63,8 +63,6 @@ export interface SysvChannelOptions extends ChannelOptions {
   /** Aborts waiting for the peer. */
   signal?: AbortSignal;
 }
-
-const DATA = 0, MORE = 1, END = 2, HELLO = 3;
 const TO_OPENER = 1, TO_CREATOR = 2, HELLO_TO_OPENER = 3, HELLO_TO_CREATOR = 4;
 const WANTED_QUEUE_BYTES = 1024 * 1024;
 /** The longest pause between two attempts of a waiting call, in milliseconds. */
@@ -86,19 +84,8 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 /** @internal The next pause of the backoff 0, 1, 2, 4 … 20 ms. */
 export const nextDelay = (d: number): number => d === 0 ? 1 : Math.min(d * 2, MAX_BACKOFF);
 
-function hello(pid: number): Uint8Array {
-  const m = new Uint8Array(5);
-  m[0] = HELLO;
-  new DataView(m.buffer).setUint32(1, pid, true);
-  return m;
-}
-
-function helloPid(m: SysvMessage, what: string): number {
-  if (m.data.byteLength !== 5 || m.data[0] !== HELLO) {
-    throw new ProtocolError(`Cannot connect ${what}: the queue holds no ipckit channel greeting`);
-  }
-  return new DataView(m.data.buffer, m.data.byteOffset).getUint32(1, true);
-}
+const hello = helloRecord;
+const greeting = (m: SysvMessage, what: string): number => helloPid(m.data, what);
 
 /** A Channel over one SysV queue; see the module doc. */
 class SysvChannel extends BaseChannel {
@@ -145,17 +132,12 @@ class SysvChannel extends BaseChannel {
   }
 
   async #write(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    const piece = this.#q.maxMessage - 1;
-    let offset = 0;
-    do {
-      const end = Math.min(offset + piece, message.byteLength);
-      const chunk = new Uint8Array(1 + end - offset);
-      chunk[0] = end === message.byteLength ? DATA : MORE;
-      chunk.set(message.subarray(offset, end), 1);
+    let first = true;
+    for (const record of pieces(message, this.#q.maxMessage)) {
       // Abort only before the first piece: a message is sent whole or not at all.
-      await this.#put(chunk, offset === 0 ? signal : undefined);
-      offset = end;
-    } while (offset < message.byteLength);
+      await this.#put(record, first ? signal : undefined);
+      first = false;
+    }
   }
 
   async #put(chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -185,8 +167,7 @@ class SysvChannel extends BaseChannel {
 
   /** Moves queue messages into the channel until END, the peer's death, a protocol error or close. */
   async #run(): Promise<void> {
-    let parts: Uint8Array[] = [];
-    let size = 0;
+    const assembler = new Reassembler(this.maxMessage, this.description);
     let delay = 0;
     try {
       while (!this.#stopping) {
@@ -208,30 +189,13 @@ class SysvChannel extends BaseChannel {
         delay = 0;
         const kind = m.data[0];
         if (kind === DATA || kind === MORE) {
-          size += m.data.byteLength - 1;
-          if (size > this.maxMessage) {
-            return this.end(
-              new MessageTooLargeError(
-                `Cannot receive on ${this.description}: a message of ${size}+ bytes exceeds maxMessage (${this.maxMessage} bytes)`,
-                size,
-                this.maxMessage,
-              ),
-            );
+          let whole: Uint8Array | undefined;
+          try {
+            whole = assembler.take(m.data);
+          } catch (e) {
+            return this.end(e as Error);
           }
-          if (kind === MORE) {
-            parts.push(m.data.subarray(1));
-            continue;
-          }
-          if (parts.length === 0) this.deliver(m.data.subarray(1));
-          else {
-            parts.push(m.data.subarray(1));
-            const whole = new Uint8Array(size);
-            let at = 0;
-            for (const p of parts) whole.set(p, (at += p.byteLength) - p.byteLength);
-            this.deliver(whole);
-          }
-          parts = [];
-          size = 0;
+          if (whole !== undefined) this.deliver(whole);
         } else if (kind === END) {
           this.#peerClosed = true;
           return this.end();
@@ -327,7 +291,7 @@ async function createChannel(
   }
   try {
     q.trySend(HELLO_TO_OPENER, hello(pid));
-    const peer = helloPid(
+    const peer = greeting(
       await q.receive({ type: HELLO_TO_CREATOR, ...(options.signal ? { signal: options.signal } : {}) }),
       what,
     );
@@ -359,7 +323,7 @@ async function openChannel(
     }
   }
   try {
-    const greeting = await q.receive({
+    const greetingMessage = await q.receive({
       type: HELLO_TO_OPENER,
       timeout: Math.max(deadline - Date.now(), 10_000),
       ...(options.signal ? { signal: options.signal } : {}),
@@ -367,7 +331,7 @@ async function openChannel(
       if (e instanceof NotFoundError || e.name !== "TimeoutError") throw e;
       throw new AlreadyExistsError(`Cannot open ${what}: it already has its peer (no greeting is waiting)`);
     });
-    const peer = helloPid(greeting, what);
+    const peer = greeting(greetingMessage, what);
     q.trySend(HELLO_TO_CREATOR, hello(pid));
     return new SysvChannel(ffi, q, false, peer, options, what);
   } catch (e) {

@@ -1,0 +1,99 @@
+/**
+ * The record protocol shared by the channel views over message-oriented OS objects (POSIX and System V message
+ * queues, the file queue): every record starts with one kind byte.
+ *
+ * ```text
+ * 0  DATA   the rest is the last (or only) piece of a user message (a 0-byte message is just this byte)
+ * 1  MORE   the rest is a piece of a user message, more pieces follow (messages larger than one record)
+ * 2  END    the sender closed: the receiver has every message, then ClosedError
+ * 3  HELLO  then the sender's pid as u32 little-endian: sent once by each side when connecting
+ * ```
+ *
+ * @module
+ */
+import { MessageTooLargeError, ProtocolError } from "../errors.ts";
+
+export const DATA = 0;
+export const MORE = 1;
+export const END = 2;
+export const HELLO = 3;
+
+/** The HELLO record of process `pid`. */
+export function helloRecord(pid: number): Uint8Array {
+  const m = new Uint8Array(5);
+  m[0] = HELLO;
+  new DataView(m.buffer).setUint32(1, pid, true);
+  return m;
+}
+
+/**
+ * The pid in a HELLO record.
+ *
+ * @throws {ProtocolError} when `record` is not a HELLO record.
+ */
+export function helloPid(record: Uint8Array, what: string): number {
+  if (record.byteLength !== 5 || record[0] !== HELLO) {
+    throw new ProtocolError(`Cannot connect ${what}: the peer sent no ipckit channel greeting`);
+  }
+  return new DataView(record.buffer, record.byteOffset).getUint32(1, true);
+}
+
+/** Splits a message into DATA/MORE records of at most `recordSize` bytes (kind byte included). */
+export function* pieces(message: Uint8Array, recordSize: number): Generator<Uint8Array> {
+  const piece = recordSize - 1;
+  let offset = 0;
+  do {
+    const end = Math.min(offset + piece, message.byteLength);
+    const record = new Uint8Array(1 + end - offset);
+    record[0] = end === message.byteLength ? DATA : MORE;
+    record.set(message.subarray(offset, end), 1);
+    yield record;
+    offset = end;
+  } while (offset < message.byteLength);
+}
+
+/** Joins DATA/MORE records back into messages, enforcing the receiver's `maxMessage`. */
+export class Reassembler {
+  readonly #maxMessage: number;
+  readonly #description: string;
+  #parts: Uint8Array[] = [];
+  #size = 0;
+
+  constructor(maxMessage: number, description: string) {
+    this.#maxMessage = maxMessage;
+    this.#description = description;
+  }
+
+  /**
+   * Takes a DATA or MORE record; returns the whole message when the record completes one.
+   *
+   * @throws {MessageTooLargeError} when the pieces add up to more than `maxMessage`.
+   */
+  take(record: Uint8Array): Uint8Array | undefined {
+    const body = record.subarray(1);
+    this.#size += body.byteLength;
+    if (this.#size > this.#maxMessage) {
+      throw new MessageTooLargeError(
+        `Cannot receive on ${this.#description}: a message of ${this.#size}+ bytes exceeds maxMessage (${this.#maxMessage} bytes)`,
+        this.#size,
+        this.#maxMessage,
+      );
+    }
+    if (record[0] === MORE) {
+      this.#parts.push(body);
+      return undefined;
+    }
+    const parts = this.#parts;
+    const size = this.#size;
+    this.#parts = [];
+    this.#size = 0;
+    if (parts.length === 0) return body;
+    const whole = new Uint8Array(size);
+    let at = 0;
+    for (const p of [...parts, body]) {
+      whole.set(p, at);
+      at += p.byteLength;
+    }
+    return whole;
+  }
+}
