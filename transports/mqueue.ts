@@ -47,7 +47,7 @@ import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { DATA, END, HELLO, helloPid, helloRecord, MORE, pieces, Reassembler } from "./records.ts";
+import { DATA, END, HELLO, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
 
 /** The longest native wait, in milliseconds: a blocked thread cannot be stopped, so it must return by itself. */
 const SLICE_MS = 100;
@@ -655,18 +655,11 @@ class MqChannel extends BaseChannel {
   };
 
   protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> {
-    const p = this.#sendTurn.then(() => this.#write(message, signal));
+    const p = this.#sendTurn.then(() =>
+      writeRecords(message, this.#out.messageSize, (r, s) => this.#put(r, s), signal)
+    );
     this.#sendTurn = p.catch(() => {});
     return p;
-  }
-
-  async #write(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    let first = true;
-    for (const record of pieces(message, this.#out.messageSize)) {
-      // Abort only before the first piece: a message is sent whole or not at all.
-      await this.#put(record, first ? signal : undefined);
-      first = false;
-    }
   }
 
   #put(chunk: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {

@@ -52,6 +52,23 @@ export function* pieces(message: Uint8Array, recordSize: number): Generator<Uint
   } while (offset < message.byteLength);
 }
 
+/**
+ * Sends a message as records through `put`, one after the other. `signal` can abort only before the first piece:
+ * a message goes whole or not at all.
+ */
+export async function writeRecords(
+  message: Uint8Array,
+  recordSize: number,
+  put: (record: Uint8Array, signal?: AbortSignal) => Promise<void> | undefined,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  let first = true;
+  for (const record of pieces(message, recordSize)) {
+    await put(record, first ? signal : undefined);
+    first = false;
+  }
+}
+
 /** Joins DATA/MORE records back into messages, enforcing the receiver's `maxMessage`. */
 export class Reassembler {
   readonly #maxMessage: number;

@@ -44,7 +44,7 @@ import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { DATA, END, helloPid, helloRecord, MORE, pieces, Reassembler } from "./records.ts";
+import { DATA, END, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
 import { create, open, type SysvMessage, type SysvQueue } from "./sysv_mq.ts";
 
 /** What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces). */
@@ -126,18 +126,9 @@ class SysvChannel extends BaseChannel {
   }
 
   protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> {
-    const p = this.#sendTurn.then(() => this.#write(message, signal));
+    const p = this.#sendTurn.then(() => writeRecords(message, this.#q.maxMessage, (r, s) => this.#put(r, s), signal));
     this.#sendTurn = p.catch(() => {});
     return p;
-  }
-
-  async #write(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    let first = true;
-    for (const record of pieces(message, this.#q.maxMessage)) {
-      // Abort only before the first piece: a message is sent whole or not at all.
-      await this.#put(record, first ? signal : undefined);
-      first = false;
-    }
   }
 
   async #put(chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
