@@ -41,6 +41,9 @@ export * as shm from "./transports/shm.ts";
 export * as mq from "./transports/mqueue.ts";
 export * as fileQueue from "./transports/file.ts";
 export * as sysv from "./transports/sysv_mq.ts";
+export * as udp from "./transports/udp.ts";
+export * as unixDgram from "./transports/unix_dgram.ts";
+export { type Datagram, DatagramChannel, type DatagramOptions, DatagramSocket } from "./transports/datagram.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";

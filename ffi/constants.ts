@@ -25,6 +25,19 @@ export const ESRCH = 3;
 
 /** shutdown(2). */
 export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+
+/** socket(2), sendto(2)/recvfrom(2) flags and socket options (the asm-generic values of x86-64 and arm64). */
+export const AF_UNIX = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVTIMEO = 20;
+export const SO_SNDTIMEO = 21;
 
 /** mmap(2). */
 export const PROT_READ = 1;

@@ -19,6 +19,7 @@ const LINUX: Record<string, number> = {
   EINTR: 4,
   EIO: 5,
   ENXIO: 6,
+  E2BIG: 7,
   EBADF: 9,
   EAGAIN: 11,
   ENOMEM: 12,
@@ -34,9 +35,17 @@ const LINUX: Record<string, number> = {
   ERANGE: 34,
   ENAMETOOLONG: 36,
   ENOSYS: 38,
+  ENOTEMPTY: 39,
+  ENOMSG: 42,
+  EIDRM: 43,
+  ENOTSOCK: 88,
+  EDESTADDRREQ: 89,
   EMSGSIZE: 90,
+  EPROTOTYPE: 91,
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ENOTCONN: 107,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
 };
@@ -64,6 +73,9 @@ const TEXT: Record<string, string> = {
   ENOMEM: "out of memory",
   ENOSYS: "not implemented on this system",
   EOPNOTSUPP: "not supported",
+  ECONNREFUSED: "nothing is listening there",
+  EPROTOTYPE: "the socket there is of another type",
+  ENOTSOCK: "it is not a socket",
 };
 
 /**

@@ -68,7 +68,10 @@ export const LIBC = {
   socket: { args: ["i32", "i32", "i32"], returns: "i32" },
   bind: { args: ["i32", "buffer", "u32"], returns: "i32" },
   connect: { args: ["i32", "buffer", "u32"], returns: "i32" },
-  sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize" },
+  getsockname: { args: ["i32", "buffer", "buffer"], returns: "i32" },
+  setsockopt: { args: ["i32", "i32", "i32", "buffer", "u32"], returns: "i32" },
+  getsockopt: { args: ["i32", "i32", "i32", "buffer", "buffer"], returns: "i32" },
+  sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize", async: true },
   recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize", async: true },
   // Files (the durable file queue): positioned I/O, durability, directories.
   pread: { args: ["i32", "buffer", "usize", "i64"], returns: "isize" },

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
 import { duplex, socketStream } from "./streams.ts";
+import { bindUdp } from "./node_udp.ts";
 import type {
   ByteStream,
   ChildProcess,
@@ -166,6 +167,7 @@ export const nodeApi = {
   connectTcp: (o: { port: number; hostname: string }) =>
     connect({ port: o.port, host: o.hostname }, `Cannot connect to TCP ${o.hostname}:${o.port}`),
   worker,
+  bindUdp,
   removeFile: async (p: string) => {
     try {
       await fs.promises.unlink(p);

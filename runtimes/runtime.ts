@@ -108,6 +108,30 @@ export interface WorkerHandle {
   terminate(): Promise<void>;
 }
 
+/** A UDP address. */
+export interface UdpAddress {
+  /** An IPv4 or IPv6 address (no host names: they are resolved before). */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A bound UDP socket. */
+export interface UdpHandle {
+  /** The address it is bound to (the port the OS picked for port 0). */
+  readonly address: UdpAddress;
+  /**
+   * Starts delivering datagrams; `data` is a fresh buffer the receiver may keep. `error` reports asynchronous
+   * socket errors (an ICMP "port unreachable" on a connected socket arrives as ECONNREFUSED).
+   */
+  start(onMessage: (data: Uint8Array, from: UdpAddress) => void, onError: (error: Error) => void): void;
+  /** Restricts the socket to one peer: sends go there and datagrams from anyone else are discarded by the OS. */
+  connect(to: UdpAddress): Promise<void>;
+  /** Sends one datagram (to the connected peer when `to` is undefined). Settles when the OS took it. */
+  send(data: Uint8Array, to: UdpAddress | undefined): Promise<void>;
+  /** Closes the socket. Idempotent. */
+  close(): void;
+}
+
 /** Everything ipckit needs from a runtime. One adapter per runtime implements it. */
 export interface Runtime {
   /** Which runtime this is. */
@@ -146,6 +170,9 @@ export interface Runtime {
   ): Promise<Server>;
   /** Connects over TCP (with Nagle's algorithm off). */
   connectTcp(options: { port: number; hostname: string }): Promise<ByteStream>;
+
+  /** Binds a UDP socket (`port` 0 picks a free port). */
+  bindUdp(options: { host: string; port: number; ipv6: boolean; reuseAddress: boolean }): Promise<UdpHandle>;
 
   /**
    * Opens one end of a FIFO (named pipe) without blocking the event loop: `"read"` resolves at once, `"write"`

@@ -34,6 +34,11 @@ export interface Capabilities {
   readonly maxMessage: number;
   /** The peer may be on another host. */
   readonly crossHost: boolean;
+  /**
+   * Each message is one OS datagram and there is no connection: `close()` is local (the peer is not told, and this
+   * end does not learn of the peer's close), and a message over the receiver's `maxMessage` is discarded.
+   */
+  readonly datagram: boolean;
 }
 
 /** A message channel between two endpoints. See the module doc for the contract. */
@@ -102,9 +107,53 @@ export function channelLimits(options: ChannelOptions, transportMax = MAX_FRAME)
   return { maxMessage, highWaterMark };
 }
 
-interface Waiter {
-  resolve(m: Uint8Array): void;
+/** A pending `receive()`. */
+export interface Waiter<T = Uint8Array> {
+  resolve(m: T): void;
   reject(e: unknown): void;
+}
+
+/**
+ * Queues a waiter on `waiters` that gives up when `options.signal` aborts (with its reason) or after
+ * `options.timeout` ms (with `TimeoutError`), removing itself from the queue so nothing it would have taken is lost.
+ */
+export function waitFor<T>(waiters: Waiter<T>[], description: string, options: ReceiveOptions = {}): Promise<T> {
+  const { signal, timeout } = options;
+  if (timeout !== undefined && !(timeout >= 0)) {
+    return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
+  }
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  return new Promise<T>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const waiter: Waiter<T> = {
+      resolve(m) {
+        cleanup();
+        resolve(m);
+      },
+      reject(e) {
+        cleanup();
+        reject(e);
+      },
+    };
+    const drop = (e: unknown) => {
+      const i = waiters.indexOf(waiter);
+      if (i >= 0) waiters.splice(i, 1);
+      waiter.reject(e);
+    };
+    const onAbort = () => drop(abortError(signal!));
+    if (timeout !== undefined) {
+      timer = setTimeout(
+        () => drop(new TimeoutError(`Cannot receive on ${description}: timed out after ${timeout} ms`)),
+        timeout,
+      );
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    waiters.push(waiter);
+  });
 }
 
 /**
@@ -189,52 +238,12 @@ export abstract class BaseChannel implements Channel {
     if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
     if (this.#closed) return Promise.reject(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
     if (this.#endError !== undefined) return Promise.reject(this.#endError);
-    const signal = options?.signal;
-    const timeout = options?.timeout;
-    if (timeout !== undefined && !(timeout >= 0)) {
-      return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
-    }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#paused) this.#resumeIfRoom();
     // The hot path (no signal, no timeout) allocates one promise and one small record, no closures.
-    if (signal === undefined && timeout === undefined) {
+    if (options?.signal === undefined && options?.timeout === undefined) {
       return new Promise<Uint8Array>((resolve, reject) => void this.#waiters.push({ resolve, reject }));
     }
-    return this.#receiveWithOptions(signal, timeout);
-  }
-
-  #receiveWithOptions(signal: AbortSignal | undefined, timeout: number | undefined): Promise<Uint8Array> {
-    return new Promise<Uint8Array>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const cleanup = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      };
-      const waiter: Waiter = {
-        resolve(m) {
-          cleanup();
-          resolve(m);
-        },
-        reject(e) {
-          cleanup();
-          reject(e);
-        },
-      };
-      const drop = (e: unknown) => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        waiter.reject(e);
-      };
-      const onAbort = () => drop(abortError(signal!));
-      if (timeout !== undefined) {
-        timer = setTimeout(
-          () => drop(new TimeoutError(`Cannot receive on ${this.description}: timed out after ${timeout} ms`)),
-          timeout,
-        );
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
+    return waitFor(this.#waiters, this.description, options);
   }
 
   #shift(): Uint8Array {

@@ -132,6 +132,7 @@ export const capabilities: Capabilities = {
   reliable: true,
   maxMessage: MAX_RECORD - 1,
   crossHost: false,
+  datagram: false,
 };
 
 /** Options of {@linkcode channel}. */

@@ -22,8 +22,6 @@ import { FileLock } from "../sync/file_lock.ts";
 
 /** O_CLOEXEC (Linux): a child must not inherit our descriptors (nor, through them, a flock). */
 const O_CLOEXEC = 0o2000000;
-/** ENOTEMPTY (Linux); not in ffi/errno.ts's table. */
-const ENOTEMPTY = 39;
 const LOCK_EX = 2, LOCK_NB = 4;
 const SEEK_END = 2;
 
@@ -149,7 +147,7 @@ export function makeEmptyDir(ffi: Native, dir: string, what: string): void {
   if (errno === ERRNO.EEXIST) {
     if (ffi.call.rmdir(path) === 0 && ffi.call.mkdir(path, 0o700) === 0) return;
     errno = ffi.errno();
-    if (errno === ENOTEMPTY || errno === ERRNO.EEXIST || errno === ERRNO.ENOTDIR) {
+    if (errno === ERRNO.ENOTEMPTY || errno === ERRNO.EEXIST || errno === ERRNO.ENOTDIR) {
       throw new AlreadyExistsError(`Cannot create ${what} "${dir}": it exists and is not an empty directory`, {
         code: "EEXIST",
       });

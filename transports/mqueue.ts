@@ -594,7 +594,13 @@ export async function openOrCreate(name: string, options: CreateOptions): Promis
 }
 
 /** What an mq channel promises. Messages of any size up to 4 GiB - 1 (chunked into queue messages). */
-export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: false };
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: false,
+  datagram: false,
+};
 
 /** Options of {@linkcode channel}. */
 export interface MqChannelOptions extends ChannelOptions {

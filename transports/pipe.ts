@@ -22,7 +22,13 @@ import { MAX_FRAME } from "./framing.ts";
 import { StreamChannel } from "./stream_channel.ts";
 
 /** What a pipe channel promises. */
-export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: false };
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: false,
+  datagram: false,
+};
 
 /** Options of {@linkcode spawn}. */
 export interface PipeSpawnOptions extends ChannelOptions {

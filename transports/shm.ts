@@ -168,7 +168,7 @@ export class ShmChannel implements Channel {
       throw new RangeError(`Cannot use maxMessage ${max}: it must be an integer from 0 to ${ringMax} (capacity - 8)`);
     }
     this.maxMessage = max;
-    this.capabilities = { ordered: true, reliable: true, maxMessage: ringMax, crossHost: false };
+    this.capabilities = { ordered: true, reliable: true, maxMessage: ringMax, crossHost: false, datagram: false };
   }
 
   get closed(): boolean {

@@ -42,9 +42,7 @@ export { capabilities, channel, type SysvChannelOptions } from "./sysv_mq_channe
 
 const IPC_PRIVATE = 0, IPC_CREAT = 0o1000, IPC_EXCL = 0o2000, IPC_NOWAIT = 0o4000;
 const IPC_RMID = 0, IPC_SET = 1, IPC_STAT = 2, IPC_INFO = 3;
-/** errno values not (yet) in ffi/errno.ts. */
-const E2BIG = 7, ENOMSG = 42, EIDRM = 43;
-const { EINTR, EAGAIN, EINVAL, ENOENT, ENOSPC } = ERRNO as Record<string, number>;
+const { E2BIG, ENOMSG, EIDRM, EINTR, EAGAIN, EINVAL, ENOENT, ENOSPC } = ERRNO as Record<string, number>;
 /** glibc's struct msqid_ds on 64-bit Linux (x86-64 and arm64 agree): 120 bytes. */
 const MSQID_DS = 120, OFF_MODE = 20, OFF_CBYTES = 72, OFF_QNUM = 80, OFF_QBYTES = 88, OFF_LSPID = 96;
 

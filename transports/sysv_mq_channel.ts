@@ -48,7 +48,13 @@ import { DATA, END, helloPid, helloRecord, MORE, Reassembler, writeRecords } fro
 import { create, open, type SysvMessage, type SysvQueue } from "./sysv_mq.ts";
 
 /** What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces). */
-export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: false };
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: false,
+  datagram: false,
+};
 
 /** Options of {@linkcode channel}. */
 export interface SysvChannelOptions extends ChannelOptions {

@@ -24,7 +24,13 @@ import { StreamChannel } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
 /** What a TCP channel promises. */
-export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: true };
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: true,
+  datagram: false,
+};
 
 /** Where to listen or connect. */
 export interface TcpAddress extends ChannelOptions {

@@ -23,7 +23,13 @@ import { StreamChannel } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
 /** What a Unix stream socket channel promises. */
-export const capabilities: Capabilities = { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost: false };
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: false,
+  datagram: false,
+};
 
 // sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS, including the terminating NUL.
 const MAX_PATH = 103;

@@ -384,7 +384,7 @@ function shmName(): string {
 
 export const shmFixture: Fixture = {
   name: "shm",
-  capabilities: { ordered: true, reliable: true, maxMessage: SHM_CAPACITY - 8, crossHost: false },
+  capabilities: { ordered: true, reliable: true, maxMessage: SHM_CAPACITY - 8, crossHost: false, datagram: false },
   async pair(options = {}) {
     const name = shmName();
     // One thread holds both ends: spinning cannot see the other end move, so do not spin.

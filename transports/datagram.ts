@@ -1,0 +1,296 @@
+/**
+ * What UDP and Unix datagram sockets share: a bound socket that sends to and receives from anyone
+ * ({@linkcode DatagramSocket}), and a Channel to one peer ({@linkcode DatagramChannel}). Each transport supplies a
+ * {@linkcode DatagramEndpoint}; these classes keep the queueing, limits, timeouts and close rules once.
+ *
+ * Datagram semantics, for both classes:
+ * - one `send()` is one datagram; one `receive()` returns one whole datagram;
+ * - there is no connection: `close()` is local, and the peer is neither told nor able to tell;
+ * - a datagram larger than this side's `maxMessage` is discarded on arrival and counted in `dropped`; a channel then
+ *   ends with `MessageTooLargeError`, as the Channel contract asks, because its peer broke the agreed limit;
+ * - receiving more than `highWaterMark` bytes that nobody reads: a reliable endpoint (Unix) stops reading and the
+ *   sender waits; an unreliable one (UDP) discards the newest datagrams and counts them in `dropped`.
+ *
+ * @module
+ */
+import { ClosedError, MessageTooLargeError } from "../errors.ts";
+import {
+  BaseChannel,
+  type Capabilities,
+  channelLimits,
+  type ChannelOptions,
+  messageIterator,
+  type ReceiveOptions,
+  type SendOptions,
+  type Waiter,
+  waitFor,
+} from "./channel.ts";
+
+/** One received datagram and its sender. */
+export interface Datagram<A> {
+  readonly data: Uint8Array;
+  /** The sender's address (a Unix sender that did not bind has the empty address `""`). */
+  readonly from: A;
+}
+
+/** Receives what an endpoint reads. */
+export interface DatagramSink<A> {
+  /** A datagram; `data` is a fresh buffer. */
+  data(data: Uint8Array, from: A): void;
+  /** A datagram of `size` bytes, over the limit given to `start()`, was discarded. */
+  tooLarge(size: number, from: A): void;
+  /** The socket failed; nothing more arrives. */
+  error(error: Error): void;
+}
+
+/** A bound datagram socket of one transport. */
+export interface DatagramEndpoint<A> {
+  /** Describes the socket in messages, like `UDP 127.0.0.1:4000`. */
+  readonly description: string;
+  /** The address this socket is bound to. */
+  readonly address: A;
+  /** Whether datagrams are never lost between live sockets (the OS makes the sender wait instead). */
+  readonly reliable: boolean;
+  /** The largest datagram the transport carries, in bytes. */
+  readonly limit: number;
+  /** Whether the peer may be on another host. */
+  readonly crossHost: boolean;
+  /** Starts reading; datagrams over `limit` bytes are reported to `sink.tooLarge`. */
+  start(sink: DatagramSink<A>, limit: number): void;
+  /** Flow control, for reliable endpoints: stop reading, so that senders wait (unreliable ones ignore it). */
+  pause(): void;
+  resume(): void;
+  /** Restricts the socket to one peer (the OS discards datagrams from others). */
+  connect(to: A): Promise<void>;
+  /** Sends one datagram, to the connected peer when `to` is undefined. Returns undefined when sent at once. */
+  send(data: Uint8Array, to: A | undefined, signal?: AbortSignal): Promise<void> | undefined;
+  /** Closes the socket (and removes a socket file it created). */
+  close(): Promise<void>;
+  /** Whether two addresses are the same. */
+  same(a: A, b: A): boolean;
+  /** An address for messages. */
+  format(a: A): string;
+}
+
+/** Options of datagram sockets and channels. */
+export type DatagramOptions = ChannelOptions;
+
+function checkData(data: unknown, description: string): void {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(`Cannot send on ${description}: the message must be a Uint8Array`);
+  }
+}
+
+function tooLarge(size: number, limit: number, description: string): MessageTooLargeError {
+  return new MessageTooLargeError(
+    `Cannot send a message of ${size} bytes on ${description}: it exceeds maxMessage (${limit} bytes)`,
+    size,
+    limit,
+  );
+}
+
+/**
+ * A bound datagram socket: sends to any address, receives from anyone. `connect(peer)` turns it into a Channel to
+ * one peer.
+ */
+export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDisposable {
+  readonly maxMessage: number;
+  readonly highWaterMark: number;
+  #endpoint: DatagramEndpoint<A>;
+  #queue: Datagram<A>[] = [];
+  #queuedBytes = 0;
+  #waiters: Waiter<Datagram<A>>[] = [];
+  #paused = false;
+  #dropped = 0;
+  #closed: Error | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(endpoint: DatagramEndpoint<A>, options: DatagramOptions = {}) {
+    const limits = channelLimits(options, endpoint.limit);
+    this.maxMessage = limits.maxMessage;
+    this.highWaterMark = limits.highWaterMark;
+    this.#endpoint = endpoint;
+    endpoint.start({
+      data: (data, from) => this.#deliver({ data, from }),
+      tooLarge: () => void this.#dropped++,
+      error: (e) => this.#end(new ClosedError(`Cannot receive on ${endpoint.description}: ${e.message}`, { cause: e })),
+    }, this.maxMessage);
+  }
+
+  /** The address this socket is bound to. */
+  get address(): A {
+    return this.#endpoint.address;
+  }
+
+  /** Datagrams discarded on arrival: over `maxMessage`, or (UDP) beyond `highWaterMark` while nobody read. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** True once closed (or turned into a channel). */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /**
+   * Sends one datagram to `to`. Resolves once the OS took it (a Unix socket waits while the receiver's queue is
+   * full; UDP never waits, and a datagram may still be lost on the way).
+   *
+   * @throws {MessageTooLargeError} over `maxMessage`; {@linkcode ClosedError} after `close()`; `NotFoundError` when no
+   * Unix socket is bound at `to`.
+   */
+  send(data: Uint8Array, to: A, options?: SendOptions): Promise<void> {
+    try {
+      checkData(data, this.#endpoint.description);
+      if (this.#closed) throw new ClosedError(`Cannot send on ${this.#endpoint.description}: it is closed`);
+      if (data.byteLength > this.maxMessage) {
+        throw tooLarge(data.byteLength, this.maxMessage, this.#endpoint.description);
+      }
+      options?.signal?.throwIfAborted();
+      return this.#endpoint.send(data, to, options?.signal) ?? Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Receives the next datagram; `timeout` and `signal` give up without losing one. */
+  receive(options?: ReceiveOptions): Promise<Datagram<A>> {
+    const d = this.#queue.shift();
+    if (d !== undefined) {
+      this.#queuedBytes -= d.data.byteLength;
+      if (this.#paused && this.#queuedBytes < this.highWaterMark / 2) {
+        this.#paused = false;
+        this.#endpoint.resume();
+      }
+      return Promise.resolve(d);
+    }
+    if (this.#closed) return Promise.reject(this.#closed);
+    return waitFor(this.#waiters, this.#endpoint.description, options);
+  }
+
+  #deliver(d: Datagram<A>): void {
+    if (this.#closed) return;
+    const w = this.#waiters.shift();
+    if (w !== undefined) return w.resolve(d);
+    if (this.#queuedBytes >= this.highWaterMark && !this.#endpoint.reliable) {
+      this.#dropped++;
+      return;
+    }
+    this.#queue.push(d);
+    this.#queuedBytes += d.data.byteLength;
+    if (this.#queuedBytes >= this.highWaterMark && this.#endpoint.reliable && !this.#paused) {
+      this.#paused = true;
+      this.#endpoint.pause();
+    }
+  }
+
+  #end(error: Error): Datagram<A>[] {
+    this.#closed ??= error;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(this.#closed);
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    return queue;
+  }
+
+  /**
+   * Restricts this socket to `peer` and returns it as a Channel: sends go to `peer`, datagrams from anyone else
+   * are discarded. This socket object is closed; datagrams from `peer` it had queued move to the channel.
+   */
+  async connect(peer: A, options: DatagramOptions = {}): Promise<DatagramChannel<A>> {
+    if (this.#closed) throw new ClosedError(`Cannot connect ${this.#endpoint.description}: it is closed`);
+    await this.#endpoint.connect(peer);
+    const e = new ClosedError(
+      `Cannot use ${this.#endpoint.description}: it became a channel to ${this.#endpoint.format(peer)}`,
+    );
+    const queued = this.#end(e).filter((d) => this.#endpoint.same(d.from, peer)).map((d) => d.data);
+    if (this.#paused) this.#endpoint.resume();
+    return new DatagramChannel(this.#endpoint, options, queued);
+  }
+
+  /** Closes the socket; pending `receive()` calls reject with `ClosedError`. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    if (this.#closed) return Promise.resolve(); // became a channel: the channel owns the socket
+    this.#end(new ClosedError(`Cannot receive on ${this.#endpoint.description}: it is closed`));
+    return (this.#closing = this.#endpoint.close());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Iterates received datagrams until the socket is closed. */
+  [Symbol.asyncIterator](): AsyncIterator<Datagram<A>> {
+    return messageIterator(this);
+  }
+}
+
+/** A Channel over a datagram socket connected to one peer. See the module doc for what differs from streams. */
+export class DatagramChannel<A> extends BaseChannel {
+  readonly capabilities: Capabilities;
+  #endpoint: DatagramEndpoint<A>;
+  #dropped = 0;
+  /** Over highWaterMark on an unreliable endpoint: arrivals are discarded. */
+  #full = false;
+
+  constructor(endpoint: DatagramEndpoint<A>, options: DatagramOptions = {}, queued: Uint8Array[] = []) {
+    super(endpoint.description, options, endpoint.limit);
+    const { reliable, limit, crossHost } = endpoint;
+    this.capabilities = { ordered: reliable, reliable, maxMessage: limit, crossHost, datagram: true };
+    this.#endpoint = endpoint;
+    for (const m of queued) this.deliver(m);
+    endpoint.start({
+      data: (data) => {
+        if (this.#full) this.#dropped++;
+        else this.deliver(data);
+      },
+      tooLarge: (size) => {
+        this.#dropped++;
+        this.end(
+          new MessageTooLargeError(
+            `Cannot receive on ${endpoint.description}: the peer sent ${size} bytes, over maxMessage (${this.maxMessage} bytes)`,
+            size,
+            this.maxMessage,
+          ),
+        );
+      },
+      error: (e) => this.end(new ClosedError(`Cannot receive on ${endpoint.description}: ${e.message}`, { cause: e })),
+    }, this.maxMessage);
+  }
+
+  /** Datagrams discarded on arrival: over `maxMessage`, or (UDP) beyond `highWaterMark` while nobody read. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** The local address. */
+  get address(): A {
+    return this.#endpoint.address;
+  }
+
+  // No connection to lose: sending stays possible after receiving ended.
+  protected override get sendAfterEnd(): boolean {
+    return true;
+  }
+
+  protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
+    return this.#endpoint.send(message, undefined, signal);
+  }
+
+  protected override _pause(): void {
+    if (this.#endpoint.reliable) this.#endpoint.pause();
+    else this.#full = true;
+  }
+
+  protected override _resume(): void {
+    if (this.#endpoint.reliable) this.#endpoint.resume();
+    else this.#full = false;
+  }
+
+  protected _close(): Promise<void> {
+    return this.#endpoint.close();
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * Unix datagram sockets (AF_UNIX, SOCK_DGRAM): message boundaries kept by the kernel, no connection, and on Linux
+ * reliable and ordered: a sender waits while the receiver's queue is full instead of losing datagrams. No runtime
+ * exposes them (Deno's `unixpacket` is unstable, Node and Bun have none), so ipckit reaches them through libc.
+ *
+ * - `unixDgram.bind(path)`: a socket bound at `path` that sends to any socket path and receives from anyone.
+ * - `unixDgram.connect(path)`: a {@linkcode Channel} to the socket at `path`. It binds itself to an autobound
+ *   abstract address (Linux picks a unique name like `@00012`), so the peer can answer.
+ * - `socket.connect(peer)`: turns a bound socket into a Channel to `peer`.
+ *
+ * Addresses are socket file paths; a name starting with `@` is in Linux's abstract namespace (no file, gone with the
+ * socket). Payloads travel as they are, so Python's `socket.AF_UNIX, socket.SOCK_DGRAM` or any C program is a peer.
+ *
+ * Sizes: a datagram may hold up to the sender's send buffer minus 32 bytes: 212 960 bytes with Linux's default
+ * `net.core.wmem_default`; `sendBuffer` raises it up to `net.core.wmem_max`. A process sending to an unbound or
+ * vanished path gets `NotFoundError`.
+ *
+ * Waiting: a non-blocking attempt first; when nothing is there, one `recvfrom` waits off the main thread (koffi
+ * `.async` on Node and Bun, which uses libuv's thread pool of 4 threads by default: raise `UV_THREADPOOL_SIZE` when
+ * many sockets wait at once; Deno's blocking pool has no such limit). `close()` wakes it with `shutdown(2)`.
+ *
+ * @example
+ * ```ts
+ * import { unixDgram } from "ipckit";
+ * await using server = await unixDgram.bind("/tmp/app.dgram");
+ * await using client = await unixDgram.connect("/tmp/app.dgram");
+ * await client.send(new TextEncoder().encode("ping"));
+ * const { data, from } = await server.receive();
+ * await server.send(data, from); // `from` is the client's autobound "@xxxxx" address
+ * await client.receive(); // "ping"
+ * ```
+ *
+ * @module
+ */
+import { ClosedError, MessageTooLargeError, NotFoundError, UnsupportedError } from "../errors.ts";
+import {
+  AF_UNIX,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  MSG_TRUNC,
+  SHUT_RDWR,
+  SO_SNDBUF,
+  SO_SNDTIMEO,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_SOCKET,
+} from "../ffi/constants.ts";
+import { ERRNO, errnoError } from "../ffi/errno.ts";
+import { type Native, native } from "../ffi/native.ts";
+import type { Capabilities } from "./channel.ts";
+import {
+  type DatagramChannel,
+  type DatagramEndpoint,
+  type DatagramOptions,
+  type DatagramSink,
+  DatagramSocket,
+} from "./datagram.ts";
+
+const { EAGAIN, EINTR, ENOENT, ECONNREFUSED, EADDRINUSE, EMSGSIZE } = ERRNO as Record<string, number>;
+
+/** sizeof(struct sockaddr_un) on Linux: a 2-byte family and 108 bytes of path. */
+const SOCKADDR_SIZE = 110;
+const PATH_MAX = 107;
+/** The kernel's per-datagram overhead charged to the send buffer. */
+const OVERHEAD = 32;
+/** How long a blocked send waits before re-checking close and abort (SO_SNDTIMEO), in microseconds. */
+const SEND_SLICE_US = 100_000;
+
+/** What a Unix datagram channel promises (the size is Linux's default; see the module doc). */
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: 212_992 - OVERHEAD,
+  crossHost: false,
+  datagram: true,
+};
+
+/** Options of {@linkcode bind} and {@linkcode connect}. */
+export interface UnixDgramOptions extends DatagramOptions {
+  /** SO_SNDBUF in bytes: the largest datagram this socket can send is the result minus 32 (Linux doubles it). */
+  sendBuffer?: number;
+}
+
+/** Options of {@linkcode connect}. */
+export interface UnixDgramConnectOptions extends UnixDgramOptions {
+  /** A path (or `@name`) to bind this end to, instead of an autobound abstract name. */
+  bind?: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** An encoded `struct sockaddr_un`. */
+interface Sockaddr {
+  readonly bytes: Uint8Array;
+  readonly length: number;
+}
+
+/** Encodes `path` (`""` asks for autobind, `@name` is abstract). */
+function sockaddr(path: unknown, what: string): Sockaddr {
+  if (typeof path !== "string" || path.includes("\0")) {
+    throw new TypeError(`Cannot ${what}: the address ${JSON.stringify(path)} must be a path string without NUL`);
+  }
+  const bytes = new Uint8Array(SOCKADDR_SIZE);
+  bytes[0] = AF_UNIX; // sa_family_t, little-endian on every Linux ipckit supports
+  const abstract = path.startsWith("@");
+  const name = encoder.encode(abstract ? path.slice(1) : path);
+  if (name.length > PATH_MAX) {
+    throw new RangeError(
+      `Cannot ${what}: the address "${path}" is ${name.length} bytes long; a Unix socket address holds at most ${PATH_MAX}`,
+    );
+  }
+  if (path === "") return { bytes, length: 2 };
+  if (abstract) {
+    bytes.set(name, 3); // sun_path[0] = 0 marks the abstract namespace
+    return { bytes, length: 3 + name.length };
+  }
+  bytes.set(name, 2);
+  return { bytes, length: 2 + name.length + 1 };
+}
+
+/** Decodes a `struct sockaddr_un` of `length` bytes. */
+function parseSockaddr(bytes: Uint8Array, length: number): string {
+  if (length <= 2) return "";
+  if (bytes[2] === 0) return "@" + decoder.decode(bytes.subarray(3, length));
+  const end = bytes.indexOf(0, 2);
+  return decoder.decode(bytes.subarray(2, end < 0 || end > length ? length : end));
+}
+
+function sendError(errno: number, to: string, description: string, size: number, limit: number): Error {
+  if (errno === ENOENT || errno === ECONNREFUSED) {
+    return new NotFoundError(`Cannot send on ${description}: no socket is bound at "${to}"`, {
+      code: errno === ENOENT ? "ENOENT" : "ECONNREFUSED",
+    });
+  }
+  if (errno === EMSGSIZE) {
+    return new MessageTooLargeError(
+      `Cannot send a datagram of ${size} bytes on ${description}: it exceeds the send buffer (at most ${limit} bytes; see sendBuffer)`,
+      size,
+      limit,
+      { code: "EMSGSIZE" },
+    );
+  }
+  return errnoError(errno, `send on ${description} to "${to}"`);
+}
+
+/** An AF_UNIX SOCK_DGRAM socket reached through libc. */
+class UnixDgramEndpoint implements DatagramEndpoint<string> {
+  readonly description: string;
+  readonly reliable = true;
+  readonly crossHost = false;
+  readonly limit: number;
+  readonly address: string;
+  #ffi: Native;
+  #fd: number;
+  /** The socket file this endpoint created (removed on close). */
+  #ownedPath: string | undefined;
+  #peer = "";
+  #sink: DatagramSink<string> | undefined;
+  #buffer = new Uint8Array(1);
+  #from = new Uint8Array(SOCKADDR_SIZE);
+  #fromLength = new Uint32Array(1);
+  #lastFrom = { bytes: new Uint8Array(0), text: "" };
+  #paused = false;
+  #pump: Promise<void> | undefined;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+  /** Sends that wait for room, in order. */
+  #tail: Promise<void> = Promise.resolve();
+  #backlog = 0;
+
+  constructor(ffi: Native, fd: number, address: string, ownedPath: string | undefined) {
+    this.#ffi = ffi;
+    this.#fd = fd;
+    this.address = address;
+    this.#ownedPath = ownedPath;
+    this.description = `Unix datagram socket "${address}"`;
+    const size = new Int32Array(1);
+    const length = new Uint32Array([4]);
+    if (ffi.call.getsockopt(fd, SOL_SOCKET, SO_SNDBUF, size, length) !== 0) {
+      throw errnoError(ffi.errno(), `query ${this.description}`);
+    }
+    this.limit = size[0]! - OVERHEAD;
+  }
+
+  start(sink: DatagramSink<string>, limit: number): void {
+    this.#sink = sink;
+    if (this.#buffer.length !== limit + 1) this.#buffer = new Uint8Array(limit + 1);
+    this.#startPump();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#startPump();
+  }
+
+  #startPump(): void {
+    if (this.#pump || this.#closing || this.#paused || !this.#sink) return;
+    this.#pump = this.#receiveLoop().finally(() => {
+      this.#pump = undefined;
+      if (!this.#paused && !this.#closing) this.#startPump();
+    });
+  }
+
+  async #receiveLoop(): Promise<void> {
+    const { call, callAsync } = this.#ffi;
+    while (!this.#closing && !this.#paused && this.#sink) {
+      const buffer = this.#buffer;
+      this.#fromLength[0] = SOCKADDR_SIZE;
+      let n = call.recvfrom(this.#fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.#from, this.#fromLength);
+      if (n < 0) {
+        const errno = this.#ffi.errno();
+        if (errno === EINTR) continue;
+        if (errno !== EAGAIN) {
+          this.#sink.error(errnoError(errno, `receive on ${this.description}`));
+          return;
+        }
+        this.#fromLength[0] = SOCKADDR_SIZE;
+        n = await callAsync.recvfrom(this.#fd, buffer, buffer.length, MSG_TRUNC, this.#from, this.#fromLength);
+        // After shutdown() the call returns 0: that is the close, not an empty datagram.
+        if (this.#closing) return;
+        // errno is not reliable off the main thread: the next non-blocking attempt reports a real error.
+        if (n < 0) continue;
+      }
+      const from = this.#fromAddress();
+      if (n >= buffer.length) this.#sink?.tooLarge(n, from);
+      else this.#sink?.data(buffer.slice(0, n), from);
+    }
+  }
+
+  /** The sender of the last datagram, decoded once per distinct sender. */
+  #fromAddress(): string {
+    const length = Math.min(this.#fromLength[0]!, SOCKADDR_SIZE);
+    const raw = this.#from.subarray(0, length);
+    const last = this.#lastFrom;
+    if (last.bytes.length === length && last.bytes.every((b, i) => b === raw[i])) return last.text;
+    this.#lastFrom = { bytes: raw.slice(), text: parseSockaddr(raw, length) };
+    return this.#lastFrom.text;
+  }
+
+  connect(to: string): Promise<void> {
+    try {
+      this.#connect(to);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #connect(to: string): void {
+    const addr = sockaddr(to, `connect ${this.description}`);
+    if (this.#ffi.call.connect(this.#fd, addr.bytes, addr.length) !== 0) {
+      const errno = this.#ffi.errno();
+      throw errno === ENOENT || errno === ECONNREFUSED
+        ? new NotFoundError(`Cannot connect ${this.description} to "${to}": no socket is bound there`, {
+          code: errno === ENOENT ? "ENOENT" : "ECONNREFUSED",
+        })
+        : errnoError(errno, `connect ${this.description} to "${to}"`);
+    }
+    this.#peer = to;
+  }
+
+  send(data: Uint8Array, to: string | undefined, signal?: AbortSignal): Promise<void> | undefined {
+    const addr = to === undefined ? undefined : sockaddr(to, `send on ${this.description}`);
+    const where = to ?? this.#peer;
+    if (this.#backlog === 0 && this.#trySend(data, addr, where)) return undefined;
+    this.#backlog++;
+    const p = this.#tail.then(() => this.#sendWaiting(data, addr, where, signal)).finally(() => void this.#backlog--);
+    this.#tail = p.catch(() => {});
+    return p;
+  }
+
+  /** One non-blocking attempt: true when sent, false when the receiver's queue is full. */
+  #trySend(data: Uint8Array, addr: Sockaddr | undefined, where: string): boolean {
+    for (;;) {
+      const n = this.#ffi.call.sendto(
+        this.#fd,
+        data,
+        data.byteLength,
+        MSG_DONTWAIT | MSG_NOSIGNAL,
+        addr?.bytes ?? null,
+        addr?.length ?? 0,
+      );
+      if (n >= 0) return true;
+      const errno = this.#ffi.errno();
+      if (errno === EINTR) continue;
+      if (errno === EAGAIN) return false;
+      throw sendError(errno, where, this.description, data.byteLength, this.limit);
+    }
+  }
+
+  /** Waits for room off the main thread, in slices of SO_SNDTIMEO, re-checking close and abort in between. */
+  async #sendWaiting(data: Uint8Array, addr: Sockaddr | undefined, where: string, signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      if (this.#closing) throw new ClosedError(`Cannot send on ${this.description}: it is closed`);
+      signal?.throwIfAborted();
+      if (this.#trySend(data, addr, where)) return;
+      const n = await this.#ffi.callAsync.sendto(
+        this.#fd,
+        data,
+        data.byteLength,
+        MSG_NOSIGNAL,
+        addr?.bytes ?? null,
+        addr?.length ?? 0,
+      );
+      if (n >= 0) return;
+    }
+  }
+
+  close(): Promise<void> {
+    return (this.#closed ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    this.#sink = undefined;
+    const { call } = this.#ffi;
+    call.shutdown(this.#fd, SHUT_RDWR); // wakes a blocked recvfrom
+    await Promise.all([this.#pump, this.#tail]);
+    call.close(this.#fd);
+    if (this.#ownedPath !== undefined) call.unlink(this.#ffi.cstring(this.#ownedPath));
+  }
+
+  same(a: string, b: string): boolean {
+    return a === b;
+  }
+
+  format(a: string): string {
+    return `"${a}"`;
+  }
+}
+
+/** Opens a socket bound at `path` (`""`: autobind). */
+async function open(path: string, options: UnixDgramOptions, what: string): Promise<UnixDgramEndpoint> {
+  const addr = sockaddr(path, what);
+  const ffi = await native().catch((e) => {
+    throw new UnsupportedError(`Cannot ${what}: Unix datagram sockets need FFI (${(e as Error).message})`, {
+      cause: e,
+    });
+  });
+  const { call } = ffi;
+  const fd = call.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(ffi.errno(), what);
+  try {
+    const sendBuffer = options.sendBuffer;
+    if (sendBuffer !== undefined) {
+      if (!Number.isSafeInteger(sendBuffer) || sendBuffer < 1024 || sendBuffer > 0x3fff_ffff) {
+        throw new RangeError(`Cannot ${what}: sendBuffer ${sendBuffer} must be an integer from 1024 to 2^30 - 1`);
+      }
+      if (call.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, new Int32Array([sendBuffer]), 4) !== 0) {
+        throw errnoError(ffi.errno(), `${what}: set sendBuffer`);
+      }
+    }
+    const timeout = new BigInt64Array([0n, BigInt(SEND_SLICE_US)]); // struct timeval
+    if (call.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, timeout, 16) !== 0) throw errnoError(ffi.errno(), what);
+    if (call.bind(fd, addr.bytes, addr.length) !== 0) {
+      const errno = ffi.errno();
+      if (errno === EADDRINUSE) {
+        throw errnoError(
+          errno,
+          `${what}: something already exists at "${path}" (a socket file left by a dead process can be removed)`,
+        );
+      }
+      throw errnoError(errno, what);
+    }
+    const name = new Uint8Array(SOCKADDR_SIZE);
+    const nameLength = new Uint32Array([SOCKADDR_SIZE]);
+    if (call.getsockname(fd, name, nameLength) !== 0) throw errnoError(ffi.errno(), what);
+    const address = parseSockaddr(name, nameLength[0]!);
+    return new UnixDgramEndpoint(ffi, fd, address, path === "" || path.startsWith("@") ? undefined : path);
+  } catch (e) {
+    call.close(fd);
+    throw e;
+  }
+}
+
+/**
+ * Binds a Unix datagram socket at `path` (a file the socket creates and `close()` removes; `@name` is abstract).
+ *
+ * @throws {AlreadyExistsError} when something exists at `path`; `NotFoundError` when its directory does not.
+ */
+export async function bind(path: string, options: UnixDgramOptions = {}): Promise<DatagramSocket<string>> {
+  if (path === "") throw new TypeError("Cannot bind a Unix datagram socket: the path is empty");
+  const endpoint = await open(path, options, `bind Unix datagram socket "${path}"`);
+  try {
+    return new DatagramSocket(endpoint, options);
+  } catch (e) {
+    await endpoint.close();
+    throw e;
+  }
+}
+
+/**
+ * A Channel to the Unix datagram socket at `path`. This end autobinds an abstract address unless `options.bind`
+ * names one. Nothing is sent to connect: the peer learns of this channel from its first datagram.
+ *
+ * @throws {NotFoundError} when no socket is bound at `path`.
+ */
+export async function connect(path: string, options: UnixDgramConnectOptions = {}): Promise<DatagramChannel<string>> {
+  const what = `connect a Unix datagram channel to "${path}"`;
+  sockaddr(path, what);
+  const endpoint = await open(options.bind ?? "", options, what);
+  try {
+    return await new DatagramSocket(endpoint, options).connect(path, options);
+  } catch (e) {
+    await endpoint.close();
+    throw e;
+  }
+}
