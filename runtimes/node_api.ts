@@ -93,7 +93,7 @@ function spawn(cmd: string[], options: SpawnOptions = {}): ChildProcess {
   const child = childProcess.spawn(file, args, {
     cwd: options.cwd,
     env: options.env ? { ...process.env, ...options.env } : process.env,
-    stdio: [map(io), map(io), map(err)],
+    stdio: [map(io), map(io), map(err), ...(options.fds ?? [])],
   });
   const exited = new Promise<ExitStatus>((resolve, reject) => {
     child.once("error", (e) => reject(mapNodeError(e, `Cannot spawn "${file}"`)));

@@ -74,6 +74,8 @@ export interface SpawnOptions {
   stdio?: "pipe" | "inherit" | "null";
   /** The child's stderr; `"inherit"` by default. */
   stderr?: "pipe" | "inherit" | "null";
+  /** File descriptors of this process the child gets as its fds 3, 4, ... (their close-on-exec flag is ignored). */
+  fds?: number[];
 }
 
 /** How a child ended. */

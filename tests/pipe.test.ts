@@ -1,8 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { pipe } from "../mod.ts";
+import { ClosedError, pipe } from "../mod.ts";
+import { runtime } from "../runtimes/detect.ts";
+import { runtimeArgv } from "../runtimes/argv.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { pipeFixture } from "./conformance/fixtures.ts";
+import { fixture as pipeFdsFixture } from "./conformance/fixtures_pipe_fds.ts";
 
 channelConformance(pipeFixture);
 
@@ -20,4 +23,40 @@ test("a child that writes text to stdout breaks the framing: the parent gets Pro
     await channel.close();
     await child.exited;
   }
+});
+
+channelConformance(pipeFdsFixture);
+
+test("pipe over fds: the child keeps its stdout; pipe.create() gives a working close-on-exec pipe", async () => {
+  const rt = await runtime();
+  // The child prints to stdout and answers on fd 4 what it read on fd 3 (sh: read a line from fd 3, echo it to 4).
+  const { channel, child } = await pipe.spawn(["sh", "-c", "echo on-stdout; head -c 8 <&3 >&4"], {
+    over: "fds",
+  });
+  try {
+    // A frame of 4 bytes: length 4, then "ping" (8 bytes in all, which `head -c 8` copies back).
+    await channel.send(new TextEncoder().encode("ping"));
+    assert.equal(new TextDecoder().decode(await channel.receive({ timeout: 60_000 })), "ping");
+    await assert.rejects(channel.receive({ timeout: 60_000 }), ClosedError);
+    assert.equal((await child.exited).code, 0);
+  } finally {
+    await channel.close();
+  }
+  using p = await pipe.create();
+  assert.ok(p.read >= 0 && p.write >= 0 && p.read !== p.write);
+  assert.equal(await rt.exists(`/proc/self/fd/${p.read}`), true);
+  p.close();
+  p.close();
+});
+
+test("pipe.inherited() in a process started without the pipes is an UnsupportedError", async () => {
+  const rt = await runtime();
+  const child = rt.spawn([
+    ...runtimeArgv(rt.name),
+    rt.fromFileUrl(new URL("./helpers/pipe_inherited_child.ts", import.meta.url)),
+  ], {
+    cwd: rt.fromFileUrl(new URL("../", import.meta.url)),
+    stdio: "null",
+  });
+  assert.equal((await child.exited).code, 7);
 });

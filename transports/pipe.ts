@@ -1,7 +1,15 @@
 /**
- * Anonymous pipes: a Channel over a child process's stdin and stdout. The parent calls `pipe.spawn(argv)`; the
- * child calls `pipe.stdio()`. The child must keep stdout for the channel: log to stderr (`console.error`), since
- * anything else written to stdout breaks the framing (the parent then sees a `ProtocolError`).
+ * Anonymous pipes between a parent and the child it starts, in two forms:
+ *
+ * - over the child's stdin and stdout: the parent calls `pipe.spawn(argv)`, the child `pipe.stdio()`. The child must
+ *   keep stdout for the channel: log to stderr, since anything else written to stdout breaks the framing (the parent
+ *   then sees a `ProtocolError`);
+ * - over two extra pipes the child inherits as fds 3 (it reads) and 4 (it writes): the parent calls
+ *   `pipe.spawn(argv, { over: "fds" })`, the child `pipe.inherited()`. The child keeps its stdin, stdout and stderr.
+ *
+ * The extra pipes are real `pipe(2)` pairs (`pipe.create()`), made close-on-exec so that no other child inherits
+ * them. Each side re-opens its ends through `/proc/self/fd` (the one way Deno can adopt an inherited descriptor) and
+ * closes the originals, so that a side's close is the peer's end of stream. Linux only, like `/proc`.
  *
  * @example
  * ```ts
@@ -16,7 +24,11 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import type { ChildProcess, Runtime } from "../runtimes/runtime.ts";
+import type { ByteStream, ChildProcess, Runtime } from "../runtimes/runtime.ts";
+import { duplex } from "../runtimes/streams.ts";
+import { errnoError } from "../ffi/errno.ts";
+import { type Native, native } from "../ffi/native.ts";
+import { UnsupportedError } from "../errors.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { StreamChannel } from "./stream_channel.ts";
@@ -38,6 +50,11 @@ export interface PipeSpawnOptions extends ChannelOptions {
   env?: Record<string, string>;
   /** The child's stderr: inherited by default. */
   stderr?: "inherit" | "pipe" | "null";
+  /**
+   * Where the channel runs: the child's stdin/stdout (`"stdio"`, the default), or two extra pipes the child
+   * inherits as fds 3 and 4 (`"fds"`; the child then calls `pipe.inherited()` and keeps its stdio).
+   */
+  over?: "stdio" | "fds";
 }
 
 /** What {@linkcode spawn} returns. */
@@ -65,16 +82,128 @@ export async function spawn(argv: string[], options: PipeSpawnOptions = {}): Pro
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string")) {
     throw new TypeError("Cannot spawn a child: argv must be a non-empty array of strings");
   }
+  const over = options.over ?? "stdio";
+  if (over !== "stdio" && over !== "fds") {
+    throw new TypeError(`Cannot spawn a child: over must be "stdio" or "fds", not ${JSON.stringify(over)}`);
+  }
   await ready();
   const spawnOptions = {
-    stdio: "pipe" as const,
+    stdio: over === "stdio" ? "pipe" as const : "inherit" as const,
     stderr: options.stderr ?? "inherit",
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
   };
-  const child = rt!.spawn(argv, spawnOptions);
-  const channel = new StreamChannel(child.stdio!, `pipe to child ${child.pid}`, capabilities, options);
-  return { channel, child };
+  if (over === "stdio") {
+    const child = rt!.spawn(argv, spawnOptions);
+    const channel = new StreamChannel(child.stdio!, `pipe to child ${child.pid}`, capabilities, options);
+    return { channel, child };
+  }
+  const toChild = await create();
+  const fromChild = await create().catch((e) => {
+    toChild.close();
+    throw e;
+  });
+  let child: ChildProcess;
+  try {
+    child = rt!.spawn(argv, { ...spawnOptions, fds: [toChild.read, fromChild.write] });
+  } catch (e) {
+    toChild.close();
+    fromChild.close();
+    throw e;
+  }
+  const stream = await adopt(fromChild.read, toChild.write, [toChild.read, fromChild.write]);
+  return { channel: new StreamChannel(stream, `pipes to child ${child.pid}`, capabilities, options), child };
+}
+
+/** An anonymous pipe: bytes written to `write` come out of `read`. */
+export interface PipeFds extends Disposable {
+  /** The read end's file descriptor. */
+  readonly read: number;
+  /** The write end's file descriptor. */
+  readonly write: number;
+  /** Closes both ends that are still open here. Idempotent. */
+  close(): void;
+}
+
+let ffiCache: Native | undefined;
+
+async function ffi(what: string): Promise<Native> {
+  if (ffiCache) return ffiCache;
+  try {
+    return (ffiCache = await native());
+  } catch (e) {
+    throw new UnsupportedError(`Cannot ${what}: anonymous pipes need FFI (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/**
+ * Creates an anonymous pipe (`pipe2` with close-on-exec: only a child given the fds explicitly inherits them).
+ * `pipe.spawn(argv, { over: "fds" })` uses two of them; use this one directly to hand pipes to programs you start
+ * yourself (for instance through `node:child_process`'s `stdio` array).
+ */
+export async function create(): Promise<PipeFds> {
+  const f = await ffi("create a pipe");
+  const fds = new Int32Array(2);
+  if (f.call.pipe2(fds, O_CLOEXEC) !== 0) throw errnoError(f.errno(), "create a pipe");
+  const open = [true, true];
+  const close = () => {
+    for (const i of [0, 1]) {
+      if (open[i]) f.call.close(fds[i]!);
+      open[i] = false;
+    }
+  };
+  return { read: fds[0]!, write: fds[1]!, close, [Symbol.dispose]: close };
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Opens fds `read` and `write` of this process as one stream (through `/proc/self/fd`, so every runtime can), then
+ * closes them and the `others` (the child's ends, in the parent).
+ */
+async function adopt(read: number, write: number, others: number[] = []): Promise<ByteStream> {
+  const f = await ffi("open inherited pipes");
+  const r = await runtime();
+  // Check before touching anything: fds 3 and 4 of a process started otherwise may be the runtime's own.
+  for (const fd of [read, write]) {
+    // /proc/self/fd/N of a pipe is a symlink to "pipe:[inode]".
+    const target = new Uint8Array(64);
+    const n = f.call.readlink(f.cstring(`/proc/self/fd/${fd}`), target, target.length);
+    if (n < 0 || !new TextDecoder().decode(target.subarray(0, n)).startsWith("pipe:")) {
+      for (const o of others) f.call.close(o);
+      throw new UnsupportedError(
+        `Cannot open the inherited pipes: fd ${fd} is ${
+          n < 0 ? "not open" : "not a pipe"
+        } (start this process with pipe.spawn(argv, { over: "fds" }))`,
+      );
+    }
+  }
+  try {
+    const w = await r.openFifo(`/proc/self/fd/${write}`, "write");
+    try {
+      return duplex(await r.openFifo(`/proc/self/fd/${read}`, "read"), w);
+    } catch (e) {
+      w.close();
+      throw e;
+    }
+  } finally {
+    for (const fd of [read, write, ...others]) f.call.close(fd);
+  }
+}
+
+let inheritedChannel: Channel | undefined;
+
+/**
+ * The child's side of `pipe.spawn(argv, { over: "fds" })`: a Channel over the pipes inherited as fds 3 (read) and
+ * 4 (write). Returns the same Channel every time.
+ *
+ * @throws {UnsupportedError} when fds 3 and 4 are not pipes (the process was not started that way); they are left
+ * untouched then.
+ */
+export async function inherited(options: ChannelOptions = {}): Promise<Channel> {
+  if (inheritedChannel) return inheritedChannel;
+  const stream = await adopt(3, 4);
+  return (inheritedChannel ??= new StreamChannel(stream, "pipes to parent", capabilities, options));
 }
 
 let stdioChannel: Channel | undefined;
