@@ -8,8 +8,8 @@
  *   node --import tsx bench/datagram.ts [--runtime deno|bun|node] [--iterations N] [--reps N]
  *   npx deno run -A bench/datagram.ts --runtime bun
  *
- * The child side is this same file: `bench/datagram.ts peer <kind> <address>` echoes until killed (datagram
- * channels have no end) or until the file queue channel ends.
+ * The child side is this same file: `bench/datagram.ts peer <kind> <address>` echoes until an empty message
+ * (datagram channels have no end of stream) or until the channel ends.
  *
  * @module
  */
@@ -27,7 +27,10 @@ if (args[0] === "peer") {
   else if (kind === "unix_dgram") channel = await unixDgram.connect(address);
   else channel = await fileQueue.channel(address, { wait: 30_000 });
   if (kind !== "filequeue") await channel.send(HELLO);
-  for await (const m of channel) await channel.send(m);
+  for await (const m of channel) {
+    if (m.byteLength === 0) break;
+    await channel.send(m);
+  }
   await channel.close();
 } else {
   const opt = (flag: string, dflt: string) => {
@@ -84,9 +87,11 @@ if (args[0] === "peer") {
       await echo.close();
     }
   } finally {
-    for (const c of Object.values(channels)) await c.close();
-    for (const child of children) child.kill("SIGTERM");
-    for (const child of children) await reap(child, "datagram bench peer").catch(() => {});
+    for (const c of Object.values(channels)) {
+      await c.send(new Uint8Array(0)).catch(() => {}); // the peer's cue to leave
+      await c.close();
+    }
+    for (const child of children) await reap(child, "datagram bench peer");
     await rt.removeDir(dir);
   }
 }
