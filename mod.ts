@@ -57,6 +57,16 @@ export {
   SEM_VALUE_MAX,
 } from "./sync/named_semaphore.ts";
 
+// Thread and process synchronisation (SharedArrayBuffer or shared memory segment)
+export { Mutex, type MutexGuard } from "./sync/mutex.ts";
+export { RwLock, type RwLockGuard } from "./sync/rwlock.ts";
+export { SpinLock } from "./sync/spinlock.ts";
+export { Semaphore, type SemaphoreGuard } from "./sync/semaphore.ts";
+export { Condition } from "./sync/condition.ts";
+export { Event, type EventOptions } from "./sync/event.ts";
+export { Barrier } from "./sync/barrier.ts";
+export type { SyncHandle, WaitOptions } from "./sync/memory.ts";
+
 // Files
 export { FileLock, type FileLockGuard, type FileLockOpenOptions, type LockOptions } from "./sync/file_lock.ts";
 

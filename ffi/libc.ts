@@ -40,6 +40,7 @@ export const LIBC = {
   munmap: { args: ["pointer", "usize"], returns: "i32" },
   lseek: { args: ["i32", "i64", "i32"], returns: "i64" },
   kill: { args: ["i32", "i32"], returns: "i32" },
+  getpid: { args: [], returns: "i32" },
   // syscall(SYS_futex, uaddr, op, val, timeout, uaddr2, val3): waits and wakes across processes.
   syscall: { args: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"], returns: "i64", async: true },
   clock_gettime: { args: ["i32", "buffer"], returns: "i32" },

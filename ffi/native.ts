@@ -57,6 +57,12 @@ export function cstring(s: string): Uint8Array {
 }
 
 let cached: Promise<Native> | undefined;
+let loaded: Native | undefined;
+
+/** The Native, when `native()` has already loaded it (a mapped SharedMemory implies it has). */
+export function loadedNative(): Native | undefined {
+  return loaded;
+}
 
 /**
  * The Native for this runtime (loaded once). On Deno this needs `--allow-ffi`.
@@ -71,5 +77,5 @@ export function native(): Promise<Native> {
 const LOADERS = { deno: "./deno.ts", bun: "./bun.ts", node: "./node.ts" } as const;
 
 async function load(): Promise<Native> {
-  return await ((await import(LOADERS[runtimeName()])) as { load(): Native | Promise<Native> }).load();
+  return (loaded = await ((await import(LOADERS[runtimeName()])) as { load(): Native | Promise<Native> }).load());
 }

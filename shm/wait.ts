@@ -15,8 +15,10 @@ import type { Native } from "../ffi/native.ts";
 export interface Waiter {
   /** Resolves once `words[index]` may differ from `value`, or after `timeoutMs` (the caller re-checks). */
   wait(index: number, value: number, timeoutMs: number): Promise<void>;
-  /** Wakes every waiter on `words[index]`. */
-  wake(index: number): void;
+  /** Blocks this thread until `words[index]` may differ from `value`, or for `timeoutMs` at most. */
+  waitSync(index: number, value: number, timeoutMs: number): void;
+  /** Wakes `count` waiters (every waiter by default) on `words[index]`. */
+  wake(index: number, count?: number): void;
 }
 
 /** A Waiter over Int32s of a SharedArrayBuffer (threads of one process). */
@@ -29,8 +31,11 @@ export function atomicsWaiter(words: Int32Array): Waiter {
       const keepAlive = setTimeout(() => {}, timeoutMs + 10);
       return r.value.then(() => clearTimeout(keepAlive));
     },
-    wake(index) {
-      Atomics.notify(words, index);
+    waitSync(index, value, timeoutMs) {
+      Atomics.wait(words, index, value, timeoutMs);
+    },
+    wake(index, count) {
+      Atomics.notify(words, index, count);
     },
   };
 }
@@ -42,16 +47,24 @@ export function futexWaiter(ffi: Native, words: Int32Array, address: number): Wa
   return {
     wait(index, value, timeoutMs) {
       if (Atomics.load(words, index) !== value) return Promise.resolve();
-      const ms = Math.max(0, Math.floor(timeoutMs));
       // struct timespec { tv_sec; tv_nsec }, alive until the call returns (the closure holds it).
-      const timeout = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1_000_000)]);
+      const timeout = timespec(timeoutMs);
       return ffi.callAsync.syscall(SYS_futex, address + index * 4, FUTEX_WAIT, value, timeout, null, 0).then(
         () => void timeout,
         () => {},
       );
     },
-    wake(index) {
-      ffi.call.syscall(SYS_futex, address + index * 4, FUTEX_WAKE, INT_MAX, null, null, 0);
+    waitSync(index, value, timeoutMs) {
+      if (Atomics.load(words, index) !== value) return;
+      ffi.call.syscall(SYS_futex, address + index * 4, FUTEX_WAIT, value, timespec(timeoutMs), null, 0);
+    },
+    wake(index, count = INT_MAX) {
+      ffi.call.syscall(SYS_futex, address + index * 4, FUTEX_WAKE, count, null, null, 0);
     },
   };
+}
+
+function timespec(timeoutMs: number): BigInt64Array {
+  const ms = Math.max(0, Math.min(Math.floor(timeoutMs), 2 ** 31));
+  return new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1_000_000)]);
 }

@@ -1,0 +1,152 @@
+/**
+ * A reusable barrier: `wait()` returns once `parties` callers (threads or processes) have arrived, then the barrier
+ * is ready for the next generation.
+ *
+ * Layout (16 bytes): word 0 counts arrivals in the current generation, word 1 is the generation number, word 2 the
+ * number of parties (set by the first user; every user must agree), word 3 is 1 once broken. The last arrival resets
+ * the count before it advances the generation, so arrivals of the next generation can never be counted in the
+ * current one.
+ *
+ * A waiter that times out or is aborted breaks the barrier (as in Python's `threading.Barrier`): every waiter, now
+ * and later, rejects with an `IpcError` (code `"EBROKEN"`) until `reset()`.
+ *
+ * @module
+ */
+import { IpcError } from "../errors.ts";
+import type { SharedMemory } from "../shm/segment.ts";
+import {
+  agree,
+  allocate,
+  deadlineOf,
+  fromHandle,
+  place,
+  sleep,
+  sleepSync,
+  type SyncHandle,
+  type SyncWords,
+  type WaitOptions,
+} from "./memory.ts";
+
+const ARRIVED = 0;
+const GENERATION = 1;
+const PARTIES = 2;
+const BROKEN = 3;
+
+function checkParties(parties: unknown): number {
+  if (!Number.isInteger(parties) || (parties as number) < 1 || (parties as number) > 0x3fff_ffff) {
+    throw new RangeError(`Cannot make a Barrier for ${String(parties)} parties: it must be a positive integer`);
+  }
+  return parties as number;
+}
+
+function broken(): IpcError {
+  return new IpcError("Cannot wait on a Barrier: it is broken (a waiter timed out or was aborted; reset() it)", {
+    code: "EBROKEN",
+  });
+}
+
+/** A reusable barrier. See the module doc. */
+export class Barrier {
+  /** Bytes a Barrier takes in shared memory. */
+  static readonly BYTES = 16;
+  readonly #w: SyncWords;
+  readonly parties: number;
+
+  /** A new Barrier for `parties` callers, on its own SharedArrayBuffer. */
+  constructor(parties: number, words?: SyncWords) {
+    this.parties = checkParties(parties);
+    this.#w = words ?? allocate("Barrier", Barrier.BYTES, parties);
+    agree(this.#w, PARTIES, parties, "place a Barrier", "parties");
+  }
+
+  /** Rebuilds a Barrier in another worker from `barrier.handle`. */
+  static from(handle: SyncHandle): Barrier {
+    return new Barrier(handle?.extra as number, fromHandle("Barrier", handle, Barrier.BYTES));
+  }
+
+  /**
+   * The Barrier at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
+   *
+   * @throws {RangeError} when it was placed there before for another number of parties.
+   */
+  static in(memory: SharedMemory | SharedArrayBuffer, offset: number, parties: number): Barrier {
+    return new Barrier(parties, place("Barrier", memory, offset, Barrier.BYTES));
+  }
+
+  /** What `Barrier.from()` needs in another worker (undefined in a segment). */
+  get handle(): SyncHandle | undefined {
+    return this.#w.handle;
+  }
+
+  /** How many generations have completed (a snapshot). */
+  get generation(): number {
+    return Atomics.load(this.#w.i32, this.#w.base + GENERATION);
+  }
+
+  /** Arrives: returns (the caller's arrival index, 0 to parties - 1) when the whole generation arrived. */
+  #arrive(): { index: number; generation: number } {
+    const { i32, base } = this.#w;
+    if (Atomics.load(i32, base + BROKEN) !== 0) throw broken();
+    const generation = Atomics.load(i32, base + GENERATION);
+    const index = Atomics.add(i32, base + ARRIVED, 1);
+    if (index === this.parties - 1) {
+      Atomics.store(i32, base + ARRIVED, 0);
+      Atomics.add(i32, base + GENERATION, 1);
+      this.#w.waiter.wake(base + GENERATION);
+    }
+    return { index, generation };
+  }
+
+  #break(): void {
+    Atomics.store(this.#w.i32, this.#w.base + BROKEN, 1);
+    // Sleepers wait on the generation word; they re-check BROKEN when woken.
+    this.#w.waiter.wake(this.#w.base + GENERATION);
+  }
+
+  #passed(generation: number): boolean {
+    const { i32, base } = this.#w;
+    if (Atomics.load(i32, base + GENERATION) !== generation) return true;
+    if (Atomics.load(i32, base + BROKEN) !== 0) throw broken();
+    return false;
+  }
+
+  /**
+   * Waits until all parties arrived, without blocking the event loop. Resolves to this caller's arrival index
+   * (`parties - 1` for the last one, which released the others).
+   */
+  async wait(options?: WaitOptions): Promise<number> {
+    const deadline = deadlineOf(options?.timeout, "wait on a Barrier");
+    const { index, generation } = this.#arrive();
+    try {
+      while (!this.#passed(generation)) {
+        await sleep(this.#w, GENERATION, generation, deadline, options?.signal, "wait on a Barrier");
+      }
+    } catch (e) {
+      if (!(e instanceof IpcError && e.code === "EBROKEN")) this.#break();
+      throw e;
+    }
+    return index;
+  }
+
+  /** The blocking form of `wait()`, for workers. */
+  waitSync(options?: { timeout?: number }): number {
+    const deadline = deadlineOf(options?.timeout, "wait on a Barrier");
+    const { index, generation } = this.#arrive();
+    try {
+      while (!this.#passed(generation)) sleepSync(this.#w, GENERATION, generation, deadline, "wait on a Barrier");
+    } catch (e) {
+      if (!(e instanceof IpcError && e.code === "EBROKEN")) this.#break();
+      throw e;
+    }
+    return index;
+  }
+
+  /** Repairs a broken barrier: the count starts again from zero. Call it when nobody waits. */
+  reset(): void {
+    const { i32, base } = this.#w;
+    Atomics.store(i32, base + ARRIVED, 0);
+    Atomics.store(i32, base + BROKEN, 0);
+    Atomics.add(i32, base + GENERATION, 1);
+    this.#w.waiter.wake(base + GENERATION);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * An event, the "thread signal": `set()` lets waiters through, `reset()` closes it again.
+ *
+ * - manual reset (the default): once set, every `wait()` passes until `reset()`;
+ * - auto reset: `set()` lets exactly one waiter through and the event closes again behind it (if nobody waits,
+ *   the next `wait()` passes). Several `set()` calls before anyone waits coalesce into one.
+ *
+ * Layout (8 bytes): word 0 is the state (0 clear, 1 set); word 1 the mode (0 until first use, then 1 manual, 2 auto;
+ * every process must place it with the same mode).
+ *
+ * @module
+ */
+import type { SharedMemory } from "../shm/segment.ts";
+import {
+  agree,
+  allocate,
+  deadlineOf,
+  fromHandle,
+  place,
+  sleep,
+  sleepSync,
+  type SyncHandle,
+  type SyncWords,
+  type WaitOptions,
+} from "./memory.ts";
+
+const STATE = 0;
+const MODE = 1;
+
+/** Options of {@linkcode Event}. */
+export interface EventOptions {
+  /** `set()` releases one waiter and the event clears again behind it. */
+  autoReset?: boolean;
+}
+
+/** An event. See the module doc. */
+export class Event {
+  /** Bytes an Event takes in shared memory. */
+  static readonly BYTES = 8;
+  readonly #w: SyncWords;
+  readonly autoReset: boolean;
+
+  /** A new, clear Event on its own SharedArrayBuffer. */
+  constructor(options: EventOptions = {}, words?: SyncWords) {
+    this.#w = words ?? allocate("Event", Event.BYTES);
+    const mode = Atomics.load(this.#w.i32, this.#w.base + MODE);
+    this.autoReset = words && mode !== 0 && options.autoReset === undefined ? mode === 2 : options.autoReset ?? false;
+    agree(this.#w, MODE, this.autoReset ? 2 : 1, "place an Event", "mode");
+  }
+
+  /** Rebuilds an Event in another worker from `event.handle` (its mode comes along). */
+  static from(handle: SyncHandle): Event {
+    return new Event({}, fromHandle("Event", handle, Event.BYTES));
+  }
+
+  /**
+   * The Event at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
+   *
+   * @throws {RangeError} when it was placed there before with the other mode.
+   */
+  static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: EventOptions = {}): Event {
+    return new Event(options, place("Event", memory, offset, Event.BYTES));
+  }
+
+  /** What `Event.from()` needs in another worker (undefined in a segment). */
+  get handle(): SyncHandle | undefined {
+    return this.#w.handle;
+  }
+
+  /** Whether the event is set (a snapshot). */
+  get isSet(): boolean {
+    return Atomics.load(this.#w.i32, this.#w.base + STATE) === 1;
+  }
+
+  /** Sets the event: wakes every waiter (manual reset) or one (auto reset). */
+  set(): void {
+    const { i32, base } = this.#w;
+    if (Atomics.exchange(i32, base + STATE, 1) === 1 && this.autoReset) return;
+    this.#w.waiter.wake(base + STATE, this.autoReset ? 1 : undefined);
+  }
+
+  /** Clears the event. */
+  reset(): void {
+    Atomics.store(this.#w.i32, this.#w.base + STATE, 0);
+  }
+
+  #pass(): boolean {
+    const { i32, base } = this.#w;
+    return this.autoReset
+      ? Atomics.compareExchange(i32, base + STATE, 1, 0) === 1
+      : Atomics.load(i32, base + STATE) === 1;
+  }
+
+  /** Waits until the event is set (and, in auto-reset mode, takes it), without blocking the event loop. */
+  async wait(options?: WaitOptions): Promise<void> {
+    if (this.#pass()) return;
+    const deadline = deadlineOf(options?.timeout, "wait for an Event");
+    while (!this.#pass()) await sleep(this.#w, STATE, 0, deadline, options?.signal, "wait for an Event");
+  }
+
+  /** The blocking form of `wait()`, for workers. */
+  waitSync(options?: { timeout?: number }): void {
+    if (this.#pass()) return;
+    const deadline = deadlineOf(options?.timeout, "wait for an Event");
+    while (!this.#pass()) sleepSync(this.#w, STATE, 0, deadline, "wait for an Event");
+  }
+}

@@ -1,0 +1,313 @@
+/**
+ * A mutual-exclusion lock for threads (on a SharedArrayBuffer) and processes of any runtime (in a shared memory
+ * segment), robust across processes: if the owner dies holding it, the next locker takes it over and is told.
+ *
+ * Layout (16 bytes, all zero when unlocked and consistent; a C or Python peer can follow it):
+ * - word 0, the state: the owner's id in bits 0..28 (a pid between processes, a per-thread id on a
+ *   SharedArrayBuffer), bit 29 STARVING, bit 30 WAITERS; 0 when unlocked.
+ * - word 1, flags: bit 0 OWNER_DIED, set when a locker took the mutex over from a dead owner, cleared by
+ *   `markConsistent()`.
+ * - words 2 and 3: reserved (zero).
+ *
+ * Locking is one compare-and-swap (0 -> id) when free; unlocking one compare-and-swap (id -> 0) when nobody waits.
+ * Waiters set WAITERS and sleep (futex / Atomics.wait); an unlock with WAITERS wakes one of them.
+ *
+ * Fairness: not FIFO. A free mutex goes to whoever gets there first, woken waiter or newcomer (as with glibc's
+ * mutexes and Go's normal mode), which keeps the uncontended path short. To bound starvation, a waiter that has
+ * waited longer than 5 ms sets STARVING: from then on, an unlock leaves STARVING in place, newcomers queue behind
+ * the waiters instead of overtaking them, and the first waiter to take the mutex clears it.
+ *
+ * Robustness (process-shared only): a waiter re-checks the owner's pid at least every 250 ms (`kill(pid, 0)`); when
+ * the owner is gone it takes the mutex over atomically, sets OWNER_DIED, and its `lock()` resolves to `true`
+ * ("owner died"). The protected state may be half-updated: repair it, then call `markConsistent()`. Until then,
+ * every `lock()` keeps returning `true`. A pid reused by a new process hides the death (pids wrap slowly on Linux).
+ *
+ * @example
+ * ```ts
+ * import { Mutex } from "ipckit";
+ * const m = new Mutex(); // post m.handle to a worker, which calls Mutex.from(handle)
+ * {
+ *   using _g = await m.acquire({ timeout: 1000 });
+ *   // critical section
+ * }
+ * ```
+ *
+ * @module
+ */
+import { abortError, IpcError, TimeoutError } from "../errors.ts";
+import { loadedNative } from "../ffi/native.ts";
+import { ESRCH } from "../ffi/constants.ts";
+import type { SharedMemory } from "../shm/segment.ts";
+import {
+  allocate,
+  deadlineOf,
+  fromHandle,
+  place,
+  remaining,
+  type SyncHandle,
+  type SyncWords,
+  type WaitOptions,
+} from "./memory.ts";
+import { processId, threadId } from "./identity.ts";
+
+const ID_MASK = (1 << 29) - 1;
+const STARVING = 1 << 29;
+const WAITERS = 1 << 30;
+const OWNER_DIED = 1;
+/** A waiter that waited this long sets STARVING. */
+const STARVING_AFTER_MS = 5;
+/** Between processes, the longest sleep before re-checking that the owner lives. */
+const OWNER_CHECK_MS = 250;
+
+/** A held lock; `release()` (or `using`) unlocks it once. */
+export interface MutexGuard extends Disposable {
+  /** True when this lock was taken over from an owner that died holding it (see `markConsistent()`). */
+  readonly ownerDied: boolean;
+  /** Unlocks; idempotent. */
+  release(): void;
+}
+
+/** A mutual-exclusion lock. See the module doc. */
+export class Mutex {
+  /** Bytes a Mutex takes in shared memory. */
+  static readonly BYTES = 16;
+  readonly #w: SyncWords;
+  readonly #i32: Int32Array;
+  readonly #state: number;
+  readonly #flags: number;
+  readonly #id: number;
+
+  /** A new Mutex on its own SharedArrayBuffer (for threads: pass `handle` to workers). */
+  constructor(words?: SyncWords) {
+    this.#w = words ?? allocate("Mutex", Mutex.BYTES);
+    this.#i32 = this.#w.i32;
+    this.#state = this.#w.base;
+    this.#flags = this.#w.base + 1;
+    this.#id = this.#w.shared ? processId() : threadId();
+  }
+
+  /** Rebuilds a Mutex in another worker from `mutex.handle`. */
+  static from(handle: SyncHandle): Mutex {
+    return new Mutex(fromHandle("Mutex", handle, Mutex.BYTES));
+  }
+
+  /**
+   * The Mutex at `offset` (a multiple of 8) of a shared memory segment (between processes) or a SharedArrayBuffer.
+   * Zero bytes are an unlocked mutex.
+   */
+  static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Mutex {
+    return new Mutex(place("Mutex", memory, offset, Mutex.BYTES));
+  }
+
+  /** What `Mutex.from()` needs in another worker (undefined for a Mutex in a segment: place it there instead). */
+  get handle(): SyncHandle | undefined {
+    return this.#w.handle;
+  }
+
+  /** Takes the lock if it is free; never waits. */
+  tryLock(): boolean {
+    const i32 = this.#i32;
+    if (Atomics.compareExchange(i32, this.#state, 0, this.#id) === 0) return true;
+    const v = Atomics.load(i32, this.#state);
+    return this.#w.shared && (v & ID_MASK) !== 0 && this.#takeOverIfDead(v);
+  }
+
+  /**
+   * Takes the lock, waiting without blocking the event loop. Resolves to `true` when the previous owner died holding
+   * it (see `markConsistent()`), `false` otherwise.
+   *
+   * @throws {TimeoutError} after `timeout` ms; the signal's reason on abort.
+   */
+  lock(options?: WaitOptions): Promise<boolean> {
+    if (options !== undefined) {
+      try {
+        deadlineOf(options.timeout, "lock a Mutex");
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    if (Atomics.compareExchange(this.#i32, this.#state, 0, this.#id) === 0) {
+      return Promise.resolve(Atomics.load(this.#i32, this.#flags) !== 0);
+    }
+    return this.#lockSlow(options);
+  }
+
+  /**
+   * Takes the lock, blocking this thread while it waits (for workers that want it; on a main thread it freezes the
+   * event loop). Returns `true` when the previous owner died holding it.
+   *
+   * @throws {TimeoutError} after `timeout` ms.
+   */
+  lockSync(options?: { timeout?: number }): boolean {
+    if (options !== undefined) deadlineOf(options.timeout, "lock a Mutex");
+    if (Atomics.compareExchange(this.#i32, this.#state, 0, this.#id) === 0) {
+      return Atomics.load(this.#i32, this.#flags) !== 0;
+    }
+    const deadline = deadlineOf(options?.timeout, "lock a Mutex");
+    const start = Date.now();
+    let waited = false;
+    let starving = false;
+    for (;;) {
+      const r = this.#attempt(waited);
+      if (r === true) return this.#acquired(starving);
+      if (!starving && Date.now() - start > STARVING_AFTER_MS) starving = this.#setStarving();
+      const left = remaining(deadline);
+      if (left === 0) {
+        if (starving) this.#clearStarving();
+        throw new TimeoutError(`Cannot lock a Mutex: timed out after ${options!.timeout} ms`);
+      }
+      this.#w.waiter.waitSync(this.#state, r, Math.min(left, this.#w.shared ? OWNER_CHECK_MS : 1000));
+      waited = true;
+    }
+  }
+
+  /** Takes the lock and returns a guard that unlocks it once (`using g = await m.acquire()`). */
+  async acquire(options?: WaitOptions): Promise<MutexGuard> {
+    const ownerDied = await this.lock(options);
+    let held = true;
+    const release = () => {
+      if (held) {
+        held = false;
+        this.unlock();
+      }
+    };
+    return { ownerDied, release, [Symbol.dispose]: release };
+  }
+
+  /**
+   * Releases the lock; wakes one waiter if any.
+   *
+   * @throws {IpcError} when this thread or process does not hold it.
+   */
+  unlock(): void {
+    const i32 = this.#i32;
+    const id = this.#id;
+    if (Atomics.compareExchange(i32, this.#state, id, 0) === id) return;
+    for (;;) {
+      const v = Atomics.load(i32, this.#state);
+      if ((v & ID_MASK) !== id) {
+        throw new IpcError(
+          `Cannot unlock a Mutex: it is ${(v & ID_MASK) === 0 ? "not locked" : `held by ${v & ID_MASK}, not ${id}`}`,
+          { code: "EPERM" },
+        );
+      }
+      // Keep STARVING: newcomers then queue behind the waiters.
+      if (Atomics.compareExchange(i32, this.#state, v, v & STARVING) === v) {
+        if (v & WAITERS) this.#w.waiter.wake(this.#state, 1);
+        return;
+      }
+    }
+  }
+
+  /** Whether the lock is held (by anyone); a snapshot. */
+  get locked(): boolean {
+    return (Atomics.load(this.#i32, this.#state) & ID_MASK) !== 0;
+  }
+
+  /** True while the mutex is marked inconsistent: a previous owner died holding it. */
+  get ownerDied(): boolean {
+    return Atomics.load(this.#i32, this.#flags) !== 0;
+  }
+
+  /**
+   * Declares the protected state repaired after an owner died; later lockers are no longer told. Call it while
+   * holding the lock.
+   *
+   * @throws {IpcError} when this thread or process does not hold the lock.
+   */
+  markConsistent(): void {
+    if ((Atomics.load(this.#i32, this.#state) & ID_MASK) !== this.#id) {
+      throw new IpcError("Cannot mark a Mutex consistent: lock it first", { code: "EPERM" });
+    }
+    Atomics.store(this.#i32, this.#flags, 0);
+  }
+
+  async #lockSlow(options: WaitOptions | undefined): Promise<boolean> {
+    const signal = options?.signal;
+    const deadline = deadlineOf(options?.timeout, "lock a Mutex");
+    const start = Date.now();
+    let waited = false;
+    let starving = false;
+    let onAbort: (() => void) | undefined;
+    const aborted = signal && new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortError(signal));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
+    aborted?.catch(() => {});
+    try {
+      for (;;) {
+        const r = this.#attempt(waited);
+        if (r === true) return this.#acquired(starving);
+        if (signal?.aborted) throw abortError(signal);
+        if (!starving && Date.now() - start > STARVING_AFTER_MS) starving = this.#setStarving();
+        const left = remaining(deadline);
+        if (left === 0) throw new TimeoutError(`Cannot lock a Mutex: timed out after ${options!.timeout} ms`);
+        const slice = Math.min(left, this.#w.shared ? OWNER_CHECK_MS : 1000);
+        const wait = this.#w.waiter.wait(this.#state, r, slice);
+        await (aborted ? Promise.race([wait, aborted]) : wait);
+        waited = true;
+      }
+    } catch (e) {
+      if (starving) this.#clearStarving();
+      throw e;
+    } finally {
+      if (onAbort) signal!.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * One attempt of a waiter: true when it took the lock, otherwise the state word to sleep on (with WAITERS set).
+   * `waited`: whether this caller has slept already (newcomers yield to waiters while STARVING is set).
+   */
+  #attempt(waited: boolean): true | number {
+    const i32 = this.#i32;
+    for (;;) {
+      const v = Atomics.load(i32, this.#state);
+      const owner = v & ID_MASK;
+      if (owner === 0) {
+        if ((v & STARVING) !== 0 && !waited) return v; // queue behind the starving waiters
+        // Take it with WAITERS set: others may sleep, and our unlock must wake them.
+        if (Atomics.compareExchange(i32, this.#state, v, this.#id | WAITERS) === v) return true;
+        continue;
+      }
+      if (this.#w.shared && this.#takeOverIfDead(v)) return true;
+      if ((v & WAITERS) === 0) {
+        if (Atomics.compareExchange(i32, this.#state, v, v | WAITERS) !== v) continue;
+        return v | WAITERS;
+      }
+      return v;
+    }
+  }
+
+  #acquired(starving: boolean): boolean {
+    // The first waiter to get through ends the starving mode (ours or another waiter's).
+    if (starving || (Atomics.load(this.#i32, this.#state) & STARVING) !== 0) this.#clearStarving();
+    return Atomics.load(this.#i32, this.#flags) !== 0;
+  }
+
+  #setStarving(): boolean {
+    Atomics.or(this.#i32, this.#state, STARVING);
+    return true;
+  }
+
+  #clearStarving(): void {
+    Atomics.and(this.#i32, this.#state, ~STARVING);
+  }
+
+  /** Takes the lock over from a dead owner: true when this call did (the state was still `v`). */
+  #takeOverIfDead(v: number): boolean {
+    const owner = v & ID_MASK;
+    if (owner === 0 || owner === this.#id || isAlive(owner)) return false;
+    if (Atomics.compareExchange(this.#i32, this.#state, v, this.#id | (v & (WAITERS | STARVING))) !== v) return false;
+    Atomics.store(this.#i32, this.#flags, OWNER_DIED);
+    return true;
+  }
+}
+
+/** Whether process `pid` exists (kill(pid, 0); EPERM means it exists under another user). */
+function isAlive(pid: number): boolean {
+  const ffi = loadedNative();
+  if (!ffi) return true;
+  return ffi.call.kill(pid, 0) === 0 || ffi.errno() !== ESRCH;
+}

@@ -1,0 +1,177 @@
+/**
+ * A readers-writer lock: many readers at once, or one writer alone.
+ *
+ * Writer preference: once a writer waits, new readers wait too, so a stream of readers cannot starve writers
+ * (a stream of writers can starve readers). Waiters race when woken (no FIFO order).
+ *
+ * Layout (8 bytes): word 0 is the state, the number of readers in bits 0..29 and bit 30 set while a writer holds
+ * it; word 1 counts waiting writers.
+ *
+ * @module
+ */
+import { IpcError } from "../errors.ts";
+import type { SharedMemory } from "../shm/segment.ts";
+import {
+  allocate,
+  deadlineOf,
+  fromHandle,
+  place,
+  sleep,
+  sleepSync,
+  type SyncHandle,
+  type SyncWords,
+  type WaitOptions,
+} from "./memory.ts";
+
+const STATE = 0;
+const WRITERS_WAITING = 1;
+const WRITER = 1 << 30;
+const READERS = WRITER - 1;
+
+/** A held read or write lock; `release()` (or `using`) unlocks it once. */
+export interface RwLockGuard extends Disposable {
+  release(): void;
+}
+
+/** A readers-writer lock. See the module doc. */
+export class RwLock {
+  /** Bytes an RwLock takes in shared memory. */
+  static readonly BYTES = 8;
+  readonly #w: SyncWords;
+
+  /** A new RwLock on its own SharedArrayBuffer. */
+  constructor(words?: SyncWords) {
+    this.#w = words ?? allocate("RwLock", RwLock.BYTES);
+  }
+
+  /** Rebuilds an RwLock in another worker from `lock.handle`. */
+  static from(handle: SyncHandle): RwLock {
+    return new RwLock(fromHandle("RwLock", handle, RwLock.BYTES));
+  }
+
+  /** The RwLock at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer. */
+  static in(memory: SharedMemory | SharedArrayBuffer, offset: number): RwLock {
+    return new RwLock(place("RwLock", memory, offset, RwLock.BYTES));
+  }
+
+  /** What `RwLock.from()` needs in another worker (undefined in a segment). */
+  get handle(): SyncHandle | undefined {
+    return this.#w.handle;
+  }
+
+  /** Number of readers holding it, and whether a writer does (a snapshot). */
+  get state(): { readers: number; writer: boolean } {
+    const s = Atomics.load(this.#w.i32, this.#w.base + STATE);
+    return { readers: s & READERS, writer: (s & WRITER) !== 0 };
+  }
+
+  /** Takes a read lock if no writer holds or waits for it. */
+  tryRead(): boolean {
+    const { i32, base } = this.#w;
+    for (;;) {
+      const s = Atomics.load(i32, base + STATE);
+      if ((s & WRITER) !== 0 || Atomics.load(i32, base + WRITERS_WAITING) > 0) return false;
+      if (Atomics.compareExchange(i32, base + STATE, s, s + 1) === s) return true;
+    }
+  }
+
+  /** Takes the write lock if nobody holds it. */
+  tryWrite(): boolean {
+    return Atomics.compareExchange(this.#w.i32, this.#w.base + STATE, 0, WRITER) === 0;
+  }
+
+  /** Takes a read lock, waiting without blocking the event loop; returns a guard. */
+  async read(options?: WaitOptions): Promise<RwLockGuard> {
+    if (!this.tryRead()) {
+      const deadline = deadlineOf(options?.timeout, "read-lock an RwLock");
+      while (!this.tryRead()) {
+        await sleep(this.#w, STATE, this.#sleepValue(), deadline, options?.signal, "read-lock an RwLock");
+      }
+    }
+    return this.#guard(() => this.unlockRead());
+  }
+
+  /** Takes the write lock, waiting without blocking the event loop; returns a guard. */
+  async write(options?: WaitOptions): Promise<RwLockGuard> {
+    if (!this.tryWrite()) {
+      const deadline = deadlineOf(options?.timeout, "write-lock an RwLock");
+      const { i32, base } = this.#w;
+      Atomics.add(i32, base + WRITERS_WAITING, 1);
+      try {
+        while (!this.tryWrite()) {
+          const v = this.#sleepValue();
+          if (v !== 0) await sleep(this.#w, STATE, v, deadline, options?.signal, "write-lock an RwLock");
+        }
+      } finally {
+        // Readers held back by this writer must look again.
+        if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
+      }
+    }
+    return this.#guard(() => this.unlockWrite());
+  }
+
+  /** The blocking form of `read()`, for workers. */
+  readSync(options?: { timeout?: number }): RwLockGuard {
+    if (!this.tryRead()) {
+      const deadline = deadlineOf(options?.timeout, "read-lock an RwLock");
+      while (!this.tryRead()) sleepSync(this.#w, STATE, this.#sleepValue(), deadline, "read-lock an RwLock");
+    }
+    return this.#guard(() => this.unlockRead());
+  }
+
+  /** The blocking form of `write()`, for workers. */
+  writeSync(options?: { timeout?: number }): RwLockGuard {
+    if (!this.tryWrite()) {
+      const deadline = deadlineOf(options?.timeout, "write-lock an RwLock");
+      const { i32, base } = this.#w;
+      Atomics.add(i32, base + WRITERS_WAITING, 1);
+      try {
+        while (!this.tryWrite()) {
+          const v = this.#sleepValue();
+          if (v !== 0) sleepSync(this.#w, STATE, v, deadline, "write-lock an RwLock");
+        }
+      } finally {
+        if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
+      }
+    }
+    return this.#guard(() => this.unlockWrite());
+  }
+
+  /** The state word to sleep on (a writer never sleeps on 0, free: it retries at once). */
+  #sleepValue(): number {
+    return Atomics.load(this.#w.i32, this.#w.base + STATE);
+  }
+
+  /** Releases a read lock. */
+  unlockRead(): void {
+    const { i32, base } = this.#w;
+    for (;;) {
+      const s = Atomics.load(i32, base + STATE);
+      if ((s & READERS) === 0) throw new IpcError("Cannot unlock an RwLock for reading: no reader holds it");
+      if (Atomics.compareExchange(i32, base + STATE, s, s - 1) === s) {
+        if ((s & READERS) === 1) this.#w.waiter.wake(base + STATE);
+        return;
+      }
+    }
+  }
+
+  /** Releases the write lock. */
+  unlockWrite(): void {
+    const { i32, base } = this.#w;
+    if (Atomics.compareExchange(i32, base + STATE, WRITER, 0) !== WRITER) {
+      throw new IpcError("Cannot unlock an RwLock for writing: no writer holds it");
+    }
+    this.#w.waiter.wake(base + STATE);
+  }
+
+  #guard(unlock: () => void): RwLockGuard {
+    let held = true;
+    const release = () => {
+      if (held) {
+        held = false;
+        unlock();
+      }
+    };
+    return { release, [Symbol.dispose]: release };
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * A counting semaphore for threads (SharedArrayBuffer) and processes (shared memory segment).
+ *
+ * Layout (8 bytes): word 0 is the count (never negative, at most 2^31 - 1); word 1 counts sleeping acquirers, so
+ * that `release()` makes a wake call only when someone sleeps. `acquire(n)` takes `n` at once or nothing: it never
+ * holds part of a request while waiting. Waiters are woken together and race for the count (no FIFO order).
+ *
+ * For a semaphore that processes find by name, see `NamedSemaphore` (sem_open).
+ *
+ * @module
+ */
+import type { SharedMemory } from "../shm/segment.ts";
+import {
+  allocate,
+  deadlineOf,
+  fromHandle,
+  place,
+  sleep,
+  sleepSync,
+  type SyncHandle,
+  type SyncWords,
+  type WaitOptions,
+} from "./memory.ts";
+
+const COUNT = 0;
+const SLEEPERS = 1;
+const MAX = 0x7fff_ffff;
+
+function checkCount(n: unknown, what: string, min = 1): number {
+  if (!Number.isInteger(n) || (n as number) < min || (n as number) > MAX) {
+    throw new RangeError(`Cannot ${what} ${String(n)}: it must be an integer from ${min} to ${MAX}`);
+  }
+  return n as number;
+}
+
+/** A held permit set: `release()` (or `using`) gives the permits back once. */
+export interface SemaphoreGuard extends Disposable {
+  release(): void;
+}
+
+/** A counting semaphore. See the module doc. */
+export class Semaphore {
+  /** Bytes a Semaphore takes in shared memory. */
+  static readonly BYTES = 8;
+  readonly #w: SyncWords;
+
+  /** A new Semaphore with `initial` permits (0 by default), on its own SharedArrayBuffer. */
+  constructor(initial = 0, words?: SyncWords) {
+    checkCount(initial, "start a Semaphore at", 0);
+    this.#w = words ?? allocate("Semaphore", Semaphore.BYTES);
+    if (!words) Atomics.store(this.#w.i32, this.#w.base + COUNT, initial);
+  }
+
+  /** Rebuilds a Semaphore in another worker from `semaphore.handle`. */
+  static from(handle: SyncHandle): Semaphore {
+    return new Semaphore(0, fromHandle("Semaphore", handle, Semaphore.BYTES));
+  }
+
+  /**
+   * The Semaphore at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer. Zero bytes are a
+   * semaphore with no permits; `initial` sets the count (do it once, in the process that creates the segment).
+   */
+  static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: { initial?: number } = {}): Semaphore {
+    const s = new Semaphore(0, place("Semaphore", memory, offset, Semaphore.BYTES));
+    if (options.initial !== undefined) {
+      Atomics.store(s.#w.i32, s.#w.base + COUNT, checkCount(options.initial, "start a Semaphore at", 0));
+    }
+    return s;
+  }
+
+  /** What `Semaphore.from()` needs in another worker (undefined in a segment). */
+  get handle(): SyncHandle | undefined {
+    return this.#w.handle;
+  }
+
+  /** The current count (a snapshot). */
+  get value(): number {
+    return Atomics.load(this.#w.i32, this.#w.base + COUNT);
+  }
+
+  /** Takes `n` permits if there are that many; never waits. */
+  tryAcquire(n = 1): boolean {
+    checkCount(n, "acquire");
+    const { i32, base } = this.#w;
+    for (;;) {
+      const c = Atomics.load(i32, base + COUNT);
+      if (c < n) return false;
+      if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) return true;
+    }
+  }
+
+  /** Takes `n` permits, waiting without blocking the event loop. Returns a guard that gives them back. */
+  async acquire(n = 1, options?: WaitOptions): Promise<SemaphoreGuard> {
+    if (!this.tryAcquire(n)) {
+      const deadline = deadlineOf(options?.timeout, "acquire a Semaphore");
+      const { i32, base } = this.#w;
+      Atomics.add(i32, base + SLEEPERS, 1);
+      try {
+        for (;;) {
+          const c = Atomics.load(i32, base + COUNT);
+          if (c >= n) {
+            if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) break;
+            continue;
+          }
+          await sleep(this.#w, COUNT, c, deadline, options?.signal, `acquire ${n} of a Semaphore`);
+        }
+      } finally {
+        Atomics.sub(i32, base + SLEEPERS, 1);
+      }
+    }
+    return this.#guard(n);
+  }
+
+  /** The blocking form of `acquire()`, for workers. */
+  acquireSync(n = 1, options?: { timeout?: number }): SemaphoreGuard {
+    if (!this.tryAcquire(n)) {
+      const deadline = deadlineOf(options?.timeout, "acquire a Semaphore");
+      const { i32, base } = this.#w;
+      Atomics.add(i32, base + SLEEPERS, 1);
+      try {
+        for (;;) {
+          const c = Atomics.load(i32, base + COUNT);
+          if (c >= n) {
+            if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) break;
+            continue;
+          }
+          sleepSync(this.#w, COUNT, c, deadline, `acquire ${n} of a Semaphore`);
+        }
+      } finally {
+        Atomics.sub(i32, base + SLEEPERS, 1);
+      }
+    }
+    return this.#guard(n);
+  }
+
+  #guard(n: number): SemaphoreGuard {
+    let held = true;
+    const release = () => {
+      if (held) {
+        held = false;
+        this.release(n);
+      }
+    };
+    return { release, [Symbol.dispose]: release };
+  }
+
+  /**
+   * Gives `n` permits back and wakes the sleepers.
+   *
+   * @throws {RangeError} when the count would exceed 2^31 - 1 (nothing is added).
+   */
+  release(n = 1): void {
+    checkCount(n, "release");
+    const { i32, base } = this.#w;
+    for (;;) {
+      const c = Atomics.load(i32, base + COUNT);
+      if (c > MAX - n) throw new RangeError(`Cannot release ${n} permits: the count ${c} would exceed ${MAX}`);
+      if (Atomics.compareExchange(i32, base + COUNT, c, c + n) === c) break;
+    }
+    if (Atomics.load(i32, base + SLEEPERS) > 0) this.#w.waiter.wake(base + COUNT);
+  }
+}
