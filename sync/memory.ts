@@ -163,3 +163,21 @@ export function agree(w: SyncWords, index: number, value: number, what: string, 
     throw new RangeError(`Cannot ${what}: it was made with ${name} ${old}, not ${value}`);
   }
 }
+
+/** A held lock or permit set: `release()` (or `using`) releases it once. */
+export interface Guard extends Disposable {
+  /** Releases; idempotent. */
+  release(): void;
+}
+
+/** A guard that calls `unlock` once, on the first `release()` or dispose. */
+export function guard(unlock: () => void): Guard {
+  let held = true;
+  const release = () => {
+    if (held) {
+      held = false;
+      unlock();
+    }
+  };
+  return { release, [Symbol.dispose]: release };
+}

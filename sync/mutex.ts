@@ -42,6 +42,7 @@ import {
   allocate,
   deadlineOf,
   fromHandle,
+  guard,
   place,
   remaining,
   type SyncHandle,
@@ -164,14 +165,7 @@ export class Mutex {
   /** Takes the lock and returns a guard that unlocks it once (`using g = await m.acquire()`). */
   async acquire(options?: WaitOptions): Promise<MutexGuard> {
     const ownerDied = await this.lock(options);
-    let held = true;
-    const release = () => {
-      if (held) {
-        held = false;
-        this.unlock();
-      }
-    };
-    return { ownerDied, release, [Symbol.dispose]: release };
+    return { ownerDied, ...guard(() => this.unlock()) };
   }
 
   /**

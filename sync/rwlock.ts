@@ -15,6 +15,8 @@ import {
   allocate,
   deadlineOf,
   fromHandle,
+  type Guard,
+  guard,
   place,
   sleep,
   sleepSync,
@@ -29,9 +31,7 @@ const WRITER = 1 << 30;
 const READERS = WRITER - 1;
 
 /** A held read or write lock; `release()` (or `using`) unlocks it once. */
-export interface RwLockGuard extends Disposable {
-  release(): void;
-}
+export type RwLockGuard = Guard;
 
 /** A readers-writer lock. See the module doc. */
 export class RwLock {
@@ -88,7 +88,7 @@ export class RwLock {
         await sleep(this.#w, STATE, this.#sleepValue(), deadline, options?.signal, "read-lock an RwLock");
       }
     }
-    return this.#guard(() => this.unlockRead());
+    return guard(() => this.unlockRead());
   }
 
   /** Takes the write lock, waiting without blocking the event loop; returns a guard. */
@@ -107,7 +107,7 @@ export class RwLock {
         if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
       }
     }
-    return this.#guard(() => this.unlockWrite());
+    return guard(() => this.unlockWrite());
   }
 
   /** The blocking form of `read()`, for workers. */
@@ -116,7 +116,7 @@ export class RwLock {
       const deadline = deadlineOf(options?.timeout, "read-lock an RwLock");
       while (!this.tryRead()) sleepSync(this.#w, STATE, this.#sleepValue(), deadline, "read-lock an RwLock");
     }
-    return this.#guard(() => this.unlockRead());
+    return guard(() => this.unlockRead());
   }
 
   /** The blocking form of `write()`, for workers. */
@@ -134,7 +134,7 @@ export class RwLock {
         if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
       }
     }
-    return this.#guard(() => this.unlockWrite());
+    return guard(() => this.unlockWrite());
   }
 
   /** The state word to sleep on (a writer never sleeps on 0, free: it retries at once). */
@@ -162,16 +162,5 @@ export class RwLock {
       throw new IpcError("Cannot unlock an RwLock for writing: no writer holds it");
     }
     this.#w.waiter.wake(base + STATE);
-  }
-
-  #guard(unlock: () => void): RwLockGuard {
-    let held = true;
-    const release = () => {
-      if (held) {
-        held = false;
-        unlock();
-      }
-    };
-    return { release, [Symbol.dispose]: release };
   }
 }

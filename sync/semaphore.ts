@@ -14,6 +14,8 @@ import {
   allocate,
   deadlineOf,
   fromHandle,
+  type Guard,
+  guard,
   place,
   sleep,
   sleepSync,
@@ -34,9 +36,7 @@ function checkCount(n: unknown, what: string, min = 1): number {
 }
 
 /** A held permit set: `release()` (or `using`) gives the permits back once. */
-export interface SemaphoreGuard extends Disposable {
-  release(): void;
-}
+export type SemaphoreGuard = Guard;
 
 /** A counting semaphore. See the module doc. */
 export class Semaphore {
@@ -134,14 +134,7 @@ export class Semaphore {
   }
 
   #guard(n: number): SemaphoreGuard {
-    let held = true;
-    const release = () => {
-      if (held) {
-        held = false;
-        this.release(n);
-      }
-    };
-    return { release, [Symbol.dispose]: release };
+    return guard(() => this.release(n));
   }
 
   /**
