@@ -66,6 +66,33 @@ export { Condition } from "./sync/condition.ts";
 export { Event, type EventOptions } from "./sync/event.ts";
 export { Barrier } from "./sync/barrier.ts";
 export type { SyncHandle, WaitOptions } from "./sync/memory.ts";
+// Shared state: typed fields at C-compatible offsets (SharedArrayBuffer or shared memory segment)
+export {
+  type ArrayField,
+  type ArraySpec,
+  type ArrayTypes,
+  type AtomicField,
+  type ElementOf,
+  type ElementValue,
+  type FieldInput,
+  type FieldKind,
+  type FieldLayout,
+  type Fields,
+  type FieldSpec,
+  type FieldValue,
+  type FloatType,
+  type IntegerField,
+  type IntegerType,
+  type NumericType,
+  type ScalarType,
+  type Schema,
+  SharedStruct,
+  type Snapshot,
+  type StringSpec,
+  type StructHandle,
+  StructLayout,
+  type StructMemory,
+} from "./sync/shared_struct.ts";
 
 // Files
 export { FileLock, type FileLockGuard, type FileLockOpenOptions, type LockOptions } from "./sync/file_lock.ts";
