@@ -36,6 +36,6 @@ if (name !== undefined && name.startsWith("/")) {
   const { parentPort } = await import("node:worker_threads");
   parentPort?.once("message", (sab: SharedArrayBuffer) => {
     serve(sab);
-    parentPort.close();
+    parentPort.close?.();
   });
 }
