@@ -77,6 +77,29 @@ export class OwnerDiedError extends IpcError {}
 /** The operation does not exist on this platform or runtime. */
 export class UnsupportedError extends IpcError {}
 
+/** What a remote handler threw, rebuilt on the calling side: the remote name, message, stack and `data`. */
+export class RemoteError extends IpcError {
+  /** The name of the error the handler threw (`TypeError`, a custom class name...). */
+  readonly remoteName: string;
+  /** The handler's stack, as text (empty when the peer sent none). */
+  readonly remoteStack: string;
+  /** Extra data the handler attached (`error.data`), decoded. */
+  readonly data: unknown;
+  constructor(
+    message: string,
+    remote: { name: string; stack?: string; data?: unknown; code?: string },
+    options: IpcErrorOptions = {},
+  ) {
+    super(message, { ...options, ...(remote.code === undefined ? {} : { code: remote.code }) });
+    this.remoteName = remote.name;
+    this.remoteStack = remote.stack ?? "";
+    this.data = remote.data;
+  }
+}
+
+/** The peer has no handler of that name. */
+export class MethodNotFoundError extends RemoteError {}
+
 /**
  * The error an aborted operation rejects with: the signal's reason when it is an Error, otherwise a
  * `DOMException` named `AbortError` (what `fetch` and Web Streams use).

@@ -45,6 +45,12 @@ export * as udp from "./transports/udp.ts";
 export * as unixDgram from "./transports/unix_dgram.ts";
 export { type Datagram, DatagramChannel, type DatagramOptions, DatagramSocket } from "./transports/datagram.ts";
 
+// RPC over any channel
+export * as rpc from "./rpc/rpc.ts";
+export type { CallContext, CallOptions, RemoteApi, RpcOptions } from "./rpc/peer.ts";
+export { RpcPeer } from "./rpc/peer.ts";
+export type { RpcServer } from "./rpc/rpc.ts";
+
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
 
@@ -122,10 +128,12 @@ export {
   ClosedError,
   IpcError,
   MessageTooLargeError,
+  MethodNotFoundError,
   NotFoundError,
   OwnerDiedError,
   PermissionError,
   ProtocolError,
+  RemoteError,
   TimeoutError,
   UnsupportedError,
 } from "./errors.ts";

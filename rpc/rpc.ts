@@ -1,0 +1,96 @@
+/**
+ * RPC over any Channel: `rpc.serve(channelOrListener, handlers)` on one side, `rpc.connect(channel)` on the other;
+ * both may serve at once (`rpc.connect(channel, { handlers })`). See `peer.ts` for the semantics and
+ * `protocol.ts` for the wire format.
+ *
+ * @example
+ * ```ts
+ * import { rpc, unix } from "ipckit";
+ * const handlers = {
+ *   add: (a: number, b: number) => a + b,
+ *   async *count(n: number) { for (let i = 0; i < n; i++) yield i; },
+ * };
+ * await using server = rpc.serve(await unix.listen("/tmp/calc.sock"), handlers);
+ * await using client = rpc.connect<typeof handlers>(await unix.connect("/tmp/calc.sock"));
+ * console.log(await client.api.add(1, 2)); // 3
+ * for await (const i of await client.api.count(3)) console.log(i); // 0 1 2
+ * ```
+ *
+ * @module
+ */
+import type { Channel, Listener } from "../transports/channel.ts";
+import { ClosedError } from "../errors.ts";
+import { type RpcOptions, RpcPeer } from "./peer.ts";
+
+export { type CallContext, type CallOptions, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
+
+/** A server on a Listener: one RpcPeer per accepted connection. */
+export interface RpcServer extends AsyncDisposable {
+  /** The connections being served. */
+  readonly peers: ReadonlySet<RpcPeer>;
+  /** Stops accepting, closes every connection and the listener. */
+  close(): Promise<void>;
+}
+
+function isChannel(x: unknown): x is Channel {
+  return x !== null && typeof x === "object" && typeof (x as Channel).send === "function" &&
+    typeof (x as Channel).receive === "function";
+}
+
+/**
+ * Serves `handlers` on a Channel (returns its RpcPeer, which can also call the other side) or on every connection
+ * a Listener accepts (returns an RpcServer).
+ */
+export function serve<H extends object>(target: Channel, handlers: H, options?: Omit<RpcOptions, "handlers">): RpcPeer;
+export function serve<H extends object>(
+  target: Listener,
+  handlers: H,
+  options?: Omit<RpcOptions, "handlers">,
+): RpcServer;
+export function serve<H extends object>(
+  target: Channel | Listener,
+  handlers: H,
+  options: Omit<RpcOptions, "handlers"> = {},
+): RpcPeer | RpcServer {
+  if (handlers === null || typeof handlers !== "object") {
+    throw new TypeError("Cannot serve RPC: handlers must be an object of functions");
+  }
+  if (isChannel(target)) return new RpcPeer(target, { ...options, handlers });
+  if (target === null || typeof target !== "object" || typeof (target as Listener).accept !== "function") {
+    throw new TypeError("Cannot serve RPC: the target must be a Channel or a Listener");
+  }
+  const listener = target as Listener;
+  const peers = new Set<RpcPeer>();
+  let closing = false;
+  const accepting = (async () => {
+    for (;;) {
+      let channel: Channel;
+      try {
+        channel = await listener.accept();
+      } catch (e) {
+        if (e instanceof ClosedError || closing) return;
+        throw e;
+      }
+      const peer = new RpcPeer(channel, { ...options, handlers });
+      peers.add(peer);
+      void peer.done.then(() => peers.delete(peer));
+    }
+  })();
+  accepting.catch(() => {});
+  const close = async () => {
+    closing = true;
+    await listener.close();
+    await Promise.all([...peers].map((p) => p.close()));
+    await accepting;
+  };
+  return { peers, close, [Symbol.asyncDispose]: close };
+}
+
+/** Connects an RPC client (which may also serve `options.handlers`) over `channel`. */
+export function connect<Remote = Record<string, (...args: never[]) => unknown>>(
+  channel: Channel,
+  options: RpcOptions = {},
+): RpcPeer<Remote> {
+  if (!isChannel(channel)) throw new TypeError("Cannot connect RPC: the target must be a Channel");
+  return new RpcPeer<Remote>(channel, options);
+}
