@@ -19,6 +19,7 @@ import { abortError, ClosedError, IpcError, MethodNotFoundError, ProtocolError, 
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
 import {
+  BYE,
   CALL,
   CANCEL,
   CREDIT,
@@ -186,6 +187,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   /** Closes the connection: pending calls reject with `ClosedError`, running handlers are aborted. */
   async close(): Promise<void> {
+    if (!this.#ended) await this.#send([BYE]).catch(() => {});
     this.#end(new ClosedError("Cannot complete the RPC call: the connection was closed"));
     await this.channel.close();
     await this.#done;
@@ -322,6 +324,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         this.#streams.delete(id);
         return;
       }
+      case BYE:
+        throw new ClosedError("Cannot complete the RPC call: the peer closed the connection");
       case CREDIT: {
         const s = this.#serving.get(this.#id(msg));
         const n = msg[2];

@@ -14,6 +14,8 @@
  * | ITEM    | `[7, id, value]`                                  | one item of a stream                             |
  * | END     | `[8, id]`                                         | the stream is complete                           |
  * | CREDIT  | `[9, id, n]`                                      | the caller may take `n` more items (backpressure)|
+ * | BYE     | `[10]`                                            | this side is closing (datagram channels carry no |
+ * |         |                                                   | end of stream of their own)                      |
  *
  * Ids are the caller's (integers from 1). A side that gets a HELLO of another major version answers ERROR (id null)
  * and closes, so two incompatible versions fail with a clear message instead of hanging.
@@ -31,7 +33,8 @@ export const HELLO = 0,
   STREAM = 6,
   ITEM = 7,
   END = 8,
-  CREDIT = 9;
+  CREDIT = 9,
+  BYE = 10;
 
 export const MAGIC = "ipckit-rpc";
 export const MAJOR = 1;

@@ -38,6 +38,8 @@ export const cbor: Codec = {
     return copy(out);
   },
   decode(bytes) {
+    // cbor-x returns byte strings as views of its input: make them plain Uint8Arrays, not Node Buffers.
+    if (bytes.constructor !== Uint8Array) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     try {
       return cborDecoder.decode(bytes);
     } catch (e) {

@@ -4,7 +4,8 @@
  * It connects to the parent, then:
  * - `--flood N:SIZE` first sends N messages of SIZE bytes (byte j of message i is (i + j) & 255) before reading;
  * - echoes every message it receives, in order, until the parent closes; then closes and exits 0;
- * - `--max N` sets its maxMessage; a larger message from the parent makes it exit 3 (after printing the error).
+ * - `--max N` sets its maxMessage; a larger message from the parent makes it exit 3 (after printing the error);
+ * - `--rpc` serves the RPC suite's handlers (tests/helpers/rpc_handlers.ts) instead of echoing, until the end.
  * Anything unexpected exits 1. The process must end by itself: a leaked handle shows up as a hang.
  */
 import { type Fixture, FIXTURES } from "./fixtures.ts";
@@ -31,6 +32,12 @@ const flag = (f: string) => {
 const max = flag("--max");
 const channel = await fixture.childSide(address, max === undefined ? {} : { maxMessage: Number(max) });
 try {
+  if (flags.includes("--rpc")) {
+    const { rpc } = await import("../../mod.ts");
+    const { handlers } = await import("../helpers/rpc_handlers.ts");
+    await rpc.serve(channel, handlers).done;
+    rt.exit(0);
+  }
   const flood = flag("--flood");
   if (flood !== undefined) {
     const [n, size] = flood.split(":").map(Number) as [number, number];

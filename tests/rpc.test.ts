@@ -1,0 +1,75 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cbor, json, ProtocolError, rpc, shm } from "../mod.ts";
+import { rpcConformance } from "./conformance/rpc.ts";
+import { pipeFixture, shmFixture, tcpFixture, unixFixture } from "./conformance/fixtures.ts";
+import { fixture as mqFixture } from "./conformance/fixtures_mqueue.ts";
+import { fixture as dgramFixture } from "./conformance/fixtures_unix_dgram.ts";
+import { handlers } from "./helpers/rpc_handlers.ts";
+
+rpcConformance(unixFixture);
+rpcConformance(tcpFixture);
+rpcConformance(shmFixture);
+rpcConformance(pipeFixture);
+rpcConformance(mqFixture, { numRuns: 6 });
+rpcConformance(dgramFixture, { numRuns: 6 });
+
+const LONG = { timeout: 120_000 };
+
+test("rpc: both sides serve at once over one channel", LONG, async () => {
+  const [a, h] = shm.pair({ spin: 0 });
+  const b = shm.fromHandle(h);
+  const left = rpc.connect<{ whoami(): string }>(a, { handlers: { whoami: () => "left" } });
+  const right = rpc.connect<{ whoami(): string }>(b, { handlers: { whoami: () => "right" } });
+  try {
+    assert.deepEqual([await left.api.whoami(), await right.api.whoami()], ["right", "left"]);
+  } finally {
+    await left.close();
+    await right.close();
+  }
+});
+
+test("rpc: JSON codec works the same; a CBOR side and a JSON side fail clearly, not with a hang", LONG, async () => {
+  {
+    const [a, h] = shm.pair({ spin: 0 });
+    const server = rpc.serve(a, handlers, { codec: json });
+    const client = rpc.connect<typeof handlers>(shm.fromHandle(h), { codec: json });
+    assert.equal(await client.api.concat("a", "b"), "ab");
+    await client.close();
+    await server.close();
+  }
+  const [a, h] = shm.pair({ spin: 0 });
+  const server = rpc.serve(a, handlers, { codec: cbor });
+  const client = rpc.connect<typeof handlers>(shm.fromHandle(h), { codec: json });
+  await assert.rejects(client.api.add(1, 2), ProtocolError);
+  await client.close();
+  await server.close();
+});
+
+test("rpc: a peer of another protocol version is refused with a clear message", LONG, async () => {
+  const [a, h] = shm.pair({ spin: 0 });
+  const b = shm.fromHandle(h);
+  const server = rpc.serve(a, handlers);
+  try {
+    await b.send(cbor.encode([0, "ipckit-rpc", 99, 0])); // a HELLO from the future
+    const reply = cbor.decode(await b.receive({ timeout: 30_000 })) as unknown[];
+    assert.equal(reply[0], 0, "the server's own HELLO comes first");
+    const error = cbor.decode(await b.receive({ timeout: 30_000 })) as [number, null, { message: string }];
+    assert.equal(error[0], 4);
+    assert.equal(error[1], null);
+    assert.match(error[2].message, /incompatible protocol versions \(this side 1\.0, the peer 99\.0\)/);
+    await server.done;
+  } finally {
+    await server.close();
+    await b.close();
+  }
+});
+
+test("rpc: bad arguments are TypeErrors", () => {
+  assert.throws(() => rpc.serve({} as never, handlers), TypeError);
+  assert.throws(() => rpc.serve(null as never, handlers), TypeError);
+  assert.throws(() => rpc.connect({} as never), TypeError);
+  const [a] = shm.pair();
+  assert.throws(() => rpc.serve(a, null as never), TypeError);
+  assert.throws(() => rpc.connect(a, { window: 0 }), RangeError);
+});
