@@ -81,17 +81,13 @@ export interface CallOptions {
   timeout?: number;
 }
 
+const NOOP = () => {};
+
 interface Pending {
   method: string;
   resolve(value: unknown): void;
   reject(error: unknown): void;
   cleanup(): void;
-}
-
-interface Serving {
-  abort: AbortController;
-  credit: number;
-  wake: (() => void) | undefined;
 }
 
 /** One end of an RPC connection. See the module doc. */
@@ -107,7 +103,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #streams = new Map<number, RemoteStream>();
-  readonly #serving = new Map<number, Serving>();
+  readonly #serving = new Map<number, Call>();
   #helloSeen = false;
   #ended: Error | undefined;
   readonly #done: Promise<void>;
@@ -155,6 +151,13 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return Promise.reject(new RangeError(`Cannot call "${method}" with timeout ${timeout}: it must be >= 0 ms`));
     }
     const id = this.#nextId++;
+    if (signal === undefined && timeout === undefined) {
+      // The common case: no timer, no listener, no closures beyond the promise's own.
+      return new Promise<unknown>((resolve, reject) => {
+        this.#pending.set(id, { method, resolve, reject, cleanup: NOOP });
+        this.#send([CALL, id, method, params, null, this.#window]).catch((e) => this.#settle(id, e, false));
+      });
+    }
     return new Promise<unknown>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => this.#giveUp(id, abortError(signal!));
@@ -260,7 +263,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     for (const id of [...this.#pending.keys()]) this.#settle(id, error, false);
     for (const s of this.#streams.values()) s.fail(error);
     this.#streams.clear();
-    for (const s of this.#serving.values()) s.abort.abort(error);
+    for (const s of this.#serving.values()) s.cancel(error);
     this.#serving.clear();
   }
 
@@ -300,7 +303,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         return;
       }
       case CANCEL:
-        this.#serving.get(this.#id(msg))?.abort.abort(new DOMException("The caller cancelled the call", "AbortError"));
+        this.#serving.get(this.#id(msg))?.cancel(new DOMException("The caller cancelled the call", "AbortError"));
         return;
       case STREAM: {
         const id = this.#id(msg);
@@ -380,51 +383,104 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     if (!Array.isArray(params)) {
       return this.#post([ERROR, id, { name: "TypeError", message: "the params are not an array" }]);
     }
-    const abort = new AbortController();
-    const s: Serving = { abort, credit: Number.isInteger(credit) ? credit as number : 16, wake: undefined };
-    this.#serving.set(id, s);
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const call = new Call(method as string, this as RpcPeer, Number.isInteger(credit) ? credit as number : 16);
+    this.#serving.set(id, call);
     if (typeof timeout === "number" && timeout >= 0) {
-      timer = setTimeout(
-        () => abort.abort(new TimeoutError(`Call "${String(method)}" passed its deadline of ${timeout} ms`)),
+      call.timer = setTimeout(
+        () => call.cancel(new TimeoutError(`Call "${String(method)}" passed its deadline of ${timeout} ms`)),
         timeout,
       );
     }
-    abort.signal.addEventListener("abort", () => s.wake?.(), { once: true });
-    const context: CallContext = { signal: abort.signal, method: method as string, peer: this as RpcPeer };
-    (async () => {
-      try {
-        const result = await fn.apply(context, params);
-        if (abort.signal.aborted) return;
-        if (isAsyncIterable(result)) await this.#stream(id, s, result);
-        else await this.#send([RESULT, id, result]);
-      } catch (e) {
-        if (!abort.signal.aborted) this.#post([ERROR, id, toWire(e)]);
-      } finally {
-        if (timer !== undefined) clearTimeout(timer);
-        this.#serving.delete(id);
-      }
-    })();
+    let result: unknown;
+    try {
+      result = fn.apply(call, params);
+    } catch (e) {
+      return this.#fail(id, call, e);
+    }
+    // Synchronous handlers reply at once; promises when they settle.
+    if (result !== null && typeof result === "object" && typeof (result as PromiseLike<unknown>).then === "function") {
+      (result as PromiseLike<unknown>).then((r) => this.#reply(id, call, r), (e) => this.#fail(id, call, e));
+    } else this.#reply(id, call, result);
   }
 
-  async #stream(id: number, s: Serving, source: AsyncIterable<unknown>): Promise<void> {
+  #finish(id: number, call: Call): void {
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.#serving.delete(id);
+  }
+
+  #fail(id: number, call: Call, error: unknown): void {
+    this.#finish(id, call);
+    if (!call.aborted) this.#post([ERROR, id, toWire(error)]);
+  }
+
+  #reply(id: number, call: Call, result: unknown): void {
+    if (call.aborted) return this.#finish(id, call);
+    if (isAsyncIterable(result)) {
+      this.#stream(id, call, result).then(() => this.#finish(id, call), (e) => this.#fail(id, call, e));
+      return;
+    }
+    this.#finish(id, call);
+    // A result the codec cannot encode is the handler's error, not a silent loss.
+    this.#send([RESULT, id, result]).catch((e) => {
+      if (e instanceof TypeError) this.#post([ERROR, id, toWire(e)]);
+    });
+  }
+
+  async #stream(id: number, call: Call, source: AsyncIterable<unknown>): Promise<void> {
     await this.#send([STREAM, id]);
     const it = source[Symbol.asyncIterator]();
-    const signal = s.abort.signal;
     try {
       for (;;) {
-        while (s.credit === 0 && !signal.aborted) await new Promise<void>((r) => (s.wake = r));
-        if (signal.aborted) return;
+        while (call.credit === 0 && !call.aborted) await new Promise<void>((r) => (call.wake = r));
+        if (call.aborted) return;
         const { value, done } = await it.next();
         if (done) break;
-        if (signal.aborted) return;
-        s.credit--;
+        if (call.aborted) return;
+        call.credit--;
         await this.#send([ITEM, id, value]);
       }
       await this.#send([END, id]);
     } finally {
-      if (signal.aborted) await it.return?.();
+      if (call.aborted) await it.return?.();
     }
+  }
+}
+
+/**
+ * A call being served: the handler's `this`. Its AbortSignal is made on first use only (most handlers never look),
+ * already aborted if the call was cancelled before.
+ */
+class Call implements CallContext {
+  readonly method: string;
+  readonly peer: RpcPeer;
+  /** Stream items the caller will still take. */
+  credit: number;
+  wake: (() => void) | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  aborted = false;
+  #controller: AbortController | undefined;
+  #reason: unknown;
+
+  constructor(method: string, peer: RpcPeer, credit: number) {
+    this.method = method;
+    this.peer = peer;
+    this.credit = credit;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  cancel(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    this.wake?.();
   }
 }
 

@@ -1,0 +1,45 @@
+/**
+ * The server side of `bench/rpc.ts`: serves `add` over one transport until the client closes.
+ *
+ *   rpc_server.ts shm <name> | unix <path> | tcp <port> | birpc <path>
+ *
+ * `birpc` serves the same function with birpc over a Unix socket (node:net, newline-delimited JSON), for comparison.
+ *
+ * @module
+ */
+import { rpc, runtime, shm, tcp, unix } from "../../mod.ts";
+
+const handlers = { add: (a: number, b: number) => a + b };
+const rt = await runtime();
+const [kind, address] = rt.args();
+
+if (kind === "birpc") {
+  const net = await import("node:net");
+  const { createBirpc } = await import("birpc");
+  const socket = net.connect(address!);
+  let onMessage: (data: string) => void = () => {};
+  let pending = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    pending += chunk;
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      onMessage(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  });
+  createBirpc(handlers, {
+    post: (data: string) => socket.write(data + "\n"),
+    on: (fn: (data: string) => void) => (onMessage = fn),
+    serialize: (v: unknown) => JSON.stringify(v),
+    deserialize: (v: string) => JSON.parse(v),
+  });
+  await new Promise((r) => socket.on("close", r));
+} else {
+  const channel = kind === "shm"
+    ? await shm.open(address!, { wait: 30_000 })
+    : kind === "unix"
+    ? await unix.connect(address!)
+    : await tcp.connect({ port: Number(address) });
+  await rpc.serve(channel, handlers).done;
+}

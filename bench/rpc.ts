@@ -1,0 +1,125 @@
+/**
+ * RPC call costs over shm, Unix socket and TCP, next to birpc over the same kind of Unix socket, in one run:
+ * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call), in us;
+ * - pipelined: `--batch` calls in flight at once, in calls per second.
+ * The server is a child on `--runtime` (`bench/peers/rpc_server.ts`); birpc's server is a Node child (birpc over
+ * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Medians of `--reps`.
+ * Pin to one CPU (`taskset -c 0`) to see software costs; unpinned, shm spins on the other CPU and avoids wake-ups.
+ *
+ *   node --import tsx bench/rpc.ts [--runtime deno|bun|node] [--reps 5] [--calls 5000] [--batch 1000]
+ *
+ * @module
+ */
+import { rpc, runtime, runtimeArgv, type RuntimeName, shm, tcp, unix } from "../mod.ts";
+import { guard, median, reap, ROOT, table } from "./peers/launch.ts";
+
+const rt = await runtime();
+const args = rt.args();
+const opt = (flag: string, dflt: string) => {
+  const i = args.indexOf(flag);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const peer = opt("--runtime", rt.name) as RuntimeName;
+const REPS = Number(opt("--reps", "5"));
+const CALLS = Number(opt("--calls", "5000"));
+const BATCH = Number(opt("--batch", "1000"));
+const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url));
+
+type Add = (a: number, b: number) => Promise<number>;
+
+async function measure(add: Add): Promise<{ us: number; perSecond: number }> {
+  for (let i = 0; i < 500; i++) await add(i, 1); // warm-up
+  const us: number[] = [];
+  const perSecond: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    let t0 = performance.now();
+    for (let i = 0; i < CALLS; i++) {
+      if ((await add(i, 1)) !== i + 1) throw new Error("wrong sum");
+    }
+    us.push(((performance.now() - t0) * 1000) / CALLS);
+    t0 = performance.now();
+    for (let done = 0; done < CALLS * 4; done += BATCH) {
+      await Promise.all(Array.from({ length: BATCH }, (_, i) => add(i, 1)));
+    }
+    perSecond.push((CALLS * 4) / ((performance.now() - t0) / 1000));
+  }
+  return { us: median(us), perSecond: median(perSecond) };
+}
+
+const dir = await rt.makeTempDir("ipckit-bench-rpc-");
+const rows: string[][] = [["transport", "sequential call (us)", "pipelined (calls/s)"]];
+const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
+  rt.spawn([...runtimeArgv(runtimeName), SERVER, kind, address], { cwd: ROOT, stdio: "null" });
+try {
+  // shm
+  {
+    const name = `/ipckit-bench-rpc-${rt.pid}`;
+    const pending = shm.create(name, { capacity: 1 << 20 });
+    const child = spawn("shm", name);
+    const client = rpc.connect<{ add: Add }>(await guard(child, pending, `rpc shm server on ${peer}`));
+    const m = await measure(client.api.add);
+    rows.push(["shm (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    await client.close();
+    await reap(child, "rpc shm server");
+  }
+  // Unix socket
+  {
+    const listener = await unix.listen(`${dir}/rpc.sock`);
+    const child = spawn("unix", `${dir}/rpc.sock`);
+    const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc unix server on ${peer}`));
+    const m = await measure(client.api.add);
+    rows.push(["unix socket (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    await client.close();
+    await reap(child, "rpc unix server");
+    await listener.close();
+  }
+  // TCP
+  {
+    const listener = await tcp.listen({ port: 0 });
+    const child = spawn("tcp", String(listener.port));
+    const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc tcp server on ${peer}`));
+    const m = await measure(client.api.add);
+    rows.push(["tcp (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    await client.close();
+    await reap(child, "rpc tcp server");
+    await listener.close();
+  }
+  // birpc over a Unix socket (Node parent only: it drives node:net directly)
+  if (rt.name === "node") {
+    const net = await import("node:net");
+    const { createBirpc } = await import("birpc");
+    const path = `${dir}/birpc.sock`;
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(path, r));
+    const accepted = new Promise<import("node:net").Socket>((r) => server.once("connection", r));
+    const child = spawn("birpc", path, "node");
+    const socket = await guard(child, accepted, "birpc server");
+    let onMessage: (data: string) => void = () => {};
+    let pending = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        onMessage(pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+      }
+    });
+    const client = createBirpc<{ add: Add }>({}, {
+      post: (data: string) => socket.write(data + "\n"),
+      on: (fn: (data: string) => void) => (onMessage = fn),
+      serialize: (v: unknown) => JSON.stringify(v),
+      deserialize: (v: string) => JSON.parse(v),
+      timeout: 60_000,
+    });
+    const m = await measure((a, b) => client.add(a, b));
+    rows.push(["birpc, unix socket (json, node)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    socket.end();
+    await reap(child, "birpc server");
+    server.close();
+  }
+  console.log(`RPC add(i, 1): ${rt.name} client -> ${peer} server, medians of ${REPS}\n`);
+  console.log(table(rows));
+} finally {
+  await rt.removeDir(dir);
+}
