@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type CallContext, RemoteError, rpc, runtime, runtimeArgv, unix } from "../mod.ts";
+import { type CallContext, type RemoteError, rpc, runtime, runtimeArgv, unix } from "../mod.ts";
 
 const handlers = {
   add: (a: number, b: number) => a + b,
