@@ -162,6 +162,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   #fromLength = new Uint32Array(1);
   #lastFrom = { bytes: new Uint8Array(0), text: "" };
   #paused = false;
+  #failed = false;
   #pump: Promise<void> | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -199,7 +200,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   }
 
   #startPump(): void {
-    if (this.#pump || this.#closing || this.#paused || !this.#sink) return;
+    if (this.#pump || this.#closing || this.#paused || this.#failed || !this.#sink) return;
     this.#pump = this.#receiveLoop().finally(() => {
       this.#pump = undefined;
       if (!this.#paused && !this.#closing) this.#startPump();
@@ -216,6 +217,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
         const errno = this.#ffi.errno();
         if (errno === EINTR) continue;
         if (errno !== EAGAIN) {
+          this.#failed = true; // no restart: the socket is broken
           this.#sink.error(errnoError(errno, `receive on ${this.description}`));
           return;
         }
