@@ -71,7 +71,11 @@ export class MessageTooLargeError extends ProtocolError {
   }
 }
 
-/** The owner of a process-shared lock died while holding it. */
+/**
+ * The owner of a process-shared lock died while holding it. `Mutex.lock()` reports that by resolving to `true`
+ * rather than throwing (the caller holds the lock either way); throw this when a dead owner must abort your work:
+ * `if (await mutex.lock()) throw new OwnerDiedError("the previous owner died mid-update")`.
+ */
 export class OwnerDiedError extends IpcError {}
 
 /** The operation does not exist on this platform or runtime. */
