@@ -21,13 +21,22 @@
 import type { Channel, Listener } from "../transports/channel.ts";
 import { ClosedError } from "../errors.ts";
 import { type RpcOptions, RpcPeer } from "./peer.ts";
+import { JsonRpcServer } from "./jsonrpc.ts";
+
+export { JsonRpcServer } from "./jsonrpc.ts";
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions extends Omit<RpcOptions, "handlers"> {
+  /** `"ipckit"` (default: the protocol of `rpc.connect`) or `"jsonrpc"`: JSON-RPC 2.0 for outside clients. */
+  protocol?: "ipckit" | "jsonrpc";
+}
 
 export { type CallContext, type CallOptions, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
 
 /** A server on a Listener: one RpcPeer per accepted connection. */
 export interface RpcServer extends AsyncDisposable {
   /** The connections being served. */
-  readonly peers: ReadonlySet<RpcPeer>;
+  readonly peers: ReadonlySet<RpcPeer | JsonRpcServer>;
   /** Stops accepting, closes every connection and the listener. */
   close(): Promise<void>;
 }
@@ -41,26 +50,33 @@ function isChannel(x: unknown): x is Channel {
  * Serves `handlers` on a Channel (returns its RpcPeer, which can also call the other side) or on every connection
  * a Listener accepts (returns an RpcServer).
  */
-export function serve<H extends object>(target: Channel, handlers: H, options?: Omit<RpcOptions, "handlers">): RpcPeer;
 export function serve<H extends object>(
-  target: Listener,
+  target: Channel,
   handlers: H,
-  options?: Omit<RpcOptions, "handlers">,
-): RpcServer;
+  options: ServeOptions & { protocol: "jsonrpc" },
+): JsonRpcServer;
+export function serve<H extends object>(target: Channel, handlers: H, options?: ServeOptions): RpcPeer;
+export function serve<H extends object>(target: Listener, handlers: H, options?: ServeOptions): RpcServer;
 export function serve<H extends object>(
   target: Channel | Listener,
   handlers: H,
-  options: Omit<RpcOptions, "handlers"> = {},
-): RpcPeer | RpcServer {
+  options: ServeOptions = {},
+): RpcPeer | RpcServer | JsonRpcServer {
   if (handlers === null || typeof handlers !== "object") {
     throw new TypeError("Cannot serve RPC: handlers must be an object of functions");
   }
-  if (isChannel(target)) return new RpcPeer(target, { ...options, handlers });
+  const { protocol = "ipckit", ...rest } = options;
+  if (protocol !== "ipckit" && protocol !== "jsonrpc") {
+    throw new TypeError(`Cannot serve RPC: protocol must be "ipckit" or "jsonrpc", not ${JSON.stringify(protocol)}`);
+  }
+  const start = (channel: Channel) =>
+    protocol === "jsonrpc" ? new JsonRpcServer(channel, handlers) : new RpcPeer(channel, { ...rest, handlers });
+  if (isChannel(target)) return start(target);
   if (target === null || typeof target !== "object" || typeof (target as Listener).accept !== "function") {
     throw new TypeError("Cannot serve RPC: the target must be a Channel or a Listener");
   }
   const listener = target as Listener;
-  const peers = new Set<RpcPeer>();
+  const peers = new Set<RpcPeer | JsonRpcServer>();
   let closing = false;
   const accepting = (async () => {
     for (;;) {
@@ -71,7 +87,7 @@ export function serve<H extends object>(
         if (e instanceof ClosedError || closing) return;
         throw e;
       }
-      const peer = new RpcPeer(channel, { ...options, handlers });
+      const peer = start(channel);
       peers.add(peer);
       void peer.done.then(() => peers.delete(peer));
     }
