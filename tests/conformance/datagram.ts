@@ -16,28 +16,14 @@ import { ClosedError, MessageTooLargeError, NotFoundError, TimeoutError } from "
 import type { Channel, RuntimeName } from "../../mod.ts";
 import { RUNTIMES } from "../../runtimes/runtime.ts";
 import { runtimeName } from "../../runtimes/detect.ts";
-import { firstDifference, messages, pattern, randomBytes, sameBytes } from "./data.ts";
-import type { Fixture, Pair } from "./fixtures.ts";
+import { messages, pattern, randomBytes, sameBytes } from "./data.ts";
+import type { Fixture } from "./fixtures.ts";
+import { abortsAndTimeouts, assertSame, withPair } from "./checks.ts";
 
 const LONG = { timeout: 240_000 };
 /** How long an unreliable exchange waits for one echo before sending again, and how often it tries. */
 const RETRY_MS = 1000;
 const TRIES = 30;
-
-function assertSame(sent: Uint8Array[], got: Uint8Array[]): void {
-  const diff = firstDifference(sent, got);
-  assert.equal(diff, undefined, diff);
-}
-
-async function withPair(fixture: Fixture, fn: (p: Pair) => Promise<void>, options = {}): Promise<void> {
-  if (typeof fixture.pair === "string") throw new Error("no pair");
-  const p = await fixture.pair(options);
-  try {
-    await fn(p);
-  } finally {
-    await p.cleanup();
-  }
-}
 
 /** `payload` behind a 4-byte sequence number. */
 function tagged(seq: number, payload: Uint8Array): Uint8Array {
@@ -234,17 +220,7 @@ function localChecks(fixture: Fixture): void {
     LONG,
     () =>
       withPair(fixture, async ({ a, b }) => {
-        const ac = new AbortController();
-        const pending = assert.rejects(b.receive({ signal: ac.signal }), (e: Error) => e.name === "AbortError");
-        ac.abort();
-        await pending;
-        await assert.rejects(b.receive({ signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
-        await assert.rejects(b.receive({ timeout: 20 }), TimeoutError);
-        await assert.rejects(
-          a.send(new Uint8Array(1), { signal: AbortSignal.abort() }),
-          (e: Error) => e.name === "AbortError",
-        );
-        await assert.rejects(b.receive({ timeout: -1 }), RangeError);
+        await abortsAndTimeouts(a, b);
         if (reliable) {
           await a.send(new Uint8Array([9]));
           assert.deepEqual([...await b.receive({ timeout: 30_000 })], [9]);
