@@ -7,6 +7,7 @@
  * Pin to one CPU (`taskset -c 0`) to see software costs; unpinned, shm spins on the other CPU and avoids wake-ups.
  *
  *   node --import tsx bench/rpc.ts [--runtime deno|bun|node] [--reps 5] [--calls 5000] [--batch 1000]
+ *     [--only shm,unix,tcp,birpc]
  *
  * @module
  */
@@ -23,6 +24,7 @@ const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const CALLS = Number(opt("--calls", "5000"));
 const BATCH = Number(opt("--batch", "1000"));
+const ONLY = new Set(opt("--only", "shm,unix,tcp,birpc").split(","));
 const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url));
 
 type Add = (a: number, b: number) => Promise<number>;
@@ -51,8 +53,7 @@ const rows: string[][] = [["transport", "sequential call (us)", "pipelined (call
 const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
   rt.spawn([...runtimeArgv(runtimeName), SERVER, kind, address], { cwd: ROOT, stdio: "null" });
 try {
-  // shm
-  {
+  if (ONLY.has("shm")) {
     const name = `/ipckit-bench-rpc-${rt.pid}`;
     const pending = shm.create(name, { capacity: 1 << 20 });
     const child = spawn("shm", name);
@@ -62,8 +63,7 @@ try {
     await client.close();
     await reap(child, "rpc shm server");
   }
-  // Unix socket
-  {
+  if (ONLY.has("unix")) {
     const listener = await unix.listen(`${dir}/rpc.sock`);
     const child = spawn("unix", `${dir}/rpc.sock`);
     const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc unix server on ${peer}`));
@@ -73,8 +73,7 @@ try {
     await reap(child, "rpc unix server");
     await listener.close();
   }
-  // TCP
-  {
+  if (ONLY.has("tcp")) {
     const listener = await tcp.listen({ port: 0 });
     const child = spawn("tcp", String(listener.port));
     const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc tcp server on ${peer}`));
@@ -85,7 +84,7 @@ try {
     await listener.close();
   }
   // birpc over a Unix socket (Node parent only: it drives node:net directly)
-  if (rt.name === "node") {
+  if (rt.name === "node" && ONLY.has("birpc")) {
     const net = await import("node:net");
     const { createBirpc } = await import("birpc");
     const path = `${dir}/birpc.sock`;

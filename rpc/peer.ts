@@ -82,8 +82,6 @@ export interface CallOptions {
 }
 
 const NOOP = () => {};
-/** Microtask turns the receive loop yields after each message (a resumed `await` chain is a few turns deep). */
-const YIELDS = 8;
 
 interface Pending {
   method: string;
@@ -243,9 +241,6 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       for await (const bytes of this.channel) {
         if (this.#ended) break;
         this.#dispatch(this.#codec.decode(bytes));
-        // Let the code a reply just resumed run first (it often sends the next call) before asking the channel for
-        // more: a shared-memory channel spins inside receive(), and would otherwise spin while that code waits.
-        for (let i = 0; i < YIELDS; i++) await undefined;
       }
     } catch (e) {
       end = e instanceof ClosedError

@@ -3,7 +3,9 @@
  * between processes of any runtime, or in one SharedArrayBuffer between threads.
  *
  * Waiting: `receive()` on an empty ring (and `send()` on a full one) first spins for `spin` microseconds (the
- * peer usually answers within that on a busy machine), then sleeps without freezing the event loop: futex(2) off
+ * peer usually answers within that on a busy machine). The spin checks the ring once per microtask turn, so code
+ * already queued (the handler that will send a reply, say) runs while it spins. Then it sleeps without freezing the
+ * event loop: futex(2) off
  * the main thread between processes, `Atomics.waitAsync` between threads. A side that publishes wakes the other
  * only when it sleeps. Sleeps last at most 100 ms at a time, and between them the peer's pid is checked: if the
  * peer process died, `receive()`/`send()` reject with `ClosedError` within about 100 ms.
@@ -191,22 +193,11 @@ export class ShmChannel implements Channel {
       );
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    if (this.#writers === 0 && (this.#p.out.tryWrite(message) || this.#spinWrite(message))) {
+    if (this.#writers === 0 && this.#p.out.tryWrite(message)) {
       this.#wakeConsumer();
       return Promise.resolve();
     }
     return this.#sendSlow(message, options?.signal);
-  }
-
-  /** Spins until the message fits or `spin` microseconds pass; true when it was written. */
-  #spinWrite(message: Uint8Array): boolean {
-    if (this.#p.spinUs <= 0) return false;
-    const out = this.#p.out;
-    const until = performance.now() + this.#p.spinUs / 1000;
-    for (let i = 1;; i++) {
-      if (out.tryWrite(message)) return true;
-      if ((i & 63) === 0 && (performance.now() >= until || out.flags & CONSUMER_CLOSED)) return false;
-    }
   }
 
   #sendRefused(): Error | undefined {
@@ -240,13 +231,19 @@ export class ShmChannel implements Channel {
         if (refused) throw refused;
         if (out.tryWrite(message)) return this.#wakeConsumer();
         if (signal?.aborted) throw abortError(signal);
-        if (performance.now() < spinUntil) continue;
-        this.#checkPeer();
-        const r = out.readPosition();
-        out.producerSleeping = true;
-        if (out.readPosition() === r && !(out.flags & CONSUMER_CLOSED)) {
-          await this.#sleep(this.#p.outBase + I_READ, r, SLEEP_MS, signal);
+        if (performance.now() < spinUntil) {
+          await undefined; // spin between microtasks, as receive() does
+          continue;
         }
+        this.#checkPeer();
+        // As in receive: announce the sleep, then try once more before sleeping.
+        out.producerSleeping = true;
+        const r = out.readPosition();
+        if (out.tryWrite(message)) {
+          out.producerSleeping = false;
+          return this.#wakeConsumer();
+        }
+        if (!(out.flags & CONSUMER_CLOSED)) await this.#sleep(this.#p.outBase + I_READ, r, SLEEP_MS, signal);
         out.producerSleeping = false;
       }
     } finally {
@@ -302,26 +299,15 @@ export class ShmChannel implements Channel {
       return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    const spin = this.#p.spinUs > 0;
     if (this.#readers === 0) {
       try {
-        const m = this.#tryRead() ?? (spin ? this.#spinRead() : undefined);
+        const m = this.#tryRead();
         if (m !== undefined) return Promise.resolve(m);
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.#receiveSlow(options?.signal, timeout, spin && this.#readers === 0);
-  }
-
-  /** Spins (synchronously: no promise, no event loop turn) until a message comes or `spin` microseconds pass. */
-  #spinRead(): Uint8Array | undefined {
-    const input = this.#p.in;
-    const until = performance.now() + this.#p.spinUs / 1000;
-    for (let i = 1;; i++) {
-      if (input.readable()) return this.#tryRead();
-      if ((i & 63) === 0 && (performance.now() >= until || input.flags & PRODUCER_CLOSED)) return undefined;
-    }
+    return this.#receiveSlow(options?.signal, timeout);
   }
 
   #tryRead(): Uint8Array | undefined {
@@ -342,11 +328,7 @@ export class ShmChannel implements Channel {
     return m;
   }
 
-  async #receiveSlow(
-    signal: AbortSignal | undefined,
-    timeout: number | undefined,
-    spun: boolean,
-  ): Promise<Uint8Array> {
+  async #receiveSlow(signal: AbortSignal | undefined, timeout: number | undefined): Promise<Uint8Array> {
     this.#readers++;
     const turn = this.#readTurn;
     let release!: () => void;
@@ -356,7 +338,7 @@ export class ShmChannel implements Channel {
       const input = this.#p.in;
       const now = performance.now();
       const deadline = timeout === undefined ? Infinity : now + timeout;
-      const spinUntil = spun ? now : now + this.#p.spinUs / 1000;
+      const spinUntil = now + this.#p.spinUs / 1000;
       for (;;) {
         if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
         // Read the flag before the ring: a close published after the last message is seen after it.
@@ -372,11 +354,18 @@ export class ShmChannel implements Channel {
         if (t >= deadline) {
           throw new TimeoutError(`Cannot receive on ${this.#p.description}: timed out after ${timeout} ms`);
         }
-        if (t < spinUntil) continue;
+        if (t < spinUntil) {
+          // Spin between microtasks, never inside one: the code that will send (often the reply to what this side
+          // just received) may be waiting in the microtask queue, and runs before each turn of this loop.
+          await undefined;
+          continue;
+        }
         this.#checkPeer();
-        const w = input.writePosition();
+        // Announce the sleep, then look again: a message published before the flag was seen is found here, and
+        // one published after it wakes us (or changes the word, so the wait returns at once).
         input.consumerSleeping = true;
-        if (input.writePosition() === w && !(input.flags & PRODUCER_CLOSED)) {
+        const w = input.writePosition();
+        if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {
           await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal);
         }
         input.consumerSleeping = false;
