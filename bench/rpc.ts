@@ -1,6 +1,7 @@
 /**
  * RPC call costs over shm, Unix socket and TCP, next to birpc over the same kind of Unix socket, in one run:
- * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call), in us;
+ * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call): the median call and the
+ *   mean (total time / calls, which carries the tail: a side preempted past its spin sleeps), in us;
  * - pipelined: `--batch` calls in flight at once, in calls per second.
  * The server is a child on `--runtime` (`bench/peers/rpc_server.ts`); birpc's server is a Node child (birpc over
  * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Medians of `--reps`.
@@ -29,27 +30,34 @@ const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url))
 
 type Add = (a: number, b: number) => Promise<number>;
 
-async function measure(add: Add): Promise<{ us: number; perSecond: number }> {
+async function measure(add: Add): Promise<{ us: number; p50: number; perSecond: number }> {
   for (let i = 0; i < 500; i++) await add(i, 1); // warm-up
   const us: number[] = [];
+  const p50: number[] = [];
   const perSecond: number[] = [];
+  const each = new Float64Array(CALLS);
   for (let r = 0; r < REPS; r++) {
     let t0 = performance.now();
     for (let i = 0; i < CALLS; i++) {
+      const t = performance.now();
       if ((await add(i, 1)) !== i + 1) throw new Error("wrong sum");
+      each[i] = performance.now() - t;
     }
     us.push(((performance.now() - t0) * 1000) / CALLS);
+    p50.push(median([...each]) * 1000);
     t0 = performance.now();
     for (let done = 0; done < CALLS * 4; done += BATCH) {
       await Promise.all(Array.from({ length: BATCH }, (_, i) => add(i, 1)));
     }
     perSecond.push((CALLS * 4) / ((performance.now() - t0) / 1000));
   }
-  return { us: median(us), perSecond: median(perSecond) };
+  return { us: median(us), p50: median(p50), perSecond: median(perSecond) };
 }
 
 const dir = await rt.makeTempDir("ipckit-bench-rpc-");
-const rows: string[][] = [["transport", "sequential call (us)", "pipelined (calls/s)"]];
+const rows: string[][] = [["transport", "call p50 (us)", "call mean (us)", "pipelined (calls/s)"]];
+const row = (label: string, m: { us: number; p50: number; perSecond: number }) =>
+  rows.push([label, m.p50.toFixed(1), m.us.toFixed(1), Math.round(m.perSecond).toString()]);
 const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
   rt.spawn([...runtimeArgv(runtimeName), SERVER, kind, address], { cwd: ROOT, stdio: "null" });
 try {
@@ -59,7 +67,7 @@ try {
     const child = spawn("shm", name);
     const client = rpc.connect<{ add: Add }>(await guard(child, pending, `rpc shm server on ${peer}`));
     const m = await measure(client.api.add);
-    rows.push(["shm (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    row("shm (cbor)", m);
     await client.close();
     await reap(child, "rpc shm server");
   }
@@ -68,7 +76,7 @@ try {
     const child = spawn("unix", `${dir}/rpc.sock`);
     const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc unix server on ${peer}`));
     const m = await measure(client.api.add);
-    rows.push(["unix socket (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    row("unix socket (cbor)", m);
     await client.close();
     await reap(child, "rpc unix server");
     await listener.close();
@@ -78,7 +86,7 @@ try {
     const child = spawn("tcp", String(listener.port));
     const client = rpc.connect<{ add: Add }>(await guard(child, listener.accept(), `rpc tcp server on ${peer}`));
     const m = await measure(client.api.add);
-    rows.push(["tcp (cbor)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    row("tcp (cbor)", m);
     await client.close();
     await reap(child, "rpc tcp server");
     await listener.close();
@@ -112,7 +120,7 @@ try {
       timeout: 60_000,
     });
     const m = await measure((a, b) => client.add(a, b));
-    rows.push(["birpc, unix socket (json, node)", m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+    row("birpc, unix socket (json, node)", m);
     socket.end();
     await reap(child, "birpc server");
     server.close();

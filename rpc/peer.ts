@@ -238,13 +238,15 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   async #loop(): Promise<void> {
     let end: Error = new ClosedError("Cannot complete the RPC call: the peer closed the connection");
     try {
-      for await (const bytes of this.channel) {
+      // receive() rather than `for await`: two promise turns less per message.
+      for (;;) {
+        const bytes = await this.channel.receive();
         if (this.#ended) break;
         this.#dispatch(this.#codec.decode(bytes));
       }
     } catch (e) {
       end = e instanceof ClosedError
-        ? e
+        ? end // the channel's own wording ("the peer closed it") would name the transport, not the call
         : e instanceof ProtocolError || e instanceof IpcError
         ? e
         : new ProtocolError(`Cannot read the RPC connection: ${(e as Error)?.message}`, { cause: e });

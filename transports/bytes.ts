@@ -30,8 +30,16 @@ export function allocate(n: number): Uint8Array {
 
 /** A copy of `src` (or of its bytes from `start` to `end`). */
 export function copy(src: Uint8Array, start = 0, end = src.byteLength): Uint8Array {
+  const n = end - start;
+  if (n <= SMALL) {
+    // A loop beats slice()/set() (a call into the runtime each) for a few bytes.
+    const out = allocate(n);
+    for (let i = 0; i < n; i++) out[i] = src[start + i]!;
+    return out;
+  }
   if (!POOLED) return src.slice(start, end);
-  const out = allocate(end - start);
+  const out = allocate(n);
   out.set(start === 0 && end === src.byteLength ? src : src.subarray(start, end));
   return out;
 }
+const SMALL = 32;

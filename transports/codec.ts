@@ -4,9 +4,8 @@
  *
  * @module
  */
-import { Decoder, Encoder } from "cbor-x";
 import { ProtocolError } from "../errors.ts";
-import { copy } from "./bytes.ts";
+import { decodeCbor, encodeCbor } from "./cbor.ts";
 
 /** Encodes values of type T to bytes and back. */
 export interface Codec<T = unknown> {
@@ -17,12 +16,9 @@ export interface Codec<T = unknown> {
   decode(bytes: Uint8Array): T;
 }
 
-// Plain CBOR: no record extension or shared structures, so any CBOR peer can read it.
-const cborEncoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
-const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
-
 /**
- * CBOR (RFC 8949) through cbor-x.
+ * CBOR (RFC 8949): plain data through ipckit's own small encoder (`transports/cbor.ts`), everything else through
+ * cbor-x.
  *
  * @example
  * ```ts
@@ -32,16 +28,12 @@ const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
  */
 export const cbor: Codec = {
   name: "cbor",
-  encode(value) {
-    // cbor-x reuses its buffer: copy out the bytes so later encodes do not overwrite a message being sent.
-    const out = cborEncoder.encode(value);
-    return copy(out);
-  },
+  encode: encodeCbor,
   decode(bytes) {
-    // cbor-x returns byte strings as views of its input: make them plain Uint8Arrays, not Node Buffers.
+    // Byte strings decode as views of the input: make them plain Uint8Arrays, not Node Buffers.
     if (bytes.constructor !== Uint8Array) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     try {
-      return cborDecoder.decode(bytes);
+      return decodeCbor(bytes);
     } catch (e) {
       throw new ProtocolError(`Cannot decode a CBOR message of ${bytes.byteLength} bytes: ${(e as Error).message}`, {
         cause: e,
