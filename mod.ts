@@ -29,6 +29,8 @@ export type {
   SendOptions,
 } from "./transports/channel.ts";
 export { DEFAULT_MAX_MESSAGE, encodeFrame, FrameDecoder, HEADER_SIZE, MAX_FRAME } from "./transports/framing.ts";
+export { encodeLine, LineDecoder } from "./transports/lines.ts";
+export type { StreamChannelOptions } from "./transports/stream_channel.ts";
 export { typed, type TypedChannel } from "./transports/typed.ts";
 export { cbor, type Codec, json } from "./transports/codec.ts";
 

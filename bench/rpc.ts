@@ -31,7 +31,7 @@ const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url))
 type Add = (a: number, b: number) => Promise<number>;
 
 async function measure(add: Add): Promise<{ us: number; p50: number; perSecond: number }> {
-  for (let i = 0; i < 500; i++) await add(i, 1); // warm-up
+  for (let i = 0; i < 20_000; i++) await add(i, 1); // warm-up: let the JIT settle on both sides
   const us: number[] = [];
   const p50: number[] = [];
   const perSecond: number[] = [];

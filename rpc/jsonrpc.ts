@@ -1,7 +1,8 @@
 /**
  * A JSON-RPC 2.0 server over any Channel, for clients that are not ipckit: each Channel message is one JSON-RPC
- * request, notification or batch (UTF-8 JSON), and each reply one message. With ipckit's framing over TCP or a Unix
- * socket, any JSON-RPC 2.0 client that can write a 4-byte big-endian length before each message is a peer.
+ * request, notification or batch (UTF-8 JSON), and each reply one message. Over TCP or a Unix socket opened with
+ * `framing: "lines"`, any client that speaks newline-delimited JSON is a peer (most do); with the default framing,
+ * any client that writes a 4-byte big-endian length before each message.
  *
  * The same handlers as `rpc.serve` (own function properties only). Params by position are spread; params by name
  * arrive as one object. A handler's throw becomes error code -32000 (or the error's own integer `code`) with its

@@ -25,9 +25,9 @@ import { errnoError } from "../ffi/errno.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { duplex } from "../runtimes/streams.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
-import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
+import type { Capabilities, Channel } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { StreamChannel } from "./stream_channel.ts";
+import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
 /** What a FIFO channel promises. */
 export const capabilities: Capabilities = {
@@ -39,7 +39,7 @@ export const capabilities: Capabilities = {
 };
 
 /** Options of {@linkcode create} and {@linkcode open}. */
-export interface FifoOptions extends ChannelOptions {
+export interface FifoOptions extends StreamChannelOptions {
   /** Aborts waiting for the peer. */
   signal?: AbortSignal;
   /** Permission bits of the FIFOs (create only); 0o600 by default. */
@@ -93,6 +93,7 @@ async function openPair(
  * @throws {NotFoundError} when the directory does not exist.
  */
 export async function create(path: string, options: FifoOptions = {}): Promise<Channel> {
+  checkFraming(options, `FIFO pair "${path}"`);
   checkPath(path);
   const mode = options.mode ?? 0o600;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
@@ -122,6 +123,7 @@ export async function create(path: string, options: FifoOptions = {}): Promise<C
  * @throws {NotFoundError} when there is no FIFO pair at `path`.
  */
 export async function open(path: string, options: FifoOptions = {}): Promise<Channel> {
+  checkFraming(options, `FIFO pair "${path}"`);
   checkPath(path);
   const wait = options.wait ?? 0;
   if (!(wait >= 0)) throw new RangeError(`Cannot open FIFO "${path}": wait must be >= 0 milliseconds`);

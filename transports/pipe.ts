@@ -29,9 +29,9 @@ import { duplex } from "../runtimes/streams.ts";
 import { errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { UnsupportedError } from "../errors.ts";
-import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
+import type { Capabilities, Channel } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { StreamChannel } from "./stream_channel.ts";
+import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
 /** What a pipe channel promises. */
 export const capabilities: Capabilities = {
@@ -43,7 +43,7 @@ export const capabilities: Capabilities = {
 };
 
 /** Options of {@linkcode spawn}. */
-export interface PipeSpawnOptions extends ChannelOptions {
+export interface PipeSpawnOptions extends StreamChannelOptions {
   /** Working directory of the child. */
   cwd?: string;
   /** Extra environment variables for the child. */
@@ -79,6 +79,7 @@ async function ready(): Promise<void> {
  * @throws {TypeError} when argv is empty.
  */
 export async function spawn(argv: string[], options: PipeSpawnOptions = {}): Promise<SpawnedChannel> {
+  checkFraming(options, "a pipe to a child");
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === "string")) {
     throw new TypeError("Cannot spawn a child: argv must be a non-empty array of strings");
   }
@@ -200,7 +201,8 @@ let inheritedChannel: Channel | undefined;
  * @throws {UnsupportedError} when fds 3 and 4 are not pipes (the process was not started that way); they are left
  * untouched then.
  */
-export async function inherited(options: ChannelOptions = {}): Promise<Channel> {
+export async function inherited(options: StreamChannelOptions = {}): Promise<Channel> {
+  checkFraming(options, "the pipes to the parent");
   if (inheritedChannel) return inheritedChannel;
   const stream = await adopt(3, 4);
   return (inheritedChannel ??= new StreamChannel(stream, "pipes to parent", capabilities, options));
@@ -211,7 +213,8 @@ let stdioChannel: Channel | undefined;
 /**
  * The child's side: a Channel over this process's own stdin and stdout. Returns the same Channel every time.
  */
-export async function stdio(options: ChannelOptions = {}): Promise<Channel> {
+export async function stdio(options: StreamChannelOptions = {}): Promise<Channel> {
+  checkFraming(options, "the pipe to the parent");
   await ready();
   return (stdioChannel ??= new StreamChannel(rt!.stdio(), "pipe to parent", capabilities, options));
 }

@@ -8,6 +8,17 @@ import { abortError, ClosedError, type ProtocolError } from "../errors.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import { BaseChannel, type Capabilities, type ChannelOptions } from "./channel.ts";
 import { encodeFrame, FrameDecoder } from "./framing.ts";
+import { encodeLine, LineDecoder } from "./lines.ts";
+
+/** Options of channels over byte streams (Unix and TCP sockets, pipes, FIFOs). */
+export interface StreamChannelOptions extends ChannelOptions {
+  /**
+   * How messages are delimited on the stream: `"length"` (the default: a 4-byte big-endian length before each
+   * message, see `framing.ts`), or `"lines"` (each message is one line ending in `\n`, as newline-delimited JSON;
+   * a message may then not contain a newline byte, see `lines.ts`). Both sides must use the same.
+   */
+  framing?: "length" | "lines";
+}
 
 /** How long a closing side waits for the peer's end before it drops the connection, in milliseconds. */
 const LINGER_MS = 2000;
@@ -20,11 +31,24 @@ interface PendingSend {
   onAbort: (() => void) | undefined;
 }
 
+/**
+ * Checks `options.framing` before a transport opens anything.
+ *
+ * @throws {RangeError} when it is neither `"length"` nor `"lines"`.
+ */
+export function checkFraming(options: StreamChannelOptions | undefined, what: string): void {
+  const framing = options?.framing;
+  if (framing !== undefined && framing !== "length" && framing !== "lines") {
+    throw new RangeError(`Cannot open ${what} with framing ${String(framing)}: use "length" or "lines"`);
+  }
+}
+
 /** A framed Channel over a {@linkcode ByteStream}. */
 export class StreamChannel extends BaseChannel {
   readonly capabilities: Capabilities;
   readonly #stream: ByteStream;
-  readonly #decoder: FrameDecoder;
+  readonly #decoder: FrameDecoder | LineDecoder;
+  readonly #lines: boolean;
   /** Set while the stream asks writers to wait; sends queue behind it in order. */
   #blocked: Promise<void> | undefined;
   #pending: PendingSend[] = [];
@@ -33,11 +57,20 @@ export class StreamChannel extends BaseChannel {
   #writeSideEnded = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(stream: ByteStream, description: string, capabilities: Capabilities, options: ChannelOptions = {}) {
+  constructor(
+    stream: ByteStream,
+    description: string,
+    capabilities: Capabilities,
+    options: StreamChannelOptions = {},
+  ) {
+    checkFraming(options, description);
     super(description, options, capabilities.maxMessage);
     this.capabilities = capabilities;
     this.#stream = stream;
-    this.#decoder = new FrameDecoder(this.maxMessage, (m) => this.deliver(m));
+    this.#lines = options.framing === "lines";
+    this.#decoder = this.#lines
+      ? new LineDecoder(this.maxMessage, (m) => this.deliver(m))
+      : new FrameDecoder(this.maxMessage, (m) => this.deliver(m));
     const owns = stream.ownsChunks;
     stream.start({
       data: (chunk) => {
@@ -61,7 +94,7 @@ export class StreamChannel extends BaseChannel {
   }
 
   protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
-    const frame = encodeFrame(message);
+    const frame = this.#lines ? encodeLine(message, this.description) : encodeFrame(message);
     if (this.#blocked === undefined) return this.#write(frame);
     return new Promise<void>((resolve, reject) => {
       const p: PendingSend = { frame, resolve, reject, signal, onAbort: undefined };

@@ -18,9 +18,9 @@
  */
 import { runtime } from "../runtimes/detect.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
-import type { Capabilities, Channel, ChannelOptions, Listener } from "./channel.ts";
+import type { Capabilities, Channel, Listener } from "./channel.ts";
 import { StreamListener } from "./listener.ts";
-import { StreamChannel } from "./stream_channel.ts";
+import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
 /** What a TCP channel promises. */
@@ -33,7 +33,7 @@ export const capabilities: Capabilities = {
 };
 
 /** Where to listen or connect. */
-export interface TcpAddress extends ChannelOptions {
+export interface TcpAddress extends StreamChannelOptions {
   /** Port; 0 lets `listen` pick a free one. */
   port: number;
   /** Host name or address; `"127.0.0.1"` by default. */
@@ -54,7 +54,7 @@ function checkPort(port: unknown, allowZero: boolean): number {
   return port as number;
 }
 
-function wrap(stream: ByteStream, where: string, options: ChannelOptions): Channel {
+function wrap(stream: ByteStream, where: string, options: StreamChannelOptions): Channel {
   return new StreamChannel(stream, `TCP ${where}`, capabilities, options);
 }
 
@@ -66,6 +66,7 @@ function wrap(stream: ByteStream, where: string, options: ChannelOptions): Chann
  */
 export async function listen(address: TcpAddress): Promise<TcpListener> {
   const port = checkPort(address?.port, true);
+  checkFraming(address, "a TCP listener");
   const hostname = address.hostname ?? "127.0.0.1";
   const rt = await runtime();
   const listener: StreamListener = new StreamListener({
@@ -83,6 +84,7 @@ export async function listen(address: TcpAddress): Promise<TcpListener> {
  */
 export async function connect(address: TcpAddress): Promise<Channel> {
   const port = checkPort(address?.port, false);
+  checkFraming(address, "a TCP connection");
   const hostname = address.hostname ?? "127.0.0.1";
   const rt = await runtime();
   return wrap(await rt.connectTcp({ port, hostname }), `${hostname}:${port}`, address);

@@ -17,9 +17,9 @@
  */
 import { runtime } from "../runtimes/detect.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
-import type { Capabilities, Channel, ChannelOptions, Listener } from "./channel.ts";
+import type { Capabilities, Channel, Listener } from "./channel.ts";
 import { StreamListener } from "./listener.ts";
-import { StreamChannel } from "./stream_channel.ts";
+import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
 /** What a Unix stream socket channel promises. */
@@ -45,7 +45,7 @@ function checkPath(path: unknown): string {
   return path;
 }
 
-function wrap(stream: ByteStream, path: string, options: ChannelOptions): Channel {
+function wrap(stream: ByteStream, path: string, options: StreamChannelOptions): Channel {
   return new StreamChannel(stream, `Unix socket "${path}"`, capabilities, options);
 }
 
@@ -57,7 +57,8 @@ function wrap(stream: ByteStream, path: string, options: ChannelOptions): Channe
  * @returns A Listener: `accept()` or `for await` yields one Channel per connection.
  * @throws {AlreadyExistsError} when the path exists.
  */
-export async function listen(path: string, options: ChannelOptions = {}): Promise<Listener> {
+export async function listen(path: string, options: StreamChannelOptions = {}): Promise<Listener> {
+  checkFraming(options, `a Unix listener on "${path}"`);
   checkPath(path);
   const rt = await runtime();
   const listener = new StreamListener({
@@ -74,7 +75,8 @@ export async function listen(path: string, options: ChannelOptions = {}): Promis
  *
  * @throws {NotFoundError} when nothing listens at `path`.
  */
-export async function connect(path: string, options: ChannelOptions = {}): Promise<Channel> {
+export async function connect(path: string, options: StreamChannelOptions = {}): Promise<Channel> {
+  checkFraming(options, `a Unix socket to "${path}"`);
   checkPath(path);
   const rt = await runtime();
   return wrap(await rt.connectUnix(path), path, options);
