@@ -3,6 +3,7 @@
  * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call): the median call and the
  *   mean (total time / calls, which carries the tail: a side preempted past its spin sleeps), in us;
  * - pipelined: `--batch` calls in flight at once, in calls per second.
+ * Over shm, the bare channel's echo of 8 bytes is measured the same way, as the floor under RPC.
  * The server is a child on `--runtime` (`bench/peers/rpc_server.ts`); birpc's server is a Node child (birpc over
  * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Medians of `--reps`.
  * Pin to one CPU (`taskset -c 0`) to see software costs; unpinned, shm spins on the other CPU and avoids wake-ups.
@@ -70,6 +71,20 @@ try {
     row("shm (cbor)", m);
     await client.close();
     await reap(child, "rpc shm server");
+    // The same exchange on the bare channel (8 bytes each way, no RPC, no codec): the floor, in the same run.
+    const echoName = `${name}-echo`;
+    const echoPending = shm.create(echoName, { capacity: 1 << 20 });
+    const echo = spawn("shm-echo", echoName);
+    const channel = await guard(echo, echoPending, `shm echo on ${peer}`);
+    const ping = new Uint8Array(8);
+    const e = await measure(async (a, b) => {
+      await channel.send(ping);
+      await channel.receive();
+      return a + b;
+    });
+    row("shm channel alone (floor)", e);
+    await channel.close();
+    await reap(echo, "shm echo");
   }
   if (ONLY.has("unix")) {
     const listener = await unix.listen(`${dir}/rpc.sock`);

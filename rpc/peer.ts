@@ -386,6 +386,17 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return this.#post([ERROR, id, { name: "TypeError", message: "the params are not an array" }]);
     }
     const call = new Call(method as string, this as RpcPeer, Number.isInteger(credit) ? credit as number : 16);
+    let result: unknown;
+    try {
+      result = fn.apply(call, params);
+    } catch (e) {
+      return this.#fail(id, call, e);
+    }
+    // A plain value from a synchronous handler: reply at once, with nothing to cancel or time out.
+    if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+      return this.#result(id, result);
+    }
+    // A promise or a stream runs on: the caller may cancel it, and its deadline applies.
     this.#serving.set(id, call);
     if (typeof timeout === "number" && timeout >= 0) {
       call.timer = setTimeout(
@@ -393,14 +404,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         timeout,
       );
     }
-    let result: unknown;
-    try {
-      result = fn.apply(call, params);
-    } catch (e) {
-      return this.#fail(id, call, e);
-    }
-    // Synchronous handlers reply at once; promises when they settle.
-    if (result !== null && typeof result === "object" && typeof (result as PromiseLike<unknown>).then === "function") {
+    if (typeof (result as PromiseLike<unknown>).then === "function") {
       (result as PromiseLike<unknown>).then((r) => this.#reply(id, call, r), (e) => this.#fail(id, call, e));
     } else this.#reply(id, call, result);
   }
@@ -422,6 +426,10 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return;
     }
     this.#finish(id, call);
+    this.#result(id, result);
+  }
+
+  #result(id: number, result: unknown): void {
     // A result the codec cannot encode is the handler's error, not a silent loss.
     this.#send([RESULT, id, result]).catch((e) => {
       if (e instanceof TypeError) this.#post([ERROR, id, toWire(e)]);

@@ -1,7 +1,7 @@
 /**
  * The server side of `bench/rpc.ts`: serves `add` over one transport until the client closes.
  *
- *   rpc_server.ts shm <name> | unix <path> | tcp <port> | birpc <path>
+ *   rpc_server.ts shm <name> | shm-echo <name> | unix <path> | tcp <port> | birpc <path>
  *
  * `birpc` serves the same function with birpc over a Unix socket (node:net, newline-delimited JSON), for comparison.
  *
@@ -35,6 +35,10 @@ if (kind === "birpc") {
     deserialize: (v: string) => JSON.parse(v),
   });
   await new Promise((r) => socket.on("close", r));
+} else if (kind === "shm-echo") {
+  // The floor under RPC: the bare channel, each message sent straight back.
+  const channel = await shm.open(address!, { wait: 30_000 });
+  for await (const m of channel) await channel.send(m);
 } else {
   const channel = kind === "shm"
     ? await shm.open(address!, { wait: 30_000 })
