@@ -105,6 +105,26 @@ export class RemoteError extends IpcError {
 export class MethodNotFoundError extends RemoteError {}
 
 /**
+ * A pool worker stopped (crashed, exited, was killed, or hung past `taskTimeout` and was replaced) while it held the
+ * task, and the task was not re-run: it was not marked idempotent, or it used up its retries. The task may or may
+ * not have taken effect.
+ */
+export class WorkerDiedError extends IpcError {
+  /** The worker's pid (processes) or thread number (threads), when it had started. */
+  readonly worker: number | undefined;
+  /** How many times the task was started. */
+  readonly attempts: number;
+  constructor(message: string, info: { worker?: number; attempts: number }, options: IpcErrorOptions = {}) {
+    super(message, options);
+    this.worker = info.worker;
+    this.attempts = info.attempts;
+  }
+}
+
+/** A pool's queue is at `maxQueue`: the task was not queued. */
+export class QueueFullError extends IpcError {}
+
+/**
  * The error an aborted operation rejects with: the signal's reason when it is an Error, otherwise a
  * `DOMException` named `AbortError` (what `fetch` and Web Streams use).
  */

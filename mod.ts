@@ -53,6 +53,11 @@ export type { CallContext, CallOptions, RemoteApi, RpcOptions } from "./rpc/peer
 export { RpcPeer } from "./rpc/peer.ts";
 export type { RpcServer } from "./rpc/rpc.ts";
 
+// Master-Worker pool
+export * as pool from "./pool/mod.ts";
+export { Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool/pool.ts";
+export type { PoolEvent } from "./pool/events.ts";
+
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
 
@@ -134,8 +139,10 @@ export {
   NotFoundError,
   OwnerDiedError,
   PermissionError,
+  QueueFullError,
   ProtocolError,
   RemoteError,
   TimeoutError,
   UnsupportedError,
+  WorkerDiedError,
 } from "./errors.ts";

@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
+import { parentPort as nodeParentPort, Worker } from "node:worker_threads";
 import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
 import { duplex, socketStream } from "./streams.ts";
 import { bindUdp } from "./node_udp.ts";
@@ -19,6 +19,7 @@ import type {
   ByteStream,
   ChildProcess,
   ExitStatus,
+  ParentPort,
   Runtime,
   Server,
   SignalName,
@@ -145,7 +146,19 @@ export function worker(url: URL, options: { name?: string } = {}, hooks?: string
     postMessage: (m, t) => w.postMessage(m, t as never),
     onMessage: (fn) => void w.on("message", fn),
     onError: (fn) => void w.on("error", fn),
+    onExit: (fn) => void w.once("exit", fn),
     terminate: async () => void (await w.terminate()),
+  };
+}
+
+/** The port to the parent thread (node:worker_threads' parentPort, on all three runtimes). */
+function parentPort(): ParentPort | null {
+  const port = nodeParentPort;
+  if (!port) return null;
+  return {
+    postMessage: (m, t) => port.postMessage(m, t as never),
+    onMessage: (fn) => void port.on("message", fn),
+    close: () => (port as { close?: () => void }).close?.(), // Deno's parentPort has no close()
   };
 }
 
@@ -167,6 +180,7 @@ export const nodeApi = {
   connectTcp: (o: { port: number; hostname: string }) =>
     connect({ port: o.port, host: o.hostname }, `Cannot connect to TCP ${o.hostname}:${o.port}`),
   worker,
+  parentPort,
   bindUdp,
   removeFile: async (p: string) => {
     try {

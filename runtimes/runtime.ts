@@ -107,7 +107,17 @@ export interface WorkerHandle {
   postMessage(message: unknown, transfer?: Transferable[]): void;
   onMessage(fn: (message: unknown) => void): void;
   onError(fn: (error: unknown) => void): void;
+  /** Called once when the thread has stopped (it returned, threw, exited or was terminated), with its exit code. */
+  onExit(fn: (code: number) => void): void;
   terminate(): Promise<void>;
+}
+
+/** Inside a worker thread: the port to the thread that started it. */
+export interface ParentPort {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  onMessage(fn: (message: unknown) => void): void;
+  /** Stops listening, so the thread can end once it has nothing else to do. */
+  close(): void;
 }
 
 /** A UDP address. */
@@ -185,6 +195,8 @@ export interface Runtime {
 
   /** Starts a worker thread on a module. */
   worker(url: URL, options?: { name?: string }): WorkerHandle;
+  /** The port to the parent thread when this code runs in a worker thread; null on the main thread. */
+  parentPort(): ParentPort | null;
 
   /** File-system helpers used by transports and tests. */
   removeFile(path: string): Promise<void>;

@@ -1,0 +1,85 @@
+/**
+ * A pool's event stream: what happened to its workers and tasks, for logs and tooling. Each subscriber has its
+ * own bounded buffer, so a slow one loses its oldest events (and is told how many) instead of growing without bound.
+ *
+ * @module
+ */
+
+/** One thing that happened in a pool. `slot` is the worker's place in the pool; `id` its pid or thread number. */
+export type PoolEvent =
+  & { time: number; lost?: number }
+  & (
+    | { type: "worker-ready"; slot: number; id: number; runtime: string }
+    | { type: "worker-exit"; slot: number; id: number; code: number | null; signal: string | null; expected: boolean }
+    | { type: "worker-failed"; slot: number; error: string }
+    | { type: "worker-restart"; slot: number; delay: number }
+    | { type: "worker-hung"; slot: number; id: number; task?: number }
+    | { type: "crash-loop"; slot: number; error: string }
+    | { type: "task-retry"; task: number; id: number }
+    | { type: "task-lost"; task: number; id: number }
+    | { type: "drain" }
+    | { type: "reload" }
+    | { type: "closed" }
+  );
+
+/** Distributive Omit, so each variant keeps its own fields. */
+type Without<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+const LIMIT = 1024;
+
+interface Subscriber {
+  buffer: PoolEvent[];
+  lost: number;
+  wake: (() => void) | undefined;
+}
+
+/** The pool's side: emit events, end the stream. */
+export class EventLog {
+  readonly #subscribers = new Set<Subscriber>();
+  #ended = false;
+
+  emit(event: Without<PoolEvent, "time" | "lost">): void {
+    if (this.#ended) return;
+    for (const s of this.#subscribers) {
+      if (s.buffer.length >= LIMIT) {
+        s.buffer.shift();
+        s.lost++;
+      }
+      const e = { ...event, time: Date.now() } as PoolEvent;
+      if (s.lost > 0) {
+        e.lost = s.lost;
+        s.lost = 0;
+      }
+      s.buffer.push(e);
+      s.wake?.();
+    }
+  }
+
+  end(): void {
+    this.#ended = true;
+    for (const s of this.#subscribers) s.wake?.();
+  }
+
+  subscribe(): AsyncIterableIterator<PoolEvent> {
+    const s: Subscriber = { buffer: [], lost: 0, wake: undefined };
+    if (!this.#ended) this.#subscribers.add(s);
+    const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
+    const it: AsyncIterableIterator<PoolEvent> = {
+      next: async () => {
+        while (s.buffer.length === 0) {
+          if (this.#ended) return done;
+          await new Promise<void>((r) => (s.wake = r));
+          s.wake = undefined;
+        }
+        return { done: false, value: s.buffer.shift()! };
+      },
+      return: () => {
+        this.#subscribers.delete(s);
+        s.wake?.();
+        return Promise.resolve(done);
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * One started worker of a pool: a worker thread on a shared-memory channel, or a worker process of any runtime on
+ * two pipes, with the RPC peer that talks to it and the tasks it holds. The pool decides what to do when it dies.
+ *
+ * @module
+ */
+import { ClosedError, TimeoutError } from "../errors.ts";
+import { RpcPeer } from "../rpc/peer.ts";
+import { runtimeArgv } from "../runtimes/argv.ts";
+import { runtime } from "../runtimes/detect.ts";
+import type { ChildProcess, RuntimeName, WorkerHandle } from "../runtimes/runtime.ts";
+import * as pipe from "../transports/pipe.ts";
+import * as shm from "../transports/shm.ts";
+import { ENV_KIND, ENV_PARENT, INFO, type WorkerInfo } from "./worker.ts";
+
+/** How to start one worker. */
+export interface Launch {
+  kind: "thread" | "process";
+  /** The worker module (threads, and processes of `runtime`), or the full argv of a process. */
+  worker: URL | string[];
+  runtime: RuntimeName;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Milliseconds a new worker has to answer before it counts as failed. */
+  startTimeout: number;
+  /** The shm ring size of a thread's channel, in bytes. */
+  capacity: number;
+}
+
+/** Where a member is in its life. */
+export type MemberState = "starting" | "ready" | "draining" | "stopping" | "dead";
+
+/** How a member ended. */
+export interface MemberExit {
+  code: number | null;
+  signal: string | null;
+  /** True when the pool stopped it (close, reload, terminate); false when it died on its own or hung. */
+  expected: boolean;
+}
+
+let threads = 0;
+/** How long a worker whose connection ended may take to exit by itself before it is killed, in ms. */
+const GRACE = 1000;
+
+/** A started worker. */
+export class Member<T = unknown> {
+  readonly kind: "thread" | "process";
+  readonly runtime: RuntimeName;
+  /** The process's pid, or for a thread a number unique in this process. */
+  readonly id: number;
+  readonly peer: RpcPeer;
+  state: MemberState = "starting";
+  /** Tasks started on this member and not finished. */
+  readonly running = new Set<T>();
+  done = 0;
+  /** Resolves once, when the worker is gone (its connection ended, and it was made sure to stop). */
+  readonly gone: Promise<MemberExit>;
+  #expected = false;
+  readonly #kill: () => void;
+
+  private constructor(
+    kind: "thread" | "process",
+    rt: RuntimeName,
+    id: number,
+    peer: RpcPeer,
+    kill: () => void,
+    exited: Promise<{ code: number | null; signal: string | null }>,
+  ) {
+    this.kind = kind;
+    this.runtime = rt;
+    this.id = id;
+    this.peer = peer;
+    this.#kill = kill;
+    // The connection ends when the worker dies (pipe EOF, thread exit) or is stopped. Make sure it is stopped
+    // (a worker that closed its end but lives on is useless), then report how it ended.
+    this.gone = peer.done.then(async () => {
+      this.state = "dead";
+      // A crashed worker is exiting already: give it a moment, so its own exit status is the one reported.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = await Promise.race([exited, new Promise<null>((r) => (timer = setTimeout(r, GRACE, null)))]);
+      clearTimeout(timer);
+      if (late === null) kill();
+      return { ...(await exited), expected: this.#expected };
+    });
+  }
+
+  /**
+   * Starts a worker and waits until it answers.
+   *
+   * @throws {TimeoutError} when it does not answer within `startTimeout` (it is killed); {@linkcode ClosedError}
+   * when it exits first.
+   */
+  static async start<T>(launch: Launch): Promise<Member<T>> {
+    const rt = await runtime();
+    let member: Member<T>;
+    if (launch.kind === "thread") {
+      const [here, handle] = shm.pair({ capacity: launch.capacity });
+      let w: WorkerHandle;
+      try {
+        w = rt.worker(launch.worker as URL, { name: `ipckit-pool-${threads + 1}` });
+      } catch (e) {
+        await here.close();
+        throw e;
+      }
+      const id = ++threads;
+      let exit!: (s: { code: number | null; signal: string | null }) => void;
+      const exited = new Promise<{ code: number | null; signal: string | null }>((r) => (exit = r));
+      w.onError(() => {}); // an uncaught error ends the thread: reported through onExit
+      w.onExit((code) => {
+        exit({ code, signal: null });
+        void here.close(); // ends the peer: its pending calls reject
+      });
+      w.postMessage({ ipckitPool: handle });
+      member = new Member<T>("thread", rt.name, id, new RpcPeer(here), () => void w.terminate(), exited);
+    } else {
+      const argv = Array.isArray(launch.worker)
+        ? launch.worker
+        : [...runtimeArgv(launch.runtime), rt.fromFileUrl(launch.worker)];
+      const { channel, child } = await pipe.spawn(argv, {
+        over: "fds",
+        env: { ...launch.env, [ENV_KIND]: "process", [ENV_PARENT]: String(rt.pid) },
+        ...(launch.cwd === undefined ? {} : { cwd: launch.cwd }),
+      });
+      member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+    }
+    try {
+      const info = await member.peer.callWith(INFO, [], { timeout: launch.startTimeout }) as WorkerInfo;
+      if (!info || typeof info.pid !== "number") throw new ClosedError("the worker answered nonsense");
+    } catch (e) {
+      member.stop(0);
+      await member.gone;
+      if (e instanceof TimeoutError) {
+        throw new TimeoutError(`Cannot start a pool worker: it did not answer within ${launch.startTimeout} ms`, {
+          cause: e,
+        });
+      }
+      throw new ClosedError(`Cannot start a pool worker: ${(e as Error)?.message ?? e}`, { cause: e });
+    }
+    if (member.state === "starting") member.state = "ready";
+    return member;
+  }
+
+  /**
+   * Stops the worker: closes the connection (a process then exits by itself; a thread is terminated) and kills
+   * it if it is still there after `grace` milliseconds. Counts as expected.
+   */
+  stop(grace = 2000): void {
+    if (this.state === "dead") return;
+    this.#expected = true;
+    this.state = "stopping";
+    if (this.kind === "thread" || grace <= 0) {
+      this.#kill();
+      this.peer.close().catch(() => {});
+      return;
+    }
+    this.peer.close().catch(() => {});
+    const timer = setTimeout(() => this.#kill(), grace);
+    void this.gone.then(() => clearTimeout(timer));
+  }
+
+  /** Kills the worker now (a hung worker): not expected, so the pool treats it as a death. */
+  kill(): void {
+    if (this.state === "dead") return;
+    this.#kill();
+    this.peer.close().catch(() => {});
+  }
+}
+
+function kill(child: ChildProcess): () => void {
+  return () => child.kill("SIGKILL");
+}

@@ -1,0 +1,8 @@
+/**
+ * The Master-Worker pool: `new Pool(options)` on the master, `worker(handlers)` in the worker module.
+ *
+ * @module
+ */
+export { Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool.ts";
+export { worker, type WorkerHandlers } from "./worker.ts";
+export type { PoolEvent } from "./events.ts";

@@ -1,0 +1,117 @@
+/**
+ * The worker side of a {@linkcode Pool}: `await worker(handlers)` in the module the pool starts. The same module
+ * serves as a worker thread (the pool hands it one end of a shared-memory channel) and as a worker process of any
+ * runtime (the pool hands it two pipes, as fds 3 and 4).
+ *
+ * `handlers` is a function (what `pool.run(task)` calls, with the task) or an object of functions (`run` for
+ * `pool.run`, any name for `pool.call(name, ...args)`). Handlers may be async, return AsyncIterables (streamed to
+ * the caller), and read `this.signal`: it aborts when the caller cancels or the call's deadline passes.
+ *
+ * A worker process never outlives its pool: it asks the kernel for SIGKILL when its parent dies
+ * (`prctl(PR_SET_PDEATHSIG)`), and it exits when the pool's end of the pipes closes.
+ *
+ * @example
+ * ```ts
+ * // square.ts, started by new Pool({ worker: new URL("./square.ts", import.meta.url), ... })
+ * import { pool } from "ipckit";
+ * await pool.worker((n: number) => n * n);
+ * ```
+ *
+ * @module
+ */
+import { UnsupportedError } from "../errors.ts";
+import { native } from "../ffi/native.ts";
+import { RpcPeer } from "../rpc/peer.ts";
+import { runtime } from "../runtimes/detect.ts";
+import type { Channel } from "../transports/channel.ts";
+import * as pipe from "../transports/pipe.ts";
+import * as shm from "../transports/shm.ts";
+
+/** Environment of a worker process: "process" marks it; the parent's pid lets it check it was not orphaned. */
+export const ENV_KIND = "IPCKIT_POOL_WORKER";
+export const ENV_PARENT = "IPCKIT_POOL_PARENT";
+/** The handler every worker serves besides the user's: who it is (also the pool's liveness probe). */
+export const INFO = "ipckit.pool.info";
+
+/** What `INFO` answers. */
+export interface WorkerInfo {
+  pid: number;
+  runtime: string;
+  methods: string[];
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyFunction = (...args: any[]) => unknown;
+
+/** A function (served as `run`), or an object of functions. */
+export type WorkerHandlers = AnyFunction | Record<string, unknown>;
+
+const PR_SET_PDEATHSIG = 1;
+const SIGKILL = 9;
+
+/**
+ * Serves `handlers` to the pool that started this module. Resolves when the pool closes the connection; a worker
+ * process then exits.
+ *
+ * @throws {UnsupportedError} when this module was not started by a Pool.
+ * @throws {TypeError} when `handlers` has no function, or uses the reserved name `ipckit.pool.info`.
+ */
+export async function worker(handlers: WorkerHandlers): Promise<void> {
+  const table = handlerTable(handlers);
+  const rt = await runtime();
+  let channel: Channel;
+  let done: () => void;
+  if (rt.env(ENV_KIND) === "process") {
+    await dieWithParent(Number(rt.env(ENV_PARENT)));
+    channel = await pipe.inherited();
+    done = () => rt.exit(0);
+  } else {
+    const port = rt.parentPort();
+    if (!port) {
+      throw new UnsupportedError(
+        "Cannot serve as a pool worker: this module was not started by a Pool (no parent thread, no pool pipes)",
+      );
+    }
+    const handle = await new Promise<shm.ShmHandle>((resolve) => {
+      port.onMessage((m) => {
+        const h = (m as { ipckitPool?: shm.ShmHandle } | null)?.ipckitPool;
+        if (h) resolve(h);
+      });
+    });
+    channel = shm.fromHandle(handle);
+    done = () => port.close();
+  }
+  const info: WorkerInfo = { pid: rt.pid, runtime: rt.name, methods: Object.keys(table) };
+  const peer = new RpcPeer(channel, { handlers: { ...table, [INFO]: () => info } });
+  await peer.done;
+  done();
+}
+
+function handlerTable(handlers: WorkerHandlers): Record<string, AnyFunction> {
+  const table: Record<string, AnyFunction> = {};
+  if (typeof handlers === "function") table.run = handlers;
+  else if (handlers !== null && typeof handlers === "object") {
+    for (const key of Object.keys(handlers)) {
+      const fn = handlers[key];
+      if (typeof fn === "function") table[key] = fn as AnyFunction;
+    }
+  }
+  if (Object.keys(table).length === 0) {
+    throw new TypeError("Cannot serve as a pool worker: handlers must be a function or an object of functions");
+  }
+  if (INFO in table) throw new TypeError(`Cannot serve as a pool worker: "${INFO}" is a reserved handler name`);
+  return table;
+}
+
+/** Asks the kernel to SIGKILL this process when its parent dies; exits now if the parent is gone already. */
+async function dieWithParent(parent: number): Promise<void> {
+  let ffi;
+  try {
+    ffi = await native();
+  } catch {
+    return; // no FFI: the pipe's end of stream still ends this worker when its pool goes
+  }
+  ffi.call.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // The parent may have died before the request: then this process was handed to another parent already.
+  if (Number.isInteger(parent) && parent > 0 && ffi.call.getppid() !== parent) (await runtime()).exit(1);
+}

@@ -1,0 +1,37 @@
+/** Worker module for tests/pool.test.ts: one module for threads and processes of every runtime. */
+import { type CallContext, pool, runtime } from "../../mod.ts";
+
+const rt = await runtime();
+
+await pool.worker({
+  run: (n: number) => n * n,
+  /** Where the task ran: this worker's pid and runtime (a thread shares the master's pid). */
+  whoami: () => ({ pid: rt.pid, runtime: rt.name }),
+  async sleep(this: CallContext, ms: number) {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      this.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(this.signal.reason);
+      });
+    });
+    return ms;
+  },
+  /** Blocks the worker's event loop (a hung worker). */
+  spin(ms: number) {
+    const until = Date.now() + ms;
+    while (Date.now() < until) { /* hung on purpose */ }
+    return ms;
+  },
+  /** Dies: a process exits; a thread ends with an uncaught error. */
+  die(code = 1) {
+    if (rt.env("IPCKIT_POOL_WORKER") === "process") rt.exit(code);
+    setTimeout(() => {
+      throw new Error("the worker thread crashes on purpose");
+    });
+    return new Promise(() => {});
+  },
+  fail(message: string) {
+    throw new RangeError(message);
+  },
+});
