@@ -294,6 +294,30 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     }
   }
 
+  /**
+   * Resolves once every worker has started and answered (tasks do not need this: they queue until a worker is
+   * ready). Rejects with `WorkerDiedError` when the pool fails, `ClosedError` once it is closed.
+   */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#readyWaiters.push({ resolve, reject });
+      this.#checkReady();
+    });
+  }
+
+  #readyWaiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+
+  #checkReady(): void {
+    if (this.#readyWaiters.length === 0) return;
+    const error = this.#failed ??
+      (this.#closing || this.#closed ? new ClosedError("Cannot wait for the workers: the pool is closed") : undefined);
+    if (error) {
+      for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+    } else if (this.#slots.every((s) => s.member?.state === "ready")) {
+      for (const w of this.#readyWaiters.splice(0)) w.resolve();
+    }
+  }
+
   /** Counters and the state of each worker. */
   get stats(): PoolStats {
     let running = 0;
@@ -543,6 +567,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     slot.member = member;
     this.#events.emit({ type: "worker-ready", slot: slot.index, id: member.id, runtime: member.runtime });
     void member.gone.then((exit) => this.#gone(slot, member, exit));
+    this.#checkReady();
   }
 
   #gone(slot: Slot, member: Member<Task>, exit: { code: number | null; signal: string | null; expected: boolean }) {
@@ -619,6 +644,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     for (let i = this.#queueHead; i < this.#queue.length; i++) this.#settle(this.#queue[i]!, false, this.#failed);
     this.#queue = [];
     this.#queueHead = 0;
+    this.#checkReady();
   }
 
   /** Probes idle workers; one that does not answer in time is hung and replaced. */
@@ -677,6 +703,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   async #shutdown(reason: ClosedError): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#checkReady();
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#signals?.[Symbol.dispose]();
     for (let i = this.#queueHead; i < this.#queue.length; i++) this.#settle(this.#queue[i]!, false, reason);

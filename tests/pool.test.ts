@@ -86,6 +86,8 @@ test("pool: a process pool of Deno, Bun and Node workers computes the right resu
     signals: false,
   });
   try {
+    await pool.ready();
+    assert.ok(pool.stats.workers.every((w) => w.state === "ready" && typeof w.id === "number"));
     const results = await Promise.all(Array.from({ length: 600 }, (_, i) => pool.run(i)));
     assert.deepEqual(results, Array.from({ length: 600 }, (_, i) => i * i));
     const runtimes = new Set<string>();
@@ -257,6 +259,7 @@ test("pool: workers that cannot start make a crash loop that fails the pool inst
   try {
     await assert.rejects(pool.run(1), (e) => e instanceof WorkerDiedError && /keeps dying/.test(e.message));
     await assert.rejects(pool.run(2), WorkerDiedError); // failed for good
+    await assert.rejects(pool.ready(), WorkerDiedError);
     assert.deepEqual(pool.stats.workers.map((w) => w.state), ["gave up", "gave up"]);
   } finally {
     await pool.close();

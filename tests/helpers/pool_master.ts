@@ -19,9 +19,7 @@ const pool = new Pool<{ run(n: number): number; sleep(ms: number): number; whoam
 });
 /** The worker pids, once every worker is ready. */
 const pids = async () => {
-  for (let i = 0; i < 1200 && !pool.stats.workers.every((w) => w.state === "ready"); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await pool.ready();
   return pool.stats.workers.map((w) => w.id!).sort();
 };
 const say = (line: string) => rt.printError(line + "\n");

@@ -1,0 +1,109 @@
+/**
+ * Trivial-task throughput of ipckit's Pool (threads, and processes of each runtime), next to tinypool and piscina
+ * (Node only: they run on worker_threads), in one run. The task squares a number; `--tasks` of them are submitted at
+ * once and the time to settle them all is measured after a warm-up. Medians of `--reps`, in tasks per second.
+ *
+ *   node --import tsx bench/pool.ts [--size 2] [--tasks 50000] [--reps 5]
+ *   npx bun bench/pool.ts        npx deno run -A bench/pool.ts
+ *
+ * @module
+ */
+import { Pool, runtime, type RuntimeName } from "../mod.ts";
+import { median, table } from "./peers/launch.ts";
+
+const rt = await runtime();
+const args = rt.args();
+const opt = (flag: string, dflt: string) => {
+  const i = args.indexOf(flag);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const SIZE = Number(opt("--size", "2"));
+const TASKS = Number(opt("--tasks", "50000"));
+const REPS = Number(opt("--reps", "5"));
+const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina").split(","));
+const IPCKIT_WORKER = new URL("./peers/pool_square.ts", import.meta.url);
+const JS_WORKER = new URL("./peers/square.mjs", import.meta.url);
+
+/** Tasks per second of `run` over TASKS tasks, median of REPS after one warm-up round. */
+async function measure(run: (n: number) => Promise<unknown>): Promise<number> {
+  const round = async () => {
+    const t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: TASKS }, (_, i) => run(i)));
+    const seconds = (performance.now() - t0) / 1000;
+    if (results[7] !== 49) throw new Error(`wrong result ${results[7]}`);
+    return TASKS / seconds;
+  };
+  await round();
+  const rates: number[] = [];
+  for (let r = 0; r < REPS; r++) rates.push(await round());
+  return median(rates);
+}
+
+const rows: string[][] = [["pool", "tasks/s"]];
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+
+async function ipckit(label: string, options: ConstructorParameters<typeof Pool>[0]) {
+  const pool = new Pool<{ run(n: number): number }>({ ...options, signals: false, maxQueue: TASKS * 2 });
+  try {
+    rows.push([label, fmt(await measure((n) => pool.run(n)))]);
+  } finally {
+    await pool.close();
+  }
+}
+
+if (ONLY.has("ipckit")) {
+  for (const concurrency of [1, 16]) {
+    await ipckit(`ipckit threads (${rt.name}), concurrency ${concurrency}`, {
+      worker: IPCKIT_WORKER,
+      kind: "thread",
+      size: SIZE,
+      concurrency,
+    });
+  }
+  for (const r of ["node", "bun", "deno"] as RuntimeName[]) {
+    await ipckit(`ipckit processes (${r}), concurrency 16`, {
+      worker: IPCKIT_WORKER,
+      kind: "process",
+      runtime: r,
+      size: SIZE,
+      concurrency: 16,
+    });
+  }
+}
+if (rt.name === "node" && ONLY.has("tinypool")) {
+  const { default: Tinypool } = await import("tinypool");
+  for (const concurrentTasksPerWorker of [1, 16]) {
+    const pool = new Tinypool({
+      filename: JS_WORKER.href,
+      minThreads: SIZE,
+      maxThreads: SIZE,
+      concurrentTasksPerWorker,
+    });
+    rows.push([
+      `tinypool ${(await import("tinypool/package.json", { with: { type: "json" } })).default.version}` +
+      `, concurrentTasksPerWorker ${concurrentTasksPerWorker}`,
+      fmt(await measure((n) => pool.run(n))),
+    ]);
+    await pool.destroy();
+  }
+}
+if (rt.name === "node" && ONLY.has("piscina")) {
+  const { Piscina } = await import("piscina");
+  for (const concurrentTasksPerWorker of [1, 16]) {
+    const pool = new Piscina({
+      filename: JS_WORKER.href,
+      minThreads: SIZE,
+      maxThreads: SIZE,
+      concurrentTasksPerWorker,
+    });
+    rows.push([
+      `piscina, concurrentTasksPerWorker ${concurrentTasksPerWorker}`,
+      fmt(await measure((n) => pool.run(n))),
+    ]);
+    await pool.destroy();
+  }
+}
+console.log(
+  `Pool throughput, trivial task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks at once, medians of ${REPS}\n`,
+);
+console.log(table(rows));
