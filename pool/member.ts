@@ -11,7 +11,7 @@ import { runtime } from "../runtimes/detect.ts";
 import type { ChildProcess, RuntimeName, WorkerHandle } from "../runtimes/runtime.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";
-import { ENV_KIND, ENV_PARENT, INFO, type WorkerInfo } from "./worker.ts";
+import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, type WorkerInfo } from "./worker.ts";
 
 /** How to start one worker. */
 export interface Launch {
@@ -23,7 +23,9 @@ export interface Launch {
   cwd?: string;
   /** Milliseconds a new worker has to answer before it counts as failed. */
   startTimeout: number;
-  /** The shm ring size of a thread's channel, in bytes. */
+  /** How a process talks to the master: two pipes (fds 3 and 4), or a shared-memory ring pair. Threads: shm. */
+  transport: "pipe" | "shm";
+  /** The shm ring size, in bytes. */
   capacity: number;
 }
 
@@ -116,12 +118,15 @@ export class Member<T = unknown> {
       const argv = Array.isArray(launch.worker)
         ? launch.worker
         : [...runtimeArgv(launch.runtime), rt.fromFileUrl(launch.worker)];
-      const { channel, child } = await pipe.spawn(argv, {
-        over: "fds",
-        env: { ...launch.env, [ENV_KIND]: "process", [ENV_PARENT]: String(rt.pid) },
-        ...(launch.cwd === undefined ? {} : { cwd: launch.cwd }),
-      });
-      member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+      const env = { ...launch.env, [ENV_KIND]: "process", [ENV_PARENT]: String(rt.pid) };
+      const cwd = launch.cwd === undefined ? {} : { cwd: launch.cwd };
+      if (launch.transport === "shm") {
+        const { channel, child } = await spawnOnShm(argv, env, cwd, launch);
+        member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+      } else {
+        const { channel, child } = await pipe.spawn(argv, { over: "fds", env, ...cwd });
+        member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+      }
     }
     try {
       const info = await member.peer.callWith(INFO, [], { timeout: launch.startTimeout }) as WorkerInfo;
@@ -163,6 +168,47 @@ export class Member<T = unknown> {
     if (this.state === "dead") return;
     this.#kill();
     this.peer.close().catch(() => {});
+  }
+}
+
+let segments = 0;
+
+/**
+ * Starts a worker process that opens a shared-memory channel named in its environment. The name is gone from
+ * /dev/shm as soon as the worker attached (or the start failed).
+ */
+async function spawnOnShm(
+  argv: string[],
+  env: Record<string, string>,
+  cwd: { cwd?: string },
+  launch: Launch,
+): Promise<{ channel: shm.ShmChannel; child: ChildProcess }> {
+  const rt = await runtime();
+  const name = `/ipckit-pool-${rt.pid}-${++segments}`;
+  const ac = new AbortController();
+  const attached = shm.create(name, { capacity: launch.capacity, signal: ac.signal });
+  let child: ChildProcess;
+  try {
+    child = rt.spawn(argv, { ...cwd, env: { ...env, [ENV_SHM]: name }, stdio: "inherit" });
+  } catch (e) {
+    ac.abort(e);
+    await attached.catch(() => {});
+    throw e;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const giveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError("it did not attach in time")), launch.startTimeout);
+    void child.exited.then((s) => reject(new ClosedError(`it exited first (${JSON.stringify(s)})`)));
+  });
+  try {
+    return { channel: await Promise.race([attached, giveUp]), child };
+  } catch (e) {
+    ac.abort(e);
+    await attached.catch(() => {});
+    child.kill("SIGKILL");
+    throw new ClosedError(`Cannot start a pool worker on shared memory: ${(e as Error).message}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The worker side of a {@linkcode Pool}: `await worker(handlers)` in the module the pool starts. The same module
  * serves as a worker thread (the pool hands it one end of a shared-memory channel) and as a worker process of any
- * runtime (the pool hands it two pipes, as fds 3 and 4).
+ * runtime (the pool hands it two pipes, as fds 3 and 4, or with `transport: "shm"` the name of a segment).
  *
  * `handlers` is a function (what `pool.run(task)` calls, with the task) or an object of functions (`run` for
  * `pool.run`, any name for `pool.call(name, ...args)`). Handlers may be async, return AsyncIterables (streamed to
@@ -30,6 +30,8 @@ import * as shm from "../transports/shm.ts";
 /** Environment of a worker process: "process" marks it; the parent's pid lets it check it was not orphaned. */
 export const ENV_KIND = "IPCKIT_POOL_WORKER";
 export const ENV_PARENT = "IPCKIT_POOL_PARENT";
+/** Set when the worker process talks over shared memory: the segment's name. */
+export const ENV_SHM = "IPCKIT_POOL_SHM";
 /** The handler every worker serves besides the user's: who it is (also the pool's liveness probe). */
 export const INFO = "ipckit.pool.info";
 
@@ -63,7 +65,8 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   let done: () => void;
   if (rt.env(ENV_KIND) === "process") {
     await dieWithParent(Number(rt.env(ENV_PARENT)));
-    channel = await pipe.inherited();
+    const segment = rt.env(ENV_SHM);
+    channel = segment ? await shm.open(segment, { wait: 60_000 }) : await pipe.inherited();
     done = () => rt.exit(0);
   } else {
     const port = rt.parentPort();

@@ -103,6 +103,41 @@ test("pool: a process pool of Deno, Bun and Node workers computes the right resu
   }
 });
 
+test(
+  'pool: worker processes on shared memory (transport "shm"): results, a SIGKILLed worker, nothing left in /dev/shm',
+  LONG,
+  async () => {
+    const rt = await runtime();
+    const pool = new Pool<Handlers>({
+      worker: WORKER,
+      kind: "process",
+      runtime: ["deno", "bun", "node"],
+      size: 3,
+      concurrency: 4,
+      transport: "shm",
+      restartDelay: 10,
+      signals: false,
+    });
+    try {
+      await pool.ready();
+      assert.deepEqual(
+        await Promise.all(Array.from({ length: 300 }, (_, i) => pool.run(i))),
+        Array.from({ length: 300 }, (_, i) => i * i),
+      );
+      const victim = pool.stats.workers[2]!.id!;
+      const tasks = Array.from({ length: 60 }, (_, i) => pool.run(i, { idempotent: true }));
+      rt.kill(victim, "SIGKILL");
+      assert.deepEqual(await Promise.all(tasks), Array.from({ length: 60 }, (_, i) => i * i));
+      await until("the worker to be replaced", () => pool.stats.workers[2]?.state === "ready");
+      assert.notEqual(pool.stats.workers[2]!.id, victim);
+    } finally {
+      await pool.close();
+    }
+    const left = (await import("node:fs")).readdirSync("/dev/shm").filter((f) => f.startsWith("ipckit-pool-"));
+    assert.deepEqual(left, []);
+  },
+);
+
 test("pool: random SIGKILLs of workers during 10 000 tasks: each settles exactly once, none is lost (property)", {
   timeout: 600_000,
 }, async () => {
@@ -296,6 +331,8 @@ test("pool: options are checked, and worker() outside a pool says so", async () 
   assert.throws(() => new Pool({ worker: WORKER, kind: "fiber" as never }), TypeError);
   assert.throws(() => new Pool({ worker: "relative.ts" }), TypeError);
   assert.throws(() => new Pool({ worker: ["node", "w.js"], kind: "thread" }), TypeError);
+  assert.throws(() => new Pool({ worker: WORKER, kind: "thread", transport: "pipe" }), TypeError);
+  assert.throws(() => new Pool({ worker: WORKER, kind: "process", transport: "carrier pigeon" as never }), TypeError);
   const other = (await runtime()).name === "deno" ? "bun" : "deno";
   assert.throws(() => new Pool({ worker: WORKER, kind: "thread", runtime: other }), RangeError);
   await assert.rejects(poolApi.worker(() => 1), UnsupportedError);
