@@ -60,14 +60,17 @@ if (ONLY.has("ipckit")) {
       concurrency,
     });
   }
-  for (const r of ["node", "bun", "deno"] as RuntimeName[]) {
-    await ipckit(`ipckit processes (${r}), concurrency 16`, {
-      worker: IPCKIT_WORKER,
-      kind: "process",
-      runtime: r,
-      size: SIZE,
-      concurrency: 16,
-    });
+  for (const transport of ["pipe", "shm"] as const) {
+    for (const r of ["node", "bun", "deno"] as RuntimeName[]) {
+      await ipckit(`ipckit processes (${r}) on ${transport}, concurrency 16`, {
+        worker: IPCKIT_WORKER,
+        kind: "process",
+        runtime: r,
+        size: SIZE,
+        concurrency: 16,
+        transport,
+      });
+    }
   }
 }
 if (rt.name === "node" && ONLY.has("tinypool")) {
