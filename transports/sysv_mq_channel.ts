@@ -71,6 +71,8 @@ export interface SysvChannelOptions extends ChannelOptions {
 }
 const TO_OPENER = 1, TO_CREATOR = 2, HELLO_TO_OPENER = 3, HELLO_TO_CREATOR = 4;
 const WANTED_QUEUE_BYTES = 1024 * 1024;
+/** How long an opener waits for the greeting of a queue that exists, at least, in milliseconds. */
+const GREETING_FLOOR_MS = 2000;
 /** The longest pause between two attempts of a waiting call, in milliseconds. */
 const MAX_BACKOFF = 20;
 
@@ -320,9 +322,11 @@ async function openChannel(
     }
   }
   try {
+    // The creator posts its greeting right after creating the queue (no await in between), so a queue without one
+    // has its peer already; the floor only covers a creator descheduled in that instant.
     const greetingMessage = await q.receive({
       type: HELLO_TO_OPENER,
-      timeout: Math.max(deadline - Date.now(), 10_000),
+      timeout: Math.max(deadline - Date.now(), GREETING_FLOOR_MS),
       ...(options.signal ? { signal: options.signal } : {}),
     }).catch((e) => {
       if (e instanceof NotFoundError || e.name !== "TimeoutError") throw e;
