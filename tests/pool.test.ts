@@ -128,8 +128,12 @@ test(
       const tasks = Array.from({ length: 60 }, (_, i) => pool.run(i, { idempotent: true }));
       rt.kill(victim, "SIGKILL");
       assert.deepEqual(await Promise.all(tasks), Array.from({ length: 60 }, (_, i) => i * i));
-      await until("the worker to be replaced", () => pool.stats.workers[2]?.state === "ready");
-      assert.notEqual(pool.stats.workers[2]!.id, victim);
+      // Its death is seen within about 100 ms (the shm channel checks the peer's pid while it sleeps).
+      await until("the worker to be replaced", () => {
+        const w = pool.stats.workers[2];
+        return w?.state === "ready" && w.id !== victim;
+      });
+      assert.ok(pool.stats.restarts >= 1);
     } finally {
       await pool.close();
     }
