@@ -27,6 +27,7 @@ type Handlers = {
   whoami(): { pid: number; runtime: string };
   sleep(ms: number): number;
   spin(ms: number): number;
+  freeze(): string;
   die(code?: number): never;
   fail(message: string): never;
 };
@@ -251,6 +252,51 @@ test("pool: a task past taskTimeout rejects with TimeoutError and its hung worke
   } finally {
     await pool.close();
   }
+});
+
+test("pool: the heartbeat finds an idle worker that hangs, and replaces it", LONG, async () => {
+  const pool = new Pool<Handlers>({
+    worker: WORKER,
+    kind: "process",
+    size: 1,
+    heartbeat: 200,
+    taskTimeout: 1000,
+    restartDelay: 10,
+    signals: false,
+  });
+  const events = record(pool);
+  try {
+    await pool.ready();
+    const before = pool.stats.workers[0]!.id!;
+    assert.equal(await pool.call("freeze", []), "frozen soon");
+    await until("the hung worker's replacement", () => {
+      const w = pool.stats.workers[0];
+      return w?.state === "ready" && w.id !== before;
+    });
+    assert.equal(await pool.run(6), 36);
+    assert.ok(!alive(before));
+  } finally {
+    await pool.close();
+  }
+  assert.ok(events.some((e) => e.type === "worker-hung"));
+});
+
+test("pool: reload() replaces every worker one at a time while tasks keep running", LONG, async () => {
+  const pool = new Pool<Handlers>({ worker: WORKER, kind: "thread", size: 2, signals: false });
+  try {
+    await pool.ready();
+    const before = pool.stats.workers.map((w) => w.id);
+    const during = Array.from({ length: 200 }, (_, i) => pool.run(i));
+    await pool.reload();
+    assert.deepEqual(await Promise.all(during), Array.from({ length: 200 }, (_, i) => i * i));
+    const after = pool.stats.workers.map((w) => w.id);
+    for (const id of after) assert.ok(id !== undefined && !before.includes(id), `worker ${id} is new`);
+    assert.equal(pool.stats.restarts, 0, "a reload is not a restart");
+    assert.equal(await pool.run(4), 16);
+  } finally {
+    await pool.close();
+  }
+  assert.deepEqual(pool.stats.workers.map((w) => w.state), ["dead", "dead"]);
 });
 
 test("pool: a deadline and a signal reach the handler; a queued task that is aborted never runs", LONG, async () => {

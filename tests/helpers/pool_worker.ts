@@ -23,6 +23,13 @@ await pool.worker({
     while (Date.now() < until) { /* hung on purpose */ }
     return ms;
   },
+  /** Answers, then hangs while idle (its event loop never comes back): for the pool's heartbeat. */
+  freeze() {
+    setTimeout(() => {
+      for (;;) { /* hung on purpose */ }
+    }, 20);
+    return "frozen soon";
+  },
   /** Dies: a process exits; a thread ends with an uncaught error. */
   die(code = 1) {
     if (rt.env("IPCKIT_POOL_WORKER") === "process") rt.exit(code);
