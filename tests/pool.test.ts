@@ -7,6 +7,7 @@ import {
   Pool,
   pool as poolApi,
   type PoolEvent,
+  type PoolOptions,
   QueueFullError,
   RemoteError,
   TimeoutError,
@@ -60,9 +61,23 @@ function record(pool: Pool<Handlers>): PoolEvent[] {
   return seen;
 }
 
-test("pool: threads run tasks, calls and an ordered map; errors arrive as RemoteError", LONG, async () => {
-  const pool = new Pool<Handlers>({ worker: WORKER, kind: "thread", size: 2, signals: false });
+/** Runs `fn` with a pool of WORKER (signals off unless asked), closes it whatever happens, returns its events. */
+async function withPool(
+  options: Partial<PoolOptions>,
+  fn: (pool: Pool<Handlers>) => Promise<void>,
+): Promise<PoolEvent[]> {
+  const pool = new Pool<Handlers>({ worker: WORKER, signals: false, ...options });
+  const events = record(pool);
   try {
+    await fn(pool);
+  } finally {
+    await pool.close();
+  }
+  return events;
+}
+
+test("pool: threads run tasks, calls and an ordered map; errors arrive as RemoteError", LONG, async () => {
+  await withPool({ kind: "thread", size: 2 }, async (pool) => {
     assert.equal(await pool.run(7), 49);
     assert.equal((await pool.call("whoami", [])).runtime, (await runtime()).name);
     const results: number[] = [];
@@ -72,21 +87,11 @@ test("pool: threads run tasks, calls and an ordered map; errors arrive as Remote
     await assert.rejects(pool.call("missing" as never, [] as never), RemoteError);
     assert.equal(pool.stats.done, 202);
     assert.equal(pool.stats.failed, 2);
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test("pool: a process pool of Deno, Bun and Node workers computes the right results", LONG, async () => {
-  const pool = new Pool<Handlers>({
-    worker: WORKER,
-    kind: "process",
-    runtime: ["deno", "bun", "node"],
-    size: 3,
-    concurrency: 2,
-    signals: false,
-  });
-  try {
+  await withPool({ kind: "process", runtime: ["deno", "bun", "node"], size: 3, concurrency: 2 }, async (pool) => {
     await pool.ready();
     assert.ok(pool.stats.workers.every((w) => w.state === "ready" && typeof w.id === "number"));
     const results = await Promise.all(Array.from({ length: 600 }, (_, i) => pool.run(i)));
@@ -99,9 +104,7 @@ test("pool: a process pool of Deno, Bun and Node workers computes the right resu
     });
     assert.deepEqual([...runtimes].sort(), ["bun", "deno", "node"]);
     assert.deepEqual(pool.stats.workers.map((w) => w.runtime), ["deno", "bun", "node"]);
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test(
@@ -235,55 +238,37 @@ test(
 );
 
 test("pool: a task past taskTimeout rejects with TimeoutError and its hung worker is replaced", LONG, async () => {
-  const pool = new Pool<Handlers>({
-    worker: WORKER,
-    kind: "process",
-    size: 1,
-    taskTimeout: 1000,
-    restartDelay: 10,
-    signals: false,
-  });
-  try {
+  await withPool({ kind: "process", size: 1, taskTimeout: 1000, restartDelay: 10 }, async (pool) => {
     const before = (await pool.call("whoami", [])).pid;
     await assert.rejects(pool.call("spin", [600_000]), TimeoutError);
     await until("the hung worker to be gone", () => !alive(before));
     const after = (await pool.call("whoami", [])).pid;
     assert.notEqual(after, before);
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test("pool: the heartbeat finds an idle worker that hangs, and replaces it", LONG, async () => {
-  const pool = new Pool<Handlers>({
-    worker: WORKER,
-    kind: "process",
-    size: 1,
-    heartbeat: 200,
-    taskTimeout: 1000,
-    restartDelay: 10,
-    signals: false,
-  });
-  const events = record(pool);
-  try {
-    await pool.ready();
-    const before = pool.stats.workers[0]!.id!;
-    assert.equal(await pool.call("freeze", []), "frozen soon");
-    await until("the hung worker's replacement", () => {
-      const w = pool.stats.workers[0];
-      return w?.state === "ready" && w.id !== before;
-    });
-    assert.equal(await pool.run(6), 36);
-    assert.ok(!alive(before));
-  } finally {
-    await pool.close();
-  }
+  const events = await withPool(
+    { kind: "process", size: 1, heartbeat: 200, taskTimeout: 1000, restartDelay: 10 },
+    async (pool) => {
+      await pool.ready();
+      const before = pool.stats.workers[0]!.id!;
+      assert.equal(await pool.call("freeze", []), "frozen soon");
+      await until("the hung worker's replacement", () => {
+        const w = pool.stats.workers[0];
+        return w?.state === "ready" && w.id !== before;
+      });
+      assert.equal(await pool.run(6), 36);
+      assert.ok(!alive(before));
+    },
+  );
   assert.ok(events.some((e) => e.type === "worker-hung"));
 });
 
 test("pool: reload() replaces every worker one at a time while tasks keep running", LONG, async () => {
-  const pool = new Pool<Handlers>({ worker: WORKER, kind: "thread", size: 2, signals: false });
-  try {
+  let reloaded: Pool<Handlers> | undefined;
+  await withPool({ kind: "thread", size: 2 }, async (pool) => {
+    reloaded = pool;
     await pool.ready();
     const before = pool.stats.workers.map((w) => w.id);
     const during = Array.from({ length: 200 }, (_, i) => pool.run(i));
@@ -293,15 +278,12 @@ test("pool: reload() replaces every worker one at a time while tasks keep runnin
     for (const id of after) assert.ok(id !== undefined && !before.includes(id), `worker ${id} is new`);
     assert.equal(pool.stats.restarts, 0, "a reload is not a restart");
     assert.equal(await pool.run(4), 16);
-  } finally {
-    await pool.close();
-  }
-  assert.deepEqual(pool.stats.workers.map((w) => w.state), ["dead", "dead"]);
+  });
+  assert.deepEqual(reloaded!.stats.workers.map((w) => w.state), ["dead", "dead"]);
 });
 
 test("pool: a deadline and a signal reach the handler; a queued task that is aborted never runs", LONG, async () => {
-  const pool = new Pool<Handlers>({ worker: WORKER, kind: "thread", size: 1, signals: false });
-  try {
+  await withPool({ kind: "thread", size: 1 }, async (pool) => {
     await assert.rejects(pool.call("sleep", [60_000], { timeout: 100 }), TimeoutError);
     const ac = new AbortController();
     const running = pool.call("sleep", [60_000], { signal: ac.signal });
@@ -313,42 +295,29 @@ test("pool: a deadline and a signal reach the handler; a queued task that is abo
     await assert.rejects(running, (e) => (e as Error).name === "AbortError");
     assert.equal(await pool.run(3), 9);
     await assert.rejects(pool.run(1, { signal: AbortSignal.abort() }), (e) => (e as Error).name === "AbortError");
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test("pool: past maxQueue, run() rejects with QueueFullError and queues nothing", LONG, async () => {
-  const pool = new Pool<Handlers>({ worker: WORKER, kind: "thread", size: 1, maxQueue: 3, signals: false });
-  try {
+  await withPool({ kind: "thread", size: 1, maxQueue: 3 }, async (pool) => {
     await pool.run(1); // the worker is up: one task runs, three wait
     const accepted = [pool.call("sleep", [200]), pool.run(2), pool.run(3), pool.run(4)];
     await assert.rejects(pool.run(5), QueueFullError);
     assert.deepEqual(await Promise.all(accepted), [200, 4, 9, 16]);
     assert.equal(pool.stats.queued, 0);
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 test("pool: workers that cannot start make a crash loop that fails the pool instead of spinning", LONG, async () => {
-  const pool = new Pool<Handlers>({
-    worker: BROKEN,
-    kind: "process",
-    size: 2,
-    restartDelay: 10,
-    maxRestarts: 3,
-    signals: false,
-  });
-  const events = record(pool);
-  try {
-    await assert.rejects(pool.run(1), (e) => e instanceof WorkerDiedError && /keeps dying/.test(e.message));
-    await assert.rejects(pool.run(2), WorkerDiedError); // failed for good
-    await assert.rejects(pool.ready(), WorkerDiedError);
-    assert.deepEqual(pool.stats.workers.map((w) => w.state), ["gave up", "gave up"]);
-  } finally {
-    await pool.close();
-  }
+  const events = await withPool(
+    { worker: BROKEN, kind: "process", size: 2, restartDelay: 10, maxRestarts: 3 },
+    async (pool) => {
+      await assert.rejects(pool.run(1), (e) => e instanceof WorkerDiedError && /keeps dying/.test(e.message));
+      await assert.rejects(pool.run(2), WorkerDiedError); // failed for good
+      await assert.rejects(pool.ready(), WorkerDiedError);
+      assert.deepEqual(pool.stats.workers.map((w) => w.state), ["gave up", "gave up"]);
+    },
+  );
   assert.equal(events.filter((e) => e.type === "crash-loop").length, 2);
 });
 
