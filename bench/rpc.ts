@@ -14,6 +14,7 @@
  * @module
  */
 import { rpc, runtime, runtimeArgv, type RuntimeName, shm, tcp, unix } from "../mod.ts";
+import { birpcOverLines } from "./peers/birpc_lines.ts";
 import { guard, median, reap, ROOT, table } from "./peers/launch.ts";
 
 const rt = await runtime();
@@ -116,24 +117,7 @@ try {
     const accepted = new Promise<import("node:net").Socket>((r) => server.once("connection", r));
     const child = spawn("birpc", path, "node");
     const socket = await guard(child, accepted, "birpc server");
-    let onMessage: (data: string) => void = () => {};
-    let pending = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        onMessage(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-    });
-    const client = createBirpc<{ add: Add }>({}, {
-      post: (data: string) => socket.write(data + "\n"),
-      on: (fn: (data: string) => void) => (onMessage = fn),
-      serialize: (v: unknown) => JSON.stringify(v),
-      deserialize: (v: string) => JSON.parse(v),
-      timeout: 60_000,
-    });
+    const client = createBirpc<{ add: Add }>({}, { ...birpcOverLines(socket), timeout: 60_000 });
     const m = await measure((a, b) => client.add(a, b));
     row("birpc, unix socket (json, node)", m);
     socket.end();

@@ -8,6 +8,7 @@
  * @module
  */
 import { rpc, runtime, shm, tcp, unix } from "../../mod.ts";
+import { birpcOverLines } from "./birpc_lines.ts";
 
 const handlers = { add: (a: number, b: number) => a + b };
 const rt = await runtime();
@@ -17,23 +18,7 @@ if (kind === "birpc") {
   const net = await import("node:net");
   const { createBirpc } = await import("birpc");
   const socket = net.connect(address!);
-  let onMessage: (data: string) => void = () => {};
-  let pending = "";
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => {
-    pending += chunk;
-    let nl: number;
-    while ((nl = pending.indexOf("\n")) >= 0) {
-      onMessage(pending.slice(0, nl));
-      pending = pending.slice(nl + 1);
-    }
-  });
-  createBirpc(handlers, {
-    post: (data: string) => socket.write(data + "\n"),
-    on: (fn: (data: string) => void) => (onMessage = fn),
-    serialize: (v: unknown) => JSON.stringify(v),
-    deserialize: (v: string) => JSON.parse(v),
-  });
+  createBirpc(handlers, birpcOverLines(socket));
   await new Promise((r) => socket.on("close", r));
 } else if (kind === "shm-echo") {
   // The floor under RPC: the bare channel, each message sent straight back.
