@@ -6,9 +6,10 @@
  *
  * @example
  * ```ts
- * import { typed, unix } from "ipckit";
- * await using server = await unix.listen("/tmp/ipckit-example.sock");
- * const client = typed<string>(await unix.connect("/tmp/ipckit-example.sock"));
+ * import { runtime, typed, unix } from "ipckit";
+ * const path = `/tmp/ipckit-example-${(await runtime()).pid}.sock`;
+ * await using server = await unix.listen(path);
+ * const client = typed<string>(await unix.connect(path));
  * const peer = typed<string>(await server.accept());
  * await client.send("hello");
  * console.log(await peer.receive()); // "hello"
@@ -112,6 +113,9 @@ export { FileLock, type FileLockGuard, type FileLockOpenOptions, type LockOption
 
 // Signals
 export * as signals from "./signals.ts";
+
+// Owner records of the OS objects ipckit creates (what `ipckit ls` / `ipckit clean` read)
+export * as resources from "./resources.ts";
 
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";

@@ -42,6 +42,8 @@ export const LIBC = {
   kill: { args: ["i32", "i32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },
   getppid: { args: [], returns: "i32" },
+  getuid: { args: [], returns: "u32" },
+  getcwd: { args: ["buffer", "usize"], returns: "pointer" },
   prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
   // syscall(SYS_futex, uaddr, op, val, timeout, uaddr2, val3): waits and wakes across processes.
   syscall: { args: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"], returns: "i64", async: true },

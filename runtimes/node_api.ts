@@ -10,6 +10,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
+import { isatty } from "node:tty";
 import { fileURLToPath } from "node:url";
 import { parentPort as nodeParentPort, Worker } from "node:worker_threads";
 import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
@@ -19,6 +20,7 @@ import type {
   ByteStream,
   ChildProcess,
   ExitStatus,
+  FileInfo,
   ParentPort,
   Runtime,
   Server,
@@ -162,6 +164,29 @@ function parentPort(): ParentPort | null {
   };
 }
 
+async function fileInfo(p: string): Promise<FileInfo | undefined> {
+  let s: fs.Stats;
+  try {
+    s = await fs.promises.lstat(p);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw mapNodeError(e, `Cannot inspect "${p}"`);
+  }
+  const type = s.isFile()
+    ? "file"
+    : s.isDirectory()
+    ? "directory"
+    : s.isSymbolicLink()
+    ? "symlink"
+    : s.isFIFO()
+    ? "fifo"
+    : s.isSocket()
+    ? "socket"
+    : "other";
+  return { type, uid: s.uid, mode: s.mode & 0o7777, modified: s.mtimeMs };
+}
+
 /** The node:-module parts of a Runtime. */
 export const nodeApi = {
   pid: process.pid,
@@ -197,6 +222,11 @@ export const nodeApi = {
       return false;
     }
   },
+  fileInfo,
+  readDir: (p: string) => fs.promises.readdir(p).catch((e) => Promise.reject(mapNodeError(e, `Cannot read "${p}"`))),
+  readTextFile: (p: string) =>
+    fs.promises.readFile(p, "utf8").catch((e) => Promise.reject(mapNodeError(e, `Cannot read "${p}"`))),
+  isTerminal: (fd: number) => isatty(fd),
   makeTempDir: (prefix: string) => fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)),
   removeDir: (p: string) => fs.promises.rm(p, { recursive: true, force: true }),
   fromFileUrl: (u: URL | string) => fileURLToPath(u),

@@ -144,6 +144,17 @@ export interface UdpHandle {
   close(): void;
 }
 
+/** What `Runtime.fileInfo` tells about a path (lstat: a final symlink is not followed). */
+export interface FileInfo {
+  readonly type: "file" | "directory" | "symlink" | "fifo" | "socket" | "other";
+  /** The owner's user id. */
+  readonly uid: number;
+  /** The permission bits (`mode & 0o7777`). */
+  readonly mode: number;
+  /** Last modification, in milliseconds since the epoch. */
+  readonly modified: number;
+}
+
 /** Everything ipckit needs from a runtime. One adapter per runtime implements it. */
 export interface Runtime {
   /** Which runtime this is. */
@@ -202,6 +213,14 @@ export interface Runtime {
   removeFile(path: string): Promise<void>;
   /** Whether a path exists (without following a final symlink). */
   exists(path: string): Promise<boolean>;
+  /** What is at `path` (lstat), or undefined when nothing is. */
+  fileInfo(path: string): Promise<FileInfo | undefined>;
+  /** The names in a directory. @throws {NotFoundError} when it does not exist. */
+  readDir(path: string): Promise<string[]>;
+  /** A file's contents as UTF-8 text. @throws {NotFoundError} when it does not exist. */
+  readTextFile(path: string): Promise<string>;
+  /** Whether a file descriptor of this process (0, 1, 2) is a terminal. */
+  isTerminal(fd: number): boolean;
   /** A fresh private temporary directory. */
   makeTempDir(prefix: string): Promise<string>;
   /** Removes a directory and its contents. */

@@ -5,19 +5,22 @@
  *
  * @example
  * ```ts
- * import { SharedMemory } from "ipckit";
- * using shm = await SharedMemory.create("/my-app-state", { size: 4096 });
+ * import { runtime, SharedMemory } from "ipckit";
+ * const name = `/ipckit-state-${(await runtime()).pid}`;
+ * using shm = await SharedMemory.create(name, { size: 4096 });
  * new Uint8Array(shm.buffer).set([1, 2, 3]);
- * // another process: using same = await SharedMemory.open("/my-app-state");
+ * using same = await SharedMemory.open(name); // in another process, usually
+ * console.log(new Uint8Array(same.buffer, 0, 3)); // Uint8Array [1, 2, 3]
  * shm.unlink(); // remove the name; mappings stay valid until closed
  * ```
  *
  * @module
  */
 import { isMapFailed, MAP_SHARED, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE } from "../ffi/constants.ts";
-import { errnoError } from "../ffi/errno.ts";
+import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { ClosedError, IpcError } from "../errors.ts";
+import { prepare, register, unregister } from "../registry.ts";
 
 /** Longest name, including the leading slash (NAME_MAX). */
 const MAX_NAME = 255;
@@ -85,7 +88,31 @@ function checkMode(mode: unknown, name: string): number {
 /** How long open() waits for a creator that has made the name but not yet sized it, in milliseconds. */
 const SIZING_WAIT_MS = 1000;
 
-/** A mapped shared memory segment. `close()` unmaps it; `unlink()` removes the name. */
+/**
+ * A mapped shared memory segment. `close()` unmaps it; `unlink()` removes the name.
+ *
+ * @example
+ * ```ts
+ * import { runtime, runtimeArgv, SharedMemory } from "ipckit";
+ * const rt = await runtime();
+ * const [role, name] = rt.args();
+ * if (role === "child") {
+ *   using segment = await SharedMemory.open(name!); // the size is the segment's
+ *   Atomics.add(new Int32Array(segment.buffer), 0, 1); // Atomics work across processes and runtimes
+ * } else {
+ *   const name = `/ipckit-shared-${rt.pid}`;
+ *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero-filled, mode 0600
+ *   try {
+ *     const argv = (r: "deno" | "bun" | "node") => [...runtimeArgv(r), rt.fromFileUrl(import.meta.url), "child", name];
+ *     const children = [rt.spawn(argv("bun"), { stdio: "inherit" }), rt.spawn(argv("deno"), { stdio: "inherit" })];
+ *     await Promise.all(children.map((c) => c.exited));
+ *     console.log(new Int32Array(segment.buffer)[0], segment.size); // 2 4096: a Bun and a Deno process added 1
+ *   } finally {
+ *     segment.unlink(); // the name goes; this mapping stays valid until close() (here: `using`)
+ *   }
+ * }
+ * ```
+ */
 export class SharedMemory implements Disposable {
   /** The segment's name, with its leading `/`. */
   readonly name: string;
@@ -120,6 +147,7 @@ export class SharedMemory implements Disposable {
     const size = checkSize(options?.size, name);
     const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
+    await prepare();
     return SharedMemory.#make(ffi, name, size, mode, true);
   }
 
@@ -147,12 +175,26 @@ export class SharedMemory implements Disposable {
     }
   }
 
-  /** Opens the segment, or creates it with `options` when it does not exist. */
+  /**
+   * Opens the segment, or creates it with `options` when it does not exist.
+   *
+   * @example
+   * ```ts
+   * import { runtime, SharedMemory } from "ipckit";
+   * const name = `/ipckit-either-${(await runtime()).pid}`;
+   * using first = await SharedMemory.openOrCreate(name, { size: 4096 }); // creates it
+   * using second = await SharedMemory.openOrCreate(name, { size: 4096 }); // opens it
+   * new Uint8Array(first.buffer)[0] = 7;
+   * console.log(new Uint8Array(second.buffer)[0]); // 7
+   * await SharedMemory.unlink(name);
+   * ```
+   */
   static async openOrCreate(name: string, options: CreateOptions): Promise<SharedMemory> {
     checkName(name);
     const size = checkSize(options?.size, name);
     const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
+    await prepare();
     for (;;) {
       try {
         return await SharedMemory.#attachSized(ffi, name, false);
@@ -183,13 +225,16 @@ export class SharedMemory implements Disposable {
         ffi.call.shm_unlink(cname);
         throw e;
       }
+      let shm: SharedMemory;
       try {
-        return new SharedMemory(ffi, name, size, address, created, false);
+        shm = new SharedMemory(ffi, name, size, address, created, false);
       } catch (e) {
         ffi.call.munmap(address, size);
         ffi.call.shm_unlink(cname);
         throw e;
       }
+      register("shm", name);
+      return shm;
     } finally {
       ffi.call.close(fd); // the mapping keeps the segment; the descriptor is not needed
     }
@@ -261,9 +306,7 @@ export class SharedMemory implements Disposable {
    * @throws {NotFoundError} when the name was removed already.
    */
   unlink(): void {
-    if (this.#ffi.call.shm_unlink(this.#ffi.cstring(this.name)) !== 0) {
-      throw errnoError(this.#ffi.errno(), `unlink shared memory "${this.name}"`);
-    }
+    unlinkName(this.#ffi, this.name);
   }
 
   [Symbol.dispose](): void {
@@ -274,12 +317,32 @@ export class SharedMemory implements Disposable {
    * Removes a segment by name without opening it.
    *
    * @throws {NotFoundError} when there is no such segment.
+   *
+   * @example
+   * ```ts
+   * import { NotFoundError, runtime, SharedMemory } from "ipckit";
+   * const name = `/ipckit-leftover-${(await runtime()).pid}`;
+   * (await SharedMemory.create(name, { size: 64 })).close(); // closed, but the name stays...
+   * await SharedMemory.unlink(name); // ...until removed
+   * try {
+   *   await SharedMemory.unlink(name);
+   * } catch (e) {
+   *   console.log(e instanceof NotFoundError); // true: removed already
+   * }
+   * ```
    */
   static async unlink(name: string): Promise<void> {
     checkName(name);
-    const ffi = await native();
-    if (ffi.call.shm_unlink(ffi.cstring(name)) !== 0) {
-      throw errnoError(ffi.errno(), `unlink shared memory "${name}"`);
-    }
+    unlinkName(await native(), name);
   }
+}
+
+/** shm_unlink, and the owner record with it (also when the name was gone already: the record is stale then). */
+function unlinkName(ffi: Native, name: string): void {
+  if (ffi.call.shm_unlink(ffi.cstring(name)) !== 0) {
+    const errno = ffi.errno();
+    if (errno === ERRNO.ENOENT) unregister("shm", name);
+    throw errnoError(errno, `unlink shared memory "${name}"`);
+  }
+  unregister("shm", name);
 }

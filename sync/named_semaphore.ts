@@ -5,12 +5,15 @@
  *
  * @example
  * ```ts
- * import { NamedSemaphore } from "ipckit";
- * await using sem = await NamedSemaphore.openOrCreate("/workers", { value: 2 }); // at most 2 at a time
- * {
+ * import { NamedSemaphore, runtime } from "ipckit";
+ * const name = `/ipckit-workers-${(await runtime()).pid}`;
+ * await using sem = await NamedSemaphore.openOrCreate(name, { value: 2 }); // at most 2 at a time
+ * try {
  *   using _permit = await sem.acquire({ timeout: 5000 });
- *   // ... the guarded work ...
- * } // released here
+ *   console.log(sem.value); // 1: one permit left for the others
+ * } finally {
+ *   sem.unlink(); // the permit went back just before, at the end of the block
+ * }
  * ```
  *
  * @module
@@ -20,8 +23,25 @@ import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { abortError, ClosedError, TimeoutError } from "../errors.ts";
 import { checkName } from "../shm/segment.ts";
+import { prepare, register, unregister } from "../registry.ts";
 
-/** SEM_VALUE_MAX on Linux. */
+/**
+ * SEM_VALUE_MAX on Linux.
+ *
+ * @example
+ * ```ts
+ * import { IpcError, NamedSemaphore, runtime, SEM_VALUE_MAX } from "ipckit";
+ * const name = `/ipckit-full-${(await runtime()).pid}`;
+ * await using sem = await NamedSemaphore.create(name, { value: SEM_VALUE_MAX });
+ * try {
+ *   sem.release();
+ * } catch (e) {
+ *   console.log(e instanceof IpcError); // true: the count cannot pass 2147483647
+ * } finally {
+ *   sem.unlink();
+ * }
+ * ```
+ */
 export const SEM_VALUE_MAX = 0x7fff_ffff;
 /** Longest single off-thread wait, so that close() and exit are never held up for long. */
 const SLICE_MS = 100;
@@ -64,7 +84,34 @@ function checkMode(mode: unknown, name: string): number {
   return mode as number;
 }
 
-/** A handle on a POSIX named semaphore. `close()` releases this handle; `unlink()` removes the name. */
+/**
+ * A handle on a POSIX named semaphore. `close()` releases this handle; `unlink()` removes the name.
+ *
+ * @example
+ * ```ts
+ * import { NamedSemaphore, runtime, runtimeArgv } from "ipckit";
+ * const rt = await runtime();
+ * const [role, name] = rt.args();
+ * if (role === "child") {
+ *   await using sem = await NamedSemaphore.open(name!);
+ *   sem.release(); // one permit for the parent
+ * } else {
+ *   const name = `/ipckit-ready-${rt.pid}`;
+ *   await using sem = await NamedSemaphore.create(name, { value: 0 });
+ *   try {
+ *     const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", name], {
+ *       stdio: "inherit",
+ *     });
+ *     using _permit = await sem.acquire({ timeout: 10_000 }); // waits off the main thread
+ *     console.log("the Bun child released a permit"); // ...and `using` gives it back at the end
+ *     console.log(sem.tryAcquire()); // undefined: no other permit
+ *     await child.exited;
+ *   } finally {
+ *     sem.unlink();
+ *   }
+ * }
+ * ```
+ */
 export class NamedSemaphore implements AsyncDisposable {
   /** The semaphore's name, with its leading `/`. */
   readonly name: string;
@@ -90,6 +137,7 @@ export class NamedSemaphore implements AsyncDisposable {
     const value = checkValue(options.value ?? 0, name);
     const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
+    await prepare();
     return NamedSemaphore.#open(ffi, name, O_CREAT | O_EXCL, mode, value, "create");
   }
 
@@ -104,18 +152,45 @@ export class NamedSemaphore implements AsyncDisposable {
     return NamedSemaphore.#open(ffi, name, 0, 0, 0, "open");
   }
 
-  /** Opens the semaphore, creating it with `options` if it does not exist (the initial value applies then only). */
+  /**
+   * Opens the semaphore, creating it with `options` if it does not exist (the initial value applies then only).
+   *
+   * @example
+   * ```ts
+   * import { NamedSemaphore, runtime } from "ipckit";
+   * const name = `/ipckit-slots-${(await runtime()).pid}`;
+   * await using a = await NamedSemaphore.openOrCreate(name, { value: 3 }); // creates it with 3 permits
+   * await using b = await NamedSemaphore.openOrCreate(name, { value: 99 }); // opens it: the value is ignored
+   * console.log(b.value); // 3
+   * await NamedSemaphore.unlink(name);
+   * console.log(a.value); // 3: open handles keep working after the name is gone
+   * ```
+   */
   static async openOrCreate(name: string, options: NamedSemaphoreOptions = {}): Promise<NamedSemaphore> {
     checkName(name);
     const value = checkValue(options.value ?? 0, name);
     const mode = checkMode(options.mode ?? 0o600, name);
     const ffi = await native();
-    return NamedSemaphore.#open(ffi, name, O_CREAT, mode, value, "open or create");
+    await prepare();
+    // Exclusive first, so that this handle knows whether it made the semaphore (and records it then).
+    for (let i = 0;; i++) {
+      try {
+        return NamedSemaphore.#open(ffi, name, O_CREAT | O_EXCL, mode, value, "open or create");
+      } catch (e) {
+        if ((e as { code?: string }).code !== "EEXIST") throw e;
+      }
+      try {
+        return NamedSemaphore.#open(ffi, name, 0, 0, 0, "open or create");
+      } catch (e) {
+        if ((e as { code?: string }).code !== "ENOENT" || i > 10) throw e; // removed in between: try again
+      }
+    }
   }
 
   static #open(ffi: Native, name: string, flags: number, mode: number, value: number, what: string): NamedSemaphore {
     const sem = ffi.call.sem_open(ffi.cstring(name), flags, mode, value);
     if (sem === SEM_FAILED) throw errnoError(ffi.errno(), `${what} semaphore "${name}"`);
+    if ((flags & O_EXCL) !== 0) register("sem", name);
     return new NamedSemaphore(ffi, name, sem);
   }
 
@@ -241,7 +316,12 @@ export class NamedSemaphore implements AsyncDisposable {
   }
 
   static #unlink(ffi: Native, name: string): void {
-    if (ffi.call.sem_unlink(ffi.cstring(name)) !== 0) throw errnoError(ffi.errno(), `unlink semaphore "${name}"`);
+    if (ffi.call.sem_unlink(ffi.cstring(name)) !== 0) {
+      const errno = ffi.errno();
+      if (errno === ERRNO.ENOENT) unregister("sem", name); // gone already: the record is stale
+      throw errnoError(errno, `unlink semaphore "${name}"`);
+    }
+    unregister("sem", name);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

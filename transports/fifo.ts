@@ -9,9 +9,9 @@
  *
  * @example
  * ```ts
- * import { fifo } from "ipckit";
- * const path = "/tmp/ipckit-demo";
- * const [server, client] = await Promise.all([fifo.create(path), fifo.open(path)]);
+ * import { fifo, runtime } from "ipckit";
+ * const path = `/tmp/ipckit-demo-${(await runtime()).pid}`;
+ * const [server, client] = await Promise.all([fifo.create(path), fifo.open(path, { wait: 5000 })]);
  * await client.send(new Uint8Array([42]));
  * console.log(await server.receive()); // Uint8Array [42]
  * await client.close();
@@ -23,13 +23,22 @@
 import { native } from "../ffi/native.ts";
 import { errnoError } from "../ffi/errno.ts";
 import { runtime } from "../runtimes/detect.ts";
+import { prepare, register, unregister } from "../registry.ts";
 import { duplex } from "../runtimes/streams.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import type { Capabilities, Channel } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
-/** What a FIFO channel promises. */
+/**
+ * What a FIFO channel promises.
+ *
+ * @example
+ * ```ts
+ * import { fifo } from "ipckit";
+ * console.log(fifo.capabilities.reliable); // true
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -91,6 +100,26 @@ async function openPair(
  * @returns The Channel, once the peer opened both FIFOs.
  * @throws {AlreadyExistsError} when `<path>.in` or `<path>.out` exists.
  * @throws {NotFoundError} when the directory does not exist.
+ *
+ * @example
+ * ```ts
+ * import { fifo, runtime, runtimeArgv } from "ipckit";
+ * const rt = await runtime();
+ * const [role, path] = rt.args();
+ * if (role === "child") {
+ *   await using parent = await fifo.open(path!, { wait: 10_000 }); // waits for the FIFOs to appear
+ *   await parent.send(new TextEncoder().encode(`hello from ${rt.name}`));
+ * } else {
+ *   const here = `/tmp/ipckit-fifo-${rt.pid}`;
+ *   const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", here], {
+ *     stdio: "inherit",
+ *   });
+ *   // Makes here.in and here.out, waits for the child, then removes both names.
+ *   await using channel = await fifo.create(here, { signal: AbortSignal.timeout(10_000) });
+ *   console.log(new TextDecoder().decode(await channel.receive())); // "hello from bun"
+ *   await child.exited;
+ * }
+ * ```
  */
 export async function create(path: string, options: FifoOptions = {}): Promise<Channel> {
   checkFraming(options, `FIFO pair "${path}"`);
@@ -101,6 +130,7 @@ export async function create(path: string, options: FifoOptions = {}): Promise<C
   }
   const ffi = await native();
   const rt = await runtime();
+  await prepare();
   const names = [`${path}.in`, `${path}.out`];
   const made: string[] = [];
   try {
@@ -109,11 +139,15 @@ export async function create(path: string, options: FifoOptions = {}): Promise<C
         throw errnoError(ffi.errno(), `create FIFO "${name}"`);
       }
       made.push(name);
+      register("fifo", name);
     }
     const stream = await openPair(names[0]!, names[1]!, false, options.signal);
     return new StreamChannel(stream, `FIFO pair "${path}"`, capabilities, options);
   } finally {
-    for (const name of made) await rt.removeFile(name);
+    for (const name of made) {
+      await rt.removeFile(name);
+      unregister("fifo", name);
+    }
   }
 }
 
@@ -121,6 +155,22 @@ export async function create(path: string, options: FifoOptions = {}): Promise<C
  * Opens the FIFO pair a peer created at `path`.
  *
  * @throws {NotFoundError} when there is no FIFO pair at `path`.
+ *
+ * @example
+ * ```ts
+ * import { fifo, NotFoundError, runtime } from "ipckit";
+ * const path = `/tmp/ipckit-fifo-open-${(await runtime()).pid}`;
+ * try {
+ *   await fifo.open(path); // wait 0: fails at once when there is no FIFO pair
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true
+ * }
+ * const [creator, opener] = await Promise.all([fifo.create(path), fifo.open(path, { wait: 5000 })]);
+ * await opener.send(new Uint8Array([7]));
+ * console.log(await creator.receive()); // Uint8Array [7]
+ * await opener.close();
+ * await creator.close();
+ * ```
  */
 export async function open(path: string, options: FifoOptions = {}): Promise<Channel> {
   checkFraming(options, `FIFO pair "${path}"`);

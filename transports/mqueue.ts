@@ -45,13 +45,25 @@ import { ESRCH, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/const
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
+import { prepare, register, unregister } from "../registry.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { DATA, END, HELLO, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
 
 /** The longest native wait, in milliseconds: a blocked thread cannot be stopped, so it must return by itself. */
 const SLICE_MS = 100;
-/** The highest message priority ipckit accepts (POSIX guarantees 32 levels). */
+/**
+ * The highest message priority ipckit accepts (POSIX guarantees 32 levels).
+ *
+ * @example
+ * ```ts
+ * import { mq, runtime } from "ipckit";
+ * using q = await mq.create(`/ipckit-prio-${(await runtime()).pid}`, { maxMessages: 4, messageSize: 64 });
+ * q.unlink();
+ * await q.send(new TextEncoder().encode("now!"), { priority: mq.MAX_PRIORITY });
+ * console.log((await q.receive()).priority); // 31
+ * ```
+ */
 export const MAX_PRIORITY = 31;
 /** Linux defaults of /proc/sys/fs/mqueue (what an unprivileged process may use unless an admin raised them). */
 const DEFAULT_LIMITS = { msg_max: 10, msgsize_max: 8192, queues_max: 256 };
@@ -202,12 +214,18 @@ function nameOf(name: string): string {
  *
  * @example
  * ```ts
- * import { mq } from "ipckit";
- * using q = await mq.create("/jobs", { maxMessages: 10, messageSize: 1024 });
- * await q.send(new TextEncoder().encode("low"), { priority: 1 });
- * await q.send(new TextEncoder().encode("urgent"), { priority: 9 });
- * console.log((await q.receive()).priority); // 9
- * q.unlink();
+ * import { mq, runtime } from "ipckit";
+ * using q = await mq.create(`/ipckit-jobs-${(await runtime()).pid}`, { maxMessages: 10, messageSize: 1024 });
+ * try {
+ *   await q.send(new TextEncoder().encode("low"), { priority: 1 });
+ *   await q.send(new TextEncoder().encode("urgent"), { priority: 9 });
+ *   console.log(q.attributes.currentMessages); // 2
+ *   console.log((await q.receive()).priority); // 9: the highest priority first
+ *   console.log(new TextDecoder().decode(q.tryReceive()!.data)); // "low"
+ *   console.log(q.tryReceive()); // undefined: empty, and tryReceive never waits
+ * } finally {
+ *   q.unlink(); // close() (here by `using`) releases the handle, unlink() removes the name
+ * }
  * ```
  */
 export class MessageQueue implements Disposable {
@@ -250,6 +268,8 @@ export class MessageQueue implements Disposable {
     sizes?: CreateOptions,
   ): Promise<MessageQueue> {
     const ffi = await loadNative();
+    const creating = (flags & O_CREAT) !== 0;
+    if (creating) await prepare();
     let attr: BigInt64Array | null = null;
     if (sizes) {
       attr = new BigInt64Array(8); // struct mq_attr: flags, maxmsg, msgsize, curmsgs, 4 reserved longs
@@ -261,6 +281,7 @@ export class MessageQueue implements Disposable {
       const errno = ffi.errno();
       throw openError(errno, `${sizes ? "create" : "open"} ${nameOf(name)}`, sizes);
     }
+    if (creating) register("mq", name); // create() passes O_EXCL: this call made it
     return new MessageQueue(ffi, fd, name, access);
   }
 
@@ -496,9 +517,7 @@ export class MessageQueue implements Disposable {
    * @throws {NotFoundError} when the name is already gone.
    */
   unlink(): void {
-    if (this.#ffi.call.mq_unlink(this.#ffi.cstring(this.name)) !== 0) {
-      throw errnoError(this.#ffi.errno(), `unlink ${nameOf(this.name)}`);
-    }
+    unlinkName(this.#ffi, this.name);
   }
 
   /**
@@ -508,13 +527,22 @@ export class MessageQueue implements Disposable {
    */
   static async unlink(name: string): Promise<void> {
     checkName(name);
-    const ffi = await loadNative();
-    if (ffi.call.mq_unlink(ffi.cstring(name)) !== 0) throw errnoError(ffi.errno(), `unlink ${nameOf(name)}`);
+    unlinkName(await loadNative(), name);
   }
 
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** mq_unlink, and the owner record with it (also when the name was gone already: the record is stale then). */
+function unlinkName(ffi: Native, name: string): void {
+  if (ffi.call.mq_unlink(ffi.cstring(name)) !== 0) {
+    const errno = ffi.errno();
+    if (errno === ERRNO.ENOENT) unregister("mq", name);
+    throw errnoError(errno, `unlink ${nameOf(name)}`);
+  }
+  unregister("mq", name);
 }
 
 /** An absolute CLOCK_REALTIME time `ms` from now, as a struct timespec. */
@@ -548,6 +576,20 @@ function checkSizes(name: string, options: CreateOptions): CreateOptions {
  * @throws {TypeError} for a bad name; {@linkcode RangeError} for sizes that are not positive integers.
  * @throws {AlreadyExistsError} when the name exists.
  * @throws {IpcError} naming the kernel limit when the sizes exceed it.
+ *
+ * @example
+ * ```ts
+ * import { AlreadyExistsError, mq, runtime } from "ipckit";
+ * const name = `/ipckit-create-${(await runtime()).pid}`;
+ * using q = await mq.create(name, { maxMessages: 10, messageSize: 256 }); // mode 0600
+ * try {
+ *   await mq.create(name, { maxMessages: 10, messageSize: 256 });
+ * } catch (e) {
+ *   console.log(e instanceof AlreadyExistsError); // true
+ * } finally {
+ *   q.unlink();
+ * }
+ * ```
  */
 export function create(name: string, options: CreateOptions): Promise<MessageQueue> {
   try {
@@ -565,6 +607,20 @@ const ACCESS: Record<Access, number> = { read: O_RDONLY, write: O_WRONLY, both: 
  * Opens the existing queue `name`.
  *
  * @throws {NotFoundError} when it does not exist.
+ *
+ * @example
+ * ```ts
+ * import { mq, runtime } from "ipckit";
+ * const name = `/ipckit-open-${(await runtime()).pid}`;
+ * using owner = await mq.create(name, { maxMessages: 10, messageSize: 256 });
+ * using writer = await mq.open(name, { mode: "write" }); // in another process, usually
+ * try {
+ *   writer.trySend(new TextEncoder().encode("from the writer"));
+ *   console.log(new TextDecoder().decode((await owner.receive({ timeout: 1000 })).data)); // "from the writer"
+ * } finally {
+ *   owner.unlink();
+ * }
+ * ```
  */
 export function open(name: string, options: OpenOptions = {}): Promise<MessageQueue> {
   try {
@@ -577,7 +633,20 @@ export function open(name: string, options: OpenOptions = {}): Promise<MessageQu
   }
 }
 
-/** Opens the queue `name`, creating it with `options` when it does not exist. */
+/**
+ * Opens the queue `name`, creating it with `options` when it does not exist.
+ *
+ * @example
+ * ```ts
+ * import { mq, runtime } from "ipckit";
+ * const name = `/ipckit-either-${(await runtime()).pid}`;
+ * // Whoever comes first creates the queue; the sizes apply only then.
+ * using a = await mq.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
+ * using b = await mq.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
+ * console.log(a.maxMessages, b.messageSize); // 5 128
+ * a.unlink();
+ * ```
+ */
 export async function openOrCreate(name: string, options: CreateOptions): Promise<MessageQueue> {
   for (let i = 0;; i++) {
     try {
@@ -593,7 +662,15 @@ export async function openOrCreate(name: string, options: CreateOptions): Promis
   }
 }
 
-/** What an mq channel promises. Messages of any size up to 4 GiB - 1 (chunked into queue messages). */
+/**
+ * What an mq channel promises. Messages of any size up to 4 GiB - 1 (chunked into queue messages).
+ *
+ * @example
+ * ```ts
+ * import { mq } from "ipckit";
+ * console.log(mq.capabilities.maxMessage); // 4294967295: larger messages go in pieces
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -743,11 +820,17 @@ class MqChannel extends BaseChannel {
  *
  * @example
  * ```ts
- * import { mq } from "ipckit";
- * // process A
- * await using a = await mq.channel("/jobs", { create: true });
- * // process B
- * await using b = await mq.channel("/jobs", { wait: 10_000 });
+ * import { mq, runtime } from "ipckit";
+ * const name = `/ipckit-chan-${(await runtime()).pid}`;
+ * // Usually two processes: the creator makes <name>-0 and <name>-1 and removes them once the peer is there.
+ * const [a, b] = await Promise.all([
+ *   mq.channel(name, { create: true }),
+ *   mq.channel(name, { wait: 10_000 }),
+ * ]);
+ * await a.send(new Uint8Array(20_000)); // more than a queue message holds: sent in pieces
+ * console.log((await b.receive()).byteLength); // 20000
+ * await a.close();
+ * await b.close();
  * ```
  * @throws {AlreadyExistsError} (create) when the queues exist; {@linkcode NotFoundError} (open) when they do
  * not after `wait` milliseconds.

@@ -35,6 +35,7 @@ import {
 } from "../errors.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
+import { prepare, register, unregister } from "../registry.ts";
 
 import { nextDelay, pause } from "./sysv_mq_channel.ts";
 
@@ -156,11 +157,16 @@ function checkTimeout(t: unknown, what: string): number | undefined {
  * @example
  * ```ts
  * import { sysv } from "ipckit";
- * using q = await sysv.private();
- * await q.send(2, new TextEncoder().encode("two"));
- * await q.send(1, new TextEncoder().encode("one"));
- * console.log((await q.receive({ type: -2 })).type); // 1: the lowest type <= 2
- * q.remove();
+ * using q = await sysv.private(); // share q.id with the processes that should use it
+ * try {
+ *   await q.send(2, new TextEncoder().encode("two"));
+ *   q.trySend(1, new TextEncoder().encode("one")); // never waits: false when the queue is full
+ *   console.log(q.info.messages); // 2
+ *   console.log((await q.receive({ type: -2 })).type); // 1: the lowest type <= 2
+ *   console.log(new TextDecoder().decode(q.tryReceive({ type: 2 })!.data)); // "two"
+ * } finally {
+ *   q.remove(); // the queue and what is left in it are gone; close() would only forget this handle
+ * }
  * ```
  */
 export class SysvQueue implements Disposable {
@@ -431,7 +437,12 @@ export class SysvQueue implements Disposable {
   remove(): void {
     if (this.#removed) throw new ClosedError(`Cannot remove ${nameOf(this.id)}: it was removed already`);
     this.#removed = this.#closed = true;
-    if (this.#ffi.call.msgctl(this.id, IPC_RMID, null) < 0) throw this.#error(this.#ffi.errno(), "remove");
+    if (this.#ffi.call.msgctl(this.id, IPC_RMID, null) < 0) {
+      const errno = this.#ffi.errno();
+      if (errno === EINVAL || errno === EIDRM) unregister("sysv", String(this.id)); // gone already: stale record
+      throw this.#error(errno, "remove");
+    }
+    unregister("sysv", String(this.id));
   }
 
   /** Forgets this handle; idempotent. The queue itself stays until `remove()`. Waiting calls reject soon. */
@@ -464,7 +475,9 @@ function checkKey(k: unknown): number {
  * @example
  * ```ts
  * import { sysv } from "ipckit";
- * const k = await sysv.key("/tmp", 7);
+ * const fromPath = await sysv.key("/tmp", 7); // ftok(3): the same path and id give the same key everywhere
+ * const fromNumber = await sysv.key(0x1234); // or a number both sides agree on
+ * console.log(typeof fromPath, fromNumber); // "number" 4660
  * ```
  */
 export async function key(pathOrNumber: string | number, projectId = 1): Promise<number> {
@@ -496,8 +509,10 @@ function getError(errno: number, what: string): IpcError {
 async function make(k: number, flags: number, o: SysvCreateOptions, what: string): Promise<SysvQueue> {
   const { mode, maxBytes } = createOptions(o);
   const ffi = await loadNative();
+  await prepare();
   const id = ffi.call.msgget(k, flags | mode);
   if (id < 0) throw getError(ffi.errno(), what);
+  register("sysv", String(id), { key: k }); // IPC_EXCL or IPC_PRIVATE: this call made it
   const q = new SysvQueue(ffi, id);
   if (maxBytes !== undefined) {
     try {
@@ -515,6 +530,20 @@ async function make(k: number, flags: number, o: SysvCreateOptions, what: string
  *
  * @throws {AlreadyExistsError} when a queue has that key; {@linkcode PermissionError} for a `maxBytes` above
  * msgmnb without CAP_SYS_RESOURCE (nothing is left behind).
+ *
+ * @example
+ * ```ts
+ * import { AlreadyExistsError, runtime, sysv } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid); // a number only this process uses
+ * using q = await sysv.create(k); // mode 0600
+ * try {
+ *   await sysv.create(k);
+ * } catch (e) {
+ *   console.log(e instanceof AlreadyExistsError); // true
+ * } finally {
+ *   q.remove();
+ * }
+ * ```
  */
 export async function create(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
   k = checkKey(k);
@@ -525,6 +554,20 @@ export async function create(k: number, options: SysvCreateOptions = {}): Promis
  * Opens the existing queue with key `k`.
  *
  * @throws {NotFoundError} when there is none; {@linkcode PermissionError} when its mode refuses this user.
+ *
+ * @example
+ * ```ts
+ * import { runtime, sysv } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid);
+ * using owner = await sysv.create(k);
+ * using other = await sysv.open(k); // in another process, usually
+ * try {
+ *   await other.send(1, new TextEncoder().encode("hi"));
+ *   console.log(other.id === owner.id, (await owner.receive({ timeout: 1000 })).type); // true 1
+ * } finally {
+ *   owner.remove();
+ * }
+ * ```
  */
 export async function open(k: number): Promise<SysvQueue> {
   k = checkKey(k);
@@ -534,7 +577,19 @@ export async function open(k: number): Promise<SysvQueue> {
   return new SysvQueue(ffi, id);
 }
 
-/** Opens the queue with key `k`, creating it with `options` when there is none (`maxBytes` only then). */
+/**
+ * Opens the queue with key `k`, creating it with `options` when there is none (`maxBytes` only then).
+ *
+ * @example
+ * ```ts
+ * import { runtime, sysv } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid);
+ * using first = await sysv.openOrCreate(k); // creates it
+ * using second = await sysv.openOrCreate(k); // opens it
+ * console.log(first.id === second.id); // true
+ * first.remove();
+ * ```
+ */
 export async function openOrCreate(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
   k = checkKey(k);
   for (let i = 0;; i++) {
@@ -555,6 +610,16 @@ export async function openOrCreate(k: number, options: SysvCreateOptions = {}): 
  * Takes the queue `id` (from `queue.id` in another process, or `ipcs -q`).
  *
  * @throws {NotFoundError} when no queue has that id.
+ *
+ * @example
+ * ```ts
+ * import { sysv } from "ipckit";
+ * using q = await sysv.private();
+ * using same = await sysv.fromId(q.id); // another process got the id from us (or from `ipcs -q`)
+ * await same.send(5, new Uint8Array([5]));
+ * console.log((await q.receive()).type); // 5
+ * q.remove();
+ * ```
  */
 export async function fromId(id: number): Promise<SysvQueue> {
   integer(id, "queue id", 0, 2 ** 31 - 1);
@@ -569,7 +634,17 @@ export async function fromId(id: number): Promise<SysvQueue> {
   return new SysvQueue(ffi, id);
 }
 
-/** Creates a new queue without a key (`IPC_PRIVATE`): share its `id` with the processes that should use it. */
+/**
+ * Creates a new queue without a key (`IPC_PRIVATE`): share its `id` with the processes that should use it.
+ *
+ * @example
+ * ```ts
+ * import { sysv } from "ipckit";
+ * using q = await sysv.private({ maxBytes: 8192 }); // no key: nobody finds it without its id
+ * console.log(q.id >= 0, q.info.maxBytes); // true 8192
+ * q.remove();
+ * ```
+ */
 function privateQueue(options: SysvCreateOptions = {}): Promise<SysvQueue> {
   return make(IPC_PRIVATE, IPC_CREAT, options, "create a private System V message queue");
 }

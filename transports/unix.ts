@@ -3,9 +3,10 @@
  *
  * @example
  * ```ts
- * import { unix } from "ipckit";
- * await using server = await unix.listen("/tmp/demo.sock");
- * const client = await unix.connect("/tmp/demo.sock");
+ * import { runtime, unix } from "ipckit";
+ * const path = `/tmp/ipckit-demo-${(await runtime()).pid}.sock`;
+ * await using server = await unix.listen(path);
+ * const client = await unix.connect(path);
  * const peer = await server.accept();
  * await client.send(new TextEncoder().encode("hi"));
  * console.log(new TextDecoder().decode(await peer.receive())); // "hi"
@@ -16,13 +17,22 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
+import { prepare, register, unregister } from "../registry.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import type { Capabilities, Channel, Listener } from "./channel.ts";
 import { StreamListener } from "./listener.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
-/** What a Unix stream socket channel promises. */
+/**
+ * What a Unix stream socket channel promises.
+ *
+ * @example
+ * ```ts
+ * import { unix } from "ipckit";
+ * console.log(unix.capabilities); // ordered, reliable, maxMessage 4294967295, not cross-host, not datagram
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -56,17 +66,44 @@ function wrap(stream: ByteStream, path: string, options: StreamChannelOptions): 
  * @param path Filesystem path of the socket, at most 103 bytes.
  * @returns A Listener: `accept()` or `for await` yields one Channel per connection.
  * @throws {AlreadyExistsError} when the path exists.
+ *
+ * @example
+ * ```ts
+ * import { runtime, unix } from "ipckit";
+ * const path = `/tmp/ipckit-echo-${(await runtime()).pid}.sock`;
+ * const server = await unix.listen(path);
+ * // Serve: echo every message of every connection, until the listener closes.
+ * const serving = (async () => {
+ *   for await (const channel of server) {
+ *     void (async () => {
+ *       for await (const message of channel) await channel.send(message);
+ *       await channel.close();
+ *     })();
+ *   }
+ * })();
+ * const client = await unix.connect(path);
+ * await client.send(new TextEncoder().encode("echo?"));
+ * console.log(new TextDecoder().decode(await client.receive())); // "echo?"
+ * await client.close();
+ * await server.close(); // removes the socket file; the serving loop ends
+ * await serving;
+ * ```
  */
 export async function listen(path: string, options: StreamChannelOptions = {}): Promise<Listener> {
   checkFraming(options, `a Unix listener on "${path}"`);
   checkPath(path);
   const rt = await runtime();
+  await prepare();
   const listener = new StreamListener({
     description: `Unix socket "${path}"`,
     wrap: (s) => wrap(s, path, options),
-    afterClose: () => rt.removeFile(path),
+    afterClose: async () => {
+      await rt.removeFile(path);
+      unregister("socket", path);
+    },
   });
   listener.attach(await rt.listenUnix(path, listener.onConnection));
+  register("socket", path);
   return listener;
 }
 
@@ -74,6 +111,22 @@ export async function listen(path: string, options: StreamChannelOptions = {}): 
  * Connects to a Unix stream socket.
  *
  * @throws {NotFoundError} when nothing listens at `path`.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError, runtime, unix } from "ipckit";
+ * const path = `/tmp/ipckit-service-${(await runtime()).pid}.sock`;
+ * try {
+ *   await unix.connect(path);
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true: nobody listens yet
+ * }
+ * await using server = await unix.listen(path, { framing: "lines" }); // both sides agree on the framing
+ * await using client = await unix.connect(path, { framing: "lines" });
+ * await using peer = await server.accept();
+ * await client.send(new TextEncoder().encode('{"op":"ping"}')); // goes out as one line
+ * console.log(new TextDecoder().decode(await peer.receive())); // '{"op":"ping"}'
+ * ```
  */
 export async function connect(path: string, options: StreamChannelOptions = {}): Promise<Channel> {
   checkFraming(options, `a Unix socket to "${path}"`);

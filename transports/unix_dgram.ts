@@ -21,13 +21,14 @@
  *
  * @example
  * ```ts
- * import { unixDgram } from "ipckit";
- * await using server = await unixDgram.bind("/tmp/app.dgram");
- * await using client = await unixDgram.connect("/tmp/app.dgram");
+ * import { runtime, unixDgram } from "ipckit";
+ * const path = `/tmp/ipckit-app-${(await runtime()).pid}.dgram`;
+ * await using server = await unixDgram.bind(path);
+ * await using client = await unixDgram.connect(path);
  * await client.send(new TextEncoder().encode("ping"));
  * const { data, from } = await server.receive();
  * await server.send(data, from); // `from` is the client's autobound "@xxxxx" address
- * await client.receive(); // "ping"
+ * console.log(new TextDecoder().decode(await client.receive())); // "ping"
  * ```
  *
  * @module
@@ -47,6 +48,7 @@ import {
 } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
+import { prepare, register, unregister } from "../registry.ts";
 import type { Capabilities } from "./channel.ts";
 import {
   type DatagramChannel,
@@ -66,7 +68,15 @@ const OVERHEAD = 32;
 /** How long a blocked send waits before re-checking close and abort (SO_SNDTIMEO), in microseconds. */
 const SEND_SLICE_US = 100_000;
 
-/** What a Unix datagram channel promises (the size is Linux's default; see the module doc). */
+/**
+ * What a Unix datagram channel promises (the size is Linux's default; see the module doc).
+ *
+ * @example
+ * ```ts
+ * import { unixDgram } from "ipckit";
+ * console.log(unixDgram.capabilities.datagram, unixDgram.capabilities.reliable); // true true (on Linux)
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -324,7 +334,10 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
     call.shutdown(this.#fd, SHUT_RDWR); // wakes a blocked recvfrom
     await Promise.all([this.#pump, this.#tail]);
     call.close(this.#fd);
-    if (this.#ownedPath !== undefined) call.unlink(this.#ffi.cstring(this.#ownedPath));
+    if (this.#ownedPath !== undefined) {
+      call.unlink(this.#ffi.cstring(this.#ownedPath));
+      unregister("dgram", this.#ownedPath);
+    }
   }
 
   same(a: string, b: string): boolean {
@@ -345,6 +358,7 @@ async function open(path: string, options: UnixDgramOptions, what: string): Prom
     });
   });
   const { call } = ffi;
+  if (path !== "" && !path.startsWith("@")) await prepare();
   const fd = call.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw errnoError(ffi.errno(), what);
   try {
@@ -373,7 +387,9 @@ async function open(path: string, options: UnixDgramOptions, what: string): Prom
     const nameLength = new Uint32Array([SOCKADDR_SIZE]);
     if (call.getsockname(fd, name, nameLength) !== 0) throw errnoError(ffi.errno(), what);
     const address = parseSockaddr(name, nameLength[0]!);
-    return new UnixDgramEndpoint(ffi, fd, address, path === "" || path.startsWith("@") ? undefined : path);
+    const owned = path === "" || path.startsWith("@") ? undefined : path;
+    if (owned !== undefined) register("dgram", owned);
+    return new UnixDgramEndpoint(ffi, fd, address, owned);
   } catch (e) {
     call.close(fd);
     throw e;
@@ -384,6 +400,20 @@ async function open(path: string, options: UnixDgramOptions, what: string): Prom
  * Binds a Unix datagram socket at `path` (a file the socket creates and `close()` removes; `@name` is abstract).
  *
  * @throws {AlreadyExistsError} when something exists at `path`; `NotFoundError` when its directory does not.
+ *
+ * @example
+ * ```ts
+ * import { runtime, unixDgram } from "ipckit";
+ * const pid = (await runtime()).pid;
+ * await using collector = await unixDgram.bind(`@ipckit-metrics-${pid}`); // abstract: no file to remove
+ * await using reporter = await unixDgram.connect(collector.address); // any number of them, from any process
+ * await reporter.send(new TextEncoder().encode("cpu 12"));
+ * await reporter.send(new TextEncoder().encode("mem 34"));
+ * for (let i = 0; i < 2; i++) {
+ *   const { data, from } = await collector.receive({ timeout: 1000 });
+ *   console.log(new TextDecoder().decode(data), from === reporter.address); // "cpu 12" true, then "mem 34" true
+ * }
+ * ```
  */
 export async function bind(path: string, options: UnixDgramOptions = {}): Promise<DatagramSocket<string>> {
   if (path === "") throw new TypeError("Cannot bind a Unix datagram socket: the path is empty");
@@ -401,6 +431,24 @@ export async function bind(path: string, options: UnixDgramOptions = {}): Promis
  * names one. Nothing is sent to connect: the peer learns of this channel from its first datagram.
  *
  * @throws {NotFoundError} when no socket is bound at `path`.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError, runtime, unixDgram } from "ipckit";
+ * const path = `/tmp/ipckit-echo-${(await runtime()).pid}.dgram`;
+ * try {
+ *   await unixDgram.connect(path);
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true: no socket is bound there
+ * }
+ * await using server = await unixDgram.bind(path);
+ * await using client = await unixDgram.connect(path); // a Channel to one peer
+ * await client.send(new Uint8Array([1, 2]));
+ * const first = await server.receive({ timeout: 1000 });
+ * await using reply = await server.connect(first.from); // the server's Channel back to this client
+ * await reply.send(first.data);
+ * console.log(await client.receive({ timeout: 1000 })); // Uint8Array [1, 2]
+ * ```
  */
 export async function connect(path: string, options: UnixDgramConnectOptions = {}): Promise<DatagramChannel<string>> {
   const what = `connect a Unix datagram channel to "${path}"`;
