@@ -14,7 +14,7 @@
  * @module
  */
 import { type Channel, fileQueue, runtime, runtimeArgv, type RuntimeName, udp, unixDgram } from "../mod.ts";
-import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "./peers/launch.ts";
+import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 const args = rt.args();

@@ -12,7 +12,7 @@
  * @module
  */
 import { mq, runtime, runtimeArgv, type RuntimeName } from "../mod.ts";
-import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "./peers/launch.ts";
+import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 const args = rt.args();

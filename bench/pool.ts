@@ -9,7 +9,7 @@
  * @module
  */
 import { Pool, runtime, type RuntimeName } from "../mod.ts";
-import { median, table } from "./peers/launch.ts";
+import { median, table } from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 const args = rt.args();

@@ -2,7 +2,7 @@
  * Round-trip latency of ipckit's stream transports, next to the raw mechanism underneath, in the same run.
  *
  * A ping-pong of one 8-byte message between this process (the parent) and a child on a chosen runtime:
- * - framed: ipckit channels (unix, tcp, pipe, fifo) to `bench/peers/echo.ts`;
+ * - framed: ipckit channels (unix, tcp, pipe, fifo) to `cli/peers/echo.ts`;
  * - raw: the Runtime adapter's ByteStreams without framing (Unix socket, TCP socket, the child's stdio, and two
  *   FIFOs made with the `mkfifo` command) to `bench/peers/raw_echo.ts`, which writes each chunk straight back.
  *
@@ -29,7 +29,7 @@ import {
   timeRoundTrips,
   type Transport,
   TRANSPORTS,
-} from "./peers/launch.ts";
+} from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 

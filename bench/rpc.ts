@@ -15,7 +15,7 @@
  */
 import { rpc, runtime, runtimeArgv, type RuntimeName, shm, tcp, unix } from "../mod.ts";
 import { birpcOverLines } from "./peers/birpc_lines.ts";
-import { guard, median, reap, ROOT, table } from "./peers/launch.ts";
+import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 const args = rt.args();

@@ -14,7 +14,7 @@
  * @module
  */
 import { type Channel, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm, unix } from "../mod.ts";
-import { guard, median, reap, ROOT, table } from "./peers/launch.ts";
+import { echoScript, guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -176,7 +176,7 @@ console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${pe
   const dir = await rt.makeTempDir("ipckit-bench-");
   const path = `${dir}/u.sock`;
   const listener = await unix.listen(path);
-  const child = rt.spawn([...runtimeArgv(peer), peerScript("echo.ts"), `unix=${path}`], { cwd: ROOT, stdio: "null" });
+  const child = rt.spawn([...runtimeArgv(peer), echoScript(), `unix=${path}`], { cwd: ROOT, stdio: "null" });
   try {
     const ch = await guard(child, listener.accept(), `unix echo peer on ${peer}`);
     await roundTrips(ch, 8, 2000);

@@ -10,7 +10,7 @@
 import { type ByteStream, runtime, runtimeArgv, runtimeName } from "../mod.ts";
 import { StreamChannel } from "../transports/stream_channel.ts";
 import { capabilities } from "../transports/unix.ts";
-import { median, table } from "./peers/launch.ts";
+import { median, table } from "../cli/peers/launch.ts";
 import { type SocketApi, socketApi } from "./peers/socket_apis.ts";
 
 const rt = await runtime();

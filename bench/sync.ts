@@ -18,7 +18,7 @@
  * @module
  */
 import { Condition, Mutex, runtime, runtimeArgv, type RuntimeName, SharedMemory, SpinLock } from "../mod.ts";
-import { guard, median, reap, ROOT, table } from "./peers/launch.ts";
+import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { READY, STOP, TURN } from "./peers/sync_peer.ts";
 
 const rt = await runtime();

@@ -117,7 +117,7 @@ export class Member<T = unknown> {
     } else {
       const argv = Array.isArray(launch.worker)
         ? launch.worker
-        : [...runtimeArgv(launch.runtime), rt.fromFileUrl(launch.worker)];
+        : runtimeArgv(launch.runtime, rt.fromFileUrl(launch.worker)); // a .js worker runs on node without tsx
       const env = { ...launch.env, [ENV_KIND]: "process", [ENV_PARENT]: String(rt.pid) };
       const cwd = launch.cwd === undefined ? {} : { cwd: launch.cwd };
       if (launch.transport === "shm") {

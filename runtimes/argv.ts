@@ -1,5 +1,10 @@
 /**
- * How to start a TypeScript script on each runtime, from any runtime: so a Deno parent can start a Bun child.
+ * How to start a script on each runtime, from any runtime: so a Deno parent can start a Bun child.
+ *
+ * TypeScript runs as is on Deno and Bun; Node 20 needs tsx (`node --import <tsx loader>`). JavaScript runs on plain
+ * Node: give the script to `runtimeArgv(name, script)` and tsx is added only for a TypeScript file, so a compiled
+ * build (the npm package) starts its children without tsx installed. `scriptPath()` finds a file next to the calling
+ * module whether that module runs from its `.ts` source or compiled to `.js`.
  *
  * Binaries are found in this order: the `IPCKIT_DENO` / `IPCKIT_BUN` / `IPCKIT_NODE` environment variables, the
  * running process itself when it is that runtime, `node_modules/.bin` above this package or the working directory
@@ -14,7 +19,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { runtimeName } from "./detect.ts";
 import type { RuntimeName } from "./runtime.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
+// No directory when loaded from a URL (JSR): then only the working directory is searched.
+const here = import.meta.url.startsWith("file:") ? dirname(fileURLToPath(import.meta.url)) : undefined;
 
 function* ancestors(start: string): Generator<string> {
   for (let dir = start;;) {
@@ -26,7 +32,7 @@ function* ancestors(start: string): Generator<string> {
 }
 
 function findUp(rel: string): string | undefined {
-  for (const start of [here, process.cwd()]) {
+  for (const start of here === undefined ? [process.cwd()] : [here, process.cwd()]) {
     for (const dir of ancestors(start)) {
       const candidate = join(dir, "node_modules", rel);
       if (existsSync(candidate)) return candidate;
@@ -66,21 +72,32 @@ export function runtimeBinary(name: RuntimeName): string {
   return findUp(join(".bin", name)) ?? name;
 }
 
+/** Whether a script path names JavaScript (which Node runs without tsx). */
+function isJavaScript(script: string): boolean {
+  return /\.[cm]?js$/.test(script);
+}
+
 /**
- * The argv prefix that runs a TypeScript module on runtime `name`; append the script path and its arguments.
+ * The argv that runs a script on runtime `name`. Without `script`, the prefix for a TypeScript module: append the
+ * script path and its arguments. With `script`, the whole argv for that script (append its arguments), and for a
+ * JavaScript file (`.js`, `.mjs`, `.cjs`) Node runs it without tsx.
  *
  * - deno: `deno run -A --quiet` (ipckit needs `--allow-ffi`, `--allow-net`, `--allow-run` and file access)
  * - bun: `bun`
- * - node: `node --import <tsx loader>` (Node 20 cannot run TypeScript alone)
+ * - node: `node --import <tsx loader>` for TypeScript (Node 20 cannot run it alone); `node` for JavaScript
  *
  * @example
  * ```ts
  * import { runtimeArgv } from "ipckit";
  * const argv = [...runtimeArgv("bun"), "./worker.ts"];
+ * const js = runtimeArgv("node", "./worker.js"); // [node, "./worker.js"]: no tsx needed
  * ```
- * @throws {Error} for node, when the tsx package cannot be found.
+ * @throws {Error} for node and a TypeScript script (or none), when the tsx package cannot be found.
  */
-export function runtimeArgv(name: RuntimeName): string[] {
+export function runtimeArgv(name: RuntimeName, script?: string): string[] {
+  if (script !== undefined) {
+    return name === "node" && isJavaScript(script) ? [runtimeBinary("node"), script] : [...runtimeArgv(name), script];
+  }
   const hit = cache.get(name);
   if (hit) return [...hit];
   let argv: string[];
@@ -97,4 +114,28 @@ export function runtimeArgv(name: RuntimeName): string[] {
   }
   cache.set(name, argv);
   return [...argv];
+}
+
+/**
+ * The path of the file `rel` next to the module `base` (its `import.meta.url`). `rel` is written with `.ts`; when
+ * the calling module was compiled to `.js`, or the `.ts` file is not there, the same name with the other extension
+ * is used if it exists. So `scriptPath(import.meta.url, "./peers/echo.ts")` works from the source and from a build.
+ *
+ * @throws {Error} when neither file exists.
+ */
+export function scriptPath(base: string | URL, rel: string): string {
+  const file = fileURLToPath(new URL(rel, base));
+  const compiled = isJavaScript(fileURLToPath(base));
+  const swap = (f: string) => f.replace(/\.([cm]?)ts$/, ".$1js");
+  const candidates = compiled ? [swap(file), file] : [file, swap(file)];
+  const found = candidates.find((f) => existsSync(f));
+  if (found === undefined) throw new Error(`Cannot find "${rel}" next to ${String(base)}`);
+  return found;
+}
+
+/** The nearest directory at or above the module `base` (an `import.meta.url`) that holds a package.json. */
+export function packageRoot(base: string | URL): string {
+  const start = dirname(fileURLToPath(base));
+  for (const dir of ancestors(start)) if (existsSync(join(dir, "package.json"))) return dir;
+  return start;
 }

@@ -1,5 +1,5 @@
 /**
- * Echo peer for `bench/roundtrip.ts` and `examples/demo.ts`: connects over every transport named in its arguments
+ * Echo peer for `ipckit bench`, `ipckit demo` and `bench/`: connects over every transport named in its arguments
  * and sends every message it receives straight back, through ipckit channels. It exits once the parent closed all
  * of them. It logs only to stderr: stdout belongs to the pipe channel.
  *
@@ -8,15 +8,17 @@
  *   unix=<path>        connect to the parent's Unix socket listener at <path>
  *   tcp=<port>         connect to the parent's TCP listener on 127.0.0.1:<port>
  *   fifo=<path>        open the FIFO pair the parent creates at <path>
+ *   shm=<name>         open the shared-memory channel the parent creates at <name>
+ *   mq=<name>          open the POSIX message queue channel the parent creates at <name>
  *
- *   deno run -A bench/peers/echo.ts unix=/tmp/x.sock tcp=4000
+ *   deno run -A cli/peers/echo.ts unix=/tmp/x.sock tcp=4000
  *
  * @module
  */
-import { type Channel, fifo, pipe, runtime, tcp, unix } from "../../mod.ts";
+import { type Channel, fifo, mq, pipe, runtime, shm, tcp, unix } from "../../mod.ts";
 
-/** How long to wait for the parent's FIFOs to appear, in milliseconds. */
-const FIFO_WAIT_MS = 15_000;
+/** How long to wait for the parent's FIFOs, segment or queues to appear, in milliseconds. */
+const WAIT_MS = 15_000;
 
 async function open(arg: string): Promise<Channel> {
   const eq = arg.indexOf("=");
@@ -30,9 +32,15 @@ async function open(arg: string): Promise<Channel> {
     case "tcp":
       return await tcp.connect({ port: Number(address) });
     case "fifo":
-      return await fifo.open(address, { wait: FIFO_WAIT_MS });
+      return await fifo.open(address, { wait: WAIT_MS });
+    case "shm":
+      return await shm.open(address, { wait: WAIT_MS });
+    case "mq":
+      return await mq.channel(address, { wait: WAIT_MS });
     default:
-      throw new TypeError(`Cannot echo over "${arg}": expected pipe, unix=<path>, tcp=<port> or fifo=<path>`);
+      throw new TypeError(
+        `Cannot echo over "${arg}": expected pipe, unix=<path>, tcp=<port>, fifo=<path>, shm=<name> or mq=<name>`,
+      );
   }
 }
 
@@ -44,19 +52,23 @@ async function echo(channel: Channel): Promise<void> {
   }
 }
 
-const rt = await runtime();
-const args = rt.args();
-if (args.length === 0) {
-  rt.printError("usage: echo.ts [pipe] [unix=<path>] [tcp=<port>] [fifo=<path>]\n");
-  rt.exit(2);
-}
-// Open all at once: the parent accepts them in whatever order they come.
-const results = await Promise.allSettled(args.map(async (arg) => echo(await open(arg))));
-let failed = false;
-for (const [i, r] of results.entries()) {
-  if (r.status === "rejected") {
-    failed = true;
-    rt.printError(`echo peer (${rt.name}) ${args[i]}: ${(r.reason as Error)?.stack ?? r.reason}\n`);
+async function main(): Promise<void> {
+  const rt = await runtime();
+  const args = rt.args();
+  if (args.length === 0) {
+    rt.printError("usage: echo.ts [pipe] [unix=<path>] [tcp=<port>] [fifo=<path>] [shm=<name>] [mq=<name>]\n");
+    rt.exit(2);
   }
+  // Open all at once: the parent accepts them in whatever order they come.
+  const results = await Promise.allSettled(args.map(async (arg) => echo(await open(arg))));
+  let failed = false;
+  for (const [i, r] of results.entries()) {
+    if (r.status === "rejected") {
+      failed = true;
+      rt.printError(`echo peer (${rt.name}) ${args[i]}: ${(r.reason as Error)?.stack ?? r.reason}\n`);
+    }
+  }
+  if (failed) rt.exit(1);
 }
-if (failed) rt.exit(1);
+
+void main();

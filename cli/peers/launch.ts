@@ -1,7 +1,7 @@
 /**
- * The parent's side of `echo.ts`: starts one echo peer on any runtime, connected over all four stream transports
- * (unix, tcp, pipe, fifo) at once, and times ping-pong round trips on the channels. Shared by `bench/roundtrip.ts`
- * and `examples/demo.ts`.
+ * The parent's side of `echo.ts`: starts one echo peer on any runtime, connected over several transports at once
+ * (unix, tcp, pipe, fifo by default; shm and mq on request), and times ping-pong round trips on the channels.
+ * Shared by `ipckit bench`, `ipckit demo` and the benchmarks in `bench/`.
  *
  * @module
  */
@@ -9,33 +9,42 @@ import {
   type Channel,
   type ChildProcess,
   fifo,
+  mq,
   pipe,
   runtime,
-  runtimeArgv,
   type RuntimeName,
+  shm,
   tcp,
   TimeoutError,
   unix,
 } from "../../mod.ts";
+import { packageRoot, runtimeArgv, scriptPath } from "../../runtimes/argv.ts";
 
-/** The transports an echo peer serves. */
+/** The stream transports an echo peer serves (what `bench/roundtrip.ts` compares with raw streams). */
 export type Transport = "unix" | "tcp" | "pipe" | "fifo";
-/** All of them, in table order. */
+/** Every transport an echo peer serves. */
+export type EchoTransport = Transport | "shm" | "mq";
+/** The stream transports, in table order. */
 export const TRANSPORTS: readonly Transport[] = ["unix", "tcp", "pipe", "fifo"];
+/** Every transport, in table order. */
+export const ALL_TRANSPORTS: readonly EchoTransport[] = ["unix", "tcp", "pipe", "fifo", "shm", "mq"];
 
-const rt = await runtime();
-/** The project root: children run there so that Deno finds deno.json and node_modules. */
-export const ROOT: string = rt.fromFileUrl(new URL("../../", import.meta.url));
-const ECHO = rt.fromFileUrl(new URL("./echo.ts", import.meta.url));
+/** The package root: children run there so that Deno finds deno.json and node_modules. */
+export const ROOT: string = packageRoot(import.meta.url);
+
+/** The echo peer's file (`echo.ts`, or `echo.js` in a build). */
+export function echoScript(): string {
+  return scriptPath(import.meta.url, "./echo.ts");
+}
 
 /** How long a peer may take to start and connect, in milliseconds. */
 export const START_TIMEOUT_MS = 30_000;
 
-/** A running echo peer and its four channels. */
-export interface EchoPeer {
+/** A running echo peer and its channels. */
+export interface EchoPeer<T extends EchoTransport = Transport> {
   readonly runtime: RuntimeName;
   readonly child: ChildProcess;
-  readonly channels: Record<Transport, Channel>;
+  readonly channels: Record<T, Channel>;
   /** Closes every channel and waits for the peer to exit (killing it after a grace period). */
   close(): Promise<void>;
 }
@@ -52,6 +61,7 @@ export function guard<T>(child: ChildProcess, done: Promise<T>, what: string, ms
 
 /** Waits for a child to exit after its parent closed everything; kills it if it does not, and says so. */
 export async function reap(child: ChildProcess, what: string, ms = 5000): Promise<void> {
+  const rt = await runtime();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), ms)));
   const status = await Promise.race([child.exited, late]).catch(() => ({ code: null, signal: "spawn failed" }));
@@ -66,45 +76,80 @@ export async function reap(child: ChildProcess, what: string, ms = 5000): Promis
 }
 
 /**
- * Starts `bench/peers/echo.ts` on runtime `peer` and connects to it over unix, tcp, pipe and fifo. Socket and FIFO
- * names go in `dir` (prefixed with `tag`) and are removed once the peer has connected.
+ * Starts `echo.ts` on runtime `peer` and connects to it over `transports` (unix, tcp, pipe and fifo by default).
+ * Socket and FIFO names go in `dir` (prefixed with `tag`), shm and mq names are `/ipckit-echo-<pid>-<tag>`; all are
+ * removed once the peer has connected.
  */
-export async function startEcho(peer: RuntimeName, dir: string, tag: string): Promise<EchoPeer> {
+export async function startEcho<T extends EchoTransport = Transport>(
+  peer: RuntimeName,
+  dir: string,
+  tag: string,
+  transports: readonly T[] = TRANSPORTS as readonly T[],
+): Promise<EchoPeer<T>> {
+  const rt = await runtime();
+  const want = new Set<EchoTransport>(transports);
   const sock = `${dir}/${tag}.sock`;
   const fifoPath = `${dir}/${tag}.fifo`;
+  const ipcName = `/ipckit-echo-${rt.pid}-${tag}`;
   const abort = new AbortController();
-  const unixListener = await unix.listen(sock);
-  const tcpListener = await tcp.listen({ port: 0 });
-  const fifoChannel = fifo.create(fifoPath, { signal: abort.signal });
-  fifoChannel.catch(() => {}); // awaited below; this only avoids an unhandled rejection if the spawn fails
-  const stopListening = () => Promise.all([unixListener.close(), tcpListener.close()]);
+  const opened: Promise<[EchoTransport, Channel]>[] = [];
+  const quiet = <V>(p: Promise<V>) => (p.catch(() => {}), p); // awaited below; no unhandled rejection meanwhile
+  const unixListener = want.has("unix") ? await unix.listen(sock) : undefined;
+  const tcpListener = want.has("tcp") ? await tcp.listen({ port: 0 }) : undefined;
+  const stopListening = () => Promise.all([unixListener?.close(), tcpListener?.close()]);
+  const args: string[] = [];
+  if (unixListener) {
+    args.push(`unix=${sock}`);
+    opened.push(quiet(unixListener.accept({ signal: abort.signal }).then((c) => ["unix", c])));
+  }
+  if (tcpListener) {
+    args.push(`tcp=${tcpListener.port}`);
+    opened.push(quiet(tcpListener.accept({ signal: abort.signal }).then((c) => ["tcp", c])));
+  }
+  if (want.has("fifo")) {
+    args.push(`fifo=${fifoPath}`);
+    opened.push(quiet(fifo.create(fifoPath, { signal: abort.signal }).then((c) => ["fifo", c])));
+  }
+  if (want.has("shm")) {
+    args.push(`shm=${ipcName}`);
+    opened.push(quiet(shm.create(ipcName, { signal: abort.signal }).then((c) => ["shm", c])));
+  }
+  if (want.has("mq")) {
+    args.push(`mq=${ipcName}`);
+    opened.push(quiet(mq.channel(ipcName, { create: true, signal: abort.signal }).then((c) => ["mq", c])));
+  }
+  if (want.has("pipe")) args.push("pipe");
   let spawned: Awaited<ReturnType<typeof pipe.spawn>> | undefined;
+  let child: ChildProcess | undefined;
   try {
-    const argv = [...runtimeArgv(peer), ECHO, "pipe", `unix=${sock}`, `tcp=${tcpListener.port}`, `fifo=${fifoPath}`];
-    spawned = await pipe.spawn(argv, { cwd: ROOT });
-    const { child, channel } = spawned;
-    const accepted = Promise.all([
-      unixListener.accept({ signal: abort.signal }),
-      tcpListener.accept({ signal: abort.signal }),
-      fifoChannel,
-    ]);
-    const [u, t, f] = await guard(child, accepted, `echo peer on ${peer}`);
+    const argv = [...runtimeArgv(peer, echoScript()), ...args];
+    if (want.has("pipe")) {
+      spawned = await pipe.spawn(argv, { cwd: ROOT });
+      child = spawned.child;
+    } else {
+      child = rt.spawn(argv, { cwd: ROOT, stdio: "null" });
+    }
+    const pairs = await guard(child, Promise.all(opened), `echo peer on ${peer}`);
     await stopListening(); // stops accepting and removes the socket file; the channels stay open
-    const channels: Record<Transport, Channel> = { unix: u, tcp: t, pipe: channel, fifo: f };
+    const channels = Object.fromEntries(pairs) as Record<EchoTransport, Channel>;
+    if (spawned) channels.pipe = spawned.channel;
+    const started = child;
     return {
       runtime: peer,
-      child,
-      channels,
+      child: started,
+      channels: channels as Record<T, Channel>,
       async close() {
-        await Promise.all(TRANSPORTS.map((name) => channels[name].close()));
-        await reap(child, `echo peer on ${peer}`);
+        await Promise.all(Object.values<Channel>(channels).map((c) => c.close()));
+        await reap(started, `echo peer on ${peer}`);
       },
     };
   } catch (e) {
     abort.abort(e);
     await stopListening();
+    const settled = await Promise.allSettled(opened);
+    for (const s of settled) if (s.status === "fulfilled") await s.value[1].close();
     await spawned?.channel.close();
-    spawned?.child.kill("SIGKILL");
+    child?.kill("SIGKILL");
     throw e;
   }
 }
@@ -126,18 +171,35 @@ export async function timeRoundTrips(channel: Channel, n: number): Promise<numbe
   return ((performance.now() - t0) * 1000) / n;
 }
 
-/** The median of some numbers (NaN for none). */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  if (s.length === 0) return NaN;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+/** Each of `n` round trips timed on its own, in microseconds. */
+export async function sampleRoundTrips(channel: Channel, n: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await roundTrip(channel);
+    times.push((performance.now() - t0) * 1000);
+  }
+  return times;
 }
 
-/** Formats rows as a plain-text table; the first row is the header, numbers right-aligned. */
+/** The median of some numbers (NaN for none). */
+export function median(xs: readonly number[]): number {
+  return quantile(xs, 0.5);
+}
+
+/** The `q` quantile (0..1) of some numbers, interpolated between neighbours (NaN for none). */
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (at - lo);
+}
+
+/** Formats rows as a plain-text table; the first row is the header, columns after the first right-aligned. */
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
   const line = (r: readonly string[]) =>
-    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
+    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ").trimEnd();
   return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+/**
+ * The `ipckit` command: inspect and clean the OS objects ipckit created, benchmark the transports, run the demo.
+ *
+ *   ipckit ls [--json] [--all]          objects recorded by ipckit, with owner pid and whether the owner is alive
+ *   ipckit clean [--dry-run] [--json]   remove the objects of dead owners (and stale records)
+ *   ipckit bench [--runtime ...] [--quick]   round trips per transport, a table per runtime
+ *   ipckit demo                         one process talking to a Deno, a Bun and a Node child
+ *
+ * From the source: `deno task ipckit ls`, `bun cli/main.ts ls`, `node --import tsx cli/main.ts ls`. Records live in
+ * `IPCKIT_REGISTRY`, `$XDG_RUNTIME_DIR/ipckit` or `<tmpdir>/ipckit-<uid>` (see `resources.ts`). Exit codes: 0 done,
+ * 1 failed, 2 bad usage.
+ *
+ * @module
+ */
+import { runtime } from "../runtimes/detect.ts";
+import { UsageError } from "./args.ts";
+import { bench, BENCH_USAGE } from "./bench.ts";
+import { demo, DEMO_USAGE } from "./demo.ts";
+import { clean, CLEAN_USAGE, ls, LS_USAGE } from "./records.ts";
+
+interface Command {
+  readonly usage: string;
+  readonly summary: string;
+  run(args: readonly string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  ls: { usage: LS_USAGE, summary: "list the objects ipckit created, their owner and whether it is alive", run: ls },
+  clean: { usage: CLEAN_USAGE, summary: "remove the objects of dead owners, and stale records", run: clean },
+  bench: { usage: BENCH_USAGE, summary: "round trips per transport with a child of each runtime", run: bench },
+  demo: { usage: DEMO_USAGE, summary: "one process talking to Deno, Bun and Node children", run: demo },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+  return [
+    "usage: ipckit <command> [options]",
+    "",
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    "",
+    ...Object.values(COMMANDS).map((c) => `  ${c.usage}`),
+    "",
+    "`ipckit <command> --help` shows one command. Records: IPCKIT_REGISTRY (a directory, or off),",
+    "else $XDG_RUNTIME_DIR/ipckit, else <tmpdir>/ipckit-<uid>.",
+  ].join("\n");
+}
+
+/** Runs the command line `args`; resolves with the exit code. */
+async function main(args: readonly string[]): Promise<number> {
+  const rt = await runtime();
+  const [name, ...rest] = args;
+  if (name === undefined) {
+    rt.printError(`${help()}\n`);
+    return 2;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
+    const about = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
+    console.log(about ? `usage: ${about.usage}\n\n${about.summary}` : help());
+    return 0;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) {
+    rt.printError(`ipckit: unknown command "${name}"\n\n${help()}\n`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(`usage: ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      rt.printError(`ipckit ${name}: ${e.message}\nusage: ${command.usage}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+async function run(): Promise<void> {
+  const rt = await runtime();
+  let code: number;
+  try {
+    code = await main(rt.args());
+  } catch (e) {
+    // The stack only on request: a failed command says what failed, in one line.
+    const debug = rt.env("IPCKIT_DEBUG") !== undefined;
+    rt.printError(`ipckit: ${debug ? (e as Error)?.stack : (e as Error)?.message ?? e}\n`);
+    code = 1;
+  }
+  rt.exit(code);
+}
+
+void run();

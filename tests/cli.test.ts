@@ -1,0 +1,302 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type Channel,
+  type ChildProcess,
+  mq,
+  NamedSemaphore,
+  NotFoundError,
+  pipe,
+  resources,
+  runtime,
+  runtimeArgv,
+  type RuntimeName,
+  SharedMemory,
+  sysv,
+} from "../mod.ts";
+import { scriptPath } from "../runtimes/argv.ts";
+import { RUNTIMES } from "../runtimes/runtime.ts";
+
+const rt = await runtime();
+const ROOT = rt.fromFileUrl(new URL("../", import.meta.url));
+const CLI = rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url));
+const CHILD = rt.fromFileUrl(new URL("./helpers/resource_child.ts", import.meta.url));
+const text = new TextDecoder();
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ipckit <args>` from the source on runtime `on` (this test's runtime by default). */
+function cli(args: string[], env: Record<string, string> = {}, on: RuntimeName = rt.name): Promise<Run> {
+  return run(runtimeArgv(on, CLI).concat(args), env);
+}
+
+function run(argv: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const [file, ...args] = argv;
+    const child = spawn(file!, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Made {
+  pid: number;
+  name: string;
+  fifo: string;
+  sock: string;
+  dgram: string;
+  id: number;
+}
+
+interface Started {
+  channel: Channel;
+  child: ChildProcess;
+  made: Made;
+}
+
+async function startChild(on: RuntimeName, tag: string, dir: string, registry: string): Promise<Started> {
+  const { channel, child } = await pipe.spawn([...runtimeArgv(on, CHILD), tag, dir], {
+    cwd: ROOT,
+    env: { IPCKIT_REGISTRY: registry },
+  });
+  try {
+    const made = JSON.parse(text.decode(await channel.receive({ timeout: 60_000 }))) as Made & { ready: boolean };
+    assert.equal(made.ready, true);
+    return { channel, child, made };
+  } catch (e) {
+    child.kill("SIGKILL");
+    await channel.close();
+    throw e;
+  }
+}
+
+/** What is really there of a child's objects, checked without the records. */
+async function present(m: Made): Promise<Record<string, boolean>> {
+  const opens = async (f: () => Promise<{ close(): unknown }>) => {
+    try {
+      await (await f()).close();
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  };
+  return {
+    shm: existsSync(`/dev/shm${m.name}`),
+    mq: await opens(() => mq.open(m.name)),
+    sem: existsSync(`/dev/shm/sem.${m.name.slice(1)}`),
+    fifoIn: existsSync(`${m.fifo}.in`),
+    fifoOut: existsSync(`${m.fifo}.out`),
+    socket: existsSync(m.sock),
+    dgram: existsSync(m.dgram),
+    sysv: await opens(() => sysv.fromId(m.id)),
+  };
+}
+
+const ALL_THERE = {
+  shm: true,
+  mq: true,
+  sem: true,
+  fifoIn: true,
+  fifoOut: true,
+  socket: true,
+  dgram: true,
+  sysv: true,
+};
+const ALL_GONE = Object.fromEntries(Object.keys(ALL_THERE).map((k) => [k, false]));
+
+/** The names a child's objects have in the records. */
+function recorded(m: Made): string[] {
+  return [m.name, m.name, m.name, `${m.fifo}.in`, `${m.fifo}.out`, m.sock, m.dgram, String(m.id)].sort();
+}
+
+/** Removes whatever is left of a child's objects, ignoring what is gone. */
+async function removeAll(m: Made): Promise<void> {
+  const quiet = (p: Promise<unknown>) => p.catch(() => {});
+  await quiet(SharedMemory.unlink(m.name));
+  await quiet(mq.MessageQueue.unlink(m.name));
+  await quiet(NamedSemaphore.unlink(m.name));
+  for (const p of [`${m.fifo}.in`, `${m.fifo}.out`, m.sock, m.dgram]) await quiet(rt.removeFile(p));
+  await quiet(sysv.fromId(m.id).then((q) => q.remove()));
+}
+
+for (const [i, creator] of RUNTIMES.entries()) {
+  const other = RUNTIMES[(i + 1) % RUNTIMES.length]!;
+  test(`ipckit clean removes what a SIGKILLed ${creator} child left and leaves a live ${other} child's objects`, {
+    timeout: 240_000,
+  }, async () => {
+    const dir = await rt.makeTempDir("ipckit-cli-test-");
+    const registry = join(dir, "registry");
+    mkdirSync(registry, { mode: 0o700 });
+    const env = { IPCKIT_REGISTRY: registry };
+    const tag = `${rt.pid}-${creator}-${Math.random().toString(36).slice(2, 8)}`;
+    const started: Started[] = [];
+    try {
+      const dead = await startChild(creator, `${tag}-a`, dir, registry);
+      started.push(dead);
+      const live = await startChild(other, `${tag}-b`, dir, registry);
+      started.push(live);
+      dead.child.kill("SIGKILL");
+      assert.equal((await dead.child.exited).signal, "SIGKILL");
+
+      const ls = await cli(["ls", "--json"], env);
+      assert.equal(ls.code, 0, ls.stderr);
+      const listed = JSON.parse(ls.stdout) as resources.Resource[];
+      const of = (pid: number) => listed.filter((r) => r.pid === pid);
+      assert.deepEqual(of(dead.made.pid).map((r) => r.name).sort(), recorded(dead.made), ls.stdout);
+      assert.deepEqual(of(live.made.pid).map((r) => r.name).sort(), recorded(live.made));
+      assert.ok(of(dead.made.pid).every((r) => r.status === "dead" && r.runtime === creator), ls.stdout);
+      assert.ok(of(live.made.pid).every((r) => r.status === "alive" && r.runtime === other), ls.stdout);
+      assert.equal(listed.length, 16);
+
+      const table = await cli(["ls"], env);
+      assert.equal(table.code, 0, table.stderr);
+      assert.match(table.stdout, /KIND\s+NAME\s+PID\s+RUNTIME\s+OWNER\s+AGE/);
+      assert.match(table.stdout, new RegExp(`shm\\s+${dead.made.name}\\s+${dead.made.pid}\\s+${creator}\\s+dead`));
+
+      const dry = await cli(["clean", "--dry-run", "--json"], env);
+      assert.equal(dry.code, 0, dry.stderr);
+      const would = JSON.parse(dry.stdout) as resources.CleanReport & { dryRun: boolean };
+      assert.equal(would.dryRun, true);
+      assert.deepEqual(would.removed.map((r) => r.name).sort(), recorded(dead.made));
+      assert.deepEqual(await present(dead.made), ALL_THERE, "a dry run removes nothing");
+
+      const cleaned = await cli(["clean"], env);
+      assert.equal(cleaned.code, 0, cleaned.stderr);
+      assert.match(cleaned.stdout, new RegExp(`removed shm ${dead.made.name} \\(pid ${dead.made.pid}`));
+      assert.match(cleaned.stdout, /left 8 object\(s\) of live processes alone/);
+      assert.deepEqual(await present(dead.made), ALL_GONE, "the dead child's objects are gone");
+      assert.deepEqual(await present(live.made), ALL_THERE, "the live child's objects are untouched");
+
+      const after = JSON.parse((await cli(["ls", "--json", "--all"], env)).stdout) as resources.Resource[];
+      assert.deepEqual(after.map((r) => r.pid), new Array(8).fill(live.made.pid));
+
+      // The live child removes its own objects when told to stop: the records go with them.
+      await live.channel.send(new TextEncoder().encode("stop"));
+      assert.deepEqual(await live.child.exited, { code: 0, signal: null });
+      assert.deepEqual(await present(live.made), ALL_GONE);
+      assert.deepEqual(await resources.list({ dir: registry, all: true }), []);
+    } finally {
+      for (const s of started) {
+        s.child.kill("SIGKILL");
+        await s.child.exited.catch(() => {});
+        await s.channel.close();
+        await removeAll(s.made);
+      }
+      await rt.removeDir(dir);
+    }
+  });
+}
+
+test("ipckit with bad usage exits 2 and says what is wrong", { timeout: 120_000 }, async () => {
+  const cases: [string[], RegExp][] = [
+    [[], /usage: ipckit <command>/],
+    [["frob"], /unknown command "frob"/],
+    [["ls", "--frob"], /ipckit ls: unknown option "--frob"\nusage: ipckit ls/],
+    [["ls", "extra"], /unexpected argument "extra"/],
+    [["clean", "--dry-run=yes"], /option "--dry-run" takes no value/],
+    [["bench", "--runtime", "perl"], /unknown "perl" \(expected deno, bun, node\)/],
+    [["bench", "--iterations", "0"], /"--iterations" must be a positive integer/],
+    [["demo", "--iterations"], /"--iterations" needs a value/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await cli(args);
+    assert.equal(r.code, 2, `ipckit ${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.equal(r.stdout, "");
+  }
+  const help = await cli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /ipckit ls \[--json\] \[--all\]/);
+  const lsHelp = await cli(["ls", "--help"]);
+  assert.equal(lsHelp.code, 0);
+  assert.match(lsHelp.stdout, /^usage: ipckit ls/);
+});
+
+test("ipckit ls says so when records are off, and lists nothing", { timeout: 60_000 }, async () => {
+  const off = await cli(["ls"], { IPCKIT_REGISTRY: "off" });
+  assert.equal(off.code, 0);
+  assert.match(off.stderr, /records are off \(IPCKIT_REGISTRY=off\)/);
+  const json = await cli(["ls", "--json"], { IPCKIT_REGISTRY: "off" });
+  assert.deepEqual(JSON.parse(json.stdout), []);
+});
+
+test("ipckit bench --quick prints a table per runtime, with progress on stderr", { timeout: 240_000 }, async () => {
+  const r = await cli(["bench", "--quick", "--iterations", "10"]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const name of RUNTIMES) {
+    assert.match(r.stdout, new RegExp(`${name} child \\(pid \\d+\\)\\ntransport\\s+median us\\s+p90 us`));
+  }
+  for (const t of ["unix", "tcp", "pipe", "fifo", "shm"]) {
+    assert.equal(r.stdout.match(new RegExp(`^${t}\\s+\\d+\\.\\d`, "gm"))?.length, 3, `${t} rows:\n${r.stdout}`);
+  }
+  assert.match(r.stderr, /\[1\/18\] deno unix \.\.\./);
+  assert.match(r.stderr, /\[18\/18\] node mq \.\.\./);
+});
+
+test("ipckit bench reports a runtime it cannot start and measures the others", { timeout: 240_000 }, async () => {
+  const r = await cli(["bench", "--iterations", "5", "--runtime", "bun,node", "--transport", "unix,shm"], {
+    IPCKIT_BUN: "/nonexistent/bun",
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /bun: could not start a child/);
+  assert.match(r.stdout, /node child \(pid \d+\)\ntransport/);
+});
+
+test("ipckit demo prints one row per runtime", { timeout: 240_000 }, async () => {
+  const r = await cli(["demo", "--iterations", "10"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /child\s+unix us\s+tcp us\s+pipe us\s+fifo us\s+shm us/);
+  for (const name of RUNTIMES) assert.match(r.stdout, new RegExp(`^${name} \\(pid \\d+\\)(\\s+\\d+\\.\\d){5}$`, "m"));
+});
+
+test("runtimeArgv(name, script) runs a JavaScript file on plain node, TypeScript through tsx", async () => {
+  const node = runtimeArgv("node", "/x/a.js");
+  assert.equal(node.length, 2);
+  assert.equal(node[1], "/x/a.js");
+  assert.deepEqual(runtimeArgv("node", "/x/a.mjs").slice(1), ["/x/a.mjs"]);
+  assert.deepEqual(runtimeArgv("node", "/x/a.ts").slice(1), [...runtimeArgv("node").slice(1), "/x/a.ts"]);
+  assert.ok(runtimeArgv("node", "/x/a.ts").includes("--import"));
+  assert.deepEqual(runtimeArgv("deno", "/x/a.js").slice(1), ["run", "-A", "--quiet", "/x/a.js"]);
+  assert.deepEqual(runtimeArgv("bun", "/x/a.js").slice(1), ["/x/a.js"]);
+  const dir = await rt.makeTempDir("ipckit-argv-test-");
+  try {
+    const script = join(dir, "hello.mjs");
+    writeFileSync(script, 'console.log("hello from " + process.version);\n');
+    const r = await run(runtimeArgv("node", script), { NODE_OPTIONS: "" });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^hello from v\d+/);
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
+
+test("scriptPath() finds a sibling as .ts from the source and as .js from a build", async () => {
+  const dir = await rt.makeTempDir("ipckit-script-test-");
+  try {
+    mkdirSync(join(dir, "peers"));
+    writeFileSync(join(dir, "peers", "echo.ts"), "");
+    const fromTs = new URL(`file://${dir}/main.ts`);
+    assert.equal(scriptPath(fromTs, "./peers/echo.ts"), join(dir, "peers", "echo.ts"));
+    // A compiled module prefers .js, and falls back to the other extension when only that exists.
+    const fromJs = new URL(`file://${dir}/main.js`);
+    assert.equal(scriptPath(fromJs, "./peers/echo.ts"), join(dir, "peers", "echo.ts"));
+    writeFileSync(join(dir, "peers", "echo.js"), "");
+    assert.equal(scriptPath(fromJs, "./peers/echo.ts"), join(dir, "peers", "echo.js"));
+    assert.equal(scriptPath(fromTs, "./peers/echo.ts"), join(dir, "peers", "echo.ts"));
+    assert.throws(() => scriptPath(fromTs, "./peers/nope.ts"), /Cannot find "\.\/peers\/nope\.ts"/);
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
