@@ -22,11 +22,12 @@
  *
  * @example
  * ```ts
- * import { signals } from "ipckit";
+ * import { runtime, signals } from "ipckit";
+ * const { pid } = await runtime();
  * using _reload = await signals.on("SIGHUP", () => console.log("reloading"));
- * const stop = signals.wait("SIGTERM", { timeout: 60_000 });
- * // elsewhere: await signals.send(pid, "SIGTERM");
- * await stop;
+ * const hangUp = signals.wait("SIGHUP", { timeout: 10_000 }); // keeps the process alive meanwhile
+ * await signals.send(pid, "SIGHUP"); // usually from elsewhere: kill -HUP <pid>
+ * await hangUp; // "reloading" was printed first: handlers run in the order they were added
  * ```
  *
  * @module
@@ -37,7 +38,15 @@ import type { Runtime, SignalName } from "./runtimes/runtime.ts";
 
 export type { SignalName };
 
-/** Signals that `on()` and `wait()` accept. */
+/**
+ * Signals that `on()` and `wait()` accept.
+ *
+ * @example
+ * ```ts
+ * import { signals } from "ipckit";
+ * console.log(signals.HANDLEABLE.includes("SIGUSR2"), signals.HANDLEABLE.includes("SIGKILL")); // true false
+ * ```
+ */
 export const HANDLEABLE: readonly SignalName[] = [
   "SIGHUP",
   "SIGINT",
@@ -49,7 +58,15 @@ export const HANDLEABLE: readonly SignalName[] = [
   "SIGWINCH",
 ];
 
-/** Signals that `send()` accepts: the handleable ones, SIGKILL and SIGSTOP. */
+/**
+ * Signals that `send()` accepts: the handleable ones, SIGKILL and SIGSTOP.
+ *
+ * @example
+ * ```ts
+ * import { signals } from "ipckit";
+ * console.log(signals.SENDABLE.filter((s) => !signals.HANDLEABLE.includes(s))); // ["SIGKILL", "SIGSTOP"]
+ * ```
+ */
 export const SENDABLE: readonly SignalName[] = [...HANDLEABLE, "SIGKILL", "SIGSTOP"];
 
 /** A signal handler; it receives the signal's name. */
@@ -141,8 +158,16 @@ function add(rt: Runtime, name: SignalName, fn: SignalHandler): Disposable {
  *
  * @example
  * ```ts
- * import { signals } from "ipckit";
- * using _h = await signals.on("SIGUSR2", (sig) => console.log("got", sig));
+ * import { runtime, signals } from "ipckit";
+ * const { pid } = await runtime();
+ * const seen: string[] = [];
+ * {
+ *   using _h = await signals.on("SIGUSR2", (sig) => seen.push(sig)); // installed once this resolves
+ *   const next = signals.wait("SIGUSR2", { timeout: 10_000 }); // a handler alone does not keep the process alive
+ *   await signals.send(pid, "SIGUSR2");
+ *   await next;
+ * } // disposed: the default action of SIGUSR2 is back
+ * console.log(seen); // ["SIGUSR2"]
  * ```
  */
 export async function on(name: SignalName, handler: SignalHandler): Promise<Disposable> {
@@ -161,8 +186,11 @@ export async function on(name: SignalName, handler: SignalHandler): Promise<Disp
  *
  * @example
  * ```ts
- * import { signals } from "ipckit";
- * await signals.send(childPid, "SIGUSR2");
+ * import { runtime, signals } from "ipckit";
+ * const rt = await runtime();
+ * const child = rt.spawn(["sleep", "30"], { stdio: "null" });
+ * await signals.send(child.pid, "SIGTERM");
+ * console.log(await child.exited); // { code: null, signal: "SIGTERM" }
  * ```
  */
 export async function send(pid: number, name: SignalName): Promise<void> {
@@ -198,8 +226,11 @@ export async function send(pid: number, name: SignalName): Promise<void> {
  *
  * @example
  * ```ts
- * import { signals } from "ipckit";
- * await signals.wait("SIGUSR2", { timeout: 10_000 });
+ * import { runtime, signals } from "ipckit";
+ * const { pid } = await runtime();
+ * const next = signals.wait("SIGUSR2", { timeout: 10_000 });
+ * await signals.send(pid, "SIGUSR2"); // usually another process: kill -USR2 <pid>
+ * console.log(await next); // "SIGUSR2"
  * ```
  */
 export async function wait(name: SignalName, options: WaitOptions = {}): Promise<SignalName> {

@@ -12,7 +12,7 @@ if (role === "child") {
   using file = await FileLock.open(path!);
   for (let i = 0; i < 3; i++) {
     using _g = await file.lock({ timeout: 10_000 });
-    console.error(`child (${rt.name}, pid ${rt.pid}) holds the lock`);
+    console.log(`child (${rt.name}, pid ${rt.pid}) holds the lock`);
     await new Promise((r) => setTimeout(r, 50));
   }
 } else {
@@ -22,14 +22,15 @@ if (role === "child") {
     using file = await FileLock.open(lockPath); // created with mode 0600
     const peer = rt.name === "bun" ? "deno" : "bun";
     const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "child", lockPath], {
-      stdio: "null",
+      stdio: "inherit",
     });
     for (let i = 0; i < 3; i++) {
       using _g = await file.lock({ timeout: 10_000 });
-      console.error(`parent (${rt.name}, pid ${rt.pid}) holds the lock`);
+      console.log(`parent (${rt.name}, pid ${rt.pid}) holds the lock`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    await child.exited;
+    const status = await child.exited;
+    console.log(`parent and child took turns: 6 holds, child exited with ${status.code}`);
   } finally {
     await rt.removeDir(dir);
   }

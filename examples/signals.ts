@@ -13,15 +13,16 @@ if (role === "child") {
   const stop = signals.wait("SIGTERM"); // keeps the child alive until SIGTERM
   await signals.send(Number(parentPid), "SIGUSR2");
   await stop;
-  console.error(`child (${rt.name}) got SIGTERM, exiting cleanly`);
+  console.log(`child (${rt.name}) got SIGTERM, exiting cleanly`);
 } else {
   const ready = signals.wait("SIGUSR2", { timeout: 30_000 });
   const peer = rt.name === "bun" ? "node" : "bun";
   const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "child", String(rt.pid)], {
-    stdio: "null",
+    stdio: "inherit",
   });
   await ready;
-  console.error(`parent (${rt.name}) got SIGUSR2 from the ${peer} child ${child.pid}`);
+  console.log(`parent (${rt.name}) got SIGUSR2 from the ${peer} child ${child.pid}`);
   await signals.send(child.pid, "SIGTERM");
-  console.error("child exited:", await child.exited);
+  const status = await child.exited;
+  console.log(`child exited with code ${status.code}`);
 }

@@ -21,11 +21,21 @@
  *
  * @example
  * ```ts
- * import { Pool } from "ipckit";
- * await using pool = new Pool({ worker: new URL("./square.ts", import.meta.url), kind: "process",
- *   runtime: ["deno", "bun", "node"], size: 3 });
- * console.log(await pool.run(7)); // 49, from whichever worker was free
- * for await (const r of pool.map([1, 2, 3])) console.log(r); // 1, 4, 9: in order
+ * import { Pool, pool, runtime } from "ipckit";
+ * const rt = await runtime();
+ * if (rt.env("SQUARE_WORKER") !== undefined) {
+ *   await pool.worker((n: number) => ({ square: n * n, on: rt.name })); // this same module, started by the pool
+ * } else {
+ *   await using squares = new Pool<{ run(n: number): { square: number; on: string } }>({
+ *     worker: new URL(import.meta.url),
+ *     kind: "process",
+ *     runtime: ["deno", "bun", "node"], // one worker process per runtime
+ *     size: 3,
+ *     env: { SQUARE_WORKER: "1" },
+ *   });
+ *   console.log((await squares.run(7)).square); // 49, from whichever worker was free
+ *   for await (const r of squares.map([1, 2, 3])) console.log(r.square); // 1, 4, 9: in order
+ * }
  * ```
  *
  * @module
@@ -146,7 +156,44 @@ interface Slot {
 
 const MAX_BACKOFF = 5000;
 
-/** A supervised pool of workers. `H` is the type of the worker's handlers (`typeof handlers`), for typed calls. */
+/**
+ * A supervised pool of workers. `H` is the type of the worker's handlers (`typeof handlers`), for typed calls.
+ *
+ * @example
+ * ```ts
+ * import { type CallContext, Pool, pool, type PoolEvent, runtime } from "ipckit";
+ * const handlers = {
+ *   run: (n: number) => n * n,
+ *   async sleep(this: CallContext, ms: number) {
+ *     await new Promise((resolve, reject) => {
+ *       const timer = setTimeout(resolve, ms);
+ *       this.signal.addEventListener("abort", () => {
+ *         clearTimeout(timer);
+ *         reject(this.signal.reason);
+ *       });
+ *     });
+ *     return ms;
+ *   },
+ * };
+ * if ((await runtime()).parentPort() !== null) {
+ *   await pool.worker(handlers); // a worker thread: this same module
+ * } else {
+ *   const workers = new Pool<typeof handlers>({ worker: new URL(import.meta.url), size: 2 }); // threads
+ *   const events = workers.events(); // a subscription from now on
+ *   await workers.ready();
+ *   console.log(await workers.run(7)); // 49
+ *   console.log(await workers.call("sleep", [5])); // 5
+ *   const late = await workers.call("sleep", [60_000], { timeout: 50 }).catch((e) => e.name);
+ *   console.log(late); // "TimeoutError": the handler was cancelled, the worker stays
+ *   console.log(workers.stats.done, workers.stats.workers.map((w) => w.state)); // 2 ["ready", "ready"]
+ *   await workers.reload(); // a rolling restart: new workers take over one at a time
+ *   await workers.close({ timeout: 5000 }); // drains, then stops the workers
+ *   const seen = new Set<PoolEvent["type"]>();
+ *   for await (const e of events) seen.add(e.type); // ends with the pool
+ *   console.log([...seen]); // ["worker-ready", "reload", "worker-exit", ..., "closed"]
+ * }
+ * ```
+ */
 export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposable {
   /** Number of workers. */
   readonly size: number;
@@ -272,6 +319,22 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
    * Runs `run(item)` for each item, at most `concurrency` at a time (default: the pool's capacity), and yields the
    * results in the order of the items. A task's error is thrown at its place; leaving the loop early cancels the
    * tasks still running and stops reading `items`.
+   *
+   * @example
+   * ```ts
+   * import { Pool, pool, runtime } from "ipckit";
+   * if ((await runtime()).parentPort() !== null) {
+   *   await pool.worker((word: string) => word.toUpperCase()); // the worker thread: this same module
+   * } else {
+   *   await using upper = new Pool<{ run(word: string): string }>({ worker: new URL(import.meta.url), size: 2 });
+   *   const words = (function* () {
+   *     yield* ["map", "keeps", "the", "order"]; // any iterable, read only as fast as the window allows
+   *   })();
+   *   const out: string[] = [];
+   *   for await (const w of upper.map(words, { concurrency: 2 })) out.push(w);
+   *   console.log(out.join(" ")); // "MAP KEEPS THE ORDER"
+   * }
+   * ```
    */
   async *map<T, R = H extends { run(...args: never[]): infer R } ? Awaited<R> : unknown>(
     items: Iterable<T> | AsyncIterable<T>,
@@ -412,7 +475,23 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     return this.#closing;
   }
 
-  /** Stops every worker now; queued and running tasks reject with `ClosedError`. */
+  /**
+   * Stops every worker now; queued and running tasks reject with `ClosedError`.
+   *
+   * @example
+   * ```ts
+   * import { ClosedError, Pool, pool, runtime } from "ipckit";
+   * if ((await runtime()).parentPort() !== null) {
+   *   await pool.worker(() => new Promise(() => {})); // the worker thread: a task that never ends
+   * } else {
+   *   const stuck = new Pool({ worker: new URL(import.meta.url), size: 1 });
+   *   const task = stuck.run("forever").catch((e) => e instanceof ClosedError);
+   *   await stuck.ready();
+   *   await stuck.terminate(); // no drain: stop the workers now
+   *   console.log(await task); // true: what was running or queued rejects with ClosedError
+   * }
+   * ```
+   */
   terminate(): Promise<void> {
     this.#closing ??= Promise.resolve();
     return this.#shutdown(new ClosedError("Cannot complete the task: the pool was terminated"));

@@ -12,9 +12,13 @@
  *
  * @example
  * ```ts
- * // square.ts, started by new Pool({ worker: new URL("./square.ts", import.meta.url), ... })
- * import { pool } from "ipckit";
- * await pool.worker((n: number) => n * n);
+ * import { Pool, pool, runtime } from "ipckit";
+ * if ((await runtime()).parentPort() !== null) {
+ *   await pool.worker((n: number) => n * n); // a worker thread of the pool below: this same module
+ * } else {
+ *   await using squares = new Pool({ worker: new URL(import.meta.url) });
+ *   console.log(await squares.run(9)); // 81
+ * }
  * ```
  *
  * @module
@@ -57,6 +61,33 @@ const SIGKILL = 9;
  *
  * @throws {UnsupportedError} when this module was not started by a Pool.
  * @throws {TypeError} when `handlers` has no function, or uses the reserved name `ipckit.pool.info`.
+ *
+ * @example
+ * ```ts
+ * import { type CallContext, Pool, pool, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const handlers = {
+ *   run: (n: number) => n + 1, // what pool.run(task) calls
+ *   where: () => `${rt.name} pid ${rt.pid}`, // pool.call("where", [])
+ *   async *countdown(this: CallContext, from: number) {
+ *     for (let i = from; i > 0 && !this.signal.aborted; i--) yield i; // streamed to the caller
+ *   },
+ * };
+ * if (rt.env("IPCKIT_EXAMPLE_WORKER") !== undefined) {
+ *   await pool.worker(handlers); // a worker process: serves until the pool closes it, then the process exits
+ * } else {
+ *   await using workers = new Pool<typeof handlers>({
+ *     worker: new URL(import.meta.url),
+ *     kind: "process",
+ *     runtime: "bun",
+ *     size: 1,
+ *     env: { IPCKIT_EXAMPLE_WORKER: "1" },
+ *   });
+ *   console.log(await workers.run(1)); // 2
+ *   console.log(await workers.call("where", [])); // "bun pid ..."
+ *   for await (const n of await workers.call("countdown", [3])) console.log(n); // 3, 2, 1
+ * }
+ * ```
  */
 export async function worker(handlers: WorkerHandlers): Promise<void> {
   const table = handlerTable(handlers);

@@ -28,7 +28,21 @@ function failure(id: Id, code: number, message: string, data?: unknown): Record<
   return { jsonrpc: "2.0", error, id };
 }
 
-/** A JSON-RPC 2.0 server on one channel. */
+/**
+ * A JSON-RPC 2.0 server on one channel.
+ *
+ * @example
+ * ```ts
+ * import { rpc, tcp } from "ipckit";
+ * const handlers = { add: (a: number, b: number) => a + b };
+ * // Newline-delimited JSON-RPC 2.0, what most JSON-RPC clients speak: echo '{...}' | nc 127.0.0.1 <port>
+ * const listener = await tcp.listen({ port: 0, framing: "lines" });
+ * await using _server = rpc.serve(listener, handlers, { protocol: "jsonrpc" });
+ * await using client = await tcp.connect({ port: listener.port, framing: "lines" }); // a plain client
+ * await client.send(new TextEncoder().encode('{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}'));
+ * console.log(new TextDecoder().decode(await client.receive())); // {"jsonrpc":"2.0","result":3,"id":1}
+ * ```
+ */
 export class JsonRpcServer implements AsyncDisposable {
   readonly channel: Channel;
   readonly #handlers = new Map<string, AnyFunction>();

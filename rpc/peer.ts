@@ -90,7 +90,34 @@ interface Pending {
   cleanup(): void;
 }
 
-/** One end of an RPC connection. See the module doc. */
+/**
+ * One end of an RPC connection. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { RpcPeer, shm } from "ipckit";
+ * const [a, handle] = shm.pair();
+ * const log: string[] = [];
+ * const handlers = {
+ *   log: (line: string) => void log.push(line),
+ *   async *ticks(n: number) {
+ *     for (let i = 1; i <= n; i++) yield i;
+ *   },
+ * };
+ * const server = new RpcPeer(a, { handlers }); // what rpc.serve(channel, handlers) makes
+ * const client = new RpcPeer<typeof handlers>(shm.fromHandle(handle), { timeout: 5000 }); // rpc.connect(channel)
+ * await client.notify("log", "no reply expected"); // resolves once sent
+ * for await (const t of await client.api.ticks(3)) console.log(t); // 1, 2, 3: streamed with backpressure
+ * const controller = new AbortController();
+ * const pending = client.callWith("ticks", [1], { signal: controller.signal });
+ * controller.abort(); // cancels the call, on both sides
+ * console.log(await pending.catch((e) => e.name)); // "AbortError"
+ * console.log(await client.call("log", "by name"), log); // undefined ["no reply expected", "by name"]
+ * await client.close();
+ * await server.done; // the server saw the end too
+ * console.log("closed");
+ * ```
+ */
 export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDisposable {
   /** The typed proxy: `peer.api.add(1, 2)` is `peer.call("add", 1, 2)`. */
   readonly api: RemoteApi<Remote>;

@@ -5,13 +5,14 @@
  *
  * @example
  * ```ts
- * import { rpc, unix } from "ipckit";
+ * import { rpc, runtime, unix } from "ipckit";
  * const handlers = {
  *   add: (a: number, b: number) => a + b,
  *   async *count(n: number) { for (let i = 0; i < n; i++) yield i; },
  * };
- * await using server = rpc.serve(await unix.listen("/tmp/calc.sock"), handlers);
- * await using client = rpc.connect<typeof handlers>(await unix.connect("/tmp/calc.sock"));
+ * const path = `/tmp/ipckit-calc-${(await runtime()).pid}.sock`;
+ * await using server = rpc.serve(await unix.listen(path), handlers);
+ * await using client = rpc.connect<typeof handlers>(await unix.connect(path));
  * console.log(await client.api.add(1, 2)); // 3
  * for await (const i of await client.api.count(3)) console.log(i); // 0 1 2
  * ```
@@ -49,6 +50,33 @@ function isChannel(x: unknown): x is Channel {
 /**
  * Serves `handlers` on a Channel (returns its RpcPeer, which can also call the other side) or on every connection
  * a Listener accepts (returns an RpcServer).
+ *
+ * @example
+ * ```ts
+ * import { type CallContext, rpc, tcp } from "ipckit";
+ * const handlers = {
+ *   greet: (name: string) => `hello, ${name}`,
+ *   async slow(this: CallContext, ms: number) {
+ *     await new Promise((resolve, reject) => {
+ *       const timer = setTimeout(resolve, ms);
+ *       this.signal.addEventListener("abort", () => {
+ *         clearTimeout(timer); // the caller gave up: stop working
+ *         reject(this.signal.reason);
+ *       });
+ *     });
+ *     return ms;
+ *   },
+ * };
+ * const listener = await tcp.listen({ port: 0 });
+ * await using _server = rpc.serve(listener, handlers); // one RpcPeer per connection, closed with the server
+ * await using client = rpc.connect<typeof handlers>(await tcp.connect({ port: listener.port }));
+ * console.log(await client.api.greet("ipckit")); // "hello, ipckit"
+ * try {
+ *   await client.callWith("slow", [60_000], { timeout: 50 }); // the deadline crosses the wire
+ * } catch (e) {
+ *   console.log((e as Error).name); // "TimeoutError"; the handler's this.signal aborted too
+ * }
+ * ```
  */
 export function serve<H extends object>(
   target: Channel,
@@ -102,7 +130,27 @@ export function serve<H extends object>(
   return { peers, close, [Symbol.asyncDispose]: close };
 }
 
-/** Connects an RPC client (which may also serve `options.handlers`) over `channel`. */
+/**
+ * Connects an RPC client (which may also serve `options.handlers`) over `channel`.
+ *
+ * @example
+ * ```ts
+ * import { type CallContext, rpc, shm } from "ipckit";
+ * const [a, handle] = shm.pair(); // any Channel: a socket, a pipe, a queue...
+ * // Both sides may serve: the server calls the client back while it answers.
+ * const server = rpc.serve(a, {
+ *   async fetch(this: CallContext, key: string) {
+ *     const token = await this.peer.call("token"); // a call back to the client
+ *     return `${key} (with ${token})`;
+ *   },
+ * });
+ * await using client = rpc.connect<{ fetch(key: string): string }>(shm.fromHandle(handle), {
+ *   handlers: { token: () => "t-123" },
+ * });
+ * console.log(await client.api.fetch("report")); // "report (with t-123)"
+ * await server.close();
+ * ```
+ */
 export function connect<Remote = Record<string, (...args: never[]) => unknown>>(
   channel: Channel,
   options: RpcOptions = {},

@@ -9,7 +9,15 @@ import type { Runtime, RuntimeName } from "./runtime.ts";
 
 let cached: Promise<Runtime> | undefined;
 
-/** The name of the current runtime, without loading its adapter. */
+/**
+ * The name of the current runtime, without loading its adapter.
+ *
+ * @example
+ * ```ts
+ * import { runtimeName } from "ipckit/runtime";
+ * console.log(runtimeName()); // "deno", "bun" or "node": synchronous, loads nothing
+ * ```
+ */
 export function runtimeName(): RuntimeName {
   const g = globalThis as Record<string, unknown>;
   if ("Deno" in g) return "deno";
@@ -23,8 +31,10 @@ export function runtimeName(): RuntimeName {
  * @example
  * ```ts
  * import { runtime } from "ipckit/runtime";
- * const rt = await runtime();
- * console.log(rt.name, rt.pid);
+ * const rt = await runtime(); // the same object on every call
+ * console.log(rt.name, rt.version, rt.pid, rt.args()); // e.g. "bun" "1.4.5" 4242 []
+ * const child = rt.spawn(["true"], { stdio: "null" }); // the portable ways to spawn, listen, signal...
+ * console.log(await child.exited); // { code: 0, signal: null }
  * ```
  */
 export function runtime(): Promise<Runtime> {

@@ -45,7 +45,22 @@ function broken(): IpcError {
   });
 }
 
-/** A reusable barrier. See the module doc. */
+/**
+ * A reusable barrier. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { Barrier } from "ipckit";
+ * const barrier = new Barrier(3); // threads: post barrier.handle; processes: Barrier.in(segment, offset, 3)
+ * const arrive = async (name: string, ms: number) => {
+ *   await new Promise((r) => setTimeout(r, ms)); // some work of different length
+ *   const index = await barrier.wait({ timeout: 5000 }); // all three leave together
+ *   return `${name}:${index}`;
+ * };
+ * console.log(await Promise.all([arrive("a", 30), arrive("b", 10), arrive("c", 20)])); // ["a:2", "b:0", "c:1"]
+ * console.log(barrier.generation); // 1; it is ready for the next round
+ * ```
+ */
 export class Barrier {
   /** Bytes a Barrier takes in shared memory. */
   static readonly BYTES = 16;
@@ -59,7 +74,17 @@ export class Barrier {
     agree(this.#w, PARTIES, parties, "place a Barrier", "parties");
   }
 
-  /** Rebuilds a Barrier in another worker from `barrier.handle`. */
+  /**
+   * Rebuilds a Barrier in another worker from `barrier.handle`.
+   *
+   * @example
+   * ```ts
+   * import { Barrier } from "ipckit";
+   * const barrier = new Barrier(2);
+   * const same = Barrier.from(barrier.handle!); // usually in a worker, from a posted handle
+   * console.log(await Promise.all([barrier.wait(), same.wait()])); // [0, 1]
+   * ```
+   */
   static from(handle: SyncHandle): Barrier {
     return new Barrier(handle?.extra as number, fromHandle("Barrier", handle, Barrier.BYTES));
   }
@@ -68,6 +93,24 @@ export class Barrier {
    * The Barrier at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
    *
    * @throws {RangeError} when it was placed there before for another number of parties.
+   *
+   * @example
+   * ```ts
+   * import { Barrier, IpcError } from "ipckit";
+   * const memory = new SharedArrayBuffer(Barrier.BYTES); // or a SharedMemory segment, between processes
+   * const barrier = Barrier.in(memory, 0, 2);
+   * try {
+   *   await barrier.wait({ timeout: 20 }); // the other party never comes: this breaks the barrier
+   * } catch (e) {
+   *   console.log(e instanceof Error && e.name); // "TimeoutError"
+   * }
+   * try {
+   *   await barrier.wait();
+   * } catch (e) {
+   *   console.log(e instanceof IpcError && e.code); // "EBROKEN"
+   * }
+   * barrier.reset(); // usable again
+   * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, parties: number): Barrier {
     return new Barrier(parties, place("Barrier", memory, offset, Barrier.BYTES));

@@ -12,8 +12,15 @@
  * import { Condition, Mutex } from "ipckit";
  * const m = new Mutex();
  * const c = new Condition();
+ * const queue: string[] = [];
+ * setTimeout(async () => {
+ *   using _g = await m.acquire(); // a producer (often another thread or process)
+ *   queue.push("job");
+ *   c.notify();
+ * }, 10);
  * await m.lock();
- * await c.waitFor(m, () => queue.length > 0, { timeout: 1000 });
+ * console.log(await c.waitFor(m, () => queue.length > 0, { timeout: 1000 })); // true
+ * console.log(queue.shift()); // "job"
  * m.unlock();
  * ```
  *
@@ -37,7 +44,48 @@ import {
 
 const SEQ = 0;
 
-/** A condition variable. See the module doc. */
+/**
+ * A condition variable. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { Condition, Mutex, runtime, type SyncHandle } from "ipckit";
+ * const rt = await runtime();
+ * const parent = rt.parentPort();
+ * type Shared = { lock: SyncHandle; ready: SyncHandle; memory: SharedArrayBuffer };
+ * if (parent !== null) {
+ *   // The producer, a worker thread (this same module): publish five values, one at a time.
+ *   parent.onMessage(async (message) => {
+ *     const { lock, ready, memory } = message as Shared;
+ *     const [m, c, slot] = [Mutex.from(lock), Condition.from(ready), new Int32Array(memory)];
+ *     for (let n = 1; n <= 5; n++) {
+ *       await m.lock();
+ *       await c.waitFor(m, () => slot[0] === 0); // wait until the consumer took the last one
+ *       slot[0] = n;
+ *       c.notifyAll();
+ *       m.unlock();
+ *     }
+ *   });
+ * } else {
+ *   const m = new Mutex();
+ *   const c = new Condition();
+ *   const slot = new Int32Array(new SharedArrayBuffer(4));
+ *   const producer = rt.worker(new URL(import.meta.url));
+ *   producer.postMessage({ lock: m.handle!, ready: c.handle!, memory: slot.buffer } satisfies Shared);
+ *   const got: number[] = [];
+ *   while (got.length < 5) {
+ *     await m.lock();
+ *     await c.waitFor(m, () => slot[0] !== 0, { timeout: 10_000 });
+ *     got.push(slot[0]!);
+ *     slot[0] = 0;
+ *     c.notifyAll();
+ *     m.unlock();
+ *   }
+ *   console.log(got); // [1, 2, 3, 4, 5]
+ *   await producer.terminate();
+ * }
+ * ```
+ */
 export class Condition {
   /** Bytes a Condition takes in shared memory. */
   static readonly BYTES = 8;
@@ -48,12 +96,42 @@ export class Condition {
     this.#w = words ?? allocate("Condition", Condition.BYTES);
   }
 
-  /** Rebuilds a Condition in another worker from `condition.handle`. */
+  /**
+   * Rebuilds a Condition in another worker from `condition.handle`.
+   *
+   * @example
+   * ```ts
+   * import { Condition } from "ipckit";
+   * const c = new Condition();
+   * const same = Condition.from(c.handle!); // usually in a worker, from a posted handle
+   * same.notifyAll(); // wakes waiters of c too (none here)
+   * console.log(c.handle!.buffer === same.handle!.buffer); // true
+   * ```
+   */
   static from(handle: SyncHandle): Condition {
     return new Condition(fromHandle("Condition", handle, Condition.BYTES));
   }
 
-  /** The Condition at `offset` (a multiple of 8) of a shared memory segment or a SharedArrayBuffer. */
+  /**
+   * The Condition at `offset` (a multiple of 8) of a shared memory segment or a SharedArrayBuffer.
+   *
+   * @example
+   * ```ts
+   * import { Condition, Mutex, runtime, SharedMemory } from "ipckit";
+   * const name = `/ipckit-cond-${(await runtime()).pid}`;
+   * using segment = await SharedMemory.create(name, { size: 4096 });
+   * try {
+   *   // Every process places both at the same offsets: 0 and 16 here.
+   *   const lock = Mutex.in(segment, 0);
+   *   const changed = Condition.in(segment, Mutex.BYTES);
+   *   await lock.lock();
+   *   console.log(await changed.wait(lock, { timeout: 20 })); // false: nobody notified; the lock is held again
+   *   lock.unlock();
+   * } finally {
+   *   segment.unlink();
+   * }
+   * ```
+   */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Condition {
     return new Condition(place("Condition", memory, offset, Condition.BYTES));
   }

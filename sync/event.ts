@@ -33,7 +33,34 @@ export interface EventOptions {
   autoReset?: boolean;
 }
 
-/** An event. See the module doc. */
+/**
+ * An event. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { Event, runtime, type SyncHandle } from "ipckit";
+ * const rt = await runtime();
+ * const parent = rt.parentPort();
+ * if (parent !== null) {
+ *   // A worker thread (this same module): block until the main thread says go.
+ *   parent.onMessage((handle) => {
+ *     const go = Event.from(handle as SyncHandle);
+ *     go.waitSync({ timeout: 10_000 });
+ *     parent.postMessage("started");
+ *   });
+ * } else {
+ *   const go = new Event(); // manual reset: once set, every wait passes until reset()
+ *   const worker = rt.worker(new URL(import.meta.url));
+ *   const started = new Promise((resolve) => worker.onMessage(resolve));
+ *   worker.postMessage(go.handle);
+ *   go.set();
+ *   console.log(await started, go.isSet); // "started" true
+ *   go.reset();
+ *   console.log(go.isSet); // false
+ *   await worker.terminate();
+ * }
+ * ```
+ */
 export class Event {
   /** Bytes an Event takes in shared memory. */
   static readonly BYTES = 8;
@@ -48,7 +75,19 @@ export class Event {
     agree(this.#w, MODE, this.autoReset ? 2 : 1, "place an Event", "mode");
   }
 
-  /** Rebuilds an Event in another worker from `event.handle` (its mode comes along). */
+  /**
+   * Rebuilds an Event in another worker from `event.handle` (its mode comes along).
+   *
+   * @example
+   * ```ts
+   * import { Event } from "ipckit";
+   * const turn = new Event({ autoReset: true });
+   * const same = Event.from(turn.handle!); // the mode comes along
+   * turn.set();
+   * await same.wait({ timeout: 1000 }); // takes the one pass...
+   * console.log(turn.isSet); // false: ...and the event closed behind it
+   * ```
+   */
   static from(handle: SyncHandle): Event {
     return new Event({}, fromHandle("Event", handle, Event.BYTES));
   }
@@ -57,6 +96,22 @@ export class Event {
    * The Event at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
    *
    * @throws {RangeError} when it was placed there before with the other mode.
+   *
+   * @example
+   * ```ts
+   * import { Event, runtime, SharedMemory } from "ipckit";
+   * const name = `/ipckit-ready-${(await runtime()).pid}`;
+   * using segment = await SharedMemory.create(name, { size: 4096 });
+   * try {
+   *   const ready = Event.in(segment, 0); // every process: same offset, same mode
+   *   const seen = Event.in(segment, 0);
+   *   ready.set();
+   *   await seen.wait({ timeout: 1000 });
+   *   console.log(seen.isSet); // true: manual reset keeps it set
+   * } finally {
+   *   segment.unlink();
+   * }
+   * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: EventOptions = {}): Event {
     return new Event(options, place("Event", memory, offset, Event.BYTES));

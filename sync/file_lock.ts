@@ -18,12 +18,15 @@
  *
  * @example
  * ```ts
- * import { FileLock } from "ipckit";
- * using file = await FileLock.open("/tmp/app.lock");
+ * import { FileLock, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const path = `/tmp/ipckit-app-${rt.pid}.lock`;
+ * using file = await FileLock.open(path);
  * {
  *   using _guard = await file.lock({ timeout: 5000 });
- *   // critical section: no other holder of /tmp/app.lock, in any process
+ *   console.log("no other holder of the lock, in any process");
  * }
+ * await rt.removeFile(path);
  * ```
  *
  * @module
@@ -94,13 +97,21 @@ function checkTimeout(timeout: unknown, what: string): void {
  *
  * @example
  * ```ts
- * import { FileLock } from "ipckit";
- * using file = await FileLock.open("/tmp/app.lock");
- * const guard = file.tryLock({ shared: true });
- * if (guard) {
- *   // read what the lock protects
- *   guard.release();
+ * import { FileLock, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const path = `/tmp/ipckit-data-${rt.pid}.lock`;
+ * using mine = await FileLock.open(path); // creates it, mode 0600
+ * using theirs = await FileLock.open(path); // another open file: as another process would
+ * const reading = mine.tryLock({ shared: true });
+ * console.log(reading !== undefined, theirs.tryLock({ shared: true }) !== undefined); // true true: readers share
+ * console.log(theirs.tryLock()); // undefined: an exclusive lock waits for the readers
+ * reading?.release();
+ * theirs.unlock(); // releases everything `theirs` holds
+ * {
+ *   using _exclusive = await theirs.lock({ timeout: 1000 });
+ *   console.log(mine.tryLock({ shared: true })); // undefined
  * }
+ * await rt.removeFile(path);
  * ```
  */
 export class FileLock implements Disposable {

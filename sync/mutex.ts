@@ -28,8 +28,9 @@
  * const m = new Mutex(); // post m.handle to a worker, which calls Mutex.from(handle)
  * {
  *   using _g = await m.acquire({ timeout: 1000 });
- *   // critical section
+ *   console.log(m.locked); // true: the critical section
  * }
+ * console.log(m.locked); // false: the guard unlocked it
  * ```
  *
  * @module
@@ -68,7 +69,39 @@ export interface MutexGuard extends Disposable {
   release(): void;
 }
 
-/** A mutual-exclusion lock. See the module doc. */
+/**
+ * A mutual-exclusion lock. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { Mutex, runtime, type SyncHandle } from "ipckit";
+ * const rt = await runtime();
+ * const parent = rt.parentPort();
+ * if (parent !== null) {
+ *   // A worker thread (this same module): 1000 unprotected read-add-writes, each under the lock.
+ *   parent.onMessage((message) => {
+ *     const { lock, memory } = message as { lock: SyncHandle; memory: SharedArrayBuffer };
+ *     const mutex = Mutex.from(lock);
+ *     const counter = new Int32Array(memory);
+ *     for (let i = 0; i < 1000; i++) {
+ *       mutex.lockSync(); // a worker may block; the main thread uses `await mutex.lock()`
+ *       counter[0] = counter[0]! + 1;
+ *       mutex.unlock();
+ *     }
+ *     parent.postMessage("done");
+ *   });
+ * } else {
+ *   const mutex = new Mutex();
+ *   const memory = new SharedArrayBuffer(4);
+ *   const workers = [1, 2].map(() => rt.worker(new URL(import.meta.url)));
+ *   const finished = workers.map((w) => new Promise((resolve) => w.onMessage(resolve)));
+ *   for (const w of workers) w.postMessage({ lock: mutex.handle, memory });
+ *   await Promise.all(finished);
+ *   console.log(new Int32Array(memory)[0]); // 2000: no increment lost
+ *   await Promise.all(workers.map((w) => w.terminate()));
+ * }
+ * ```
+ */
 export class Mutex {
   /** Bytes a Mutex takes in shared memory. */
   static readonly BYTES = 16;
@@ -87,7 +120,19 @@ export class Mutex {
     this.#id = this.#w.shared ? processId() : threadId();
   }
 
-  /** Rebuilds a Mutex in another worker from `mutex.handle`. */
+  /**
+   * Rebuilds a Mutex in another worker from `mutex.handle`.
+   *
+   * @example
+   * ```ts
+   * import { Mutex } from "ipckit";
+   * const original = new Mutex();
+   * const rebuilt = Mutex.from(original.handle!); // usually in a worker, from a posted handle
+   * original.tryLock();
+   * console.log(rebuilt.locked, rebuilt.tryLock()); // true false: the same lock
+   * original.unlock();
+   * ```
+   */
   static from(handle: SyncHandle): Mutex {
     return new Mutex(fromHandle("Mutex", handle, Mutex.BYTES));
   }
@@ -95,6 +140,39 @@ export class Mutex {
   /**
    * The Mutex at `offset` (a multiple of 8) of a shared memory segment (between processes) or a SharedArrayBuffer.
    * Zero bytes are an unlocked mutex.
+   *
+   * @example
+   * ```ts
+   * import { Mutex, runtime, runtimeArgv, SharedMemory } from "ipckit";
+   * const rt = await runtime();
+   * const [role, name] = rt.args();
+   * const ROUNDS = 200;
+   * async function work(segment: SharedMemory): Promise<void> {
+   *   const lock = Mutex.in(segment, 0); // every process places it at the same offset
+   *   const counter = new Int32Array(segment.buffer, Mutex.BYTES, 1);
+   *   for (let i = 0; i < ROUNDS; i++) {
+   *     using _g = await lock.acquire({ timeout: 10_000 });
+   *     counter[0] = counter[0]! + 1;
+   *   }
+   * }
+   * if (role === "child") {
+   *   using segment = await SharedMemory.open(name!);
+   *   await work(segment);
+   * } else {
+   *   const name = `/ipckit-mutex-${rt.pid}`;
+   *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero bytes: an unlocked mutex
+   *   try {
+   *     const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", name], {
+   *       stdio: "inherit",
+   *     });
+   *     await work(segment);
+   *     await child.exited;
+   *     console.log(new Int32Array(segment.buffer, Mutex.BYTES, 1)[0]); // 400: this process and a Bun one
+   *   } finally {
+   *     segment.unlink();
+   *   }
+   * }
+   * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Mutex {
     return new Mutex(place("Mutex", memory, offset, Mutex.BYTES));
@@ -208,6 +286,36 @@ export class Mutex {
    * holding the lock.
    *
    * @throws {IpcError} when this thread or process does not hold the lock.
+   *
+   * @example
+   * ```ts
+   * import { Mutex, runtime, runtimeArgv, SharedMemory } from "ipckit";
+   * const rt = await runtime();
+   * const [role, name] = rt.args();
+   * if (role === "child") {
+   *   using segment = await SharedMemory.open(name!);
+   *   Mutex.in(segment, 0).tryLock();
+   *   rt.exit(0); // dies holding the lock
+   * } else {
+   *   const name = `/ipckit-robust-${rt.pid}`;
+   *   using segment = await SharedMemory.create(name, { size: 4096 });
+   *   try {
+   *     const argv = [...runtimeArgv(rt.name), rt.fromFileUrl(import.meta.url), "child", name];
+   *     await rt.spawn(argv, { stdio: "inherit" }).exited;
+   *     const lock = Mutex.in(segment, 0);
+   *     console.log(lock.locked); // true: its owner is gone
+   *     const ownerDied = await lock.lock({ timeout: 5000 }); // taken over within 250 ms
+   *     console.log(ownerDied, lock.ownerDied); // true true
+   *     // ... repair what the lock protects, then:
+   *     lock.markConsistent();
+   *     lock.unlock();
+   *     console.log(await lock.lock(), lock.ownerDied); // false false
+   *     lock.unlock();
+   *   } finally {
+   *     segment.unlink();
+   *   }
+   * }
+   * ```
    */
   markConsistent(): void {
     if ((Atomics.load(this.#i32, this.#state) & ID_MASK) !== this.#id) {

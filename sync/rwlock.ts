@@ -33,7 +33,26 @@ const READERS = WRITER - 1;
 /** A held read or write lock; `release()` (or `using`) unlocks it once. */
 export type RwLockGuard = Guard;
 
-/** A readers-writer lock. See the module doc. */
+/**
+ * A readers-writer lock. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { RwLock } from "ipckit";
+ * const rw = new RwLock(); // threads: post rw.handle, then RwLock.from(handle) in the worker
+ * {
+ *   using _a = await rw.read();
+ *   using _b = await rw.read(); // many readers at once
+ *   console.log(rw.state, rw.tryWrite()); // { readers: 2, writer: false } false
+ * }
+ * {
+ *   using _w = await rw.write({ timeout: 1000 }); // one writer alone
+ *   console.log(rw.state, rw.tryRead()); // { readers: 0, writer: true } false
+ * }
+ * console.log(rw.tryRead()); // true: a read lock without a guard...
+ * rw.unlockRead(); // ...is released by hand
+ * ```
+ */
 export class RwLock {
   /** Bytes an RwLock takes in shared memory. */
   static readonly BYTES = 8;
@@ -44,12 +63,40 @@ export class RwLock {
     this.#w = words ?? allocate("RwLock", RwLock.BYTES);
   }
 
-  /** Rebuilds an RwLock in another worker from `lock.handle`. */
+  /**
+   * Rebuilds an RwLock in another worker from `lock.handle`.
+   *
+   * @example
+   * ```ts
+   * import { RwLock } from "ipckit";
+   * const rw = new RwLock();
+   * const same = RwLock.from(rw.handle!); // usually in a worker, from a posted handle
+   * using _w = await rw.write();
+   * console.log(same.state.writer); // true
+   * ```
+   */
   static from(handle: SyncHandle): RwLock {
     return new RwLock(fromHandle("RwLock", handle, RwLock.BYTES));
   }
 
-  /** The RwLock at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer. */
+  /**
+   * The RwLock at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
+   *
+   * @example
+   * ```ts
+   * import { RwLock, runtime, SharedMemory } from "ipckit";
+   * const name = `/ipckit-config-${(await runtime()).pid}`;
+   * using segment = await SharedMemory.create(name, { size: 4096 });
+   * try {
+   *   const writer = RwLock.in(segment, 0); // in one process
+   *   const reader = RwLock.in(segment, 0); // in another: same segment, same offset
+   *   using _g = await writer.write();
+   *   console.log(reader.tryRead()); // false: the writer holds it
+   * } finally {
+   *   segment.unlink();
+   * }
+   * ```
+   */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): RwLock {
     return new RwLock(place("RwLock", memory, offset, RwLock.BYTES));
   }

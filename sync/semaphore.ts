@@ -38,7 +38,27 @@ function checkCount(n: unknown, what: string, min = 1): number {
 /** A held permit set: `release()` (or `using`) gives the permits back once. */
 export type SemaphoreGuard = Guard;
 
-/** A counting semaphore. See the module doc. */
+/**
+ * A counting semaphore. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { Semaphore } from "ipckit";
+ * const slots = new Semaphore(2); // at most two at a time; threads: post slots.handle
+ * let running = 0;
+ * let most = 0;
+ * await Promise.all([1, 2, 3, 4, 5].map(async () => {
+ *   using _permit = await slots.acquire(1, { timeout: 5000 });
+ *   most = Math.max(most, ++running);
+ *   await new Promise((r) => setTimeout(r, 10));
+ *   running--;
+ * }));
+ * console.log(most, slots.value); // 2 2
+ * console.log(slots.tryAcquire(3)); // false: all or nothing
+ * slots.release(1); // more permits: 3 now
+ * console.log(slots.tryAcquire(3), slots.value); // true 0
+ * ```
+ */
 export class Semaphore {
   /** Bytes a Semaphore takes in shared memory. */
   static readonly BYTES = 8;
@@ -51,7 +71,17 @@ export class Semaphore {
     if (!words) Atomics.store(this.#w.i32, this.#w.base + COUNT, initial);
   }
 
-  /** Rebuilds a Semaphore in another worker from `semaphore.handle`. */
+  /**
+   * Rebuilds a Semaphore in another worker from `semaphore.handle`.
+   *
+   * @example
+   * ```ts
+   * import { Semaphore } from "ipckit";
+   * const sem = new Semaphore(1);
+   * const same = Semaphore.from(sem.handle!); // usually in a worker, from a posted handle
+   * console.log(same.tryAcquire(), sem.value); // true 0
+   * ```
+   */
   static from(handle: SyncHandle): Semaphore {
     return new Semaphore(0, fromHandle("Semaphore", handle, Semaphore.BYTES));
   }
@@ -59,6 +89,22 @@ export class Semaphore {
   /**
    * The Semaphore at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer. Zero bytes are a
    * semaphore with no permits; `initial` sets the count (do it once, in the process that creates the segment).
+   *
+   * @example
+   * ```ts
+   * import { runtime, Semaphore, SharedMemory } from "ipckit";
+   * const name = `/ipckit-slots-${(await runtime()).pid}`;
+   * using segment = await SharedMemory.create(name, { size: 4096 });
+   * try {
+   *   const creator = Semaphore.in(segment, 0, { initial: 3 }); // the creating process sets the count, once
+   *   const other = Semaphore.in(segment, 0); // other processes just place it
+   *   console.log(other.value); // 3
+   *   using _p = await other.acquire(2);
+   *   console.log(creator.value); // 1
+   * } finally {
+   *   segment.unlink();
+   * }
+   * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: { initial?: number } = {}): Semaphore {
     const s = new Semaphore(0, place("Semaphore", memory, offset, Semaphore.BYTES));

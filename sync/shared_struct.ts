@@ -11,20 +11,36 @@
  *
  * @example
  * ```ts
- * import { SharedMemory, SharedStruct } from "ipckit";
+ * import { runtime, SharedMemory, SharedStruct, type StructHandle } from "ipckit";
  * const schema = { count: "i32", total: "u64", name: { type: "string", capacity: 32 } } as const;
+ * const rt = await runtime();
+ * const parent = rt.parentPort();
+ * if (parent !== null) {
+ *   // A worker thread (this same module): the same memory, rebuilt from the handle.
+ *   parent.onMessage((handle) => {
+ *     const stats = SharedStruct.from(handle as StructHandle<typeof schema>);
+ *     stats.add("count", 1);
+ *     parent.postMessage(stats.fields.name);
+ *   });
+ * } else {
+ *   // Between threads: on a SharedArrayBuffer.
+ *   const stats = new SharedStruct(schema);
+ *   stats.add("count", 1); // atomic, returns the old value
+ *   stats.fields.name = "ingest";
+ *   const worker = rt.worker(new URL(import.meta.url));
+ *   const reply = new Promise((resolve) => worker.onMessage(resolve));
+ *   worker.postMessage(stats.handle);
+ *   console.log(await reply, stats.get("count")); // "ingest" 2
+ *   await worker.terminate();
  *
- * // Between threads: on a SharedArrayBuffer.
- * const stats = new SharedStruct(schema);
- * stats.add("count", 1); // atomic, returns the old value
- * stats.fields.name = "ingest";
- * const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
- * worker.postMessage(stats.handle); // the worker calls SharedStruct.from(handle): same memory
- *
- * // Between processes: each one places the same schema at the same offset of one segment.
- * using shm = await SharedMemory.create("/stats", { size: 4096 }) // others: SharedMemory.open("/stats");
- * const shared = SharedStruct.in(shm, 0, schema);
- * shared.add("total", 512n);
+ *   // Between processes: each one places the same schema at the same offset of one segment.
+ *   const name = `/ipckit-stats-${rt.pid}`;
+ *   using shm = await SharedMemory.create(name, { size: 4096 }); // others: SharedMemory.open(name)
+ *   const shared = SharedStruct.in(shm, 0, schema);
+ *   shared.add("total", 512n);
+ *   console.log(SharedStruct.in(shm, 0, schema).get("total")); // 512n
+ *   shm.unlink();
+ * }
  * ```
  *
  * @module
@@ -132,6 +148,25 @@ let placement: { buffer: ArrayBuffer | SharedArrayBuffer; offset: number; source
  * Typed fields in shared memory. See the module documentation for what is atomic.
  *
  * @typeParam S The schema: field names to types, inferred from the argument.
+ *
+ * @example
+ * ```ts
+ * import { SharedStruct } from "ipckit";
+ * const s = new SharedStruct({
+ *   hits: "u32",
+ *   bytes: "u64",
+ *   ready: "bool",
+ *   host: { type: "string", capacity: 16 },
+ *   load: { type: "f64", length: 3 },
+ * });
+ * s.set("host", "db-1"); // plain writes (guard strings and arrays with a lock, or publish with a flag)
+ * s.setAt("load", 0, 0.5);
+ * console.log(s.add("hits", 1), s.sub("hits", 1)); // 0 1: atomic, each returns the value before
+ * s.store("ready", true); // atomic store; load() is the atomic read
+ * console.log(s.exchange("bytes", 10n), s.cas("bytes", 10n, 20n)); // 0n 10n: cas swapped since 10n matched
+ * console.log(s.load("bytes"), s.getAt("load", 0), s.get("host")); // 20n 0.5 "db-1"
+ * console.log(s.snapshot()); // { hits: 0, bytes: 20n, ready: true, host: "db-1", load: [0.5, 0, 0] }
+ * ```
  */
 export class SharedStruct<const S extends Schema = Schema> {
   /** The layout: offsets, size, alignment; `describe()`, `cDeclaration()`, `structFormat()`. */
@@ -152,12 +187,27 @@ export class SharedStruct<const S extends Schema = Schema> {
    *
    * @throws {TypeError} for a schema with no fields, a name that is not a C identifier, an unknown type or option.
    * @throws {RangeError} for a length or capacity that is not an integer >= 1.
+   *
+   * @example
+   * ```ts
+   * import { SharedStruct } from "ipckit";
+   * const layout = SharedStruct.layout({ flag: "u8", value: "f64" });
+   * console.log(layout.size, layout.offsetOf("value")); // 16 8: C aligns the double to 8
+   * ```
    */
   static layout<const S extends Schema>(schema: S): StructLayout<S> {
     return new StructLayout(schema);
   }
 
-  /** The layout of `schema` as a table and a C declaration: `SharedStruct.layout(schema).describe()`. */
+  /**
+   * The layout of `schema` as a table and a C declaration: `SharedStruct.layout(schema).describe()`.
+   *
+   * @example
+   * ```ts
+   * import { SharedStruct } from "ipckit";
+   * console.log(SharedStruct.describe({ id: "u32", score: "f32" }, "entry")); // a table, then struct entry { ... }
+   * ```
+   */
   static describe(schema: Schema | StructLayout, name?: string): string {
     return (schema instanceof StructLayout ? schema : new StructLayout(schema)).describe(name);
   }
@@ -209,6 +259,32 @@ export class SharedStruct<const S extends Schema = Schema> {
    * @param schema The schema (or its layout), the same in every process.
    * @throws {TypeError} for something that is not memory (a typed array: pass its `buffer` and an offset).
    * @throws {RangeError} for an offset that is misaligned or leaves too little room.
+   *
+   * @example
+   * ```ts
+   * import { runtime, runtimeArgv, SharedMemory, SharedStruct } from "ipckit";
+   * const schema = { jobs: "u32", last: { type: "string", capacity: 32 } } as const;
+   * const rt = await runtime();
+   * const [role, name] = rt.args();
+   * if (role === "child") {
+   *   using segment = await SharedMemory.open(name!);
+   *   const state = SharedStruct.in(segment, 0, schema); // same schema, same offset
+   *   state.add("jobs", 1);
+   *   state.set("last", `from ${rt.name}`);
+   * } else {
+   *   const name = `/ipckit-state-${rt.pid}`;
+   *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero-filled: every field 0 or ""
+   *   try {
+   *     const state = SharedStruct.in(segment, 0, schema);
+   *     await rt.spawn([...runtimeArgv("deno"), rt.fromFileUrl(import.meta.url), "child", name], {
+   *       stdio: "inherit",
+   *     }).exited;
+   *     console.log(state.get("jobs"), state.get("last")); // 1 "from deno"
+   *   } finally {
+   *     segment.unlink();
+   *   }
+   * }
+   * ```
    */
   static in<const S extends Schema>(
     memory: StructMemory,
@@ -242,6 +318,15 @@ export class SharedStruct<const S extends Schema = Schema> {
    * Rebuilds a struct from another worker's `handle`: both see the same memory.
    *
    * @throws {TypeError} when `handle` is not a struct handle.
+   *
+   * @example
+   * ```ts
+   * import { SharedStruct } from "ipckit";
+   * const original = new SharedStruct({ n: "i32" });
+   * const rebuilt = SharedStruct.from(original.handle); // usually in a worker, from a posted handle
+   * rebuilt.add("n", 5);
+   * console.log(original.get("n")); // 5: the same memory
+   * ```
    */
   static from<S extends Schema>(handle: StructHandle<S>): SharedStruct<S> {
     const h = handle as Partial<StructHandle<S>> | null;

@@ -28,7 +28,24 @@ import {
 const SPIN_ATTEMPTS = 100;
 const SLEEP_MS = 1;
 
-/** A spinlock. See the module doc. */
+/**
+ * A spinlock. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { SpinLock } from "ipckit";
+ * const spin = new SpinLock(); // threads: post spin.handle, then SpinLock.from(handle) in the worker
+ * const counter = new Int32Array(new SharedArrayBuffer(4));
+ * spin.lockSync({ timeout: 100 }); // for a few hundred nanoseconds of work
+ * counter[0] = counter[0]! + 1;
+ * spin.unlock();
+ * console.log(spin.tryLock(), spin.locked); // true true
+ * spin.unlock();
+ * await spin.lock(); // the async form yields to the event loop while it waits
+ * spin.unlock();
+ * console.log(counter[0], spin.locked); // 1 false
+ * ```
+ */
 export class SpinLock {
   /** Bytes a SpinLock takes in shared memory. */
   static readonly BYTES = 8;
@@ -42,12 +59,37 @@ export class SpinLock {
     this.#id = this.#w.shared ? processId() : threadId();
   }
 
-  /** Rebuilds a SpinLock in another worker from `lock.handle`. */
+  /**
+   * Rebuilds a SpinLock in another worker from `lock.handle`.
+   *
+   * @example
+   * ```ts
+   * import { SpinLock } from "ipckit";
+   * const spin = new SpinLock();
+   * const same = SpinLock.from(spin.handle!); // usually in a worker, from a posted handle
+   * spin.tryLock();
+   * console.log(same.tryLock()); // false
+   * spin.unlock();
+   * ```
+   */
   static from(handle: SyncHandle): SpinLock {
     return new SpinLock(fromHandle("SpinLock", handle, SpinLock.BYTES));
   }
 
-  /** The SpinLock at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer. */
+  /**
+   * The SpinLock at `offset` (a multiple of 8) of a shared memory segment or SharedArrayBuffer.
+   *
+   * @example
+   * ```ts
+   * import { SpinLock } from "ipckit";
+   * const memory = new SharedArrayBuffer(64); // or a SharedMemory segment, between processes
+   * const a = SpinLock.in(memory, 8);
+   * const b = SpinLock.in(memory, 8);
+   * a.lockSync();
+   * console.log(b.locked); // true
+   * a.unlock();
+   * ```
+   */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): SpinLock {
     return new SpinLock(place("SpinLock", memory, offset, SpinLock.BYTES));
   }

@@ -13,10 +13,9 @@
  * ```ts
  * import { SharedStruct } from "ipckit";
  * const layout = SharedStruct.layout({ count: "i32", total: "u64", name: { type: "string", capacity: 32 } });
- * layout.size; // 56
- * layout.offsetOf("total"); // 8
+ * console.log(layout.size, layout.offsetOf("total")); // 56 8
  * console.log(layout.describe()); // a table and the C declaration
- * layout.structFormat(); // "=i4xQI32s4x", for Python's struct.unpack_from
+ * console.log(layout.structFormat()); // "=i4xQI32s4x", for Python's struct.unpack_from
  * ```
  *
  * @module
@@ -182,6 +181,17 @@ function padding(bytes: number): string {
 /**
  * The byte layout of a schema. Build it with `SharedStruct.layout(schema)` (or `new StructLayout(schema)`); it is
  * immutable and can be shared by many structs.
+ *
+ * @example
+ * ```ts
+ * import { SharedStruct, StructLayout } from "ipckit";
+ * const layout = new StructLayout({ id: "u32", ratio: "f64" }); // or SharedStruct.layout(schema)
+ * console.log(layout.size, layout.align, layout.offsetOf("ratio")); // 16 8 8
+ * console.log(layout.structFormat()); // "=I4xd": for Python's struct.unpack_from
+ * console.log(layout.cDeclaration("entry")); // struct entry { uint32_t id; ... } with _Static_asserts
+ * const a = new SharedStruct(layout); // one layout, many structs
+ * console.log(a.size); // 16
+ * ```
  */
 export class StructLayout<S extends Schema = Schema> {
   /** A frozen copy of the schema. */

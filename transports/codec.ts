@@ -7,7 +7,33 @@
 import { ProtocolError } from "../errors.ts";
 import { decodeCbor, encodeCbor } from "./cbor.ts";
 
-/** Encodes values of type T to bytes and back. */
+/**
+ * Encodes values of type T to bytes and back.
+ *
+ * @example
+ * ```ts
+ * import { type Codec, ProtocolError, shm, typed } from "ipckit";
+ * // A codec of your own: plain UTF-8 text.
+ * const text: Codec<string> = {
+ *   name: "text",
+ *   encode: (value) => new TextEncoder().encode(value),
+ *   decode(bytes) {
+ *     try {
+ *       return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+ *     } catch (e) {
+ *       throw new ProtocolError("Cannot decode a text message: it is not UTF-8", { cause: e });
+ *     }
+ *   },
+ * };
+ * const [here, handle] = shm.pair({ capacity: 4096 });
+ * const a = typed(here, text);
+ * const b = typed(shm.fromHandle(handle), text);
+ * await a.send("plain text");
+ * console.log(await b.receive()); // "plain text"
+ * await a.close();
+ * await b.close();
+ * ```
+ */
 export interface Codec<T = unknown> {
   /** A short name, for error messages. */
   readonly name: string;
@@ -23,7 +49,8 @@ export interface Codec<T = unknown> {
  * @example
  * ```ts
  * import { cbor } from "ipckit";
- * cbor.decode(cbor.encode({ a: 1, b: new Uint8Array([1]) })); // { a: 1, b: Uint8Array [1] }
+ * const bytes = cbor.encode({ a: 1, b: new Uint8Array([1]) });
+ * console.log(cbor.decode(bytes)); // { a: 1, b: Uint8Array [1] }: bytes stay bytes, no base64
  * ```
  */
 export const cbor: Codec = {
@@ -51,7 +78,8 @@ const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
  * @example
  * ```ts
  * import { json } from "ipckit";
- * new TextDecoder().decode(json.encode({ a: 1 })); // '{"a":1}'
+ * console.log(new TextDecoder().decode(json.encode({ a: 1 }))); // '{"a":1}'
+ * console.log(json.decode(new TextEncoder().encode("[1,2]"))); // [1, 2]
  * ```
  */
 export const json: Codec = {

@@ -92,6 +92,22 @@ function tooLarge(size: number, limit: number, description: string): MessageTooL
 /**
  * A bound datagram socket: sends to any address, receives from anyone. `connect(peer)` turns it into a Channel to
  * one peer.
+ *
+ * @example
+ * ```ts
+ * import { DatagramSocket, udp } from "ipckit";
+ * await using server = await udp.bind({ port: 0 });
+ * console.log(server instanceof DatagramSocket); // true
+ * await using client = await udp.bind({ port: 0 });
+ * for (const word of ["one", "two", "stop"]) await client.send(new TextEncoder().encode(word), server.address);
+ * for await (const { data, from } of server) {
+ *   const word = new TextDecoder().decode(data);
+ *   if (word === "stop") break;
+ *   await server.send(data, from); // answer whoever sent it
+ * }
+ * console.log(new TextDecoder().decode((await client.receive({ timeout: 1000 })).data)); // "one"
+ * console.log(server.dropped); // 0: nothing was discarded
+ * ```
  */
 export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDisposable {
   readonly maxMessage: number;
@@ -228,7 +244,21 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
   }
 }
 
-/** A Channel over a datagram socket connected to one peer. See the module doc for what differs from streams. */
+/**
+ * A Channel over a datagram socket connected to one peer. See the module doc for what differs from streams.
+ *
+ * @example
+ * ```ts
+ * import { DatagramChannel, runtime, unixDgram } from "ipckit";
+ * const path = `/tmp/ipckit-channel-${(await runtime()).pid}.dgram`;
+ * await using server = await unixDgram.bind(path);
+ * await using client = await unixDgram.connect(path);
+ * console.log(client instanceof DatagramChannel, client.capabilities.datagram); // true true
+ * await client.send(new Uint8Array([1]));
+ * const { from } = await server.receive({ timeout: 1000 });
+ * console.log(from === client.address); // true: the client's autobound address
+ * ```
+ */
 export class DatagramChannel<A> extends BaseChannel {
   readonly capabilities: Capabilities;
   #endpoint: DatagramEndpoint<A>;

@@ -97,12 +97,16 @@
  *
  * @example
  * ```ts
- * import { fileQueue } from "ipckit";
- * const q = await fileQueue.create("/tmp/jobs");
+ * import { fileQueue, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-jobs-${rt.pid}`;
+ * const q = await fileQueue.create(dir);
  * await q.send(new TextEncoder().encode("job 1"));
  * const job = await q.receive({ timeout: 1000 });
+ * console.log(new TextDecoder().decode(job)); // "job 1"
  * await q.ack();
  * await q.close();
+ * await rt.removeDir(dir); // the queue lives until its directory is removed
  * ```
  *
  * @module
@@ -126,7 +130,15 @@ import {
 
 export { crc32, create, type FileQueue, type FileQueueOptions, type FileReceiveOptions, open } from "./file_queue.ts";
 
-/** What the file queue channel promises. */
+/**
+ * What the file queue channel promises.
+ *
+ * @example
+ * ```ts
+ * import { fileQueue } from "ipckit";
+ * console.log(fileQueue.capabilities.reliable); // true
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -267,11 +279,17 @@ class FileChannel extends BaseChannel {
  *
  * @example
  * ```ts
- * import { fileQueue } from "ipckit";
- * // process A
- * await using a = await fileQueue.channel("/tmp/chan", { create: true });
- * // process B
- * await using b = await fileQueue.channel("/tmp/chan", { wait: 10_000 });
+ * import { fileQueue, runtime } from "ipckit";
+ * const dir = `/tmp/ipckit-chan-${(await runtime()).pid}`;
+ * // Usually two processes; the creator removes dir once the opener is there.
+ * const [a, b] = await Promise.all([
+ *   fileQueue.channel(dir, { create: true }),
+ *   fileQueue.channel(dir, { wait: 10_000 }),
+ * ]);
+ * await a.send(new TextEncoder().encode("over the file system"));
+ * console.log(new TextDecoder().decode(await b.receive())); // "over the file system"
+ * await a.close();
+ * await b.close();
  * ```
  * @throws {AlreadyExistsError} (create) when `dir` is not empty; (open) when the channel has its peer already.
  * @throws {NotFoundError} (open) when the queues do not exist after `wait` milliseconds.

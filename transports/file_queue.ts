@@ -63,8 +63,8 @@ const CRC_TABLE = (() => {
  *
  * @example
  * ```ts
- * import { crc32 } from "./file_queue.ts";
- * crc32(new TextEncoder().encode("123456789")); // 0xcbf43926
+ * import { fileQueue } from "ipckit";
+ * console.log(fileQueue.crc32(new TextEncoder().encode("123456789")).toString(16)); // "cbf43926"
  * ```
  */
 export function crc32(bytes: Uint8Array, crc = 0): number {
@@ -209,9 +209,23 @@ async function fsyncPath(ffi: Native, path: string, what: string): Promise<void>
  *
  * @example
  * ```ts
- * import { fileQueue } from "ipckit";
- * await using q = await fileQueue.create("/tmp/jobs", { fsync: true });
- * await q.send(new TextEncoder().encode("job 1"));
+ * import { fileQueue, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-spool-${rt.pid}`;
+ * const text = new TextEncoder();
+ * await using producer = await fileQueue.create(dir, { fsync: true }); // survives a power loss too
+ * await producer.send(text.encode("job 1"));
+ * await producer.send(text.encode("job 2"));
+ *
+ * const consumer = await fileQueue.open(dir); // in another process, say
+ * await consumer.receive(); // job 1
+ * await consumer.ack(); // job 1 never comes again
+ * await consumer.receive(); // job 2, not acknowledged...
+ * await consumer.close(); // ... as if the consumer crashed here
+ *
+ * await using restarted = await fileQueue.open(dir);
+ * console.log(new TextDecoder().decode(await restarted.receive())); // "job 2" again
+ * await rt.removeDir(dir);
  * ```
  * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
  */
@@ -251,6 +265,22 @@ async function writeOffset(ffi: Native, dir: string, offset: number, sync: boole
  *
  * @throws {NotFoundError} when `dir` holds no complete queue.
  * @throws {ProtocolError} when the log is not an ipckit file queue log.
+ *
+ * @example
+ * ```ts
+ * import { fileQueue, NotFoundError, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-open-${rt.pid}`;
+ * try {
+ *   await fileQueue.open(dir);
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true: nothing there yet
+ * }
+ * await (await fileQueue.create(dir)).close();
+ * await using q = await fileQueue.open(dir);
+ * console.log(q.path === dir); // true
+ * await rt.removeDir(dir);
+ * ```
  */
 export async function open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
   checkDir(dir, "open");
@@ -279,6 +309,20 @@ export async function open(dir: string, options: FileQueueOptions = {}): Promise
 /**
  * A handle on a queue directory: any number of handles may `send()`, one (per queue, across all processes) may
  * `receive()` and `ack()`. See `transports/file.ts` for the format and guarantees.
+ *
+ * @example
+ * ```ts
+ * import { fileQueue, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-queue-${rt.pid}`;
+ * await using q = await fileQueue.create(dir);
+ * console.log(q.tryReceive()); // undefined: nothing sent yet
+ * await q.send(new Uint8Array([1]));
+ * await q.send(new Uint8Array([2]));
+ * console.log(q.tryReceive(), await q.receive({ timeout: 1000 })); // Uint8Array [1] Uint8Array [2]
+ * await q.ack(); // both acknowledged
+ * await rt.removeDir(dir);
+ * ```
  */
 export class FileQueue implements AsyncDisposable {
   /** The queue directory. */

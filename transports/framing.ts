@@ -29,11 +29,36 @@
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
 import { allocate, copy } from "./bytes.ts";
 
-/** Size of the length prefix in bytes. */
+/**
+ * Size of the length prefix in bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, HEADER_SIZE } from "ipckit/framing";
+ * console.log(encodeFrame(new Uint8Array(10)).byteLength - HEADER_SIZE); // 10
+ * ```
+ */
 export const HEADER_SIZE = 4;
-/** The largest payload the format can describe. */
+/**
+ * The largest payload the format can describe.
+ *
+ * @example
+ * ```ts
+ * import { MAX_FRAME } from "ipckit/framing";
+ * import { unix } from "ipckit";
+ * console.log(MAX_FRAME === unix.capabilities.maxMessage); // true: what a stream transport can carry at all
+ * ```
+ */
 export const MAX_FRAME = 0xffff_ffff;
-/** Default `maxMessage`: 64 MiB. */
+/**
+ * Default `maxMessage`: 64 MiB.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_MESSAGE } from "ipckit/framing";
+ * console.log(DEFAULT_MAX_MESSAGE / 1024 / 1024); // 64 (MiB): raise it per channel with { maxMessage }
+ * ```
+ */
 export const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
 
 /**
@@ -43,7 +68,8 @@ export const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
  * @example
  * ```ts
  * import { encodeFrame } from "ipckit/framing";
- * encodeFrame(new TextEncoder().encode("abc")); // Uint8Array [0, 0, 0, 3, 97, 98, 99]
+ * console.log(encodeFrame(new TextEncoder().encode("abc"))); // Uint8Array [0, 0, 0, 3, 97, 98, 99]
+ * console.log(encodeFrame(new Uint8Array(0))); // Uint8Array [0, 0, 0, 0]: the empty message
  * ```
  */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
@@ -60,6 +86,19 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
 /**
  * Incremental frame decoder: feed it chunks as they arrive, it calls `onFrame` once per complete payload. Payloads
  * that lie inside one owned chunk are handed out as views (no copy); the rest are assembled into fresh buffers.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "ipckit/framing";
+ * const text = new TextEncoder();
+ * const messages: string[] = [];
+ * const decoder = new FrameDecoder(1024, (payload) => messages.push(new TextDecoder().decode(payload)));
+ * const stream = new Uint8Array([...encodeFrame(text.encode("ab")), ...encodeFrame(text.encode("c"))]);
+ * decoder.push(stream.subarray(0, 3), false); // chunks may end anywhere, even inside the length
+ * decoder.push(stream.subarray(3), false);
+ * decoder.finish(); // at end of stream: throws ProtocolError when it ended inside a frame
+ * console.log(messages); // ["ab", "c"]
+ * ```
  */
 export class FrameDecoder {
   readonly #maxMessage: number;

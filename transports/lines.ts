@@ -16,7 +16,21 @@ import { allocate, copy } from "./bytes.ts";
 const LF = 0x0a;
 const CR = 0x0d;
 
-/** The line for `message` (a fresh buffer: the message and `\n`), or throws when the message holds a newline. */
+/**
+ * The line for `message` (a fresh buffer: the message and `\n`), or throws when the message holds a newline.
+ *
+ * @example
+ * ```ts
+ * import { encodeLine } from "ipckit";
+ * const line = encodeLine(new TextEncoder().encode('{"id":1}'), "my socket");
+ * console.log(JSON.stringify(new TextDecoder().decode(line))); // "{\"id\":1}\n"
+ * try {
+ *   encodeLine(new TextEncoder().encode("two\nlines"), "my socket");
+ * } catch (e) {
+ *   console.log(e instanceof TypeError); // true: a message with a newline cannot be a line
+ * }
+ * ```
+ */
 export function encodeLine(message: Uint8Array, description: string): Uint8Array {
   if (message.indexOf(LF) >= 0) {
     throw new TypeError(
@@ -30,7 +44,20 @@ export function encodeLine(message: Uint8Array, description: string): Uint8Array
   return line;
 }
 
-/** Incremental line decoder, with the interface of `FrameDecoder`. */
+/**
+ * Incremental line decoder, with the interface of `FrameDecoder`.
+ *
+ * @example
+ * ```ts
+ * import { LineDecoder } from "ipckit";
+ * const lines: string[] = [];
+ * const decoder = new LineDecoder(1024, (line) => lines.push(new TextDecoder().decode(line)));
+ * decoder.push(new TextEncoder().encode("first\r\n\nsec"), false); // CRLF and blank lines are fine
+ * decoder.push(new TextEncoder().encode("ond\nlast"), false);
+ * decoder.finish(); // a last line without its newline still counts
+ * console.log(lines); // ["first", "second", "last"]
+ * ```
+ */
 export class LineDecoder {
   readonly #maxMessage: number;
   readonly #onLine: (line: Uint8Array) => void;

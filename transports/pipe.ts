@@ -13,12 +13,13 @@
  *
  * @example
  * ```ts
- * import { pipe, runtimeArgv } from "ipckit";
- * const { channel, child } = await pipe.spawn([...runtimeArgv("bun"), "./echo_child.ts"]);
+ * import { pipe } from "ipckit";
+ * // `cat` copies its stdin to its stdout, frames included: an echo peer in any language.
+ * const { channel, child } = await pipe.spawn(["cat"]);
  * await channel.send(new TextEncoder().encode("ping"));
- * console.log(await channel.receive());
- * await channel.close();
- * await child.exited;
+ * console.log(new TextDecoder().decode(await channel.receive())); // "ping"
+ * await channel.close(); // cat sees the end of its stdin and exits
+ * console.log(await child.exited); // { code: 0, signal: null }
  * ```
  *
  * @module
@@ -33,7 +34,15 @@ import type { Capabilities, Channel } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
-/** What a pipe channel promises. */
+/**
+ * What a pipe channel promises.
+ *
+ * @example
+ * ```ts
+ * import { pipe } from "ipckit";
+ * console.log(pipe.capabilities.ordered, pipe.capabilities.crossHost); // true false
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -77,6 +86,24 @@ async function ready(): Promise<void> {
  *
  * @param argv The program and its arguments, e.g. `[...runtimeArgv("deno"), "child.ts"]`.
  * @throws {TypeError} when argv is empty.
+ *
+ * @example
+ * ```ts
+ * import { pipe, runtime, runtimeArgv } from "ipckit";
+ * const rt = await runtime();
+ * if (rt.args()[0] === "child") {
+ *   // The child (here on Bun): its stdin and stdout are the channel; log with console.error.
+ *   const parent = await pipe.stdio();
+ *   for await (const message of parent) await parent.send(message.reverse());
+ *   await parent.close();
+ * } else {
+ *   const { channel, child } = await pipe.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child"]);
+ *   await channel.send(new Uint8Array([1, 2, 3]));
+ *   console.log(await channel.receive()); // Uint8Array [3, 2, 1]
+ *   await channel.close();
+ *   console.log((await child.exited).code); // 0
+ * }
+ * ```
  */
 export async function spawn(argv: string[], options: PipeSpawnOptions = {}): Promise<SpawnedChannel> {
   checkFraming(options, "a pipe to a child");
@@ -141,6 +168,13 @@ async function ffi(what: string): Promise<Native> {
  * Creates an anonymous pipe (`pipe2` with close-on-exec: only a child given the fds explicitly inherits them).
  * `pipe.spawn(argv, { over: "fds" })` uses two of them; use this one directly to hand pipes to programs you start
  * yourself (for instance through `node:child_process`'s `stdio` array).
+ *
+ * @example
+ * ```ts
+ * import { pipe } from "ipckit";
+ * using fds = await pipe.create(); // closed again at the end of the scope
+ * console.log(fds.read !== fds.write); // true: two descriptors, the read end and the write end
+ * ```
  */
 export async function create(): Promise<PipeFds> {
   const f = await ffi("create a pipe");
@@ -200,6 +234,27 @@ let inheritedChannel: Channel | undefined;
  *
  * @throws {UnsupportedError} when fds 3 and 4 are not pipes (the process was not started that way); they are left
  * untouched then.
+ *
+ * @example
+ * ```ts
+ * import { pipe, runtime, runtimeArgv, typed } from "ipckit";
+ * const rt = await runtime();
+ * if (rt.args()[0] === "child") {
+ *   // The child keeps its stdio: console.log goes to the terminal, the channel runs on fds 3 and 4.
+ *   const parent = typed<string>(await pipe.inherited());
+ *   console.log(`child on ${rt.name}: got ${await parent.receive()}`);
+ *   await parent.send("done");
+ *   await parent.close();
+ * } else {
+ *   const argv = [...runtimeArgv("node"), rt.fromFileUrl(import.meta.url), "child"];
+ *   const { channel, child } = await pipe.spawn(argv, { over: "fds" });
+ *   const ch = typed<string>(channel);
+ *   await ch.send("a job");
+ *   console.log(await ch.receive()); // "done"
+ *   await ch.close();
+ *   await child.exited;
+ * }
+ * ```
  */
 export async function inherited(options: StreamChannelOptions = {}): Promise<Channel> {
   checkFraming(options, "the pipes to the parent");
@@ -212,6 +267,26 @@ let stdioChannel: Channel | undefined;
 
 /**
  * The child's side: a Channel over this process's own stdin and stdout. Returns the same Channel every time.
+ *
+ * @example
+ * ```ts
+ * import { json, pipe, runtime, runtimeArgv, typed } from "ipckit";
+ * const rt = await runtime();
+ * if (rt.args()[0] === "child") {
+ *   const parent = typed<number[]>(await pipe.stdio(), json); // stdin/stdout belong to the channel now
+ *   console.error("the child logs to stderr"); // stdout would break the framing
+ *   const numbers = await parent.receive();
+ *   await parent.send([numbers.reduce((a, b) => a + b, 0)]);
+ *   await parent.close();
+ * } else {
+ *   const { channel, child } = await pipe.spawn([...runtimeArgv("deno"), rt.fromFileUrl(import.meta.url), "child"]);
+ *   const ch = typed<number[]>(channel, json);
+ *   await ch.send([1, 2, 3]);
+ *   console.log(await ch.receive()); // [6]
+ *   await ch.close();
+ *   await child.exited;
+ * }
+ * ```
  */
 export async function stdio(options: StreamChannelOptions = {}): Promise<Channel> {
   checkFraming(options, "the pipe to the parent");

@@ -28,13 +28,17 @@
  *
  * @example
  * ```ts
- * import { shm } from "ipckit";
- * // process A (Deno, say)
- * const a = await shm.create("/my-app", { capacity: 1 << 20 }); // waits for B
- * // process B (Bun, say)
- * const b = await shm.open("/my-app", { wait: 5000 });
+ * import { runtime, shm } from "ipckit";
+ * const name = `/ipckit-app-${(await runtime()).pid}`;
+ * // Usually two processes (a Deno and a Bun one, say): create waits for open.
+ * const [a, b] = await Promise.all([
+ *   shm.create(name, { capacity: 1 << 20 }),
+ *   shm.open(name, { wait: 5000 }),
+ * ]);
  * await b.send(new TextEncoder().encode("hello"));
- * console.log(new TextDecoder().decode(await a.receive()));
+ * console.log(new TextDecoder().decode(await a.receive())); // "hello"
+ * await a.close();
+ * await b.close();
  * ```
  *
  * @module
@@ -89,7 +93,15 @@ export interface ShmHandle {
   readonly spin?: number;
 }
 
-/** Total bytes of a channel's buffer for a ring capacity. */
+/**
+ * Total bytes of a channel's buffer for a ring capacity.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * console.log(shm.channelSize(1 << 20)); // 2097600: a 64-byte header and two rings of 192 + 1 MiB
+ * ```
+ */
 export function channelSize(capacity: number): number {
   return HEADER + 2 * ringSize(capacity);
 }
@@ -145,7 +157,25 @@ interface Parts {
   release: () => void;
 }
 
-/** One end of a shared-memory channel. */
+/**
+ * One end of a shared-memory channel.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * const [a, handle] = shm.pair({ capacity: 4096 });
+ * const b: shm.ShmChannel = shm.fromHandle(handle);
+ * // The hot-loop forms: no promise, no wait.
+ * let sent = 0;
+ * while (a.trySend(new Uint8Array([sent]))) sent++; // until the ring is full
+ * let received = 0;
+ * while (b.tryReceive() !== undefined) received++;
+ * console.log(sent === received, sent > 100); // true true
+ * console.log(a.handle !== undefined); // true: a thread channel, which another worker can rebuild
+ * await a.close();
+ * await b.close();
+ * ```
+ */
 export class ShmChannel implements Channel {
   readonly capabilities: Capabilities;
   readonly maxMessage: number;
@@ -460,6 +490,27 @@ function processParts(
  * is removed (so nothing is left in /dev/shm if either process dies later); the mapping lives on.
  *
  * @throws {AlreadyExistsError} when the name exists.
+ *
+ * @example
+ * ```ts
+ * import { runtime, runtimeArgv, shm } from "ipckit";
+ * const rt = await runtime();
+ * const [role, name] = rt.args();
+ * if (role === "child") {
+ *   await using parent = await shm.open(name!, { wait: 10_000 });
+ *   for await (const message of parent) await parent.send(message.reverse()); // until the parent closes
+ * } else {
+ *   const segment = `/ipckit-calc-${rt.pid}`;
+ *   const argv = [...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", segment];
+ *   const child = rt.spawn(argv, { stdio: "inherit" });
+ *   // Waits for the child to open it, then removes the name: nothing is left in /dev/shm after a crash.
+ *   await using channel = await shm.create(segment, { capacity: 1 << 16, signal: AbortSignal.timeout(10_000) });
+ *   await channel.send(new Uint8Array([1, 2, 3]));
+ *   console.log(await channel.receive()); // Uint8Array [3, 2, 1], from a Bun process
+ *   await channel.close();
+ *   await child.exited;
+ * }
+ * ```
  */
 export async function create(name: string, options: ShmOptions = {}): Promise<ShmChannel> {
   checkName(name);
@@ -502,6 +553,24 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
  *
  * @throws {NotFoundError} when there is no such segment (after `wait` milliseconds).
  * @throws {AlreadyExistsError} when the channel already has its peer.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError, runtime, shm } from "ipckit";
+ * const name = `/ipckit-late-${(await runtime()).pid}`;
+ * try {
+ *   await shm.open(name); // wait 0 (the default): fails at once when nobody created it
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true
+ * }
+ * const opening = shm.open(name, { wait: 5000 }); // retries until the creator is there
+ * const created = await shm.create(name);
+ * const opened = await opening;
+ * await opened.send(new Uint8Array([1]));
+ * console.log(await created.receive()); // Uint8Array [1]
+ * await opened.close();
+ * await created.close();
+ * ```
  */
 export async function open(name: string, options: ShmOptions = {}): Promise<ShmChannel> {
   checkName(name);
@@ -554,9 +623,25 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
  *
  * @example
  * ```ts
- * import { shm } from "ipckit";
- * const [here, there] = shm.pair({ capacity: 64 * 1024 });
- * worker.postMessage(there); // in the worker: const ch = shm.fromHandle(event.data)
+ * import { runtime, shm } from "ipckit";
+ * const rt = await runtime();
+ * const parent = rt.parentPort();
+ * if (parent !== null) {
+ *   // In the worker thread (this same module): rebuild the other end and echo one message.
+ *   parent.onMessage(async (handle) => {
+ *     const channel = shm.fromHandle(handle as shm.ShmHandle);
+ *     await channel.send(await channel.receive());
+ *     await channel.close();
+ *   });
+ * } else {
+ *   const [here, there] = shm.pair({ capacity: 64 * 1024 });
+ *   const worker = rt.worker(new URL(import.meta.url));
+ *   worker.postMessage(there);
+ *   await here.send(new TextEncoder().encode("to the worker and back"));
+ *   console.log(new TextDecoder().decode(await here.receive())); // "to the worker and back"
+ *   await here.close();
+ *   await worker.terminate();
+ * }
  * ```
  */
 export function pair(options: ShmOptions = {}): [ShmChannel, ShmHandle] {
@@ -574,6 +659,17 @@ export function pair(options: ShmOptions = {}): [ShmChannel, ShmHandle] {
  * Rebuilds a thread channel end from its handle.
  *
  * @throws {ProtocolError} when the buffer holds no channel.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * const [here, handle] = shm.pair({ capacity: 4096 });
+ * const there = shm.fromHandle(handle); // usually in another worker, from a posted handle (see pair)
+ * await there.send(new Uint8Array([9]));
+ * console.log(await here.receive()); // Uint8Array [9]
+ * await here.close();
+ * await there.close();
+ * ```
  */
 export function fromHandle(handle: ShmHandle, maxMessage?: number): ShmChannel {
   if (!(handle?.buffer instanceof SharedArrayBuffer) || (handle.side !== 0 && handle.side !== 1)) {

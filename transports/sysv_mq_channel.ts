@@ -47,7 +47,15 @@ import { MAX_FRAME } from "./framing.ts";
 import { DATA, END, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
 import { create, open, type SysvMessage, type SysvQueue } from "./sysv_mq.ts";
 
-/** What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces). */
+/**
+ * What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces).
+ *
+ * @example
+ * ```ts
+ * import { sysv } from "ipckit";
+ * console.log(sysv.capabilities.ordered); // true
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -248,12 +256,14 @@ class SysvChannel extends BaseChannel {
  *
  * @example
  * ```ts
- * import { sysv } from "ipckit";
- * const k = await sysv.key("/tmp", 42);
- * // process A
- * await using a = await sysv.channel(k, { create: true });
- * // process B
- * await using b = await sysv.channel(k, { wait: 10_000 });
+ * import { runtime, sysv } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid);
+ * // Usually two processes: the creator waits for the opener; the last to close removes the queue.
+ * const [a, b] = await Promise.all([sysv.channel(k, { create: true }), sysv.channel(k, { wait: 10_000 })]);
+ * await b.send(new TextEncoder().encode("over one System V queue"));
+ * console.log(new TextDecoder().decode(await a.receive())); // "over one System V queue"
+ * await a.close();
+ * await b.close();
  * ```
  * @throws {AlreadyExistsError} (create) when a queue has that key; {@linkcode NotFoundError} (open) when none
  * appears within `wait`; the signal's reason when aborted (the creator then removes the queue).

@@ -23,7 +23,15 @@ import { StreamListener } from "./listener.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 
-/** What a TCP channel promises. */
+/**
+ * What a TCP channel promises.
+ *
+ * @example
+ * ```ts
+ * import { tcp } from "ipckit";
+ * console.log(tcp.capabilities.crossHost); // true
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: true,
   reliable: true,
@@ -63,6 +71,17 @@ function wrap(stream: ByteStream, where: string, options: StreamChannelOptions):
  *
  * @returns A Listener with the bound `port`.
  * @throws {AlreadyExistsError} when the port is in use.
+ *
+ * @example
+ * ```ts
+ * import { tcp } from "ipckit";
+ * await using server = await tcp.listen({ port: 0 }); // 127.0.0.1 and a free port
+ * console.log(server.port > 0); // true: the port the OS picked
+ * await using client = await tcp.connect({ port: server.port });
+ * await using peer = await server.accept();
+ * await peer.send(new TextEncoder().encode("welcome"));
+ * console.log(new TextDecoder().decode(await client.receive())); // "welcome"
+ * ```
  */
 export async function listen(address: TcpAddress): Promise<TcpListener> {
   const port = checkPort(address?.port, true);
@@ -81,6 +100,19 @@ export async function listen(address: TcpAddress): Promise<TcpListener> {
  * Connects over TCP.
  *
  * @throws {NotFoundError} when the connection is refused.
+ *
+ * @example
+ * ```ts
+ * import { tcp, typed } from "ipckit";
+ * await using server = await tcp.listen({ port: 0, hostname: "127.0.0.1" });
+ * const client = typed<{ n: number }>(await tcp.connect({ port: server.port, hostname: "127.0.0.1" }));
+ * const peer = typed<{ n: number }>(await server.accept());
+ * await client.send({ n: 41 });
+ * await peer.send({ n: (await peer.receive()).n + 1 });
+ * console.log(await client.receive()); // { n: 42 }
+ * await client.close();
+ * await peer.close();
+ * ```
  */
 export async function connect(address: TcpAddress): Promise<Channel> {
   const port = checkPort(address?.port, false);

@@ -28,9 +28,15 @@ export interface TypedChannel<T> extends AsyncIterable<T>, AsyncDisposable {
  *
  * @example
  * ```ts
- * import { typed, unix } from "ipckit";
- * const ch = typed<{ op: string; n: number }>(await unix.connect("/tmp/svc.sock"));
+ * import { runtime, typed, unix } from "ipckit";
+ * const path = `/tmp/ipckit-svc-${(await runtime()).pid}.sock`;
+ * await using server = await unix.listen(path);
+ * const ch = typed<{ op: string; n: number }>(await unix.connect(path)); // CBOR; typed(channel, json) for JSON
+ * const peer = typed<{ op: string; n: number }>(await server.accept());
  * await ch.send({ op: "add", n: 2 });
+ * console.log(await peer.receive()); // { op: "add", n: 2 }
+ * await ch.close();
+ * await peer.close();
  * ```
  */
 export function typed<T = unknown>(channel: Channel, codec: Codec = cbor): TypedChannel<T> {

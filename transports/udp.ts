@@ -18,7 +18,7 @@
  * await client.send(new TextEncoder().encode("ping"));
  * const { data, from } = await server.receive({ timeout: 1000 });
  * await server.send(data, from);
- * console.log(await client.receive({ timeout: 1000 })); // "ping" again
+ * console.log(new TextDecoder().decode(await client.receive({ timeout: 1000 }))); // "ping" again
  * ```
  *
  * @module
@@ -37,12 +37,41 @@ import {
 
 export type { UdpAddress } from "../runtimes/runtime.ts";
 
-/** The largest UDP payload over IPv4 (65 535 - 8 bytes of UDP header - 20 of IPv4 header). */
+/**
+ * The largest UDP payload over IPv4 (65 535 - 8 bytes of UDP header - 20 of IPv4 header).
+ *
+ * @example
+ * ```ts
+ * import { MessageTooLargeError, udp } from "ipckit";
+ * await using socket = await udp.bind({ port: 0 });
+ * try {
+ *   await socket.send(new Uint8Array(udp.MAX_DATAGRAM_IPV4 + 1), socket.address);
+ * } catch (e) {
+ *   console.log(e instanceof MessageTooLargeError); // true
+ * }
+ * ```
+ */
 export const MAX_DATAGRAM_IPV4 = 65_507;
-/** The largest UDP payload over IPv6 (65 535 - 8 bytes of UDP header). */
+/**
+ * The largest UDP payload over IPv6 (65 535 - 8 bytes of UDP header).
+ *
+ * @example
+ * ```ts
+ * import { udp } from "ipckit";
+ * console.log(udp.MAX_DATAGRAM_IPV6 - udp.MAX_DATAGRAM_IPV4); // 20: IPv6 has no 20-byte IPv4 header
+ * ```
+ */
 export const MAX_DATAGRAM_IPV6 = 65_527;
 
-/** What a UDP channel promises (over IPv4). */
+/**
+ * What a UDP channel promises (over IPv4).
+ *
+ * @example
+ * ```ts
+ * import { udp } from "ipckit";
+ * console.log(udp.capabilities.reliable, udp.capabilities.ordered); // false false: check what arrives
+ * ```
+ */
 export const capabilities: Capabilities = {
   ordered: false,
   reliable: false,
@@ -186,6 +215,17 @@ class UdpEndpoint implements DatagramEndpoint<UdpAddress> {
  * Binds a UDP socket.
  *
  * @throws {AlreadyExistsError} when the address is in use; `PermissionError` for a privileged port.
+ *
+ * @example
+ * ```ts
+ * import { udp } from "ipckit";
+ * await using server = await udp.bind({ port: 0, host: "127.0.0.1" }); // port 0: the OS picks one
+ * console.log(server.address.port > 0); // true
+ * await using client = await udp.bind({ port: 0 });
+ * await client.send(new TextEncoder().encode("hello"), server.address);
+ * const { data, from } = await server.receive({ timeout: 1000 });
+ * console.log(new TextDecoder().decode(data), from.port === client.address.port); // "hello" true
+ * ```
  */
 export async function bind(options: BindOptions = {}): Promise<DatagramSocket<UdpAddress>> {
   const a = checkAddress(options, "bind a UDP socket", false);
@@ -203,6 +243,16 @@ export async function bind(options: BindOptions = {}): Promise<DatagramSocket<Ud
 /**
  * A Channel to the UDP socket at `peer`, from an ephemeral local port (or `options.bind`). Nothing is sent to
  * connect: the peer learns of this channel from its first datagram.
+ *
+ * @example
+ * ```ts
+ * import { udp } from "ipckit";
+ * await using server = await udp.bind({ port: 0 });
+ * await using client = await udp.connect({ port: server.address.port }); // a Channel to that one peer
+ * await client.send(new Uint8Array([42]));
+ * const { data } = await server.receive({ timeout: 1000 });
+ * console.log(data); // Uint8Array [42]
+ * ```
  */
 export async function connect(peer: { port: number; host?: string }, options: ConnectOptions = {}): Promise<
   DatagramChannel<UdpAddress>
