@@ -124,6 +124,8 @@ export function runtimeArgv(name: RuntimeName, script?: string): string[] {
  * @throws {Error} when neither file exists.
  */
 export function scriptPath(base: string | URL, rel: string): string {
+  // Loaded from a URL (JSR, https): only a runtime that runs URLs (Deno) can start it; there is no file to look for.
+  if (!String(base).startsWith("file:")) return new URL(rel, base).href;
   const file = fileURLToPath(new URL(rel, base));
   const compiled = isJavaScript(fileURLToPath(base));
   const swap = (f: string) => f.replace(/\.([cm]?)ts$/, ".$1js");
@@ -133,8 +135,12 @@ export function scriptPath(base: string | URL, rel: string): string {
   return found;
 }
 
-/** The nearest directory at or above the module `base` (an `import.meta.url`) that holds a package.json. */
+/**
+ * The nearest directory at or above the module `base` (an `import.meta.url`) that holds a package.json; the working
+ * directory when `base` is not a file (a module loaded from JSR or https).
+ */
 export function packageRoot(base: string | URL): string {
+  if (!String(base).startsWith("file:")) return process.cwd();
   const start = dirname(fileURLToPath(base));
   for (const dir of ancestors(start)) if (existsSync(join(dir, "package.json"))) return dir;
   return start;
