@@ -6,7 +6,8 @@
 //   npm test -- --only deno,bun   some runtimes
 //   npm test -- tests/unix.test.ts   some files
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -66,6 +67,10 @@ const parsers = {
 // deno-lint-ignore no-control-regex
 const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, "");
 
+// The run's own owner-record registry (see resources.ts): the records the tests' objects leave are the run's, not
+// the user's, and what is still there at the end is a leak (an object some test did not remove).
+const registry = mkdtempSync(join(tmpdir(), "ipckit-test-registry-"));
+
 function run(name) {
   const [cmd, ...args] = runners[name];
   return new Promise((resolve) => {
@@ -73,7 +78,7 @@ function run(name) {
     const child = spawn(cmd, args, {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1" },
+      env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry },
     });
     let out = "";
     child.stdout.on("data", (d) => {
@@ -96,7 +101,35 @@ function run(name) {
 const results = [];
 for (const name of only) results.push(await run(name));
 
+// Objects the tests created and did not remove: the CLI lists what the run's registry still records.
+function leaks() {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "ls", "--json"], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, IPCKIT_REGISTRY: registry },
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("close", (code) => {
+      try {
+        resolve(code === 0 ? JSON.parse(out) : [{ kind: "?", name: `ipckit ls exited with ${code}` }]);
+      } catch (e) {
+        resolve([{ kind: "?", name: `ipckit ls printed no JSON: ${e.message}` }]);
+      }
+    });
+  });
+}
+
+const left = files.length > 0 && only.length > 0 ? await leaks() : [];
+rmSync(registry, { recursive: true, force: true });
+
 console.log("\n=== summary");
+if (left.length > 0) {
+  console.log(`leak check: ${left.length} object(s) created by the tests are still there:`);
+  for (const r of left) console.log(`  ${r.kind} ${r.name} (pid ${r.pid}, ${r.status})`);
+  results.push({ name: "leaks", code: 1, passed: 0, failed: 1 });
+}
 for (const r of results) console.log(`${r.name.padEnd(5)} ${r.passed} passed, ${r.failed} failed (exit ${r.code})`);
 const passed = results.reduce((n, r) => n + r.passed, 0);
 const failed = results.reduce((n, r) => n + r.failed, 0);
