@@ -41,6 +41,15 @@ export const SO_SNDBUF = 7;
 export const SO_RCVTIMEO = 20;
 export const SO_SNDTIMEO = 21;
 
+/** poll(2) events, and eventfd(2) flags (the O_ values). */
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+
 /** mmap(2). */
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;

@@ -78,8 +78,13 @@ export const LIBC = {
   getsockname: { args: ["i32", "buffer", "buffer"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "buffer", "u32"], returns: "i32" },
   getsockopt: { args: ["i32", "i32", "i32", "buffer", "buffer"], returns: "i32" },
-  sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize", async: true },
-  recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize", async: true },
+  sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize" },
+  recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize" },
+  // Readiness (transports/poller.ts): poll(2) over struct pollfd[], and an eventfd to wake it.
+  poll: { args: ["buffer", "usize", "i32"], returns: "i32", async: true },
+  eventfd: { args: ["u32", "i32"], returns: "i32" },
+  read: { args: ["i32", "buffer", "usize"], returns: "isize" },
+  write: { args: ["i32", "buffer", "usize"], returns: "isize" },
   // Files (the durable file queue): positioned I/O, durability, directories.
   pread: { args: ["i32", "buffer", "usize", "i64"], returns: "isize" },
   pwrite: { args: ["i32", "buffer", "usize", "i64"], returns: "isize" },

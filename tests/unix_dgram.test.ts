@@ -1,7 +1,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { AlreadyExistsError, ClosedError, MessageTooLargeError, NotFoundError, unixDgram } from "../mod.ts";
+import { readFileSync } from "node:fs";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  MessageTooLargeError,
+  NamedSemaphore,
+  NotFoundError,
+  runtimeArgv,
+  TimeoutError,
+  unixDgram,
+} from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
+import { RUNTIMES } from "../runtimes/runtime.ts";
 import { datagramConformance } from "./conformance/datagram.ts";
 import { fixture } from "./conformance/fixtures_unix_dgram.ts";
 import { removeDir, stopChild, tempDir } from "./conformance/fixtures.ts";
@@ -195,3 +206,136 @@ test("unix_dgram: bad input and missing peers get clear errors", LONG, () =>
     await stale.close();
     assert.equal(await rt.exists(`${dir}/stale`), false);
   }));
+
+/** How many datagrams a receiver's kernel queue holds before senders wait (net.unix.max_dgram_qlen, plus one). */
+const QUEUE = Number(readFileSync("/proc/sys/net/unix/max_dgram_qlen", "utf8")) + 1;
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Rejects with a clear message when `p` takes longer than `ms` (instead of the test hanging until its timeout). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+test(
+  "unix_dgram: 16 idle sockets and waiting sends hold no pool threads from other native waits; close ends them all",
+  LONG,
+  () =>
+    inTempDir(async (dir) => {
+      const rt = await runtime();
+      const idle = await Promise.all(range(16).map((i) => unixDgram.bind(`${dir}/idle${i}`)));
+      const receives = idle.map((s) => s.receive());
+      const ends = receives.map((r) => r.then(() => undefined, (e: unknown) => e));
+      // Receivers that read one datagram and then nothing: their senders wait for room, to an address (a bound
+      // socket) and on a channel (a connected one).
+      const full = await unixDgram.bind(`${dir}/full`, { highWaterMark: 1 });
+      const sender = await unixDgram.bind(`${dir}/sender`);
+      const channel = await unixDgram.connect(`${dir}/full`);
+      const sends = Promise.allSettled(
+        range(QUEUE + 20).flatMap(() => [
+          sender.send(new Uint8Array(100), full.address),
+          channel.send(new Uint8Array(100)),
+        ]),
+      );
+      const sem = await NamedSemaphore.create(`/ipckit-test-sem-${rt.pid}-${Math.random().toString(36).slice(2)}`, {
+        value: 0,
+      });
+      try {
+        // sem_timedwait runs on the same pool as the sockets' waits used to: it still gets a thread.
+        await within(assert.rejects(sem.acquire({ timeout: 100 }), TimeoutError), 60_000, "a semaphore timeout");
+        setTimeout(() => sem.release(), 50);
+        (await within(sem.acquire({ timeout: 60_000 }), 60_000, "a semaphore acquire")).release();
+        // The idle sockets still receive.
+        await idle[0]!.send(text.encode("wake"), idle[3]!.address);
+        const woken = await within(receives[3]!, 60_000, "a receive");
+        assert.deepEqual([untext.decode(woken.data), woken.from], ["wake", idle[0]!.address]);
+      } finally {
+        await sem.close();
+        await NamedSemaphore.unlink(sem.name);
+        // Senders first: their waits end with ClosedError (a closed receiver would fail them differently).
+        await within(Promise.all([sender, channel, full, ...idle].map((s) => s.close())), 60_000, "close()");
+      }
+      const ended = await Promise.all(ends);
+      for (const [i, e] of ended.entries()) if (i !== 3) assert.ok(e instanceof ClosedError, `receive ${i}: ${e}`);
+      const rejected = (await sends).flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+      assert.ok(rejected.length > 0, "some sends waited for room");
+      for (const e of rejected) assert.ok(e instanceof ClosedError, `a waiting send ended with ${e}`);
+    }),
+);
+
+test(
+  "unix_dgram: a send to a full bound receiver waits (no pool thread) and goes through once it reads",
+  LONG,
+  () =>
+    inTempDir(async (dir) => {
+      const receiver = await unixDgram.bind(`${dir}/receiver`, { highWaterMark: 1 });
+      const sender = await unixDgram.bind(`${dir}/sender`);
+      try {
+        const count = QUEUE + 30;
+        let sent = 0;
+        const sending = Promise.all(
+          range(count).map((i) => sender.send(new Uint8Array([i & 255]), receiver.address).then(() => void sent++)),
+        );
+        // The receiver read one datagram into its queue and stopped: more than a kernel queue cannot have gone.
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(sent < count, `all ${sent} sends went through with nobody reading`);
+        for (const i of range(count)) {
+          const d = await within(receiver.receive(), 60_000, `receive ${i}`);
+          assert.deepEqual([d.data[0], d.from], [i & 255, sender.address]);
+        }
+        await within(sending, 60_000, "the waiting sends");
+        assert.equal(sent, count);
+      } finally {
+        await sender.close();
+        await receiver.close();
+      }
+    }),
+);
+
+test(
+  "unix_dgram: bind a collector, connect, send, receive, close, 200 times, with idle sockets around",
+  LONG,
+  () =>
+    inTempDir(async (dir) => {
+      const collector = await unixDgram.bind(`${dir}/collector`);
+      const idle = await Promise.all(range(4).map((i) => unixDgram.bind(`${dir}/idle${i}`)));
+      try {
+        for (let i = 0; i < 200; i++) {
+          const a = await unixDgram.connect(collector.address);
+          const b = await unixDgram.connect(collector.address);
+          await a.send(text.encode(`a${i}`));
+          await b.send(text.encode(`b${i}`));
+          const got = [await collector.receive({ timeout: 60_000 }), await collector.receive({ timeout: 60_000 })];
+          assert.deepEqual(got.map((d) => untext.decode(d.data)).sort(), [`a${i}`, `b${i}`]);
+          await within(Promise.all([a.close(), b.close()]), 60_000, `close() in round ${i}`);
+        }
+      } finally {
+        await within(Promise.all([collector, ...idle].map((s) => s.close())), 60_000, "close()");
+      }
+    }),
+);
+
+for (const child of RUNTIMES) {
+  test(
+    `unix_dgram: a ${child} process with idle sockets exits on its own after close(), and at once on exit()`,
+    LONG,
+    async () => {
+      const rt = await runtime();
+      const script = rt.fromFileUrl(new URL("./helpers/unix_dgram_child.ts", import.meta.url));
+      const root = rt.fromFileUrl(new URL("../", import.meta.url));
+      for (const mode of ["close", "exit"]) {
+        const prefix = `@ipckit-test-${rt.pid}-${Math.random().toString(36).slice(2)}`;
+        const p = rt.spawn([...runtimeArgv(child), script, prefix, mode], { cwd: root, stdio: "inherit" });
+        try {
+          assert.deepEqual(await within(p.exited, 60_000, `the ${child} child (${mode})`), { code: 0, signal: null });
+        } finally {
+          p.kill("SIGKILL");
+          await stopChild(p);
+        }
+      }
+    },
+  );
+}

@@ -15,9 +15,11 @@
  * `net.core.wmem_default`; `sendBuffer` raises it up to `net.core.wmem_max`. A process sending to an unbound or
  * vanished path gets `NotFoundError`.
  *
- * Waiting: a non-blocking attempt first; when nothing is there, one `recvfrom` waits off the main thread (koffi
- * `.async` on Node and Bun, which uses libuv's thread pool of 4 threads by default: raise `UV_THREADPOOL_SIZE` when
- * many sockets wait at once; Deno's blocking pool has no such limit). `close()` wakes it with `shutdown(2)`.
+ * Waiting: a non-blocking attempt first; when nothing is there (or the receiver is full), the socket waits in the
+ * thread's one shared `poll(2)` (transports/poller.ts): every waiting socket of a thread together holds one thread of
+ * the runtime's pool (koffi `.async` on Node and Bun, Deno's blocking pool), in slices of at most 100 ms, and none
+ * while nothing waits. The I/O itself is always a non-blocking call on the main thread. `close()` ends the waits at
+ * once, without waiting for that thread.
  *
  * @example
  * ```ts
@@ -39,9 +41,10 @@ import {
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
   MSG_TRUNC,
+  POLLIN,
+  POLLOUT,
   SHUT_RDWR,
   SO_SNDBUF,
-  SO_SNDTIMEO,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOL_SOCKET,
@@ -49,6 +52,7 @@ import {
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { prepare, register, unregister } from "../registry.ts";
+import { type FdWait, type Poller, poller } from "./poller.ts";
 import type { Capabilities } from "./channel.ts";
 import {
   type DatagramChannel,
@@ -65,8 +69,6 @@ const SOCKADDR_SIZE = 110;
 const PATH_MAX = 107;
 /** The kernel's per-datagram overhead charged to the send buffer. */
 const OVERHEAD = 32;
-/** How long a blocked send waits before re-checking close and abort (SO_SNDTIMEO), in microseconds. */
-const SEND_SLICE_US = 100_000;
 
 /**
  * What a Unix datagram channel promises (the size is Linux's default; see the module doc).
@@ -179,12 +181,19 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   /** Sends that wait for room, in order. */
   #tail: Promise<void> = Promise.resolve();
   #backlog = 0;
+  #poller: Poller;
+  /** The receive loop's wait for a datagram, and the first queued send's wait for room. */
+  #readable: FdWait | undefined;
+  #writable: FdWait | undefined;
+  /** A `struct pollfd` for checking this socket's own send buffer. */
+  #pollfd = new Int32Array(2);
 
   constructor(ffi: Native, fd: number, address: string, ownedPath: string | undefined) {
     this.#ffi = ffi;
     this.#fd = fd;
     this.address = address;
     this.#ownedPath = ownedPath;
+    this.#poller = poller(ffi);
     this.description = `Unix datagram socket "${address}"`;
     const size = new Int32Array(1);
     const length = new Uint32Array([4]);
@@ -202,6 +211,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
 
   pause(): void {
     this.#paused = true;
+    this.#readable?.cancel(); // the loop stops; nothing waits while paused
   }
 
   resume(): void {
@@ -218,25 +228,29 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   }
 
   async #receiveLoop(): Promise<void> {
-    const { call, callAsync } = this.#ffi;
+    const { call } = this.#ffi;
     while (!this.#closing && !this.#paused && this.#sink) {
       const buffer = this.#buffer;
       this.#fromLength[0] = SOCKADDR_SIZE;
-      let n = call.recvfrom(this.#fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.#from, this.#fromLength);
+      const n = call.recvfrom(this.#fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.#from, this.#fromLength);
       if (n < 0) {
         const errno = this.#ffi.errno();
         if (errno === EINTR) continue;
-        if (errno !== EAGAIN) {
-          this.#failed = true; // no restart: the socket is broken
-          this.#sink.error(errnoError(errno, `receive on ${this.description}`));
-          return;
+        let error: Error | undefined;
+        if (errno === EAGAIN) {
+          // Nothing queued: wait with the thread's other waiting sockets, then try again (close and pause cancel).
+          try {
+            this.#readable = this.#poller.wait(this.#fd, POLLIN);
+            await this.#readable.ready;
+            this.#readable = undefined;
+            continue;
+          } catch (e) {
+            error = e as Error;
+          }
         }
-        this.#fromLength[0] = SOCKADDR_SIZE;
-        n = await callAsync.recvfrom(this.#fd, buffer, buffer.length, MSG_TRUNC, this.#from, this.#fromLength);
-        // After shutdown() the call returns 0: that is the close, not an empty datagram.
-        if (this.#closing) return;
-        // errno is not reliable off the main thread: the next non-blocking attempt reports a real error.
-        if (n < 0) continue;
+        this.#failed = true; // no restart: the socket is broken
+        this.#sink.error(error ?? errnoError(errno, `receive on ${this.description}`));
+        return;
       }
       const from = this.#fromAddress();
       if (n >= buffer.length) this.#sink?.tooLarge(n, from);
@@ -305,22 +319,60 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
     }
   }
 
-  /** Waits for room off the main thread, in slices of SO_SNDTIMEO, re-checking close and abort in between. */
+  /**
+   * Waits for room and sends, re-trying the non-blocking send after each wake; close and abort end the wait at once.
+   *
+   * What to wait on: a connected socket's POLLOUT covers both its own send buffer and the peer's queue (the kernel
+   * wakes it when the peer reads). Sending to an address, POLLOUT covers only the own send buffer; when that has
+   * room, the receiver's queue is what is full, and the wait is on a probe socket connected to the receiver.
+   */
   async #sendWaiting(data: Uint8Array, addr: Sockaddr | undefined, where: string, signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      if (this.#closing) throw new ClosedError(`Cannot send on ${this.description}: it is closed`);
-      signal?.throwIfAborted();
-      if (this.#trySend(data, addr, where)) return;
-      const n = await this.#ffi.callAsync.sendto(
-        this.#fd,
-        data,
-        data.byteLength,
-        MSG_NOSIGNAL,
-        addr?.bytes ?? null,
-        addr?.length ?? 0,
-      );
-      if (n >= 0) return;
+    const { call } = this.#ffi;
+    let probe = -1;
+    const onAbort = () => this.#writable?.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        if (this.#closing) throw new ClosedError(`Cannot send on ${this.description}: it is closed`);
+        signal?.throwIfAborted();
+        if (this.#trySend(data, addr, where)) return;
+        let fd = this.#fd;
+        if (addr !== undefined && this.#hasRoom()) {
+          if (probe < 0) probe = this.#probe(addr);
+          if (probe < 0) {
+            // No probe (the receiver is gone, or refuses): the send says why (NotFoundError...), or this does.
+            if (this.#trySend(data, addr, where)) return;
+            throw errnoError(-probe, `wait for room to send on ${this.description} to "${where}"`);
+          }
+          fd = probe;
+        }
+        this.#writable = this.#poller.wait(fd, POLLOUT);
+        await this.#writable.ready;
+        this.#writable = undefined;
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (probe >= 0) call.close(probe);
     }
+  }
+
+  /** Whether this socket's own send buffer has room (POLLOUT now). */
+  #hasRoom(): boolean {
+    const pollfd = this.#pollfd;
+    pollfd[0] = this.#fd;
+    pollfd[1] = POLLOUT; // events, and revents = 0
+    return this.#ffi.call.poll(pollfd, 1, 0) === 1 && (pollfd[1] >>> 16 & POLLOUT) !== 0;
+  }
+
+  /** A socket connected to `addr`, whose POLLOUT says when the receiver has room; -errno on failure. */
+  #probe(addr: Sockaddr): number {
+    const { call } = this.#ffi;
+    const fd = call.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -this.#ffi.errno();
+    if (call.connect(fd, addr.bytes, addr.length) === 0) return fd;
+    const errno = this.#ffi.errno();
+    call.close(fd);
+    return -errno;
   }
 
   close(): Promise<void> {
@@ -331,7 +383,9 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
     this.#closing = true;
     this.#sink = undefined;
     const { call } = this.#ffi;
-    call.shutdown(this.#fd, SHUT_RDWR); // wakes a blocked recvfrom
+    call.shutdown(this.#fd, SHUT_RDWR); // peers' sends fail from now on
+    this.#readable?.cancel();
+    this.#writable?.cancel();
     await Promise.all([this.#pump, this.#tail]);
     call.close(this.#fd);
     if (this.#ownedPath !== undefined) {
@@ -371,8 +425,6 @@ async function open(path: string, options: UnixDgramOptions, what: string): Prom
         throw errnoError(ffi.errno(), `${what}: set sendBuffer`);
       }
     }
-    const timeout = new BigInt64Array([0n, BigInt(SEND_SLICE_US)]); // struct timeval
-    if (call.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, timeout, 16) !== 0) throw errnoError(ffi.errno(), what);
     if (call.bind(fd, addr.bytes, addr.length) !== 0) {
       const errno = ffi.errno();
       if (errno === EADDRINUSE) {
