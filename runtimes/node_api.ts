@@ -16,6 +16,7 @@ import { parentPort as nodeParentPort, Worker } from "node:worker_threads";
 import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
 import { duplex, socketStream } from "./streams.ts";
 import { bindUdp } from "./node_udp.ts";
+import { runtimeName } from "./detect.ts";
 import type {
   ByteStream,
   ChildProcess,
@@ -49,6 +50,22 @@ export function mapNodeError(e: unknown, what: string): unknown {
   }
 }
 
+/**
+ * libuv (Node's `net`) reports a Unix socket bind that failed with ENOENT as EACCES, where Deno and Bun report the
+ * kernel's ENOENT. Undone where the cause shows: the directory is missing, or this process may create files in it
+ * (so permission is not what failed: /proc, for one, refuses with ENOENT).
+ */
+function unixListenError(e: unknown, p: string): unknown {
+  if ((e as { code?: unknown })?.code !== "EACCES" || runtimeName() !== "node" || /^[\0@]/.test(p)) return e;
+  try {
+    fs.accessSync(path.dirname(path.resolve(p)), fs.constants.W_OK | fs.constants.X_OK);
+  } catch (a) {
+    const code = (a as { code?: unknown }).code;
+    if (code !== "ENOENT" && code !== "ENOTDIR") return e;
+  }
+  return Object.assign(new Error(`listen ENOENT: no such file or directory ${p}`, { cause: e }), { code: "ENOENT" });
+}
+
 function listen(
   options: net.ListenOptions,
   onConnection: (s: ByteStream) => void,
@@ -60,7 +77,9 @@ function listen(
       if (tcp) sock.setNoDelay(true);
       onConnection(socketStream(sock));
     });
-    server.once("error", (e) => reject(mapNodeError(e, what)));
+    server.once("error", (e) => {
+      reject(mapNodeError(options.path === undefined ? e : unixListenError(e, options.path), what));
+    });
     server.listen(options, () => {
       const addr = server.address();
       resolve({

@@ -28,6 +28,21 @@ test("unix.listen() rejects with AlreadyExistsError on a taken path, and close()
   }
 });
 
+test("unix.listen() in a missing directory rejects with NotFoundError on every runtime", async () => {
+  const rt = await runtime();
+  const dir = await rt.makeTempDir("ipckit-test-");
+  try {
+    // The kernel says ENOENT; Node's libuv reports it as EACCES, which the Node adapter undoes.
+    await assert.rejects(unix.listen(`${dir}/no/such/dir/s.sock`), (e: Error) => {
+      assert.ok(e instanceof NotFoundError, `${e}`);
+      assert.equal((e as NotFoundError).code, "ENOENT");
+      return true;
+    });
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
+
 test("unix paths are validated with TypeError/RangeError", async () => {
   await assert.rejects(unix.listen(""), TypeError);
   await assert.rejects(unix.connect(42 as unknown as string), TypeError);
