@@ -46,6 +46,7 @@ export * as fileQueue from "./transports/file.ts";
 export * as sysv from "./transports/sysv_mq.ts";
 export * as udp from "./transports/udp.ts";
 export * as unixDgram from "./transports/unix_dgram.ts";
+export * as nats from "./transports/nats.ts";
 export { type Datagram, DatagramChannel, type DatagramOptions, DatagramSocket } from "./transports/datagram.ts";
 
 // RPC over any channel
