@@ -54,6 +54,7 @@ export * as rpc from "./rpc/rpc.ts";
 export type { CallContext, CallOptions, RemoteApi, RpcOptions } from "./rpc/peer.ts";
 export { RpcPeer } from "./rpc/peer.ts";
 export type { RpcServer } from "./rpc/rpc.ts";
+export { type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./rpc/cluster.ts";
 
 // Master-Worker pool
 export * as pool from "./pool/mod.ts";

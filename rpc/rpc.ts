@@ -25,6 +25,7 @@ import { type RpcOptions, RpcPeer } from "./peer.ts";
 import { JsonRpcServer } from "./jsonrpc.ts";
 
 export { JsonRpcServer } from "./jsonrpc.ts";
+export { cluster, type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./cluster.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends Omit<RpcOptions, "handlers"> {
