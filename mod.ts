@@ -60,6 +60,7 @@ export { type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./rpc/
 export * as pool from "./pool/mod.ts";
 export { Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool/pool.ts";
 export type { PoolEvent } from "./pool/events.ts";
+export type { NatsPoolOptions } from "./pool/remote.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";

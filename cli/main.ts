@@ -6,6 +6,7 @@
  *   ipckit clean [--dry-run] [--json]   remove the objects of dead owners (and stale records)
  *   ipckit bench [--runtime ...] [--quick]   round trips per transport, a table per runtime
  *   ipckit demo                         one process talking to a Deno, a Bun and a Node child
+ *   ipckit worker --nats URL --module F  a pool worker on any host, joining a Pool over NATS
  *
  * From the source: `deno task ipckit ls`, `bun cli/main.ts ls`, `node --import tsx cli/main.ts ls`. Records live in
  * `IPCKIT_REGISTRY`, `$XDG_RUNTIME_DIR/ipckit` or `<tmpdir>/ipckit-<uid>` (see `resources.ts`). Exit codes: 0 done,
@@ -18,6 +19,7 @@ import { UsageError } from "./args.ts";
 import { bench, BENCH_USAGE } from "./bench.ts";
 import { demo, DEMO_USAGE } from "./demo.ts";
 import { clean, CLEAN_USAGE, ls, LS_USAGE } from "./records.ts";
+import { WORKER_USAGE, workerCommand } from "./worker.ts";
 
 interface Command {
   readonly usage: string;
@@ -30,6 +32,11 @@ const COMMANDS: Record<string, Command> = {
   clean: { usage: CLEAN_USAGE, summary: "remove the objects of dead owners, and stale records", run: clean },
   bench: { usage: BENCH_USAGE, summary: "round trips per transport with a child of each runtime", run: bench },
   demo: { usage: DEMO_USAGE, summary: "one process talking to Deno, Bun and Node children", run: demo },
+  worker: {
+    usage: WORKER_USAGE,
+    summary: "serve a module's handlers to a Pool over NATS, from any host",
+    run: workerCommand,
+  },
 };
 
 function help(): string {

@@ -8,7 +8,8 @@ import { ClosedError, TimeoutError } from "../errors.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { runtime } from "../runtimes/detect.ts";
-import type { ChildProcess, RuntimeName, WorkerHandle } from "../runtimes/runtime.ts";
+import { type ChildProcess, RUNTIMES, type RuntimeName, type WorkerHandle } from "../runtimes/runtime.ts";
+import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";
 import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, type WorkerInfo } from "./worker.ts";
@@ -55,6 +56,10 @@ export class Member<T = unknown> {
   /** Tasks started on this member and not finished. */
   readonly running = new Set<T>();
   done = 0;
+  /** True for a worker that joined over NATS (the pool cannot start or kill it). */
+  remote = false;
+  /** The host a remote worker runs on, as it said. */
+  host: string | undefined;
   /** Resolves once, when the worker is gone (its connection ended, and it was made sure to stop). */
   readonly gone: Promise<MemberExit>;
   #expected = false;
@@ -161,6 +166,33 @@ export class Member<T = unknown> {
     this.peer.close().catch(() => {});
     const timer = setTimeout(() => this.#kill(), grace);
     void this.gone.then(() => clearTimeout(timer));
+  }
+
+  /**
+   * Adopts a worker that joined from elsewhere (over NATS) once it answers. It cannot be killed from here:
+   * "kill" and "stop" close its channel, and the worker exits when it sees that.
+   *
+   * @throws {ClosedError} / {@linkcode TimeoutError} when it does not answer within `startTimeout`.
+   */
+  static async remote<T>(channel: Channel, startTimeout: number): Promise<Member<T>> {
+    const peer = new RpcPeer(channel);
+    let info: WorkerInfo;
+    try {
+      info = await peer.callWith(INFO, [], { timeout: startTimeout }) as WorkerInfo;
+      if (!info || typeof info.pid !== "number" || typeof info.runtime !== "string") {
+        throw new ClosedError("the worker answered nonsense");
+      }
+    } catch (e) {
+      await peer.close().catch(() => {});
+      throw e;
+    }
+    const exited = peer.done.then(() => ({ code: null, signal: null }));
+    const rt = RUNTIMES.includes(info.runtime as RuntimeName) ? info.runtime as RuntimeName : "node";
+    const member = new Member<T>("process", rt, info.pid, peer, () => void peer.close().catch(() => {}), exited);
+    member.host = typeof info.host === "string" ? info.host : undefined;
+    member.remote = true;
+    member.state = "ready";
+    return member;
   }
 
   /** Kills the worker now (a hung worker): not expected, so the pool treats it as a death. */

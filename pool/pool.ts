@@ -47,19 +47,23 @@ import { EventLog, type PoolEvent } from "./events.ts";
 import { type Launch, Member } from "./member.ts";
 import { installSignals } from "./signals.ts";
 import { INFO } from "./worker.ts";
+import { type NatsPoolOptions, RemoteWorkers } from "./remote.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyFunction = (...args: any[]) => any;
 
 /** Options of {@linkcode Pool}. */
 export interface PoolOptions {
-  /** The worker module (`URL`, or a path or `file:` URL string), or for processes the full argv to start. */
-  worker: URL | string | string[];
+  /**
+   * The worker module (`URL`, or a path or `file:` URL string), or for processes the full argv to start. Not used
+   * with `transport: "nats"` (the workers start elsewhere, with `ipckit worker --nats URL --module file.ts`).
+   */
+  worker?: URL | string | string[];
   /** Threads of this runtime, or processes. Default `"thread"`. */
   kind?: "thread" | "process";
   /** Runtime of worker processes (default: this one); a list is used round-robin across the workers. */
   runtime?: RuntimeName | RuntimeName[];
-  /** Number of workers. Default 2. */
+  /** Number of workers. Default 2. With `transport: "nats"`: how many must have joined for `ready()`. */
   size?: number;
   /** Tasks running at once on one worker. Default 1. */
   concurrency?: number;
@@ -91,8 +95,14 @@ export interface PoolOptions {
    * How worker processes talk to the master: `"pipe"` (the default: two pipes on fds 3 and 4, their stdio stays
    * theirs) or `"shm"` (a shared-memory ring pair: faster, and both sides spin up to 50 us when waiting, so it
    * costs CPU). Worker threads always use a shared-memory ring pair on a SharedArrayBuffer.
+   *
+   * `"nats"`: the pool starts no worker; worker processes on any host join it through a NATS server
+   * (`ipckit worker --nats URL --module file.ts`), see `nats`. A worker that dies or vanishes is not replaced by
+   * the pool (its own supervisor restarts it), and its tasks are handled as for local workers.
    */
-  transport?: "pipe" | "shm";
+  transport?: "pipe" | "shm" | "nats";
+  /** With `transport: "nats"`: the server (or a shared `link`), the pool's subject and the workers' heartbeat. */
+  nats?: NatsPoolOptions;
   /** Ring size of a shared-memory channel, in bytes (the largest message is 8 bytes less). 1 MiB. */
   capacity?: number;
 }
@@ -121,6 +131,8 @@ export interface PoolStats {
     runtime: RuntimeName;
     /** pid of a process, or the thread's number. */
     id: number | undefined;
+    /** The host of a worker that joined over NATS, as it said. */
+    host?: string;
     state: "starting" | "ready" | "draining" | "stopping" | "dead" | "restarting" | "gave up";
     running: number;
     done: number;
@@ -199,10 +211,13 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   readonly size: number;
   readonly kind: "thread" | "process";
   readonly #o:
-    & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport">>
+    & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats">>
     & PoolOptions;
-  readonly #launch: Omit<Launch, "runtime">;
-  readonly #slots: Slot[] = [];
+  readonly #launch: Omit<Launch, "runtime"> | undefined;
+  /** Workers that join over NATS (transport "nats"), instead of slots the pool fills itself. */
+  readonly #remote: RemoteWorkers<Task> | undefined;
+  #nextSlot = 0;
+  #slots: Slot[] = [];
   #queue: Task[] = [];
   #queueHead = 0;
   #nextId = 1;
@@ -233,16 +248,22 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       }
     }
     if (runtimes.length === 0) throw new RangeError("Cannot make a pool: runtime is an empty list");
-    const worker = workerTarget(o.worker, kind);
     const transport = o.transport ?? (kind === "thread" ? "shm" : "pipe");
-    if (transport !== "pipe" && transport !== "shm") {
-      throw new TypeError(`Cannot make a pool with transport ${String(transport)}: use "pipe" or "shm"`);
+    if (transport !== "pipe" && transport !== "shm" && transport !== "nats") {
+      throw new TypeError(`Cannot make a pool with transport ${String(transport)}: use "pipe", "shm" or "nats"`);
     }
-    if (kind === "thread" && transport !== "shm") {
+    if (transport === "nats") {
+      if (o.kind === "thread") throw new TypeError("Cannot make a thread pool on NATS: its workers are processes");
+      RemoteWorkers.check(o.nats);
+    } else if (o.nats !== undefined) {
+      throw new TypeError('Cannot use the nats option without transport: "nats"');
+    }
+    if (kind === "thread" && transport === "pipe") {
       throw new TypeError("Cannot make a thread pool on pipes: worker threads use shared memory");
     }
-    this.size = positiveInt("size", o.size ?? 2);
-    this.kind = kind;
+    const worker = transport === "nats" ? undefined : workerTarget(o.worker!, kind);
+    this.size = positiveInt("size", o.size ?? (transport === "nats" ? 1 : 2));
+    this.kind = transport === "nats" ? "process" : kind;
     this.#o = {
       ...o,
       kind,
@@ -260,7 +281,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
     };
     if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
-    this.#launch = {
+    this.#launch = worker === undefined || transport === "nats" ? undefined : {
       kind,
       worker,
       transport,
@@ -269,7 +290,14 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       ...(o.env === undefined ? {} : { env: o.env }),
       ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
     };
-    for (let i = 0; i < this.size; i++) {
+    if (transport === "nats") {
+      this.#remote = new RemoteWorkers<Task>(o.nats!, this.#o.startTimeout);
+      this.#remote.start(
+        (member) => this.#join(member),
+        (error) => this.#fail(error, "Cannot take workers from NATS"),
+      ).catch((error) => this.#fail(error, "Cannot take workers from NATS"));
+    }
+    for (let i = 0; i < (this.#launch ? this.size : 0); i++) {
       this.#slots.push({
         index: i,
         runtime: runtimes[i % runtimes.length]!,
@@ -281,6 +309,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
         lastError: undefined,
       });
     }
+    this.#nextSlot = this.#slots.length;
     for (const slot of this.#slots) void this.#spawn(slot);
     if (this.#o.heartbeat > 0) {
       this.#heartbeat = setInterval(() => this.#probe(), this.#o.heartbeat);
@@ -392,7 +421,11 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       (this.#closing || this.#closed ? new ClosedError("Cannot wait for the workers: the pool is closed") : undefined);
     if (error) {
       for (const w of this.#readyWaiters.splice(0)) w.reject(error);
-    } else if (this.#slots.every((s) => s.member?.state === "ready")) {
+    } else if (
+      this.#remote
+        ? this.#slots.filter((s) => s.member?.state === "ready").length >= this.size
+        : this.#slots.every((s) => s.member?.state === "ready")
+    ) {
       for (const w of this.#readyWaiters.splice(0)) w.resolve();
     }
   }
@@ -408,6 +441,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
         kind: this.kind,
         runtime: s.runtime,
         id: m?.id,
+        ...(m?.host === undefined ? {} : { host: m.host }),
         state: s.gaveUp ? "gave up" as const : m ? m.state : this.#closed ? "dead" as const : "restarting" as const,
         running: m?.running.size ?? 0,
         done: m?.done ?? 0,
@@ -436,9 +470,17 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       if (this.#closed || this.#closing) return;
       const old = slot.member;
       if (!old || slot.gaveUp || slot.restarting) continue;
+      if (old.remote) {
+        // Not ours to start: let it finish, then close it; its supervisor starts the new version.
+        old.state = "draining";
+        await this.#whenIdle(old);
+        old.stop();
+        await old.gone;
+        continue;
+      }
       let fresh: Member<Task>;
       try {
-        fresh = await Member.start<Task>({ ...this.#launch, runtime: slot.runtime });
+        fresh = await Member.start<Task>({ ...this.#launch!, runtime: slot.runtime });
       } catch (e) {
         this.#events.emit({ type: "worker-failed", slot: slot.index, error: String((e as Error)?.message ?? e) });
         continue; // keep the old one
@@ -642,7 +684,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     slot.restarting = true;
     let fresh: Member<Task>;
     try {
-      fresh = await Member.start<Task>({ ...this.#launch, runtime: slot.runtime });
+      fresh = await Member.start<Task>({ ...this.#launch!, runtime: slot.runtime });
     } catch (e) {
       slot.restarting = false;
       if (this.#closed || this.#closing) return;
@@ -655,6 +697,24 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       return;
     }
     this.#adopt(slot, fresh);
+    this.#schedule();
+  }
+
+  /** A worker joined over NATS: it gets a slot of its own. */
+  #join(member: Member<Task>): void {
+    if (this.#closed || this.#closing) return member.stop(0);
+    const slot: Slot = {
+      index: this.#nextSlot++,
+      runtime: member.runtime,
+      member: undefined,
+      failures: [],
+      restarts: 0,
+      restarting: false,
+      gaveUp: false,
+      lastError: undefined,
+    };
+    this.#slots.push(slot);
+    this.#adopt(slot, member);
     this.#schedule();
   }
 
@@ -685,7 +745,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
           task,
           false,
           new WorkerDiedError(
-            `Task ${task.id} was lost: its worker (${member.kind} ${member.id}) ${describe(exit)} while running it` +
+            `Task ${task.id} was lost: its worker (${member.kind} ${member.id}${member.host ? ` on ${member.host}` : ""}) ${describe(exit, member.remote)} while running it` +
               (task.options.idempotent ? ` (after ${task.attempts} attempts)` : " (not marked idempotent)"),
             { worker: member.id, attempts: task.attempts },
           ),
@@ -694,7 +754,9 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     }
     member.running.clear();
     this.#wakeIdle(member);
-    if (!exit.expected && !this.#closed && !this.#closing) {
+    if (member.remote) {
+      this.#slots = this.#slots.filter((s) => s !== slot); // its place goes with it: workers join, not restart
+    } else if (!exit.expected && !this.#closed && !this.#closing) {
       this.#failure(slot, new Error(`worker ${member.id} ${describe(exit)}`));
     }
     this.#schedule();
@@ -728,11 +790,14 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     }, delay);
   }
 
-  /** Every slot gave up: nothing can run any more. */
-  #fail(cause: unknown): void {
+  /** Every slot gave up (or workers cannot join at all): nothing can run any more. */
+  #fail(cause: unknown, why?: string): void {
+    if (this.#failed || this.#closed) return;
     this.#failed = new WorkerDiedError(
-      `Cannot run tasks: every worker of the pool keeps dying (${this.#o.maxRestarts} failures within ` +
-        `${this.#o.restartWindow} ms each; last: ${(cause as Error)?.message ?? cause})`,
+      why === undefined
+        ? `Cannot run tasks: every worker of the pool keeps dying (${this.#o.maxRestarts} failures within ` +
+          `${this.#o.restartWindow} ms each; last: ${(cause as Error)?.message ?? cause})`
+        : `${why}: ${(cause as Error)?.message ?? cause}`,
       { attempts: 0 },
       { cause },
     );
@@ -810,13 +875,15 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       m.stop();
     }
     await Promise.all(members.map((m) => m.gone));
+    await this.#remote?.close();
     for (const fn of this.#drainWaiters.splice(0)) fn();
     this.#events.emit({ type: "closed" });
     this.#events.end();
   }
 }
 
-function describe(exit: { code: number | null; signal: string | null; expected: boolean }): string {
+function describe(exit: { code: number | null; signal: string | null; expected: boolean }, remote = false): string {
+  if (remote) return exit.expected ? "was stopped" : "disconnected (its channel ended or stopped answering)";
   if (exit.signal) return `was killed by ${exit.signal}`;
   if (exit.code !== null) return `exited with code ${exit.code}`;
   return "stopped";

@@ -44,6 +44,8 @@ export interface WorkerInfo {
   pid: number;
   runtime: string;
   methods: string[];
+  /** The host of a remote (NATS) worker. */
+  host?: string;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -94,7 +96,15 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   const rt = await runtime();
   let channel: Channel;
   let done: () => void;
-  if (rt.env(ENV_KIND) === "process") {
+  let host: string | undefined;
+  const joining = joiningState();
+  if (joining) {
+    // Started by `ipckit worker --nats`: join a pool over NATS; the command exits when this resolves.
+    joining.served = true;
+    channel = await joining.connect();
+    host = joining.host;
+    done = () => {};
+  } else if (rt.env(ENV_KIND) === "process") {
     await dieWithParent(Number(rt.env(ENV_PARENT)));
     const segment = rt.env(ENV_SHM);
     channel = segment ? await shm.open(segment, { wait: 60_000 }) : await pipe.inherited();
@@ -115,10 +125,40 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
     channel = shm.fromHandle(handle);
     done = () => port.close();
   }
-  const info: WorkerInfo = { pid: rt.pid, runtime: rt.name, methods: Object.keys(table) };
+  const info: WorkerInfo = {
+    pid: rt.pid,
+    runtime: rt.name,
+    methods: Object.keys(table),
+    ...(host === undefined ? {} : { host }),
+  };
   const peer = new RpcPeer(channel, { handlers: { ...table, [INFO]: () => info } });
   await peer.done;
   done();
+}
+
+/**
+ * How `ipckit worker --nats` tells `worker()` to join over NATS. A global, not a module variable: the worker module
+ * may load another copy of ipckit than the command's (another node_modules, a JSR URL).
+ */
+const JOIN = Symbol.for("ipckit.pool.join");
+interface Joining {
+  connect(): Promise<Channel>;
+  host: string | undefined;
+  served: boolean;
+}
+const joiningState = (): Joining | undefined => (globalThis as Record<symbol, Joining | undefined>)[JOIN];
+
+/**
+ * Makes `worker()` join a pool through `connect` (a channel to the master) instead of pipes or a parent thread.
+ * Used by `ipckit worker --nats`, before it imports the worker module.
+ */
+export function joinWith(connect: () => Promise<Channel>, host?: string): void {
+  (globalThis as Record<symbol, Joining>)[JOIN] = { connect, host, served: false };
+}
+
+/** Whether `worker()` was called (by the module itself) since `joinWith`. */
+export function workerCalled(): boolean {
+  return joiningState()?.served ?? false;
 }
 
 function handlerTable(handlers: WorkerHandlers): Record<string, AnyFunction> {
