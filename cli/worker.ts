@@ -12,7 +12,7 @@
  */
 import { native } from "../ffi/native.ts";
 import { NotFoundError } from "../errors.ts";
-import { joinWith, worker, type WorkerHandlers, workerCalled } from "../pool/worker.ts";
+import { joinWith, worker, workerCalled, type WorkerHandlers } from "../pool/worker.ts";
 import { DEFAULT_SUBJECT, joinSubject } from "../pool/remote.ts";
 import { absolute } from "../registry.ts";
 import { runtime } from "../runtimes/detect.ts";

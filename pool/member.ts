@@ -8,7 +8,7 @@ import { ClosedError, TimeoutError } from "../errors.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { type ChildProcess, RUNTIMES, type RuntimeName, type WorkerHandle } from "../runtimes/runtime.ts";
+import { type ChildProcess, type RuntimeName, RUNTIMES, type WorkerHandle } from "../runtimes/runtime.ts";
 import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";

@@ -745,7 +745,9 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
           task,
           false,
           new WorkerDiedError(
-            `Task ${task.id} was lost: its worker (${member.kind} ${member.id}${member.host ? ` on ${member.host}` : ""}) ${describe(exit, member.remote)} while running it` +
+            `Task ${task.id} was lost: its worker (${member.kind} ${member.id}${
+              member.host ? ` on ${member.host}` : ""
+            }) ${describe(exit, member.remote)} while running it` +
               (task.options.idempotent ? ` (after ${task.attempts} attempts)` : " (not marked idempotent)"),
             { worker: member.id, attempts: task.attempts },
           ),

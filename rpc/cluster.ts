@@ -14,15 +14,22 @@
  * - a call made while no connection is up waits for one (within its deadline, `signal` and `connectTimeout`).
  *
  * @example
- * ```ts ignore
- * import { nats, rpc } from "ipckit";
- * // servers, anywhere: rpc.serve(await nats.listen("calc", { servers, queue: "calc" }), { add: (a, b) => a + b });
- * await using calc = rpc.cluster<{ add(a: number, b: number): number }>(
- *   () => nats.connect("calc", { servers: "nats://10.0.0.5:4222" }),
- *   { sessions: 4 },
- * );
+ * ```ts
+ * import { nats, rpc, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const servers = rt.env("NATS_URL") ?? "nats://127.0.0.1:4222";
+ * const subject = `calc.${rt.pid}`;
+ * // Two servers of one service (on any hosts): one queue group.
+ * const handlers = { add: (a: number, b: number) => a + b };
+ * const one = rpc.serve(await nats.listen(subject, { servers, queue: "calc" }), handlers);
+ * const two = rpc.serve(await nats.listen(subject, { servers, queue: "calc" }), handlers);
+ * await using link = await nats.open({ servers });
+ * await using calc = rpc.cluster<typeof handlers>(() => nats.connect(subject, { link }), { sessions: 4 });
  * console.log(await calc.api.add(1, 2)); // 3, from whichever server holds the least loaded connection
- * console.log(await calc.callWith("add", [2, 3], { idempotent: true })); // 5, retried if its server dies
+ * console.log(await calc.callWith("add", [2, 3], { idempotent: true })); // 5, sent again if its server dies
+ * await calc.close();
+ * await one.close();
+ * await two.close();
  * ```
  *
  * @module
@@ -60,7 +67,22 @@ interface Session {
 // deno-lint-ignore no-explicit-any
 type AnyFunction = (...args: any[]) => any;
 
-/** An RPC client over several connections. See the module doc. */
+/**
+ * An RPC client over several connections. See the module doc.
+ *
+ * @example
+ * ```ts
+ * import { rpc, runtime, unix } from "ipckit";
+ * // Not only NATS: any connect function, here several connections to one Unix socket server.
+ * const path = `/tmp/ipckit-cluster-${(await runtime()).pid}.sock`;
+ * await using server = rpc.serve(await unix.listen(path), { ping: () => "pong" });
+ * const cluster = new rpc.RpcCluster<{ ping(): string }>(() => unix.connect(path), { sessions: 3 });
+ * await cluster.ready();
+ * console.log(cluster.sessions, await cluster.api.ping()); // 3 "pong"
+ * console.log(cluster.stats.calls); // 1
+ * await cluster.close();
+ * ```
+ */
 export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDisposable {
   /** The typed proxy: `cluster.api.add(1, 2)` is `cluster.call("add", 1, 2)`. */
   readonly api: RemoteApi<Remote>;
@@ -84,7 +106,9 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
     if (!Number.isInteger(sessions) || sessions < 1) {
       throw new RangeError(`Cannot keep ${sessions} sessions: it must be an integer >= 1`);
     }
-    if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`Cannot use retries ${retries}: an integer >= 0`);
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new RangeError(`Cannot use retries ${retries}: an integer >= 0`);
+    }
     if (!(reconnectDelay >= 0)) throw new RangeError(`Cannot use reconnectDelay ${reconnectDelay}: a number >= 0`);
     const window = rpcOptions.window ?? 16;
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`Cannot use an RPC window of ${window}`);
@@ -291,6 +315,15 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
  * Makes an {@linkcode RpcCluster}: an RPC client over `sessions` connections from `connect()`.
  *
  * @throws {TypeError} / {RangeError} for bad options.
+ *
+ * @example
+ * ```ts
+ * import { ClosedError, rpc, tcp } from "ipckit";
+ * // A service that is down: calls wait for a connection up to connectTimeout, then fail clearly.
+ * await using down = rpc.cluster(() => tcp.connect({ port: 1 }), { sessions: 1, connectTimeout: 300 });
+ * const e = await down.call("anything").catch((e) => e);
+ * console.log(e instanceof ClosedError, /no connection came up/.test(e.message)); // true true
+ * ```
  */
 export function cluster<Remote = Record<string, AnyFunction>>(
   connect: () => Promise<Channel>,

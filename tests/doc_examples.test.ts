@@ -30,6 +30,7 @@ import {
   rewriteSpecifiers,
   ROOT,
 } from "./helpers/doc_examples.ts";
+import { startNatsServer } from "./helpers/nats_server.ts";
 
 /**
  * Examples that cannot run alone in one process, by id (`file#name`), with the reason. Keep it short: rewrite an
@@ -140,6 +141,8 @@ async function runAll(): Promise<Run> {
   const resultsFile = join(modules, "results.jsonl");
   writeFileSync(resultsFile, "");
   const before = snapshot();
+  // The NATS examples talk to a real server, found the way the nats CLI finds one: NATS_URL.
+  const natsServer = await startNatsServer();
   const [cmd, ...args] = [...runtimeArgv(RUNTIME), DRIVER];
   const child = spawn(cmd!, args, {
     cwd: ROOT,
@@ -151,6 +154,7 @@ async function runAll(): Promise<Run> {
       IPCKIT_DOC_MANIFEST: join(modules, "manifest.json"),
       IPCKIT_DOC_RESULTS: resultsFile,
       IPCKIT_DOC_TIMEOUT: process.env.IPCKIT_DOC_TIMEOUT ?? "30000",
+      NATS_URL: natsServer.url,
     },
   });
   let log = "";
@@ -190,6 +194,7 @@ async function runAll(): Promise<Run> {
     return { results, extra, pid, code, log, leftovers };
   } finally {
     clearTimeout(killer);
+    await natsServer.stop();
     child.kill("SIGKILL");
     rmSync(modules, { recursive: true, force: true });
     rmSync(privateTmp, { recursive: true, force: true });

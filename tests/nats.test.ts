@@ -41,34 +41,38 @@ test("nats: bad subjects and options throw TypeError or RangeError before any tr
   await assert.rejects(nats.open({ servers: 42 as unknown as string }), TypeError);
 });
 
-test("nats: listeners in one queue group share the connections; each connection goes to one of them", LONG, async () => {
-  await using link = await nats.open({ servers: server.url });
-  const s = subject();
-  await using one = await nats.listen(s, { link, queue: "workers" });
-  await using two = await nats.listen(s, { link, queue: "workers" });
-  const counts = [0, 0];
-  const serve = async (l: nats.NatsListener, i: number) => {
-    for await (const ch of l) {
-      counts[i]!++;
-      void (async () => {
-        for await (const m of ch) await ch.send(m);
-        await ch.close();
-      })();
+test(
+  "nats: listeners in one queue group share the connections; each connection goes to one of them",
+  LONG,
+  async () => {
+    await using link = await nats.open({ servers: server.url });
+    const s = subject();
+    await using one = await nats.listen(s, { link, queue: "workers" });
+    await using two = await nats.listen(s, { link, queue: "workers" });
+    const counts = [0, 0];
+    const serve = async (l: nats.NatsListener, i: number) => {
+      for await (const ch of l) {
+        counts[i]!++;
+        void (async () => {
+          for await (const m of ch) await ch.send(m);
+          await ch.close();
+        })();
+      }
+    };
+    const serving = [serve(one, 0), serve(two, 1)];
+    const n = 40;
+    for (let i = 0; i < n; i++) {
+      await using ch = await nats.connect(s, { link });
+      await ch.send(text.encode(`m${i}`));
+      assert.equal(untext.decode(await ch.receive()), `m${i}`);
     }
-  };
-  const serving = [serve(one, 0), serve(two, 1)];
-  const n = 40;
-  for (let i = 0; i < n; i++) {
-    await using ch = await nats.connect(s, { link });
-    await ch.send(text.encode(`m${i}`));
-    assert.equal(untext.decode(await ch.receive()), `m${i}`);
-  }
-  assert.equal(counts[0]! + counts[1]!, n);
-  assert.ok(counts[0]! > 0 && counts[1]! > 0, `both listeners got connections: ${counts}`); // 2^-39 to fail
-  await one.close();
-  await two.close();
-  await Promise.all(serving);
-});
+    assert.equal(counts[0]! + counts[1]!, n);
+    assert.ok(counts[0]! > 0 && counts[1]! > 0, `both listeners got connections: ${counts}`); // 2^-39 to fail
+    await one.close();
+    await two.close();
+    await Promise.all(serving);
+  },
+);
 
 test("nats: the wire format, spoken by a raw NATS client (HELLO, WELCOME, DATA, CREDIT, END)", LONG, async () => {
   await using link = await nats.open({ servers: server.url });
@@ -132,7 +136,10 @@ test("nats: a peer that stops sending heartbeats ends the channel with ClosedErr
   try {
     c.publish(s, new Uint8Array([5, 1, 0, 0, 0x10, 0, 0, 0, 0, 100]), { reply: mine }); // beat 100 ms, then silence
     const ch = await listener.accept();
-    await assert.rejects(ch.receive({ timeout: 60_000 }), (e: Error) => e instanceof ClosedError && /stopped answering/.test(e.message));
+    await assert.rejects(
+      ch.receive({ timeout: 60_000 }),
+      (e: Error) => e instanceof ClosedError && /stopped answering/.test(e.message),
+    );
     await assert.rejects(ch.send(new Uint8Array(1)), ClosedError);
     await ch.close();
   } finally {
@@ -178,49 +185,57 @@ test("nats: a stopped server ends every channel on it with ClosedError; nothing 
   }
 });
 
-test("nats: user/password and token auth are passed through; refused credentials are PermissionError and never printed", LONG, async () => {
-  const users = await startNatsServer({ config: 'authorization { user: "ipk", password: "pw-s3cret" }' });
-  const tokens = await startNatsServer({ config: 'authorization { token: "tok-s3cret" }' });
-  try {
-    await using a = await nats.open({ servers: users.url, user: "ipk", pass: "pw-s3cret" });
-    await using la = await nats.listen(subject(), { link: a });
-    await using ca = await nats.connect(la.subject, { link: a });
-    await (await la.accept()).send(text.encode("ok"));
-    assert.equal(untext.decode(await ca.receive()), "ok");
-    await using b = await nats.open({ servers: tokens.url, token: "tok-s3cret" });
-    assert.equal(b.closed, false);
-    const e1 = await nats.open({ servers: users.url, user: "ipk", pass: "wrong-pw" }).catch((e) => e);
-    assert.ok(e1 instanceof PermissionError, String(e1));
-    const e2 = await nats.open({ servers: tokens.url, token: "wrong-tok" }).catch((e) => e);
-    assert.ok(e2 instanceof PermissionError, String(e2));
-    const e3 = await nats.open({ servers: `nats://ipk:wrong-url-pw@127.0.0.1:${users.port}` }).catch((e) => e);
-    assert.ok(e3 instanceof PermissionError, String(e3));
-    for (const e of [e1, e2, e3]) assert.doesNotMatch(e.message, /wrong|s3cret/);
-    assert.match(e3.message, /\*\*\*@127\.0\.0\.1/);
-  } finally {
-    await users.stop();
-    await tokens.stop();
-  }
-});
+test(
+  "nats: user/password and token auth are passed through; refused credentials are PermissionError and never printed",
+  LONG,
+  async () => {
+    const users = await startNatsServer({ config: 'authorization { user: "ipk", password: "pw-s3cret" }' });
+    const tokens = await startNatsServer({ config: 'authorization { token: "tok-s3cret" }' });
+    try {
+      await using a = await nats.open({ servers: users.url, user: "ipk", pass: "pw-s3cret" });
+      await using la = await nats.listen(subject(), { link: a });
+      await using ca = await nats.connect(la.subject, { link: a });
+      await (await la.accept()).send(text.encode("ok"));
+      assert.equal(untext.decode(await ca.receive()), "ok");
+      await using b = await nats.open({ servers: tokens.url, token: "tok-s3cret" });
+      assert.equal(b.closed, false);
+      const e1 = await nats.open({ servers: users.url, user: "ipk", pass: "wrong-pw" }).catch((e) => e);
+      assert.ok(e1 instanceof PermissionError, String(e1));
+      const e2 = await nats.open({ servers: tokens.url, token: "wrong-tok" }).catch((e) => e);
+      assert.ok(e2 instanceof PermissionError, String(e2));
+      const e3 = await nats.open({ servers: `nats://ipk:wrong-url-pw@127.0.0.1:${users.port}` }).catch((e) => e);
+      assert.ok(e3 instanceof PermissionError, String(e3));
+      for (const e of [e1, e2, e3]) assert.doesNotMatch(e.message, /wrong|s3cret/);
+      assert.match(e3.message, /\*\*\*@127\.0\.0\.1/);
+    } finally {
+      await users.stop();
+      await tokens.stop();
+    }
+  },
+);
 
-test("nats: TLS options are passed through (a server with its own CA; a client without it is refused)", LONG, async () => {
-  const { tlsFiles } = await import("./helpers/nats_tls.ts");
-  const files = await tlsFiles();
-  const secure = await startNatsServer({
-    config: `tls { cert_file: "${files.cert}", key_file: "${files.key}" }`,
-  });
-  try {
-    await using link = await nats.open({ servers: `tls://127.0.0.1:${secure.port}`, tls: { caFile: files.ca } });
-    await using l = await nats.listen(subject(), { link });
-    await using c = await nats.connect(l.subject, { link });
-    await (await l.accept()).send(text.encode("sealed"));
-    assert.equal(untext.decode(await c.receive()), "sealed");
-    await assert.rejects(nats.open({ servers: `tls://127.0.0.1:${secure.port}`, timeout: 5000 }));
-  } finally {
-    await secure.stop();
-    await files.remove();
-  }
-});
+test(
+  "nats: TLS options are passed through (a server with its own CA; a client without it is refused)",
+  LONG,
+  async () => {
+    const { tlsFiles } = await import("./helpers/nats_tls.ts");
+    const files = await tlsFiles();
+    const secure = await startNatsServer({
+      config: `tls { cert_file: "${files.cert}", key_file: "${files.key}" }`,
+    });
+    try {
+      await using link = await nats.open({ servers: `tls://127.0.0.1:${secure.port}`, tls: { caFile: files.ca } });
+      await using l = await nats.listen(subject(), { link });
+      await using c = await nats.connect(l.subject, { link });
+      await (await l.accept()).send(text.encode("sealed"));
+      assert.equal(untext.decode(await c.receive()), "sealed");
+      await assert.rejects(nats.open({ servers: `tls://127.0.0.1:${secure.port}`, timeout: 5000 }));
+    } finally {
+      await secure.stop();
+      await files.remove();
+    }
+  },
+);
 
 test("nats: connect() gives up with TimeoutError when the listener never answers", LONG, async () => {
   await using link = await nats.open({ servers: server.url });

@@ -30,10 +30,18 @@ before(async () => {
     : makeHosts(2, String(rt.pid));
   if ("hosts" in made) {
     removeHosts = made.remove;
-    hosts = made.hosts.map((h: Host) => ({ url: `nats://${h.gateway}:${server.port}`, prefix: h.prefix, hostname: h.hostname }));
+    hosts = made.hosts.map((h: Host) => ({
+      url: `nats://${h.gateway}:${server.port}`,
+      prefix: h.prefix,
+      hostname: h.hostname,
+    }));
     mode = `network namespaces ${made.hosts.map((h) => `${h.ns} (${h.address})`).join(", ")}`;
   } else {
-    hosts = ["127.0.0.2", "127.0.0.3"].map((a) => ({ url: `nats://${a}:${server.port}`, prefix: [], hostname: undefined }));
+    hosts = ["127.0.0.2", "127.0.0.3"].map((a) => ({
+      url: `nats://${a}:${server.port}`,
+      prefix: [],
+      hostname: undefined,
+    }));
     mode = `loopback addresses 127.0.0.2 and 127.0.0.3 (no namespaces: ${made.unavailable})`;
   }
   console.log(`# multi-host simulation: ${mode}`);
@@ -45,40 +53,46 @@ after(async () => {
 
 const subject = () => `ipckit.test.hosts.${Math.random().toString(36).slice(2, 10)}`;
 
-test("many hosts: pool workers on two other hosts join a master here over NATS; a host's loss loses no task", LONG, async () => {
-  const s = subject();
-  const workers: ChildProcess[] = [];
-  try {
-    workers.push(await spawnWorker("deno", hosts[0]!.url, s, { prefix: hosts[0]!.prefix }));
-    workers.push(await spawnWorker("bun", hosts[1]!.url, s, { prefix: hosts[1]!.prefix }));
-    workers.push(await spawnWorker("node", hosts[1]!.url, s, { prefix: hosts[1]!.prefix }));
-    const p = new Pool<{ run(n: number): number; whoami(): { pid: number } }>({
-      transport: "nats",
-      nats: { servers: server.url.replace("0.0.0.0", "127.0.0.1"), subject: s, heartbeat: 300 },
-      size: 3,
-      concurrency: 4,
-      signals: false,
-    });
-    await p.ready();
-    const seen = p.stats.workers.map((w) => w.host);
-    if (hosts[0]!.hostname) assert.deepEqual(new Set(seen), new Set([hosts[0]!.hostname, hosts[1]!.hostname]));
-    // Lose host 0 (its only worker) in the middle of 3000 tasks.
-    const tasks = Array.from({ length: 3000 }, (_, i) =>
-      p.run(i, { idempotent: i % 2 === 0 }).then((v) => ({ ok: true, v }), (e) => ({ ok: false, v: e })));
-    await new Promise((r) => setTimeout(r, 50));
-    workers[0]!.kill("SIGKILL");
-    const out = await Promise.all(tasks);
-    out.forEach((r, i) => {
-      if (r.ok) assert.equal(r.v, i * i);
-      else assert.ok(i % 2 === 1 && r.v instanceof WorkerDiedError, `task ${i}: ${r.v}`);
-    });
-    assert.equal(p.stats.done + p.stats.failed, 3000);
-    assert.deepEqual(new Set(p.stats.workers.map((w) => w.host)), new Set([hosts[1]!.hostname ?? seen[1]]));
-    await p.close();
-  } finally {
-    await killAll(workers);
-  }
-});
+test(
+  "many hosts: pool workers on two other hosts join a master here over NATS; a host's loss loses no task",
+  LONG,
+  async () => {
+    const s = subject();
+    const workers: ChildProcess[] = [];
+    try {
+      workers.push(await spawnWorker("deno", hosts[0]!.url, s, { prefix: hosts[0]!.prefix }));
+      workers.push(await spawnWorker("bun", hosts[1]!.url, s, { prefix: hosts[1]!.prefix }));
+      workers.push(await spawnWorker("node", hosts[1]!.url, s, { prefix: hosts[1]!.prefix }));
+      const p = new Pool<{ run(n: number): number; whoami(): { pid: number } }>({
+        transport: "nats",
+        nats: { servers: server.url.replace("0.0.0.0", "127.0.0.1"), subject: s, heartbeat: 300 },
+        size: 3,
+        concurrency: 4,
+        signals: false,
+      });
+      await p.ready();
+      const seen = p.stats.workers.map((w) => w.host);
+      if (hosts[0]!.hostname) assert.deepEqual(new Set(seen), new Set([hosts[0]!.hostname, hosts[1]!.hostname]));
+      // Lose host 0 (its only worker) in the middle of 3000 tasks.
+      const tasks = Array.from(
+        { length: 3000 },
+        (_, i) => p.run(i, { idempotent: i % 2 === 0 }).then((v) => ({ ok: true, v }), (e) => ({ ok: false, v: e })),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      workers[0]!.kill("SIGKILL");
+      const out = await Promise.all(tasks);
+      out.forEach((r, i) => {
+        if (r.ok) assert.equal(r.v, i * i);
+        else assert.ok(i % 2 === 1 && r.v instanceof WorkerDiedError, `task ${i}: ${r.v}`);
+      });
+      assert.equal(p.stats.done + p.stats.failed, 3000);
+      assert.deepEqual(new Set(p.stats.workers.map((w) => w.host)), new Set([hosts[1]!.hostname ?? seen[1]]));
+      await p.close();
+    } finally {
+      await killAll(workers);
+    }
+  },
+);
 
 test("many hosts: RPC servers on two hosts in one queue group serve a client here", LONG, async () => {
   const rt = await runtime();
@@ -86,10 +100,15 @@ test("many hosts: RPC servers on two hosts in one queue group serve a client her
   const script = rt.fromFileUrl(new URL("./helpers/nats_rpc_server.ts", import.meta.url));
   await using link = await nats.open({ servers: server.url.replace("0.0.0.0", "127.0.0.1") });
   const ready = new Set<string>();
-  const sub = link.connection.subscribe(`${s}.ready`, { callback: (_e, m) => ready.add(new TextDecoder().decode(m.data)) });
+  const sub = link.connection.subscribe(`${s}.ready`, {
+    callback: (_e, m) => ready.add(new TextDecoder().decode(m.data)),
+  });
   await link.connection.flush();
   const servers = hosts.map((h, i) =>
-    rt.spawn([...h.prefix, ...runtimeArgv(i === 0 ? "bun" : "deno"), script, h.url, s], { stdio: "null", stderr: "inherit" })
+    rt.spawn([...h.prefix, ...runtimeArgv(i === 0 ? "bun" : "deno"), script, h.url, s], {
+      stdio: "null",
+      stderr: "inherit",
+    })
   );
   try {
     for (let i = 0; i < 600 && ready.size < 2; i++) await new Promise((r) => setTimeout(r, 100));
@@ -108,8 +127,16 @@ test("many hosts: a namespace host cannot reach this machine's loopback (the iso
   if (!hosts[0]!.hostname) return t.skip(`no namespaces here: ${mode}`);
   const rt = await runtime();
   const c = rt.spawn(
-    [...hosts[0]!.prefix, ...runtimeArgv("node"), rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url)), "worker",
-      "--nats", `nats://127.0.0.1:${server.port}`, "--module", "x.ts"],
+    [
+      ...hosts[0]!.prefix,
+      ...runtimeArgv("node"),
+      rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url)),
+      "worker",
+      "--nats",
+      `nats://127.0.0.1:${server.port}`,
+      "--module",
+      "x.ts",
+    ],
     { stdio: "null", stderr: "pipe" },
   );
   let err = "";

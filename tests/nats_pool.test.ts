@@ -27,7 +27,11 @@ test("Pool over NATS: workers of every runtime join, take tasks, and exit 0 when
   const s = subject();
   const workers = await Promise.all(RUNTIMES.map((r) => spawnWorker(r, server.url, s)));
   try {
-    const p = new Pool<Handlers>({ transport: "nats", nats: { servers: server.url, subject: s, heartbeat: 300 }, size: 3 });
+    const p = new Pool<Handlers>({
+      transport: "nats",
+      nats: { servers: server.url, subject: s, heartbeat: 300 },
+      size: 3,
+    });
     await p.ready();
     const stats = p.stats.workers;
     assert.deepEqual(stats.map((w) => w.runtime).sort(), ["bun", "deno", "node"]);
@@ -36,7 +40,9 @@ test("Pool over NATS: workers of every runtime join, take tasks, and exit 0 when
     const out = await Promise.all(Array.from({ length: 300 }, (_, i) => p.run(i)));
     assert.deepEqual(out, Array.from({ length: 300 }, (_, i) => i * i));
     // One task at a time per worker (concurrency 1): 30 at once keep all three busy.
-    const who = new Set((await Promise.all(Array.from({ length: 30 }, () => p.call("whoami", [])))).map((w) => w.runtime));
+    const who = new Set(
+      (await Promise.all(Array.from({ length: 30 }, () => p.call("whoami", [])))).map((w) => w.runtime),
+    );
     assert.equal(who.size, 3, `tasks reached ${[...who]}`);
     await assert.rejects(p.call("sleep", [60_000], { timeout: 100 }), TimeoutError); // a deadline crosses NATS
     await p.close();
@@ -47,162 +53,195 @@ test("Pool over NATS: workers of every runtime join, take tasks, and exit 0 when
   }
 });
 
-test("Pool over NATS: 10 000 tasks while workers of three runtimes are SIGKILLed at random settle exactly once", LONG, async () => {
-  const seed = (Date.now() ^ 0x5eed) >>> 0;
-  const random = prng(seed);
-  const s = subject();
-  const live = new Map<number, ChildProcess>();
-  const all: ChildProcess[] = [];
-  const start = async (r: RuntimeName) => {
-    const c = await spawnWorker(r, server.url, s);
-    live.set(c.pid, c);
-    all.push(c);
-    void c.exited.then(() => live.delete(c.pid));
-  };
-  try {
-    for (const r of [...RUNTIMES, ...RUNTIMES]) await start(r);
-    await using p = new Pool<Handlers>({
-      transport: "nats",
-      nats: { servers: server.url, subject: s, heartbeat: 300 },
-      size: 6,
-      concurrency: 4,
-      retries: 20,
-      signals: false,
-    });
-    await p.ready();
-    const total = 10_000;
-    const settled = new Array<number>(total).fill(0);
-    const outcome: Array<{ ok: boolean; value: unknown }> = new Array(total);
-    let kills = 0;
-    let finished = 0;
-    const tasks = Array.from({ length: total }, (_, i) => {
-      const idempotent = i % 3 !== 0;
-      return p.run(i, { idempotent }).then(
-        (value) => ({ ok: true, value }),
-        (value) => ({ ok: false, value }),
-      ).then((r) => {
-        settled[i]!++;
-        outcome[i] = r;
-        finished++;
+test(
+  "Pool over NATS: 10 000 tasks while workers of three runtimes are SIGKILLed at random settle exactly once",
+  LONG,
+  async () => {
+    const seed = (Date.now() ^ 0x5eed) >>> 0;
+    const random = prng(seed);
+    const s = subject();
+    const live = new Map<number, ChildProcess>();
+    const all: ChildProcess[] = [];
+    const start = async (r: RuntimeName) => {
+      const c = await spawnWorker(r, server.url, s);
+      live.set(c.pid, c);
+      all.push(c);
+      void c.exited.then(() => live.delete(c.pid));
+    };
+    try {
+      for (const r of [...RUNTIMES, ...RUNTIMES]) await start(r);
+      await using p = new Pool<Handlers>({
+        transport: "nats",
+        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        size: 6,
+        concurrency: 4,
+        retries: 20,
+        signals: false,
       });
-    });
-    // The killer: every 600-1400 finished tasks, SIGKILL a random worker and start one of the same runtime.
-    let nextKill = 600 + Math.floor(random() * 800);
-    const killer = (async () => {
-      while (finished < total) {
-        await new Promise((r) => setTimeout(r, 5));
-        if (finished >= nextKill && live.size > 0 && kills < 8) {
-          const victims = [...live.values()];
-          const victim = victims[Math.floor(random() * victims.length)]!;
-          const r = p.stats.workers.find((w) => w.id === victim.pid)?.runtime ?? "node";
-          victim.kill("SIGKILL");
-          kills++;
-          nextKill = finished + 600 + Math.floor(random() * 800);
-          await start(r);
+      await p.ready();
+      const total = 10_000;
+      const settled = new Array<number>(total).fill(0);
+      const outcome: Array<{ ok: boolean; value: unknown }> = new Array(total);
+      let kills = 0;
+      let finished = 0;
+      const tasks = Array.from({ length: total }, (_, i) => {
+        const idempotent = i % 3 !== 0;
+        return p.run(i, { idempotent }).then(
+          (value) => ({ ok: true, value }),
+          (value) => ({ ok: false, value }),
+        ).then((r) => {
+          settled[i]!++;
+          outcome[i] = r;
+          finished++;
+        });
+      });
+      // The killer: every 600-1400 finished tasks, SIGKILL a random worker and start one of the same runtime.
+      let nextKill = 600 + Math.floor(random() * 800);
+      const killer = (async () => {
+        while (finished < total) {
+          await new Promise((r) => setTimeout(r, 5));
+          if (finished >= nextKill && live.size > 0 && kills < 8) {
+            const victims = [...live.values()];
+            const victim = victims[Math.floor(random() * victims.length)]!;
+            const r = p.stats.workers.find((w) => w.id === victim.pid)?.runtime ?? "node";
+            victim.kill("SIGKILL");
+            kills++;
+            nextKill = finished + 600 + Math.floor(random() * 800);
+            await start(r);
+          }
         }
+      })();
+      await Promise.all(tasks);
+      await killer;
+      assert.ok(settled.every((n) => n === 1), `seed ${seed}: a task settled ${Math.max(...settled)} times`);
+      let failed = 0;
+      for (let i = 0; i < total; i++) {
+        const r = outcome[i]!;
+        if (r.ok) {
+          assert.equal(r.value, i * i, `seed ${seed}: task ${i}`);
+          continue;
+        }
+        failed++;
+        assert.ok(i % 3 === 0, `seed ${seed}: idempotent task ${i} failed: ${r.value}`);
+        assert.ok(r.value instanceof WorkerDiedError, `seed ${seed}: task ${i}: ${r.value}`);
       }
-    })();
-    await Promise.all(tasks);
-    await killer;
-    assert.ok(settled.every((n) => n === 1), `seed ${seed}: a task settled ${Math.max(...settled)} times`);
-    let failed = 0;
-    for (let i = 0; i < total; i++) {
-      const r = outcome[i]!;
-      if (r.ok) {
-        assert.equal(r.value, i * i, `seed ${seed}: task ${i}`);
-        continue;
-      }
-      failed++;
-      assert.ok(i % 3 === 0, `seed ${seed}: idempotent task ${i} failed: ${r.value}`);
-      assert.ok(r.value instanceof WorkerDiedError, `seed ${seed}: task ${i}: ${r.value}`);
+      const stats = p.stats;
+      assert.equal(stats.done + stats.failed, total, `seed ${seed}`);
+      assert.equal(stats.failed, failed);
+      assert.ok(kills >= 3, `seed ${seed}: only ${kills} kills`);
+      console.log(`# seed ${seed}: ${kills} kills, ${stats.retried} retried, ${failed} lost (not idempotent)`);
+    } finally {
+      await killAll(all);
     }
-    const stats = p.stats;
-    assert.equal(stats.done + stats.failed, total, `seed ${seed}`);
-    assert.equal(stats.failed, failed);
-    assert.ok(kills >= 3, `seed ${seed}: only ${kills} kills`);
-    console.log(`# seed ${seed}: ${kills} kills, ${stats.retried} retried, ${failed} lost (not idempotent)`);
-  } finally {
-    await killAll(all);
-  }
-});
+  },
+);
 
-test("Pool over NATS: a worker that hangs past taskTimeout is dropped, and one whose master vanishes exits", LONG, async () => {
-  const s = subject();
-  const hung = await spawnWorker("node", server.url, s);
-  try {
-    const p = new Pool<Handlers>({
-      transport: "nats",
-      nats: { servers: server.url, subject: s, heartbeat: 300 },
-      taskTimeout: 500,
-      signals: false,
-    });
-    await p.ready();
-    await assert.rejects(p.call("spin", [3000]), TimeoutError);
-    for (let i = 0; i < 600 && p.stats.workers.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(p.stats.workers.length, 0, "the hung worker's slot is gone");
-    assert.deepEqual(await hung.exited, { code: 0, signal: null }); // it saw its channel end once it woke up
-    await p.close();
-  } finally {
-    await killAll([hung]);
-  }
-  // A master that vanishes without a word (its NATS connection cut): the worker's heartbeats go unanswered.
-  const s2 = subject();
-  const orphan = await spawnWorker("bun", server.url, s2);
-  try {
-    const link = await nats.open({ servers: server.url, options: { reconnect: false } });
-    const p = new Pool<Handlers>({ transport: "nats", nats: { link, subject: s2, heartbeat: 300 }, signals: false });
-    await p.ready();
-    await link.connection.close(); // no END reaches the worker
-    assert.deepEqual(await orphan.exited, { code: 0, signal: null });
-    await p.terminate();
-  } finally {
-    await killAll([orphan]);
-  }
-});
+test(
+  "Pool over NATS: a worker that hangs past taskTimeout is dropped, and one whose master vanishes exits",
+  LONG,
+  async () => {
+    const s = subject();
+    const hung = await spawnWorker("node", server.url, s);
+    try {
+      const p = new Pool<Handlers>({
+        transport: "nats",
+        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        taskTimeout: 500,
+        signals: false,
+      });
+      await p.ready();
+      await assert.rejects(p.call("spin", [3000]), TimeoutError);
+      for (let i = 0; i < 600 && p.stats.workers.length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(p.stats.workers.length, 0, "the hung worker's slot is gone");
+      assert.deepEqual(await hung.exited, { code: 0, signal: null }); // it saw its channel end once it woke up
+      await p.close();
+    } finally {
+      await killAll([hung]);
+    }
+    // A master that vanishes without a word (its NATS connection cut): the worker's heartbeats go unanswered.
+    const s2 = subject();
+    const orphan = await spawnWorker("bun", server.url, s2);
+    try {
+      const link = await nats.open({ servers: server.url, options: { reconnect: false } });
+      const p = new Pool<Handlers>({ transport: "nats", nats: { link, subject: s2, heartbeat: 300 }, signals: false });
+      await p.ready();
+      await link.connection.close(); // no END reaches the worker
+      assert.deepEqual(await orphan.exited, { code: 0, signal: null });
+      await p.terminate();
+    } finally {
+      await killAll([orphan]);
+    }
+  },
+);
 
-test("Pool over NATS: tasks wait for a worker to join; bad options throw; an unreachable server fails the pool", LONG, async () => {
-  const s = subject();
-  const p = new Pool<Handlers>({ transport: "nats", nats: { servers: server.url, subject: s }, signals: false });
-  const early = p.run(12); // queued: no worker yet
-  const late = await spawnWorker("deno", server.url, s);
-  try {
-    assert.equal(await early, 144);
-    await p.close();
-    assert.deepEqual(await late.exited, { code: 0, signal: null });
-  } finally {
-    await killAll([late]);
-  }
-  assert.throws(() => new Pool({ transport: "nats" }), TypeError);
-  assert.throws(() => new Pool({ transport: "nats", kind: "thread", nats: {} }), TypeError);
-  assert.throws(() => new Pool({ transport: "nats", nats: { subject: "bad subject" } }), TypeError);
-  assert.throws(() => new Pool({ transport: "nats", nats: { heartbeat: 1 } }), RangeError);
-  assert.throws(() => new Pool({ worker: new URL(import.meta.url), nats: {} }), TypeError);
-  const nowhere = new Pool({ transport: "nats", nats: { servers: "127.0.0.1:1", timeout: 2000 }, signals: false });
-  await assert.rejects(nowhere.run(1), (e: Error) => e instanceof WorkerDiedError && /Cannot take workers from NATS/.test(e.message));
-  await assert.rejects(nowhere.ready(), WorkerDiedError);
-  await nowhere.close();
-  await assert.rejects(nowhere.run(1), ClosedError);
-});
+test(
+  "Pool over NATS: tasks wait for a worker to join; bad options throw; an unreachable server fails the pool",
+  LONG,
+  async () => {
+    const s = subject();
+    const p = new Pool<Handlers>({ transport: "nats", nats: { servers: server.url, subject: s }, signals: false });
+    const early = p.run(12); // queued: no worker yet
+    const late = await spawnWorker("deno", server.url, s);
+    try {
+      assert.equal(await early, 144);
+      await p.close();
+      assert.deepEqual(await late.exited, { code: 0, signal: null });
+    } finally {
+      await killAll([late]);
+    }
+    assert.throws(() => new Pool({ transport: "nats" }), TypeError);
+    assert.throws(() => new Pool({ transport: "nats", kind: "thread", nats: {} }), TypeError);
+    assert.throws(() => new Pool({ transport: "nats", nats: { subject: "bad subject" } }), TypeError);
+    assert.throws(() => new Pool({ transport: "nats", nats: { heartbeat: 1 } }), RangeError);
+    assert.throws(() => new Pool({ worker: new URL(import.meta.url), nats: {} }), TypeError);
+    const nowhere = new Pool({ transport: "nats", nats: { servers: "127.0.0.1:1", timeout: 2000 }, signals: false });
+    await assert.rejects(
+      nowhere.run(1),
+      (e: Error) => e instanceof WorkerDiedError && /Cannot take workers from NATS/.test(e.message),
+    );
+    await assert.rejects(nowhere.ready(), WorkerDiedError);
+    await nowhere.close();
+    await assert.rejects(nowhere.run(1), ClosedError);
+  },
+);
 
-test("ipckit worker: usage errors and a module without handlers exit 2; no pool to join exits 1; no secret printed", LONG, async () => {
-  const rt = await runtime();
-  const cli = rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url));
-  const run = async (...args: string[]) => {
-    const c = rt.spawn([...runtimeArgv(rt.name), cli, "worker", ...args], { stdio: "null", stderr: "pipe" });
-    let err = "";
-    for await (const chunk of c.stderr!) err += new TextDecoder().decode(chunk);
-    return { ...(await c.exited), err };
-  };
-  const missing = await run("--module", "x.ts");
-  assert.equal(missing.code, 2);
-  assert.match(missing.err, /--nats URL is required/);
-  const empty = await run("--nats", server.url, "--module", rt.fromFileUrl(new URL("./helpers/nats_tls.ts", import.meta.url)));
-  assert.equal(empty.code, 2);
-  assert.match(empty.err, /neither calls pool\.worker\(handlers\) nor exports handlers/);
-  const lonely = await run("--nats", server.url, "--wait", "300", "--subject", subject(), "--module", rt.fromFileUrl(new URL("./helpers/pool_worker.ts", import.meta.url)));
-  assert.equal(lonely.code, 1);
-  assert.match(lonely.err, /Cannot join the pool on .*nothing listens there/);
-  const secret = await run("--nats", `nats://u:hush-hush@127.0.0.1:1`, "--module", "x.ts");
-  assert.equal(secret.code, 1);
-  assert.doesNotMatch(secret.err, /hush-hush/);
-});
+test(
+  "ipckit worker: usage errors and a module without handlers exit 2; no pool to join exits 1; no secret printed",
+  LONG,
+  async () => {
+    const rt = await runtime();
+    const cli = rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url));
+    const run = async (...args: string[]) => {
+      const c = rt.spawn([...runtimeArgv(rt.name), cli, "worker", ...args], { stdio: "null", stderr: "pipe" });
+      let err = "";
+      for await (const chunk of c.stderr!) err += new TextDecoder().decode(chunk);
+      return { ...(await c.exited), err };
+    };
+    const missing = await run("--module", "x.ts");
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /--nats URL is required/);
+    const empty = await run(
+      "--nats",
+      server.url,
+      "--module",
+      rt.fromFileUrl(new URL("./helpers/nats_tls.ts", import.meta.url)),
+    );
+    assert.equal(empty.code, 2);
+    assert.match(empty.err, /neither calls pool\.worker\(handlers\) nor exports handlers/);
+    const lonely = await run(
+      "--nats",
+      server.url,
+      "--wait",
+      "300",
+      "--subject",
+      subject(),
+      "--module",
+      rt.fromFileUrl(new URL("./helpers/pool_worker.ts", import.meta.url)),
+    );
+    assert.equal(lonely.code, 1);
+    assert.match(lonely.err, /Cannot join the pool on .*nothing listens there/);
+    const secret = await run("--nats", `nats://u:hush-hush@127.0.0.1:1`, "--module", "x.ts");
+    assert.equal(secret.code, 1);
+    assert.doesNotMatch(secret.err, /hush-hush/);
+  },
+);

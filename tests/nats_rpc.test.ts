@@ -74,69 +74,82 @@ test("rpc over NATS: servers in a queue group share the connections of a cluster
   }
 });
 
-test("rpc over NATS: a SIGKILLed server loses no call: idempotent ones are retried, the others fail clearly", LONG, async () => {
-  await using link = await nats.open({ servers: server.url });
-  const s = subject();
-  const children = await startServers(link, s, ["node", "bun"]);
-  const pidOf = new Map(children.map((c) => [c.pid, c]));
-  try {
-    await using svc = rpc.cluster<{ work(ms: number, i: number): { pid: number; i: number } }>(
-      () => nats.connect(s, { link, heartbeat: 300 }),
-      { sessions: 6, retries: 3 },
-    );
-    await svc.ready();
-    const total = 600;
-    const byPid = new Map<number, number>();
-    let killed: number | undefined;
-    const results: Array<{ ok: boolean; idempotent: boolean; value: unknown }> = [];
-    let next = 0;
-    const lane = async () => {
-      while (next < total) {
-        const i = next++;
-        const idempotent = i % 2 === 0;
-        try {
-          const r = await svc.callWith("work", [5, i], { idempotent, timeout: 60_000 }) as { pid: number; i: number };
-          assert.equal(r.i, i);
-          byPid.set(r.pid, (byPid.get(r.pid) ?? 0) + 1);
-          results.push({ ok: true, idempotent, value: r });
-        } catch (e) {
-          results.push({ ok: false, idempotent, value: e });
+test(
+  "rpc over NATS: a SIGKILLed server loses no call: idempotent ones are retried, the others fail clearly",
+  LONG,
+  async () => {
+    await using link = await nats.open({ servers: server.url });
+    const s = subject();
+    const children = await startServers(link, s, ["node", "bun"]);
+    const pidOf = new Map(children.map((c) => [c.pid, c]));
+    try {
+      await using svc = rpc.cluster<{ work(ms: number, i: number): { pid: number; i: number } }>(
+        () => nats.connect(s, { link, heartbeat: 300 }),
+        { sessions: 6, retries: 3 },
+      );
+      await svc.ready();
+      const total = 600;
+      const byPid = new Map<number, number>();
+      let killed: number | undefined;
+      const results: Array<{ ok: boolean; idempotent: boolean; value: unknown }> = [];
+      let next = 0;
+      const lane = async () => {
+        while (next < total) {
+          const i = next++;
+          const idempotent = i % 2 === 0;
+          try {
+            const r = await svc.callWith("work", [5, i], { idempotent, timeout: 60_000 }) as { pid: number; i: number };
+            assert.equal(r.i, i);
+            byPid.set(r.pid, (byPid.get(r.pid) ?? 0) + 1);
+            results.push({ ok: true, idempotent, value: r });
+          } catch (e) {
+            results.push({ ok: false, idempotent, value: e });
+          }
+          if (killed === undefined && results.length >= 150) {
+            // Kill the busiest server mid-load: it holds calls in flight right now.
+            killed = [...byPid.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+            pidOf.get(killed)!.kill("SIGKILL");
+          }
         }
-        if (killed === undefined && results.length >= 150) {
-          // Kill the busiest server mid-load: it holds calls in flight right now.
-          killed = [...byPid.entries()].sort((a, b) => b[1] - a[1])[0]![0];
-          pidOf.get(killed)!.kill("SIGKILL");
-        }
+      };
+      await Promise.all(Array.from({ length: 24 }, lane));
+      assert.equal(results.length, total, "every call settled once");
+      for (const r of results) {
+        if (r.ok) continue;
+        assert.ok(!r.idempotent, `an idempotent call failed: ${r.value}`);
+        assert.ok(r.value instanceof ClosedError && /was lost/.test(r.value.message), String(r.value));
       }
-    };
-    await Promise.all(Array.from({ length: 24 }, lane));
-    assert.equal(results.length, total, "every call settled once");
-    for (const r of results) {
-      if (r.ok) continue;
-      assert.ok(!r.idempotent, `an idempotent call failed: ${r.value}`);
-      assert.ok(r.value instanceof ClosedError && /was lost/.test(r.value.message), String(r.value));
+      const lost = results.filter((r) => !r.ok).length;
+      const stats = svc.stats;
+      assert.equal(stats.lost, lost);
+      assert.ok(stats.retried + stats.lost > 0, "the kill caught calls in flight");
+      assert.ok(stats.reconnects >= 1, "the killed server's connections were replaced");
+      // After the kill everything went to the survivor.
+      const survivor = children.find((c) => c.pid !== killed)!.pid;
+      const r = await svc.callWith("work", [0, -1], { idempotent: true }) as { pid: number };
+      assert.equal(r.pid, survivor);
+      console.log(
+        `# ${total} calls: ${results.length - lost} answered, ${stats.retried} retried, ${lost} lost (not idempotent)`,
+      );
+    } finally {
+      await stopAll(children);
     }
-    const lost = results.filter((r) => !r.ok).length;
-    const stats = svc.stats;
-    assert.equal(stats.lost, lost);
-    assert.ok(stats.retried + stats.lost > 0, "the kill caught calls in flight");
-    assert.ok(stats.reconnects >= 1, "the killed server's connections were replaced");
-    // After the kill everything went to the survivor.
-    const survivor = children.find((c) => c.pid !== killed)!.pid;
-    const r = await svc.callWith("work", [0, -1], { idempotent: true }) as { pid: number };
-    assert.equal(r.pid, survivor);
-    console.log(`# ${total} calls: ${results.length - lost} answered, ${stats.retried} retried, ${lost} lost (not idempotent)`);
-  } finally {
-    await stopAll(children);
-  }
-});
+  },
+);
 
-test("rpc over NATS: a cluster call waits for a server, then times out clearly; deadlines and bad options", LONG, async () => {
-  await using link = await nats.open({ servers: server.url });
-  const s = subject();
-  await using svc = rpc.cluster(() => nats.connect(s, { link, timeout: 200 }), { sessions: 1, connectTimeout: 500 });
-  await assert.rejects(svc.call("anything"), (e: Error) => e instanceof ClosedError && /no connection came up/.test(e.message));
-  await assert.rejects(svc.callWith("anything", [], { timeout: 100 }), TimeoutError);
-  assert.throws(() => rpc.cluster(() => nats.connect(s, { link }), { sessions: 0 }), RangeError);
-  assert.throws(() => rpc.cluster(42 as never), TypeError);
-});
+test(
+  "rpc over NATS: a cluster call waits for a server, then times out clearly; deadlines and bad options",
+  LONG,
+  async () => {
+    await using link = await nats.open({ servers: server.url });
+    const s = subject();
+    await using svc = rpc.cluster(() => nats.connect(s, { link, timeout: 200 }), { sessions: 1, connectTimeout: 500 });
+    await assert.rejects(
+      svc.call("anything"),
+      (e: Error) => e instanceof ClosedError && /no connection came up/.test(e.message),
+    );
+    await assert.rejects(svc.callWith("anything", [], { timeout: 100 }), TimeoutError);
+    assert.throws(() => rpc.cluster(() => nats.connect(s, { link }), { sessions: 0 }), RangeError);
+    assert.throws(() => rpc.cluster(42 as never), TypeError);
+  },
+);

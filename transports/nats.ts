@@ -26,11 +26,13 @@
  * for 3 beats ends the channel. A HELLO of another version is answered with type 7 (REFUSE, then UTF-8 text).
  *
  * @example
- * ```ts ignore
- * import { nats } from "ipckit";
- * await using link = await nats.open({ servers: "127.0.0.1:4222" });
- * await using server = await nats.listen("jobs.inbox", { link, queue: "jobs" });
- * await using client = await nats.connect("jobs.inbox", { link });
+ * ```ts
+ * import { nats, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const servers = rt.env("NATS_URL") ?? "nats://127.0.0.1:4222"; // a nats-server anywhere: this may be another host
+ * await using link = await nats.open({ servers });
+ * await using server = await nats.listen(`jobs.inbox.${rt.pid}`, { link, queue: "jobs" });
+ * await using client = await nats.connect(`jobs.inbox.${rt.pid}`, { link });
  * await using peer = await server.accept();
  * await client.send(new TextEncoder().encode("hello over NATS"));
  * console.log(new TextDecoder().decode(await peer.receive())); // "hello over NATS"
@@ -38,7 +40,14 @@
  *
  * @module
  */
-import { abortError, ClosedError, MessageTooLargeError, NotFoundError, ProtocolError, TimeoutError } from "../errors.ts";
+import {
+  abortError,
+  ClosedError,
+  MessageTooLargeError,
+  NotFoundError,
+  ProtocolError,
+  TimeoutError,
+} from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions, type Listener } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
@@ -56,6 +65,12 @@ const MISSES = 3;
 /**
  * What a NATS channel promises. Messages larger than the server's `max_payload` (1 MiB by default) travel in
  * pieces, so `maxMessage` is that of every stream channel.
+ *
+ * @example
+ * ```ts
+ * import { nats } from "ipckit";
+ * console.log(nats.capabilities.crossHost, nats.capabilities.reliable); // true true (while the connection lives)
+ * ```
  */
 export const capabilities: Capabilities = {
   ordered: true,
@@ -467,7 +482,9 @@ class Listening implements NatsListener {
     const g = readGreeting(data);
     const c = this.link.connection;
     if (g === undefined || g.version !== VERSION) {
-      const text = `ipckit NATS channel version ${VERSION} only; got ${g === undefined ? "a malformed HELLO" : g.version}`;
+      const text = `ipckit NATS channel version ${VERSION} only; got ${
+        g === undefined ? "a malformed HELLO" : g.version
+      }`;
       const bytes = new TextEncoder().encode(text);
       const out = new Uint8Array(bytes.byteLength + 1);
       out[0] = REFUSE;
@@ -520,7 +537,9 @@ class Listening implements NatsListener {
 
   linkLost(error: Error): void {
     // The subscription comes back with a reconnect, but a closed connection ends the listener.
-    if (this.link.connection.isClosed()) this.#end(new ClosedError(`Cannot accept on "${this.subject}": ${error.message}`));
+    if (this.link.connection.isClosed()) {
+      this.#end(new ClosedError(`Cannot accept on "${this.subject}": ${error.message}`));
+    }
   }
 
   #end(error: Error): void {
@@ -565,6 +584,19 @@ class Listening implements NatsListener {
  * Opens a connection to a NATS server, to share between channels, listeners, RPC services and pools.
  *
  * @throws {NotFoundError} when no server answers; {@linkcode PermissionError} for refused credentials.
+ *
+ * @example
+ * ```ts
+ * import { nats, NotFoundError, runtime } from "ipckit";
+ * const rt = await runtime();
+ * await using link = await nats.open({ servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222" });
+ * console.log(link.maxPayload); // 1048576: larger messages travel in pieces
+ * try {
+ *   await nats.open({ servers: "nats://127.0.0.1:1", timeout: 2000 }); // nothing there
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true
+ * }
+ * ```
  */
 export function open(options: NatsLinkOptions = {}): Promise<NatsLink> {
   return NatsLink.open(options);
@@ -574,6 +606,25 @@ export function open(options: NatsLinkOptions = {}): Promise<NatsLink> {
  * Listens for channels on a NATS subject. With `queue`, listeners of the same group share the connections.
  *
  * @throws {TypeError} for a bad subject or options.
+ *
+ * @example
+ * ```ts
+ * import { nats, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const subject = `echo.${rt.pid}`;
+ * await using link = await nats.open({ servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222" });
+ * // Two listeners in one queue group: each connection goes to one of them.
+ * const listeners = [await nats.listen(subject, { link, queue: "echo" }), await nats.listen(subject, { link, queue: "echo" })];
+ * for (const l of listeners) {
+ *   void (async () => {
+ *     for await (const ch of l) for await (const m of ch) await ch.send(m); // echo each connection
+ *   })();
+ * }
+ * await using ch = await nats.connect(subject, { link });
+ * await ch.send(new Uint8Array([4, 2]));
+ * console.log(await ch.receive()); // Uint8Array [4, 2]
+ * for (const l of listeners) await l.close();
+ * ```
  */
 export async function listen(subject: string, options: NatsListenOptions = {}): Promise<NatsListener> {
   checkSubject(subject, "a NATS listener subject");
@@ -589,6 +640,24 @@ export async function listen(subject: string, options: NatsListenOptions = {}): 
  * Connects a channel to the listener on a NATS subject (one of its queue group).
  *
  * @throws {NotFoundError} when nothing listens on the subject; {@linkcode TimeoutError} when no answer comes.
+ *
+ * @example
+ * ```ts
+ * import { nats, NotFoundError, runtime } from "ipckit";
+ * const rt = await runtime();
+ * await using link = await nats.open({ servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222" });
+ * try {
+ *   await nats.connect(`nobody.listens.${rt.pid}`, { link });
+ * } catch (e) {
+ *   console.log(e instanceof NotFoundError); // true: the server said there are no responders
+ * }
+ * // Options may name the server instead of a link: the channel then owns its connection and closes it.
+ * await using server = await nats.listen(`owned.${rt.pid}`, { link });
+ * await using own = await nats.connect(`owned.${rt.pid}`, { servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222" });
+ * await using peer = await server.accept();
+ * await own.send(new TextEncoder().encode("hi"));
+ * console.log(new TextDecoder().decode(await peer.receive())); // "hi"
+ * ```
  */
 export async function connect(subject: string, options: NatsConnectOptions = {}): Promise<Channel> {
   checkSubject(subject, "a NATS subject to connect to");

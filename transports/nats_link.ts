@@ -8,10 +8,13 @@
  * reconnects a moment later (listeners, RPC services and pools then accept new connections on the new link).
  *
  * @example
- * ```ts ignore
- * import { nats } from "ipckit";
- * await using link = await nats.open({ servers: "nats://127.0.0.1:4222", token: "s3cret" });
- * console.log(link.server); // "nats://127.0.0.1:4222": never the token
+ * ```ts
+ * import { nats, runtime } from "ipckit";
+ * const rt = await runtime();
+ * await using link = await nats.open({ servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222", name: "docs" });
+ * console.log(link.server.startsWith("nats://") || link.server.includes(":")); // true: never credentials
+ * // The nats.js connection, for what ipckit does not wrap (plain subjects, JetStream...):
+ * link.connection.publish(`metrics.${rt.pid}`, new TextEncoder().encode("cpu 0.5"));
  * ```
  *
  * @module
@@ -60,6 +63,20 @@ let clients = 0;
 /**
  * A connection to a NATS server. Channels, listeners and services made on it are listed here so that a lost
  * connection ends them all at once.
+ *
+ * @example
+ * ```ts
+ * import { nats, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const link = await nats.open({ servers: rt.env("NATS_URL") ?? "nats://127.0.0.1:4222" });
+ * const server = await nats.listen(`link.${rt.pid}`, { link });
+ * const client = await nats.connect(`link.${rt.pid}`, { link });
+ * const peer = await server.accept();
+ * const ended = client.receive().catch((e) => e.name);
+ * await link.close(); // every channel on it ends
+ * console.log(await ended, link.closed); // "ClosedError" true
+ * await Promise.all([client.close(), peer.close(), server.close()]);
+ * ```
  */
 export class NatsLink implements AsyncDisposable {
   /** The nats.js connection (for subjects and features of NATS that ipckit does not wrap). */
@@ -194,7 +211,9 @@ export async function linkFor(target: NatsTarget | undefined): Promise<{ link: N
 export function checkSubject(subject: unknown, what: string): string {
   if (typeof subject !== "string" || !/^[^\s.*>]+(?:\.[^\s.*>]+)*$/.test(subject)) {
     throw new TypeError(
-      `Cannot use ${JSON.stringify(subject)} as ${what}: a NATS subject is dot-separated tokens without spaces or wildcards`,
+      `Cannot use ${
+        JSON.stringify(subject)
+      } as ${what}: a NATS subject is dot-separated tokens without spaces or wildcards`,
     );
   }
   return subject;

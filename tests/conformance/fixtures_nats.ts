@@ -31,7 +31,10 @@ export const fixture: Fixture = {
     const s = subject();
     try {
       const listener = await nats.listen(s, { link, ...options });
-      const [a, b] = await Promise.all([nats.connect(s, { link, heartbeat: HEARTBEAT, ...options }), listener.accept()]);
+      const [a, b] = await Promise.all([
+        nats.connect(s, { link, heartbeat: HEARTBEAT, ...options }),
+        listener.accept(),
+      ]);
       await listener.close();
       return {
         a,
@@ -70,5 +73,6 @@ export const fixture: Fixture = {
     const [servers, s] = address.split("|") as [string, string];
     return nats.connect(s, { servers, heartbeat: HEARTBEAT, timeout: CONNECT_TIMEOUT, ...options });
   },
-  raw: "NATS carries whole messages, not a byte stream: tests/nats.test.ts checks the wire format with raw NATS messages",
+  raw:
+    "NATS carries whole messages, not a byte stream: tests/nats.test.ts checks the wire format with raw NATS messages",
 };
