@@ -75,6 +75,7 @@ interface RootPackage {
   dependencies?: Record<string, string>;
   optionalDependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   sideEffects?: boolean | string[];
 }
 
@@ -329,7 +330,9 @@ function packageJson(pkg: RootPackage, entries: Map<string, string>): Record<str
   const bin: Record<string, string> = {};
   for (const [name, key] of Object.entries(BIN)) bin[name] = outPath(entries, key, "esm", ".js");
   out.bin = bin;
-  for (const field of ["engines", "dependencies", "optionalDependencies", "peerDependencies"] as const) {
+  for (
+    const field of ["engines", "dependencies", "optionalDependencies", "peerDependencies", "peerDependenciesMeta"] as const
+  ) {
     const value = pkg[field];
     if (value !== undefined && Object.keys(value).length > 0) out[field] = value;
   }
