@@ -331,7 +331,13 @@ function packageJson(pkg: RootPackage, entries: Map<string, string>): Record<str
   for (const [name, key] of Object.entries(BIN)) bin[name] = outPath(entries, key, "esm", ".js");
   out.bin = bin;
   for (
-    const field of ["engines", "dependencies", "optionalDependencies", "peerDependencies", "peerDependenciesMeta"] as const
+    const field of [
+      "engines",
+      "dependencies",
+      "optionalDependencies",
+      "peerDependencies",
+      "peerDependenciesMeta",
+    ] as const
   ) {
     const value = pkg[field];
     if (value !== undefined && Object.keys(value).length > 0) out[field] = value;

@@ -32,7 +32,8 @@ const EXPECTED: Record<string, string | RegExp> = {
   "file_queue.ts": /every job done: 20 of 20, none lost after the consumer was killed/,
   "master_worker.ts": /tasks per runtime:[\s\S]*0 lost/,
   "mqueue.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1/,
-  "nats_pool.ts": /tasks per runtime:[\s\S]*workers: [\s\S]*the calculator service answered 100 calls; sum of answers 5050/,
+  "nats_pool.ts":
+    /tasks per runtime:[\s\S]*workers: [\s\S]*the calculator service answered 100 calls; sum of answers 5050/,
   "named_semaphore.ts": /all workers done; the semaphore is back to 2/,
   "pipe.ts": /over stdio: 6 \(from a bun child\)[\s\S]*over fds 3 and 4: 6 \(from a deno child\)/,
   "rpc.ts": /a Deno server served a Bun and a Node client/,
