@@ -64,7 +64,10 @@ export class RemoteWorkers<T> {
     const { link, owned } = await linkFor("link" in this.options ? { link: this.options.link } : this.options);
     this.#link = link;
     this.#owned = owned;
-    if (this.#closing) return void (owned ? await link.close() : undefined);
+    if (this.#closing) {
+      if (owned) await link.close();
+      return;
+    }
     const heartbeat = this.options.heartbeat;
     this.#listener = await nats.listen(joinSubject(this.subject), {
       link,

@@ -321,8 +321,11 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
  * import { ClosedError, rpc, tcp } from "ipckit";
  * // A service that is down: calls wait for a connection up to connectTimeout, then fail clearly.
  * await using down = rpc.cluster(() => tcp.connect({ port: 1 }), { sessions: 1, connectTimeout: 300 });
- * const e = await down.call("anything").catch((e) => e);
- * console.log(e instanceof ClosedError, /no connection came up/.test(e.message)); // true true
+ * try {
+ *   await down.call("anything");
+ * } catch (e) {
+ *   console.log(e instanceof ClosedError && /no connection came up/.test(e.message)); // true
+ * }
  * ```
  */
 export function cluster<Remote = Record<string, AnyFunction>>(
