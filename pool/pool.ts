@@ -168,6 +168,19 @@ interface Slot {
 
 const MAX_BACKOFF = 5000;
 
+function newSlot(index: number, runtime: RuntimeName): Slot {
+  return {
+    index,
+    runtime,
+    member: undefined,
+    failures: [],
+    restarts: 0,
+    restarting: false,
+    gaveUp: false,
+    lastError: undefined,
+  };
+}
+
 /**
  * A supervised pool of workers. `H` is the type of the worker's handlers (`typeof handlers`), for typed calls.
  *
@@ -298,16 +311,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       ).catch((error) => this.#fail(error, "Cannot take workers from NATS"));
     }
     for (let i = 0; i < (this.#launch ? this.size : 0); i++) {
-      this.#slots.push({
-        index: i,
-        runtime: runtimes[i % runtimes.length]!,
-        member: undefined,
-        failures: [],
-        restarts: 0,
-        restarting: false,
-        gaveUp: false,
-        lastError: undefined,
-      });
+      this.#slots.push(newSlot(i, runtimes[i % runtimes.length]!));
     }
     this.#nextSlot = this.#slots.length;
     for (const slot of this.#slots) void this.#spawn(slot);
@@ -703,16 +707,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   /** A worker joined over NATS: it gets a slot of its own. */
   #join(member: Member<Task>): void {
     if (this.#closed || this.#closing) return member.stop(0);
-    const slot: Slot = {
-      index: this.#nextSlot++,
-      runtime: member.runtime,
-      member: undefined,
-      failures: [],
-      restarts: 0,
-      restarting: false,
-      gaveUp: false,
-      lastError: undefined,
-    };
+    const slot = newSlot(this.#nextSlot++, member.runtime);
     this.#slots.push(slot);
     this.#adopt(slot, member);
     this.#schedule();

@@ -1,5 +1,6 @@
 /**
- * A {@linkcode Listener} over a runtime server: connections queue until `accept()` takes them.
+ * Listeners whose connections queue until `accept()` takes them: the queue and its waiters once
+ * ({@linkcode QueuedListener}), and the one over a runtime server ({@linkcode StreamListener}).
  *
  * @module
  */
@@ -7,50 +8,35 @@ import { abortError, ClosedError } from "../errors.ts";
 import type { ByteStream, Server } from "../runtimes/runtime.ts";
 import type { Channel, Listener } from "./channel.ts";
 
-/** The server half a StreamListener wraps, plus what to do once it stopped. */
-export interface ListenerParts {
-  description: string;
-  wrap(stream: ByteStream): Channel;
-  afterClose?: () => Promise<void>;
-}
-
-/** Queues accepted connections as Channels. */
-export class StreamListener implements Listener {
-  #server: Server | undefined;
-  #parts: ListenerParts;
+/** The accept queue every listener shares: channels wait for `accept()`, or `accept()` waits for a channel. */
+export abstract class QueuedListener implements Listener {
   #ready: Channel[] = [];
   #waiters: Array<{ resolve(c: Channel): void; reject(e: unknown): void }> = [];
-  #closing: Promise<void> | undefined;
+  #ended: Error | undefined;
 
-  constructor(parts: ListenerParts) {
-    this.#parts = parts;
-  }
-
-  /** Binds the runtime server; called once by the transport. */
-  attach(server: Server): void {
-    this.#server = server;
-  }
-
-  /** The runtime hands over a new connection. */
-  readonly onConnection = (stream: ByteStream): void => {
-    if (this.#closing) return stream.close();
-    const channel = this.#parts.wrap(stream);
+  /** Hands a new connection to a waiting `accept()`, or queues it. */
+  protected offer(channel: Channel): void {
     const w = this.#waiters.shift();
     if (w) w.resolve(channel);
     else this.#ready.push(channel);
-  };
+  }
 
-  /** The bound port (TCP) or 0. */
-  get port(): number {
-    return this.#server?.port ?? 0;
+  /** True once `stopAccepting` ran. */
+  protected get stopped(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /** Ends accepting: waiting and later `accept()` calls reject with `error`. Returns the channels nobody took. */
+  protected stopAccepting(error: Error): Channel[] {
+    this.#ended ??= error;
+    for (const w of this.#waiters.splice(0)) w.reject(this.#ended);
+    return this.#ready.splice(0);
   }
 
   accept(options: { signal?: AbortSignal } = {}): Promise<Channel> {
     const ready = this.#ready.shift();
     if (ready) return Promise.resolve(ready);
-    if (this.#closing) {
-      return Promise.reject(new ClosedError(`Cannot accept on ${this.#parts.description}: it is closed`));
-    }
+    if (this.#ended) return Promise.reject(this.#ended);
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise((resolve, reject) => {
@@ -74,16 +60,7 @@ export class StreamListener implements Listener {
     });
   }
 
-  close(): Promise<void> {
-    return (this.#closing ??= (async () => {
-      const e = new ClosedError(`Cannot accept on ${this.#parts.description}: it is closed`);
-      for (const w of this.#waiters.splice(0)) w.reject(e);
-      // Connections nobody accepted are closed; accepted ones belong to their users.
-      await Promise.all(this.#ready.splice(0).map((c) => c.close()));
-      await this.#server?.close();
-      await this.#parts.afterClose?.();
-    })());
-  }
+  abstract close(): Promise<void>;
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
@@ -98,5 +75,50 @@ export class StreamListener implements Listener {
         throw e;
       }
     }
+  }
+}
+
+/** The server half a StreamListener wraps, plus what to do once it stopped. */
+export interface ListenerParts {
+  description: string;
+  wrap(stream: ByteStream): Channel;
+  afterClose?: () => Promise<void>;
+}
+
+/** Queues the connections of a runtime server as Channels. */
+export class StreamListener extends QueuedListener {
+  #server: Server | undefined;
+  #parts: ListenerParts;
+  #closing: Promise<void> | undefined;
+
+  constructor(parts: ListenerParts) {
+    super();
+    this.#parts = parts;
+  }
+
+  /** Binds the runtime server; called once by the transport. */
+  attach(server: Server): void {
+    this.#server = server;
+  }
+
+  /** The runtime hands over a new connection. */
+  readonly onConnection = (stream: ByteStream): void => {
+    if (this.#closing) return stream.close();
+    this.offer(this.#parts.wrap(stream));
+  };
+
+  /** The bound port (TCP) or 0. */
+  get port(): number {
+    return this.#server?.port ?? 0;
+  }
+
+  close(): Promise<void> {
+    return (this.#closing ??= (async () => {
+      const left = this.stopAccepting(new ClosedError(`Cannot accept on ${this.#parts.description}: it is closed`));
+      // Connections nobody accepted are closed; accepted ones belong to their users.
+      await Promise.all(left.map((c) => c.close()));
+      await this.#server?.close();
+      await this.#parts.afterClose?.();
+    })());
   }
 }

@@ -50,6 +50,7 @@ import {
 } from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions, type Listener } from "./channel.ts";
+import { QueuedListener } from "./listener.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { checkSubject, inbox, linkFor, NatsLink, type NatsLinkOptions, type NatsTarget } from "./nats_link.ts";
 
@@ -445,7 +446,7 @@ class NatsChannel extends BaseChannel {
   }
 }
 
-class Listening implements NatsListener {
+class Listening extends QueuedListener implements NatsListener {
   readonly subject: string;
   readonly queue: string | undefined;
   readonly link: NatsLink;
@@ -453,13 +454,11 @@ class Listening implements NatsListener {
   readonly #letGo: (() => Promise<void>) | undefined;
   readonly #settings: Settings;
   readonly #sub: { unsubscribe(): void };
-  #ready: Channel[] = [];
-  #waiters: Array<{ resolve(c: Channel): void; reject(e: unknown): void }> = [];
-  #closed: Error | undefined;
   #closing: Promise<void> | undefined;
   readonly #release: () => void;
 
   constructor(link: NatsLink, owned: boolean, subject: string, queue: string | undefined, s: Settings) {
+    super();
     this.link = link;
     this.#owned = owned;
     this.#letGo = owned ? link.hold() : undefined;
@@ -478,7 +477,7 @@ class Listening implements NatsListener {
   #hello(msg: NatsMsgLike): void {
     const data = msg.data;
     const reply = msg.reply;
-    if (this.#closed || reply === undefined || data[0] !== HELLO) return; // not for us, or nobody to answer
+    if (this.stopped || reply === undefined || data[0] !== HELLO) return; // not for us, or nobody to answer
     const g = readGreeting(data);
     const c = this.link.connection;
     if (g === undefined || g.version !== VERSION) {
@@ -503,80 +502,33 @@ class Listening implements NatsListener {
     );
     channel.attach(c.subscribe(mine, { callback: (error, m) => !error && channel.onMessage(m) }));
     c.publish(reply, greeting(WELCOME, this.#settings), { reply: mine });
-    const w = this.#waiters.shift();
-    if (w) w.resolve(channel);
-    else this.#ready.push(channel);
-  }
-
-  accept(options: { signal?: AbortSignal } = {}): Promise<Channel> {
-    const ready = this.#ready.shift();
-    if (ready) return Promise.resolve(ready);
-    if (this.#closed) return Promise.reject(this.#closed);
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Channel>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(abortError(signal!));
-      };
-      const waiter = {
-        resolve: (ch: Channel) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(ch);
-        },
-        reject: (e: unknown) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
+    this.offer(channel);
   }
 
   linkLost(error: Error): void {
     // The subscription comes back with a reconnect, but a closed connection ends the listener.
     if (this.link.connection.isClosed()) {
-      this.#end(new ClosedError(`Cannot accept on "${this.subject}": ${error.message}`));
+      this.#release();
+      this.stopAccepting(new ClosedError(`Cannot accept on NATS subject "${this.subject}": ${error.message}`));
     }
-  }
-
-  #end(error: Error): void {
-    if (this.#closed) return;
-    this.#closed = error;
-    this.#release();
-    for (const w of this.#waiters.splice(0)) w.reject(error);
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#end(new ClosedError(`Cannot accept on NATS subject "${this.subject}": the listener is closed`));
+      this.#release();
+      const left = this.stopAccepting(
+        new ClosedError(`Cannot accept on NATS subject "${this.subject}": the listener is closed`),
+      );
       try {
         this.#sub.unsubscribe();
       } catch {
         // closed with its connection
       }
       // Accepted channels not taken yet would never be used: close them, so their peers learn it.
-      await Promise.all(this.#ready.splice(0).map((ch) => ch.close()));
+      await Promise.all(left.map((ch) => ch.close()));
       await this.#letGo?.();
     })();
     return this.#closing;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Channel> {
-    for (;;) {
-      try {
-        yield await this.accept();
-      } catch (e) {
-        if (e instanceof ClosedError) return;
-        throw e;
-      }
-    }
   }
 }
 
