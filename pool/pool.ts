@@ -18,6 +18,8 @@
  * - **Signals** (`signals: true`, the default): SIGTERM and SIGINT drain every such pool (`close()` with
  *   `drainTimeout`), then exit with 128 + the signal number; SIGHUP reloads the workers one at a time
  *   (`reload()`). Worker processes never outlive the master: they get SIGKILL from the kernel when it dies.
+ * - **Other hosts** (`transport: "nats"`): the pool starts no worker; processes anywhere join it through a NATS server
+ *   (`ipckit worker --nats URL --module file.ts`) and get the same scheduling and guarantees (`pool/remote.ts`).
  *
  * @example
  * ```ts
