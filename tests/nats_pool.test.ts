@@ -245,3 +245,34 @@ test(
     assert.doesNotMatch(secret.err, /hush-hush/);
   },
 );
+
+test(
+  "Pool over NATS: reload() drains and closes each remote worker in turn; new ones joining take over",
+  LONG,
+  async () => {
+    const s = subject();
+    const old = await Promise.all((["node", "bun"] as RuntimeName[]).map((r) => spawnWorker(r, server.url, s)));
+    const fresh: ChildProcess[] = [];
+    try {
+      await using p = new Pool<Handlers>({
+        transport: "nats",
+        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        size: 2,
+        signals: false,
+      });
+      await p.ready();
+      const running = Array.from({ length: 6 }, () => p.call("sleep", [200]));
+      // The supervisor's part: as the old workers exit, start new ones (here: at once, they wait to join).
+      for (const w of old) void w.exited.then(async () => fresh.push(await spawnWorker("deno", server.url, s)));
+      await p.reload();
+      assert.deepEqual(await Promise.all(running), [200, 200, 200, 200, 200, 200]); // drained, not lost
+      assert.deepEqual(await Promise.all(old.map((w) => w.exited)), [{ code: 0, signal: null }, {
+        code: 0,
+        signal: null,
+      }]);
+      assert.equal((await p.call("whoami", [])).runtime, "deno"); // a new worker took over
+    } finally {
+      await killAll([...old, ...fresh]);
+    }
+  },
+);
