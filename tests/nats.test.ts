@@ -1,16 +1,11 @@
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedError, nats, NotFoundError, PermissionError, ProtocolError, TimeoutError } from "../mod.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { fixture, subject, useServer } from "./conformance/fixtures_nats.ts";
-import { type NatsServer, startNatsServer } from "./helpers/nats_server.ts";
+import { natsServerForFile, startNatsServer } from "./helpers/nats_server.ts";
 
-let server: NatsServer;
-before(async () => {
-  server = await startNatsServer();
-  useServer(server.url);
-});
-after(() => server?.stop());
+const server = natsServerForFile(useServer);
 
 channelConformance(fixture);
 

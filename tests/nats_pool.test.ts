@@ -1,18 +1,14 @@
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedError, nats, Pool, TimeoutError, WorkerDiedError } from "../mod.ts";
 import type { ChildProcess, RuntimeName } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { type NatsServer, startNatsServer } from "./helpers/nats_server.ts";
+import { natsServerForFile } from "./helpers/nats_server.ts";
 import { killAll, prng, spawnWorker } from "./helpers/nats_workers.ts";
 
-let server: NatsServer;
-before(async () => {
-  server = await startNatsServer();
-});
-after(() => server?.stop());
+const server = natsServerForFile();
 
 const LONG = { timeout: 300_000 };
 const subject = () => `ipckit.test.pool.${Math.random().toString(36).slice(2, 10)}`;

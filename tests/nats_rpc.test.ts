@@ -1,4 +1,4 @@
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedError, nats, rpc, TimeoutError } from "../mod.ts";
 import type { ChildProcess, RuntimeName } from "../mod.ts";
@@ -6,14 +6,9 @@ import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { rpcConformance } from "./conformance/rpc.ts";
 import { fixture, subject, useServer } from "./conformance/fixtures_nats.ts";
-import { type NatsServer, startNatsServer } from "./helpers/nats_server.ts";
+import { natsServerForFile } from "./helpers/nats_server.ts";
 
-let server: NatsServer;
-before(async () => {
-  server = await startNatsServer();
-  useServer(server.url);
-});
-after(() => server?.stop());
+const server = natsServerForFile(useServer);
 
 rpcConformance(fixture);
 

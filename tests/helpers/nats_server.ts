@@ -4,6 +4,7 @@
  * `nats-server`); without it, `startNatsServer` throws with what to install.
  */
 import { writeFileSync } from "node:fs";
+import { after, before } from "node:test";
 import { runtime } from "../../runtimes/detect.ts";
 import type { ChildProcess } from "../../runtimes/runtime.ts";
 
@@ -77,4 +78,31 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     throw e;
   });
   return { url: `nats://${host}:${port}`, host, port, child, stop };
+}
+
+/**
+ * A server for the tests of one file: started in a `before` hook (then `onStart(url)`, e.g. to point a fixture at
+ * it), stopped in an `after` hook. Read `url` and `port` inside tests only.
+ */
+export function natsServerForFile(
+  onStart: (url: string) => void = () => {},
+): { readonly url: string; readonly port: number } {
+  let server: NatsServer | undefined;
+  before(async () => {
+    server = await startNatsServer();
+    onStart(server.url);
+  });
+  after(() => server?.stop());
+  const started = () => {
+    if (!server) throw new Error("the NATS server is not started yet: use it inside a test");
+    return server;
+  };
+  return {
+    get url() {
+      return started().url;
+    },
+    get port() {
+      return started().port;
+    },
+  };
 }
