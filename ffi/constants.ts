@@ -22,6 +22,9 @@ export const SYS_futex: number = arch() === "arm64" ? 98 : 202;
 export const FUTEX_WAIT = 0;
 export const FUTEX_WAKE = 1;
 
+/** gettid(2) through syscall(2): a thread's kernel id (the pid on a main thread). */
+export const SYS_gettid: number = arch() === "arm64" ? 178 : 186;
+
 /** kill(2) with signal 0 probes whether a process exists. */
 export const ESRCH = 3;
 

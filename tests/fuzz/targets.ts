@@ -1,0 +1,10 @@
+/**
+ * Every fuzz target, one line each: `tests/fuzz.test.ts` runs each briefly in `npm test`, `scripts/fuzz.ts`
+ * (`npm run fuzz`) runs each a million times or more. A new decoder joins both by one line here.
+ *
+ * @module
+ */
+import type { FuzzTarget } from "./target.ts";
+
+/** Loaders, so that a run of one target does not load (or start) the others. */
+export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>> = {};
