@@ -16,6 +16,20 @@ export const O_CLOEXEC = 0o2000000;
 
 import { arch } from "node:os";
 
+/** open(2): fail with ELOOP when the last path component is a symbolic link (the value differs per architecture). */
+export const O_NOFOLLOW: number = arch() === "arm64" ? 0o100000 : 0o400000;
+
+/** statx(2): the dirfd meaning "the current directory", flags, and the fields asked for. */
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_EMPTY_PATH = 0x1000;
+/** STATX_BASIC_STATS | STATX_BTIME. */
+export const STATX_WANTED = 0xfff;
+/** STATX_BTIME, in the returned mask: the file system knows the birth time. */
+export const STATX_BTIME = 0x800;
+/** Size of struct statx. */
+export const STATX_SIZE = 256;
+
 /** futex(2) through syscall(2): the syscall number differs per architecture. */
 export const SYS_futex: number = arch() === "arm64" ? 98 : 202;
 /** futex operations (not the PRIVATE variants: the words are shared between processes). */

@@ -92,6 +92,8 @@ export const LIBC = {
   rename: { args: ["buffer", "buffer"], returns: "i32" },
   mkdir: { args: ["buffer", "u32"], returns: "i32" },
   rmdir: { args: ["buffer"], returns: "i32" },
+  // statx(dirfd, path, flags, mask, struct statx *): one layout on x86-64 and arm64 (struct stat differs).
+  statx: { args: ["i32", "buffer", "i32", "u32", "buffer"], returns: "i32" },
 } as const satisfies Record<string, Signature>;
 
 /** The names in the table. */
