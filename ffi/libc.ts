@@ -94,6 +94,10 @@ export const LIBC = {
   rmdir: { args: ["buffer"], returns: "i32" },
   // statx(dirfd, path, flags, mask, struct statx *): one layout on x86-64 and arm64 (struct stat differs).
   statx: { args: ["i32", "buffer", "i32", "u32", "buffer"], returns: "i32" },
+  // Socket file modes (transports/unix_dgram.ts): Linux gives a bound socket file the mode set by fchmod before bind.
+  fchmod: { args: ["i32", "u32"], returns: "i32" },
+  chmod: { args: ["buffer", "u32"], returns: "i32" },
+  umask: { args: ["u32"], returns: "u32" },
 } as const satisfies Record<string, Signature>;
 
 /** The names in the table. */
