@@ -18,6 +18,8 @@ import { arch } from "node:os";
 
 /** open(2): fail with ELOOP when the last path component is a symbolic link (the value differs per architecture). */
 export const O_NOFOLLOW: number = arch() === "arm64" ? 0o100000 : 0o400000;
+/** open(2): a descriptor that only names a file (for statx and `/proc/self/fd/N`); the same on x86-64 and arm64. */
+export const O_PATH = 0o10000000;
 
 /** statx(2): the dirfd meaning "the current directory", flags, and the fields asked for. */
 export const AT_FDCWD = -100;
