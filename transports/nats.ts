@@ -14,16 +14,32 @@
  * |      |         |                                       | with its inbox as the reply subject                |
  * | 6    | WELCOME | version, window, beat                 | by the listener to that inbox, with the reply      |
  * |      |         |                                       | subject set to the listener side's own new inbox   |
+ * | 7    | REFUSE  | a reason, UTF-8 text                  | instead of WELCOME, or on a channel: "I end it"    |
  * | 1    | DATA    | the message, or its last piece        | to the peer's inbox                                |
- * | 8    | MORE    | a piece of a message; more follow     | messages over the server's max_payload, in order   |
+ * | 8    | MORE    | a piece of a message (>= 1 byte)      | messages over the server's max_payload, in order   |
  * | 2    | CREDIT  | bytes                                 | the receiver has taken that many more bytes        |
  * | 3    | END     | -                                     | the sender closed: no DATA follows                 |
  * | 4    | PING    | -                                     | a heartbeat, when nothing else was sent for a beat |
  *
- * `window` is how many bytes of DATA the sender of HELLO/WELCOME accepts before it grants CREDIT (each DATA
- * counts its length + 32); a sender stops when the peer's window is used up (a message larger than the window is
- * sent when nothing is outstanding). `beat` is the heartbeat period in ms: a side that hears nothing from its peer
- * for 3 beats ends the channel. A HELLO of another version is answered with type 7 (REFUSE, then UTF-8 text).
+ * `window` is how many bytes of DATA the sender of HELLO/WELCOME accepts before it grants CREDIT (each DATA or
+ * MORE counts its length + 32; at least 1024); a sender stops when the peer's window is used up (a message larger
+ * than the window is sent when nothing is outstanding). `beat` is the heartbeat period in ms: a side that hears
+ * nothing from its peer for 3 beats ends the channel; each side says something (a PING if nothing else) at least
+ * once per the shorter of the two beats.
+ *
+ * Neither side trusts the other:
+ * - A peer that sends past its credit, grants more credit than was used, sends a control message of the wrong size
+ *   (CREDIT is 5 bytes, END and PING 1), an empty MORE, a HELLO on an open channel or an unknown type is sent a
+ *   REFUSE with the reason; the channel ends with `ProtocolError` on this side and with `ClosedError` carrying the
+ *   reason on the peer's (as after END). A message over `maxMessage` ends it the same way (`MessageTooLargeError`).
+ * - Credit is granted as the application takes messages (no more while half a window waits unread), and not at all
+ *   before `accept()` took the channel: a peer makes a side hold at most about 1.5 windows, plus the one message
+ *   being assembled from pieces (at most `maxMessage`, in one buffer that grows as pieces come).
+ * - A peer's announced beat is clamped to [10 ms, `maxHeartbeat`] (default 60 000 ms, never below this side's own
+ *   beat): a peer that announces 2^32 - 1 ms and falls silent is declared gone within 3 minutes.
+ * - A listener queues at most `maxPending` channels for `accept()` (default 64); further HELLOs are answered with a
+ *   REFUSE whose text starts with `busy:` (connect() rejects with `QueueFullError`) and cost nothing. A HELLO of
+ *   another version, with a window below 1024, or shorter than 10 bytes is refused too.
  *
  * @example
  * ```ts
@@ -40,46 +56,34 @@
  *
  * @module
  */
-import {
-  abortError,
-  ClosedError,
-  MessageTooLargeError,
-  NotFoundError,
-  ProtocolError,
-  TimeoutError,
-} from "../errors.ts";
+import { abortError, ClosedError, NotFoundError, ProtocolError, QueueFullError, TimeoutError } from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
-import { BaseChannel, type Capabilities, type Channel, type ChannelOptions, type Listener } from "./channel.ts";
+import type { Channel, ChannelOptions, Listener } from "./channel.ts";
 import { QueuedListener } from "./listener.ts";
-import { MAX_FRAME } from "./framing.ts";
+import { NatsChannel, type Settings } from "./nats_channel.ts";
 import { checkSubject, inbox, linkFor, NatsLink, type NatsLinkOptions, type NatsTarget } from "./nats_link.ts";
+import {
+  BUSY,
+  DEFAULT_MAX_HEARTBEAT,
+  greeting,
+  greetingProblem,
+  HELLO,
+  MAX_HEARTBEAT,
+  MAX_WINDOW,
+  MIN_HEARTBEAT,
+  MIN_WINDOW,
+  readFrame,
+  REFUSE,
+  refuse,
+  validInbox,
+  WELCOME,
+} from "./nats_wire.ts";
 
 export { NatsLink, type NatsLinkOptions, type NatsTarget, type NatsTlsOptions } from "./nats_link.ts";
+export { capabilities } from "./nats_channel.ts";
 
-const DATA = 1, CREDIT = 2, END = 3, PING = 4, HELLO = 5, WELCOME = 6, REFUSE = 7, MORE = 8;
-const VERSION = 1;
-/** Bytes a DATA message counts for besides its length (subjects and protocol lines). */
-const OVERHEAD = 32;
-/** Beats of silence after which the peer counts as gone. */
-const MISSES = 3;
-
-/**
- * What a NATS channel promises. Messages larger than the server's `max_payload` (1 MiB by default) travel in
- * pieces, so `maxMessage` is that of every stream channel.
- *
- * @example
- * ```ts
- * import { nats } from "ipckit";
- * console.log(nats.capabilities.crossHost, nats.capabilities.reliable); // true true (while the connection lives)
- * ```
- */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: true,
-  datagram: false,
-};
+/** Channels a listener queues for `accept()` by default. */
+const DEFAULT_MAX_PENDING = 64;
 
 /** Options of a NATS channel (both sides). */
 export interface NatsChannelOptions extends ChannelOptions {
@@ -87,6 +91,11 @@ export interface NatsChannelOptions extends ChannelOptions {
   window?: number;
   /** Heartbeat period in ms; the peer is declared gone after 3 silent beats. Default 1000. */
   heartbeat?: number;
+  /**
+   * The longest heartbeat a peer may announce, in ms: a longer one counts as this, so a peer that falls silent is
+   * declared gone within `3 × maxHeartbeat`. Default 60 000 (or `heartbeat`, if longer); 10 to 3 600 000.
+   */
+  maxHeartbeat?: number;
   /** Prefix of this side's inbox subjects (for accounts with subject permissions). Default `_INBOX`. */
   inboxPrefix?: string;
 }
@@ -95,6 +104,11 @@ export interface NatsChannelOptions extends ChannelOptions {
 export type NatsListenOptions = NatsTarget & NatsChannelOptions & {
   /** Queue group: listeners of one group share the incoming connections (each goes to one of them). */
   queue?: string;
+  /**
+   * Channels that may wait for `accept()` (the backlog). Further HELLOs are refused with `busy:` (the connecting
+   * side gets `QueueFullError`), so a flood of HELLOs costs at most this many channels. Default 64.
+   */
+  maxPending?: number;
 };
 
 /** Options of {@linkcode connect}. */
@@ -113,337 +127,38 @@ export interface NatsListener extends Listener {
   readonly queue: string | undefined;
   /** The link it listens on. */
   readonly link: NatsLink;
-}
-
-interface Settings {
-  window: number;
-  heartbeat: number;
-  inboxPrefix: string;
-  channel: ChannelOptions;
+  /** Channels that arrived and wait for `accept()` (at most `maxPending`). */
+  readonly pending: number;
 }
 
 function settings(o: NatsChannelOptions): Settings {
   const window = o.window ?? 4 * 1024 * 1024;
-  if (!Number.isSafeInteger(window) || window < 1024 || window > 0xffffffff) {
+  if (!Number.isSafeInteger(window) || window < MIN_WINDOW || window > MAX_WINDOW) {
     throw new RangeError(`Cannot use window ${window}: it must be an integer from 1024 to 2^32 - 1 bytes`);
   }
   const heartbeat = o.heartbeat ?? 1000;
-  if (!Number.isSafeInteger(heartbeat) || heartbeat < 10 || heartbeat > 3_600_000) {
+  if (!Number.isSafeInteger(heartbeat) || heartbeat < MIN_HEARTBEAT || heartbeat > MAX_HEARTBEAT) {
     throw new RangeError(`Cannot use heartbeat ${heartbeat}: it must be an integer from 10 to 3 600 000 ms`);
+  }
+  const max = o.maxHeartbeat;
+  if (max !== undefined && (!Number.isSafeInteger(max) || max < heartbeat || max > MAX_HEARTBEAT)) {
+    throw new RangeError(
+      `Cannot use maxHeartbeat ${max}: it must be an integer from this side's heartbeat (${heartbeat}) to 3 600 000 ms`,
+    );
   }
   const inboxPrefix = checkSubject(o.inboxPrefix ?? "_INBOX", "an inbox prefix");
   const channel: ChannelOptions = {};
   if (o.maxMessage !== undefined) channel.maxMessage = o.maxMessage;
   if (o.highWaterMark !== undefined) channel.highWaterMark = o.highWaterMark;
-  return { window, heartbeat, inboxPrefix, channel };
+  return { window, heartbeat, maxHeartbeat: max ?? Math.max(DEFAULT_MAX_HEARTBEAT, heartbeat), inboxPrefix, channel };
 }
 
-function control(type: number, ...words: number[]): Uint8Array {
-  const out = new Uint8Array(1 + 4 * words.length);
-  out[0] = type;
-  const view = new DataView(out.buffer);
-  words.forEach((w, i) => view.setUint32(1 + 4 * i, w));
-  return out;
-}
-
-function greeting(type: number, s: Settings): Uint8Array {
-  const out = new Uint8Array(10);
-  out[0] = type;
-  out[1] = VERSION;
-  const view = new DataView(out.buffer);
-  view.setUint32(2, s.window);
-  view.setUint32(6, s.heartbeat);
-  return out;
-}
-
-/** Reads a HELLO/WELCOME: the peer's window and beat, or undefined if malformed. */
-function readGreeting(data: Uint8Array): { version: number; window: number; heartbeat: number } | undefined {
-  if (data.byteLength < 10) return undefined;
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  return { version: data[1]!, window: view.getUint32(2), heartbeat: view.getUint32(6) };
-}
-
-/** A send waiting for credit; `offset` says how much of it went out already (in pieces). */
-interface Blocked {
-  message: Uint8Array;
-  offset: number;
-  resolve(): void;
-  reject(e: unknown): void;
-  drop?: () => void;
-}
-
-/** One end of a channel: this side's inbox subscription, the peer's inbox, the two flow-control windows. */
-class NatsChannel extends BaseChannel {
-  readonly capabilities: Capabilities;
-  readonly #link: NatsLink;
-  /** Releases this channel's hold on a link opened for it alone (undefined for a shared link). */
-  readonly #letGo: (() => Promise<void>) | undefined;
-  readonly #peer: string;
-  readonly #peerWindow: number;
-  readonly #peerBeat: number;
-  readonly #window: number;
-  readonly #beat: number;
-  #sub: { unsubscribe(): void } | undefined;
-  #credit: number;
-  #ungranted = 0;
-  #paused = false;
-  #blocked: Blocked[] = [];
-  /** The largest piece one NATS message carries. */
-  readonly #piece: number;
-  /** Pieces of a message being received (MORE messages), and their size. */
-  #partial: Uint8Array[] = [];
-  #partialSize = 0;
-  #heard = Date.now();
-  #sent = Date.now();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #release: () => void;
-  #peerEnded = false;
-  #gone = false;
-  /** Set by close() while sends wait for credit: called when none waits any more. */
-  #unblocked: (() => void) | undefined;
-
-  constructor(
-    link: NatsLink,
-    letGo: (() => Promise<void>) | undefined,
-    description: string,
-    peer: string,
-    peerGreeting: { window: number; heartbeat: number },
-    s: Settings,
-  ) {
-    super(description, s.channel);
-    this.capabilities = capabilities;
-    this.#piece = Math.max(1, link.maxPayload - 1);
-    this.#link = link;
-    this.#letGo = letGo;
-    this.#peer = peer;
-    this.#peerWindow = peerGreeting.window;
-    this.#peerBeat = Math.max(10, peerGreeting.heartbeat);
-    this.#credit = peerGreeting.window;
-    this.#window = s.window;
-    this.#beat = s.heartbeat;
-    this.#release = link.use(this);
-    this.#timer = setInterval(() => this.#tick(), Math.min(this.#beat, this.#peerBeat));
-    (this.#timer as { unref?: () => void }).unref?.();
+function maxPending(o: NatsListenOptions): number {
+  const n = o.maxPending ?? DEFAULT_MAX_PENDING;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new RangeError(`Cannot use maxPending ${n}: it must be an integer >= 1 (channels)`);
   }
-
-  /** Starts receiving on `subject` (this side's inbox); messages that came before are handed in by the caller. */
-  attach(sub: { unsubscribe(): void }): void {
-    this.#sub = sub;
-  }
-
-  /** Every NATS message on this side's inbox. */
-  readonly onMessage = (msg: NatsMsgLike): void => {
-    if (this.#gone) return;
-    this.#heard = Date.now();
-    const data = msg.data;
-    switch (data[0]) {
-      case DATA:
-      case MORE: {
-        const size = this.#partialSize + data.byteLength - 1;
-        this.#ungranted += data.byteLength - 1 + OVERHEAD;
-        if (size > this.maxMessage) {
-          this.#fail(
-            new MessageTooLargeError(
-              `Cannot receive on ${this.description}: a message of ${size} bytes exceeds maxMessage (${this.maxMessage} bytes)`,
-              size,
-              this.maxMessage,
-            ),
-          );
-          return;
-        }
-        // Copies: nats.js hands out views of its read buffer.
-        if (data[0] === MORE) {
-          this.#partial.push(data.slice(1));
-          this.#partialSize = size;
-        } else if (this.#partial.length === 0) {
-          this.deliver(new Uint8Array(data.subarray(1)));
-        } else {
-          const whole = new Uint8Array(size);
-          let at = 0;
-          for (const p of this.#partial) {
-            whole.set(p, at);
-            at += p.byteLength;
-          }
-          whole.set(data.subarray(1), at);
-          this.#partial = [];
-          this.#partialSize = 0;
-          this.deliver(whole);
-        }
-        if (!this.#paused && this.#ungranted >= this.#window / 4) this.#grant();
-        return;
-      }
-      case CREDIT:
-        if (data.byteLength >= 5) {
-          this.#credit += new DataView(data.buffer, data.byteOffset, 5).getUint32(1);
-          this.#flush();
-        }
-        return;
-      case END:
-        this.#peerEnded = true;
-        this.#stop(new ClosedError(`Cannot receive on ${this.description}: the peer closed it`));
-        return;
-      case PING:
-      case WELCOME: // a duplicate of the greeting
-        return;
-      default:
-        this.#fail(new ProtocolError(`Cannot read ${this.description}: unknown message type ${data[0]}`));
-    }
-  };
-
-  protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
-    if (this.#gone) return Promise.reject(new ClosedError(`Cannot send on ${this.description}: it ended`));
-    if (this.#blocked.length === 0 && message.byteLength <= this.#piece && this.#fits(message.byteLength)) {
-      this.#publish(DATA, message);
-      return undefined;
-    }
-    return new Promise<void>((resolve, reject) => {
-      const entry: Blocked = { message: message.slice(), offset: 0, resolve, reject };
-      if (signal) {
-        const onAbort = () => {
-          if (entry.offset > 0) return; // partly sent: the rest must follow, or the peer gets half a message
-          const i = this.#blocked.indexOf(entry);
-          if (i >= 0) this.#blocked.splice(i, 1);
-          if (this.#blocked.length === 0) this.#unblocked?.();
-          reject(abortError(signal));
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        entry.drop = () => signal.removeEventListener("abort", onAbort);
-      }
-      this.#blocked.push(entry);
-      if (this.#blocked.length === 1) this.#flush();
-    });
-  }
-
-  protected override _pause(): void {
-    this.#paused = true;
-  }
-
-  protected override _resume(): void {
-    this.#paused = false;
-    if (this.#ungranted > 0) this.#grant();
-  }
-
-  protected async _close(): Promise<void> {
-    // What waits for credit is still sent (the contract: the peer gets everything sent before close), unless the
-    // peer goes first: then #stop rejects it.
-    if (this.#blocked.length > 0 && !this.#gone) await new Promise<void>((r) => (this.#unblocked = r));
-    if (!this.#gone && !this.#peerEnded) this.#raw(new Uint8Array([END]));
-    this.#stop(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
-    if (this.#letGo) await this.#letGo();
-    else await this.#link.connection.flush().catch(() => {});
-  }
-
-  /** The connection dropped: messages may be lost, so the channel ends. */
-  linkLost(error: Error): void {
-    this.#stop(new ClosedError(`Cannot use ${this.description}: ${error.message}`, { cause: error }));
-  }
-
-  /** Whether a piece of `size` bytes may go now: within credit, or nothing is outstanding. */
-  #fits(size: number): boolean {
-    return this.#credit >= size + OVERHEAD || this.#credit >= this.#peerWindow;
-  }
-
-  #publish(type: number, piece: Uint8Array): void {
-    const out = new Uint8Array(piece.byteLength + 1);
-    out[0] = type;
-    out.set(piece, 1);
-    this.#credit -= piece.byteLength + OVERHEAD;
-    this.#raw(out);
-  }
-
-  #raw(payload: Uint8Array): void {
-    this.#sent = Date.now();
-    try {
-      this.#link.connection.publish(this.#peer, payload);
-    } catch (e) {
-      this.#stop(new ClosedError(`Cannot send on ${this.description}: ${(e as Error)?.message ?? e}`, { cause: e }));
-      throw new ClosedError(`Cannot send on ${this.description}: the NATS connection is closed`, { cause: e });
-    }
-  }
-
-  #flush(): void {
-    while (this.#blocked.length > 0) {
-      const b = this.#blocked[0]!;
-      const rest = b.message.byteLength - b.offset;
-      const size = Math.min(rest, this.#piece);
-      if (!this.#fits(size)) break;
-      try {
-        this.#publish(size < rest ? MORE : DATA, b.message.subarray(b.offset, b.offset + size));
-      } catch (e) {
-        this.#blocked.shift();
-        b.drop?.();
-        b.reject(e);
-        continue;
-      }
-      b.offset += size;
-      if (size === rest) {
-        this.#blocked.shift();
-        b.drop?.();
-        b.resolve();
-      }
-    }
-    if (this.#blocked.length === 0) this.#unblocked?.();
-  }
-
-  #grant(): void {
-    const n = Math.min(this.#ungranted, 0xffffffff);
-    this.#ungranted -= n;
-    if (!this.#gone) {
-      try {
-        this.#raw(control(CREDIT, n));
-      } catch {
-        // ended by #raw
-      }
-    }
-  }
-
-  #tick(): void {
-    const now = Date.now();
-    if (now - this.#heard > MISSES * this.#peerBeat) {
-      this.#stop(
-        new ClosedError(
-          `Cannot receive on ${this.description}: the peer stopped answering (nothing for ${MISSES} heartbeats of ${this.#peerBeat} ms)`,
-        ),
-      );
-      return;
-    }
-    if (now - this.#sent >= this.#beat * 0.9) {
-      try {
-        this.#raw(new Uint8Array([PING]));
-      } catch {
-        // ended by #raw
-      }
-    }
-  }
-
-  #fail(error: Error): void {
-    this.#stop(error);
-    void this.close();
-  }
-
-  /** No more traffic either way: unsubscribe, stop the beat, fail what waits. Idempotent. */
-  #stop(error: Error): void {
-    this.end(error);
-    if (this.#gone) return;
-    this.#gone = true;
-    clearInterval(this.#timer);
-    this.#release();
-    try {
-      this.#sub?.unsubscribe();
-    } catch {
-      // the connection is closed already
-    }
-    const blocked = this.#blocked;
-    this.#blocked = [];
-    const sendError = this.#peerEnded
-      ? new ClosedError(`Cannot send on ${this.description}: the peer closed it`)
-      : new ClosedError(`Cannot send on ${this.description}: ${error.message}`, { cause: error });
-    for (const b of blocked) {
-      b.drop?.();
-      b.reject(sendError);
-    }
-    this.#unblocked?.();
-  }
+  return n;
 }
 
 class Listening extends QueuedListener implements NatsListener {
@@ -453,11 +168,20 @@ class Listening extends QueuedListener implements NatsListener {
   readonly #owned: boolean;
   readonly #letGo: (() => Promise<void>) | undefined;
   readonly #settings: Settings;
+  readonly #maxPending: number;
   readonly #sub: { unsubscribe(): void };
+  #pending = 0;
   #closing: Promise<void> | undefined;
   readonly #release: () => void;
 
-  constructor(link: NatsLink, owned: boolean, subject: string, queue: string | undefined, s: Settings) {
+  constructor(
+    link: NatsLink,
+    owned: boolean,
+    subject: string,
+    queue: string | undefined,
+    s: Settings,
+    maxPending: number,
+  ) {
     super();
     this.link = link;
     this.#owned = owned;
@@ -465,6 +189,7 @@ class Listening extends QueuedListener implements NatsListener {
     this.subject = subject;
     this.queue = queue;
     this.#settings = s;
+    this.#maxPending = maxPending;
     this.#sub = link.connection.subscribe(subject, {
       ...(queue === undefined ? {} : { queue }),
       callback: (error, msg) => {
@@ -474,21 +199,41 @@ class Listening extends QueuedListener implements NatsListener {
     this.#release = link.use(this);
   }
 
+  get pending(): number {
+    return this.#pending;
+  }
+
+  override async accept(options: { signal?: AbortSignal } = {}): Promise<Channel> {
+    const channel = await super.accept(options);
+    this.#pending--;
+    (channel as NatsChannel).accepted();
+    return channel;
+  }
+
   #hello(msg: NatsMsgLike): void {
-    const data = msg.data;
     const reply = msg.reply;
-    if (this.stopped || reply === undefined || data[0] !== HELLO) return; // not for us, or nobody to answer
-    const g = readGreeting(data);
+    // Not for us (another type), or nobody to answer: nothing is spent on it.
+    if (this.stopped || !validInbox(reply) || msg.data[0] !== HELLO) return;
+    let problem: string | undefined;
+    let g;
+    try {
+      const frame = readFrame(msg.data);
+      if (frame.type === HELLO) g = frame.greeting;
+    } catch {
+      problem = `ipckit NATS channel: a malformed HELLO (${msg.data.byteLength} bytes)`;
+    }
+    if (g !== undefined) problem = greetingProblem(g);
+    // The accept queue is full: answer at once and keep nothing (a flood of HELLOs costs no memory).
+    if (problem === undefined && this.#pending >= this.#maxPending) {
+      problem = `${BUSY} ${this.#pending} channels wait to be accepted on "${this.subject}" (maxPending)`;
+    }
     const c = this.link.connection;
-    if (g === undefined || g.version !== VERSION) {
-      const text = `ipckit NATS channel version ${VERSION} only; got ${
-        g === undefined ? "a malformed HELLO" : g.version
-      }`;
-      const bytes = new TextEncoder().encode(text);
-      const out = new Uint8Array(bytes.byteLength + 1);
-      out[0] = REFUSE;
-      out.set(bytes, 1);
-      c.publish(reply, out);
+    if (problem !== undefined || g === undefined) {
+      try {
+        c.publish(reply, refuse(problem ?? "a malformed HELLO"));
+      } catch {
+        // a reply subject the server does not take, or the connection closed: nobody to tell
+      }
       return;
     }
     const mine = inbox(this.#settings.inboxPrefix);
@@ -499,9 +244,17 @@ class Listening extends QueuedListener implements NatsListener {
       reply,
       g,
       this.#settings,
+      true,
     );
-    channel.attach(c.subscribe(mine, { callback: (error, m) => !error && channel.onMessage(m) }));
-    c.publish(reply, greeting(WELCOME, this.#settings), { reply: mine });
+    try {
+      channel.attach(c.subscribe(mine, { callback: (error, m) => !error && channel.onMessage(m) }));
+      c.publish(reply, greeting(WELCOME, this.#settings.window, this.#settings.heartbeat), { reply: mine });
+    } catch (e) {
+      channel.linkLost(e as Error);
+      void channel.close();
+      return;
+    }
+    this.#pending++;
     this.offer(channel);
   }
 
@@ -525,6 +278,7 @@ class Listening extends QueuedListener implements NatsListener {
         // closed with its connection
       }
       // Accepted channels not taken yet would never be used: close them, so their peers learn it.
+      this.#pending = 0;
       await Promise.all(left.map((ch) => ch.close()));
       await this.#letGo?.();
     })();
@@ -555,9 +309,10 @@ export function open(options: NatsLinkOptions = {}): Promise<NatsLink> {
 }
 
 /**
- * Listens for channels on a NATS subject. With `queue`, listeners of the same group share the connections.
+ * Listens for channels on a NATS subject. With `queue`, listeners of the same group share the connections. At most
+ * `maxPending` channels wait for `accept()`; HELLOs beyond are refused (the connecting side gets `QueueFullError`).
  *
- * @throws {TypeError} for a bad subject or options.
+ * @throws {TypeError} for a bad subject or options; {@linkcode RangeError} for an option out of range.
  *
  * @example
  * ```ts
@@ -582,8 +337,9 @@ export async function listen(subject: string, options: NatsListenOptions = {}): 
   checkSubject(subject, "a NATS listener subject");
   if (options.queue !== undefined) checkSubject(options.queue, "a queue group");
   const s = settings(options);
+  const pending = maxPending(options);
   const { link, owned } = await linkFor(pickTarget(options));
-  const listener = new Listening(link, owned, subject, options.queue, s);
+  const listener = new Listening(link, owned, subject, options.queue, s, pending);
   await link.connection.flush(); // the subscription is registered on the server: connects now find it
   return listener;
 }
@@ -591,7 +347,9 @@ export async function listen(subject: string, options: NatsListenOptions = {}): 
 /**
  * Connects a channel to the listener on a NATS subject (one of its queue group).
  *
- * @throws {NotFoundError} when nothing listens on the subject; {@linkcode TimeoutError} when no answer comes.
+ * @throws {NotFoundError} when nothing listens on the subject; {@linkcode TimeoutError} when no answer comes;
+ * {@linkcode QueueFullError} when the listener's accept queue is full (`maxPending`): try again later;
+ * {@linkcode ProtocolError} when the listener refuses (another version) or answers nonsense.
  *
  * @example
  * ```ts
@@ -632,13 +390,23 @@ export async function connect(subject: string, options: NatsConnectOptions = {})
       if (msg.headers?.code === 503 || (msg.data.byteLength === 0 && msg.headers)) {
         return settle.reject(new NotFoundError(`Cannot connect to NATS subject "${subject}": nothing listens there`));
       }
-      if (msg.data[0] === REFUSE) {
-        const why = new TextDecoder().decode(msg.data.subarray(1));
-        return settle.reject(new ProtocolError(`Cannot connect to NATS subject "${subject}": refused (${why})`));
+      let frame;
+      try {
+        frame = readFrame(msg.data);
+      } catch {
+        frame = undefined;
       }
-      const g = msg.data[0] === WELCOME ? readGreeting(msg.data) : undefined;
-      if (g === undefined || msg.reply === undefined) {
+      if (frame?.type === REFUSE) {
+        const why = `Cannot connect to NATS subject "${subject}": refused (${frame.reason})`;
+        return settle.reject(frame.reason.startsWith(BUSY) ? new QueueFullError(why) : new ProtocolError(why));
+      }
+      if (frame?.type !== WELCOME || !validInbox(msg.reply)) {
         return settle.reject(new ProtocolError(`Cannot connect to NATS subject "${subject}": a malformed answer`));
+      }
+      const g = frame.greeting;
+      const problem = greetingProblem(g);
+      if (problem !== undefined) {
+        return settle.reject(new ProtocolError(`Cannot connect to NATS subject "${subject}": ${problem}`));
       }
       channel = new NatsChannel(link, owned ? link.hold() : undefined, `NATS channel to "${subject}"`, msg.reply, g, s);
       channel.attach(sub);
@@ -652,7 +420,7 @@ export async function connect(subject: string, options: NatsConnectOptions = {})
   const onAbort = () => settle.reject(abortError(options.signal!));
   options.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    c.publish(subject, greeting(HELLO, s), { reply: mine });
+    c.publish(subject, greeting(HELLO, s.window, s.heartbeat), { reply: mine });
     return await answered;
   } catch (e) {
     sub.unsubscribe();

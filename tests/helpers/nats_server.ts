@@ -14,6 +14,8 @@ export interface NatsServer {
   readonly host: string;
   readonly port: number;
   readonly child: ChildProcess;
+  /** `http://host:port` of the monitoring endpoint (`/connz`, `/varz`), when started with `monitor: true`. */
+  readonly monitor: string | undefined;
   /** Stops the server (SIGTERM, then SIGKILL) and removes its temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -25,6 +27,8 @@ export interface NatsServerOptions {
   config?: string;
   /** Wrap the command, e.g. `["ip", "netns", "exec", "ns"]`. */
   prefix?: string[];
+  /** Also serve the HTTP monitoring endpoint (on the same host, a port the OS picks). */
+  monitor?: boolean;
 }
 
 export const NATS_SERVER = "nats-server";
@@ -34,7 +38,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const host = options.host ?? "127.0.0.1";
   const dir = await rt.makeTempDir("ipckit-nats-");
   const conf = `${dir}/server.conf`;
-  writeFileSync(conf, options.config ?? "");
+  writeFileSync(conf, (options.config ?? "") + (options.monitor ? `\nhttp: "${host}:-1"\n` : ""));
   let child: ChildProcess;
   try {
     child = rt.spawn([...(options.prefix ?? []), NATS_SERVER, "-a", host, "-p", "-1", "-c", conf], {
@@ -55,6 +59,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       await rt.removeDir(dir).catch(() => {});
     })();
   const log: string[] = [];
+  let monitor: string | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${NATS_SERVER} did not start in 20 s:\n${log.join("")}`)), 20_000);
     void child.exited.then((s) => reject(new Error(`${NATS_SERVER} exited (${JSON.stringify(s)}):\n${log.join("")}`)));
@@ -65,6 +70,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
         const s = decoder.decode(chunk, { stream: true });
         if (log.length < 200) log.push(s);
         text += s;
+        const http = /Starting http monitor on ([^\s]+)/.exec(text);
+        if (http) monitor = `http://${http[1]}`;
         const m = /Listening for client connections on [^\s]*:(\d+)/.exec(text);
         if (m) {
           clearTimeout(timer);
@@ -77,7 +84,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     await stop();
     throw e;
   });
-  return { url: `nats://${host}:${port}`, host, port, child, stop };
+  return { url: `nats://${host}:${port}`, host, port, child, monitor, stop };
 }
 
 /**
@@ -86,10 +93,11 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
  */
 export function natsServerForFile(
   onStart: (url: string) => void = () => {},
-): { readonly url: string; readonly port: number } {
+  options: NatsServerOptions = {},
+): { readonly url: string; readonly port: number; readonly monitor: string | undefined } {
   let server: NatsServer | undefined;
   before(async () => {
-    server = await startNatsServer();
+    server = await startNatsServer(options);
     onStart(server.url);
   });
   after(() => server?.stop());
@@ -103,6 +111,9 @@ export function natsServerForFile(
     },
     get port() {
       return started().port;
+    },
+    get monitor() {
+      return started().monitor;
     },
   };
 }
