@@ -84,8 +84,16 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
 }
 
 /**
+ * The first buffer a payload spread over chunks gets, in bytes, when it announces more: the buffer then doubles as
+ * bytes arrive (up to the announced length), so a peer that announces 64 MiB and sends 10 bytes costs 64 KiB, not
+ * 64 MiB.
+ */
+const FIRST_BODY = 64 * 1024;
+
+/**
  * Incremental frame decoder: feed it chunks as they arrive, it calls `onFrame` once per complete payload. Payloads
- * that lie inside one owned chunk are handed out as views (no copy); the rest are assembled into fresh buffers.
+ * that lie inside one owned chunk are handed out as views (no copy); the rest are assembled into fresh buffers that
+ * grow with the bytes received (never to more than twice those, plus 64 KiB), not with the length a frame announces.
  *
  * @example
  * ```ts
@@ -106,9 +114,10 @@ export class FrameDecoder {
   // Partial header bytes.
   readonly #head = new Uint8Array(HEADER_SIZE);
   #headLen = 0;
-  // Payload being assembled (null when between frames or reading the header).
+  // Payload being assembled (null when between frames or reading the header): `#bodyLen` bytes of `#need` so far.
   #body: Uint8Array | null = null;
   #bodyLen = 0;
+  #need = 0;
 
   constructor(maxMessage: number, onFrame: (payload: Uint8Array) => void) {
     this.#maxMessage = maxMessage;
@@ -118,6 +127,22 @@ export class FrameDecoder {
   /** True when the decoder is between frames (EOF now would be a clean end). */
   get idle(): boolean {
     return this.#headLen === 0 && this.#body === null;
+  }
+
+  /**
+   * Bytes of memory held for the frame in progress (0 between frames): at most twice the payload bytes received so
+   * far plus 64 KiB, whatever length the frame announced.
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "ipckit/framing";
+   * const decoder = new FrameDecoder(64 * 1024 * 1024, () => {});
+   * decoder.push(new Uint8Array([0x03, 0xff, 0xff, 0xff, 1, 2, 3]), false); // announces 64 MiB - 1, sends 3 bytes
+   * console.log(decoder.held <= 64 * 1024); // true: memory follows the bytes received
+   * ```
+   */
+  get held(): number {
+    return this.#body?.byteLength ?? 0;
   }
 
   /**
@@ -131,11 +156,12 @@ export class FrameDecoder {
     while (off < end) {
       if (this.#body !== null) {
         // Continue a payload spread over chunks.
-        const take = Math.min(end - off, this.#body.byteLength - this.#bodyLen);
+        const take = Math.min(end - off, this.#need - this.#bodyLen);
+        if (this.#bodyLen + take > this.#body.byteLength) this.#grow(this.#bodyLen + take);
         this.#body.set(chunk.subarray(off, off + take), this.#bodyLen);
         this.#bodyLen += take;
         off += take;
-        if (this.#bodyLen === this.#body.byteLength) {
+        if (this.#bodyLen === this.#need) {
           const body = this.#body;
           this.#body = null;
           this.#onFrame(body);
@@ -166,10 +192,22 @@ export class FrameDecoder {
         off += n;
         this.#onFrame(owned ? view : copy(view));
       } else {
-        this.#body = allocate(n);
+        // Reserve what the peer announced only up to a small size: beyond it, memory grows as bytes arrive.
+        this.#body = allocate(n <= FIRST_BODY ? n : Math.max(FIRST_BODY, end - off));
         this.#bodyLen = 0;
+        this.#need = n;
       }
     }
+  }
+
+  /** Doubles the payload buffer (capped at the announced length) until `size` bytes fit: linear copying overall. */
+  #grow(size: number): void {
+    const old = this.#body!;
+    let cap = old.byteLength * 2;
+    while (cap < size) cap *= 2;
+    const body = new Uint8Array(Math.min(cap, this.#need));
+    body.set(old.subarray(0, this.#bodyLen));
+    this.#body = body;
   }
 
   /**
@@ -181,7 +219,7 @@ export class FrameDecoder {
     if (this.idle) return;
     const where = this.#body === null
       ? `after ${this.#headLen} of 4 length bytes`
-      : `after ${this.#bodyLen} of ${this.#body.byteLength} payload bytes`;
+      : `after ${this.#bodyLen} of ${this.#need} payload bytes`;
     throw new ProtocolError(`Cannot read a message: the stream ended inside a frame (${where})`);
   }
 }

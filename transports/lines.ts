@@ -44,8 +44,13 @@ export function encodeLine(message: Uint8Array, description: string): Uint8Array
   return line;
 }
 
+/** The first buffer an unfinished line gets, in bytes; it then doubles as bytes arrive (up to `maxMessage` + 1). */
+const FIRST_LINE = 1024;
+
 /**
- * Incremental line decoder, with the interface of `FrameDecoder`.
+ * Incremental line decoder, with the interface of `FrameDecoder`. Linear in the bytes received: each byte is
+ * scanned once, and an unfinished line is kept in one buffer that doubles as it grows (at most twice its bytes plus
+ * 1 KiB, and never more than `maxMessage` + 1 bytes), however the peer cuts it into chunks.
  *
  * @example
  * ```ts
@@ -61,8 +66,8 @@ export function encodeLine(message: Uint8Array, description: string): Uint8Array
 export class LineDecoder {
   readonly #maxMessage: number;
   readonly #onLine: (line: Uint8Array) => void;
-  /** Bytes of an unfinished line from earlier chunks. */
-  #parts: Uint8Array[] = [];
+  /** The unfinished line from earlier chunks: its first `#partLen` bytes. */
+  #part: Uint8Array | null = null;
   #partLen = 0;
 
   constructor(maxMessage: number, onLine: (line: Uint8Array) => void) {
@@ -76,6 +81,21 @@ export class LineDecoder {
   }
 
   /**
+   * Bytes of memory held for an unfinished line (0 between lines).
+   *
+   * @example
+   * ```ts
+   * import { LineDecoder } from "ipckit";
+   * const decoder = new LineDecoder(1 << 20, () => {});
+   * for (let i = 0; i < 1000; i++) decoder.push(new Uint8Array([0x61]), false); // a line arriving byte by byte
+   * console.log(decoder.held); // 1024: one buffer, not a thousand pieces
+   * ```
+   */
+  get held(): number {
+    return this.#part?.byteLength ?? 0;
+  }
+
+  /**
    * Decodes a chunk. `owned` says the chunk may be kept (views of it may be handed out).
    *
    * @throws {MessageTooLargeError} when a line grows past `maxMessage` bytes.
@@ -86,7 +106,7 @@ export class LineDecoder {
     while (off < end) {
       const nl = chunk.indexOf(LF, off);
       if (nl < 0) {
-        this.#hold(chunk.subarray(off), owned);
+        this.#hold(chunk, off, end);
         return;
       }
       if (this.#partLen === 0) {
@@ -94,8 +114,8 @@ export class LineDecoder {
         this.#check(view.byteLength);
         this.#emit(owned ? view : copy(view));
       } else {
-        this.#hold(chunk.subarray(off, nl), false);
-        this.#emit(this.#join());
+        this.#hold(chunk, off, nl);
+        this.#emit(this.#take());
       }
       off = nl + 1;
     }
@@ -103,27 +123,35 @@ export class LineDecoder {
 
   /** At end of stream: a last line without its newline is still a message. */
   finish(): void {
-    if (this.#partLen > 0) this.#emit(this.#join());
+    if (this.#partLen > 0) this.#emit(this.#take());
   }
 
-  #hold(bytes: Uint8Array, owned: boolean): void {
-    if (bytes.byteLength === 0) return;
-    this.#check(this.#partLen + bytes.byteLength);
-    this.#parts.push(owned ? bytes : copy(bytes));
-    this.#partLen += bytes.byteLength;
-  }
-
-  #join(): Uint8Array {
-    const parts = this.#parts;
-    const line = parts.length === 1 ? parts[0]! : allocate(this.#partLen);
-    if (parts.length > 1) {
-      let at = 0;
-      for (const p of parts) {
-        line.set(p, at);
-        at += p.byteLength;
-      }
+  /** Appends `chunk[from, to)` to the unfinished line, after checking the limit (so nothing over it is kept). */
+  #hold(chunk: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n === 0) return;
+    const size = this.#partLen + n;
+    this.#check(size);
+    let part = this.#part;
+    if (part === null || size > part.byteLength) {
+      let cap = part === null ? FIRST_LINE : part.byteLength * 2;
+      while (cap < size) cap *= 2;
+      const grown = allocate(Math.min(cap, this.#maxMessage + 1));
+      if (part !== null) grown.set(part.subarray(0, this.#partLen));
+      this.#part = part = grown;
     }
-    this.#parts = [];
+    part.set(chunk.subarray(from, to), this.#partLen);
+    this.#partLen = size;
+  }
+
+  /**
+   * The unfinished line as a message: a view of the held buffer, or a copy when more than half of that buffer is
+   * unused (so a queued message never holds much more memory than its bytes).
+   */
+  #take(): Uint8Array {
+    const part = this.#part!;
+    const line = this.#partLen * 2 < part.byteLength ? copy(part, 0, this.#partLen) : part.subarray(0, this.#partLen);
+    this.#part = null;
     this.#partLen = 0;
     return line;
   }
