@@ -30,6 +30,7 @@ export type {
   SendOptions,
 } from "./transports/channel.ts";
 export { MESSAGE_OVERHEAD } from "./transports/channel.ts";
+export { DEFAULT_BACKLOG, type ListenerLimits } from "./transports/listener.ts";
 export { DEFAULT_MAX_MESSAGE, encodeFrame, FrameDecoder, HEADER_SIZE, MAX_FRAME } from "./transports/framing.ts";
 export { encodeLine, LineDecoder } from "./transports/lines.ts";
 export type { StreamChannelOptions } from "./transports/stream_channel.ts";

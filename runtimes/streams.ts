@@ -30,6 +30,8 @@ export function socketStream(socket: Socket): ByteStream {
     ownsChunks: true,
     start(s) {
       sink = s;
+      // It may have failed while nobody read it yet (a connection waiting for accept()): say so now.
+      if (ended) return s.end(error);
       socket.on("data", (chunk: Uint8Array) => s.data(chunk));
       socket.on("end", () => finish());
       socket.on("close", () => finish());

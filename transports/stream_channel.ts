@@ -172,7 +172,9 @@ export class StreamChannel extends BaseChannel {
   #onStreamEnd(error?: Error): void {
     this.#streamEnded = true;
     if (!this.ended) {
-      if (error !== undefined) {
+      if (error instanceof ClosedError) {
+        this.end(error); // ipckit's own reason (a listener's idleTimeout), already saying what happened
+      } else if (error !== undefined) {
         this.end(new ClosedError(`Cannot receive on ${this.description}: the connection failed`, { cause: error }));
       } else {
         try {
