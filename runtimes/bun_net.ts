@@ -1,6 +1,8 @@
 /**
  * Bun's own sockets (`Bun.listen`, `Bun.connect`) as ByteStreams. Bun's `write()` is unbuffered and may take part
- * of a chunk: the rest waits in a queue for the `drain` callback.
+ * of a chunk: the rest waits in a queue for the `drain` callback. The queue keeps a running byte count, so each
+ * write costs the same however long the queue is. A socket reads nothing until `start()` (it is paused from its
+ * opening), so a connection nobody accepted costs no more than what the kernel buffers.
  *
  * @module
  */
@@ -12,11 +14,14 @@ import type { ByteSink, ByteStream, Server } from "./runtime.ts";
 /** Per-socket state, kept in `socket.data`. */
 interface State {
   sink: ByteSink | undefined;
-  /** Chunks that arrived before start(). */
+  /** Chunks that arrived before start() (the socket is paused then, so only what was already read). */
   early: Uint8Array[];
   ended: boolean;
   endError: Error | undefined;
+  /** Chunks waiting for `drain`, from `pending[head]` on, and their total size in bytes. */
   pending: Uint8Array[];
+  head: number;
+  queued: number;
   drainWaiters: Array<(e?: Error) => void>;
   endWaiters: Array<() => void>;
   wantEnd: boolean;
@@ -32,6 +37,8 @@ function newState(): State {
     ended: false,
     endError: undefined,
     pending: [],
+    head: 0,
+    queued: 0,
     drainWaiters: [],
     endWaiters: [],
     wantEnd: false,
@@ -48,38 +55,67 @@ function finish(st: State, error?: Error): void {
 
 function failWrites(st: State, error: Error): void {
   st.pending = [];
+  st.head = 0;
+  st.queued = 0;
   for (const w of st.drainWaiters.splice(0)) w(error);
   for (const w of st.endWaiters.splice(0)) w();
 }
 
+/** Small queued chunks are joined into one write of up to this many bytes (one syscall, not one per chunk). */
+const JOIN = 64 * 1024;
+
+/** The next queued write: the head chunk, or the small chunks from the head joined. */
+function nextWrite(st: State): Uint8Array {
+  const first = st.pending[st.head]!;
+  if (first.byteLength >= JOIN / 4) return first;
+  let size = 0;
+  let end = st.head;
+  while (end < st.pending.length && size + st.pending[end]!.byteLength <= JOIN) size += st.pending[end++]!.byteLength;
+  if (end - st.head < 2) return first;
+  const joined = new Uint8Array(size);
+  let at = 0;
+  for (let i = st.head; i < end; i++) {
+    joined.set(st.pending[i]!, at);
+    at += st.pending[i]!.byteLength;
+    st.pending[i] = EMPTY;
+  }
+  st.pending[--end] = joined; // the joined chunk takes the last slot; the emptied ones before it are skipped
+  st.head = end;
+  return joined;
+}
+
+const EMPTY = new Uint8Array(0);
+
 /** Writes queued chunks until the socket takes no more. Returns true when the queue is empty. */
 function flush(socket: Socket<State>): boolean {
   const st = socket.data;
-  while (st.pending.length > 0) {
-    const chunk = st.pending[0]!;
+  while (st.head < st.pending.length) {
+    const chunk = nextWrite(st);
     const n = socket.write(chunk);
     if (n < 0) {
       failWrites(st, new ClosedError("Cannot write to socket: it is closed"));
       return true;
     }
+    st.queued -= n;
     if (n < chunk.byteLength) {
-      st.pending[0] = chunk.subarray(n);
+      st.pending[st.head] = chunk.subarray(n);
+      if (st.head > 1024 && st.head * 2 > st.pending.length) {
+        // Drop the written slots now and then, so a queue that never empties does not grow.
+        st.pending = st.pending.slice(st.head);
+        st.head = 0;
+      }
       return false;
     }
-    st.pending.shift();
+    st.pending[st.head++] = EMPTY;
   }
+  st.pending = [];
+  st.head = 0;
   if (st.wantEnd) {
     st.wantEnd = false;
     socket.end();
     for (const w of st.endWaiters.splice(0)) w();
   }
   return true;
-}
-
-function queuedBytes(st: State): number {
-  let n = 0;
-  for (const c of st.pending) n += c.byteLength;
-  return n;
 }
 
 const handlers: SocketHandler<State> = {
@@ -91,7 +127,7 @@ const handlers: SocketHandler<State> = {
   drain(socket) {
     const st = socket.data;
     flush(socket);
-    if (queuedBytes(st) < HIGH_WATER) { for (const w of st.drainWaiters.splice(0)) w(); }
+    if (st.queued < HIGH_WATER) { for (const w of st.drainWaiters.splice(0)) w(); }
   },
   end(socket) {
     finish(socket.data);
@@ -112,33 +148,45 @@ const handlers: SocketHandler<State> = {
 /** A ByteStream over a Bun socket. */
 function socketStream(socket: Socket<State>): ByteStream {
   const st = socket.data;
+  // Read nothing before start(): a server's connection may wait long for accept().
+  socket.pause();
+  let paused = false;
   return {
     ownsChunks: false,
     start(sink) {
       st.sink = sink;
       for (const c of st.early.splice(0)) sink.data(c);
       if (st.ended) sink.end(st.endError);
+      else if (!paused) socket.resume();
     },
-    pause: () => void socket.pause(),
-    resume: () => void socket.resume(),
+    pause() {
+      paused = true;
+      socket.pause();
+    },
+    resume() {
+      paused = false;
+      if (st.sink) socket.resume();
+    },
     write(chunk) {
       if (st.closed || st.ended && st.endError) {
         return Promise.reject(new ClosedError("Cannot write to socket: it is closed"));
       }
-      if (st.pending.length === 0) {
+      if (st.head === st.pending.length) {
         const n = socket.write(chunk);
         if (n === chunk.byteLength) return undefined;
         if (n < 0) return Promise.reject(new ClosedError("Cannot write to socket: it is closed"));
         st.pending.push(chunk.subarray(n));
+        st.queued += chunk.byteLength - n;
       } else {
         st.pending.push(chunk);
+        st.queued += chunk.byteLength;
       }
-      if (queuedBytes(st) < HIGH_WATER) return undefined;
+      if (st.queued < HIGH_WATER) return undefined;
       return new Promise<void>((resolve, reject) => st.drainWaiters.push((e) => (e ? reject(e) : resolve())));
     },
     end() {
       if (st.closed) return Promise.resolve();
-      if (st.pending.length === 0) {
+      if (st.head === st.pending.length) {
         socket.end();
         return Promise.resolve();
       }
