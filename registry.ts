@@ -7,8 +7,16 @@
  */
 import { O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "./ffi/constants.ts";
 import { loadedNative, type Native, native } from "./ffi/native.ts";
+import { identify, type ObjectIdentity } from "./os/identity.ts";
+import { parseStat } from "./os/liveness.ts";
 import { runtime } from "./runtimes/detect.ts";
 import type { Runtime } from "./runtimes/runtime.ts";
+
+/**
+ * A process's state letter and start time (clock ticks after boot) from the text of `/proc/<pid>/stat`, or
+ * undefined. The one parser is `os/liveness.ts`'s; this name is kept for older imports.
+ */
+export { parseStat };
 
 /** The kinds of objects recorded. `socket` is a Unix stream listener's file, `dgram` a bound datagram socket's. */
 export type Kind = "shm" | "mq" | "sem" | "fifo" | "socket" | "dgram" | "sysv";
@@ -154,13 +162,6 @@ export function absolute(ffi: Native, path: string): string {
   return `${cwd === "/" ? "" : cwd}/${path.replace(/^\.\//, "")}`;
 }
 
-/** A process's state letter and start time (clock ticks after boot) from `/proc/<pid>/stat`, or undefined. */
-export function parseStat(text: string): { state: string; start: number } | undefined {
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" "); // fields 3 (state) onwards
-  const start = Number(fields[19]);
-  return fields[0] && Number.isSafeInteger(start) ? { state: fields[0], start } : undefined;
-}
-
 async function startTime(rt: Runtime, pid: number): Promise<number | null> {
   try {
     return parseStat(await rt.readTextFile(`/proc/${pid}/stat`))?.start ?? null;
@@ -185,9 +186,13 @@ function recordName(kind: Kind, name: string, ffi: Native | undefined): string {
   return PATH_KINDS.has(kind) && ffi !== undefined ? absolute(ffi, name) : name;
 }
 
+/** The record format's version: 2 added `identity`; records of version 1 have none. */
+export const RECORD_VERSION = 2;
+
 /**
- * Records an object this process just created. Synchronous and never throws; before `prepare()` has resolved, the
- * write happens once it has.
+ * Records an object this process just created, with the object's identity (`os/identity.ts`), looked up now:
+ * creators call this right after an exclusive create, before anyone else could have replaced the object. Synchronous
+ * and never throws; before `prepare()` has resolved, the write happens once it has (with the identity of now).
  *
  * @param name the POSIX name, the path (FIFOs, sockets), or the queue id as a string (sysv, with its `key`).
  * @internal
@@ -195,17 +200,27 @@ function recordName(kind: Kind, name: string, ffi: Native | undefined): string {
 export function register(kind: Kind, name: string, extra?: { key: number }): void {
   try {
     if (writer === null) return;
-    const full = recordName(kind, name, writer?.ffi ?? loadedNative());
+    const ffi = writer?.ffi ?? loadedNative();
+    const full = recordName(kind, name, ffi);
+    const identity = ffi === undefined ? undefined : identify(ffi, kind, full, extra?.key);
+    write(kind, full, extra, identity);
+  } catch { /* a record is a convenience: it never fails the create */ }
+}
+
+function write(kind: Kind, full: string, extra: { key: number } | undefined, identity: ObjectIdentity | undefined) {
+  try {
+    if (writer === null) return;
     if (writer === undefined) {
-      void prepare().then(() => register(kind, full, extra));
+      void prepare().then(() => write(kind, full, extra, identity));
       return;
     }
     const { ffi, dir, body } = writer;
     const record = {
-      v: 1,
+      v: RECORD_VERSION,
       kind,
       name: full,
       ...(extra === undefined ? {} : { key: extra.key, id: Number(full) }),
+      ...(identity === undefined ? {} : { identity }),
       ...body,
       created: Date.now(),
     };

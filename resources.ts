@@ -5,8 +5,16 @@
  *
  * Each object gets one small JSON file in the registry directory, written when ipckit creates (or binds) the object
  * and removed by whichever process removes the object. A record holds the kind, the name or absolute path, the
- * creator's pid and its start time (field 22 of `/proc/<pid>/stat` on Linux, so a reused pid is not taken for the
- * owner), the runtime and the creation time. Its file name is the kind and a hash of the name.
+ * object's **identity** (device, inode and change/birth times, or a System V queue's id, key and `msg_ctime`: see
+ * `os/identity.ts`), the creator's pid and its start time (so a reused pid is not taken for the owner), the runtime
+ * and the creation time. Its file name is the kind and a hash of the name.
+ *
+ * `clean()` removes an object only when all of this holds: the record is well-formed and this user's, its creator is
+ * dead (gone, a zombie, or its pid now names another process: `os/liveness.ts`), and the object found under the name
+ * now is the very object recorded (same identity). An object that another program made under the same name later
+ * is left alone (the stale record is dropped). A record without an identity (written by ipckit before records had
+ * one) is only reported: `clean({ force: true })` (`ipckit clean --force`) removes such objects after the checks of
+ * old (a FIFO or socket path must still be one; a System V queue must still have its key).
  *
  * The directory: `IPCKIT_REGISTRY` when set (`off` turns records off), else `$XDG_RUNTIME_DIR/ipckit`, else
  * `<tmpdir>/ipckit-<uid>`; the default ones are made with mode 0700 and used only if they are real directories
@@ -23,14 +31,25 @@
  *
  * @module
  */
-import { ESRCH, O_NONBLOCK, O_RDONLY } from "./ffi/constants.ts";
 import { ERRNO, errnoError } from "./ffi/errno.ts";
 import { type Native, native } from "./ffi/native.ts";
+import { lookUp, type ObjectIdentity, parseIdentity, sameObject } from "./os/identity.ts";
+import { alive, tagOf } from "./os/liveness.ts";
 import { runtime } from "./runtimes/detect.ts";
 import type { Runtime } from "./runtimes/runtime.ts";
-import { type Kind, KINDS, locate, parseStat, PATH_KINDS, recordFile } from "./registry.ts";
+import { type Kind, KINDS, locate, PATH_KINDS, recordFile } from "./registry.ts";
 
 export { type Kind, KINDS, type Location, location, useRegistry } from "./registry.ts";
+
+/**
+ * What is under a record's name now:
+ * - `same`: the recorded object (its identity matches);
+ * - `replaced`: another object took the name (another identity, or for a path another file type);
+ * - `gone`: nothing;
+ * - `unverified`: something of the right kind, but it cannot be told from another object (the record has no
+ *   identity, from an older ipckit, or the object cannot be examined).
+ */
+export type ObjectState = "same" | "replaced" | "gone" | "unverified";
 
 /** One recorded object, as `list()` finds it. */
 export interface Resource {
@@ -47,11 +66,13 @@ export interface Resource {
   readonly runtime: string;
   /** When the object was created, in milliseconds since the epoch. */
   readonly created: number;
-  /** Whether the creating process still runs (the same process: its start time is checked where known). */
+  /** Whether the creating process still runs (the same process: not a zombie, its start time checked). */
   readonly owner: "alive" | "dead";
-  /** Whether the object is still there. A record whose object is gone is stale. */
+  /** Whether the recorded object is still there (`object` is `same` or `unverified`). */
   readonly exists: boolean;
-  /** `stale` when the object is gone, else the owner's state. */
+  /** What is under the name now; see {@linkcode ObjectState}. */
+  readonly object: ObjectState;
+  /** `stale` when the recorded object is gone (or replaced), else the owner's state. */
   readonly status: "alive" | "dead" | "stale";
   /** The record's file. */
   readonly record: string;
@@ -67,18 +88,25 @@ export interface ListOptions {
 export interface CleanOptions extends ListOptions {
   /** Report what would be removed, remove nothing. */
   dryRun?: boolean;
+  /**
+   * Also remove dead owners' objects whose record has no identity to check (records of older ipckit versions):
+   * such an object may be another program's that took the name since. False by default.
+   */
+  force?: boolean;
 }
 
 /** What {@linkcode clean} did (or, with `dryRun`, would do). */
 export interface CleanReport {
   /** Objects of dead owners that were removed, with their records. */
   readonly removed: Resource[];
-  /** Stale records (their object was gone already) that were dropped. */
+  /** Stale records that were dropped: their object was gone, or another object has the name now (left alone). */
   readonly dropped: Resource[];
   /** Objects that could not be removed, with the reason; their records stay. */
   readonly failed: { resource: Resource; error: string }[];
   /** Objects of live owners, left alone. */
   readonly kept: Resource[];
+  /** Dead owners' objects that could not be verified (no identity in the record): left alone unless `force`. */
+  readonly unverified: Resource[];
 }
 
 // ---- the reading side
@@ -88,6 +116,7 @@ interface Stored {
   name: string;
   key?: number;
   id?: number;
+  identity?: ObjectIdentity;
   pid: number;
   start: number | null;
   runtime: string;
@@ -108,12 +137,12 @@ function parseRecord(text: string, file: string): Stored | undefined {
     return undefined;
   }
   if (r === null || typeof r !== "object") return undefined;
-  const { kind, name, pid, start, runtime, created, key, id } = r;
+  const { kind, name, pid, start, runtime, created, key, id, identity } = r;
   if (typeof kind !== "string" || !(KINDS as readonly string[]).includes(kind)) return undefined;
   if (typeof name !== "string" || name === "" || name.includes("\0")) return undefined;
   // A pid of 0 or below would make kill() address a process group: refuse.
   if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  if (start !== null && (typeof start !== "number" || !Number.isSafeInteger(start))) return undefined;
+  if (start !== null && (typeof start !== "number" || !Number.isSafeInteger(start) || start < 0)) return undefined;
   if (typeof created !== "number" || !Number.isFinite(created)) return undefined;
   const k = kind as Kind;
   if (file !== recordFile(k, name)) return undefined; // filed under another name: not one of ours
@@ -123,10 +152,15 @@ function parseRecord(text: string, file: string): Stored | undefined {
   } else if (PATH_KINDS.has(k) ? !name.startsWith("/") : !validPosixName(name)) {
     return undefined;
   }
+  // An identity that is there but not well-formed makes the whole record suspect.
+  const checked = identity === undefined ? undefined : parseIdentity(identity);
+  if (identity !== undefined && checked === undefined) return undefined;
+  if (checked !== undefined && (k === "sysv") !== (checked.dev === undefined)) return undefined;
   return {
     kind: k,
     name,
     ...(k === "sysv" ? { key: key as number, id: id as number } : {}),
+    ...(checked === undefined ? {} : { identity: checked }),
     pid,
     start: start as number | null,
     runtime: typeof runtime === "string" ? runtime : "?",
@@ -134,79 +168,33 @@ function parseRecord(text: string, file: string): Stored | undefined {
   };
 }
 
-const IPC_RMID = 0, IPC_STAT = 2, MSQID_DS = 120;
-
-/** Whether the recorded object is still there (and, for paths, of its recorded type). */
-async function objectExists(rt: Runtime, ffi: Native, r: Stored): Promise<boolean> {
-  const { call } = ffi;
-  const gone = () => ffi.errno() === ERRNO.ENOENT; // anything else (EACCES...): assume it is there
-  switch (r.kind) {
-    case "shm": {
-      const fd = call.shm_open(ffi.cstring(r.name), O_RDONLY, 0);
-      if (fd >= 0) call.close(fd);
-      return fd >= 0 || !gone();
-    }
-    case "mq": {
-      if (typeof call.mq_open !== "function") return false;
-      const fd = call.mq_open(ffi.cstring(r.name), O_RDONLY | O_NONBLOCK, 0, null);
-      if (fd >= 0) call.mq_close(fd);
-      return fd >= 0 || !gone();
-    }
-    case "sem": {
-      const sem = call.sem_open(ffi.cstring(r.name), 0, 0, 0);
-      if (sem !== 0) call.sem_close(sem);
-      return sem !== 0 || !gone();
-    }
-    case "sysv": {
-      const stat = new Int32Array(MSQID_DS / 4);
-      if (call.msgctl(r.id!, IPC_STAT, stat) < 0) {
-        const errno = ffi.errno();
-        return !(errno === ERRNO.EINVAL || errno === ERRNO.EIDRM);
-      }
-      return stat[0] === r.key; // ipc_perm.__key: another queue may have taken the id since
-    }
-    default: {
-      const info = await rt.fileInfo(r.name).catch(() => undefined);
-      return info?.type === (r.kind === "fifo" ? "fifo" : "socket");
-    }
-  }
+/** What is under the record's name now, compared with what the record says was made there. */
+function inspect(ffi: Native, r: Pick<Stored, "kind" | "name" | "key" | "identity">): ObjectState {
+  const now = lookUp(ffi, r.kind, r.name, r.key);
+  if (now.found === "none") return "gone";
+  if (now.found === "unknown") return "unverified"; // there, but not ours to examine: never removed on a guess
+  if (PATH_KINDS.has(r.kind) && now.type !== (r.kind === "fifo" ? "fifo" : "socket")) return "replaced";
+  if (r.identity === undefined) return "unverified";
+  return sameObject(r.kind, r.identity, now.identity) ? "same" : "replaced";
 }
 
-/** Whether `pid` is the process that wrote the record: it exists, is not a zombie, and started when recorded. */
-async function ownerAlive(rt: Runtime, ffi: Native, pid: number, start: number | null): Promise<boolean> {
-  if (ffi.call.kill(pid, 0) !== 0 && ffi.errno() === ESRCH) return false;
-  let text: string;
-  try {
-    text = await rt.readTextFile(`/proc/${pid}/stat`);
-  } catch {
-    return start === null; // no /proc (macOS: trust kill) or the process ended since
-  }
-  const stat = parseStat(text);
-  if (stat === undefined) return true;
-  if (stat.state === "Z" || stat.state === "X") return false;
-  return start === null || stat.start === start;
+/** Whether `pid` is the process that wrote the record: not gone, not a zombie, and started when recorded. */
+function ownerAlive(ffi: Native, pid: number, start: number | null): boolean {
+  return alive(pid, start === null ? 0 : tagOf(start), ffi);
 }
 
 async function registryDir(rt: Runtime, ffi: Native, dir: string | undefined): Promise<string | undefined> {
   return dir ?? (await locate(rt, ffi)).dir;
 }
 
-/**
- * Lists the recorded objects, checking for each whether it still exists and whether its creator still runs.
- *
- * @example
- * ```ts
- * import { resources } from "ipckit";
- * for (const r of await resources.list()) console.log(r.kind, r.name, r.pid, r.status); // status: alive or dead
- * ```
- *
- * @param options.all also list stale records (objects already gone).
- * @returns the resources, oldest first. Records that are not well-formed, or not this user's, are skipped.
- */
-export async function list(options: ListOptions & { all?: boolean } = {}): Promise<Resource[]> {
-  const [rt, ffi] = await Promise.all([runtime(), native()]);
-  const dir = await registryDir(rt, ffi, options.dir);
-  if (dir === undefined) return [];
+/** A listed resource with what `clean` needs to re-check it just before removing. */
+interface Found extends Resource {
+  readonly [stored]: Stored;
+}
+const stored = Symbol("stored");
+const IPC_RMID = 0;
+
+async function find(rt: Runtime, ffi: Native, dir: string, all: boolean): Promise<Found[]> {
   let names: string[];
   try {
     names = await rt.readDir(dir);
@@ -215,98 +203,138 @@ export async function list(options: ListOptions & { all?: boolean } = {}): Promi
     throw e;
   }
   const uid = ffi.call.getuid();
-  const owners = new Map<string, Promise<boolean>>();
-  const found: Resource[] = [];
+  const owners = new Map<string, boolean>();
+  const found: Found[] = [];
   for (const file of names.filter((n) => n.endsWith(".json")).sort()) {
     const path = `${dir}/${file}`;
     const info = await rt.fileInfo(path).catch(() => undefined);
     if (info?.type !== "file" || info.uid !== uid) continue;
-    let stored: Stored | undefined;
+    let r: Stored | undefined;
     try {
-      stored = parseRecord(await rt.readTextFile(path), file);
+      r = parseRecord(await rt.readTextFile(path), file);
     } catch {
       continue; // removed while we looked
     }
-    if (stored === undefined) continue;
-    const who = `${stored.pid}:${stored.start}`;
-    if (!owners.has(who)) owners.set(who, ownerAlive(rt, ffi, stored.pid, stored.start));
-    const alive = await owners.get(who)!;
-    const exists = await objectExists(rt, ffi, stored);
-    if (!exists && !options.all) continue;
-    const { start: _start, ...shown } = stored;
+    if (r === undefined) continue;
+    const who = `${r.pid}:${r.start}`;
+    if (!owners.has(who)) owners.set(who, ownerAlive(ffi, r.pid, r.start));
+    const alive = owners.get(who)!;
+    const object = inspect(ffi, r);
+    const exists = object === "same" || object === "unverified";
+    if (!exists && !all) continue;
+    const { start: _start, identity: _identity, ...shown } = r;
     found.push({
       ...shown,
       owner: alive ? "alive" : "dead",
       exists,
+      object,
       status: exists ? (alive ? "alive" : "dead") : "stale",
       record: path,
+      [stored]: r,
     });
   }
   return found.sort((a, b) => a.created - b.created);
 }
 
-/** Removes a dead owner's object; a path is removed only if it still is a FIFO/socket. */
-async function removeObject(rt: Runtime, ffi: Native, r: Resource): Promise<void> {
+/**
+ * Lists the recorded objects, checking for each whether it is still the object recorded and whether its creator
+ * still runs.
+ *
+ * @example
+ * ```ts
+ * import { resources } from "ipckit";
+ * for (const r of await resources.list()) console.log(r.kind, r.name, r.pid, r.status); // status: alive or dead
+ * ```
+ *
+ * @param options.all also list stale records (objects gone, or replaced by another object of the same name).
+ * @returns the resources, oldest first. Records that are not well-formed, or not this user's, are skipped.
+ */
+export async function list(options: ListOptions & { all?: boolean } = {}): Promise<Resource[]> {
+  const [rt, ffi] = await Promise.all([runtime(), native()]);
+  const dir = await registryDir(rt, ffi, options.dir);
+  if (dir === undefined) return [];
+  return (await find(rt, ffi, dir, options.all === true)).map(({ [stored]: _, ...r }) => r);
+}
+
+/**
+ * Removes a dead owner's object, re-checking right before it (synchronously, so the window in which another
+ * program could replace the object is a few system calls long) that it is still the recorded one.
+ *
+ * @returns false when it is not the same object any more (left alone).
+ */
+function removeObject(ffi: Native, r: Stored, force: boolean): boolean {
+  const state = inspect(ffi, r);
+  if (state === "gone") return true;
+  if (state === "replaced" || (state === "unverified" && !force)) return false;
   const { call } = ffi;
   const check = (result: number, what: string) => {
     if (result !== 0 && ffi.errno() !== ERRNO.ENOENT) throw errnoError(ffi.errno(), what);
   };
   switch (r.kind) {
     case "shm":
-      return check(call.shm_unlink(ffi.cstring(r.name)), `unlink shared memory "${r.name}"`);
+      check(call.shm_unlink(ffi.cstring(r.name)), `unlink shared memory "${r.name}"`);
+      break;
     case "mq":
-      return check(call.mq_unlink(ffi.cstring(r.name)), `unlink message queue "${r.name}"`);
+      check(call.mq_unlink(ffi.cstring(r.name)), `unlink message queue "${r.name}"`);
+      break;
     case "sem":
-      return check(call.sem_unlink(ffi.cstring(r.name)), `unlink semaphore "${r.name}"`);
-    case "sysv": {
-      const stat = new Int32Array(MSQID_DS / 4);
-      if (call.msgctl(r.id!, IPC_STAT, stat) < 0 || stat[0] !== r.key) return; // gone, or someone else's now
+      check(call.sem_unlink(ffi.cstring(r.name)), `unlink semaphore "${r.name}"`);
+      break;
+    case "sysv":
       if (call.msgctl(r.id!, IPC_RMID, null) < 0) {
         const errno = ffi.errno();
         if (errno !== ERRNO.EINVAL && errno !== ERRNO.EIDRM) throw errnoError(errno, `remove System V queue ${r.id}`);
       }
-      return;
-    }
-    default: {
-      const info = await rt.fileInfo(r.name);
-      if (info?.type === (r.kind === "fifo" ? "fifo" : "socket")) await rt.removeFile(r.name);
-    }
+      break;
+    default:
+      check(call.unlink(ffi.cstring(r.name)), `remove ${r.kind === "fifo" ? "FIFO" : "socket file"} "${r.name}"`);
   }
+  return true;
 }
 
 /**
- * Removes the objects whose creator is dead, with their records, and drops stale records. Objects of live
- * creators are never touched. A FIFO or socket path is removed only if it is still a FIFO or a socket.
+ * Removes the objects whose creator is dead and that are still the objects recorded, with their records, and drops
+ * stale records. Objects of live creators are never touched, nor objects that another program made under a
+ * recorded name, nor (without `force`) objects whose record holds no identity to check.
  *
  * @example
  * ```ts
  * import { resources } from "ipckit";
  * const report = await resources.clean({ dryRun: true }); // what `ipckit clean` would remove
  * console.log(report.removed.map((r) => `${r.kind} ${r.name} (pid ${r.pid})`));
+ * console.log(report.unverified.length); // objects of older records, removed only with { force: true }
  * ```
  *
  * @param options.dryRun report only.
+ * @param options.force also remove dead owners' objects recorded without an identity (older records).
  */
 export async function clean(options: CleanOptions = {}): Promise<CleanReport> {
   const [rt, ffi] = await Promise.all([runtime(), native()]);
   const dir = await registryDir(rt, ffi, options.dir);
-  const report: CleanReport = { removed: [], dropped: [], failed: [], kept: [] };
+  const report: CleanReport = { removed: [], dropped: [], failed: [], kept: [], unverified: [] };
   if (dir === undefined) return report;
-  for (const r of await list({ dir, all: true })) {
-    if (r.exists && r.owner === "alive") {
-      report.kept.push(r);
+  const force = options.force === true;
+  for (const { [stored]: r, ...resource } of await find(rt, ffi, dir, true)) {
+    if (resource.exists && resource.owner === "alive") {
+      report.kept.push(resource);
       continue;
     }
+    if (resource.object === "unverified" && !force) {
+      report.unverified.push(resource);
+      continue;
+    }
+    let removed = resource.exists;
     if (!options.dryRun) {
       try {
-        if (r.exists) await removeObject(rt, ffi, r);
-        await rt.removeFile(r.record);
+        if (resource.exists) removed = removeObject(ffi, r, force);
+        await rt.removeFile(resource.record);
       } catch (e) {
-        report.failed.push({ resource: r, error: (e as Error).message });
+        report.failed.push({ resource, error: (e as Error).message });
         continue;
       }
     }
-    (r.exists ? report.removed : report.dropped).push(r);
+    if (removed) report.removed.push(resource);
+    else report.dropped.push({ ...resource, exists: false, object: "replaced", status: "stale" });
   }
   return report;
 }

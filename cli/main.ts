@@ -3,7 +3,8 @@
  * The `ipckit` command: inspect and clean the OS objects ipckit created, benchmark the transports, run the demo.
  *
  *   ipckit ls [--json] [--all]          objects recorded by ipckit, with owner pid and whether the owner is alive
- *   ipckit clean [--dry-run] [--json]   remove the objects of dead owners (and stale records)
+ *   ipckit clean [--dry-run] [--force] [--json]   remove the objects of dead owners that are still the objects
+ *                                       recorded (and stale records); --force: also those of records without identity
  *   ipckit bench [--runtime ...] [--quick]   round trips per transport, a table per runtime
  *   ipckit demo                         one process talking to a Deno, a Bun and a Node child
  *   ipckit worker --nats URL --module F  a pool worker on any host, joining a Pool over NATS

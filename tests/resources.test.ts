@@ -1,9 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fifo, mq, NamedSemaphore, resources, runtime, SharedMemory, shm, sysv, unix, unixDgram } from "../mod.ts";
 import { native } from "../ffi/native.ts";
+import { identify } from "../os/identity.ts";
 import { recordFile } from "../registry.ts";
 
 const rt = await runtime();
@@ -150,11 +152,12 @@ test("clean() removes a dead owner's FIFO but never a regular file a forged reco
     const pid = await deadPid();
     const precious = join(dir, "precious.txt");
     writeFileSync(precious, "keep me");
-    forge(registry, { kind: "fifo", name: precious, pid, start: null });
+    const fileIdentity = identify(ffi, "fifo", precious);
+    forge(registry, { kind: "fifo", name: precious, pid, start: null, identity: fileIdentity });
     forge(registry, { kind: "socket", name: precious, pid, start: null });
     const pipePath = join(dir, "left.fifo");
     assert.equal(ffi.call.mkfifo(ffi.cstring(pipePath), 0o600), 0);
-    forge(registry, { kind: "fifo", name: pipePath, pid, start: null });
+    forge(registry, { kind: "fifo", name: pipePath, pid, start: null, identity: identify(ffi, "fifo", pipePath) });
     const listedNow = await resources.list({ dir: registry, all: true });
     assert.deepEqual(listedNow.map((r) => `${r.kind} ${r.status}`).sort(), ["fifo dead", "fifo stale", "socket stale"]);
     const report = await resources.clean({ dir: registry });
@@ -191,13 +194,18 @@ test("malformed, misfiled and pid-0 records are ignored, and clean() leaves them
     forge(registry, { kind: "fifo", name: target, pid: await deadPid(), start: null }, "fifo-misfiled.json");
     forge(registry, { kind: "shm", name: "/../../etc/passwd", pid: await deadPid(), start: null });
     forge(registry, { kind: "printer", name: target, pid: await deadPid(), start: null }, "printer-x.json");
+    // Identities that are not well-formed (a time that is not one; a FIFO's without device and inode).
+    const [t2, t3] = [join(dir, "t2.fifo"), join(dir, "t3.fifo")];
+    for (const t of [t2, t3]) assert.equal(ffi.call.mkfifo(ffi.cstring(t), 0o600), 0);
+    forge(registry, { kind: "fifo", name: t2, pid: await deadPid(), start: null, identity: { dev: "1:2", ino: "3" } });
+    forge(registry, { kind: "fifo", name: t3, pid: await deadPid(), start: null, identity: { ctime: "1" } });
     writeFileSync(join(registry, "junk.json"), "{ not json");
     assert.deepEqual(await resources.list({ dir: registry, all: true }), []);
     const report = await resources.clean({ dir: registry });
     assert.deepEqual([report.removed, report.dropped, report.failed, report.kept], [[], [], [], []]);
-    assert.equal(existsSync(target), true);
-    assert.equal(files(registry).length, 6);
-    await rt.removeFile(target);
+    assert.deepEqual([target, t2, t3].map((t) => existsSync(t)), [true, true, true]);
+    assert.equal(files(registry).length, 8);
+    for (const t of [target, t2, t3]) await rt.removeFile(t);
   });
 });
 
@@ -272,4 +280,309 @@ test("the default directory is used only when it is a private directory of this 
     resources.useRegistry(undefined);
     await rt.removeDir(dir);
   }
+});
+
+// ---- identity: clean() removes only what is still the very object recorded (issue 16, finding 5)
+
+const OTHER_PROGRAM = rt.fromFileUrl(new URL("./helpers/other_program.py", import.meta.url));
+
+interface Other {
+  pid: number;
+  zombie?: number;
+  reused?: number;
+  /** Ends the program (its objects stay: the test removes them). */
+  stop(): Promise<void>;
+}
+
+/** Starts tests/helpers/other_program.py (Python, plain libc): it makes `spec`'s objects and keeps them. */
+async function otherProgram(spec: Record<string, unknown>): Promise<Other> {
+  const child = spawn("python3", [OTHER_PROGRAM, JSON.stringify(spec)], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  let ended = false;
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  void closed.then(() => (ended = true));
+  const stop = async () => {
+    child.stdin.end();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await closed;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + 60_000;
+  while (!out.includes("\n")) {
+    if (ended || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await closed;
+      throw new Error(`the Python program did not get ready: ${err || out}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { ...JSON.parse(out), stop };
+}
+
+/** Removes named objects whatever made them, ignoring what is gone. */
+function removeNamed(names: { shm?: string; mq?: string; sem?: string; paths?: string[] }): void {
+  if (names.shm) ffi.call.shm_unlink(ffi.cstring(names.shm));
+  if (names.mq) ffi.call.mq_unlink(ffi.cstring(names.mq));
+  if (names.sem) ffi.call.sem_unlink(ffi.cstring(names.sem));
+  for (const p of names.paths ?? []) ffi.call.unlink(ffi.cstring(p));
+}
+
+/** A record file's JSON, with its owner changed to `pid` (a process that is gone): what a killed creator leaves. */
+function orphan(path: string, pid: number): Record<string, unknown> {
+  return { ...JSON.parse(readFileSync(path, "utf8")), pid, start: null };
+}
+
+/** This process's start time, as /proc/<pid>/stat gives it. */
+function startOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+}
+
+test("clean() keeps what another program made under the names of a dead owner's removed objects", {
+  timeout: 120_000,
+}, async () => {
+  await withRegistry(async (registry, dir) => {
+    const name = `/ipckit-test-rec-${unique()}`;
+    const paths = { socket: join(dir, "s.sock"), dgram: join(dir, "d.sock"), fifo: join(dir, "f") };
+    const named = { shm: name, mq: name, sem: name, paths: [paths.socket, paths.dgram, `${paths.fifo}.in`] };
+    let other: Other | undefined;
+    try {
+      // ipckit makes one object of each kind with a name; their records (with identities) are kept aside.
+      const segment = await SharedMemory.create(name, { size: 4096 });
+      const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+      const sem = await NamedSemaphore.create(name);
+      const listener = await unix.listen(paths.socket);
+      const dgram = await unixDgram.bind(paths.dgram);
+      const abort = new AbortController();
+      const pending = fifo.create(paths.fifo, { signal: abort.signal }).catch(() => undefined);
+      while (!existsSync(`${paths.fifo}.out`)) await new Promise((r) => setTimeout(r, 5));
+      const saved = files(registry).map((f) => [f, readFileSync(join(registry, f), "utf8")] as const);
+      assert.equal(saved.length, 7);
+      // The objects are removed; the owner "dies" with its records left behind (written back, with a dead pid).
+      segment.unlink();
+      segment.close();
+      queue.unlink();
+      queue.close();
+      sem.unlink();
+      await sem.close();
+      await listener.close();
+      await dgram.close();
+      abort.abort();
+      await pending;
+      const dead = await deadPid();
+      for (const [f, text] of saved) {
+        writeFileSync(join(registry, f), JSON.stringify({ ...JSON.parse(text), pid: dead }));
+      }
+      // Another program (Python, plain libc) makes new objects under the same names.
+      other = await otherProgram({
+        shm: name,
+        mq: name,
+        sem: name,
+        socket: paths.socket,
+        dgram: paths.dgram,
+        fifo: `${paths.fifo}.in`,
+      });
+      const listedNow = await resources.list({ dir: registry, all: true });
+      const report = await resources.clean({ dir: registry });
+      // The other program's objects are all still there.
+      assert.ok(existsSync(`/dev/shm${name}`), "the segment");
+      assert.ok(existsSync(`/dev/shm/sem.${name.slice(1)}`), "the semaphore");
+      assert.notEqual(identify(ffi, "mq", name), undefined, "the message queue");
+      for (const p of named.paths) assert.ok(existsSync(p), p);
+      assert.deepEqual(
+        listedNow.map((r) => `${r.kind} ${r.object} ${r.status}`).sort(),
+        [
+          "dgram replaced stale",
+          "fifo gone stale", // f.out: nothing there now
+          "fifo replaced stale",
+          "mq replaced stale",
+          "sem replaced stale",
+          "shm replaced stale",
+          "socket replaced stale",
+        ],
+      );
+      assert.deepEqual(report.removed, []);
+      assert.deepEqual(report.failed, []);
+      assert.equal(report.dropped.length, 7);
+      assert.deepEqual(files(registry), [], "the stale records are dropped");
+    } finally {
+      await other?.stop();
+      removeNamed(named);
+    }
+  });
+});
+
+test("clean() never removes a live object of another program that a forged record points at", {
+  timeout: 120_000,
+}, async () => {
+  await withRegistry(async (registry, dir) => {
+    const name = `/ipckit-test-rec-${unique()}`;
+    const paths = { socket: join(dir, "s.sock"), dgram: join(dir, "d.sock"), fifo: join(dir, "p.fifo") };
+    const named = { shm: name, mq: name, sem: name, paths: Object.values(paths) };
+    const other = await otherProgram({ shm: name, mq: name, sem: name, ...paths });
+    try {
+      const pid = await deadPid();
+      const targets: [resources.Kind, string][] = [
+        ["shm", name],
+        ["mq", name],
+        ["sem", name],
+        ["socket", paths.socket],
+        ["dgram", paths.dgram],
+        ["fifo", paths.fifo],
+      ];
+      // Records without an identity (as older ipckit versions wrote them): reported, never removed.
+      for (const [kind, target] of targets) forge(registry, { kind, name: target, pid, start: null });
+      const listed = await resources.list({ dir: registry });
+      const report = await resources.clean({ dir: registry });
+      const allThere = () => {
+        assert.ok(existsSync(`/dev/shm${name}`) && existsSync(`/dev/shm/sem.${name.slice(1)}`));
+        assert.notEqual(identify(ffi, "mq", name), undefined);
+        for (const p of named.paths) assert.ok(existsSync(p), p);
+      };
+      allThere();
+      assert.deepEqual(listed.map((r) => `${r.object} ${r.status}`), new Array(6).fill("unverified dead"));
+      assert.deepEqual([report.removed, report.dropped, report.failed], [[], [], []]);
+      assert.equal(report.unverified.length, 6);
+      assert.equal(files(registry).length, 6, "their records stay, to be seen");
+      // Records with an identity that is not the object's (as if made for an earlier object of that name).
+      for (const [kind, target] of targets) {
+        const real = identify(ffi, kind, target)!;
+        const forged = { ...real, ino: String(BigInt(real.ino!) + 1n), ctime: "1.000000000" };
+        delete (forged as { btime?: string }).btime;
+        forge(registry, { kind, name: target, pid, start: null, identity: forged });
+      }
+      const again = await resources.clean({ dir: registry });
+      allThere();
+      assert.deepEqual([again.removed, again.failed], [[], []]);
+      assert.deepEqual(again.dropped.map((r) => r.object), new Array(6).fill("replaced"));
+    } finally {
+      await other.stop();
+      removeNamed(named);
+    }
+  });
+});
+
+test("clean() removes a dead owner's objects whose identity matches; force also takes unverified ones", async () => {
+  await withRegistry(async (registry, dir) => {
+    const name = `/ipckit-test-rec-${unique()}`;
+    const paths = [join(dir, "s.sock"), join(dir, "d.sock"), join(dir, "x.fifo")];
+    let q: sysv.SysvQueue | undefined;
+    const closers: (() => unknown)[] = [];
+    try {
+      const segment = await SharedMemory.create(name, { size: 64 });
+      closers.push(() => segment.close());
+      const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+      closers.push(() => queue.close());
+      await queue.send(new Uint8Array([1])); // traffic moves a queue's ctime: still the same queue
+      const sem = await NamedSemaphore.create(name);
+      closers.push(() => sem.close());
+      const listener = await unix.listen(paths[0]!);
+      closers.push(() => listener.close()); // its socket file is gone by then, or removed by this
+      const dgram = await unixDgram.bind(paths[1]!);
+      closers.push(() => dgram.close());
+      q = await sysv.private();
+      q.setMaxBytes(4096); // IPC_SET moves msg_ctime: still the same queue
+      const dead = await deadPid();
+      const records = files(registry).map((f) => join(registry, f));
+      const orphans = records.map((f) => orphan(f, dead));
+      // The process "dies" without closing anything (its handles are dropped below, after the clean).
+      for (const [i, f] of records.entries()) writeFileSync(f, JSON.stringify(orphans[i]));
+      // An older record without identity, of a FIFO: left alone, unless forced.
+      assert.equal(ffi.call.mkfifo(ffi.cstring(paths[2]!), 0o600), 0);
+      forge(registry, { kind: "fifo", name: paths[2], pid: dead, start: null });
+      const report = await resources.clean({ dir: registry });
+      assert.deepEqual(report.removed.map((r) => r.kind).sort(), ["dgram", "mq", "sem", "shm", "socket", "sysv"]);
+      assert.deepEqual(report.unverified.map((r) => r.name), [paths[2]]);
+      assert.equal(existsSync(`/dev/shm${name}`), false);
+      assert.equal(identify(ffi, "mq", name), undefined);
+      assert.equal(identify(ffi, "sysv", String(q.id)), undefined);
+      assert.deepEqual(paths.map((p) => existsSync(p)), [false, false, true]);
+      const forced = await resources.clean({ dir: registry, force: true });
+      assert.deepEqual(forced.removed.map((r) => r.name), [paths[2]]);
+      assert.equal(existsSync(paths[2]!), false);
+      assert.deepEqual(files(registry), []);
+    } finally {
+      for (const close of closers) await close();
+      removeNamed({ shm: name, mq: name, sem: name, paths });
+      if (q !== undefined) ffi.call.msgctl(q.id, 0, /* IPC_RMID */ null);
+    }
+  });
+});
+
+test("a zombie owner is dead for list() and clean(): its object is removed", { timeout: 60_000 }, async () => {
+  await withRegistry(async (registry, dir) => {
+    const other = await otherProgram({ zombie: true });
+    const pipePath = join(dir, "z.fifo");
+    try {
+      const zombie = other.zombie!;
+      assert.match(readFileSync(`/proc/${zombie}/stat`, "utf8"), /\) Z /, "the child is a zombie");
+      assert.equal(ffi.call.mkfifo(ffi.cstring(pipePath), 0o600), 0);
+      const identity = identify(ffi, "fifo", pipePath);
+      forge(registry, { kind: "fifo", name: pipePath, pid: zombie, start: startOf(zombie), identity });
+      const [r] = await resources.list({ dir: registry });
+      assert.equal(r?.owner, "dead");
+      assert.equal(r?.status, "dead");
+      const report = await resources.clean({ dir: registry });
+      assert.deepEqual(report.removed.map((x) => x.name), [pipePath]);
+      assert.equal(existsSync(pipePath), false);
+      // Its live parent, with its real start time, is alive: the same object recorded for it would be kept.
+      assert.equal(ffi.call.mkfifo(ffi.cstring(pipePath), 0o600), 0);
+      forge(registry, {
+        kind: "fifo",
+        name: pipePath,
+        pid: other.pid,
+        start: startOf(other.pid),
+        identity: identify(ffi, "fifo", pipePath),
+      });
+      assert.equal((await resources.clean({ dir: registry })).kept.length, 1);
+      assert.equal(existsSync(pipePath), true);
+    } finally {
+      await other.stop();
+      removeNamed({ paths: [pipePath] });
+    }
+  });
+});
+
+test("a reused pid is told apart: the dead owner's object is removed, the new process's kept", {
+  timeout: 120_000,
+}, async (t) => {
+  if (ffi.call.getuid() !== 0) {
+    t.skip("needs root: a new process is made to take a dead one's pid by writing /proc/sys/kernel/ns_last_pid");
+    return;
+  }
+  await withRegistry(async (registry, dir) => {
+    // The first owner: a process that ran, then died and was reaped.
+    const first = rt.spawn(["sleep", "600"], { stdio: "null" });
+    const pid = first.pid;
+    const firstStart = startOf(pid);
+    first.kill("SIGKILL");
+    await first.exited;
+    const other = await otherProgram({ reuse: pid });
+    const mine = join(dir, "first.fifo");
+    const theirs = join(dir, "second.fifo");
+    try {
+      assert.equal(other.reused, pid, `a new process took pid ${pid} (another fork may have taken it every try)`);
+      const secondStart = startOf(pid);
+      assert.notEqual(secondStart, firstStart);
+      for (const [path, start] of [[mine, firstStart], [theirs, secondStart]] as const) {
+        assert.equal(ffi.call.mkfifo(ffi.cstring(path), 0o600), 0);
+        forge(registry, { kind: "fifo", name: path, pid, start, identity: identify(ffi, "fifo", path) });
+      }
+      const listed = await resources.list({ dir: registry });
+      assert.deepEqual(
+        listed.map((r) => `${r.name === mine ? "first" : "second"} ${r.owner}`).sort(),
+        ["first dead", "second alive"],
+      );
+      const report = await resources.clean({ dir: registry });
+      assert.deepEqual(report.removed.map((r) => r.name), [mine]);
+      assert.deepEqual(report.kept.map((r) => r.name), [theirs]);
+      assert.deepEqual([existsSync(mine), existsSync(theirs)], [false, true]);
+    } finally {
+      await other.stop();
+      removeNamed({ paths: [mine, theirs] });
+    }
+  });
 });
