@@ -16,6 +16,11 @@
  * flock locks are advisory (a process that does not lock can still read and write the file), do not work reliably
  * on NFS before Linux 2.6.12 and are not the same locks as `fcntl(F_SETLK)` record locks.
  *
+ * The lock file is never opened through a symbolic link (`O_NOFOLLOW`): lock paths often live in shared directories
+ * such as `/tmp`, where another user could plant a link at the path to make a privileged process create (or lock)
+ * a file of the link's choosing. A symlink at the path is refused with `PermissionError` (code `ELOOP`); links in
+ * the directories above it are followed as usual.
+ *
  * @example
  * ```ts
  * import { FileLock, runtime } from "ipckit";
@@ -31,9 +36,9 @@
  *
  * @module
  */
-import { abortError, ClosedError, TimeoutError } from "../errors.ts";
+import { abortError, ClosedError, PermissionError, TimeoutError } from "../errors.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { O_CREAT, O_RDWR } from "../ffi/constants.ts";
+import { O_CREAT, O_NOFOLLOW, O_RDWR } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
 
 /** flock(2) operations (the same on Linux and macOS). */
@@ -133,12 +138,14 @@ export class FileLock implements Disposable {
   }
 
   /**
-   * Opens (by default creating, mode 0600) the lock file at `path`. The file's contents are not touched.
+   * Opens (by default creating, mode 0600) the lock file at `path`. The file's contents are not touched, and a
+   * symbolic link at `path` is never followed (see the module doc).
    *
    * @param path The lock file.
    * @returns The open lock file; `close()` it (or `using`) when done.
    * @throws {NotFoundError} when the file (with `create: false`) or its directory does not exist.
-   * @throws {PermissionError} when the file cannot be opened for reading and writing.
+   * @throws {PermissionError} when the file cannot be opened for reading and writing, or `path` is a symbolic link
+   *   (code `ELOOP`).
    */
   static async open(path: string, options: FileLockOpenOptions = {}): Promise<FileLock> {
     checkPath(path);
@@ -147,9 +154,18 @@ export class FileLock implements Disposable {
       throw new RangeError(`Cannot open lock file "${path}": mode must be an integer from 0 to 0o777`);
     }
     const ffi = await native();
-    const flags = O_RDWR | O_CLOEXEC | (options.create === false ? 0 : O_CREAT);
+    const flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (options.create === false ? 0 : O_CREAT);
     const fd = ffi.call.open(ffi.cstring(path), flags, mode);
-    if (fd < 0) throw errnoError(ffi.errno(), `open lock file "${path}"`);
+    if (fd < 0) {
+      const errno = ffi.errno();
+      if (errno === ERRNO.ELOOP) {
+        throw new PermissionError(
+          `Cannot open lock file "${path}": it is a symbolic link (a lock file is never opened through one)`,
+          { code: "ELOOP" },
+        );
+      }
+      throw errnoError(errno, `open lock file "${path}"`);
+    }
     return new FileLock(ffi, fd, path);
   }
 

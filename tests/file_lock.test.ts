@@ -1,7 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
-import { ClosedError, FileLock, NotFoundError, pipe, runtime, runtimeArgv, TimeoutError } from "../mod.ts";
+import {
+  ClosedError,
+  FileLock,
+  NotFoundError,
+  PermissionError,
+  pipe,
+  runtime,
+  runtimeArgv,
+  TimeoutError,
+} from "../mod.ts";
 import type { ByteStream, ChildProcess, RuntimeName } from "../mod.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 
@@ -127,6 +136,41 @@ test("FileLock.open() creates the file with mode 0600, or rejects with NotFoundE
     assert.equal(statSync(`${dir}/x.lock`).mode & 0o777, 0o600);
     using b = await FileLock.open(`${dir}/x.lock`, { create: false });
     assert.ok(b);
+  });
+});
+
+test("FileLock.open() refuses a symlink planted at the lock path: nothing is created or touched through it", async () => {
+  await withDir(async (dir) => {
+    const { existsSync, mkdirSync, symlinkSync, statSync } = await import("node:fs");
+    // A dangling link: following it would create the victim file (as root, anywhere the link points).
+    const victim = `${dir}/victim-created`;
+    symlinkSync(victim, `${dir}/a.lock`);
+    await assert.rejects(FileLock.open(`${dir}/a.lock`), (e: Error) => {
+      assert.ok(e instanceof PermissionError, `${e.name}: ${e.message}`);
+      assert.equal((e as PermissionError).code, "ELOOP");
+      assert.match(e.message, /^Cannot open lock file ".*a\.lock": it is a symbolic link/);
+      return true;
+    });
+    assert.equal(existsSync(victim), false, "the link's target was not created");
+    // A link to an existing file: refused, whether creating or not; the file is untouched (content, mode, lock).
+    const precious = `${dir}/precious`;
+    await writeFile(precious, "keep me", { mode: 0o644 });
+    const before = statSync(precious);
+    symlinkSync(precious, `${dir}/b.lock`);
+    await assert.rejects(FileLock.open(`${dir}/b.lock`), PermissionError);
+    await assert.rejects(FileLock.open(`${dir}/b.lock`, { create: false }), PermissionError);
+    assert.equal(await readFile(precious, "utf8"), "keep me");
+    assert.equal(statSync(precious).mode & 0o777, 0o644);
+    assert.equal(statSync(precious).ctimeMs, before.ctimeMs);
+    using direct = await FileLock.open(precious, { create: false });
+    using held = direct.tryLock();
+    assert.ok(held, "no FileLock holds a lock on the link's target");
+    // Links in the directories above the lock file are followed as usual.
+    mkdirSync(`${dir}/real`);
+    symlinkSync(`${dir}/real`, `${dir}/linked`);
+    using through = await FileLock.open(`${dir}/linked/c.lock`);
+    assert.ok(through.tryLock());
+    assert.equal(existsSync(`${dir}/real/c.lock`), true);
   });
 });
 
