@@ -3,26 +3,46 @@
  * may serve at once). The wire protocol is in `protocol.ts`.
  *
  * Semantics:
- * - calls are matched to replies by id; any number may be in flight;
+ * - calls are matched to replies by id; a caller may send any number, and a server handles up to `maxInFlight`
+ *   (default 1024) at once per connection, calls and notifications together: past it a call is answered at once
+ *   with a `RemoteError` named `QueueFullError`, a notification is dropped and reported to `onError`;
+ * - a server stops reading while its replies back up (the caller does not read them): more than
+ *   `replyHighWaterMark` bytes (default 1 MiB) handed to the channel and not yet taken; it reads again when half
+ *   went out. What one connection can make a server hold is bounded either way;
  * - a handler runs with `this` = `{ signal, method, peer }`: `signal` aborts when the caller cancels (its own
  *   AbortSignal crossed the wire), when the call's deadline passes, or when the connection closes;
  * - a handler that returns an AsyncIterable streams it: the caller's promise resolves to an AsyncIterable, and the
  *   handler is pulled no further than the caller's credit (`window` items; more as the caller consumes them);
- * - a handler's throw arrives as a `RemoteError` (name, message, stack, `data`); an unknown method as
- *   `MethodNotFoundError`; when the connection ends, pending calls reject with `ClosedError`;
+ * - a handler's throw arrives as a `RemoteError` (name, message, `code`, `data`; the stack only when the server
+ *   sets `exposeStack: true`, as it names the server's files); an unknown method as `MethodNotFoundError`; when
+ *   the connection ends, pending calls reject with `ClosedError`;
+ * - a peer that breaks the protocol (a bad id, a call id already in flight, a stream credit out of range, more
+ *   stream items than granted, a message the codec refuses) ends the connection with `ProtocolError`;
  * - only the handler object's own function properties are callable: no prototype walk, so `constructor`,
  *   `__proto__` or `toString` are unknown methods.
  *
  * @module
  */
-import { abortError, ClosedError, IpcError, MethodNotFoundError, ProtocolError, TimeoutError } from "../errors.ts";
+import {
+  abortError,
+  ClosedError,
+  IpcError,
+  MessageTooLargeError,
+  MethodNotFoundError,
+  ProtocolError,
+  QueueFullError,
+  TimeoutError,
+} from "../errors.ts";
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
+import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
+import { Call, checkCredit, RemoteStream } from "./stream.ts";
 import {
   BYE,
   CALL,
   CANCEL,
   CREDIT,
+  describe,
   END,
   ERROR,
   fromWire,
@@ -32,6 +52,8 @@ import {
   kindOf,
   MAGIC,
   MAJOR,
+  MAX_DEADLINE,
+  MAX_WINDOW,
   MINOR,
   NOTIFY,
   RESULT,
@@ -59,17 +81,20 @@ export type RemoteApi<H> = {
     : never;
 };
 
-/** Options of {@linkcode RpcPeer}. */
-export interface RpcOptions {
+/** Options of {@linkcode RpcPeer}; the {@linkcode ServerLimits} bound what the other side can make it hold. */
+export interface RpcOptions extends ServerLimits {
   /** How messages are encoded: `cbor` (default; Uint8Array travels as bytes) or `json`. Both sides must agree. */
   codec?: Codec;
   /** The handlers this side serves (own function properties only). */
   handlers?: object;
   /** The default deadline of every call, in milliseconds (none by default). */
   timeout?: number;
-  /** How many stream items may be in flight per stream before the handler waits (default 16). */
+  /** How many stream items may be in flight per stream before the handler waits (default 16, at most 2^20). */
   window?: number;
-  /** Called with errors thrown by notification handlers (they have no caller to reject). */
+  /**
+   * Called with errors of notifications (they have no caller to reject): a handler's throw, an unknown method, a
+   * notification dropped past `maxInFlight` (`QueueFullError`).
+   */
   onError?: (error: unknown) => void;
 }
 
@@ -82,6 +107,8 @@ export interface CallOptions {
 }
 
 const NOOP = () => {};
+/** How long `close()` waits for its BYE to go out before it closes anyway (a peer that reads nothing). */
+const BYE_WAIT_MS = 2000;
 
 interface Pending {
   method: string;
@@ -127,6 +154,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   readonly #timeout: number | undefined;
   readonly #window: number;
   readonly #onError: (error: unknown) => void;
+  readonly #maxInFlight: number;
+  readonly #exposeStack: boolean;
+  readonly #outbox: Outbox;
+  /** Notifications whose handler has not settled yet (they count toward maxInFlight with the calls served). */
+  #notifying = 0;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #streams = new Map<number, RemoteStream>();
@@ -140,9 +172,15 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     this.#codec = options.codec ?? cbor;
     this.#timeout = options.timeout;
     this.#window = options.window ?? 16;
-    if (!Number.isInteger(this.#window) || this.#window < 1) {
-      throw new RangeError(`Cannot use an RPC window of ${options.window}: it must be a positive integer`);
+    if (!checkCredit(this.#window)) {
+      throw new RangeError(
+        `Cannot use an RPC window of ${options.window}: it must be an integer from 1 to ${MAX_WINDOW}`,
+      );
     }
+    const limits = checkLimits(options, "start RPC");
+    this.#maxInFlight = limits.maxInFlight;
+    this.#exposeStack = limits.exposeStack;
+    this.#outbox = new Outbox(channel, limits.replyHighWaterMark);
     this.#onError = options.onError ?? (() => {});
     const handlers = options.handlers ?? {};
     for (const key of Object.keys(handlers)) {
@@ -153,7 +191,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       get: (_, name) =>
         typeof name === "string" && name !== "then" ? (...args: unknown[]) => this.call(name, ...args) : undefined,
     }) as RemoteApi<Remote>;
-    this.#send([HELLO, MAGIC, MAJOR, MINOR]);
+    this.#send([HELLO, MAGIC, MAJOR, MINOR]).catch(NOOP); // a failed channel ends the read loop too
     this.#done = this.#loop();
   }
 
@@ -178,7 +216,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return Promise.reject(new RangeError(`Cannot call "${method}" with timeout ${timeout}: it must be >= 0 ms`));
     }
     const id = this.#nextId++;
-    if (signal === undefined && timeout === undefined) {
+    // No timer for a deadline a timer cannot hold (it would fire at once): such a deadline means none.
+    if (signal === undefined && (timeout === undefined || timeout > MAX_DEADLINE)) {
       // The common case: no timer, no listener, no closures beyond the promise's own.
       return new Promise<unknown>((resolve, reject) => {
         this.#pending.set(id, { method, resolve, reject, cleanup: NOOP });
@@ -198,7 +237,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         },
       };
       this.#pending.set(id, p);
-      if (timeout !== undefined) {
+      if (timeout !== undefined && timeout <= MAX_DEADLINE) {
         timer = setTimeout(
           () => this.#giveUp(id, new TimeoutError(`Remote call "${method}" timed out after ${timeout} ms`)),
           timeout,
@@ -217,7 +256,16 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   /** Closes the connection: pending calls reject with `ClosedError`, running handlers are aborted. */
   async close(): Promise<void> {
-    if (!this.#ended) await this.#send([BYE]).catch(() => {});
+    if (!this.#ended) {
+      // Wait for the BYE (datagram peers learn of the end only from it), but not for ever: a peer that reads
+      // nothing would hold the close.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#send([BYE]).catch(NOOP),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, BYE_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+    }
     this.#end(new ClosedError("Cannot complete the RPC call: the connection was closed"));
     await this.channel.close();
     await this.#done;
@@ -227,22 +275,82 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     return this.close();
   }
 
+  /** Encodes a message; a value the codec cannot encode is a TypeError. */
+  #encode(message: unknown[]): Uint8Array {
+    try {
+      return this.#codec.encode(message);
+    } catch (e) {
+      throw new TypeError(`Cannot encode an RPC message with ${this.#codec.name}: ${(e as Error)?.message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  /** Sends a message of this side's own (a call, a notification, BYE). */
   #send(message: unknown[]): Promise<void> {
     let bytes: Uint8Array;
     try {
-      bytes = this.#codec.encode(message);
+      bytes = this.#encode(message);
     } catch (e) {
-      return Promise.reject(
-        new TypeError(`Cannot encode an RPC message with ${this.#codec.name}: ${(e as Error).message}`, { cause: e }),
-      );
+      return Promise.reject(e);
     }
     return this.channel.send(bytes);
   }
 
-  /** Sends without caring whether it arrives (replies to a peer that may be gone). */
-  #post(message: unknown[]): void {
-    this.#send(message).catch(() => {});
+  /** Sends a message that answers the peer (a reply, a stream item, a credit): it counts toward the outbox. */
+  #emit(message: unknown[]): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#encode(message);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#outbox.send(bytes);
   }
+
+  /** Sends an answer without caring whether it arrives (the peer may be gone). */
+  #post(message: unknown[]): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#encode(message);
+    } catch {
+      return;
+    }
+    void this.#outbox.send(bytes, NOOP);
+  }
+
+  /**
+   * Sends the reply to call `id` (a RESULT or an ERROR). A reply that cannot go (the codec refuses the value, or it
+   * exceeds the channel's maxMessage) becomes a small ERROR, so the caller always gets an answer.
+   */
+  #answer(id: number, message: unknown[], last = false): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#encode(message);
+    } catch (e) {
+      return this.#fallback(id, e, last);
+    }
+    void this.#outbox.send(bytes, (e) => {
+      if (e instanceof MessageTooLargeError) this.#fallback(id, e, last);
+    });
+  }
+
+  #fallback(id: number, error: unknown, last: boolean): void {
+    if (!last) this.#answer(id, [ERROR, id, toWire(error, this.#exposeStack)], true);
+  }
+
+  /** Calls `onError` (which must not break the read loop). */
+  #report(error: unknown): void {
+    try {
+      this.#onError(error);
+    } catch { /* the application's callback failed: nothing to tell */ }
+  }
+
+  readonly #notifyDone = (): void => void this.#notifying--;
+  readonly #notifyFailed = (e: unknown): void => {
+    this.#notifying--;
+    this.#report(e);
+  };
 
   /** The caller gave up on call `id`: reject it and tell the server to stop. */
   #giveUp(id: number, error: unknown): void {
@@ -267,6 +375,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     try {
       // receive() rather than `for await`: two promise turns less per message.
       for (;;) {
+        // Replies back up (the peer does not read them): read no more calls until half of them went out.
+        if (this.#outbox.full) {
+          await this.#outbox.drained();
+          if (this.#ended) break;
+        }
         const bytes = await this.channel.receive();
         if (this.#ended) break;
         this.#dispatch(this.#codec.decode(bytes));
@@ -279,7 +392,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         : new ProtocolError(`Cannot read the RPC connection: ${(e as Error)?.message}`, { cause: e });
       if (e instanceof ProtocolError && !this.#ended) {
         // Tell a peer that speaks something else why, then hang up.
-        this.#post([ERROR, null, toWire(e)]);
+        this.#post([ERROR, null, toWire(e, this.#exposeStack)]);
       }
     }
     this.#end(end);
@@ -289,6 +402,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   #end(error: Error): void {
     if (this.#ended) return;
     this.#ended = error;
+    this.#outbox.wake();
     for (const id of [...this.#pending.keys()]) this.#settle(id, error, false);
     for (const s of this.#streams.values()) s.fail(error);
     this.#streams.clear();
@@ -306,9 +420,9 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       }
       if (msg[2] !== MAJOR) {
         throw new ProtocolError(
-          `Cannot start RPC: incompatible protocol versions (this side ${MAJOR}.${MINOR}, the peer ${String(msg[2])}.${
-            String(msg[3])
-          })`,
+          `Cannot start RPC: incompatible protocol versions (this side ${MAJOR}.${MINOR}, the peer ${
+            describe(msg[2])
+          }.${describe(msg[3])})`,
         );
       }
       this.#helloSeen = true;
@@ -324,7 +438,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       case ERROR: {
         if (msg[1] === null) throw this.#connectionError(msg[2]);
         const id = this.#id(msg);
-        const method = this.#pending.get(id)?.method ?? this.#streams.get(id)?.method ?? "?";
+        const method = this.#pending.get(id)?.method ?? this.#streams.get(id)?.method;
+        if (method === undefined) return; // a late answer to a call given up
         const error = fromWire(msg[2], method);
         this.#settle(id, error, false);
         this.#streams.get(id)?.fail(error);
@@ -359,11 +474,13 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       case BYE:
         throw new ClosedError("Cannot complete the RPC call: the peer closed the connection");
       case CREDIT: {
-        const s = this.#serving.get(this.#id(msg));
+        const id = this.#id(msg);
         const n = msg[2];
-        if (s && Number.isInteger(n) && (n as number) > 0) {
-          s.credit += n as number;
-          s.wake?.();
+        const s = this.#serving.get(id);
+        if (s) return s.grant(n);
+        // A credit for a stream that ended meanwhile is normal; a credit no caller would send is not.
+        if (!checkCredit(n)) {
+          throw new ProtocolError(`Cannot read an RPC message: a stream credit of ${describe(n)} is out of range`);
         }
         return;
       }
@@ -379,7 +496,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   #id(msg: unknown[]): number {
     const id = msg[1];
-    if (!Number.isSafeInteger(id)) throw new ProtocolError(`Cannot read an RPC message: bad id ${String(id)}`);
+    if (!Number.isSafeInteger(id)) throw new ProtocolError(`Cannot read an RPC message: bad id ${describe(id)}`);
     return id as number;
   }
 
@@ -390,29 +507,50 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   #notified(msg: unknown[]): void {
     const fn = this.#lookup(msg[1]);
     if (!fn || !Array.isArray(msg[2])) {
-      this.#onError(
-        new MethodNotFoundError(`Notification "${String(msg[1])}" has no handler`, { name: "MethodNotFoundError" }),
+      return this.#report(
+        new MethodNotFoundError(`Notification ${describe(msg[1])} has no handler`, { name: "MethodNotFoundError" }),
       );
-      return;
     }
+    if (this.#serving.size + this.#notifying >= this.#maxInFlight) {
+      return this.#report(
+        new QueueFullError(`Cannot run notification ${describe(msg[1])}: ${this.#busy()}`),
+      );
+    }
+    this.#notifying++;
     const context: CallContext = { signal: AbortSignal.abort(), method: msg[1] as string, peer: this as RpcPeer };
-    Promise.resolve().then(() => fn.apply(context, msg[2] as unknown[])).catch((e) => this.#onError(e));
+    Promise.resolve().then(() => fn.apply(context, msg[2] as unknown[])).then(this.#notifyDone, this.#notifyFailed);
+  }
+
+  #busy(): string {
+    return `${this.#maxInFlight} calls and notifications are in flight on this connection (maxInFlight)`;
   }
 
   #serve(msg: unknown[]): void {
     const id = this.#id(msg);
     const [, , method, params, timeout, credit] = msg;
+    // Two calls under one id would share one entry: the first could then never be cancelled nor counted.
+    if (this.#serving.has(id)) {
+      throw new ProtocolError(`Cannot read an RPC message: call id ${id} is already in flight`);
+    }
+    if (credit !== undefined && !checkCredit(credit)) {
+      throw new ProtocolError(
+        `Cannot read an RPC message: a call's stream window of ${describe(credit)} is out of range`,
+      );
+    }
     const fn = this.#lookup(method);
     if (!fn) {
-      return this.#post([ERROR, id, {
-        name: "MethodNotFoundError",
-        message: `no method ${JSON.stringify(String(method))}`,
-      }]);
+      return this.#answer(id, [ERROR, id, { name: "MethodNotFoundError", message: `no method ${describe(method)}` }]);
     }
     if (!Array.isArray(params)) {
-      return this.#post([ERROR, id, { name: "TypeError", message: "the params are not an array" }]);
+      return this.#answer(id, [ERROR, id, { name: "TypeError", message: "the params are not an array" }]);
     }
-    const call = new Call(method as string, this as RpcPeer, Number.isInteger(credit) ? credit as number : 16);
+    if (this.#serving.size + this.#notifying >= this.#maxInFlight) {
+      return this.#answer(id, [ERROR, id, {
+        name: "QueueFullError",
+        message: `Cannot serve ${describe(method)}: ${this.#busy()}`,
+      }]);
+    }
+    const call = new Call(method as string, this as RpcPeer, credit ?? 16);
     let result: unknown;
     try {
       result = fn.apply(call, params);
@@ -421,11 +559,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     // A plain value from a synchronous handler: reply at once, with nothing to cancel or time out.
     if (result === null || (typeof result !== "object" && typeof result !== "function")) {
-      return this.#result(id, result);
+      return this.#answer(id, [RESULT, id, result]);
     }
     // A promise or a stream runs on: the caller may cancel it, and its deadline applies.
     this.#serving.set(id, call);
-    if (typeof timeout === "number" && timeout >= 0) {
+    if (typeof timeout === "number" && timeout >= 0 && timeout <= MAX_DEADLINE) {
       call.timer = setTimeout(
         () => call.cancel(new TimeoutError(`Call "${String(method)}" passed its deadline of ${timeout} ms`)),
         timeout,
@@ -443,7 +581,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   #fail(id: number, call: Call, error: unknown): void {
     this.#finish(id, call);
-    if (!call.aborted) this.#post([ERROR, id, toWire(error)]);
+    if (!call.aborted) this.#answer(id, [ERROR, id, toWire(error, this.#exposeStack)]);
   }
 
   #reply(id: number, call: Call, result: unknown): void {
@@ -453,18 +591,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return;
     }
     this.#finish(id, call);
-    this.#result(id, result);
-  }
-
-  #result(id: number, result: unknown): void {
-    // A result the codec cannot encode is the handler's error, not a silent loss.
-    this.#send([RESULT, id, result]).catch((e) => {
-      if (e instanceof TypeError) this.#post([ERROR, id, toWire(e)]);
-    });
+    this.#answer(id, [RESULT, id, result]);
   }
 
   async #stream(id: number, call: Call, source: AsyncIterable<unknown>): Promise<void> {
-    await this.#send([STREAM, id]);
+    await this.#emit([STREAM, id]);
     const it = source[Symbol.asyncIterator]();
     try {
       for (;;) {
@@ -474,121 +605,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         if (done) break;
         if (call.aborted) return;
         call.credit--;
-        await this.#send([ITEM, id, value]);
+        await this.#emit([ITEM, id, value]);
       }
-      await this.#send([END, id]);
+      await this.#emit([END, id]);
     } finally {
       if (call.aborted) await it.return?.();
     }
-  }
-}
-
-/**
- * A call being served: the handler's `this`. Its AbortSignal is made on first use only (most handlers never look),
- * already aborted if the call was cancelled before.
- */
-class Call implements CallContext {
-  readonly method: string;
-  readonly peer: RpcPeer;
-  /** Stream items the caller will still take. */
-  credit: number;
-  wake: (() => void) | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  aborted = false;
-  #controller: AbortController | undefined;
-  #reason: unknown;
-
-  constructor(method: string, peer: RpcPeer, credit: number) {
-    this.method = method;
-    this.peer = peer;
-    this.credit = credit;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.aborted) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  cancel(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-    this.wake?.();
-  }
-}
-
-/** The caller's side of a streamed result. */
-class RemoteStream implements AsyncIterable<unknown> {
-  readonly method: string;
-  #items: unknown[] = [];
-  #waiter: { resolve(r: IteratorResult<unknown>): void; reject(e: unknown): void } | undefined;
-  #done = false;
-  #error: unknown;
-  #consumed = 0;
-  readonly #window: number;
-  readonly #credit: (n: number) => void;
-  readonly #cancel: () => void;
-
-  constructor(method: string, window: number, credit: (n: number) => void, cancel: () => void) {
-    this.method = method;
-    this.#window = window;
-    this.#credit = credit;
-    this.#cancel = cancel;
-  }
-
-  push(value: unknown): void {
-    if (this.#waiter) {
-      const w = this.#waiter;
-      this.#waiter = undefined;
-      this.#took();
-      w.resolve({ done: false, value });
-    } else this.#items.push(value);
-  }
-
-  finish(): void {
-    this.#done = true;
-    this.#waiter?.resolve({ done: true, value: undefined });
-    this.#waiter = undefined;
-  }
-
-  fail(error: unknown): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#error = error;
-    this.#waiter?.reject(error);
-    this.#waiter = undefined;
-  }
-
-  /** One item consumed: grant more credit every half window. */
-  #took(): void {
-    if (++this.#consumed >= Math.ceil(this.#window / 2)) {
-      this.#credit(this.#consumed);
-      this.#consumed = 0;
-    }
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    return {
-      next: () => {
-        if (this.#items.length > 0) {
-          this.#took();
-          return Promise.resolve({ done: false, value: this.#items.shift() });
-        }
-        if (this.#error !== undefined) return Promise.reject(this.#error);
-        if (this.#done) return Promise.resolve({ done: true, value: undefined });
-        return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
-      },
-      return: () => {
-        if (!this.#done) {
-          this.#done = true;
-          this.#cancel();
-        }
-        return Promise.resolve({ done: true, value: undefined });
-      },
-    };
   }
 }

@@ -22,15 +22,22 @@
 import type { Channel, Listener } from "../transports/channel.ts";
 import { ClosedError } from "../errors.ts";
 import { type RpcOptions, RpcPeer } from "./peer.ts";
-import { JsonRpcServer } from "./jsonrpc.ts";
+import { type JsonRpcOptions, JsonRpcServer } from "./jsonrpc.ts";
+import { checkLimits } from "./limits.ts";
 
-export { JsonRpcServer } from "./jsonrpc.ts";
+export { type JsonRpcOptions, JsonRpcServer } from "./jsonrpc.ts";
+export type { ServerLimits } from "./limits.ts";
 export { cluster, type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./cluster.ts";
 
-/** Options of {@linkcode serve}. */
+/**
+ * Options of {@linkcode serve}, given to every connection it serves: the limits (`maxInFlight`,
+ * `replyHighWaterMark`, `exposeStack`) hold per connection.
+ */
 export interface ServeOptions extends Omit<RpcOptions, "handlers"> {
   /** `"ipckit"` (default: the protocol of `rpc.connect`) or `"jsonrpc"`: JSON-RPC 2.0 for outside clients. */
   protocol?: "ipckit" | "jsonrpc";
+  /** JSON-RPC only: the most requests in one batch (default 100); a longer batch gets one -32600 error. */
+  maxBatch?: number;
 }
 
 export { type CallContext, type CallOptions, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
@@ -94,12 +101,27 @@ export function serve<H extends object>(
   if (handlers === null || typeof handlers !== "object") {
     throw new TypeError("Cannot serve RPC: handlers must be an object of functions");
   }
-  const { protocol = "ipckit", ...rest } = options;
+  const { protocol = "ipckit", maxBatch, ...rest } = options;
   if (protocol !== "ipckit" && protocol !== "jsonrpc") {
     throw new TypeError(`Cannot serve RPC: protocol must be "ipckit" or "jsonrpc", not ${JSON.stringify(protocol)}`);
   }
+  const { maxInFlight, replyHighWaterMark, exposeStack, onError } = rest;
+  // Bad limits fail here, once, rather than on each connection a listener accepts.
+  checkLimits(rest, "serve RPC");
+  const jsonOptions: JsonRpcOptions = {
+    ...(maxBatch === undefined ? {} : { maxBatch }),
+    ...(maxInFlight === undefined ? {} : { maxInFlight }),
+    ...(replyHighWaterMark === undefined ? {} : { replyHighWaterMark }),
+    ...(exposeStack === undefined ? {} : { exposeStack }),
+    ...(onError === undefined ? {} : { onError }),
+  };
+  if (maxBatch !== undefined && (!Number.isSafeInteger(maxBatch) || maxBatch < 1)) {
+    throw new RangeError(`Cannot serve RPC with maxBatch ${String(maxBatch)}: it must be a positive integer`);
+  }
   const start = (channel: Channel) =>
-    protocol === "jsonrpc" ? new JsonRpcServer(channel, handlers) : new RpcPeer(channel, { ...rest, handlers });
+    protocol === "jsonrpc"
+      ? new JsonRpcServer(channel, handlers, jsonOptions)
+      : new RpcPeer(channel, { ...rest, handlers });
   if (isChannel(target)) return start(target);
   if (target === null || typeof target !== "object" || typeof (target as Listener).accept !== "function") {
     throw new TypeError("Cannot serve RPC: the target must be a Channel or a Listener");
