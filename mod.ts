@@ -35,7 +35,7 @@ export { DEFAULT_MAX_MESSAGE, encodeFrame, FrameDecoder, HEADER_SIZE, MAX_FRAME 
 export { encodeLine, LineDecoder } from "./transports/lines.ts";
 export type { StreamChannelOptions } from "./transports/stream_channel.ts";
 export { typed, type TypedChannel } from "./transports/typed.ts";
-export { cbor, type Codec, json } from "./transports/codec.ts";
+export { cbor, cborCodec, type CborOptions, type Codec, json } from "./transports/codec.ts";
 
 // Transports
 export * as unix from "./transports/unix.ts";

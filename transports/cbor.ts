@@ -1,40 +1,92 @@
 /**
- * A small, fast CBOR (RFC 8949) encoder and decoder for plain data, the common case of every message: numbers,
- * strings, booleans, null, undefined, Uint8Array (as a byte string), arrays and plain objects (as maps with
- * string keys). Anything else (Map, Set, Date, BigInt, other typed arrays, class instances, tags, indefinite
- * lengths, non-string map keys) is handed whole to cbor-x, so the two together read and write what cbor-x alone
- * does. For a 16-byte message this path costs about a fifth of cbor-x's, which is most of an RPC call over
- * shared memory.
+ * ipckit's CBOR (RFC 8949) encoder, and the two ways in: `decodeCbor` (plain data only, `transports/cbor_decode.ts`)
+ * and `decodeExtended` (cbor-x's full decoder for trusted peers).
  *
- * Output is standard CBOR with the shortest heads, read the way cbor-x reads it: integers of 32 bits are integers,
- * other numbers float32 when that is exact and float64 otherwise (so -0 stays -0, and 2^40 stays a number where
- * cbor-x would read a 64-bit integer as a BigInt). Decoded byte strings are views of the input, as with cbor-x. A
- * decoded `__proto__` key becomes an own property, never a prototype.
+ * The encoder writes plain data itself, in the shortest standard form: numbers, strings, booleans, null, undefined,
+ * Uint8Array (and ArrayBuffer, DataView) as a byte string, arrays, and objects as maps with string keys. It also
+ * writes, with the tags cbor-x uses (so older ipckit and cbor-x peers read them as before): Date (tag 1: seconds),
+ * Map (tag 259), Set (tag 258), BigInt (a 64-bit integer head, or tag 2/3 past 64 bits) and the typed arrays (tags 64
+ * to 86, RFC 8746, this machine's byte order). A class instance is written as a map of its own enumerable
+ * properties and any other iterable as an array, as cbor-x writes them. What the plain decoder would refuse is
+ * refused here too, with a `TypeError` at the sender: Error, RegExp, cbor-x `Tag`s, functions, symbols, weak
+ * collections, promises, a BigInt past `maxBignumBytes`, nesting past `maxDepth` (a cyclic value ends there). So what
+ * ipckit encodes, ipckit decodes, with the same limits. With `extended` those values go to cbor-x instead, whole.
+ *
+ * Integers of 32 bits are integers, other numbers float32 when that is exact and float64 otherwise (so -0 stays -0,
+ * and 2^40 stays a number where a 64-bit integer would be read as a BigInt). For a 16-byte message this path costs
+ * about a fifth of cbor-x's, which is most of an RPC call over shared memory.
  *
  * @module
  */
-import { Decoder, Encoder } from "cbor-x";
+import { Decoder, Encoder, Tag } from "cbor-x";
+import { ProtocolError } from "../errors.ts";
 import { copy } from "./bytes.ts";
+import { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";
+
+export { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";
+
+/** How a CBOR codec reads and writes: the decoder's limits, and whether cbor-x's richer values are allowed. */
+export interface CborSettings extends CborLimits {
+  /** cbor-x decodes (and encodes) what ipckit's plain path refuses: for trusted peers only. */
+  readonly extended: boolean;
+}
+
+/** The `cbor` codec's settings: plain data, {@linkcode DEFAULT_LIMITS}. */
+export const DEFAULT_SETTINGS: CborSettings = { ...DEFAULT_LIMITS, extended: false };
 
 // Plain CBOR: no record extension or shared structures, so any CBOR peer can read it.
 const fallbackEncoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
 const fallbackDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
-/** Thrown inside this module when a value or a byte sequence needs cbor-x. */
+/**
+ * Decodes with cbor-x's full decoder what the plain decoder refuses (RegExp, Error, shared references, records,
+ * unknown tags as cbor-x `Tag`s…). Plain messages still take the fast path. Only for peers you trust: cbor-x builds
+ * some values in more than linear time.
+ *
+ * @throws {ProtocolError} when cbor-x cannot decode the bytes either.
+ */
+export function decodeExtended(bytes: Uint8Array, limits: CborLimits = DEFAULT_LIMITS): unknown {
+  try {
+    return decodeCbor(bytes, limits);
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+  }
+  try {
+    return fallbackDecoder.decode(bytes);
+  } catch (e) {
+    throw new ProtocolError(`Cannot decode a CBOR message of ${bytes.byteLength} bytes: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+/** Thrown inside this module, with `extended`, when a value needs cbor-x. */
 const FALLBACK = new Error("cbor: not plain data");
-const MAX_DEPTH = 500;
 const TWO_32 = 2 ** 32;
+const TWO_64 = 2n ** 64n;
+const REFUSED = "the receiving codec decodes plain data only " +
+  "(cborCodec({ extended: true }) on both sides carries it between trusted peers)";
 
 let buf = new Uint8Array(8192);
 let view = new DataView(buf.buffer);
 let pos = 0;
 let encoding = false;
+let maxDepth = DEFAULT_SETTINGS.maxDepth;
+let maxBignum = DEFAULT_SETTINGS.maxBignumBytes;
+let extended = false;
 
-/** Encodes `value` as CBOR into fresh bytes. */
-export function encodeCbor(value: unknown): Uint8Array {
-  if (encoding) return copyOut(fallbackEncoder.encode(value)); // re-entered from a getter: keep our buffer intact
+/**
+ * Encodes `value` as CBOR into fresh bytes.
+ *
+ * @throws {TypeError} for a value the decoder with the same `settings` would refuse (see the module doc).
+ */
+export function encodeCbor(value: unknown, settings: CborSettings = DEFAULT_SETTINGS): Uint8Array {
+  if (encoding) return reentered(value, settings);
   encoding = true;
   pos = 0;
+  maxDepth = settings.maxDepth;
+  maxBignum = settings.maxBignumBytes;
+  extended = settings.extended;
   try {
     item(value, 0);
     return copy(buf, 0, pos);
@@ -44,6 +96,36 @@ export function encodeCbor(value: unknown): Uint8Array {
   } finally {
     encoding = false;
     if (buf.length > 1 << 20) shrink();
+  }
+}
+
+/** An encode started from inside another (a getter that encodes): a buffer of its own, the outer state kept. */
+function reentered(value: unknown, settings: CborSettings): Uint8Array {
+  const saved = { buf, view, pos, maxDepth, maxBignum, extended };
+  buf = new Uint8Array(256);
+  view = new DataView(buf.buffer);
+  encoding = false;
+  try {
+    return encodeCbor(value, settings);
+  } finally {
+    ({ buf, view, pos, maxDepth, maxBignum, extended } = saved);
+    encoding = true;
+  }
+}
+
+/** Refuses a value the plain decoder would refuse (or hands the whole value to cbor-x, with `extended`). */
+function refuse(what: string, why = REFUSED): never {
+  if (extended) throw FALLBACK;
+  throw new TypeError(`Cannot encode ${what} as CBOR: ${why}`);
+}
+
+/** Arrays, maps and tags count as levels: the decoder refuses one at `maxDepth` or deeper, and so does this. */
+function level(depth: number): void {
+  if (depth >= maxDepth) {
+    refuse(
+      `a value nested deeper than ${maxDepth} levels`,
+      "the receiving codec refuses it (maxDepth; a cyclic value has no end)",
+    );
   }
 }
 
@@ -119,23 +201,17 @@ function item(v: unknown, depth: number): void {
         buf[pos++] = 0xf6;
         return;
       }
-      if (depth > MAX_DEPTH) throw FALLBACK;
       if (Array.isArray(v)) {
+        level(depth);
         const n = v.length;
         head(4, n);
         for (let i = 0; i < n; i++) item(v[i], depth + 1);
         return;
       }
-      if (v instanceof Uint8Array) {
-        const n = v.byteLength;
-        head(2, n);
-        ensure(n);
-        buf.set(v, pos);
-        pos += n;
-        return;
-      }
+      if (v instanceof Uint8Array) return bytes(v);
       const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) throw FALLBACK;
+      if (proto !== Object.prototype && proto !== null) return special(v, depth);
+      level(depth);
       const keys = Object.keys(v);
       head(5, keys.length);
       for (const key of keys) {
@@ -144,9 +220,144 @@ function item(v: unknown, depth: number): void {
       }
       return;
     }
+    case "bigint":
+      return bigint(v, depth);
     default:
-      throw FALLBACK; // bigint, symbol, function: cbor-x decides
+      return refuse(`a ${typeof v}`);
   }
+}
+
+function bytes(v: Uint8Array): void {
+  const n = v.byteLength;
+  head(2, n);
+  ensure(n);
+  buf.set(v, pos);
+  pos += n;
+}
+
+/** Writes a tag's head (the tagged item follows). */
+function tag(n: number, depth: number): void {
+  level(depth);
+  head(6, n);
+}
+
+/** Everything that is not an array, a byte string or a plain object. */
+function special(v: object, depth: number): void {
+  if (v instanceof Date) {
+    tag(1, depth);
+    return number(dateSeconds(v.getTime()));
+  }
+  if (v instanceof Map) {
+    tag(259, depth);
+    level(depth + 1);
+    head(5, v.size);
+    for (const [key, value] of v) {
+      item(key, depth + 2);
+      item(value, depth + 2);
+    }
+    return;
+  }
+  if (v instanceof Set) {
+    tag(258, depth);
+    level(depth + 1);
+    head(4, v.size);
+    for (const x of v) item(x, depth + 2);
+    return;
+  }
+  if (ArrayBuffer.isView(v)) return typedArray(v, depth);
+  if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer)) {
+    return bytes(new Uint8Array(v));
+  }
+  if (
+    v instanceof Error || v instanceof RegExp || v instanceof Tag || v instanceof Promise || v instanceof WeakMap ||
+    v instanceof WeakSet
+  ) {
+    return refuse(`a ${v.constructor?.name ?? "value"}`);
+  }
+  // A class instance or another iterable: what cbor-x wrote for them, read back as plain data.
+  if (extended) throw FALLBACK; // cbor-x decides, as before
+  if (Symbol.iterator in v) return item(Array.from(v as Iterable<unknown>), depth);
+  level(depth);
+  const keys = Object.keys(v);
+  head(5, keys.length);
+  for (const key of keys) {
+    string(key);
+    item((v as Record<string, unknown>)[key], depth + 1);
+  }
+}
+
+const f64 = new Float64Array(1);
+const f64Bits = new BigInt64Array(f64.buffer);
+
+/**
+ * A date's seconds, as tag 1 holds them, chosen so that `Math.round(seconds * 1000)` (how cbor-x and this decoder
+ * read them) gives back the exact milliseconds: `ms / 1000` alone misses for about 0.3 % of far dates.
+ */
+function dateSeconds(ms: number): number {
+  let s = ms / 1000;
+  for (let i = 0; i < 8 && s === s; i++) {
+    const back = Math.round(s * 1000);
+    if (back === ms) return s;
+    f64[0] = s;
+    f64Bits[0]! += (back < ms) === (s > 0) ? 1n : -1n; // the next double up or down
+    s = f64[0]!;
+  }
+  return ms / 1000;
+}
+
+/** A BigInt: a 64-bit integer head within 64 bits (cbor-x reads those as BigInt), else a bignum (tag 2 or 3). */
+function bigint(v: bigint, depth: number): void {
+  const negative = v < 0n;
+  const magnitude = negative ? -1n - v : v;
+  if (magnitude < TWO_64 && v !== -TWO_64) { // cbor-x writes -2^64 as a bignum: so does this
+    ensure(9);
+    buf[pos++] = negative ? 0x3b : 0x1b;
+    view.setBigUint64(pos, magnitude);
+    pos += 8;
+    return;
+  }
+  let hex = magnitude.toString(16); // linear: a power-of-two radix
+  if (hex.length & 1) hex = "0" + hex;
+  const n = hex.length / 2;
+  if (n > maxBignum) {
+    refuse(`a BigInt of ${n} bytes`, `the receiving codec refuses more than ${maxBignum} (maxBignumBytes)`);
+  }
+  tag(negative ? 3 : 2, depth);
+  head(2, n);
+  ensure(n);
+  for (let i = 0; i < hex.length; i += 2) buf[pos++] = (nibble(hex.charCodeAt(i)) << 4) | nibble(hex.charCodeAt(i + 1));
+}
+
+function nibble(c: number): number {
+  return c <= 0x39 ? c - 0x30 : c - 0x57; // "0"-"9", "a"-"f"
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** The typed arrays cbor-x writes, with their little-endian tag (RFC 8746); big-endian is 4 less. */
+const TYPED_TAGS: [abstract new (...args: never[]) => ArrayBufferView, number][] = [
+  [Uint8ClampedArray, 68],
+  [Uint16Array, 69],
+  [Uint32Array, 70],
+  [BigUint64Array, 71],
+  [Int8Array, 72],
+  [Int16Array, 77],
+  [Int32Array, 78],
+  [BigInt64Array, 79],
+  [Float32Array, 85],
+  [Float64Array, 86],
+];
+
+/** A typed array other than Uint8Array: its tag, then its bytes as they are in memory. A DataView: its bytes. */
+function typedArray(v: ArrayBufferView, depth: number): void {
+  const raw = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof DataView) return bytes(raw);
+  for (const [Class, le] of TYPED_TAGS) {
+    if (v instanceof Class) {
+      tag(LITTLE_ENDIAN || le === 68 || le === 72 ? le : le - 4, depth);
+      return bytes(raw);
+    }
+  }
+  refuse(`a ${v.constructor?.name ?? "typed array"} (no CBOR tag that cbor-x reads)`);
 }
 
 function number(v: number): void {
@@ -244,170 +455,4 @@ function string(s: string): void {
     buf[start + 1] = n;
     pos = at;
   }
-}
-
-// ---- decoding ----
-
-const EMPTY = new Uint8Array(0);
-let data: Uint8Array = EMPTY;
-let at = 0;
-const fromUtf8 = new TextDecoder();
-/** Floats are read through this scratch space: a DataView per message would cost more than the whole decode. */
-const scratch = new Uint8Array(8);
-const scratchView = new DataView(scratch.buffer);
-
-/**
- * Decodes one CBOR item that fills `bytes` exactly.
- *
- * @throws {Error} (from cbor-x) when the bytes are not one valid CBOR item.
- */
-export function decodeCbor(bytes: Uint8Array): unknown {
-  data = bytes;
-  at = 0;
-  try {
-    const v = read(0);
-    if (at === bytes.length) return v;
-  } catch (e) {
-    if (e !== FALLBACK) throw e;
-  } finally {
-    data = EMPTY; // do not keep the message alive
-  }
-  return fallbackDecoder.decode(bytes);
-}
-
-/** Reads `n` (4 or 8) bytes at `at` into the scratch space. */
-function toScratch(n: number): void {
-  if (at + n > data.length) throw FALLBACK;
-  for (let i = 0; i < n; i++) scratch[i] = data[at + i]!;
-  at += n;
-}
-
-/** Reads a head's argument for additional information `ai`. */
-function argument(ai: number): number {
-  if (ai < 24) return ai;
-  let n: number;
-  switch (ai) {
-    case 24:
-      if (at + 1 > data.length) throw FALLBACK;
-      return data[at++]!;
-    case 25:
-      if (at + 2 > data.length) throw FALLBACK;
-      n = (data[at]! << 8) | data[at + 1]!;
-      at += 2;
-      return n;
-    case 26:
-      if (at + 4 > data.length) throw FALLBACK;
-      n = uint32(at);
-      at += 4;
-      return n;
-    default:
-      throw FALLBACK; // 64-bit arguments (cbor-x reads them as BigInt), indefinite lengths, reserved values
-  }
-}
-
-function uint32(i: number): number {
-  return ((data[i]! << 24) | (data[i + 1]! << 16) | (data[i + 2]! << 8) | data[i + 3]!) >>> 0;
-}
-
-function read(depth: number): unknown {
-  if (at >= data.length || depth > MAX_DEPTH) throw FALLBACK;
-  const ib = data[at++]!;
-  const major = ib >> 5;
-  const ai = ib & 31;
-  switch (major) {
-    case 0:
-      return argument(ai);
-    case 1:
-      return -1 - argument(ai);
-    case 2: {
-      const n = argument(ai);
-      if (at + n > data.length) throw FALLBACK;
-      const out = data.subarray(at, at + n);
-      at += n;
-      return out;
-    }
-    case 3: {
-      const n = argument(ai);
-      if (at + n > data.length) throw FALLBACK;
-      return text(n);
-    }
-    case 4: {
-      const n = argument(ai);
-      if (n > data.length - at) throw FALLBACK; // every item takes at least a byte
-      const out = new Array(n);
-      for (let i = 0; i < n; i++) out[i] = read(depth + 1);
-      return out;
-    }
-    case 5: {
-      const n = argument(ai);
-      if (n * 2 > data.length - at) throw FALLBACK;
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < n; i++) {
-        const key = read(depth + 1);
-        if (typeof key !== "string") throw FALLBACK; // cbor-x's rules for other keys
-        const value = read(depth + 1);
-        if (key === "__proto__") {
-          Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
-        } else out[key] = value;
-      }
-      return out;
-    }
-    case 7:
-      switch (ai) {
-        case 20:
-          return false;
-        case 21:
-          return true;
-        case 22:
-          return null;
-        case 23:
-          return undefined;
-        case 25: {
-          if (at + 2 > data.length) throw FALLBACK;
-          const h = (data[at]! << 8) | data[at + 1]!;
-          at += 2;
-          return half(h);
-        }
-        case 26:
-          toScratch(4);
-          return scratchView.getFloat32(0);
-        case 27:
-          toScratch(8);
-          return scratchView.getFloat64(0);
-      }
-      throw FALLBACK;
-    default:
-      throw FALLBACK; // tags
-  }
-}
-
-/** A UTF-8 string of `n` bytes at `at`: ASCII by hand, the rest through TextDecoder. */
-function text(n: number): string {
-  const end = at + n;
-  if (n <= 32) {
-    let s = "";
-    let i = at;
-    for (; i < end; i++) {
-      const c = data[i]!;
-      if (c >= 0x80) break;
-      s += String.fromCharCode(c);
-    }
-    if (i === end) {
-      at = end;
-      return s;
-    }
-  }
-  const s = fromUtf8.decode(data.subarray(at, end));
-  at = end;
-  return s;
-}
-
-/** An IEEE 754 half-precision float. */
-function half(h: number): number {
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  const sign = h & 0x8000 ? -1 : 1;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }

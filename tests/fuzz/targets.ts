@@ -8,5 +8,6 @@ import type { FuzzTarget } from "./target.ts";
 
 /** Loaders, so that a run of one target does not load (or start) the others. */
 export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>> = {
+  cbor: async () => (await import("./cbor.ts")).target as FuzzTarget<never>,
   nats: async () => (await import("./nats.ts")).target as FuzzTarget<never>,
 };
