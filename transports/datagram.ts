@@ -19,6 +19,7 @@ import {
   type Capabilities,
   channelLimits,
   type ChannelOptions,
+  MESSAGE_OVERHEAD,
   messageIterator,
   type ReceiveOptions,
   type SendOptions,
@@ -173,7 +174,7 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
   receive(options?: ReceiveOptions): Promise<Datagram<A>> {
     const d = this.#queue.shift();
     if (d !== undefined) {
-      this.#queuedBytes -= d.data.byteLength;
+      this.#queuedBytes -= d.data.byteLength + MESSAGE_OVERHEAD;
       if (this.#paused && this.#queuedBytes < this.highWaterMark / 2) {
         this.#paused = false;
         this.#endpoint.resume();
@@ -193,7 +194,7 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
       return;
     }
     this.#queue.push(d);
-    this.#queuedBytes += d.data.byteLength;
+    this.#queuedBytes += d.data.byteLength + MESSAGE_OVERHEAD; // empty datagrams fill the queue too
     if (this.#queuedBytes >= this.highWaterMark && this.#endpoint.reliable && !this.#paused) {
       this.#paused = true;
       this.#endpoint.pause();

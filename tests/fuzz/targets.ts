@@ -10,4 +10,6 @@ import type { FuzzTarget } from "./target.ts";
 export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>> = {
   cbor: async () => (await import("./cbor.ts")).target as FuzzTarget<never>,
   nats: async () => (await import("./nats.ts")).target as FuzzTarget<never>,
+  framing: async () => (await import("./framing.ts")).target as FuzzTarget<never>,
+  lines: async () => (await import("./lines.ts")).target as FuzzTarget<never>,
 };
