@@ -317,9 +317,9 @@ function tagName(tag: number): string {
   return "unknown";
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
 
-/** The unsigned bignum in the byte string that follows a tag 2 or 3: hexadecimal, then one BigInt (linear). */
+/** The unsigned bignum in the byte string that follows a tag 2 or 3: its hexadecimal, then one BigInt (linear). */
 function bignum(offset: number): bigint {
   const ib = at < data.length ? data[at]! : -1;
   if (ib >> 5 !== 2 || (ib & 31) === 31) fail("a bignum (tag 2 or 3) must hold a byte string", offset);
@@ -327,10 +327,15 @@ function bignum(offset: number): bigint {
   const n = argument(ib & 31);
   if (n > maxBignum) fail(`a bignum of ${n} bytes is longer than the limit of ${maxBignum} (maxBignumBytes)`, offset);
   if (n > data.length - at) truncated();
-  let hex = "0x0";
-  for (let i = at; i < at + n; i++) hex += HEX[data[i]!];
+  const digits = new Uint8Array(3 + 2 * n);
+  digits.set([0x30, 0x78, 0x30]); // "0x0"
+  for (let i = 0, j = 3; i < n; i++, j += 2) {
+    const b = data[at + i]!;
+    digits[j] = HEX_DIGITS[b >> 4]!;
+    digits[j + 1] = HEX_DIGITS[b & 15]!;
+  }
   at += n;
-  return BigInt(hex);
+  return BigInt(fromUtf8.decode(digits));
 }
 
 /** A tag 259 map as a Map, keys of any type. */
