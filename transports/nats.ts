@@ -170,7 +170,6 @@ class Listening extends QueuedListener implements NatsListener {
   readonly #settings: Settings;
   readonly #maxPending: number;
   readonly #sub: { unsubscribe(): void };
-  #pending = 0;
   #closing: Promise<void> | undefined;
   readonly #release: () => void;
 
@@ -182,7 +181,7 @@ class Listening extends QueuedListener implements NatsListener {
     s: Settings,
     maxPending: number,
   ) {
-    super();
+    super(maxPending);
     this.link = link;
     this.#owned = owned;
     this.#letGo = owned ? link.hold() : undefined;
@@ -200,12 +199,11 @@ class Listening extends QueuedListener implements NatsListener {
   }
 
   get pending(): number {
-    return this.#pending;
+    return this.waiting;
   }
 
-  override async accept(options: { signal?: AbortSignal } = {}): Promise<Channel> {
-    const channel = await super.accept(options);
-    this.#pending--;
+  /** Taken by `accept()`: from now on it grants credit (a queued channel holds at most one window). */
+  protected override adopt(channel: Channel): Channel {
     (channel as NatsChannel).accepted();
     return channel;
   }
@@ -224,8 +222,8 @@ class Listening extends QueuedListener implements NatsListener {
     }
     if (g !== undefined) problem = greetingProblem(g);
     // The accept queue is full: answer at once and keep nothing (a flood of HELLOs costs no memory).
-    if (problem === undefined && this.#pending >= this.#maxPending) {
-      problem = `${BUSY} ${this.#pending} channels wait to be accepted on "${this.subject}" (maxPending)`;
+    if (problem === undefined && this.waiting >= this.#maxPending) {
+      problem = `${BUSY} ${this.waiting} channels wait to be accepted on "${this.subject}" (maxPending)`;
     }
     const c = this.link.connection;
     if (problem !== undefined || g === undefined) {
@@ -254,8 +252,7 @@ class Listening extends QueuedListener implements NatsListener {
       void channel.close();
       return;
     }
-    this.#pending++;
-    this.offer(channel);
+    this.offer(channel); // room was checked above
   }
 
   linkLost(error: Error): void {
@@ -278,7 +275,6 @@ class Listening extends QueuedListener implements NatsListener {
         // closed with its connection
       }
       // Accepted channels not taken yet would never be used: close them, so their peers learn it.
-      this.#pending = 0;
       await Promise.all(left.map((ch) => ch.close()));
       await this.#letGo?.();
     })();

@@ -75,9 +75,9 @@ export class RawEnd {
   }
 
   /** Sends a HELLO to a listener's subject and waits for its answer (WELCOME or REFUSE). */
-  async hello(subject: string, window: number, beat: number): Promise<Uint8Array> {
+  async hello(subject: string, window: number, beat: number, timeout = 60_000): Promise<Uint8Array> {
     this.c.publish(subject, greeting(T.HELLO, window, beat), { reply: this.inbox });
-    return (await this.next((d) => d[0] === T.WELCOME || d[0] === T.REFUSE, 60_000)).data;
+    return (await this.next((d) => d[0] === T.WELCOME || d[0] === T.REFUSE, timeout)).data;
   }
 
   /** Publishes to the peer's inbox. */

@@ -11,7 +11,14 @@ export async function spawnWorker(
   rtName: RuntimeName,
   url: string,
   subject: string,
-  options: { prefix?: string[]; heartbeat?: number; module?: URL; extra?: string[] } = {},
+  options: {
+    prefix?: string[];
+    heartbeat?: number;
+    module?: URL;
+    extra?: string[];
+    env?: Record<string, string>;
+    stderr?: "pipe" | "inherit";
+  } = {},
 ): Promise<ChildProcess> {
   const rt = await runtime();
   return rt.spawn(
@@ -30,7 +37,12 @@ export async function spawnWorker(
       rt.fromFileUrl(options.module ?? POOL_WORKER),
       ...(options.extra ?? []),
     ],
-    { stdio: "null", stderr: "inherit", cwd: rt.fromFileUrl(new URL("../../", import.meta.url)) },
+    {
+      stdio: "null",
+      stderr: options.stderr ?? "inherit",
+      cwd: rt.fromFileUrl(new URL("../../", import.meta.url)),
+      ...(options.env === undefined ? {} : { env: options.env }),
+    },
   );
 }
 
@@ -51,4 +63,12 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Everything a child wrote to its piped stderr, once it ended. */
+export async function stderrOf(child: ChildProcess): Promise<string> {
+  let text = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stderr!) text += decoder.decode(chunk, { stream: true });
+  return text;
 }
