@@ -122,6 +122,9 @@ export * as signals from "./signals.ts";
 // Owner records of the OS objects ipckit creates (what `ipckit ls` / `ipckit clean` read)
 export * as resources from "./resources.ts";
 
+// Whether a process or thread named by a pid/tid and start time still lives (zombie- and pid-reuse-safe)
+export * as liveness from "./liveness.ts";
+
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";

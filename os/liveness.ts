@@ -29,7 +29,8 @@
  */
 import { ESRCH, O_CLOEXEC, O_RDONLY, SYS_gettid } from "../ffi/constants.ts";
 import { ERRNO } from "../ffi/errno.ts";
-import { loadedNative, type Native } from "../ffi/native.ts";
+import { loadedNative, type Native, native } from "../ffi/native.ts";
+import { NotFoundError, UnsupportedError } from "../errors.ts";
 
 /** A process or thread, as liveness checks see it. */
 export interface Identity {
@@ -102,25 +103,68 @@ function procMounted(ffi: Native): boolean {
   return proc;
 }
 
+/** The loaded FFI, or a clear error: the synchronous checks cannot load it themselves. */
+function loaded(ffi: Native | undefined): Native {
+  const f = ffi ?? loadedNative();
+  if (f === undefined) {
+    throw new UnsupportedError("Cannot check liveness: FFI is not loaded yet (use `await liveness.identify()` first)");
+  }
+  return f;
+}
+
 /**
  * Whether `id` (a pid or tid) still names the process or thread tagged `tag` (0: any process with that id), and it
- * is not a zombie. See the module doc for the rules. Before FFI is loaded it cannot tell, and says alive.
+ * is not a zombie. See the module doc for the rules. Synchronous, for the library's slow paths; the async
+ * {@linkcode isAlive} loads FFI itself.
+ *
+ * @throws {UnsupportedError} when FFI is not loaded yet.
+ */
+export function alive(id: number, tag = 0, ffi?: Native): boolean {
+  const f = loaded(ffi);
+  const stat = readStat(f, id);
+  if (stat === null) return false;
+  if (stat === undefined) return f.call.kill(id, 0) === 0 || f.errno() !== ESRCH;
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return tag === 0 || tagOf(stat.start) === tag;
+}
+
+/**
+ * Who process `pid` is now (this process when omitted): its pid and start-time tag, to store beside the pid and check
+ * later with {@linkcode isAlive}.
+ *
+ * @throws {NotFoundError} when there is no such process.
+ * @throws {RangeError} when `pid` is not a positive integer.
  *
  * @example
  * ```ts
- * import { liveness, runtime } from "ipckit";
- * const me = liveness.self();
- * console.log(liveness.alive(me.id, me.tag)); // true
- * console.log(liveness.alive(me.id, me.tag + 1)); // false: another process that had this pid once
+ * import { liveness } from "ipckit";
+ * const me = await liveness.identify();
+ * console.log(await liveness.isAlive(me)); // true
+ * console.log(await liveness.isAlive({ id: me.id, tag: me.tag + 1 })); // false: an earlier process with this pid
  * ```
  */
-export function alive(id: number, tag = 0, ffi: Native | undefined = loadedNative()): boolean {
-  if (ffi === undefined) return true;
-  const stat = readStat(ffi, id);
-  if (stat === null) return false;
-  if (stat === undefined) return ffi.call.kill(id, 0) === 0 || ffi.errno() !== ESRCH;
-  if (stat.state === "Z" || stat.state === "X") return false;
-  return tag === 0 || tagOf(stat.start) === tag;
+export async function identify(pid?: number): Promise<Identity> {
+  const ffi = await native();
+  if (pid === undefined) return self(ffi);
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw new RangeError(`Cannot identify pid ${pid}: it must be positive`);
+  const stat = readStat(ffi, pid);
+  if (stat === null) throw new NotFoundError(`Cannot identify pid ${pid}: there is no such process`);
+  return { id: pid, tag: stat ? tagOf(stat.start) : 0 };
+}
+
+/**
+ * Whether a process (or thread) still lives: a pid alone (then a zombie counts as dead, a reused pid as alive), or
+ * an {@linkcode Identity} from {@linkcode identify} (then a reused pid counts as dead too).
+ *
+ * @example
+ * ```ts
+ * import { liveness } from "ipckit";
+ * console.log(await liveness.isAlive(1)); // true: init always runs
+ * ```
+ */
+export async function isAlive(who: Identity | number): Promise<boolean> {
+  const ffi = await native();
+  return typeof who === "number" ? alive(who, 0, ffi) : alive(who.id, who.tag, ffi);
 }
 
 let selfCache: { pid: number; identity: Identity } | undefined;
@@ -128,13 +172,13 @@ let selfCache: { pid: number; identity: Identity } | undefined;
 /**
  * This process: its pid and start-time tag (tag 0 where there is no `/proc`).
  *
- * @throws {Error} when FFI is not loaded yet (callers have a mapped segment or an open queue, so it is).
+ * @throws {UnsupportedError} when FFI is not loaded yet (callers have a mapped segment or an open queue, so it is).
  */
-export function self(ffi: Native | undefined = loadedNative()): Identity {
-  if (ffi === undefined) throw new Error("Cannot tell this process's identity: FFI is not loaded");
-  const pid = ffi.call.getpid();
+export function self(ffi?: Native): Identity {
+  const f = loaded(ffi);
+  const pid = f.call.getpid();
   if (selfCache?.pid !== pid) {
-    const stat = readStat(ffi, pid);
+    const stat = readStat(f, pid);
     selfCache = { pid, identity: { id: pid, tag: stat ? tagOf(stat.start) : 0 } };
   }
   return selfCache.identity;
@@ -146,15 +190,15 @@ let threadCache: { pid: number; identity: Identity } | undefined;
  * This thread: its kernel tid (the pid on a main thread) and start-time tag. Each worker thread has its own, so a
  * lock held by a terminated worker is told from one held by its live siblings.
  *
- * @throws {Error} when FFI is not loaded yet.
+ * @throws {UnsupportedError} when FFI is not loaded yet.
  */
-export function selfThread(ffi: Native | undefined = loadedNative()): Identity {
-  if (ffi === undefined) throw new Error("Cannot tell this thread's identity: FFI is not loaded");
-  const pid = ffi.call.getpid();
+export function selfThread(ffi?: Native): Identity {
+  const f = loaded(ffi);
+  const pid = f.call.getpid();
   if (threadCache?.pid !== pid) {
-    const tid = Number(ffi.call.syscall(SYS_gettid, null, 0, 0, null, null, 0));
+    const tid = Number(f.call.syscall(SYS_gettid, null, 0, 0, null, null, 0));
     const id = tid > 0 ? tid : pid;
-    const stat = readStat(ffi, id);
+    const stat = readStat(f, id);
     threadCache = { pid, identity: { id, tag: stat ? tagOf(stat.start) : 0 } };
   }
   return threadCache.identity;
@@ -163,9 +207,10 @@ export function selfThread(ffi: Native | undefined = loadedNative()): Identity {
 /**
  * The start-time tag of process or thread `id` now (0 when it does not exist or cannot be read): what a peer
  * stores beside an id it was told.
+ *
+ * @throws {UnsupportedError} when FFI is not loaded yet.
  */
-export function tagOfId(id: number, ffi: Native | undefined = loadedNative()): number {
-  if (ffi === undefined) return 0;
-  const stat = readStat(ffi, id);
+export function tagOfId(id: number, ffi?: Native): number {
+  const stat = readStat(loaded(ffi), id);
   return stat ? tagOf(stat.start) : 0;
 }

@@ -38,7 +38,8 @@ function sizeOf(input: unknown): string {
     return `${input.length} parts, ${bytes} bytes`;
   }
   if (typeof input === "string") return `${input.length} chars`;
-  return typeof input;
+  const text = JSON.stringify(input, (_, v) => v instanceof Uint8Array ? `<${v.byteLength} bytes>` : v) ?? "";
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 let failed = false;
@@ -69,7 +70,10 @@ for (const name of chosen) {
         { numRuns: n, seed: seed + done, endOnFailure: true },
       );
       peak = Math.max(peak, rss());
-      if (result.failed) failure = fc.defaultReportMessage(result) ?? "failed";
+      if (result.failed) {
+        const error = result.errorInstance as Error | undefined;
+        failure = `${fc.defaultReportMessage(result) ?? "failed"}\n${error?.stack ?? String(error)}`;
+      }
     }
   } finally {
     await target.close?.();

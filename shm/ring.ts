@@ -13,7 +13,9 @@
  * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed
  * 16      4     producer pid (0 = none yet)
  * 20      4     consumer pid (0 = none yet)
- * 24      40    reserved, 0
+ * 24      4     producer start-time tag (0 = unknown; see `os/liveness.ts`: start time in ticks modulo 2^32)
+ * 28      4     consumer start-time tag (0 = unknown)
+ * 32      32    reserved, 0
  * 64      4     write position W: bytes ever published by the producer, modulo 2^32 (own cache line)
  * 68      4     consumer sleeping: 1 while the consumer waits for W to change (futex/Atomics.wait on W)
  * 72      56    reserved, 0
@@ -30,10 +32,15 @@
  * then stores `W + size` (a sequentially consistent atomic store); the consumer loads W atomically, reads the
  * record, then stores `R + size`. A sleeping side is woken after the position it waits on changed.
  *
+ * A peer can write anything into a shared segment, so a reader trusts nothing it reads there: a record longer than
+ * the used bytes, or positions that claim more used bytes than the capacity, are a `ProtocolError`; no read or write
+ * ever leaves the data area, whatever the header says.
+ *
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
 import { allocate, copy } from "../transports/bytes.ts";
+import type { Identity } from "../os/liveness.ts";
 
 /** Header size; the data area follows. */
 export const RING_HEADER = 192;
@@ -47,6 +54,8 @@ const I_CAPACITY = 2;
 const I_FLAGS = 3;
 const I_PRODUCER = 4;
 const I_CONSUMER = 5;
+const I_PRODUCER_TAG = 6;
+const I_CONSUMER_TAG = 7;
 /** Int32 index of the write position (a futex word). */
 export const I_WRITE = 16;
 const I_CONSUMER_SLEEPING = 17;
@@ -58,6 +67,13 @@ const I_PRODUCER_SLEEPING = 33;
 export const PRODUCER_CLOSED = 1;
 /** Flag: the consumer closed the ring (the producer's sends fail). */
 export const CONSUMER_CLOSED = 2;
+
+/** The error for positions no honest peer writes: more used bytes than the capacity, or not a multiple of 8. */
+function badPositions(what: string, w: number, r: number, capacity: number): ProtocolError {
+  return new ProtocolError(
+    `Cannot ${what} the ring: its positions are corrupt (write ${w >>> 0}, read ${r >>> 0}, capacity ${capacity})`,
+  );
+}
 
 /** Bytes a ring with `capacity` data bytes takes. */
 export function ringSize(capacity: number): number {
@@ -146,9 +162,17 @@ export class Ring {
     Atomics.or(this.words, I_FLAGS, flag);
   }
 
-  /** Records the pid of one side. */
-  setPid(side: "producer" | "consumer", pid: number): void {
-    Atomics.store(this.words, side === "producer" ? I_PRODUCER : I_CONSUMER, pid);
+  /** Records who one side is: its pid and start-time tag (the tag first, so a reader of the pid sees both). */
+  setOwner(side: "producer" | "consumer", owner: Identity): void {
+    Atomics.store(this.words, side === "producer" ? I_PRODUCER_TAG : I_CONSUMER_TAG, owner.tag | 0);
+    Atomics.store(this.words, side === "producer" ? I_PRODUCER : I_CONSUMER, owner.id);
+  }
+
+  /** Who one side is (id 0 when not attached; tag 0 when it did not say). */
+  owner(side: "producer" | "consumer"): Identity {
+    const id = Atomics.load(this.words, side === "producer" ? I_PRODUCER : I_CONSUMER);
+    const tag = Atomics.load(this.words, side === "producer" ? I_PRODUCER_TAG : I_CONSUMER_TAG) >>> 0;
+    return { id, tag };
   }
 
   /** The pid of one side (0 when not attached). */
@@ -179,15 +203,19 @@ export class Ring {
   /**
    * Producer: appends one message if there is room. Returns false (and writes nothing) when the ring is full.
    * The caller checks `message.byteLength <= maxMessage` first.
+   *
+   * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
    */
   tryWrite(message: Uint8Array): boolean {
     const n = message.byteLength;
     const size = Ring.recordSize(n);
     const w = Atomics.load(this.words, I_WRITE);
     let r = this.#readSeen;
-    if (this.capacity - ((w - r) >>> 0) < size) {
+    if (this.capacity - ((w - r) >>> 0) < size || (w & 7) !== 0) {
       r = this.#readSeen = Atomics.load(this.words, I_READ);
-      if (this.capacity - ((w - r) >>> 0) < size) return false;
+      const used = (w - r) >>> 0;
+      if (used > this.capacity || ((w | r) & 7) !== 0) throw badPositions("write to", w, r, this.capacity);
+      if (this.capacity - used < size) return false;
     }
     const cap = this.capacity;
     const at = w & (cap - 1);
@@ -203,7 +231,8 @@ export class Ring {
   /**
    * Consumer: takes one message (a fresh copy) or returns undefined when the ring is empty.
    *
-   * @throws {ProtocolError} when the record is corrupt (a length larger than the used bytes).
+   * @throws {ProtocolError} when the record is corrupt (a length larger than the used bytes) or the positions are
+   * (more used bytes than the capacity, not aligned).
    * @throws {MessageTooLargeError} when the message is larger than `limit` (it stays in the ring).
    */
   tryRead(limit = this.maxMessage): Uint8Array | undefined {
@@ -215,6 +244,7 @@ export class Ring {
     }
     const used = (w - r) >>> 0;
     const cap = this.capacity;
+    if (used > cap || (r & 7) !== 0) throw badPositions("read from", w, r, cap);
     const at = r & (cap - 1);
     const n = this.#view.getUint32(at, true);
     const size = Ring.recordSize(n);

@@ -3,11 +3,14 @@
  * segment), robust across processes: if the owner dies holding it, the next locker takes it over and is told.
  *
  * Layout (16 bytes, all zero when unlocked and consistent; a C or Python peer can follow it):
- * - word 0, the state: the owner's id in bits 0..28 (a pid between processes, a per-thread id on a
- *   SharedArrayBuffer), bit 29 STARVING, bit 30 WAITERS; 0 when unlocked.
+ * - word 0, the state: the owner's id in bits 0..28 (between processes the owning thread's kernel tid, which is the
+ *   pid on a main thread; a per-thread id on a SharedArrayBuffer), bit 29 STARVING, bit 30 WAITERS; 0 when unlocked.
  * - word 1, flags: bit 0 OWNER_DIED, set when a locker took the mutex over from a dead owner, cleared by
  *   `markConsistent()`.
- * - words 2 and 3: reserved (zero).
+ * - word 2, between processes: the owner's tid again, published right after locking (after word 3) and cleared
+ *   before unlocking; 0 otherwise.
+ * - word 3, between processes: the owner's start-time tag (`os/liveness.ts`), valid while word 2 equals the owner
+ *   in word 0.
  *
  * Locking is one compare-and-swap (0 -> id) when free; unlocking one compare-and-swap (id -> 0) when nobody waits.
  * Waiters set WAITERS and sleep (futex / Atomics.wait); an unlock with WAITERS wakes one of them.
@@ -17,10 +20,14 @@
  * waited longer than 5 ms sets STARVING: from then on, an unlock leaves STARVING in place, newcomers queue behind
  * the waiters instead of overtaking them, and the first waiter to take the mutex clears it.
  *
- * Robustness (process-shared only): a waiter re-checks the owner's pid at least every 250 ms (`kill(pid, 0)`); when
- * the owner is gone it takes the mutex over atomically, sets OWNER_DIED, and its `lock()` resolves to `true`
- * ("owner died"). The protected state may be half-updated: repair it, then call `markConsistent()`. Until then,
- * every `lock()` keeps returning `true`. A pid reused by a new process hides the death (pids wrap slowly on Linux).
+ * Robustness (process-shared only): a waiter re-checks the owner at least every 250 ms with `os/liveness.ts`: the
+ * owner is the thread that locked (its tid), so a worker thread terminated while holding the lock is noticed as
+ * well as a process that died; a zombie counts as dead, and so does a tid reused by another process or thread (its
+ * start time differs from the tag in word 3). When the owner is gone, the waiter takes the mutex over atomically,
+ * sets OWNER_DIED, and its `lock()` resolves to `true` ("owner died"). The protected state may be half-updated:
+ * repair it, then call `markConsistent()`. Until then, every `lock()` keeps returning `true`. An owner that dies in
+ * the instant between taking the lock and publishing its tag is still noticed once its tid is gone (only a reuse of
+ * that tid in the same instant could hide it).
  *
  * @example
  * ```ts
@@ -35,9 +42,8 @@
  *
  * @module
  */
-import { abortError, IpcError, TimeoutError } from "../errors.ts";
-import { loadedNative } from "../ffi/native.ts";
-import { ESRCH } from "../ffi/constants.ts";
+import { abortError, IpcError, TimeoutError, UnsupportedError } from "../errors.ts";
+import { alive, selfThread } from "../os/liveness.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import {
   allocate,
@@ -50,12 +56,16 @@ import {
   type SyncWords,
   type WaitOptions,
 } from "./memory.ts";
-import { processId, threadId } from "./identity.ts";
+import { threadId } from "./identity.ts";
 
 const ID_MASK = (1 << 29) - 1;
 const STARVING = 1 << 29;
 const WAITERS = 1 << 30;
 const OWNER_DIED = 1;
+/** Word offsets from the base. */
+const FLAGS = 1;
+const OWNER = 2;
+const OWNER_TAG = 3;
 /** A waiter that waited this long sets STARVING. */
 const STARVING_AFTER_MS = 5;
 /** Between processes, the longest sleep before re-checking that the owner lives. */
@@ -110,14 +120,26 @@ export class Mutex {
   readonly #state: number;
   readonly #flags: number;
   readonly #id: number;
+  /** This thread's start-time tag (process-shared only; 0 on a SharedArrayBuffer). */
+  readonly #tag: number;
 
   /** A new Mutex on its own SharedArrayBuffer (for threads: pass `handle` to workers). */
   constructor(words?: SyncWords) {
     this.#w = words ?? allocate("Mutex", Mutex.BYTES);
     this.#i32 = this.#w.i32;
     this.#state = this.#w.base;
-    this.#flags = this.#w.base + 1;
-    this.#id = this.#w.shared ? processId() : threadId();
+    this.#flags = this.#w.base + FLAGS;
+    if (this.#w.shared) {
+      const me = selfThread();
+      if (me.id > ID_MASK) {
+        throw new UnsupportedError(`Cannot use a process-shared Mutex: thread id ${me.id} needs more than 29 bits`);
+      }
+      this.#id = me.id;
+      this.#tag = me.tag;
+    } else {
+      this.#id = threadId();
+      this.#tag = 0;
+    }
   }
 
   /**
@@ -186,9 +208,18 @@ export class Mutex {
   /** Takes the lock if it is free; never waits. */
   tryLock(): boolean {
     const i32 = this.#i32;
-    if (Atomics.compareExchange(i32, this.#state, 0, this.#id) === 0) return true;
+    if (Atomics.compareExchange(i32, this.#state, 0, this.#id) === 0) return this.#owned();
     const v = Atomics.load(i32, this.#state);
     return this.#w.shared && (v & ID_MASK) !== 0 && this.#takeOverIfDead(v);
+  }
+
+  /** Publishes who owns the lock (process-shared only: the tag first, then the id). Returns true. */
+  #owned(): true {
+    if (this.#w.shared) {
+      Atomics.store(this.#i32, this.#w.base + OWNER_TAG, this.#tag | 0);
+      Atomics.store(this.#i32, this.#w.base + OWNER, this.#id);
+    }
+    return true;
   }
 
   /**
@@ -206,6 +237,7 @@ export class Mutex {
       }
     }
     if (Atomics.compareExchange(this.#i32, this.#state, 0, this.#id) === 0) {
+      this.#owned();
       return Promise.resolve(Atomics.load(this.#i32, this.#flags) !== 0);
     }
     return this.#lockSlow(options);
@@ -220,6 +252,7 @@ export class Mutex {
   lockSync(options?: { timeout?: number }): boolean {
     if (options !== undefined) deadlineOf(options.timeout, "lock a Mutex");
     if (Atomics.compareExchange(this.#i32, this.#state, 0, this.#id) === 0) {
+      this.#owned();
       return Atomics.load(this.#i32, this.#flags) !== 0;
     }
     const deadline = deadlineOf(options?.timeout, "lock a Mutex");
@@ -254,6 +287,9 @@ export class Mutex {
   unlock(): void {
     const i32 = this.#i32;
     const id = this.#id;
+    if (this.#w.shared) {
+      if ((Atomics.load(i32, this.#state) & ID_MASK) === id) Atomics.store(i32, this.#w.base + OWNER, 0);
+    }
     if (Atomics.compareExchange(i32, this.#state, id, 0) === id) return;
     for (;;) {
       const v = Atomics.load(i32, this.#state);
@@ -370,7 +406,7 @@ export class Mutex {
       if (owner === 0) {
         if ((v & STARVING) !== 0 && !waited) return v; // queue behind the starving waiters
         // Take it with WAITERS set: others may sleep, and our unlock must wake them.
-        if (Atomics.compareExchange(i32, this.#state, v, this.#id | WAITERS) === v) return true;
+        if (Atomics.compareExchange(i32, this.#state, v, this.#id | WAITERS) === v) return this.#owned();
         continue;
       }
       if (this.#w.shared && this.#takeOverIfDead(v)) return true;
@@ -400,16 +436,23 @@ export class Mutex {
   /** Takes the lock over from a dead owner: true when this call did (the state was still `v`). */
   #takeOverIfDead(v: number): boolean {
     const owner = v & ID_MASK;
-    if (owner === 0 || owner === this.#id || isAlive(owner)) return false;
+    if (owner === 0) return false;
+    const tag = this.#ownerTag(owner);
+    // Our own id: a relock by this very thread (it waits, as a non-recursive lock does), unless the tag says the
+    // owner was an earlier thread that had our tid.
+    if (owner === this.#id ? tag === 0 || tag === this.#tag : alive(owner, tag)) return false;
     if (Atomics.compareExchange(this.#i32, this.#state, v, this.#id | (v & (WAITERS | STARVING))) !== v) return false;
     Atomics.store(this.#i32, this.#flags, OWNER_DIED);
+    this.#owned();
     return true;
   }
-}
 
-/** Whether process `pid` exists (kill(pid, 0); EPERM means it exists under another user). */
-function isAlive(pid: number): boolean {
-  const ffi = loadedNative();
-  if (!ffi) return true;
-  return ffi.call.kill(pid, 0) === 0 || ffi.errno() !== ESRCH;
+  /** The start-time tag `owner` published, or 0 when it has not (yet): then only its existence is checked. */
+  #ownerTag(owner: number): number {
+    const i32 = this.#i32;
+    const at = this.#w.base + OWNER;
+    if (Atomics.load(i32, at) !== owner) return 0;
+    const tag = Atomics.load(i32, at + 1) >>> 0;
+    return Atomics.load(i32, at) === owner ? tag : 0;
+  }
 }

@@ -85,15 +85,17 @@
  * ```text
  * 0  DATA   the rest is one user message (a 0-byte message is just this byte)
  * 2  END    the sender closed: the receiver has every message, then ClosedError
- * 3  HELLO  then the sender's pid as u32 little-endian: sent once by each side when connecting
+ * 3  HELLO  then the sender's pid and start-time tag (`os/liveness.ts`), each u32 little-endian: sent once by each
+ *           side when connecting (a 5-byte HELLO, pid only, is accepted too)
  * ```
  *
  * The creator sends HELLO on `a`; the opener receives it (becoming `a`'s consumer, so a second opener gets
  * `AlreadyExistsError`) and answers HELLO on `b`. Then the creator removes `<dir>`: both sides hold their files
  * open, so the channel works on and nothing is left behind after a crash. The channel is exactly-once while both
  * sides live (the pump is the only consumer and hands every record to the channel once; nothing is acked, as
- * nothing outlives the session). A side whose peer process died (`kill(pid, 0)` fails with ESRCH while its queue is
- * empty) ends with `ClosedError` within about 50 ms, after delivering what the peer committed.
+ * nothing outlives the session). A side whose peer process died (gone, a zombie, or its pid taken by another process:
+ * `os/liveness.ts`), checked while its queue is empty, ends with `ClosedError` within about 50 ms, after delivering
+ * what the peer committed.
  *
  * @example
  * ```ts
@@ -112,11 +114,11 @@
  * @module
  */
 import { ClosedError, ProtocolError } from "../errors.ts";
-import { ESRCH } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
-import { DATA, END, HELLO, helloPid, helloRecord } from "./records.ts";
+import { DATA, END, HELLO, helloIdentity, helloRecord } from "./records.ts";
+import { alive, type Identity } from "../os/liveness.ts";
 import {
   appendWith,
   create,
@@ -160,7 +162,7 @@ export interface FileChannelOptions extends ChannelOptions, FileQueueOptions {
 const DATA_PREFIX = new Uint8Array([DATA]);
 const MAX_DELAY = 50;
 const hello = helloRecord;
-const greeting = (m: Uint8Array, dir: string): number => helloPid(m, `file queue channel "${dir}"`);
+const greeting = (m: Uint8Array, dir: string): Identity => helloIdentity(m, `file queue channel "${dir}"`);
 
 /** A Channel over two file queues; see the module doc. */
 class FileChannel extends BaseChannel {
@@ -168,7 +170,7 @@ class FileChannel extends BaseChannel {
   readonly #in: FileQueue;
   readonly #out: FileQueue;
   readonly #ffi: Native;
-  readonly #peerPid: number;
+  readonly #peer: Identity;
   #sendTurn: Promise<unknown> = Promise.resolve();
   #pump: Promise<void>;
   #paused = false;
@@ -176,17 +178,17 @@ class FileChannel extends BaseChannel {
   #wake: (() => void) | undefined;
   #peerClosed = false;
 
-  constructor(ffi: Native, dir: string, input: FileQueue, output: FileQueue, peerPid: number, o: ChannelOptions) {
+  constructor(ffi: Native, dir: string, input: FileQueue, output: FileQueue, peer: Identity, o: ChannelOptions) {
     super(`file queue channel "${dir}"`, o, capabilities.maxMessage);
     this.#ffi = ffi;
     this.#in = input;
     this.#out = output;
-    this.#peerPid = peerPid;
+    this.#peer = peer;
     this.#pump = this.#run();
   }
 
   #peerAlive(): boolean {
-    return this.#ffi.call.kill(this.#peerPid, 0) === 0 || this.#ffi.errno() !== ESRCH;
+    return alive(this.#peer.id, this.#peer.tag, this.#ffi);
   }
 
   protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> {

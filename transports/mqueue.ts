@@ -20,13 +20,14 @@
  * 0  DATA   the rest is the last (or only) piece of a user message (a 0-byte message is just this byte)
  * 1  MORE   the rest is a piece of a user message, more pieces follow (messages over messageSize - 1 bytes)
  * 2  END    the sender closed: the receiver has every message, then ClosedError
- * 3  HELLO  then the sender's pid as u32 little-endian: sent once by each side when connecting
+ * 3  HELLO  then the sender's pid and start-time tag (`os/liveness.ts`), each u32 little-endian: sent once by each
+ *           side when connecting (a 5-byte HELLO, pid only, is accepted too)
  * ```
  *
  * The END marker is in band, after the data, so a user message can never be taken for it and a close never
- * overtakes data. A side whose peer process died (checked with `kill(pid, 0)` while its queue is empty) ends with
- * `ClosedError` within about 100 ms. The creator removes both queue names once the opener attached, so a crash
- * later leaves nothing behind.
+ * overtakes data. A side whose peer process died (checked with `os/liveness.ts`, pid and start time, while its queue
+ * is empty) ends with `ClosedError` within about 100 ms. The creator removes both queue names once the opener
+ * attached, so a crash later leaves nothing behind.
  *
  * @module
  */
@@ -41,14 +42,15 @@ import {
   TimeoutError,
   UnsupportedError,
 } from "../errors.ts";
-import { ESRCH, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
+import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { prepare, register, unregister } from "../registry.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { DATA, END, HELLO, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
+import { DATA, END, HELLO, helloIdentity, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
+import { alive, type Identity } from "../os/liveness.ts";
 
 /** The longest native wait, in milliseconds: a blocked thread cannot be stopped, so it must return by itself. */
 const SLICE_MS = 100;
@@ -696,7 +698,7 @@ export interface MqChannelOptions extends ChannelOptions {
 }
 
 const hello = helloRecord;
-const greeting = (m: MqMessage, name: string): number => helloPid(m.data, `mq channel "${name}"`);
+const greeting = (m: MqMessage, name: string): Identity => helloIdentity(m.data, `mq channel "${name}"`);
 
 /** A Channel over two message queues; see the module doc. */
 class MqChannel extends BaseChannel {
@@ -704,7 +706,7 @@ class MqChannel extends BaseChannel {
   readonly #in: MessageQueue;
   readonly #out: MessageQueue;
   readonly #ffi: Native;
-  readonly #peerPid: number;
+  readonly #peer: Identity;
   #sendTurn: Promise<unknown> = Promise.resolve();
   #pump: Promise<void>;
   #paused = false;
@@ -717,19 +719,19 @@ class MqChannel extends BaseChannel {
     name: string,
     input: MessageQueue,
     output: MessageQueue,
-    peerPid: number,
+    peer: Identity,
     o: ChannelOptions,
   ) {
     super(`mq channel "${name}"`, o);
     this.#ffi = ffi;
     this.#in = input;
     this.#out = output;
-    this.#peerPid = peerPid;
+    this.#peer = peer;
     this.#pump = this.#run();
   }
 
   #peerAlive(): boolean {
-    return this.#ffi.call.kill(this.#peerPid, 0) === 0 || this.#ffi.errno() !== ESRCH;
+    return alive(this.#peer.id, this.#peer.tag, this.#ffi);
   }
 
   #check = (): void => {

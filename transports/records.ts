@@ -6,36 +6,47 @@
  * 0  DATA   the rest is the last (or only) piece of a user message (a 0-byte message is just this byte)
  * 1  MORE   the rest is a piece of a user message, more pieces follow (messages larger than one record)
  * 2  END    the sender closed: the receiver has every message, then ClosedError
- * 3  HELLO  then the sender's pid as u32 little-endian: sent once by each side when connecting
+ * 3  HELLO  then the sender's pid as u32 little-endian, then its start-time tag as u32 little-endian (see
+ *           `os/liveness.ts`; 9 bytes in all): sent once by each side when connecting. A 5-byte HELLO (pid only, as
+ *           older versions and simple peers send) is accepted: that peer's liveness is then its pid alone (a
+ *           zombie still counts as dead, a reused pid is not noticed)
  * ```
  *
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
+import { type Identity, tagOfId } from "../os/liveness.ts";
 
 export const DATA = 0;
 export const MORE = 1;
 export const END = 2;
 export const HELLO = 3;
 
-/** The HELLO record of process `pid`. */
+/** The HELLO record of process `pid` (this process: its start-time tag is read from `/proc`). */
 export function helloRecord(pid: number): Uint8Array {
-  const m = new Uint8Array(5);
+  const m = new Uint8Array(9);
   m[0] = HELLO;
-  new DataView(m.buffer).setUint32(1, pid, true);
+  const view = new DataView(m.buffer);
+  view.setUint32(1, pid, true);
+  view.setUint32(5, tagOfId(pid), true);
   return m;
 }
 
 /**
- * The pid in a HELLO record.
+ * Who sent a HELLO record: its pid and start-time tag (0 for a 5-byte HELLO).
  *
- * @throws {ProtocolError} when `record` is not a HELLO record.
+ * @throws {ProtocolError} when `record` is not a HELLO record, or names no process (pid 0).
  */
-export function helloPid(record: Uint8Array, what: string): number {
-  if (record.byteLength !== 5 || record[0] !== HELLO) {
+export function helloIdentity(record: Uint8Array, what: string): Identity {
+  if ((record.byteLength !== 5 && record.byteLength !== 9) || record[0] !== HELLO) {
     throw new ProtocolError(`Cannot connect ${what}: the peer sent no ipckit channel greeting`);
   }
-  return new DataView(record.buffer, record.byteOffset).getUint32(1, true);
+  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+  const id = view.getUint32(1, true);
+  if (id === 0 || id > 0x3fff_ffff) {
+    throw new ProtocolError(`Cannot connect ${what}: the peer's greeting names no process (pid ${id})`);
+  }
+  return { id, tag: record.byteLength === 9 ? view.getUint32(5, true) : 0 };
 }
 
 /** Splits a message into DATA/MORE records of at most `recordSize` bytes (kind byte included). */

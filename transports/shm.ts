@@ -7,8 +7,9 @@
  * already queued (the handler that will send a reply, say) runs while it spins. Then it sleeps without freezing the
  * event loop: futex(2) off
  * the main thread between processes, `Atomics.waitAsync` between threads. A side that publishes wakes the other
- * only when it sleeps. Sleeps last at most 100 ms at a time, and between them the peer's pid is checked: if the
- * peer process died, `receive()`/`send()` reject with `ClosedError` within about 100 ms.
+ * only when it sleeps. Sleeps last at most 100 ms at a time, and between them the peer is checked (its pid and
+ * start time, `os/liveness.ts`: a zombie or a process that took over a dead peer's pid counts as dead): if the peer
+ * process died, `receive()`/`send()` reject with `ClosedError` within about 100 ms.
  *
  * Messages larger than the ring (`capacity - 8` bytes) are rejected with `MessageTooLargeError`; choose the
  * capacity for the largest message. A full ring makes `send()` wait (backpressure).
@@ -43,7 +44,6 @@
  *
  * @module
  */
-import { ESRCH } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
 import {
   abortError,
@@ -54,7 +54,7 @@ import {
   ProtocolError,
   TimeoutError,
 } from "../errors.ts";
-import { runtime } from "../runtimes/detect.ts";
+import { alive, type Identity, self } from "../os/liveness.ts";
 import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, Ring, ringCapacity, ringSize } from "../shm/ring.ts";
 import { checkName, SharedMemory } from "../shm/segment.ts";
 import { atomicsWaiter, futexWaiter, type Waiter } from "../shm/wait.ts";
@@ -181,7 +181,7 @@ export class ShmChannel implements Channel {
   readonly maxMessage: number;
   readonly #p: Parts;
   #closed = false;
-  #peerGone: ClosedError | undefined;
+  #peerGone: ClosedError | ProtocolError | undefined;
   /** Set when the incoming ring cannot be read any more (corrupt, or a message over our limit). */
   #broken: ClosedError | undefined;
   #readers = 0;
@@ -223,11 +223,21 @@ export class ShmChannel implements Channel {
       );
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    if (this.#writers === 0 && this.#p.out.tryWrite(message)) {
-      this.#wakeConsumer();
-      return Promise.resolve();
+    try {
+      if (this.#writers === 0 && this.#p.out.tryWrite(message)) {
+        this.#wakeConsumer();
+        return Promise.resolve();
+      }
+    } catch (e) {
+      return Promise.reject(this.#corrupt(e));
     }
     return this.#sendSlow(message, options?.signal);
+  }
+
+  /** The peer wrote an impossible read position: no later send can be trusted either. */
+  #corrupt(e: unknown): unknown {
+    if (e instanceof ProtocolError) this.#peerGone ??= e;
+    return e;
   }
 
   #sendRefused(): Error | undefined {
@@ -259,7 +269,7 @@ export class ShmChannel implements Channel {
       for (;;) {
         const refused = this.#sendRefused();
         if (refused) throw refused;
-        if (out.tryWrite(message)) return this.#wakeConsumer();
+        if (this.#tryWrite(out, message)) return this.#wakeConsumer();
         if (signal?.aborted) throw abortError(signal);
         if (performance.now() < spinUntil) {
           await undefined; // spin between microtasks, as receive() does
@@ -269,7 +279,7 @@ export class ShmChannel implements Channel {
         // As in receive: announce the sleep, then try once more before sleeping.
         out.producerSleeping = true;
         const r = out.readPosition();
-        if (out.tryWrite(message)) {
+        if (this.#tryWrite(out, message)) {
           out.producerSleeping = false;
           return this.#wakeConsumer();
         }
@@ -299,9 +309,17 @@ export class ShmChannel implements Channel {
         this.maxMessage,
       );
     }
-    if (!this.#p.out.tryWrite(message)) return false;
+    if (!this.#tryWrite(this.#p.out, message)) return false;
     this.#wakeConsumer();
     return true;
+  }
+
+  #tryWrite(out: Ring, message: Uint8Array): boolean {
+    try {
+      return out.tryWrite(message);
+    } catch (e) {
+      throw this.#corrupt(e);
+    }
   }
 
   /**
@@ -466,7 +484,7 @@ function processParts(
   ffi: Native,
   segment: SharedMemory,
   side: 0 | 1,
-  peerPid: number,
+  peer: Identity,
   options: ShmOptions,
 ): Parts {
   const words = new Int32Array(segment.buffer);
@@ -480,7 +498,7 @@ function processParts(
     inBase: input.offset / 4,
     spinUs: spinOption(options.spin),
     maxMessage: options.maxMessage,
-    peerAlive: () => ffi.call.kill(peerPid, 0) === 0 || ffi.errno() !== ESRCH,
+    peerAlive: () => alive(peer.id, peer.tag, ffi),
     release: () => segment.close(),
   };
 }
@@ -517,7 +535,6 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
   const capacity = ringCapacity(options.capacity ?? DEFAULT_CAPACITY);
   spinOption(options.spin);
   checkMaxMessage(options.maxMessage, capacity);
-  const rt = await runtime();
   const ffi = await native();
   const segment = await SharedMemory.create(name, {
     size: channelSize(capacity),
@@ -527,8 +544,9 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
   try {
     const head = initLayout(segment.buffer, capacity);
     const { out, in: input } = rings(segment.buffer, 0);
-    out.setPid("producer", rt.pid);
-    input.setPid("consumer", rt.pid);
+    const me = self(ffi);
+    out.setOwner("producer", me);
+    input.setOwner("consumer", me);
     const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
     while (Atomics.load(head, I_ATTACHED) === 0) {
       options.signal?.throwIfAborted();
@@ -539,7 +557,7 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
     }
     segment.unlink();
     unlinked = true;
-    const channel = new ShmChannel(processParts(ffi, segment, 0, out.pid("consumer"), options));
+    const channel = new ShmChannel(processParts(ffi, segment, 0, out.owner("consumer"), options));
     return channel;
   } catch (e) {
     if (!unlinked) segment.unlink();
@@ -577,7 +595,6 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
   spinOption(options.spin);
   const wait = options.wait ?? 0;
   if (!(wait >= 0)) throw new RangeError(`Cannot open shm channel "${name}": wait must be >= 0 milliseconds`);
-  const rt = await runtime();
   const ffi = await native();
   const deadline = Date.now() + wait;
   let segment: SharedMemory | undefined;
@@ -603,14 +620,15 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
     if (segment.size < channelSize(head[I_CAPACITY]!)) {
       throw new ProtocolError(`Cannot open shm channel "${name}": the segment is smaller than its layout`);
     }
-    out.setPid("producer", rt.pid);
-    input.setPid("consumer", rt.pid);
+    const me = self(ffi);
+    out.setOwner("producer", me);
+    input.setOwner("consumer", me);
     if (Atomics.compareExchange(head, I_ATTACHED, 0, 1) !== 0) {
       throw new AlreadyExistsError(`Cannot open shm channel "${name}": it already has its peer`);
     }
     const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
     waiter.wake(I_ATTACHED);
-    return new ShmChannel(processParts(ffi, segment, 1, input.pid("producer"), options));
+    return new ShmChannel(processParts(ffi, segment, 1, input.owner("producer"), options));
   } catch (e) {
     segment.close();
     throw e;

@@ -13,12 +13,14 @@
  * 0  DATA   the rest is the last (or only) piece of a user message (a 0-byte message is just this byte)
  * 1  MORE   the rest is a piece of a user message, more pieces follow (pieces are msgmax - 1 bytes at most)
  * 2  END    the sender closed: the receiver has every message, then ClosedError
- * 3  HELLO  then the sender's pid as u32 little-endian (types 3 and 4 only)
+ * 3  HELLO  then the sender's pid and start-time tag (`os/liveness.ts`), each u32 little-endian (types 3 and 4
+ *           only; a 5-byte HELLO, pid only, is accepted too)
  * ```
  *
  * A background pump moves the messages of this side's type into the channel (so the queue, 16 KiB by default,
  * keeps draining while the application is busy), polling with the backoff of `sysv_mq.ts` (up to 20 ms) when it is
- * empty, and checking the peer's pid with `kill(pid, 0)`: a dead peer ends the channel with `ClosedError`.
+ * empty, and checking the peer's pid and start time (`os/liveness.ts`: a zombie or a reused pid counts as dead): a
+ * dead peer ends the channel with `ClosedError`.
  *
  * **Who removes the queue.** A queue has no name to unlink early, and `IPC_RMID` discards unread messages, so it
  * is removed by the side that knows both sides are done: the side that closes second (it has read the peer's END,
@@ -39,12 +41,12 @@ import {
   PermissionError,
   ProtocolError,
 } from "../errors.ts";
-import { ESRCH } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
-import { DATA, END, helloPid, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
+import { DATA, END, helloIdentity, helloRecord, MORE, Reassembler, writeRecords } from "./records.ts";
+import { alive, type Identity } from "../os/liveness.ts";
 import { create, open, type SysvMessage, type SysvQueue } from "./sysv_mq.ts";
 
 /**
@@ -101,14 +103,14 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 export const nextDelay = (d: number): number => d === 0 ? 1 : Math.min(d * 2, MAX_BACKOFF);
 
 const hello = helloRecord;
-const greeting = (m: SysvMessage, what: string): number => helloPid(m.data, what);
+const greeting = (m: SysvMessage, what: string): Identity => helloIdentity(m.data, what);
 
 /** A Channel over one SysV queue; see the module doc. */
 class SysvChannel extends BaseChannel {
   readonly capabilities: Capabilities = capabilities;
   readonly #q: SysvQueue;
   readonly #ffi: Native;
-  readonly #peerPid: number;
+  readonly #peer: Identity;
   readonly #inType: number;
   readonly #outType: number;
   #sendTurn: Promise<unknown> = Promise.resolve();
@@ -119,11 +121,11 @@ class SysvChannel extends BaseChannel {
   #peerClosed = false;
   #peerDead = false;
 
-  constructor(ffi: Native, q: SysvQueue, creator: boolean, peerPid: number, o: ChannelOptions, what: string) {
+  constructor(ffi: Native, q: SysvQueue, creator: boolean, peer: Identity, o: ChannelOptions, what: string) {
     super(what, o);
     this.#ffi = ffi;
     this.#q = q;
-    this.#peerPid = peerPid;
+    this.#peer = peer;
     this.#inType = creator ? TO_CREATOR : TO_OPENER;
     this.#outType = creator ? TO_OPENER : TO_CREATOR;
     this.#pump = this.#run();
@@ -131,7 +133,7 @@ class SysvChannel extends BaseChannel {
 
   #peerAlive(): boolean {
     if (this.#peerDead) return false;
-    if (this.#ffi.call.kill(this.#peerPid, 0) === 0 || this.#ffi.errno() !== ESRCH) return true;
+    if (alive(this.#peer.id, this.#peer.tag, this.#ffi)) return true;
     this.#peerDead = true;
     return false;
   }

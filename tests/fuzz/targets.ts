@@ -8,6 +8,8 @@ import type { FuzzTarget } from "./target.ts";
 
 /** Loaders, so that a run of one target does not load (or start) the others. */
 export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>> = {
+  ring: async () => (await import("./ring.ts")).target as FuzzTarget<never>,
+  records: async () => (await import("./records.ts")).target as FuzzTarget<never>,
   cbor: async () => (await import("./cbor.ts")).target as FuzzTarget<never>,
   nats: async () => (await import("./nats.ts")).target as FuzzTarget<never>,
   framing: async () => (await import("./framing.ts")).target as FuzzTarget<never>,
