@@ -5,7 +5,7 @@ import { AlreadyExistsError, ClosedError, fileQueue, NotFoundError, ProtocolErro
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE } from "../transports/file_queue.ts";
+import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE, type SkippedRecord } from "../transports/file_queue.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { fixture } from "./conformance/fixtures_filequeue.ts";
 
@@ -177,6 +177,125 @@ test("fileQueue: a committed record with a bad CRC rejects with ProtocolError an
     writeFileSync(log, Buffer.concat([encodeLogHeader(fd.length), fd.subarray(24)]));
     await assert.rejects(q.receive({ timeout: 1000 }), ProtocolError);
     await assert.rejects(q.receive({ timeout: 1000 }), ProtocolError); // stays before it
+  }));
+
+/** Flips bits of the bytes at `offsets` of a file on disk (XOR `mask`), as damage (or a hostile writer) would. */
+function flip(file: string, offsets: number[], mask = 0xff): void {
+  const bytes = readFileSync(file);
+  for (const o of offsets) bytes[o]! ^= mask;
+  writeFileSync(file, bytes);
+}
+
+/** Sends `messages` and returns each record's offset in the log. */
+async function sendAll(q: fileQueue.FileQueue, messages: string[]): Promise<number[]> {
+  const offsets: number[] = [];
+  let at = 24;
+  for (const m of messages) {
+    offsets.push(at);
+    await q.send(text.encode(m));
+    at += RECORD_HEADER_SIZE + text.encode(m).byteLength;
+  }
+  return offsets;
+}
+
+for (
+  const [where, damage, reason, mask] of [
+    ["payload", (at: number) => [at + RECORD_HEADER_SIZE + 1], /fails its CRC check/],
+    ["magic", (at: number) => [at, at + 2], /has a bad magic number/],
+    ["length", (at: number) => [at + 6], /runs past the committed end of the log/],
+    ["CRC field", (at: number) => [at + 8], /fails its CRC check/],
+    ["length, made shorter", (at: number) => [at + 4], /fails its CRC check/, 0x10],
+  ] as const
+) {
+  test(`fileQueue: a record corrupted in its ${where} on disk is refused; skipCorrupt() loses only it`, () =>
+    withDir(async (dir) => {
+      const path = `${dir}/q`;
+      const messages = ["first", "second, damaged on disk", "third", "fourth", "the fifth and last"];
+      {
+        await using q = await fileQueue.create(path);
+        const offsets = await sendAll(q, messages);
+        flip(`${path}/queue.log`, damage(offsets[1]!), mask);
+        assert.equal(untext.decode(await q.receive()), "first");
+        await assert.rejects(q.receive({ timeout: 1000 }), (e: Error) => {
+          assert.ok(e instanceof ProtocolError, `${e.name}: ${e.message}`);
+          assert.match(e.message, new RegExp(`the record at offset ${offsets[1]} `));
+          assert.match(e.message, reason);
+          return true;
+        });
+        assert.throws(() => q.tryReceive(), ProtocolError, "it stays before the record until told to skip");
+        const skipped = q.skipCorrupt();
+        assert.equal(skipped?.offset, offsets[1]);
+        assert.equal(skipped?.length, offsets[2]! - offsets[1]!, "only that record is skipped");
+        assert.match(skipped!.reason, reason);
+        assert.equal(q.skipCorrupt(), undefined, "a good record is never skipped");
+        const rest = [];
+        for (let m = q.tryReceive(); m; m = q.tryReceive()) rest.push(untext.decode(m));
+        assert.deepEqual(rest, messages.slice(2));
+        await q.ack();
+      }
+      // The skip was acknowledged with the rest: a reopened consumer does not meet the record again.
+      await using again = await fileQueue.open(path);
+      assert.equal(again.tryReceive(), undefined);
+      assert.equal(again.skipCorrupt(), undefined);
+    }));
+}
+
+test("fileQueue: with onCorrupt, the consumer skips each corrupt record, reports it, and gets every good one", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    const messages = Array.from({ length: 12 }, (_, i) => `message ${i} `.repeat(i + 1));
+    {
+      await using q = await fileQueue.create(path);
+      const offsets = await sendAll(q, messages);
+      // Damage records 3 and 4 (two in a row: a magic and a payload), 7 and the last one (payloads).
+      flip(`${path}/queue.log`, [offsets[3]! + 1, offsets[4]! + 20, offsets[7]! + 14, offsets[11]! + 13]);
+    }
+    const skipped: SkippedRecord[] = [];
+    await assert.rejects(fileQueue.open(path, { onCorrupt: "skip" as never }), TypeError);
+    await using q = await fileQueue.open(path, { onCorrupt: (s) => skipped.push(s) });
+    const got = [];
+    for (let m = q.tryReceive(); m; m = q.tryReceive()) got.push(untext.decode(m));
+    assert.deepEqual(got, messages.filter((_, i) => ![3, 4, 7, 11].includes(i)));
+    // Two corrupt records in a row go in one skip: the scan for the next record that checks out passes both.
+    assert.deepEqual(skipped.map((s) => s.reason), [
+      "has a bad magic number",
+      "fails its CRC check",
+      "fails its CRC check",
+    ]);
+    assert.equal(
+      skipped.reduce((n, s) => n + s.length, 0),
+      [3, 4, 7, 11].reduce((n, i) => {
+        return n + RECORD_HEADER_SIZE + text.encode(messages[i]!).byteLength;
+      }, 0),
+    );
+    await q.send(text.encode("after the damage"));
+    assert.equal(untext.decode(await q.receive({ timeout: 1000 })), "after the damage");
+  }));
+
+test("fileQueue: a header claiming records past the end of the file is refused without reading past it", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    const log = `${path}/queue.log`;
+    {
+      await using q = await fileQueue.create(path);
+      await q.send(text.encode("good"));
+    }
+    // A record header that announces 4 GiB - 1 of payload, and a committed end far past the file.
+    const record = new Uint8Array(RECORD_HEADER_SIZE);
+    const v = new DataView(record.buffer);
+    v.setUint32(0, 0x52435049, true);
+    v.setUint32(4, 0xffff_ffff, true);
+    const body = readFileSync(log).subarray(24);
+    writeFileSync(log, Buffer.concat([encodeLogHeader(2 ** 40), body, record]));
+    await using q = await fileQueue.open(path);
+    assert.equal(untext.decode(q.tryReceive()!), "good");
+    assert.throws(() => q.tryReceive(), /the record at offset 40 runs past the committed end of the log/);
+    assert.deepEqual(q.skipCorrupt(), {
+      offset: 40,
+      length: RECORD_HEADER_SIZE,
+      reason: "runs past the committed end of the log",
+    });
+    assert.equal(q.tryReceive(), undefined);
   }));
 
 test("fileQueue with fsync: true sends, receives and acks durably", () =>

@@ -45,6 +45,8 @@ export const MAX_RECORD = 0xffff_ffff;
 /** Polling backoff while waiting for records, in milliseconds. */
 const FIRST_DELAY = 1;
 const MAX_DELAY = 50;
+/** A record's magic as it is on disk ("IPCR"), for the resync scan. */
+const MAGIC_BYTES = new Uint8Array([0x49, 0x50, 0x43, 0x52]);
 /** Read-ahead of the consumer, in bytes. */
 const CHUNK = 256 * 1024;
 
@@ -113,6 +115,27 @@ export interface FileQueueOptions {
    * sent or acknowledged then survives a power loss, not just a process crash. Default false.
    */
   fsync?: boolean;
+  /**
+   * The consumer's policy for a corrupt committed record (bad magic, bad length, bad CRC: damage on disk or a
+   * writer that does not follow the protocol). By default (no function) `receive()`/`tryReceive()` reject with a
+   * `ProtocolError` and the cursor stays before the record, so nothing is lost silently; call
+   * {@linkcode FileQueue.skipCorrupt} to go past it. With a function, the consumer skips each corrupt record at
+   * once, reports it here, and goes on with the next good one.
+   */
+  onCorrupt?: (skipped: SkippedRecord) => void;
+}
+
+/** What {@linkcode FileQueue.skipCorrupt} (or the `onCorrupt` policy) skipped. */
+export interface SkippedRecord {
+  /** The log offset of the corrupt record (where the cursor was). */
+  readonly offset: number;
+  /**
+   * How many bytes were skipped: the record, as its header says, when a good record (or the committed end) follows
+   * it; else up to the next offset where a record checks out (magic, length and CRC), or the committed end.
+   */
+  readonly length: number;
+  /** Why the record was refused: `fails its CRC check`, `has a bad magic number`, `runs past the committed end of the log`... */
+  readonly reason: string;
 }
 
 /** Options of {@linkcode FileQueue.receive}. */
@@ -127,6 +150,13 @@ export interface FileReceiveOptions {
 export const appendWith: unique symbol = Symbol("appendWith");
 /** Internal: take the next record with a payload size limit. */
 export const take: unique symbol = Symbol("take");
+
+function checkOptions(options: FileQueueOptions, dir: string, what: string): void {
+  const { onCorrupt } = options;
+  if (onCorrupt !== undefined && typeof onCorrupt !== "function") {
+    throw new TypeError(`Cannot ${what} file queue "${dir}": onCorrupt must be a function`);
+  }
+}
 
 function checkDir(dir: unknown, what: string): string {
   if (typeof dir !== "string" || dir.length === 0 || dir.includes("\0")) {
@@ -231,6 +261,7 @@ async function fsyncPath(ffi: Native, path: string, what: string): Promise<void>
  */
 export async function create(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
   checkDir(dir, "create");
+  checkOptions(options, dir, "create");
   const ffi = await native();
   makeEmptyDir(ffi, dir, "file queue");
   const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR | O_CREAT | O_EXCL, `create file queue log "${dir}"`);
@@ -284,6 +315,7 @@ async function writeOffset(ffi: Native, dir: string, offset: number, sync: boole
  */
 export async function open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
   checkDir(dir, "open");
+  checkOptions(options, dir, "open");
   const ffi = await native();
   const offsetFd = ffi.call.open(ffi.cstring(`${dir}/consumer.offset`), O_RDONLY | O_CLOEXEC, 0);
   if (offsetFd < 0) {
@@ -297,7 +329,7 @@ export async function open(dir: string, options: FileQueueOptions = {}): Promise
   const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
   try {
     const lock = await FileLock.open(`${dir}/queue.log`, { create: false });
-    const q = new FileQueue(ffi, dir, fd, lock, options.fsync === true);
+    const q = new FileQueue(ffi, dir, fd, lock, options.fsync === true, options.onCorrupt);
     q.committed(true);
     return q;
   } catch (e) {
@@ -331,6 +363,7 @@ export class FileQueue implements AsyncDisposable {
   readonly #fd: number;
   readonly #lock: FileLock;
   readonly #fsync: boolean;
+  readonly #onCorrupt: ((skipped: SkippedRecord) => void) | undefined;
   #closed = false;
   #sendTurn: Promise<unknown> = Promise.resolve();
   #ackTurn: Promise<unknown> = Promise.resolve();
@@ -339,17 +372,27 @@ export class FileQueue implements AsyncDisposable {
   #cursor = 0;
   #acked = 0;
   #committed = FILE_HEADER_SIZE;
+  /** The log file's size as last seen: no read is sized past it (a hostile header may claim any committed end). */
+  #size = FILE_HEADER_SIZE;
   #cache = new Uint8Array(0);
   #cacheAt = 0;
   #wakers = new Set<() => void>();
 
   /** @internal Use {@linkcode create} or {@linkcode open}. */
-  constructor(ffi: Native, path: string, fd: number, lock: FileLock, fsync: boolean) {
+  constructor(
+    ffi: Native,
+    path: string,
+    fd: number,
+    lock: FileLock,
+    fsync: boolean,
+    onCorrupt?: (skipped: SkippedRecord) => void,
+  ) {
     this.#ffi = ffi;
     this.path = path;
     this.#fd = fd;
     this.#lock = lock;
     this.#fsync = fsync;
+    this.#onCorrupt = onCorrupt;
   }
 
   /** Whether `close()` was called. */
@@ -464,7 +507,13 @@ export class FileQueue implements AsyncDisposable {
       if (!ok || v.getUint32(0, true) !== OFFSET_MAGIC || v.getUint32(12, true) !== crc32(o.subarray(0, 12))) {
         throw new ProtocolError(`Cannot read consumer offset of file queue "${this.path}": the file is corrupt`);
       }
-      this.#cursor = this.#acked = Number(v.getBigUint64(4, true));
+      const offset = v.getBigUint64(4, true);
+      if (offset < FILE_HEADER_SIZE || offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new ProtocolError(
+          `Cannot read consumer offset of file queue "${this.path}": ${offset} is not in the log`,
+        );
+      }
+      this.#cursor = this.#acked = Number(offset);
     } catch (e) {
       ffi.call.close(fd);
       throw e;
@@ -494,7 +543,8 @@ export class FileQueue implements AsyncDisposable {
    * acknowledges it.
    *
    * @returns The message, or undefined when the log has nothing new.
-   * @throws {ProtocolError} when the record is corrupt (it is never delivered; the consumer stays before it).
+   * @throws {ProtocolError} when the record is corrupt (it is never delivered; the consumer stays before it until
+   *   {@linkcode FileQueue.skipCorrupt}; with the `onCorrupt` option it is skipped instead).
    * @throws {AlreadyExistsError} when another handle is the queue's consumer.
    */
   tryReceive(): Uint8Array | undefined {
@@ -505,20 +555,95 @@ export class FileQueue implements AsyncDisposable {
   [take](limit: number): Uint8Array | undefined {
     if (this.#closed) throw new ClosedError(`Cannot receive from file queue "${this.path}": it is closed`);
     this.#consume();
+    for (;;) {
+      const at = this.#cursor;
+      const end = this.#end(at);
+      if (at >= end) return undefined;
+      const found = this.#record(at, end, limit);
+      if (found instanceof Uint8Array) {
+        this.#cursor = at + RECORD_HEADER_SIZE + found.byteLength;
+        return found.buffer === this.#cache.buffer ? found.slice() : found;
+      }
+      if (this.#onCorrupt === undefined) {
+        throw new ProtocolError(`Cannot receive from file queue "${this.path}": the record at offset ${at} ${found}`);
+      }
+      this.#onCorrupt(this.#skip(at, end, found));
+    }
+  }
+
+  /**
+   * Skips the corrupt record at the cursor, if the next record is corrupt (the one `receive()` rejected with a
+   * `ProtocolError`): only that record is lost, the consumer then gets every later good record. The skip is in
+   * memory, like a receive: the next `ack()` persists it.
+   *
+   * @returns What was skipped, or undefined when the next record is not corrupt (or there is none yet): a good
+   *   record is never skipped.
+   * @throws {ClosedError} when the handle is closed.
+   * @throws {AlreadyExistsError} when another handle is the queue's consumer.
+   *
+   * @example
+   * ```ts
+   * import { fileQueue, ProtocolError, runtime } from "ipckit";
+   * const rt = await runtime();
+   * const dir = `/tmp/ipckit-skip-${rt.pid}`;
+   * await using q = await fileQueue.create(dir);
+   * await q.send(new Uint8Array([1]));
+   * await q.send(new Uint8Array([2]));
+   * // Damage the first record's payload on disk (offset 24 + 12-byte header).
+   * const { openSync, writeSync, closeSync } = await import("node:fs");
+   * const fd = openSync(`${dir}/queue.log`, "r+");
+   * writeSync(fd, new Uint8Array([0xff]), 0, 1, 36);
+   * closeSync(fd);
+   * try {
+   *   await q.receive({ timeout: 1000 });
+   * } catch (e) {
+   *   console.log(e instanceof ProtocolError); // true: "the record at offset 24 fails its CRC check"
+   *   console.log(q.skipCorrupt()); // { offset: 24, length: 13, reason: "fails its CRC check" }
+   * }
+   * console.log(await q.receive({ timeout: 1000 })); // Uint8Array [2]
+   * await q.ack(); // the skip is persisted with the ack
+   * await rt.removeDir(dir);
+   * ```
+   */
+  skipCorrupt(): SkippedRecord | undefined {
+    if (this.#closed) throw new ClosedError(`Cannot skip on file queue "${this.path}": it is closed`);
+    this.#consume();
     const at = this.#cursor;
-    let end = this.#committed;
-    if (at >= end) end = this.committed();
+    const end = this.#end(at);
     if (at >= end) return undefined;
-    const bad = (why: string) =>
-      new ProtocolError(`Cannot receive from file queue "${this.path}": the record at offset ${at} ${why}`);
-    if (at + RECORD_HEADER_SIZE > end) throw bad("is truncated");
+    const found = this.#record(at, end, MAX_RECORD);
+    return typeof found === "string" ? this.#skip(at, end, found) : undefined;
+  }
+
+  /**
+   * Where the readable log ends for a reader at `at`: the committed end from the header (re-read once the reader
+   * caught up with it), but never past the file's real size.
+   */
+  #end(at: number): number {
+    if (at >= this.#committed) this.committed();
+    if (this.#committed > this.#size) this.#size = Math.max(this.#size, this.#fileSize());
+    return Math.min(this.#committed, this.#size);
+  }
+
+  #fileSize(): number {
+    const size = this.#ffi.call.lseek(this.#fd, 0, SEEK_END);
+    if (size < 0) throw errnoError(this.#ffi.errno(), `read file queue "${this.path}"`);
+    return size;
+  }
+
+  /**
+   * The record at `at` (before `end`): its payload, or why it is corrupt. A payload over `limit` is a
+   * `MessageTooLargeError` (not corruption: the record may be good).
+   */
+  #record(at: number, end: number, limit: number): Uint8Array | string {
+    if (at + RECORD_HEADER_SIZE > end) return "is truncated";
     const h = this.#bytes(at, RECORD_HEADER_SIZE, end);
-    if (h === undefined) throw bad("is truncated");
+    if (h === undefined) return "is truncated";
     const v = new DataView(h.buffer, h.byteOffset, RECORD_HEADER_SIZE);
-    if (v.getUint32(0, true) !== RECORD_MAGIC) throw bad("has a bad magic number");
+    if (v.getUint32(0, true) !== RECORD_MAGIC) return "has a bad magic number";
     const len = v.getUint32(4, true);
     const crc = v.getUint32(8, true);
-    if (at + RECORD_HEADER_SIZE + len > end) throw bad("runs past the committed end of the log");
+    if (at + RECORD_HEADER_SIZE + len > end) return "runs past the committed end of the log";
     if (len > limit) {
       throw new MessageTooLargeError(
         `Cannot receive from file queue "${this.path}": a message of ${len} bytes exceeds the limit (${limit} bytes)`,
@@ -527,10 +652,43 @@ export class FileQueue implements AsyncDisposable {
       );
     }
     const body = this.#bytes(at + RECORD_HEADER_SIZE, len, end);
-    if (body === undefined) throw bad("is truncated");
-    if (crc32(body) !== crc) throw bad("fails its CRC check");
-    this.#cursor = at + RECORD_HEADER_SIZE + len;
-    return body.buffer === this.#cache.buffer ? body.slice() : body;
+    if (body === undefined) return "is truncated";
+    return crc32(body) === crc ? body : "fails its CRC check";
+  }
+
+  /** Moves the cursor past the corrupt record at `at` (see {@linkcode SkippedRecord.length} for how far). */
+  #skip(at: number, end: number, reason: string): SkippedRecord {
+    const h = at + RECORD_HEADER_SIZE <= end ? this.#bytes(at, RECORD_HEADER_SIZE, end) : undefined;
+    const v = h && new DataView(h.buffer, h.byteOffset, RECORD_HEADER_SIZE);
+    const byLength = v && v.getUint32(0, true) === RECORD_MAGIC ? at + RECORD_HEADER_SIZE + v.getUint32(4, true) : -1;
+    // Trust the header's length only when it leads to a record boundary: the end, or a record that checks out.
+    const next = byLength > at && byLength <= end && (byLength === end || this.#good(byLength, end))
+      ? byLength
+      : this.#resync(at + 1, end);
+    this.#cursor = next;
+    return { offset: at, length: next - at, reason };
+  }
+
+  #good(at: number, end: number): boolean {
+    return this.#record(at, end, MAX_RECORD) instanceof Uint8Array;
+  }
+
+  /** The first offset from `from` where a record checks out (its magic, then its length and CRC), else `end`. */
+  #resync(from: number, end: number): number {
+    for (let p = from; p + RECORD_HEADER_SIZE <= end;) {
+      const n = Math.min(CHUNK, end - p);
+      const chunk = this.#bytes(p, n, end);
+      if (chunk === undefined) return end;
+      const copy = chunk.slice(); // #good() below may replace the read-ahead this chunk lives in
+      for (let i = copy.indexOf(MAGIC_BYTES[0]!); i >= 0 && i + 4 <= n; i = copy.indexOf(MAGIC_BYTES[0]!, i + 1)) {
+        if (copy[i + 1] === MAGIC_BYTES[1] && copy[i + 2] === MAGIC_BYTES[2] && copy[i + 3] === MAGIC_BYTES[3]) {
+          if (this.#good(p + i, end)) return p + i;
+        }
+      }
+      if (p + n >= end) break;
+      p += n - 3; // chunks overlap by 3 bytes: a magic cut by a chunk's end is whole in the next one
+    }
+    return end;
   }
 
   /**
@@ -539,7 +697,8 @@ export class FileQueue implements AsyncDisposable {
    *
    * @throws {TimeoutError} after `timeout` milliseconds.
    * @throws {ClosedError} when the handle is or gets closed.
-   * @throws {ProtocolError} when the next record is corrupt.
+   * @throws {ProtocolError} when the next record is corrupt (see {@linkcode FileQueue.skipCorrupt} and the
+   *   `onCorrupt` option).
    * @throws {AlreadyExistsError} when another handle is the queue's consumer.
    */
   async receive(options: FileReceiveOptions = {}): Promise<Uint8Array> {

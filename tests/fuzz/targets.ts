@@ -14,4 +14,5 @@ export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>>
   nats: async () => (await import("./nats.ts")).target as FuzzTarget<never>,
   framing: async () => (await import("./framing.ts")).target as FuzzTarget<never>,
   lines: async () => (await import("./lines.ts")).target as FuzzTarget<never>,
+  file_queue: async () => (await import("./file_queue.ts")).target as FuzzTarget<never>,
 };
