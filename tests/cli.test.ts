@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -17,6 +17,7 @@ import {
   SharedMemory,
   sysv,
 } from "../mod.ts";
+import { recordFile } from "../registry.ts";
 import { scriptPath } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 
@@ -199,6 +200,66 @@ for (const [i, creator] of RUNTIMES.entries()) {
   });
 }
 
+test("ipckit clean leaves another program's objects and unverified records alone; --force takes the latter", {
+  timeout: 120_000,
+}, async () => {
+  const dir = await rt.makeTempDir("ipckit-cli-test-");
+  const registry = join(dir, "registry");
+  mkdirSync(registry, { mode: 0o700 });
+  const env = { IPCKIT_REGISTRY: registry };
+  const theirs = join(dir, "theirs.sock");
+  const old = join(dir, "old.fifo");
+  // Another program (Python) owns a live socket; a record of a dead process names its path with another identity.
+  const python = spawn("python3", [
+    "-c",
+    "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(); print('ready', flush=True); " +
+    "sys.stdin.read()",
+    theirs,
+  ], { stdio: ["pipe", "pipe", "inherit"] });
+  const closed = new Promise((r) => python.on("close", r));
+  try {
+    await new Promise((resolve, reject) => {
+      python.stdout.once("data", resolve);
+      python.once("close", () => reject(new Error("the Python program ended early")));
+    });
+    const dead = spawn("true");
+    const pid = await new Promise<number>((r) => dead.on("close", () => r(dead.pid!)));
+    const record = (kind: string, name: string, extra: object) =>
+      writeFileSync(
+        join(registry, recordFile(kind as resources.Kind, name)),
+        JSON.stringify({ v: 2, kind, name, pid, start: null, runtime: "node", created: Date.now(), ...extra }),
+      );
+    record("socket", theirs, { identity: { dev: "0:1", ino: "2", ctime: "3.000000000" } });
+    // A FIFO recorded by an older ipckit (no identity): it cannot be told from another program's.
+    assert.equal(spawnSync("mkfifo", [old]).status, 0);
+    record("fifo", old, {});
+
+    const table = await cli(["ls", "--all"], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, new RegExp(`socket\\s+${theirs}\\s+${pid}\\s+node\\s+replaced`));
+    assert.match(table.stdout, new RegExp(`fifo\\s+${old}\\s+${pid}\\s+node\\s+dead\\?`));
+    assert.match(table.stdout, /1 object\(s\) of dead processes marked "\?" cannot be told/);
+
+    const cleaned = await cli(["clean"], env);
+    assert.equal(cleaned.code, 0, cleaned.stderr);
+    assert.match(
+      cleaned.stdout,
+      new RegExp(`dropped stale record of socket ${theirs} \\(another object has that name`),
+    );
+    assert.match(cleaned.stdout, new RegExp(`left fifo ${old} \\(pid ${pid} node, dead\\) alone: .*--force`));
+    assert.deepEqual([existsSync(theirs), existsSync(old)], [true, true]);
+
+    const forced = await cli(["clean", "--force", "--json"], env);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual((JSON.parse(forced.stdout) as resources.CleanReport).removed.map((r) => r.name), [old]);
+    assert.deepEqual([existsSync(theirs), existsSync(old)], [true, false]);
+  } finally {
+    python.stdin.end();
+    await closed;
+    await rt.removeDir(dir);
+  }
+});
+
 test("ipckit with bad usage exits 2 and says what is wrong", { timeout: 120_000 }, async () => {
   const cases: [string[], RegExp][] = [
     [[], /usage: ipckit <command>/],
@@ -206,6 +267,7 @@ test("ipckit with bad usage exits 2 and says what is wrong", { timeout: 120_000 
     [["ls", "--frob"], /ipckit ls: unknown option "--frob"\nusage: ipckit ls/],
     [["ls", "extra"], /unexpected argument "extra"/],
     [["clean", "--dry-run=yes"], /option "--dry-run" takes no value/],
+    [["clean", "--force=1"], /option "--force" takes no value/],
     [["bench", "--runtime", "perl"], /unknown "perl" \(expected deno, bun, node\)/],
     [["bench", "--iterations", "0"], /"--iterations" must be a positive integer/],
     [["demo", "--iterations"], /"--iterations" needs a value/],
