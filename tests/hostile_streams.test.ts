@@ -565,3 +565,74 @@ test(
     });
   },
 );
+
+test(
+  "100 000 sends not awaited, to a peer that does not read, queue without shift() and arrive in order; aborted ones are skipped",
+  { timeout: 120_000 },
+  async () => {
+    await withDir(async (dir) => {
+      const path = `${dir}/s.sock`;
+      const N = 100_000;
+      let peer: net.Socket | undefined;
+      const got: Uint8Array[] = [];
+      const server = net.createServer((s) => {
+        peer = s;
+        s.pause();
+        s.on("data", (c: Uint8Array) => got.push(c));
+      });
+      await new Promise<void>((r) => server.listen(path, r));
+      const channel = await unix.connect(path);
+      try {
+        // 32-byte messages (3.6 MB of frames): the runtime's queue (1 MiB) fills early, and most sends wait in the
+        // channel's own queue (a V8 array whose shift() copies it: 100 000 of them took seconds). Every 1000th is
+        // aborted while it waits.
+        const sends: Promise<unknown>[] = [];
+        const aborts: AbortController[] = [];
+        for (let i = 0; i < N; i++) {
+          const m = new Uint8Array(32);
+          new DataView(m.buffer).setUint32(0, i);
+          if (i % 1000 !== 999) {
+            sends.push(channel.send(m).then(() => "sent", (e: Error) => e.name));
+            continue;
+          }
+          const abort = new AbortController(); // (only these: an abort listener costs ~15 us on Node)
+          aborts.push(abort);
+          sends.push(channel.send(m, { signal: abort.signal }).then(() => "sent", (e: Error) => e.name));
+        }
+        for (const a of aborts) a.abort();
+        while (peer === undefined) await sleep(10);
+        peer.resume();
+        const results = await Promise.all(sends);
+        const aborted = results.filter((r) => r === "AbortError").length;
+        assert.ok(aborted > 0 && aborted <= aborts.length, `${aborted} sends aborted`);
+        assert.equal(results.filter((r) => r === "sent").length, N - aborted);
+        await channel.close();
+        while (!peer.readableEnded) await sleep(10);
+        const all = new Uint8Array(got.reduce((n, c) => n + c.byteLength, 0));
+        let at = 0;
+        for (const c of got) {
+          all.set(c, at);
+          at += c.byteLength;
+        }
+        // Frames of 32-byte messages, in order, with exactly the aborted ones missing.
+        const view = new DataView(all.buffer);
+        const seen: number[] = [];
+        for (let off = 0; off < all.byteLength; off += 36) seen.push(view.getUint32(off + 4));
+        assert.equal(seen.length, N - aborted);
+        for (let j = 1; j < seen.length; j++) {
+          if (seen[j]! <= seen[j - 1]!) assert.fail(`message ${seen[j]} out of order`);
+        }
+        const delivered = new Set(seen);
+        for (const [j, r] of results.entries()) {
+          if ((r === "AbortError") === delivered.has(j)) {
+            assert.fail(`message ${j}: ${r}, delivered ${delivered.has(j)}`);
+          }
+        }
+      } finally {
+        await channel.close();
+        peer?.destroy();
+        await new Promise((r) => server.close(r));
+      }
+    });
+  },
+);

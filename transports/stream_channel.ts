@@ -20,11 +20,15 @@ export interface StreamChannelOptions extends ChannelOptions {
   framing?: "length" | "lines";
 }
 
+const NO_BYTES = new Uint8Array(0);
+
 /** How long a closing side waits for the peer's end before it drops the connection, in milliseconds. */
 const LINGER_MS = 2000;
 
 interface PendingSend {
   frame: Uint8Array;
+  /** Set once it was written, or given up (aborted, or the stream failed): the queue then skips it. */
+  done: boolean;
   resolve(): void;
   reject(e: unknown): void;
   signal: AbortSignal | undefined;
@@ -51,7 +55,9 @@ export class StreamChannel extends BaseChannel {
   readonly #lines: boolean;
   /** Set while the stream asks writers to wait; sends queue behind it in order. */
   #blocked: Promise<void> | undefined;
+  /** Sends waiting behind `#blocked`, from `#pendingHead` on (a head index: `shift()` is linear in V8). */
   #pending: PendingSend[] = [];
+  #pendingHead = 0;
   #writeError: Error | undefined;
   #streamEnded = false;
   #writeSideEnded = false;
@@ -97,14 +103,13 @@ export class StreamChannel extends BaseChannel {
     const frame = this.#lines ? encodeLine(message, this.description) : encodeFrame(message);
     if (this.#blocked === undefined) return this.#write(frame);
     return new Promise<void>((resolve, reject) => {
-      const p: PendingSend = { frame, resolve, reject, signal, onAbort: undefined };
+      const p: PendingSend = { frame, done: false, resolve, reject, signal, onAbort: undefined };
       if (signal) {
         p.onAbort = () => {
-          const i = this.#pending.indexOf(p);
-          if (i >= 0) {
-            this.#pending.splice(i, 1);
-            reject(abortError(signal));
-          }
+          if (p.done) return;
+          p.done = true;
+          p.frame = NO_BYTES; // it stays queued until skipped: keep its slot, not its bytes
+          reject(abortError(signal));
         };
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
@@ -144,21 +149,39 @@ export class StreamChannel extends BaseChannel {
   }
 
   #flushPending(): void {
-    while (this.#blocked === undefined && this.#pending.length > 0) {
-      const p = this.#pending.shift()!;
+    while (this.#blocked === undefined && this.#pendingHead < this.#pending.length) {
+      const p = this.#pending[this.#pendingHead]!;
+      this.#pending[this.#pendingHead++] = undefined as unknown as PendingSend;
+      if (p.done) continue;
+      p.done = true;
       if (p.signal && p.onAbort) p.signal.removeEventListener("abort", p.onAbort);
       const r = this.#write(p.frame);
       if (r === undefined) p.resolve();
       else r.then(p.resolve, p.reject);
     }
+    if (this.#pendingHead === this.#pending.length) {
+      this.#pending = [];
+      this.#pendingHead = 0;
+    } else if (this.#pendingHead > 1024 && this.#pendingHead * 2 > this.#pending.length) {
+      this.#pending = this.#pending.slice(this.#pendingHead);
+      this.#pendingHead = 0;
+    }
   }
 
   /** Resolves when every queued frame was handed to the stream. */
   async #drained(): Promise<void> {
-    while (this.#blocked !== undefined || this.#pending.length > 0) {
+    while (this.#blocked !== undefined || this.#pendingHead < this.#pending.length) {
       await this.#blocked?.catch(() => {});
       if (this.#writeError) {
-        for (const p of this.#pending.splice(0)) p.reject(this.#writeError);
+        const pending = this.#pending.slice(this.#pendingHead);
+        this.#pending = [];
+        this.#pendingHead = 0;
+        for (const p of pending) {
+          if (p.done) continue;
+          p.done = true;
+          if (p.signal && p.onAbort) p.signal.removeEventListener("abort", p.onAbort);
+          p.reject(this.#writeError);
+        }
       }
     }
   }
