@@ -10,6 +10,10 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { preflight } from "./preflight.mjs";
+
+// The system tools the suite needs (python3, cc, nats-server...): installed now when possible, or a clear stop.
+preflight();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
