@@ -7,9 +7,18 @@
  * @module
  */
 import type { Socket, SocketHandler } from "bun";
-import { ClosedError } from "../errors.ts";
+import { ClosedError, IpcError, TimeoutError } from "../errors.ts";
 import { mapNodeError } from "./node_api.ts";
-import type { ByteSink, ByteStream, Server } from "./runtime.ts";
+import type {
+  ByteSink,
+  ByteStream,
+  ConnectTcpOptions,
+  ListenTcpOptions,
+  ListenUnixOptions,
+  Server,
+} from "./runtime.ts";
+import { bindWithMode, DEFAULT_SOCKET_MODE } from "./unix_bind.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT, MAX_PENDING_HANDSHAKES, tlsClientError, tlsServerError } from "./tls_errors.ts";
 
 /** Per-socket state, kept in `socket.data`. */
 interface State {
@@ -211,27 +220,71 @@ function server(listener: { stop(closeActive?: boolean): void; port?: number }, 
   };
 }
 
+/** TLS settings in Bun's shape, and what a listener does with handshakes. */
+interface BunTls {
+  options: Record<string, unknown>;
+  timeout: number;
+  onReject: ((error: Error) => void) | undefined;
+}
+
 function listenWith(
   options: { unix: string } | { hostname: string; port: number },
   onConnection: (s: ByteStream) => void,
   what: string,
+  tls?: BunTls,
 ): Promise<Server> {
+  // With TLS, a socket opens before its handshake: it is handed over only once the handshake succeeded.
+  const pending = new Map<Socket<State>, ReturnType<typeof setTimeout>>();
+  const refuse = (socket: Socket<State>, error: Error) => {
+    clearTimeout(pending.get(socket));
+    pending.delete(socket);
+    socket.terminate();
+    tls?.onReject?.(error);
+  };
+  // Named with the bound port, once known (port 0 picks one).
+  let rejected = `Cannot accept a TLS connection on ${what.replace(/^Cannot listen on /, "")}`;
   try {
     const listener = Bun.listen<State>(
       {
         ...options,
         allowHalfOpen: true,
+        ...(tls ? { tls: tls.options } : {}),
         socket: {
           ...handlers,
           open(socket) {
             socket.data = newState();
             if ("port" in options) socket.setNoDelay(true);
+            if (!tls) return onConnection(socketStream(socket));
+            if (pending.size >= MAX_PENDING_HANDSHAKES) {
+              return refuse(socket, new ClosedError(`${rejected}: ${MAX_PENDING_HANDSHAKES} handshakes are pending`));
+            }
+            const timeout = new TimeoutError(`${rejected}: the TLS handshake took longer than ${tls.timeout} ms`);
+            pending.set(socket, setTimeout(() => refuse(socket, timeout), tls.timeout));
+          },
+          handshake(socket, success, authorizationError) {
+            if (!pending.has(socket)) return;
+            // A finished handshake with an untrusted client certificate is success with an authorizationError
+            // (which a server that did not ask for one gets too: "no issuer" for no certificate).
+            if (!success || tls?.options.requestCert === true && authorizationError) {
+              const reason = (authorizationError as { code?: unknown } | null)?.code;
+              return refuse(socket, tlsServerError(authorizationError, rejected, success ? reason : undefined));
+            }
+            clearTimeout(pending.get(socket));
+            pending.delete(socket);
             onConnection(socketStream(socket));
+          },
+          close(socket, error) {
+            if (pending.has(socket)) {
+              refuse(socket, tlsServerError(error ?? { code: "ECONNRESET", message: "hang up" }, rejected));
+            }
+            handlers.close?.(socket, error);
           },
         },
       } as Parameters<typeof Bun.listen<State>>[0],
     );
-    return Promise.resolve(server(listener, "port" in options ? (listener as unknown as { port: number }).port : 0));
+    const port = "port" in options ? (listener as unknown as { port: number }).port : 0;
+    if ("port" in options) rejected = `Cannot accept a TLS connection on TCP ${options.hostname}:${port}`;
+    return Promise.resolve(server(listener, port));
   } catch (e) {
     return Promise.reject(mapNodeError(e, what));
   }
@@ -240,32 +293,99 @@ function listenWith(
 async function connectWith(
   options: { unix: string } | { hostname: string; port: number },
   what: string,
+  tls?: Record<string, unknown>,
+  handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT,
 ): Promise<ByteStream> {
+  // With TLS, Bun.connect resolves when TCP is up; the stream is ready once the handshake succeeded.
+  let handshake!: { resolve(): void; reject(e: unknown): void };
+  const handshaken = new Promise<void>((resolve, reject) => (handshake = { resolve, reject }));
+  const tlsWhat = what.replace(/^Cannot connect to /, "Cannot connect over TLS to ");
   try {
     const socket = await Bun.connect<State>(
       {
         ...options,
         allowHalfOpen: true,
         data: newState(),
-        socket: handlers,
+        ...(tls ? { tls } : {}),
+        socket: tls
+          ? {
+            ...handlers,
+            handshake(_socket, success, authorizationError) {
+              if (success && !authorizationError) handshake.resolve();
+              else handshake.reject(tlsClientError(authorizationError, tlsWhat, true));
+            },
+            close(socket, error) {
+              handshake.reject(
+                error
+                  ? tlsClientError(error, tlsWhat, true)
+                  : new ClosedError(`${tlsWhat}: the server closed the connection during the TLS handshake`),
+              );
+              handlers.close?.(socket, error);
+            },
+            error(socket, error) {
+              handlers.error?.(socket, tlsClientError(error, tlsWhat) as Error);
+            },
+          }
+          : handlers,
       } as Parameters<typeof Bun.connect<State>>[0],
     );
     if ("port" in options) socket.setNoDelay(true);
+    if (tls) {
+      const timer = setTimeout(
+        () => handshake.reject(new TimeoutError(`${tlsWhat}: no TLS handshake within ${handshakeTimeout} ms`)),
+        handshakeTimeout,
+      );
+      try {
+        await handshaken;
+      } catch (e) {
+        socket.terminate();
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
     return socketStream(socket);
   } catch (e) {
     throw mapNodeError(e, what);
   }
 }
 
-/** Bun.listen on a Unix socket. */
-export const listenUnix = (path: string, on: (s: ByteStream) => void): Promise<Server> =>
-  listenWith({ unix: path }, on, `Cannot listen on Unix socket "${path}"`);
+/** Bun.listen on a Unix socket, its file created with `mode` (0o600 by default) without a window. */
+export const listenUnix = (path: string, on: (s: ByteStream) => void, o: ListenUnixOptions = {}): Promise<Server> => {
+  const what = `Cannot listen on Unix socket "${path}"`;
+  return bindWithMode(path, o.mode ?? DEFAULT_SOCKET_MODE, (at) => listenWith({ unix: at }, on, what), what)
+    .catch((e) => Promise.reject(e instanceof IpcError ? e : mapNodeError(e, what)));
+};
 /** Bun.connect to a Unix socket. */
 export const connectUnix = (path: string): Promise<ByteStream> =>
   connectWith({ unix: path }, `Cannot connect to Unix socket "${path}"`);
-/** Bun.listen on TCP. */
-export const listenTcp = (o: { port: number; hostname: string }, on: (s: ByteStream) => void): Promise<Server> =>
-  listenWith({ hostname: o.hostname, port: o.port }, on, `Cannot listen on TCP ${o.hostname}:${o.port}`);
-/** Bun.connect over TCP, with Nagle off. */
-export const connectTcp = (o: { port: number; hostname: string }): Promise<ByteStream> =>
-  connectWith({ hostname: o.hostname, port: o.port }, `Cannot connect to TCP ${o.hostname}:${o.port}`);
+/** Bun.listen on TCP; with `tls`, Bun's own TLS (BoringSSL: faster here than node:tls, 25-30 vs 38-49 us). */
+export const listenTcp = (o: ListenTcpOptions, on: (s: ByteStream) => void): Promise<Server> => {
+  const what = `Cannot listen on TCP ${o.hostname}:${o.port}`;
+  const t = o.tls;
+  const tls: BunTls | undefined = t && {
+    options: {
+      cert: t.cert,
+      key: t.key,
+      ...(t.ca === undefined ? {} : { ca: t.ca }),
+      requestCert: t.requestCert === true,
+      rejectUnauthorized: true,
+    },
+    timeout: o.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    onReject: o.onReject,
+  };
+  return listenWith({ hostname: o.hostname, port: o.port }, on, what, tls);
+};
+/** Bun.connect over TCP, with Nagle off; with `tls`, the server's certificate is verified. */
+export const connectTcp = (o: ConnectTcpOptions): Promise<ByteStream> => {
+  const t = o.tls;
+  const tls = t && {
+    ...(t.ca === undefined ? {} : { ca: t.ca }),
+    ...(t.cert === undefined ? {} : { cert: t.cert }),
+    ...(t.key === undefined ? {} : { key: t.key }),
+    ...(t.servername === undefined ? {} : { serverName: t.servername }),
+    rejectUnauthorized: true,
+  };
+  const what = `Cannot connect to TCP ${o.hostname}:${o.port}`;
+  return connectWith({ hostname: o.hostname, port: o.port }, what, tls, o.handshakeTimeout);
+};

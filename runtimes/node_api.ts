@@ -13,15 +13,19 @@ import process from "node:process";
 import { isatty } from "node:tty";
 import { fileURLToPath } from "node:url";
 import { parentPort as nodeParentPort, Worker } from "node:worker_threads";
-import { AlreadyExistsError, NotFoundError, PermissionError } from "../errors.ts";
+import { AlreadyExistsError, IpcError, NotFoundError, PermissionError } from "../errors.ts";
 import { duplex, socketStream } from "./streams.ts";
 import { bindUdp } from "./node_udp.ts";
 import { runtimeName } from "./detect.ts";
+import { bindWithMode, DEFAULT_SOCKET_MODE } from "./unix_bind.ts";
 import type {
   ByteStream,
   ChildProcess,
+  ConnectTcpOptions,
   ExitStatus,
   FileInfo,
+  ListenTcpOptions,
+  ListenUnixOptions,
   ParentPort,
   Runtime,
   Server,
@@ -216,13 +220,21 @@ export const nodeApi = {
   printError: (text: string) => void fs.writeSync(2, text),
   onSignal,
   kill: (pid: number, signal: SignalName) => void process.kill(pid, signal),
-  listenUnix: (p: string, on: (s: ByteStream) => void) =>
-    listen({ path: p }, on, `Cannot listen on Unix socket "${p}"`, false),
+  listenUnix: (p: string, on: (s: ByteStream) => void, o: ListenUnixOptions = {}) => {
+    const what = `Cannot listen on Unix socket "${p}"`;
+    return bindWithMode(p, o.mode ?? DEFAULT_SOCKET_MODE, (at) => listen({ path: at }, on, what, false), what)
+      .catch((e) => Promise.reject(e instanceof IpcError ? e : mapNodeError(e, what)));
+  },
   connectUnix: (p: string) => connect({ path: p }, `Cannot connect to Unix socket "${p}"`),
-  listenTcp: (o: { port: number; hostname: string }, on: (s: ByteStream) => void) =>
-    listen({ port: o.port, host: o.hostname }, on, `Cannot listen on TCP ${o.hostname}:${o.port}`, true),
-  connectTcp: (o: { port: number; hostname: string }) =>
-    connect({ port: o.port, host: o.hostname }, `Cannot connect to TCP ${o.hostname}:${o.port}`),
+  listenTcp: async (o: ListenTcpOptions, on: (s: ByteStream) => void) => {
+    // node:tls is loaded only by those who use it.
+    if (o.tls) return (await import("./tls_node.ts")).listenTls({ ...o, tls: o.tls }, on);
+    return listen({ port: o.port, host: o.hostname }, on, `Cannot listen on TCP ${o.hostname}:${o.port}`, true);
+  },
+  connectTcp: async (o: ConnectTcpOptions) => {
+    if (o.tls) return (await import("./tls_node.ts")).connectTls({ ...o, tls: o.tls });
+    return connect({ port: o.port, host: o.hostname }, `Cannot connect to TCP ${o.hostname}:${o.port}`);
+  },
   worker,
   parentPort,
   bindUdp,

@@ -86,6 +86,59 @@ export interface ExitStatus {
   signal: string | null;
 }
 
+/** Options of `Runtime.listenUnix`. */
+export interface ListenUnixOptions {
+  /** Permission bits of the socket file (who may connect); 0o600 by default. */
+  mode?: number;
+}
+
+/**
+ * TLS on a TCP listener: PEM text. `requestCert` asks every client for a certificate signed by `ca` and refuses
+ * the connection without one.
+ */
+export interface TlsServerOptions {
+  /** The server's certificate chain (PEM). */
+  cert: string;
+  /** The server's private key (PEM). */
+  key: string;
+  /** Certificate authorities that client certificates must chain to (PEM). */
+  ca?: string | string[];
+  /** Require a client certificate that chains to `ca`. */
+  requestCert?: boolean;
+}
+
+/** TLS on a TCP connection: PEM text. The server's certificate is always verified. */
+export interface TlsClientOptions {
+  /** Certificate authorities the server's certificate must chain to (PEM); the system's roots when absent. */
+  ca?: string | string[];
+  /** This client's certificate chain (PEM), for servers that ask for one. */
+  cert?: string;
+  /** This client's private key (PEM). */
+  key?: string;
+  /** The name the server's certificate must carry (and the SNI sent); the connect hostname by default. */
+  servername?: string;
+}
+
+/** Options of `Runtime.listenTcp`. */
+export interface ListenTcpOptions {
+  port: number;
+  hostname: string;
+  tls?: TlsServerOptions;
+  /** With `tls`: how long a TLS handshake may take, in milliseconds. */
+  handshakeTimeout?: number;
+  /** With `tls`: told about each connection refused before it was handed over (a failed handshake). */
+  onReject?: (error: Error) => void;
+}
+
+/** Options of `Runtime.connectTcp`. */
+export interface ConnectTcpOptions {
+  port: number;
+  hostname: string;
+  tls?: TlsClientOptions;
+  /** With `tls`: how long the TLS handshake may take once connected, in milliseconds. */
+  handshakeTimeout?: number;
+}
+
 /** A started child process. */
 export interface ChildProcess {
   /** The child's pid. */
@@ -182,17 +235,22 @@ export interface Runtime {
   /** Sends a signal to a process. */
   kill(pid: number, signal: SignalName): void;
 
-  /** Listens on a Unix stream socket at `path` (the file must not exist). */
-  listenUnix(path: string, onConnection: (stream: ByteStream) => void): Promise<Server>;
+  /**
+   * Listens on a Unix stream socket at `path` (the file must not exist). The socket file never exists with wider
+   * permissions than `options.mode` (0o600 by default): it is bound in a fresh private directory, given its mode,
+   * then linked into place.
+   */
+  listenUnix(path: string, onConnection: (stream: ByteStream) => void, options?: ListenUnixOptions): Promise<Server>;
   /** Connects to a Unix stream socket. */
   connectUnix(path: string): Promise<ByteStream>;
-  /** Listens on TCP; port 0 picks a free port (see `Server.port`). */
-  listenTcp(
-    options: { port: number; hostname: string },
-    onConnection: (stream: ByteStream) => void,
-  ): Promise<Server>;
-  /** Connects over TCP (with Nagle's algorithm off). */
-  connectTcp(options: { port: number; hostname: string }): Promise<ByteStream>;
+  /**
+   * Listens on TCP; port 0 picks a free port (see `Server.port`). With `tls`, a connection is handed over only once
+   * its TLS handshake succeeded; one that fails or takes longer than `handshakeTimeout` is closed and reported to
+   * `onReject`.
+   */
+  listenTcp(options: ListenTcpOptions, onConnection: (stream: ByteStream) => void): Promise<Server>;
+  /** Connects over TCP (with Nagle's algorithm off); with `tls`, resolves once the TLS handshake succeeded. */
+  connectTcp(options: ConnectTcpOptions): Promise<ByteStream>;
 
   /** Binds a UDP socket (`port` 0 picks a free port). */
   bindUdp(options: { host: string; port: number; ipv6: boolean; reuseAddress: boolean }): Promise<UdpHandle>;
