@@ -114,7 +114,9 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
   readonly maxMessage: number;
   readonly highWaterMark: number;
   #endpoint: DatagramEndpoint<A>;
+  /** Queued datagrams from `#head` on (a head index: `shift()` copies a large array in V8). */
   #queue: Datagram<A>[] = [];
+  #head = 0;
   #queuedBytes = 0;
   #waiters: Waiter<Datagram<A>>[] = [];
   #paused = false;
@@ -172,8 +174,16 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
 
   /** Receives the next datagram; `timeout` and `signal` give up without losing one. */
   receive(options?: ReceiveOptions): Promise<Datagram<A>> {
-    const d = this.#queue.shift();
+    const d = this.#queue[this.#head];
     if (d !== undefined) {
+      this.#queue[this.#head++] = undefined as unknown as Datagram<A>;
+      if (this.#head === this.#queue.length) {
+        this.#queue = [];
+        this.#head = 0;
+      } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
+      }
       this.#queuedBytes -= d.data.byteLength + MESSAGE_OVERHEAD;
       if (this.#paused && this.#queuedBytes < this.highWaterMark / 2) {
         this.#paused = false;
@@ -206,8 +216,9 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w.reject(this.#closed);
-    const queue = this.#queue;
+    const queue = this.#queue.slice(this.#head);
     this.#queue = [];
+    this.#head = 0;
     this.#queuedBytes = 0;
     return queue;
   }
