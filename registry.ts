@@ -202,7 +202,10 @@ export function register(kind: Kind, name: string, extra?: { key: number }): voi
     if (writer === null) return;
     const ffi = writer?.ffi ?? loadedNative();
     const full = recordName(kind, name, ffi);
-    const identity = ffi === undefined ? undefined : identify(ffi, kind, full, extra?.key);
+    let identity: ObjectIdentity | undefined;
+    try {
+      identity = ffi === undefined ? undefined : identify(ffi, kind, full, extra?.key);
+    } catch { /* no identity: the record is still written, and clean only reports its object */ }
     write(kind, full, extra, identity);
   } catch { /* a record is a convenience: it never fails the create */ }
 }

@@ -187,12 +187,13 @@ async function registryDir(rt: Runtime, ffi: Native, dir: string | undefined): P
   return dir ?? (await locate(rt, ffi)).dir;
 }
 
+const stored = Symbol("stored");
+const IPC_RMID = 0;
+
 /** A listed resource with what `clean` needs to re-check it just before removing. */
 interface Found extends Resource {
   readonly [stored]: Stored;
 }
-const stored = Symbol("stored");
-const IPC_RMID = 0;
 
 async function find(rt: Runtime, ffi: Native, dir: string, all: boolean): Promise<Found[]> {
   let names: string[];

@@ -298,6 +298,20 @@ test("fileQueue: a header claiming records past the end of the file is refused w
     assert.equal(q.tryReceive(), undefined);
   }));
 
+test("fileQueue.open() of a log with a damaged header rejects with ProtocolError and leaves no descriptor open", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/q`;
+    await (await fileQueue.create(path)).close();
+    const { readdirSync } = await import("node:fs");
+    const fds = () => readdirSync("/proc/self/fd").length;
+    for (const header of [new Uint8Array(0), new Uint8Array(24), encodeLogHeader(24).fill(7, 16, 20)]) {
+      writeFileSync(`${path}/queue.log`, header);
+      const before = fds();
+      for (let i = 0; i < 20; i++) await assert.rejects(fileQueue.open(path), ProtocolError);
+      assert.ok(fds() - before < 5, `${fds() - before} descriptors more after 20 refused opens`);
+    }
+  }));
+
 test("fileQueue with fsync: true sends, receives and acks durably", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;

@@ -327,12 +327,15 @@ export async function open(dir: string, options: FileQueueOptions = {}): Promise
   }
   ffi.call.close(offsetFd);
   const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
+  let lock: FileLock | undefined;
   try {
-    const lock = await FileLock.open(`${dir}/queue.log`, { create: false });
+    lock = await FileLock.open(`${dir}/queue.log`, { create: false });
     const q = new FileQueue(ffi, dir, fd, lock, options.fsync === true, options.onCorrupt);
     q.committed(true);
     return q;
   } catch (e) {
+    // Both descriptors go: a log refused here (a hostile or damaged header) must not leak one per attempt.
+    lock?.close();
     ffi.call.close(fd);
     throw e;
   }

@@ -9,13 +9,13 @@
  * policy and half by hand (`tryReceive()` rejects, then `skipCorrupt()`). For each input, `open()` and every read
  * return or throw `ProtocolError`; every `ProtocolError` of a record is followed by a `skipCorrupt()` that moves
  * forward (never a refusal that cannot be skipped); no message is larger than the file; the reads end within one
- * step per byte of the file (no hang).
+ * step per byte of the file (no hang); no file descriptor is left open, whether `open()` refused the queue or not.
  * An intact log delivers exactly the messages it was made of.
  *
  * @module
  */
 import fc from "fast-check";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProtocolError } from "../../errors.ts";
@@ -121,6 +121,15 @@ function offsetFile(offset: number, damaged: boolean): Uint8Array {
 
 let dir: string | undefined;
 
+/** How many descriptors this process has open (Linux); 0 where it cannot tell. */
+function openFds(): number {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return 0;
+  }
+}
+
 /** Feeds one hostile queue directory to a consumer. */
 async function run(input: Input): Promise<void> {
   // tmpfs when there is one: rewriting a file on ext4 costs milliseconds (a truncated file is flushed on close).
@@ -139,6 +148,7 @@ async function run(input: Input): Promise<void> {
   writeFileSync(join(dir, "queue.log"), log);
   writeFileSync(join(dir, "consumer.offset"), offsetFile(input.offset ?? 24, input.damagedOffset));
 
+  const fds = openFds();
   const got: Uint8Array[] = [];
   const skipped: SkippedRecord[] = [];
   let q: FileQueue | undefined;
@@ -169,6 +179,7 @@ async function run(input: Input): Promise<void> {
   } finally {
     await q?.close();
   }
+  if (openFds() > fds) throw new Error(`${openFds() - fds} file descriptor(s) left open`);
   for (const s of skipped) {
     if (!(s.length > 0) || s.offset < 24) throw new Error(`a skip that does not move forward: ${JSON.stringify(s)}`);
   }
