@@ -59,6 +59,8 @@ export class Call implements CallContext {
   cancel(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
+    // The deadline has nothing left to do: a long one would otherwise keep the process alive after the close.
+    if (this.timer !== undefined) clearTimeout(this.timer);
     this.#reason = reason;
     this.#controller?.abort(reason);
     this.wake?.();

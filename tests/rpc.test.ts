@@ -77,4 +77,9 @@ test("rpc: bad arguments are TypeErrors", () => {
   const [a] = shm.pair();
   assert.throws(() => rpc.serve(a, null as never), TypeError);
   assert.throws(() => rpc.connect(a, { window: 0 }), RangeError);
+  assert.throws(() => rpc.connect(a, { window: 2 ** 20 + 1 }), RangeError);
+  assert.throws(() => rpc.connect(a, { maxInFlight: 0 }), RangeError);
+  assert.throws(() => rpc.connect(a, { replyHighWaterMark: 0.5 }), RangeError);
+  assert.throws(() => rpc.connect(a, { exposeStack: 1 as never }), TypeError);
+  assert.throws(() => rpc.serve(a, {}, { protocol: "jsonrpc", maxBatch: -1 }), RangeError);
 });
