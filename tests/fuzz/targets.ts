@@ -15,4 +15,6 @@ export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>>
   framing: async () => (await import("./framing.ts")).target as FuzzTarget<never>,
   lines: async () => (await import("./lines.ts")).target as FuzzTarget<never>,
   file_queue: async () => (await import("./file_queue.ts")).target as FuzzTarget<never>,
+  rpc: async () => (await import("./rpc.ts")).target as FuzzTarget<never>,
+  jsonrpc: async () => (await import("./jsonrpc.ts")).target as FuzzTarget<never>,
 };
