@@ -91,7 +91,13 @@ export class Outbox {
   send(bytes: Uint8Array, onError?: (e: unknown) => void): Promise<void> {
     const cost = bytes.byteLength + REPLY_OVERHEAD;
     this.#bytes += cost;
-    return this.#channel.send(bytes).then(() => this.#release(cost), (e) => {
+    let sent: Promise<void>;
+    try {
+      sent = this.#channel.send(bytes);
+    } catch (e) {
+      sent = Promise.reject(e); // a Channel of the application's own that throws rather than rejects
+    }
+    return sent.then(() => this.#release(cost), (e) => {
       this.#release(cost);
       if (onError) onError(e);
       else throw e;
