@@ -66,7 +66,9 @@
  * and the next producer appends after it. With the lock, a producer sees a consistent end; with the commit field,
  * a consumer never sees an uncommitted byte, and the next producer removes a torn tail. A reader that finds a
  * committed record with a bad magic, a bad length or a bad CRC (corruption, not a crash of a producer that
- * followed this protocol) rejects with `ProtocolError` and never delivers it; the cursor stays before it.
+ * followed this protocol) rejects with `ProtocolError` and never delivers it; the cursor stays before it until the
+ * consumer calls `skipCorrupt()` (which skips that record alone and says what it skipped), or skips by itself with
+ * the `onCorrupt` option.
  * The header is read without the lock: a read torn by a concurrent header write fails its CRC and is retried at
  * the next poll. Producers that do not take the lock are not supported.
  *
@@ -130,7 +132,15 @@ import {
   take,
 } from "./file_queue.ts";
 
-export { crc32, create, type FileQueue, type FileQueueOptions, type FileReceiveOptions, open } from "./file_queue.ts";
+export {
+  crc32,
+  create,
+  type FileQueue,
+  type FileQueueOptions,
+  type FileReceiveOptions,
+  open,
+  type SkippedRecord,
+} from "./file_queue.ts";
 
 /**
  * What the file queue channel promises.
