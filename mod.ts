@@ -50,6 +50,9 @@ export * as udp from "./transports/udp.ts";
 export * as unixDgram from "./transports/unix_dgram.ts";
 export * as nats from "./transports/nats.ts";
 export { type Datagram, DatagramChannel, type DatagramOptions, DatagramSocket } from "./transports/datagram.ts";
+export { authenticate, type AuthenticateOptions, type AuthOptions } from "./transports/auth.ts";
+export type { SecureConnectOptions, SecureListenOptions } from "./transports/handshakes.ts";
+export type { TlsClientOptions, TlsServerOptions } from "./runtimes/runtime.ts";
 
 // RPC over any channel
 export * as rpc from "./rpc/rpc.ts";

@@ -19,7 +19,9 @@
 import { runtime } from "../runtimes/detect.ts";
 import { prepare, register, unregister } from "../registry.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
+import { authenticateStream, checkHandshakeTimeout, prepareAuth } from "./auth.ts";
 import type { Capabilities, Channel, Listener } from "./channel.ts";
+import { checkOnReject, HandshakeGate, type SecureConnectOptions, type SecureListenOptions } from "./handshakes.ts";
 import { StreamListener } from "./listener.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 import { MAX_FRAME } from "./framing.ts";
@@ -55,17 +57,40 @@ function checkPath(path: unknown): string {
   return path;
 }
 
+/** Options of {@linkcode listen}. */
+export interface UnixListenOptions extends StreamChannelOptions, SecureListenOptions {
+  /**
+   * Permission bits of the socket file: who may connect (connecting needs write permission). 0o600 by default:
+   * only this user. The file never exists with other bits, whatever the umask.
+   */
+  mode?: number;
+}
+
+/** Options of {@linkcode connect}. */
+export interface UnixConnectOptions extends StreamChannelOptions, SecureConnectOptions {}
+
+function checkMode(mode: unknown, what: string): number {
+  if (mode === undefined) return 0o600;
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o777) {
+    throw new RangeError(`Cannot ${what}: mode ${String(mode)} must be permission bits from 0 to 0o777`);
+  }
+  return mode as number;
+}
+
 function wrap(stream: ByteStream, path: string, options: StreamChannelOptions): Channel {
   return new StreamChannel(stream, `Unix socket "${path}"`, capabilities, options);
 }
 
 /**
  * Listens on a Unix stream socket at `path`. The socket file is created (it must not exist: a stale file from a
- * dead process is an `AlreadyExistsError`; remove it first) and removed again by `close()`.
+ * dead process is an `AlreadyExistsError`; remove it first) with permission bits `mode` (0o600: only this user may
+ * connect), and removed again by `close()`. With `auth`, `accept()` returns only connections that proved they know
+ * the secret; the others are closed and reported to `onReject`.
  *
  * @param path Filesystem path of the socket, at most 103 bytes.
  * @returns A Listener: `accept()` or `for await` yields one Channel per connection.
  * @throws {AlreadyExistsError} when the path exists.
+ * @throws {RangeError} for a bad mode, limit or timeout, or an auth secret under 16 bytes.
  *
  * @example
  * ```ts
@@ -88,29 +113,54 @@ function wrap(stream: ByteStream, path: string, options: StreamChannelOptions): 
  * await server.close(); // removes the socket file; the serving loop ends
  * await serving;
  * ```
+ *
+ * @example A socket a group may use, for peers that know a secret
+ * ```ts
+ * import { runtime, unix } from "ipckit";
+ * const path = `/tmp/ipckit-group-${(await runtime()).pid}.sock`;
+ * const secret = "shared by the group's services";
+ * await using server = await unix.listen(path, { mode: 0o660, auth: { secret } }); // srw-rw----
+ * await using client = await unix.connect(path, { auth: { secret } });
+ * await using peer = await server.accept();
+ * await client.send(new TextEncoder().encode("proven"));
+ * console.log(new TextDecoder().decode(await peer.receive())); // "proven"
+ * ```
  */
-export async function listen(path: string, options: StreamChannelOptions = {}): Promise<Listener> {
+export async function listen(path: string, options: UnixListenOptions = {}): Promise<Listener> {
   checkFraming(options, `a Unix listener on "${path}"`);
   checkPath(path);
+  const what = `listen on Unix socket "${path}"`;
+  const mode = checkMode(options.mode, what);
+  const timeout = checkHandshakeTimeout(options.handshakeTimeout, what);
+  const onReject = checkOnReject(options.onReject, what);
+  const auth = options.auth === undefined ? undefined : await prepareAuth(options.auth, what);
   const rt = await runtime();
   await prepare();
+  let gate: HandshakeGate | undefined;
   const listener = new StreamListener({
     description: `Unix socket "${path}"`,
     wrap: (s) => wrap(s, path, options),
     afterClose: async () => {
+      gate?.close();
       await rt.removeFile(path);
       unregister("socket", path);
     },
-  });
-  listener.attach(await rt.listenUnix(path, listener.onConnection));
+  }, options);
+  if (auth) {
+    const accepting = () => `accept a connection on Unix socket "${path}"`;
+    gate = new HandshakeGate(auth, timeout, accepting, listener.onConnection, onReject);
+  }
+  listener.attach(await rt.listenUnix(path, gate?.onConnection ?? listener.onConnection, { mode }));
   register("socket", path);
   return listener;
 }
 
 /**
- * Connects to a Unix stream socket.
+ * Connects to a Unix stream socket; with `auth`, resolves once both sides proved they know the secret.
  *
  * @throws {NotFoundError} when nothing listens at `path`.
+ * @throws {PermissionError} when the socket file's mode does not let this user connect, or the auth handshake
+ * failed.
  *
  * @example
  * ```ts
@@ -128,9 +178,14 @@ export async function listen(path: string, options: StreamChannelOptions = {}): 
  * console.log(new TextDecoder().decode(await peer.receive())); // '{"op":"ping"}'
  * ```
  */
-export async function connect(path: string, options: StreamChannelOptions = {}): Promise<Channel> {
+export async function connect(path: string, options: UnixConnectOptions = {}): Promise<Channel> {
   checkFraming(options, `a Unix socket to "${path}"`);
   checkPath(path);
+  const what = `connect to Unix socket "${path}"`;
+  const timeout = checkHandshakeTimeout(options.handshakeTimeout, what);
+  const auth = options.auth === undefined ? undefined : await prepareAuth(options.auth, what);
   const rt = await runtime();
-  return wrap(await rt.connectUnix(path), path, options);
+  let stream = await rt.connectUnix(path);
+  if (auth) stream = await authenticateStream(stream, auth, "client", timeout, what);
+  return wrap(stream, path, options);
 }

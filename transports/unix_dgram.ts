@@ -35,12 +35,16 @@
  *
  * @module
  */
-import { ClosedError, MessageTooLargeError, NotFoundError, UnsupportedError } from "../errors.ts";
+import { ClosedError, MessageTooLargeError, NotFoundError, PermissionError, UnsupportedError } from "../errors.ts";
 import {
   AF_UNIX,
+  AT_EMPTY_PATH,
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
   MSG_TRUNC,
+  O_CLOEXEC,
+  O_NOFOLLOW,
+  O_PATH,
   POLLIN,
   POLLOUT,
   SHUT_RDWR,
@@ -48,6 +52,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOL_SOCKET,
+  STATX_SIZE,
 } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
@@ -91,6 +96,11 @@ export const capabilities: Capabilities = {
 export interface UnixDgramOptions extends DatagramOptions {
   /** SO_SNDBUF in bytes: the largest datagram this socket can send is the result minus 32 (Linux doubles it). */
   sendBuffer?: number;
+  /**
+   * Permission bits of the socket file a path-bound socket creates: who may send to it. 0o600 (only this user) by
+   * default; the file never exists with other bits, whatever the umask. Abstract (`@name`) addresses have no file.
+   */
+  mode?: number;
 }
 
 /** Options of {@linkcode connect}. */
@@ -403,9 +413,66 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   }
 }
 
+/** Validates a socket file mode. */
+function checkMode(mode: unknown, what: string): number {
+  if (mode === undefined) return DEFAULT_MODE;
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o777) {
+    throw new RangeError(`Cannot ${what}: mode ${String(mode)} must be permission bits from 0 to 0o777`);
+  }
+  return mode as number;
+}
+
+const DEFAULT_MODE = 0o600;
+const S_IFMT = 0o170000, S_IFSOCK = 0o140000;
+/** statx(2) fields: STATX_TYPE | STATX_MODE | STATX_UID; stx_uid and stx_mode offsets. */
+const STATX_TYPE_MODE_UID = 0x1 | 0x2 | 0x8, STX_UID = 20, STX_MODE = 28;
+
+/**
+ * Binds `fd` at the file `path` with permission bits `mode`. Linux creates a socket file with the mode of the
+ * socket's inode minus the umask (net/unix/af_unix.c), so an fchmod before bind makes the file appear with at most
+ * `mode`: never wider, not even for an instant. Bits the umask removed are added back through an `O_PATH`
+ * descriptor checked to be this user's socket, so a symlink planted at `path` is never followed.
+ */
+function bindWithMode(ffi: Native, fd: number, path: string, addr: Sockaddr, mode: number, what: string): void {
+  const { call } = ffi;
+  if (call.fchmod(fd, mode) !== 0) throw errnoError(ffi.errno(), `${what}: set its mode`);
+  if (call.bind(fd, addr.bytes, addr.length) !== 0) {
+    const errno = ffi.errno();
+    if (errno === EADDRINUSE) {
+      throw errnoError(
+        errno,
+        `${what}: something already exists at "${path}" (a socket file left by a dead process can be removed)`,
+      );
+    }
+    throw errnoError(errno, what);
+  }
+  const file = call.open(ffi.cstring(path), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (file < 0) throw errnoError(ffi.errno(), `${what}: inspect the socket file`);
+  try {
+    const stx = new Uint8Array(STATX_SIZE);
+    if (call.statx(file, new Uint8Array(1), AT_EMPTY_PATH, STATX_TYPE_MODE_UID, stx) !== 0) {
+      throw errnoError(ffi.errno(), `${what}: inspect the socket file`);
+    }
+    const v = new DataView(stx.buffer);
+    const fileMode = v.getUint16(STX_MODE, true);
+    if ((fileMode & S_IFMT) !== S_IFSOCK || v.getUint32(STX_UID, true) !== call.getuid()) {
+      throw new PermissionError(`Cannot ${what}: "${path}" was replaced by something else while it was bound`);
+    }
+    if ((fileMode & 0o7777) !== mode && call.chmod(ffi.cstring(`/proc/self/fd/${file}`), mode) !== 0) {
+      throw errnoError(ffi.errno(), `${what}: set its mode`);
+    }
+  } catch (e) {
+    call.unlink(ffi.cstring(path));
+    throw e;
+  } finally {
+    call.close(file);
+  }
+}
+
 /** Opens a socket bound at `path` (`""`: autobind). */
 async function open(path: string, options: UnixDgramOptions, what: string): Promise<UnixDgramEndpoint> {
   const addr = sockaddr(path, what);
+  const mode = checkMode(options.mode, what);
   const ffi = await native().catch((e) => {
     throw new UnsupportedError(`Cannot ${what}: Unix datagram sockets need FFI (${(e as Error).message})`, {
       cause: e,
@@ -425,15 +492,10 @@ async function open(path: string, options: UnixDgramOptions, what: string): Prom
         throw errnoError(ffi.errno(), `${what}: set sendBuffer`);
       }
     }
-    if (call.bind(fd, addr.bytes, addr.length) !== 0) {
-      const errno = ffi.errno();
-      if (errno === EADDRINUSE) {
-        throw errnoError(
-          errno,
-          `${what}: something already exists at "${path}" (a socket file left by a dead process can be removed)`,
-        );
-      }
-      throw errnoError(errno, what);
+    if (path !== "" && !path.startsWith("@")) {
+      bindWithMode(ffi, fd, path, addr, mode, what);
+    } else if (call.bind(fd, addr.bytes, addr.length) !== 0) {
+      throw errnoError(ffi.errno(), what);
     }
     const name = new Uint8Array(SOCKADDR_SIZE);
     const nameLength = new Uint32Array([SOCKADDR_SIZE]);
