@@ -4,6 +4,7 @@ import { AlreadyExistsError, NotFoundError, unix } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { unixFixture } from "./conformance/fixtures.ts";
+import { asNobody, names, openTempDir, otherUserSkip, withUmask } from "./helpers/socket_modes.ts";
 
 channelConformance(unixFixture);
 
@@ -84,4 +85,67 @@ test("Listener.close() returns while an accepted channel is still open, and the 
   } finally {
     await rt.removeDir(dir);
   }
+});
+
+test("unix.listen() creates its socket file 0600 even under umask 000, and `mode` sets other bits exactly", async () => {
+  const rt = await runtime();
+  const dir = await openTempDir();
+  try {
+    await withUmask(0, async () => {
+      await using _a = await unix.listen(`${dir}/a.sock`);
+      assert.equal((await rt.fileInfo(`${dir}/a.sock`))?.mode, 0o600);
+      await using _b = await unix.listen(`${dir}/b.sock`, { mode: 0o660 });
+      assert.equal((await rt.fileInfo(`${dir}/b.sock`))?.mode, 0o660);
+    });
+    await withUmask(0o077, async () => {
+      await using c = await unix.listen(`${dir}/c.sock`, { mode: 0o666 }); // wider than the umask allows
+      assert.equal((await rt.fileInfo(`${dir}/c.sock`))?.mode, 0o666);
+      // Connections still work through the file that was linked into place.
+      await using client = await unix.connect(`${dir}/c.sock`);
+      await using peer = await c.accept();
+      await client.send(new Uint8Array([1]));
+      assert.deepEqual([...await peer.receive()], [1]);
+    });
+    assert.deepEqual(names(dir), [], "no private directory or socket file left behind");
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
+
+test("unix.listen() on a taken path leaves the path and its directory as they were", async () => {
+  const rt = await runtime();
+  const dir = await openTempDir();
+  try {
+    await using _l = await unix.listen(`${dir}/s.sock`);
+    await assert.rejects(unix.listen(`${dir}/s.sock`, { mode: 0o666 }), AlreadyExistsError);
+    assert.equal((await rt.fileInfo(`${dir}/s.sock`))?.mode, 0o600);
+    assert.deepEqual(names(dir), ["s.sock"]);
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
+
+test("a socket file 0600 refuses another user's connection; mode 0o666 lets it in (root: a Python child as nobody)", async (t) => {
+  const skip = await otherUserSkip();
+  if (skip) return t.skip(skip);
+  const rt = await runtime();
+  const dir = await openTempDir();
+  try {
+    await withUmask(0, async () => {
+      await using _closed = await unix.listen(`${dir}/private.sock`);
+      assert.equal(await asNobody("stream", `${dir}/private.sock`), "EACCES");
+      await using open = await unix.listen(`${dir}/public.sock`, { mode: 0o666 });
+      assert.equal(await asNobody("stream", `${dir}/public.sock`), "ok");
+      await using peer = await open.accept();
+      assert.equal(new TextDecoder().decode(await peer.receive()), "nobody");
+    });
+  } finally {
+    await rt.removeDir(dir);
+  }
+});
+
+test("unix.listen() validates mode with RangeError", async () => {
+  await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: 0o1777 }), RangeError);
+  await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: -1 }), RangeError);
+  await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: 1.5 }), RangeError);
 });

@@ -16,6 +16,7 @@ import { RUNTIMES } from "../runtimes/runtime.ts";
 import { datagramConformance } from "./conformance/datagram.ts";
 import { fixture } from "./conformance/fixtures_unix_dgram.ts";
 import { removeDir, stopChild, tempDir } from "./conformance/fixtures.ts";
+import { asNobody, names, openTempDir, otherUserSkip, withUmask } from "./helpers/socket_modes.ts";
 
 datagramConformance(fixture);
 
@@ -339,3 +340,54 @@ for (const child of RUNTIMES) {
     },
   );
 }
+
+test("unixDgram.bind() creates its socket file 0600 even under umask 000, and `mode` sets other bits exactly", async () => {
+  const rt = await runtime();
+  const dir = await openTempDir();
+  try {
+    await withUmask(0, async () => {
+      await using _a = await unixDgram.bind(`${dir}/a`);
+      assert.equal((await rt.fileInfo(`${dir}/a`))?.mode, 0o600);
+      await using b = await unixDgram.bind(`${dir}/b`, { mode: 0o660 });
+      assert.equal((await rt.fileInfo(`${dir}/b`))?.mode, 0o660);
+      await using c = await unixDgram.connect(`${dir}/b`, { bind: `${dir}/c` });
+      assert.equal((await rt.fileInfo(`${dir}/c`))?.mode, 0o600);
+      await c.send(text.encode("from c"));
+      const got = await b.receive({ timeout: 10_000 });
+      assert.equal(got.from, `${dir}/c`); // the sender's address is its own path
+    });
+    await withUmask(0o077, async () => {
+      await using _d = await unixDgram.bind(`${dir}/d`, { mode: 0o666 }); // wider than the umask allows
+      assert.equal((await rt.fileInfo(`${dir}/d`))?.mode, 0o666);
+    });
+    assert.deepEqual(names(dir), []);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test(
+  "a datagram socket file 0600 refuses another user's datagram; mode 0o666 takes it (root: Python as nobody)",
+  LONG,
+  async (t) => {
+    const skip = await otherUserSkip();
+    if (skip) return t.skip(skip);
+    const dir = await openTempDir();
+    try {
+      await withUmask(0, async () => {
+        await using _closed = await unixDgram.bind(`${dir}/private`);
+        assert.equal(await asNobody("dgram", `${dir}/private`), "EACCES");
+        await using open = await unixDgram.bind(`${dir}/public`, { mode: 0o666 });
+        assert.equal(await asNobody("dgram", `${dir}/public`), "ok");
+        assert.equal(untext.decode((await open.receive({ timeout: 10_000 })).data), "nobody");
+      });
+    } finally {
+      await removeDir(dir);
+    }
+  },
+);
+
+test("unixDgram.bind() validates mode with RangeError", async () => {
+  await assert.rejects(unixDgram.bind("/tmp/ipckit-never.dgram", { mode: 0o1000 }), RangeError);
+  await assert.rejects(unixDgram.connect("/tmp/ipckit-never.dgram", { bind: "/tmp/x", mode: -1 }), RangeError);
+});
