@@ -17,4 +17,5 @@ export const TARGETS: Readonly<Record<string, () => Promise<FuzzTarget<never>>>>
   file_queue: async () => (await import("./file_queue.ts")).target as FuzzTarget<never>,
   rpc: async () => (await import("./rpc.ts")).target as FuzzTarget<never>,
   jsonrpc: async () => (await import("./jsonrpc.ts")).target as FuzzTarget<never>,
+  auth: async () => (await import("./auth.ts")).target as FuzzTarget<never>,
 };
