@@ -297,3 +297,20 @@ for (const peer of RUNTIMES) {
     },
   );
 }
+
+test("a TLS listener may bind an address other hosts reach, and auth can ride on top of TLS", LONG, async () => {
+  const secret = "a secret on top of the certificate";
+  await using listener = await tcp.listen({
+    port: 0,
+    hostname: "0.0.0.0",
+    tls: { cert: ca.cert, key: ca.key },
+    auth: { secret },
+  });
+  await using client = await tcp.connect({ port: listener.port, tls: { ca: ca.ca }, auth: { secret } });
+  await using peer = await listener.accept();
+  await roundTrip(client, peer, 70_000);
+  await assert.rejects(
+    tcp.connect({ port: listener.port, tls: { ca: ca.ca }, auth: { secret: "the wrong secret, over TLS" } }),
+    PermissionError,
+  );
+});

@@ -302,17 +302,17 @@ class HandshakeReader implements ByteSink {
     this.#wake?.();
   }
 
-  /** Exactly `n` bytes, or null when the stream ended first. Reading stops (pause) once they are here. */
+  /**
+   * Exactly `n` bytes, or null when the stream ended first, cleanly or with a reset (a peer that refuses closes with
+   * our bytes unread, and the kernel resets). Reading stops (pause) once they are here.
+   */
   async read(n: number): Promise<Uint8Array | null> {
     this.#want = n;
     this.#stream.resume();
     while (this.#have < n && !this.#ended) await new Promise<void>((r) => (this.#wake = r));
     this.#wake = undefined;
     this.#stream.pause();
-    if (this.#have < n) {
-      if (this.#endError) throw this.#endError;
-      return null;
-    }
+    if (this.#have < n) return null;
     const out = new Uint8Array(n);
     let off = 0;
     while (off < n) {
