@@ -20,6 +20,9 @@ import type { Server } from "./runtime.ts";
 /** sun_path holds 108 bytes on Linux, including the terminating NUL. */
 const SUN_PATH_MAX = 107;
 
+/** What the private path adds to the directory's: "/.ipkXXXXXX" (mkdtemp's six characters), then "/s". */
+const PRIVATE_SUFFIX = 13;
+
 /** The default mode of a socket file: only its owner may connect. */
 export const DEFAULT_SOCKET_MODE = 0o600;
 
@@ -39,10 +42,10 @@ export async function bindWithMode(
 ): Promise<Server> {
   const dir = path.dirname(target);
   const dirBytes = new TextEncoder().encode(dir).byteLength;
-  if (dirBytes + 11 > SUN_PATH_MAX) { // "/.ipkXXXXXX" is made below, then "/s"
+  if (dirBytes + PRIVATE_SUFFIX > SUN_PATH_MAX) {
     throw new RangeError(
       `${what}: its directory path is ${dirBytes} bytes long; binding privately next to it allows at most ` +
-        `${SUN_PATH_MAX - 11}`,
+        `${SUN_PATH_MAX - PRIVATE_SUFFIX}`,
     );
   }
   const tmpDir = fs.mkdtempSync(path.join(dir, ".ipk"));

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import { AlreadyExistsError, NotFoundError, unix } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { channelConformance } from "./conformance/channel.ts";
@@ -148,4 +149,28 @@ test("unix.listen() validates mode with RangeError", async () => {
   await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: 0o1777 }), RangeError);
   await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: -1 }), RangeError);
   await assert.rejects(unix.listen("/tmp/ipckit-never.sock", { mode: 1.5 }), RangeError);
+});
+
+test("unix.listen() binds next to its path: a directory of up to 94 bytes works, a longer one is a RangeError", async () => {
+  const rt = await runtime();
+  const dir = await openTempDir();
+  try {
+    const fits = `${dir}/${"d".repeat(94 - dir.length - 1)}`;
+    const over = `${fits}e`;
+    mkdirSync(fits);
+    mkdirSync(over);
+    await using l = await unix.listen(`${fits}/s`);
+    await using c = await unix.connect(`${fits}/s`);
+    await using p = await l.accept();
+    await c.send(new Uint8Array([7]));
+    assert.deepEqual([...await p.receive()], [7]);
+    await assert.rejects(unix.listen(`${over}/s`), (e: Error) => {
+      assert.ok(e instanceof RangeError, `${e}`);
+      assert.match(e.message, /directory path is 95 bytes long/);
+      return true;
+    });
+    assert.deepEqual(names(over), []);
+  } finally {
+    await rt.removeDir(dir);
+  }
 });
