@@ -4,7 +4,7 @@
  * TLS (fixtures_tls.ts), in-process and with a child of every runtime; the cases below are the refusals, with raw
  * peers where one is needed (a `node:net` socket that never starts its handshake).
  */
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import {
@@ -32,7 +32,6 @@ before(async () => {
   ca = await makeTestCa();
   useCa(ca);
 });
-after(() => ca?.remove());
 
 channelConformance(fixture);
 
@@ -268,8 +267,9 @@ for (const peer of RUNTIMES) {
       const rt = await runtime();
       const root = rt.fromFileUrl(new URL("../", import.meta.url));
       const script = rt.fromFileUrl(new URL("./helpers/tls_server_child.ts", import.meta.url));
-      const { channel, child } = await pipe.spawn([...runtimeArgv(peer as RuntimeName), script, ca.dir], { cwd: root });
+      const { channel, child } = await pipe.spawn([...runtimeArgv(peer as RuntimeName), script], { cwd: root });
       try {
+        await channel.send(text.encode(JSON.stringify(ca)));
         const hello = JSON.parse(untext.decode(await channel.receive({ timeout: 60_000 }))) as {
           port: number;
           runtime: string;

@@ -1,22 +1,22 @@
 /**
  * The conformance fixture of TCP with mutual TLS (`tcp.listen({ tls })` with `requestCert`, `tcp.connect({ tls })`
  * with a client certificate), using the throw-away CA that `tests/tls.test.ts` makes (`useCa`). The child peer loads
- * it through `peer.ts tls <port>@<ca dir> [flags]` and reads the CA's files itself.
+ * it through `peer.ts tls <port>@<base64 JSON of the client's PEM texts> [flags]`.
  */
 import { tcp } from "../../mod.ts";
 import type { ChannelOptions } from "../../mod.ts";
 import type { TcpListener } from "../../transports/tcp.ts";
-import { readTestCa, type TestCa } from "../helpers/tls_ca.ts";
+import type { TestCa } from "../helpers/tls_ca.ts";
 import { beforeExit, failWith, type Fixture, spawnPeer, stopChild } from "./fixtures.ts";
 
-let current: Omit<TestCa, "remove"> | undefined;
+let current: TestCa | undefined;
 
 /** Points the fixture at a CA made by `makeTestCa()`. */
-export function useCa(ca: Omit<TestCa, "remove">): void {
+export function useCa(ca: TestCa): void {
   current = ca;
 }
 
-function ca(): Omit<TestCa, "remove"> {
+function ca(): TestCa {
   if (current === undefined) throw new Error("the TLS fixture has no CA: call useCa() in a before hook");
   return current;
 }
@@ -26,8 +26,15 @@ function listen(options: ChannelOptions): Promise<TcpListener> {
   return tcp.listen({ ...options, port: 0, tls: { cert, key, ca: authority, requestCert: true } });
 }
 
-function connect(port: number, c: Omit<TestCa, "remove">, options: ChannelOptions) {
+type ClientPems = Pick<TestCa, "ca" | "clientCert" | "clientKey">;
+
+function connect(port: number, c: ClientPems, options: ChannelOptions) {
   return tcp.connect({ ...options, port, tls: { ca: c.ca, cert: c.clientCert, key: c.clientKey } });
+}
+
+function address(port: number): string {
+  const { ca: authority, clientCert, clientKey } = ca();
+  return `${port}@${btoa(JSON.stringify({ ca: authority, clientCert, clientKey }))}`;
 }
 
 export const fixture: Fixture = {
@@ -48,7 +55,7 @@ export const fixture: Fixture = {
   },
   async remote(rtName, flags, options = {}) {
     const listener = await listen(options);
-    const child = await spawnPeer(rtName, ["tls", `${listener.port}@${ca().dir}`, ...flags]);
+    const child = await spawnPeer(rtName, ["tls", address(listener.port), ...flags]);
     const channel = await beforeExit(listener.accept(), child, "tls accept").catch(failWith(async () => {
       await stopChild(child);
       await listener.close();
@@ -65,7 +72,8 @@ export const fixture: Fixture = {
   },
   childSide(address, options) {
     const at = address.indexOf("@");
-    return connect(Number(address.slice(0, at)), readTestCa(address.slice(at + 1)), options);
+    const pems = JSON.parse(atob(address.slice(at + 1))) as ClientPems;
+    return connect(Number(address.slice(0, at)), pems, options);
   },
   raw: "TLS carries the framing of tcp unchanged: the tcp fixture feeds it raw bytes",
 };

@@ -1,17 +1,17 @@
 /**
  * A throw-away certificate authority for the TLS tests, made with openssl(1) (EC P-256 keys: quick to make):
- * - `ca.pem`: the CA the tests trust;
- * - `server.pem`/`server.key`: signed by it, for IP 127.0.0.1 and DNS localhost;
- * - `client.pem`/`client.key`: signed by it, for client authentication;
- * - `other.pem`/`other.key`: a self-signed certificate nobody trusts (an impostor's, as server or client).
- * The PEM texts are returned; the files stay in `dir` (for child processes) until `remove()`.
+ * - `ca`: the CA the tests trust;
+ * - `cert`/`key`: signed by it, for IP 127.0.0.1 and DNS localhost (a server's);
+ * - `clientCert`/`clientKey`: signed by it, for client authentication;
+ * - `otherCert`/`otherKey`: a self-signed certificate nobody trusts (an impostor's, as server or client).
+ * Only the PEM texts are kept: the files are removed at once, so nothing is left whatever happens to the test run
+ * (child processes get the texts they need in their arguments or over their pipe).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { runtime } from "../../runtimes/detect.ts";
 
 export interface TestCa {
-  dir: string;
   ca: string;
   cert: string;
   key: string;
@@ -19,12 +19,11 @@ export interface TestCa {
   clientKey: string;
   otherCert: string;
   otherKey: string;
-  remove(): Promise<void>;
 }
 
 const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 
-/** Makes the CA and certificates in a fresh temporary directory. */
+/** Makes the CA and certificates (in a temporary directory, removed before this returns). */
 export async function makeTestCa(): Promise<TestCa> {
   const rt = await runtime();
   const dir = await rt.makeTempDir("ipckit-tls-");
@@ -68,24 +67,17 @@ export async function makeTestCa(): Promise<TestCa> {
       "-out",
       "other.pem",
     );
-  } catch (e) {
+    const r = (f: string) => readFileSync(`${dir}/${f}`, "utf8");
+    return {
+      ca: r("ca.pem"),
+      cert: r("server.pem"),
+      key: r("server.key"),
+      clientCert: r("client.pem"),
+      clientKey: r("client.key"),
+      otherCert: r("other.pem"),
+      otherKey: r("other.key"),
+    };
+  } finally {
     await rt.removeDir(dir);
-    throw e;
   }
-  return { ...readTestCa(dir), remove: () => rt.removeDir(dir) };
-}
-
-/** The PEM texts of a CA made by {@linkcode makeTestCa} (in a child process, from the directory it was given). */
-export function readTestCa(dir: string): Omit<TestCa, "remove"> {
-  const r = (f: string) => readFileSync(`${dir}/${f}`, "utf8");
-  return {
-    dir,
-    ca: r("ca.pem"),
-    cert: r("server.pem"),
-    key: r("server.key"),
-    clientCert: r("client.pem"),
-    clientKey: r("client.key"),
-    otherCert: r("other.pem"),
-    otherKey: r("other.key"),
-  };
 }

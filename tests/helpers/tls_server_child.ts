@@ -1,16 +1,16 @@
 /**
- * A TLS server in a child process, for tests/tls.test.ts across runtimes. Usage: `tls_server_child.ts <ca dir>`,
- * started with `pipe.spawn`. It listens on 127.0.0.1 with the CA's server certificate and `requestCert`, sends its
- * port to the parent as JSON, then for each connection it accepts echoes every message, and sends the parent
+ * A TLS server in a child process, for tests/tls.test.ts across runtimes, started with `pipe.spawn`. Its first
+ * message from the parent is the test CA's PEM texts as JSON. It listens on 127.0.0.1 with the CA's server
+ * certificate and `requestCert`, sends its port to the parent as JSON, then for each connection it accepts echoes every message, and sends the parent
  * `{ reject: name, message }` for each connection it refused. It exits when the parent closes the pipe.
  */
 import { pipe, tcp } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
-import { readTestCa } from "./tls_ca.ts";
+import type { TestCa } from "./tls_ca.ts";
 
 const rt = await runtime();
-const ca = readTestCa(rt.args()[0]!);
 const parent = await pipe.stdio();
+const ca = JSON.parse(new TextDecoder().decode(await parent.receive())) as TestCa;
 const say = (value: unknown) => parent.send(new TextEncoder().encode(JSON.stringify(value))).catch(() => {});
 const listener = await tcp.listen({
   port: 0,
