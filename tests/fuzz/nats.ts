@@ -137,9 +137,10 @@ function standIn(): { connection: NatsConnectionLike; sent: Uint8Array[]; close(
     closed: () => done,
     isClosed: () => closed,
     status: () => ({
-      async *[Symbol.asyncIterator]() {
-        await done;
-      },
+      // A status stream that ends with the connection and reports nothing before.
+      [Symbol.asyncIterator]: () => ({
+        next: () => done.then(() => ({ done: true as const, value: undefined })),
+      }),
     }),
     info: { max_payload: 1024 * 1024 },
     getServer: () => "stand-in",
