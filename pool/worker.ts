@@ -131,7 +131,13 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
     methods: Object.keys(table),
     ...(host === undefined ? {} : { host }),
   };
-  const peer = new RpcPeer(channel, { handlers: { ...table, [INFO]: () => info } });
+  // The master is this worker's own supervisor: it sees task errors with their stacks (as a local call would), and it
+  // bounds the tasks in flight itself (`concurrency` per worker), so the RPC server's per-connection cap must not.
+  const peer = new RpcPeer(channel, {
+    handlers: { ...table, [INFO]: () => info },
+    exposeStack: true,
+    maxInFlight: MAX_TASKS_IN_FLIGHT,
+  });
   await peer.done;
   done();
 }
@@ -141,6 +147,9 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
  * may load another copy of ipckit than the command's (another node_modules, a JSR URL).
  */
 const JOIN = Symbol.for("ipckit.pool.join");
+
+/** A worker's cap on tasks in flight: far above any `concurrency`, still a bound. */
+const MAX_TASKS_IN_FLIGHT = 1 << 20;
 interface Joining {
   connect(): Promise<Channel>;
   host: string | undefined;

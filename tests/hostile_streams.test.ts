@@ -636,3 +636,34 @@ test(
     });
   },
 );
+
+test("close() against a peer that reads nothing drops the connection after closeTimeout; queued sends reject", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.sock`;
+    const accepted: net.Socket[] = [];
+    // A raw server that accepts and never reads a byte.
+    const server = net.createServer((s) => void accepted.push(s.pause()));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const ch = await unix.connect(path, { closeTimeout: 300 });
+      await assert.rejects(unix.connect(path, { closeTimeout: -1 }), RangeError);
+      // Queue more than the kernel and the runtime will take without a reader.
+      const message = new Uint8Array(MiB);
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < 64; i++) sends.push(ch.send(message));
+      const settled = sends.map((p) => p.then(() => "sent", (e) => e));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hung = new Promise((resolve) => (timer = setTimeout(() => resolve("hung"), 60_000)));
+      assert.equal(await Promise.race([ch.close().then(() => "closed"), hung]), "closed");
+      clearTimeout(timer);
+      const outcomes = await Promise.all(settled);
+      const refused = outcomes.filter((o) => o instanceof ClosedError);
+      assert.ok(refused.length > 0, "some sends could not go out and say so");
+      assert.equal(refused.length + outcomes.filter((o) => o === "sent").length, 64, `${outcomes}`);
+      assert.match((refused[0] as Error).message, /read nothing for 300 ms/);
+    } finally {
+      for (const s of accepted) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});

@@ -18,12 +18,20 @@ export interface StreamChannelOptions extends ChannelOptions {
    * a message may then not contain a newline byte, see `lines.ts`). Both sides must use the same.
    */
   framing?: "length" | "lines";
+  /**
+   * How long `close()` waits, in milliseconds, for a peer that takes none of the messages still queued for it (it
+   * does not read, or is stopped) before it drops the connection; those messages are then lost and their `send()`
+   * calls reject with `ClosedError`. The clock restarts whenever the peer takes some. Default 30 000.
+   */
+  closeTimeout?: number;
 }
 
 const NO_BYTES = new Uint8Array(0);
 
 /** How long a closing side waits for the peer's end before it drops the connection, in milliseconds. */
 const LINGER_MS = 2000;
+/** The default of {@linkcode StreamChannelOptions.closeTimeout}. */
+const CLOSE_TIMEOUT_MS = 30_000;
 
 interface PendingSend {
   frame: Uint8Array;
@@ -38,12 +46,16 @@ interface PendingSend {
 /**
  * Checks `options.framing` before a transport opens anything.
  *
- * @throws {RangeError} when it is neither `"length"` nor `"lines"`.
+ * @throws {RangeError} when it is neither `"length"` nor `"lines"`, or `closeTimeout` is not a number >= 0.
  */
 export function checkFraming(options: StreamChannelOptions | undefined, what: string): void {
   const framing = options?.framing;
   if (framing !== undefined && framing !== "length" && framing !== "lines") {
     throw new RangeError(`Cannot open ${what} with framing ${String(framing)}: use "length" or "lines"`);
+  }
+  const closeTimeout = options?.closeTimeout;
+  if (closeTimeout !== undefined && !(typeof closeTimeout === "number" && closeTimeout >= 0)) {
+    throw new RangeError(`Cannot open ${what} with closeTimeout ${String(closeTimeout)}: it must be >= 0 milliseconds`);
   }
 }
 
@@ -62,6 +74,7 @@ export class StreamChannel extends BaseChannel {
   #streamEnded = false;
   #writeSideEnded = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
+  readonly #closeTimeout: number;
 
   constructor(
     stream: ByteStream,
@@ -74,6 +87,7 @@ export class StreamChannel extends BaseChannel {
     this.capabilities = capabilities;
     this.#stream = stream;
     this.#lines = options.framing === "lines";
+    this.#closeTimeout = options.closeTimeout ?? CLOSE_TIMEOUT_MS;
     this.#decoder = this.#lines
       ? new LineDecoder(this.maxMessage, (m) => this.deliver(m))
       : new FrameDecoder(this.maxMessage, (m) => this.deliver(m));
@@ -168,10 +182,29 @@ export class StreamChannel extends BaseChannel {
     }
   }
 
-  /** Resolves when every queued frame was handed to the stream. */
+  /**
+   * Resolves when every queued frame was handed to the stream, or when the peer took nothing for `closeTimeout` ms
+   * (a peer that never reads must not hold a closing channel, and its memory, forever): then the connection is
+   * dropped and what was still queued rejects with `ClosedError`.
+   */
   async #drained(): Promise<void> {
     while (this.#blocked !== undefined || this.#pendingHead < this.#pending.length) {
-      await this.#blocked?.catch(() => {});
+      const blocked = this.#blocked;
+      if (blocked !== undefined) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const stalled = new Promise<boolean>((
+          resolve,
+        ) => (timer = setTimeout(() => resolve(true), this.#closeTimeout)));
+        const stuck = await Promise.race([blocked.then(() => false, () => false), stalled]);
+        clearTimeout(timer);
+        if (stuck && this.#blocked === blocked) {
+          this.#writeError ??= new ClosedError(
+            `Cannot send on ${this.description}: the peer read nothing for ${this.#closeTimeout} ms while the channel closed`,
+          );
+          this.#blocked = undefined;
+          this.#release();
+        }
+      }
       if (this.#writeError) {
         const pending = this.#pending.slice(this.#pendingHead);
         this.#pending = [];
