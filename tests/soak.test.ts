@@ -1,0 +1,160 @@
+/**
+ * `npm run soak` at a tiny size, so the script cannot rot: the soak (2 000 messages from 4 producers of two other
+ * runtimes, every message checked) and the chaos run (one round per transport family: SIGKILL, SIGKILL in the
+ * middle of a large message, SIGSTOP), then `ipckit clean` must leave nothing. And the soak's own checker, fed
+ * hand-made messages (flipped bytes, duplicates, reordering, losses, forged headers): a checker that cannot see a
+ * fault would make every soak pass.
+ *
+ * No timing is asserted (the machine is shared): the SIGKILL-to-error times are the script's figures, not a test's.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { fileQueue, runtime } from "../mod.ts";
+import type { RoundKind } from "../scripts/soak/chaos.ts";
+import { crc32, drawSize, HEADER, MessageWriter, random, split, Tally } from "../scripts/soak/message.ts";
+import { chaosVerdict, soakVerdict } from "../scripts/soak/report.ts";
+import { allUsed, checkLeftovers, runChaos, type RunOptions, runSoak } from "../scripts/soak/run.ts";
+import { transport } from "../scripts/soak/transports.ts";
+import { startNatsServer } from "./helpers/nats_server.ts";
+
+const rt = await runtime();
+const SEED = Date.now() % 1_000_000_000;
+
+/** A run of the soak's own: its directory and registry, removed by the caller. */
+async function options(names: string[], nats?: string): Promise<RunOptions> {
+  return {
+    transports: names.map(transport),
+    messages: 2000,
+    producers: 4,
+    kills: 1,
+    kinds: ["kill"],
+    seed: SEED,
+    dir: await rt.makeTempDir("ipckit-soak-test-"),
+    tag: `ipckit-soak-${Math.random().toString(36).slice(2, 8)}`,
+    registry: await rt.makeTempDir("ipckit-soak-test-registry-"),
+    heartbeat: { soak: 1000, chaos: 250 },
+    timeout: 1000,
+    stall: 60_000,
+    log: () => {},
+    ...(nats === undefined ? {} : { nats }),
+  };
+}
+
+async function removeRun(o: RunOptions): Promise<void> {
+  await rt.removeDir(o.dir).catch(() => {});
+  await rt.removeDir(o.registry).catch(() => {});
+}
+
+/** A nats-server for the NATS family, or why there is none. */
+async function maybeNats(): Promise<Awaited<ReturnType<typeof startNatsServer>> | string> {
+  try {
+    return await startNatsServer();
+  } catch (e) {
+    return `nats-server is not installed (${(e as Error).message.split("\n")[0]})`;
+  }
+}
+
+test("soak messages: the checksum is zlib's CRC-32 and any flipped byte fails it", () => {
+  console.log(`seed ${SEED}`);
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (bytes, at) => {
+      assert.equal(crc32(bytes), fileQueue.crc32(bytes));
+      const w = new MessageWriter(1, SEED, 4096);
+      const m = w.fill(HEADER + bytes.length);
+      const tally = new Tally([1]);
+      m[at % m.length] = m[at % m.length]! ^ (1 + (at % 255));
+      tally.add(m);
+      assert.equal(tally.result().corrupt, 1);
+    }),
+    { numRuns: 200, seed: SEED },
+  );
+});
+
+test("soak messages: sizes stay within 12 bytes and the transport's limit, about half under 1 KiB", () => {
+  const next = random(SEED);
+  const sizes = Array.from({ length: 20_000 }, () => drawSize(next, 65_507));
+  assert.ok(sizes.every((s) => s >= HEADER && s <= 65_507));
+  const small = sizes.filter((s) => s < 1024).length / sizes.length;
+  assert.ok(small > 0.45 && small < 0.55, `${small} under 1 KiB`);
+  assert.ok(sizes.some((s) => s > 32 * 1024), "the tail reaches past 32 KiB");
+  assert.deepEqual(split(10, 4), [3, 3, 2, 2]);
+});
+
+test("soak checker: counts lost, duplicated, reordered and corrupt messages that a hostile peer forged", () => {
+  const writers = [new MessageWriter(0, SEED, 2048), new MessageWriter(1, SEED, 2048)];
+  const sent = writers.map((w) => Array.from({ length: 10 }, () => w.next().slice()));
+  const tally = new Tally([10, 10]);
+  const [a, b] = sent as [Uint8Array[], Uint8Array[]];
+  for (const m of a) tally.add(m); // producer 0: all, in order
+  // producer 1: 0, 1, 3, 2 (reordered), 3 again (duplicated), 4-8, 9 lost
+  for (const i of [0, 1, 3, 2, 3, 4, 5, 6, 7, 8]) tally.add(b[i]!);
+  tally.add(b[9]!.subarray(0, b[9]!.length - 1)); // cut short: corrupt, and 9 stays lost
+  const forged = b[0]!.slice();
+  new DataView(forged.buffer).setUint32(0, 7); // a producer that does not exist, with the CRC it had
+  tally.add(forged);
+  tally.add(new Uint8Array(5)); // shorter than a header
+  assert.deepEqual(tally.result(), {
+    messages: 23,
+    bytes: tally.result().bytes,
+    lost: 1,
+    duplicated: 1,
+    reordered: 1,
+    corrupt: 3,
+  });
+});
+
+test("soak run: 2 000 messages from 4 producers per transport family, none lost, duplicated, reordered or corrupt, and nothing left", async (t) => {
+  const server = await maybeNats();
+  const names = ["pipe", "unix", "shm", "mq", "unixDgram", ...(typeof server === "string" ? [] : ["nats"])];
+  if (typeof server === "string") t.diagnostic(`nats family left out: ${server}`);
+  const o = await options(names, typeof server === "string" ? undefined : server.url);
+  try {
+    const results = await runSoak(o);
+    for (const r of results) {
+      assert.equal(soakVerdict(r).ok, true, `${r.transport}: ${soakVerdict(r).text}`);
+      assert.equal(r.counts.messages, 2000, r.transport);
+      assert.notEqual(r.producers.includes(r.consumer), true, `${r.transport}: producers of other runtimes`);
+    }
+    const left = await checkLeftovers(o, allUsed(results));
+    assert.deepEqual(left.left, []);
+  } finally {
+    if (typeof server !== "string") await server.stop();
+    await removeRun(o);
+  }
+});
+
+test("chaos run: one round per transport family; the survivor gets ClosedError/ProtocolError (datagrams: a timeout), never hangs; ipckit clean leaves nothing", async (t) => {
+  const server = await maybeNats();
+  if (typeof server === "string") t.diagnostic(`nats family left out: ${server}`);
+  const plan: [string, RoundKind[], number][] = [
+    ["unix", ["kill"], 2], // the second round's victim is the listener: its socket file is left for clean
+    ["shm", ["large"], 0],
+    ["mq", ["stop"], 0],
+    ["unixDgram", ["kill"], 1],
+    ...(typeof server === "string" ? [] : [["nats", ["kill"], 1] as [string, RoundKind[], number]]),
+  ];
+  const base = await options([], typeof server === "string" ? undefined : server.url);
+  const results = [];
+  try {
+    for (const [name, kinds, kills] of plan) {
+      results.push(...await runChaos({ ...base, transports: [transport(name)], kinds, kills }));
+    }
+    for (const r of results) {
+      assert.equal(r.rounds.length > 0, true);
+      for (const x of r.rounds) assert.equal(x.ok, true, `${r.transport} ${x.kind}: ${x.error} ${x.note}`);
+      // The verdict beside the time bound (times are figures here, not assertions).
+      const text = chaosVerdict(r, Infinity).text;
+      assert.equal(text, "ok", `${r.transport}: ${text}`);
+    }
+    const left = await checkLeftovers(base, allUsed(results));
+    assert.deepEqual(left.left, []);
+    assert.ok(
+      left.cleaned.some((c) => c.startsWith("socket ")),
+      `clean removed the killed listener's socket: ${left.cleaned}`,
+    );
+  } finally {
+    if (typeof server !== "string") await server.stop();
+    await removeRun(base);
+  }
+});
