@@ -9,8 +9,8 @@
  *   npm run soak -- --no-chaos                     the soak only
  *   deno run -A scripts/soak.ts / bun scripts/soak.ts   the same, orchestrated from Deno or Bun
  *
- * Options: `--messages N` per transport (1 000 000), `--producers N` (4), `--only a,b`, `--kills N` SIGKILL rounds
- * per transport (2; plus one large-message and one SIGSTOP round), `--seed N`, `--timeout MS` the receive timeout
+ * Options: `--messages N` per transport (1 000 000), `--producers N` (4), `--only a,b`, chaos rounds per transport
+ * `--kills N` (SIGKILL at a random point, 2), `--larges N` (SIGKILL in a large message, 2), `--stops N` (1), `--seed N`, `--timeout MS` the receive timeout
  * of SIGSTOP rounds and datagram transports (1000), `--bound MS` the SIGKILL-to-error limit (1000),
  * `--heartbeat MS` the NATS heartbeat of the chaos run (250; the soak keeps the default 1000).
  *
@@ -23,7 +23,6 @@
  */
 import { runtime } from "../runtimes/detect.ts";
 import { startNatsServer } from "../tests/helpers/nats_server.ts";
-import type { RoundKind } from "./soak/chaos.ts";
 import type { ChaosResult } from "./soak/chaos.ts";
 import type { SoakResult } from "./soak/consume.ts";
 import { chaosTable, chaosVerdict, estimate, leftoversText, soakTable, soakVerdict } from "./soak/report.ts";
@@ -67,8 +66,7 @@ const o: RunOptions = {
   transports,
   messages: value("--messages", 1_000_000),
   producers: value("--producers", 4),
-  kills: value("--kills", 2),
-  kinds: ["kill", "large", "stop"] satisfies RoundKind[],
+  rounds: { kill: value("--kills", 2), large: value("--larges", 2), stop: value("--stops", 1) },
   seed: value("--seed", Date.now() % 1_000_000_000),
   dir,
   tag: `ipckit-soak-${Math.random().toString(36).slice(2, 8)}`,

@@ -11,10 +11,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { fileQueue, runtime } from "../mod.ts";
-import type { RoundKind } from "../scripts/soak/chaos.ts";
 import { crc32, drawSize, HEADER, MessageWriter, random, split, Tally } from "../scripts/soak/message.ts";
 import { chaosVerdict, soakVerdict } from "../scripts/soak/report.ts";
-import { allUsed, checkLeftovers, runChaos, type RunOptions, runSoak } from "../scripts/soak/run.ts";
+import { allUsed, checkLeftovers, type RoundCounts, runChaos, type RunOptions, runSoak } from "../scripts/soak/run.ts";
 import { transport } from "../scripts/soak/transports.ts";
 import { startNatsServer } from "./helpers/nats_server.ts";
 
@@ -27,8 +26,7 @@ async function options(names: string[], nats?: string): Promise<RunOptions> {
     transports: names.map(transport),
     messages: 2000,
     producers: 4,
-    kills: 1,
-    kinds: ["kill"],
+    rounds: { kill: 1, large: 0, stop: 0 },
     seed: SEED,
     dir: await rt.makeTempDir("ipckit-soak-test-"),
     tag: `ipckit-soak-${Math.random().toString(36).slice(2, 8)}`,
@@ -127,18 +125,19 @@ test("soak run: 2 000 messages from 4 producers per transport family, none lost,
 test("chaos run: one round per transport family; the survivor gets ClosedError/ProtocolError (datagrams: a timeout), never hangs; ipckit clean leaves nothing", async (t) => {
   const server = await maybeNats();
   if (typeof server === "string") t.diagnostic(`nats family left out: ${server}`);
-  const plan: [string, RoundKind[], number][] = [
-    ["unix", ["kill"], 2], // the second round's victim is the listener: its socket file is left for clean
-    ["shm", ["large"], 0],
-    ["mq", ["stop"], 0],
-    ["unixDgram", ["kill"], 1],
-    ...(typeof server === "string" ? [] : [["nats", ["kill"], 1] as [string, RoundKind[], number]]),
+  const none: RoundCounts = { kill: 0, large: 0, stop: 0 };
+  const plan: [string, RoundCounts][] = [
+    ["unix", { ...none, kill: 2 }], // the second round's victim is the listener: its socket file is left for clean
+    ["shm", { ...none, large: 1 }],
+    ["mq", { ...none, stop: 1 }],
+    ["unixDgram", { ...none, kill: 1 }],
+    ...(typeof server === "string" ? [] : [["nats", { ...none, kill: 1 }] as [string, RoundCounts]]),
   ];
   const base = await options([], typeof server === "string" ? undefined : server.url);
   const results = [];
   try {
-    for (const [name, kinds, kills] of plan) {
-      results.push(...await runChaos({ ...base, transports: [transport(name)], kinds, kills }));
+    for (const [name, rounds] of plan) {
+      results.push(...await runChaos({ ...base, transports: [transport(name)], rounds }));
     }
     for (const r of results) {
       assert.equal(r.rounds.length > 0, true);

@@ -165,7 +165,8 @@ class Reader {
   readonly ended: Promise<{ error: unknown; at: number }>;
   /** When the last data message and the last control message arrived (before any check of them). */
   dataAt = 0;
-  controlAt = 0;
+  /** Large-message markers (`M`) received. */
+  markers = 0;
   #controls: Uint8Array[] = [];
   #wake: (() => void) | undefined;
   #onData: (() => void) | undefined;
@@ -190,7 +191,7 @@ class Reader {
           if (m.byteLength > 64 * 1024) this.large.push(m.byteLength);
           this.#onData?.();
         } else {
-          this.controlAt = performance.now();
+          if (letter(m) === "M") this.markers++;
           this.#controls.push(m);
         }
         this.#wake?.();
@@ -232,7 +233,11 @@ async function killAndWait(
   await signal(child, "SIGKILL");
   const end = await Promise.race([reader.ended, sleep(HANG_MS).then(() => undefined)]);
   if (end === undefined) return { ok: false, error: "hang", ms: HANG_MS, note: `no error ${HANG_MS} ms after SIGKILL` };
-  const ms = Math.max(0, end.at - killed);
+  if (end.at < killed) {
+    // A live peer taken for dead (or any failure before the kill) is a failure, not a fast detection.
+    return { ok: false, error: "early", ms: 0, note: `the channel ended before the kill: ${describe(end.error)}` };
+  }
+  const ms = end.at - killed;
   const name = end.error instanceof Error ? end.error.name : String(end.error);
   if (t.datagram) {
     const ok = end.error instanceof TimeoutError;
@@ -264,26 +269,28 @@ async function largeRound(t: SoakTransport, j: Joined, job: ChaosJob): Promise<P
   const reader = new Reader(j.channel, t.datagram ? job.timeout : undefined);
   await within(reader.control(), HANG_MS, "ready");
   const size = t.datagram ? t.largeMax : Math.floor(LARGE_MIN + Math.random() * (t.largeMax - LARGE_MIN));
-  // Twice to time it (the first transfer also pays for fresh pages and cold code)...
+  // Twice to time it (the victim builds the message once, the first transfer also pays for fresh pages)...
   let took = Infinity;
   for (let i = 0; i < 2; i++) {
+    const sent = performance.now();
     await j.channel.send(cmd("L", size));
     await within(reader.control(), 120_000, "marker"); // M
     await within(reader.data(i + 1), 120_000, "a large message");
-    took = Math.min(took, reader.dataAt - reader.controlAt);
+    took = Math.min(took, reader.dataAt - sent);
   }
-  // ...then again, killed at a random moment within that time.
-  await j.channel.send(cmd("L", size));
-  await within(reader.control(), 120_000, "marker");
+  // ...then again, killed at a random moment within that time: log-uniform from 1 ms to 0.7 of it, so early kills
+  // come too, where only the sender's part of the transfer can be cut (shm: its one copy into the ring).
+  const markers = reader.markers;
   const complete = reader.large.length;
-  // Log-uniform from 1 ms to 0.7 of that time: early kills too, where only the sender's part of the transfer
-  // can be cut (shm: its copy into the ring, a small part of the whole).
+  await j.channel.send(cmd("L", size));
   const delay = Math.exp(Math.random() * Math.log(Math.max(1, 0.7 * took)));
   await sleep(delay);
   const r = await killAndWait(t, j.child, reader);
-  const timing = `sent in ${took.toFixed(0)} ms, killed ${delay.toFixed(0)} ms after the marker`;
+  const started = reader.markers > markers;
+  const timing = `sent in ${took.toFixed(0)} ms, killed ${delay.toFixed(0)} ms after asking for it` +
+    (started ? "" : ", before it started");
   const note = [t.datagram ? "one datagram cannot be cut" : "", timing, r.note].filter((x) => x).join("; ");
-  const mid = t.datagram ? {} : { mid: reader.large.length === complete };
+  const mid = t.datagram ? {} : { mid: started && reader.large.length === complete };
   return { ...r, note, ...mid, size, received: reader.received, corrupt: reader.corrupt };
 }
 
@@ -420,6 +427,7 @@ export async function victim(job: VictimJob): Promise<void> {
   let acked = 0;
   let wake: (() => void) | undefined;
   const writer = new MessageWriter(0, job.seed, t.soakMax);
+  let large: Uint8Array | undefined;
   const flood = async () => {
     for (let seq = 0;; seq++) {
       // Datagrams carry no window: a lost acknowledgement (udp) would stall the flood.
@@ -437,7 +445,8 @@ export async function victim(job: VictimJob): Promise<void> {
         wake?.();
         break;
       case "L": {
-        const large = largeMessage(arg(m), 1, job.seed);
+        // Built once per size: the survivor times the transfer from its request.
+        if (large?.byteLength !== arg(m)) large = largeMessage(arg(m), 1, job.seed);
         void send(cmd("M"));
         void send(large);
         break;

@@ -34,7 +34,8 @@ export function soakVerdict(r: SoakResult): { ok: boolean; text: string } {
   if (why.length > 0) return { ok: false, text: `FAIL: ${why.join("; ")}` };
   if (!r.reliable) {
     const pct = (100 * c.lost / r.expected).toFixed(1);
-    return { ok: true, text: `ok (reliable: false: ${pct} % lost, ${c.reordered} reordered, reported not failed)` };
+    const where = `${r.dropped} by the socket's highWaterMark, the rest by the kernel`;
+    return { ok: true, text: `ok (reliable: false: ${pct} % lost (${where}), ${c.reordered} reordered: reported)` };
   }
   return { ok: true, text: "ok" };
 }

@@ -26,10 +26,8 @@ export interface RunOptions {
   messages: number;
   /** Producers per transport. */
   producers: number;
-  /** SIGKILL rounds per transport (the victim hosts in every other one, where it can). */
-  kills: number;
-  /** Which chaos rounds to run. */
-  kinds: readonly RoundKind[];
+  /** Chaos rounds of each kind per transport (in a SIGKILL round, the victim hosts every other time where it can). */
+  rounds: RoundCounts;
   seed: number;
   /** The run's directory (sockets, FIFOs, file queues, reports); the caller removes it. */
   dir: string;
@@ -122,21 +120,22 @@ function failedSoak(t: SoakTransport, c: RuntimeName, p: RuntimeName[], n: numbe
   };
 }
 
-/** The chaos rounds of a transport at position k. */
-export function planRounds(t: SoakTransport, k: number, kills: number, kinds: readonly RoundKind[]): {
+/** How many chaos rounds of each kind. */
+export type RoundCounts = Readonly<Record<RoundKind, number>>;
+
+/** The chaos rounds of a transport at position k, and the survivor's runtime. */
+export function planRounds(t: SoakTransport, k: number, counts: RoundCounts): {
   survivor: RuntimeName;
   rounds: RoundSpec[];
 } {
   const survivor = RUNTIMES[(k + 1) % 3]!;
   const victims = others(survivor);
-  const kindsOf: RoundKind[] = [
-    ...(kinds.includes("kill") ? Array<RoundKind>(kills).fill("kill") : []),
-    ...kinds.filter((x) => x !== "kill"),
-  ];
-  const rounds = kindsOf.map((kind, i) => ({
+  const kinds = (["kill", "large", "stop"] as const).flatMap((kind) => Array<RoundKind>(counts[kind]).fill(kind));
+  let kills = 0;
+  const rounds = kinds.map((kind, i) => ({
     kind,
     victim: victims[i % 2]!,
-    victimHosts: t.swappable && kind === "kill" && i % 2 === 1,
+    victimHosts: t.swappable && kind === "kill" && kills++ % 2 === 1,
   }));
   return { survivor, rounds };
 }
@@ -145,7 +144,7 @@ export function planRounds(t: SoakTransport, k: number, kills: number, kinds: re
 export async function runChaos(o: RunOptions): Promise<ChaosResult[]> {
   const results: ChaosResult[] = [];
   for (const [k, t] of o.transports.entries()) {
-    const { survivor, rounds } = planRounds(t, k, o.kills, o.kinds);
+    const { survivor, rounds } = planRounds(t, k, o.rounds);
     o.log(`chaos ${t.name}: survivor ${survivor}, ${rounds.map((r) => `${r.kind}(${r.victim})`).join(" ")}`);
     const job: ChaosJob = {
       transport: t.name,
