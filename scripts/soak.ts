@@ -31,22 +31,54 @@ import { type SoakTransport, transport, TRANSPORTS } from "./soak/transports.ts"
 
 const rt = await runtime();
 const argv = rt.args();
+const KNOWN = [
+  "--messages",
+  "--producers",
+  "--only",
+  "--kills",
+  "--larges",
+  "--stops",
+  "--seed",
+  "--timeout",
+  "--bound",
+];
+const FLAGS = ["--chaos", "--no-chaos"];
+/** Bad usage: says why and exits 2, as the ipckit command does. */
+function usage(why: string): never {
+  rt.printError(`soak: ${why}\nusage: npm run soak -- [--messages N] [--only a,b] [--chaos | --no-chaos] ...\n`);
+  return rt.exit(2);
+}
+for (let i = 0; i < argv.length; i++) {
+  if (KNOWN.includes(argv[i]!) || argv[i] === "--heartbeat") i++;
+  else if (!FLAGS.includes(argv[i]!)) usage(`unknown option "${argv[i]}"`);
+}
 const flag = (name: string) => argv.includes(name);
-const value = (name: string, fallback: number): number => {
+const value = (name: string, fallback: number, min = 0): number => {
   const i = argv.indexOf(name);
   if (i < 0) return fallback;
   const n = Number(argv[i + 1]);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new RangeError(`Cannot use ${name} ${argv[i + 1]}: it must be an integer >= 0`);
-  }
+  if (!Number.isSafeInteger(n) || n < min) usage(`cannot use ${name} ${argv[i + 1]}: it must be an integer >= ${min}`);
   return n;
 };
 const onlyAt = argv.indexOf("--only");
-const chosen: SoakTransport[] = onlyAt >= 0 ? (argv[onlyAt + 1] ?? "").split(",").map(transport) : [...TRANSPORTS];
+let chosen: SoakTransport[] = [...TRANSPORTS];
+try {
+  if (onlyAt >= 0) chosen = (argv[onlyAt + 1] ?? "").split(",").map(transport);
+} catch (e) {
+  usage((e as Error).message);
+}
 const chaosOnly = flag("--chaos");
 const soak = !chaosOnly;
 const chaos = !flag("--no-chaos");
 const bound = value("--bound", 1000);
+const settings = {
+  messages: value("--messages", 1_000_000, 1),
+  producers: value("--producers", 4, 1),
+  rounds: { kill: value("--kills", 2), large: value("--larges", 2), stop: value("--stops", 1) },
+  seed: value("--seed", Date.now() % 1_000_000_000),
+  heartbeat: { soak: 1000, chaos: value("--heartbeat", 250, 10) },
+  timeout: value("--timeout", 1000, 1),
+};
 
 const log = (line: string) => rt.printError(`${line}\n`);
 const dir = await rt.makeTempDir("ipckit-soak-");
@@ -63,16 +95,11 @@ if (chosen.some((t) => t.name === "nats")) {
 }
 
 const o: RunOptions = {
+  ...settings,
   transports,
-  messages: value("--messages", 1_000_000),
-  producers: value("--producers", 4),
-  rounds: { kill: value("--kills", 2), large: value("--larges", 2), stop: value("--stops", 1) },
-  seed: value("--seed", Date.now() % 1_000_000_000),
   dir,
   tag: `ipckit-soak-${Math.random().toString(36).slice(2, 8)}`,
   registry,
-  heartbeat: { soak: 1000, chaos: value("--heartbeat", 250) },
-  timeout: value("--timeout", 1000),
   stall: 120_000,
   log,
   ...(nats === undefined ? {} : { nats: nats.url }),

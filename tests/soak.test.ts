@@ -102,6 +102,41 @@ test("soak checker: counts lost, duplicated, reordered and corrupt messages that
   });
 });
 
+test("soak verdicts: a reliable transport fails on any loss, udp reports it; a slow or failed chaos round fails", () => {
+  const counts = { messages: 9, bytes: 90, lost: 1, duplicated: 0, reordered: 0, corrupt: 0 };
+  const result = {
+    transport: "unix",
+    consumer: "deno" as const,
+    producers: ["bun" as const],
+    reliable: true,
+    expected: 10,
+    counts,
+    wallMs: 1,
+    dropped: 0,
+    rss: { before: 0, after: 0, peak: 0 },
+    errors: [],
+    used: { shm: [], mq: [], sysv: [] },
+  };
+  assert.equal(soakVerdict(result).ok, false);
+  assert.equal(soakVerdict({ ...result, transport: "udp", reliable: false }).ok, true);
+  assert.equal(soakVerdict({ ...result, reliable: false, counts: { ...counts, corrupt: 1 } }).ok, false);
+  const round = {
+    kind: "kill" as const,
+    victim: "node" as const,
+    victimHosts: false,
+    ok: true,
+    error: "ClosedError",
+    ms: 1500,
+    received: 3,
+    corrupt: 0,
+    note: "",
+  };
+  const chaos = { transport: "shm", survivor: "deno" as const, rounds: [round], used: result.used };
+  assert.equal(chaosVerdict(chaos, 2000).ok, true);
+  assert.match(chaosVerdict(chaos, 1000).text, /500 ms over the 1000 ms bound/);
+  assert.equal(chaosVerdict({ ...chaos, rounds: [{ ...round, ok: false, error: "hang" }] }, 2000).ok, false);
+});
+
 test("soak run: 2 000 messages from 4 producers per transport family, none lost, duplicated, reordered or corrupt, and nothing left", async (t) => {
   const server = await maybeNats();
   const names = ["pipe", "unix", "shm", "mq", "unixDgram", ...(typeof server === "string" ? [] : ["nats"])];
