@@ -277,7 +277,10 @@ const mqT: SoakTransport = {
     return names;
   },
   async host(ctx, n, _o, at) {
-    return creating(at ?? await this.pick(ctx, n), (name, signal) => mq.channel(name, { create: true, signal }));
+    // Half the default depth: a user's queues share RLIMIT_MSGQUEUE (800 KiB by default), and 4 channels of two
+    // default queues (10 × 8 KiB each) would take 660 KB of it, leaving too little for other programs of that user.
+    const o = { create: true, maxMessages: 5 };
+    return creating(at ?? await this.pick(ctx, n), (name, signal) => mq.channel(name, { ...o, signal }));
   },
   join: (ctx, name) => {
     ctx.used.mq.push(name);
