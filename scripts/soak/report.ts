@@ -159,7 +159,7 @@ export function leftoversText(l: Leftovers): string {
   return lines.join("\n");
 }
 
-/** Minutes a soak of `target` messages per transport would take, from the measured rates. */
+/** Minutes a soak of `target` messages per transport would take, from the measured rates (of messages sent). */
 export function estimate(results: readonly SoakResult[], target: number): number {
-  return results.reduce((m, r) => m + (r.counts.messages > 0 ? r.wallMs * target / r.counts.messages : 0), 0) / 60_000;
+  return results.reduce((m, r) => m + r.wallMs * target / r.expected, 0) / 60_000;
 }
