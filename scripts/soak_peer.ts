@@ -13,7 +13,8 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import { type ChaosJob, survive, victim, type VictimJob } from "./soak/chaos.ts";
+import { type ChaosJob, survive } from "./soak/chaos.ts";
+import { victim, type VictimJob } from "./soak/victim.ts";
 import { consume, produce, type ProduceJob, type SoakJob } from "./soak/consume.ts";
 import { describe, report } from "./soak/proc.ts";
 

@@ -26,14 +26,15 @@
  */
 import { type Channel, type ChildProcess, ClosedError, type RuntimeName, TimeoutError } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
-import { HEADER, intact, largeMessage, MessageWriter } from "./message.ts";
+import { HEADER, intact } from "./message.ts";
+import type { VictimJob } from "./victim.ts";
 import { beforeExit, describe, peerArgv, reap, ROOT, sleep, spawnPeer, within } from "./proc.ts";
 import { type Context, type Hosted, LARGE_MIN, type SoakTransport, transport, type Used } from "./transports.ts";
 
 /** How long the survivor waits for an end before it calls the round a hang, in ms. */
 export const HANG_MS = 15_000;
 /** The unacknowledged messages a flooding victim may have in flight. */
-const WINDOW = 64;
+export const WINDOW = 64;
 
 export type RoundKind = "kill" | "large" | "stop";
 
@@ -57,21 +58,6 @@ export interface ChaosJob {
   /** The `receive({ timeout })` of stop rounds and datagram transports, in ms. */
   timeout: number;
   out: string;
-}
-
-/** What a victim is told. */
-export interface VictimJob {
-  transport: string;
-  /** The victim's side: `host` (create / listen) or `join`. */
-  role: "host" | "join";
-  address: string;
-  seed: number;
-  dir: string;
-  tag: string;
-  nats?: string;
-  heartbeat: number;
-  /** For a hosting victim: room for this large a message. */
-  largest: number;
 }
 
 /** One round's outcome. */
@@ -99,16 +85,22 @@ export interface ChaosResult {
   used: Used;
 }
 
-const cmd = (letter: string, n?: number): Uint8Array => {
+/** A control message: a letter and an optional u32. */
+export const cmd = (letter: string, n?: number): Uint8Array => {
   const m = new Uint8Array(n === undefined ? 1 : 5);
   m[0] = letter.charCodeAt(0);
   if (n !== undefined) new DataView(m.buffer).setUint32(1, n);
   return m;
 };
-const letter = (m: Uint8Array): string => (m.byteLength > 0 && m.byteLength < HEADER ? String.fromCharCode(m[0]!) : "");
-const arg = (m: Uint8Array): number => new DataView(m.buffer, m.byteOffset, m.byteLength).getUint32(1);
+/** The letter of a control message ("" for data). */
+export const letter = (
+  m: Uint8Array,
+): string => (m.byteLength > 0 && m.byteLength < HEADER ? String.fromCharCode(m[0]!) : "");
+/** The u32 of a control message. */
+export const arg = (m: Uint8Array): number => new DataView(m.buffer, m.byteOffset, m.byteLength).getUint32(1);
 
-const context = (j: { dir: string; tag: string; nats?: string; heartbeat: number }): Context => ({
+/** A process's Context for a job. */
+export const context = (j: { dir: string; tag: string; nats?: string; heartbeat: number }): Context => ({
   dir: j.dir,
   tag: j.tag,
   heartbeat: j.heartbeat,
@@ -407,58 +399,4 @@ export async function survive(job: ChaosJob): Promise<ChaosResult> {
     }
   }
   return { transport: t.name, survivor: rt.name, rounds, used: ctx.used };
-}
-
-/** The victim: joins (or hosts), says ready, and obeys the survivor until it is killed or told to end. */
-export async function victim(job: VictimJob): Promise<void> {
-  const t = transport(job.transport);
-  const ctx = context(job);
-  let hosted: Hosted | undefined;
-  let channel: Channel;
-  if (job.role === "host") {
-    hosted = await t.host(ctx, 1, { largest: job.largest }, [job.address]);
-    channel = await hosted.accept(0);
-  } else {
-    channel = await t.join(ctx, job.address);
-  }
-  let turn: Promise<unknown> = Promise.resolve();
-  const send = (m: Uint8Array) => (turn = turn.then(() => channel.send(m)));
-  await send(cmd("R"));
-  let acked = 0;
-  let wake: (() => void) | undefined;
-  const writer = new MessageWriter(0, job.seed, t.soakMax);
-  let large: Uint8Array | undefined;
-  const flood = async () => {
-    for (let seq = 0;; seq++) {
-      // Datagrams carry no window: a lost acknowledgement (udp) would stall the flood.
-      while (!t.datagram && seq >= acked + WINDOW) await new Promise<void>((r) => (wake = r));
-      await send(writer.next());
-    }
-  };
-  for await (const m of channel) {
-    switch (letter(m)) {
-      case "F":
-        void flood().catch(() => {});
-        break;
-      case "A":
-        acked = arg(m);
-        wake?.();
-        break;
-      case "L": {
-        // Built once per size: the survivor times the transfer from its request.
-        if (large?.byteLength !== arg(m)) large = largeMessage(arg(m), 1, job.seed);
-        void send(cmd("M"));
-        void send(large);
-        break;
-      }
-      case "P":
-        void send(cmd("p"));
-        break;
-      case "E":
-        await turn;
-        await channel.close();
-        await hosted?.close();
-        return;
-    }
-  }
 }
