@@ -137,7 +137,12 @@ function spawn(cmd: string[], options: SpawnOptions = {}): ChildProcess {
     stderr: err === "pipe" && child.stderr ? (child.stderr as AsyncIterable<Uint8Array>) : null,
     exited,
     kill(signal: SignalName = "SIGTERM") {
-      if (running) child.kill(signal);
+      // By pid, not child.kill(): under Deno only a child's first kill() sends anything (and closes its stdin), so a
+      // SIGTERM then SIGKILL escalation never escalated. While `running`, the child is not reaped: the pid is its.
+      if (!running || child.pid === undefined) return;
+      try {
+        process.kill(child.pid, signal);
+      } catch { /* it exited meanwhile */ }
     },
     unref() {
       child.unref();

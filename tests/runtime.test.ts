@@ -84,6 +84,36 @@ test("spawn() reports a missing program as a rejected exited promise, not a cras
   await assert.rejects(child.exited);
 });
 
+test(
+  "ChildProcess.kill() escalates: a child that ignores SIGTERM is ended by a later SIGKILL",
+  { timeout: 120_000 },
+  async () => {
+    const dir = await rt.makeTempDir("ipckit-kill-");
+    // A Python child that ignores SIGTERM, says so through a file, then sleeps.
+    const ready = `${dir}/ready`;
+    const script = `import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nopen(${
+      JSON.stringify(ready)
+    }, "w").close()\ntime.sleep(600)\n`;
+    const child = rt.spawn(["python3", "-c", script], { stdio: "null" });
+    try {
+      for (let i = 0; !(await rt.exists(ready)); i++) {
+        if (i > 6000) throw new Error("the child never started");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      child.kill("SIGTERM"); // ignored
+      child.kill("SIGKILL");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hung = new Promise((resolve) => (timer = setTimeout(() => resolve("still running"), 60_000)));
+      assert.deepEqual(await Promise.race([child.exited, hung]), { code: null, signal: "SIGKILL" });
+      clearTimeout(timer);
+    } finally {
+      child.kill("SIGKILL");
+      await child.exited.catch(() => {});
+      await rt.removeDir(dir);
+    }
+  },
+);
+
 test("worker() starts a worker thread on a TypeScript module and exchanges messages", { timeout: 60_000 }, async () => {
   const w = rt.worker(new URL("./helpers/echo_worker.ts", import.meta.url));
   try {
