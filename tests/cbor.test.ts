@@ -167,6 +167,9 @@ test("cbor: each encode returns fresh bytes, also past the reused buffer's size"
 // ---- Date, Map, Set, BigInt and typed arrays: what ipckit sends beyond plain data ----
 
 /** Plain data plus the values ipckit writes with tags: Date, Map, Set, BigInt and the typed arrays. */
+/** What a Map key or a Set item is in the properties below. */
+const primitive = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.bigInt());
+
 const richData = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: "small", withCrossShrink: true },
@@ -187,8 +190,10 @@ const richData = fc.letrec((tie) => ({
     fc.bigUint64Array({ maxLength: 8 }),
     fc.array(tie("value"), { maxLength: 5 }),
     fc.dictionary(fc.string(), tie("value"), { maxKeys: 5, noNullPrototype: true }),
-    fc.array(fc.tuple(tie("value"), tie("value")), { maxLength: 4 }).map((entries) => new Map(entries)),
-    fc.array(tie("value"), { maxLength: 4 }).map((items) => new Set(items)),
+    // Keys and items of Maps and Sets are primitives: with object keys, Bun's deepStrictEqual compares them by
+    // reference (Node's by value), so the property would test the assertion library rather than the codec.
+    fc.array(fc.tuple(primitive, tie("value")), { maxLength: 4 }).map((entries) => new Map(entries)),
+    fc.array(primitive, { maxLength: 4 }).map((items) => new Set(items)),
   ),
 })).value;
 
