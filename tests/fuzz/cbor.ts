@@ -11,7 +11,7 @@
  */
 import fc from "fast-check";
 import { cbor, ProtocolError } from "../../mod.ts";
-import { expectOnly, type FuzzTarget } from "./target.ts";
+import { expectOnly, type FuzzTarget, mutateBytes } from "./target.ts";
 
 /** Values ipckit sends: plain data and the tagged types, small. */
 const values = fc.letrec((tie) => ({
@@ -71,16 +71,9 @@ const mutation = fc.oneof(
 type Mutation = typeof mutation extends fc.Arbitrary<infer M> ? M : never;
 
 function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
-  const at = bytes.length === 0 ? 0 : m.kind === "nest" ? 0 : m.at % bytes.length;
+  if (m.kind === "flip" || m.kind === "set" || m.kind === "cut") return mutateBytes(bytes, m);
+  const at = bytes.length === 0 || m.kind === "nest" ? 0 : m.at % bytes.length;
   switch (m.kind) {
-    case "flip":
-      if (bytes.length > 0) bytes[at]! ^= 1 << m.bit;
-      return bytes;
-    case "set":
-      if (bytes.length > 0) bytes[at] = m.byte;
-      return bytes;
-    case "cut":
-      return bytes.subarray(0, at);
     case "drop":
       return new Uint8Array([...bytes.subarray(0, at), ...bytes.subarray(at + m.n)]);
     case "insert":

@@ -28,7 +28,7 @@ import {
   open,
   type SkippedRecord,
 } from "../../transports/file_queue.ts";
-import { expectOnlyAsync, type FuzzTarget } from "./target.ts";
+import { concat, expectOnlyAsync, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const message = fc.oneof(
   { weight: 2, arbitrary: fc.constant(new Uint8Array(0)) },
@@ -80,33 +80,12 @@ const inputs: fc.Arbitrary<Input> = fc.record({
   policy: fc.boolean(),
 });
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
-  const at = bytes.length === 0 || m.kind === "extend" ? 0 : m.at % bytes.length;
-  switch (m.kind) {
-    case "flip":
-      if (bytes.length > 0) bytes[at]! ^= 1 << m.bit;
-      return bytes;
-    case "set":
-      if (bytes.length > 0) bytes[at] = m.byte;
-      return bytes;
-    case "u32": // little-endian, as every field of the log
-      for (let i = 0; i < 4 && at + i < bytes.length; i++) bytes[at + i] = (m.value >>> (8 * i)) & 0xff;
-      return bytes;
-    case "cut":
-      return bytes.subarray(0, at);
-    case "extend":
-      return concat([bytes, m.tail]);
-  }
+  if (m.kind !== "u32") return mutateBytes(bytes, m);
+  // A hostile 32-bit field, little-endian as every field of the log.
+  const at = bytes.length === 0 ? 0 : m.at % bytes.length;
+  for (let i = 0; i < 4 && at + i < bytes.length; i++) bytes[at + i] = (m.value >>> (8 * i)) & 0xff;
+  return bytes;
 }
 
 function offsetFile(offset: number, damaged: boolean): Uint8Array {

@@ -14,7 +14,7 @@
 import fc from "fast-check";
 import { MessageTooLargeError, ProtocolError } from "../../errors.ts";
 import { encodeFrame, FrameDecoder } from "../../transports/framing.ts";
-import { expectOnly, type FuzzTarget } from "./target.ts";
+import { concat, expectOnly, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const MiB = 1024 * 1024;
 
@@ -56,37 +56,14 @@ const inputs: fc.Arbitrary<Input> = fc.record({
   owned: fc.boolean(),
 });
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
-  const at = bytes.length === 0 ? 0 : m.kind === "extend" ? 0 : m.at % bytes.length;
-  switch (m.kind) {
-    case "flip":
-      if (bytes.length > 0) bytes[at]! ^= 1 << m.bit;
-      return bytes;
-    case "set":
-      if (bytes.length > 0) bytes[at] = m.byte;
-      return bytes;
-    case "length": {
-      // A hostile length written over 4 bytes anywhere (over a header when `at` falls on one).
-      const n = m.length >>> 0;
-      const quad = [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
-      for (let i = 0; i < 4 && at + i < bytes.length; i++) bytes[at + i] = quad[i]!;
-      return bytes;
-    }
-    case "cut":
-      return bytes.subarray(0, at);
-    case "extend":
-      return concat([bytes, m.tail]);
-  }
+  if (m.kind !== "length") return mutateBytes(bytes, m);
+  // A hostile length written over 4 bytes anywhere (over a header when `at` falls on one).
+  const at = bytes.length === 0 ? 0 : m.at % bytes.length;
+  const n = m.length >>> 0;
+  const quad = [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+  for (let i = 0; i < 4 && at + i < bytes.length; i++) bytes[at + i] = quad[i]!;
+  return bytes;
 }
 
 function split(stream: Uint8Array, cuts: readonly number[]): Uint8Array[] {

@@ -14,7 +14,7 @@
 import fc from "fast-check";
 import { MessageTooLargeError } from "../../errors.ts";
 import { LineDecoder } from "../../transports/lines.ts";
-import { expectOnly, type FuzzTarget } from "./target.ts";
+import { concat, expectOnly, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -65,32 +65,6 @@ const inputs: fc.Arbitrary<Input> = fc.record({
   owned: fc.boolean(),
 });
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
-function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
-  const at = bytes.length === 0 || m.kind === "extend" ? 0 : m.at % bytes.length;
-  switch (m.kind) {
-    case "flip":
-      if (bytes.length > 0) bytes[at]! ^= 1 << m.bit;
-      return bytes;
-    case "set":
-      if (bytes.length > 0) bytes[at] = m.byte;
-      return bytes;
-    case "cut":
-      return bytes.subarray(0, at);
-    case "extend":
-      return concat([bytes, m.tail]);
-  }
-}
-
 function chunks(stream: Uint8Array, input: Input): Uint8Array[] {
   if (input.trickle) {
     const head = Array.from(stream.subarray(0, 512), (b) => new Uint8Array([b]));
@@ -109,7 +83,7 @@ function chunks(stream: Uint8Array, input: Input): Uint8Array[] {
 function run(input: Input): void {
   const end = input.crlf ? [CR, LF] : [LF];
   let stream = input.noise ?? concat(input.lines.flatMap((l) => [l, new Uint8Array(end)]));
-  for (const m of input.mutations) stream = mutate(stream.slice(), m);
+  for (const m of input.mutations) stream = mutateBytes(stream.slice(), m);
   const intact = input.noise === null && input.mutations.length === 0 &&
     input.lines.every((l) => l.byteLength <= input.maxMessage);
   const got: Uint8Array[] = [];

@@ -20,7 +20,7 @@ import type { NatsConnectionLike } from "../../runtimes/nats.ts";
 import { NatsLink } from "../../transports/nats_link.ts";
 import { NatsChannel } from "../../transports/nats_channel.ts";
 import { OVERHEAD, readFrame } from "../../transports/nats_wire.ts";
-import { expectOnly, type FuzzTarget } from "./target.ts";
+import { expectOnly, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const DATA = 1, CREDIT = 2, END = 3, PING = 4, HELLO = 5, WELCOME = 6, REFUSE = 7, MORE = 8;
 
@@ -78,29 +78,9 @@ const mutation = fc.oneof(
 );
 type Mutation = typeof mutation extends fc.Arbitrary<infer M> ? M : never;
 
-function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
-  const at = bytes.length === 0 ? 0 : ("at" in m ? m.at : 0) % bytes.length;
-  switch (m.kind) {
-    case "flip":
-      if (bytes.length > 0) bytes[at]! ^= 1 << m.bit;
-      return bytes;
-    case "set":
-      if (bytes.length > 0) bytes[at] = m.byte;
-      return bytes;
-    case "cut":
-      return bytes.subarray(0, at);
-    case "extend": {
-      const out = new Uint8Array(bytes.length + m.tail.length);
-      out.set(bytes);
-      out.set(m.tail, bytes.length);
-      return out;
-    }
-  }
-}
-
 const message = fc.oneof(
   { weight: 6, arbitrary: valid },
-  { weight: 3, arbitrary: fc.tuple(valid, mutation).map(([b, m]) => mutate(b.slice(), m)) },
+  { weight: 3, arbitrary: fc.tuple(valid, mutation).map(([b, m]) => mutateBytes(b.slice(), m)) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }) },
 );
 

@@ -55,3 +55,38 @@ function check(allowed: readonly ErrorClass[], e: unknown): void {
   if (allowed.some((c) => e instanceof c)) return;
   throw new Error(`the decoder threw ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
 }
+
+/** A byte-level change a hostile peer makes to a valid input; targets add kinds of their own around these. */
+export type ByteMutation =
+  | { readonly kind: "flip"; readonly at: number; readonly bit: number }
+  | { readonly kind: "set"; readonly at: number; readonly byte: number }
+  | { readonly kind: "cut"; readonly at: number }
+  | { readonly kind: "extend"; readonly tail: Uint8Array };
+
+/** Applies one {@linkcode ByteMutation} (in place where it can); `at` wraps around the input's length. */
+export function mutateBytes(bytes: Uint8Array, m: ByteMutation): Uint8Array {
+  if (m.kind === "extend") return concat([bytes, m.tail]);
+  if (bytes.length === 0) return bytes;
+  const at = m.at % bytes.length;
+  switch (m.kind) {
+    case "flip":
+      bytes[at]! ^= 1 << m.bit;
+      return bytes;
+    case "set":
+      bytes[at] = m.byte;
+      return bytes;
+    case "cut":
+      return bytes.subarray(0, at);
+  }
+}
+
+/** The bytes of `parts`, one after the other, in a fresh buffer. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
