@@ -3,7 +3,7 @@
  * and how to talk to a channel with raw bytes. The conformance suite needs nothing else from a transport.
  */
 import { fifo, pipe, shm, tcp, unix } from "../../mod.ts";
-import type { Capabilities, Channel, ChannelOptions, ChildProcess, RuntimeName } from "../../mod.ts";
+import type { Capabilities, Channel, ChannelOptions, ChildProcess, Listener, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
 import type { ByteStream } from "../../runtimes/runtime.ts";
@@ -132,50 +132,75 @@ function rawOver(stream: ByteStream, channel: Channel, cleanup: () => Promise<vo
   };
 }
 
+/** How a transport with listeners makes its two ends: a listener (and the address a peer connects to), a connect. */
+export interface ListenerSides {
+  listen(options: ChannelOptions): Promise<{ listener: Listener; address: string; cleanup(): Promise<void> }>;
+  connect(address: string, options: ChannelOptions): Promise<Channel>;
+}
+
+/**
+ * `pair`, `remote` and `childSide` of a fixture over a listener: a pair is a connect and an accept, a remote is a
+ * child connecting to this side's listener (`peer.ts <name> <address>`). Setup that fails half-way removes what it made.
+ */
+export function listenerFixture(name: string, sides: ListenerSides): Pick<Fixture, "pair" | "remote" | "childSide"> {
+  return {
+    async pair(options = {}) {
+      const { listener, address, cleanup } = await sides.listen(options);
+      const [a, b] = await Promise.all([sides.connect(address, options), listener.accept()]).catch(failWith(cleanup));
+      return {
+        a,
+        b,
+        async cleanup() {
+          await Promise.all([a.close(), b.close()]);
+          await cleanup();
+        },
+      };
+    },
+    async remote(rtName, flags, options = {}) {
+      const { listener, address, cleanup } = await sides.listen(options);
+      const child = await spawnPeer(rtName, [name, address, ...flags]);
+      const channel = await beforeExit(listener.accept(), child, `${name} accept`).catch(failWith(async () => {
+        await stopChild(child);
+        await cleanup();
+      }));
+      return {
+        channel,
+        child,
+        async cleanup() {
+          await channel.close();
+          await stopChild(child);
+          await cleanup();
+        },
+      };
+    },
+    childSide: (address, options) => sides.connect(address, options),
+  };
+}
+
+/** Unix sockets in a fresh directory, with `extra` options on both sides (the auth fixture adds its secret). */
+export function unixSides(extra: { auth?: { secret: string } } = {}): ListenerSides {
+  return {
+    async listen(options) {
+      const dir = await tempDir();
+      const path = `${dir}/s.sock`;
+      const listener = await unix.listen(path, { ...options, ...extra }).catch(failWith(() => removeDir(dir)));
+      return {
+        listener,
+        address: path,
+        async cleanup() {
+          await listener.close();
+          await removeDir(dir);
+        },
+      };
+    },
+    connect: (path, options) => unix.connect(path, { ...options, ...extra }),
+  };
+}
+
 export const unixFixture: Fixture = {
   name: "unix",
   capabilities: unix.capabilities,
-  async pair(options = {}) {
-    const dir = await tempDir();
-    const path = `${dir}/s.sock`;
-    const listener = await unix.listen(path, options).catch(failWith(() => removeDir(dir)));
-    const [a, b] = await Promise.all([unix.connect(path, options), listener.accept()])
-      .catch(failWith(async () => {
-        await listener.close();
-        await removeDir(dir);
-      }));
-    return {
-      a,
-      b,
-      async cleanup() {
-        await Promise.all([a.close(), b.close()]);
-        await listener.close();
-        await (await runtime()).removeDir(dir);
-      },
-    };
-  },
-  async remote(rtName, flags, options = {}) {
-    const dir = await tempDir();
-    const path = `${dir}/s.sock`;
-    const listener = await unix.listen(path, options).catch(failWith(() => removeDir(dir)));
-    const child = await spawnPeer(rtName, ["unix", path, ...flags]);
-    const channel = await beforeExit(listener.accept(), child, "unix accept").catch(failWith(async () => {
-      await stopChild(child);
-      await listener.close();
-      await removeDir(dir);
-    }));
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await listener.close();
-        await (await runtime()).removeDir(dir);
-      },
-    };
-  },
-  childSide: (path, options) => unix.connect(path, options),
+  ...listenerFixture("unix", unixSides()),
   async raw(options = {}) {
     const rt = await runtime();
     const dir = await tempDir();
@@ -194,37 +219,13 @@ export const unixFixture: Fixture = {
 export const tcpFixture: Fixture = {
   name: "tcp",
   capabilities: tcp.capabilities,
-  async pair(options = {}) {
-    const listener = await tcp.listen({ ...options, port: 0 });
-    const [a, b] = await Promise.all([tcp.connect({ ...options, port: listener.port }), listener.accept()])
-      .catch(failWith(() => listener.close()));
-    return {
-      a,
-      b,
-      async cleanup() {
-        await Promise.all([a.close(), b.close()]);
-        await listener.close();
-      },
-    };
-  },
-  async remote(rtName, flags, options = {}) {
-    const listener = await tcp.listen({ ...options, port: 0 });
-    const child = await spawnPeer(rtName, ["tcp", String(listener.port), ...flags]);
-    const channel = await beforeExit(listener.accept(), child, "tcp accept").catch(failWith(async () => {
-      await stopChild(child);
-      await listener.close();
-    }));
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await listener.close();
-      },
-    };
-  },
-  childSide: (port, options) => tcp.connect({ ...options, port: Number(port) }),
+  ...listenerFixture("tcp", {
+    async listen(options) {
+      const listener = await tcp.listen({ ...options, port: 0 });
+      return { listener, address: String(listener.port), cleanup: () => listener.close() };
+    },
+    connect: (port, options) => tcp.connect({ ...options, port: Number(port) }),
+  }),
   async raw(options = {}) {
     const rt = await runtime();
     let accepted!: (s: ByteStream) => void;

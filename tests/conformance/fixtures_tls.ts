@@ -7,7 +7,7 @@ import { tcp } from "../../mod.ts";
 import type { ChannelOptions } from "../../mod.ts";
 import type { TcpListener } from "../../transports/tcp.ts";
 import type { TestCa } from "../helpers/tls_ca.ts";
-import { beforeExit, failWith, type Fixture, spawnPeer, stopChild } from "./fixtures.ts";
+import { type Fixture, listenerFixture } from "./fixtures.ts";
 
 let current: TestCa | undefined;
 
@@ -40,40 +40,16 @@ function address(port: number): string {
 export const fixture: Fixture = {
   name: "tls",
   capabilities: tcp.capabilities,
-  async pair(options = {}) {
-    const listener = await listen(options);
-    const [a, b] = await Promise.all([connect(listener.port, ca(), options), listener.accept()])
-      .catch(failWith(() => listener.close()));
-    return {
-      a,
-      b,
-      async cleanup() {
-        await Promise.all([a.close(), b.close()]);
-        await listener.close();
-      },
-    };
-  },
-  async remote(rtName, flags, options = {}) {
-    const listener = await listen(options);
-    const child = await spawnPeer(rtName, ["tls", address(listener.port), ...flags]);
-    const channel = await beforeExit(listener.accept(), child, "tls accept").catch(failWith(async () => {
-      await stopChild(child);
-      await listener.close();
-    }));
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await listener.close();
-      },
-    };
-  },
-  childSide(address, options) {
-    const at = address.indexOf("@");
-    const pems = JSON.parse(atob(address.slice(at + 1))) as ClientPems;
-    return connect(Number(address.slice(0, at)), pems, options);
-  },
+  ...listenerFixture("tls", {
+    async listen(options) {
+      const listener = await listen(options);
+      return { listener, address: address(listener.port), cleanup: () => listener.close() };
+    },
+    connect(address, options) {
+      const at = address.indexOf("@");
+      const pems = JSON.parse(atob(address.slice(at + 1))) as ClientPems;
+      return connect(Number(address.slice(0, at)), pems, options);
+    },
+  }),
   raw: "TLS carries the framing of tcp unchanged: the tcp fixture feeds it raw bytes",
 };
