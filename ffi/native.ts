@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { runtimeName } from "../runtimes/detect.ts";
+import { hostRuntime } from "./host.ts";
 import type { AsyncCalls, LibcCalls } from "./libc.ts";
 
 /** The FFI seam. */
@@ -77,5 +77,5 @@ export function native(): Promise<Native> {
 const LOADERS = { deno: "./deno.ts", bun: "./bun.ts", node: "./node.ts" } as const;
 
 async function load(): Promise<Native> {
-  return (loaded = await ((await import(LOADERS[runtimeName()])) as { load(): Native | Promise<Native> }).load());
+  return (loaded = await ((await import(LOADERS[hostRuntime()])) as { load(): Native | Promise<Native> }).load());
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { hostRuntime } from "../ffi/host.ts";
 import type { Runtime, RuntimeName } from "./runtime.ts";
 
 let cached: Promise<Runtime> | undefined;
@@ -19,10 +20,7 @@ let cached: Promise<Runtime> | undefined;
  * ```
  */
 export function runtimeName(): RuntimeName {
-  const g = globalThis as Record<string, unknown>;
-  if ("Deno" in g) return "deno";
-  if ("Bun" in g) return "bun";
-  return "node";
+  return hostRuntime();
 }
 
 /**

@@ -39,7 +39,7 @@
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
-import { allocate, copy } from "../transports/bytes.ts";
+import { allocate, copy } from "../runtimes/bytes.ts";
 import type { Identity } from "../os/liveness.ts";
 
 /** Header size; the data area follows. */

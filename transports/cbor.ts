@@ -20,7 +20,7 @@
  */
 import { Decoder, Encoder, Tag } from "cbor-x";
 import { ProtocolError } from "../errors.ts";
-import { copy } from "./bytes.ts";
+import { copy } from "../runtimes/bytes.ts";
 import { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";
 
 export { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";

@@ -27,7 +27,7 @@
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
-import { allocate, copy } from "./bytes.ts";
+import { allocate, copy } from "../runtimes/bytes.ts";
 
 /**
  * Size of the length prefix in bytes.

@@ -11,7 +11,7 @@
  * @module
  */
 import { MessageTooLargeError } from "../errors.ts";
-import { allocate, copy } from "./bytes.ts";
+import { allocate, copy } from "../runtimes/bytes.ts";
 
 const LF = 0x0a;
 const CR = 0x0d;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { runtimeName } from "../runtimes/detect.ts";
+import { runtimeName } from "./detect.ts";
 
 const POOLED = runtimeName() === "deno";
 const SLAB = 64 * 1024;
