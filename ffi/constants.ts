@@ -32,6 +32,30 @@ export const STATX_BTIME = 0x800;
 /** Size of struct statx. */
 export const STATX_SIZE = 256;
 
+/** Offsets in struct statx (the same on x86-64 and arm64): the returned mask, mode, inode, times, device. */
+export const STX_MASK = 0;
+export const STX_MODE = 28;
+export const STX_INO = 32;
+export const STX_BTIME = 80;
+export const STX_CTIME = 96;
+export const STX_DEV_MAJOR = 136;
+export const STX_DEV_MINOR = 140;
+
+/** File type bits of a mode (`st_mode` / `stx_mode`). */
+export const S_IFMT = 0o170000;
+export const S_IFIFO = 0o010000;
+export const S_IFREG = 0o100000;
+export const S_IFSOCK = 0o140000;
+
+/** msgctl(2) commands, and struct msqid_ds (x86-64 and arm64): its size and where `msg_ctime` is. */
+export const IPC_RMID = 0;
+export const IPC_SET = 1;
+export const IPC_STAT = 2;
+export const IPC_INFO = 3;
+export const MSQID_DS = 120;
+/** msqid_ds.msg_ctime: after ipc_perm (48 bytes, `__key` first), msg_stime and msg_rtime. */
+export const MSQID_DS_CTIME = 64;
+
 /** futex(2) through syscall(2): the syscall number differs per architecture. */
 export const SYS_futex: number = arch() === "arm64" ? 98 : 202;
 /** futex operations (not the PRIVATE variants: the words are shared between processes). */
