@@ -1,12 +1,25 @@
 #!/usr/bin/env node
-// Runs the one test suite on Node (tsx, with c8 coverage), Deno and Bun, one after the other, and ends with one
-// plain line "N passed, N failed" summing the three. Exits non-zero if any runner failed.
+// Runs the one test suite on Node (tsx, with c8 coverage), Deno and Bun and ends with one plain line
+// "N passed, N failed" summing the three. Exits non-zero if anything failed.
 //
-//   npm test                      all three runtimes, all tests
-//   npm test -- --only deno,bun   some runtimes
-//   npm test -- tests/unix.test.ts   some files
-import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+//   npm test                              all three runtimes, all tests
+//   npm test -- --only deno,bun           some runtimes
+//   npm test -- tests/unix.test.ts        some files
+//   npm test -- --jobs 2                  at most 2 test files at once (default: IPCKIT_TEST_JOBS, else 2 per core)
+//   npm test -- --verbose                 every file's whole output, not only the failing ones'
+//
+// How it runs (see docs/testing.md): every (runtime, test file) pair is one job, a runner process of its own
+// (`node --test <file>`, `deno test <file>`, `bun test <file>`). Jobs run concurrently, longest first (the
+// durations of the last run are kept in node_modules/.cache), because most of a test's time is spent waiting on
+// other processes, sockets and timers, not on the CPU. Two rules keep concurrent files apart:
+// - one file never runs on two runtimes at once (a file's fixed names, ports-in-a-range or keys stay its own);
+// - a file that says `// @test-serial <why>` in its first lines runs alone (it measures or changes something
+//   machine-wide).
+// Each job has its own process group and a watchdog (IPCKIT_TEST_FILE_TIMEOUT seconds, default 900): a hung file is
+// killed with everything it started and counted as failed, naming the file.
+import { spawn, spawnSync } from "node:child_process";
+import { cpus } from "node:os";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,34 +33,38 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 
 const argv = process.argv.slice(2);
 let only = ["node", "deno", "bun"];
+let jobs = Number(process.env.IPCKIT_TEST_JOBS) || 2 * cpus().length;
+let verbose = false;
 const files = [];
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--only") only = argv[++i].split(",");
+  else if (argv[i] === "--jobs") jobs = Number(argv[++i]);
+  else if (argv[i] === "--verbose") verbose = true;
   else files.push(argv[i]);
+}
+if (!(jobs >= 1)) {
+  console.error(`Cannot run with --jobs ${jobs}: it must be a positive number`);
+  process.exit(2);
+}
+for (const name of only) {
+  if (!["node", "deno", "bun"].includes(name)) {
+    console.error(`Cannot run on "${name}": the runtimes are node, deno and bun`);
+    process.exit(2);
+  }
 }
 if (files.length === 0) {
   for (const f of readdirSync(join(root, "tests")).sort()) if (f.endsWith(".test.ts")) files.push(`tests/${f}`);
 }
 
-const runners = {
-  node: [
-    bin("c8"),
-    "--reporter=text-summary",
-    "--reporter=lcov",
-    "--reports-dir=coverage",
-    "--exclude=tests/**",
-    "--exclude=bench/**",
-    "--exclude=examples/**",
-    "--exclude=scripts/**",
-    process.execPath,
-    "--import",
-    "tsx",
-    "--test",
-    "--test-reporter=spec",
-    ...files,
-  ],
-  deno: [bin("deno"), "test", "-A", "--quiet", ...files],
-  bun: [bin("bun"), "test", "--timeout", "300000", ...files.map((f) => `./${f}`)],
+// Node's coverage: every node job (and every node process it starts) writes V8 coverage here; c8 reports it at the
+// end, as `c8 node --test` did when the files ran in one process.
+const coverage = mkdtempSync(join(tmpdir(), "ipckit-test-coverage-"));
+
+const commands = {
+  node: (file) => [process.execPath, "--import", "tsx", "--test", "--test-reporter=spec", file],
+  // Type-checked once for all files by the "deno check" job below, not once per file (2 s of CPU each).
+  deno: (file) => [bin("deno"), "test", "-A", "--quiet", "--no-check", file],
+  bun: (file) => [bin("bun"), "test", "--timeout", "300000", `./${file}`],
 };
 
 // Each runner's own summary lines.
@@ -75,35 +92,150 @@ const strip = (s) => s.replace(/\x1b\[[0-9;]*m/g, "");
 // the user's, and what is still there at the end is a leak (an object some test did not remove).
 const registry = mkdtempSync(join(tmpdir(), "ipckit-test-registry-"));
 
-function run(name) {
-  const [cmd, ...args] = runners[name];
+// How long each job took last time, to start the long ones first.
+const timesFile = join(root, "node_modules", ".cache", "ipckit-test", "durations.json");
+let lastTimes = {};
+try {
+  lastTimes = JSON.parse(readFileSync(timesFile, "utf8"));
+} catch {
+  // first run: file sizes stand in for durations
+}
+const serial = new Set(
+  files.filter((f) => /^\/\/ @test-serial\b/m.test(readFileSync(join(root, f), "utf8").slice(0, 2000))),
+);
+const estimate = (job) => lastTimes[`${job.runtime} ${job.file}`] ?? readFileSync(join(root, job.file)).length / 1000;
+
+const queue = [];
+for (const runtime of only) for (const file of files) queue.push({ runtime, file });
+// Longest first; the files that must run alone last, so they do not hold the others up.
+queue.sort((a, b) => Number(serial.has(a.file)) - Number(serial.has(b.file)) || estimate(b) - estimate(a));
+// Deno type-checks the test files and everything they import, once, as one job: one test that passes or fails.
+if (only.includes("deno")) {
+  queue.unshift({
+    runtime: "deno",
+    file: "(type check)",
+    argv: [bin("deno"), "check", ...files],
+    parse: (_out, code) => ({ passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 }),
+  });
+}
+
+const fileTimeout = (Number(process.env.IPCKIT_TEST_FILE_TIMEOUT) || 900) * 1000;
+const running = new Set();
+const busyFiles = new Set();
+const results = [];
+const times = { ...lastTimes };
+const started = Date.now();
+
+function runJob(job) {
+  const [cmd, ...args] = job.argv ?? commands[job.runtime](job.file);
+  const t0 = Date.now();
   return new Promise((resolve) => {
-    console.log(`\n=== ${name}: ${[cmd.replace(root + "/", ""), ...args.slice(0, 4)].join(" ")} ...`);
-    const child = spawn(cmd, args, {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry },
-    });
+    const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry };
+    if (job.runtime === "node") env.NODE_V8_COVERAGE = coverage;
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env, detached: true });
+    const killGroup = (sig) => {
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        // already gone
+      }
+    };
+    job.kill = killGroup;
     let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      process.stdout.write(d);
-    });
-    child.stderr.on("data", (d) => {
-      out += d;
-      process.stderr.write(d);
-    });
-    child.on("close", (code) => {
-      const parsed = parsers[name](strip(out));
-      const result = parsed ?? { passed: 0, failed: 1 };
-      if (code !== 0 && result.failed === 0) result.failed = 1; // a crash outside any test
-      resolve({ name, code, ...result });
+    let timedOut = false;
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const watchdog = setTimeout(() => {
+      timedOut = true;
+      killGroup("SIGKILL");
+    }, fileTimeout);
+    child.on("close", (code, signal) => {
+      clearTimeout(watchdog);
+      killGroup("SIGKILL"); // whatever the file started and left behind
+      const seconds = (Date.now() - t0) / 1000;
+      const text = strip(out);
+      const parsed = (job.parse ?? parsers[job.runtime])(text, code);
+      const result = {
+        runtime: job.runtime,
+        file: job.file,
+        code: code ?? signal,
+        seconds,
+        passed: parsed?.passed ?? 0,
+        failed: parsed?.failed ?? 0,
+      };
+      if (parsed === null || (code !== 0 && result.failed === 0)) result.failed += 1; // a crash outside any test
+      if (timedOut) result.note = `killed after ${fileTimeout / 1000} s (IPCKIT_TEST_FILE_TIMEOUT)`;
+      resolve({ result, text });
     });
   });
 }
 
-const results = [];
-for (const name of only) results.push(await run(name));
+function report({ result: r, text }) {
+  const head =
+    `--- ${r.runtime.padEnd(4)} ${r.file}: ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)} s)` +
+    (r.note ? ` ${r.note}` : "");
+  if (r.failed > 0 || verbose) {
+    console.log(`${head}\n${text.trimEnd()}\n--- end of ${r.runtime} ${r.file}`);
+  } else {
+    console.log(head);
+  }
+}
+
+await new Promise((done) => {
+  const pump = () => {
+    if (queue.length === 0 && running.size === 0) return done();
+    for (let i = 0; i < queue.length && running.size < jobs; i++) {
+      const job = queue[i];
+      const alone = serial.has(job.file);
+      if (busyFiles.has(job.file)) continue;
+      if (alone && running.size > 0) break; // wait for the machine to empty, keeping the order
+      if ([...running].some((j) => serial.has(j.file))) break;
+      queue.splice(i--, 1);
+      running.add(job);
+      busyFiles.add(job.file);
+      runJob(job).then((finished) => {
+        running.delete(job);
+        busyFiles.delete(job.file);
+        times[`${job.runtime} ${job.file}`] = finished.result.seconds;
+        results.push(finished.result);
+        report(finished);
+        pump();
+      });
+    }
+  };
+  for (const sig of ["SIGINT", "SIGTERM"]) {
+    process.on(sig, () => {
+      for (const j of running) j.kill?.("SIGKILL");
+      process.exit(130);
+    });
+  }
+  pump();
+});
+const wall = (Date.now() - started) / 1000;
+
+try {
+  mkdirSync(dirname(timesFile), { recursive: true });
+  writeFileSync(timesFile, JSON.stringify(times, null, 1));
+} catch {
+  // a read-only tree: the next run orders by size again
+}
+
+// Node's coverage summary (text) and lcov (coverage/), over the library only.
+if (only.includes("node")) {
+  const c8 = spawnSync(bin("c8"), [
+    "report",
+    `--temp-directory=${coverage}`,
+    "--reporter=text-summary",
+    "--reporter=lcov",
+    "--reports-dir=coverage",
+    "--exclude=tests/**",
+    "--exclude=bench/**",
+    "--exclude=examples/**",
+    "--exclude=scripts/**",
+  ], { cwd: root, encoding: "utf8" });
+  console.log(`\n=== node coverage\n${(c8.stdout + c8.stderr).trim()}`);
+}
+rmSync(coverage, { recursive: true, force: true });
 
 // Objects the tests created and did not remove: the CLI lists what the run's registry still records.
 function leaks() {
@@ -128,14 +260,21 @@ function leaks() {
 const left = files.length > 0 && only.length > 0 ? await leaks() : [];
 rmSync(registry, { recursive: true, force: true });
 
-console.log("\n=== summary");
+console.log(`\n=== summary (${files.length} files x ${only.length} runtimes, ${jobs} at once, ${wall.toFixed(0)} s)`);
+const failedJobs = results.filter((r) => r.failed > 0);
+for (const r of failedJobs) console.log(`failed: ${r.runtime} ${r.file} (${r.failed})${r.note ? ` ${r.note}` : ""}`);
 if (left.length > 0) {
   console.log(`leak check: ${left.length} object(s) created by the tests are still there:`);
   for (const r of left) console.log(`  ${r.kind} ${r.name} (pid ${r.pid}, ${r.status})`);
-  results.push({ name: "leaks", code: 1, passed: 0, failed: 1 });
 }
-for (const r of results) console.log(`${r.name.padEnd(5)} ${r.passed} passed, ${r.failed} failed (exit ${r.code})`);
+for (const name of only) {
+  const mine = results.filter((r) => r.runtime === name);
+  const p = mine.reduce((n, r) => n + r.passed, 0);
+  const f = mine.reduce((n, r) => n + r.failed, 0);
+  const s = mine.reduce((n, r) => n + r.seconds, 0);
+  console.log(`${name.padEnd(5)} ${p} passed, ${f} failed (${mine.length} files, ${s.toFixed(0)} s of file time)`);
+}
 const passed = results.reduce((n, r) => n + r.passed, 0);
-const failed = results.reduce((n, r) => n + r.failed, 0);
+const failed = results.reduce((n, r) => n + r.failed, 0) + (left.length > 0 ? 1 : 0);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);

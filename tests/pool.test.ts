@@ -141,7 +141,9 @@ test(
     } finally {
       await pool.close();
     }
-    const left = (await import("node:fs")).readdirSync("/dev/shm").filter((f) => f.startsWith("ipckit-pool-"));
+    // This pool's segments only (`/ipckit-pool-<master pid>-<n>`): other test files run pools at the same time.
+    const mine = `ipckit-pool-${rt.pid}-`;
+    const left = (await import("node:fs")).readdirSync("/dev/shm").filter((f) => f.startsWith(mine));
     assert.deepEqual(left, []);
   },
 );
