@@ -104,3 +104,24 @@ export const MAP_ANONYMOUS = 0x20;
 export function isMapFailed(address: number): boolean {
   return address < 0 || address >= 2 ** 63;
 }
+
+/**
+ * Unix socket addresses: the size of struct sockaddr_un, and of its sun_path with the terminating NUL (108 on
+ * Linux, 104 on macOS). statx(2) mask bits for the type, mode and owner, and `stx_uid`'s offset. NAME_MAX, the
+ * longest file name (and `shm_open` name). prctl(2)'s PR_SET_PDEATHSIG. INT_MAX (a futex wake of everyone).
+ * Signal numbers (Linux x86-64 and arm64; a signal's default exit status is 128 + its number).
+ */
+export const SOCKADDR_UN_SIZE = 110;
+export const SUN_PATH_LINUX = 108;
+export const SUN_PATH_MACOS = 104;
+export const STATX_TYPE = 0x1;
+export const STATX_MODE = 0x2;
+export const STATX_UID = 0x8;
+export const STX_UID = 20;
+export const NAME_MAX = 255;
+export const PR_SET_PDEATHSIG = 1;
+export const INT_MAX = 0x7fff_ffff;
+export const SIGHUP = 1;
+export const SIGINT = 2;
+export const SIGKILL = 9;
+export const SIGTERM = 15;

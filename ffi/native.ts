@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "./constants.ts";
 import { hostRuntime } from "./host.ts";
 import type { AsyncCalls, LibcCalls } from "./libc.ts";
 
@@ -38,8 +39,7 @@ export function detachAndUnmap(call: LibcCalls, buffer: ArrayBuffer, pointer: nu
 
 /** Replaces a mapping with private anonymous zero pages (MAP_FIXED), releasing what was mapped there. */
 export function zeroPages(call: LibcCalls, pointer: number, length: number): void {
-  // PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
-  call.mmap(pointer, length, 3, 0x02 | 0x20 | 0x10, -1, 0);
+  call.mmap(pointer, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 }
 
 /** The name of the shared C library on this platform. */

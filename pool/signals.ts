@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { SIGHUP, SIGINT, SIGTERM } from "../ffi/constants.ts";
 import { runtime } from "../runtimes/detect.ts";
 import type { Runtime, SignalName } from "../runtimes/runtime.ts";
 
@@ -17,7 +18,7 @@ interface Registered {
 const pools = new Map<object, Registered>();
 let installed: Disposable[] = [];
 let draining = false;
-const NUMBERS: Partial<Record<SignalName, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+const NUMBERS: Partial<Record<SignalName, number>> = { SIGHUP, SIGINT, SIGTERM };
 
 /** Registers a pool; dispose the result when the pool closes. */
 export function installSignals(pool: object, actions: Registered): Disposable {
@@ -49,7 +50,7 @@ function uninstall(): void {
 }
 
 async function drain(rt: Runtime, signal: SignalName): Promise<void> {
-  const code = 128 + (NUMBERS[signal] ?? 15);
+  const code = 128 + (NUMBERS[signal] ?? SIGTERM);
   if (draining) rt.exit(code); // asked twice: stop waiting
   draining = true;
   await Promise.allSettled([...pools.values()].map((p) => p.drain()));

@@ -24,6 +24,7 @@
  * @module
  */
 import { UnsupportedError } from "../errors.ts";
+import { PR_SET_PDEATHSIG, SIGKILL } from "../ffi/constants.ts";
 import { native } from "../ffi/native.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtime } from "../runtimes/detect.ts";
@@ -53,9 +54,6 @@ type AnyFunction = (...args: any[]) => unknown;
 
 /** A function (served as `run`), or an object of functions. */
 export type WorkerHandlers = AnyFunction | Record<string, unknown>;
-
-const PR_SET_PDEATHSIG = 1;
-const SIGKILL = 9;
 
 /**
  * Serves `handlers` to the pool that started this module. Resolves when the pool closes the connection; a worker

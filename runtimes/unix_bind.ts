@@ -15,10 +15,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { AlreadyExistsError } from "../errors.ts";
+import { SUN_PATH_LINUX } from "../ffi/constants.ts";
 import type { Server } from "./runtime.ts";
 
-/** sun_path holds 108 bytes on Linux, including the terminating NUL. */
-const SUN_PATH_MAX = 107;
+/** The longest path sun_path holds on Linux (its last byte is the NUL). */
+const SUN_PATH_MAX = SUN_PATH_LINUX - 1;
 
 /** What the private path adds to the directory's: "/.ipkXXXXXX" (mkdtemp's six characters), then "/s". */
 const PRIVATE_SUFFIX = 13;

@@ -16,14 +16,24 @@
  *
  * @module
  */
-import { isMapFailed, MAP_SHARED, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE } from "../ffi/constants.ts";
+import {
+  isMapFailed,
+  MAP_SHARED,
+  NAME_MAX,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+} from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { ClosedError, IpcError } from "../errors.ts";
 import { prepare, register, unregister } from "../registry.ts";
 
-/** Longest name, including the leading slash (NAME_MAX). */
-const MAX_NAME = 255;
+/** Longest name, including the leading slash. */
+const MAX_NAME = NAME_MAX;
 const SEEK_END = 2;
 
 /** Options of {@linkcode SharedMemory.create}. */

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { FUTEX_WAIT, FUTEX_WAKE, SYS_futex } from "../ffi/constants.ts";
+import { FUTEX_WAIT, FUTEX_WAKE, INT_MAX, SYS_futex } from "../ffi/constants.ts";
 import type { Native } from "../ffi/native.ts";
 
 /** Waits on and wakes the Int32 words of one buffer. */
@@ -39,8 +39,6 @@ export function atomicsWaiter(words: Int32Array): Waiter {
     },
   };
 }
-
-const INT_MAX = 0x7fff_ffff;
 
 /** A Waiter over Int32s of memory mapped at `address` in every process that waits or wakes (futex). */
 export function futexWaiter(ffi: Native, words: Int32Array, address: number): Waiter {

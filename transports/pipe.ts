@@ -27,6 +27,7 @@
 import { runtime } from "../runtimes/detect.ts";
 import type { ByteStream, ChildProcess, Runtime } from "../runtimes/runtime.ts";
 import { duplex } from "../runtimes/streams.ts";
+import { O_CLOEXEC } from "../ffi/constants.ts";
 import { errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { UnsupportedError } from "../errors.ts";
@@ -189,8 +190,6 @@ export async function create(): Promise<PipeFds> {
   };
   return { read: fds[0]!, write: fds[1]!, close, [Symbol.dispose]: close };
 }
-
-const O_CLOEXEC = 0o2000000;
 
 /**
  * Opens fds `read` and `write` of this process as one stream (through `/proc/self/fd`, so every runtime can), then

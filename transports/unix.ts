@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { SUN_PATH_LINUX, SUN_PATH_MACOS } from "../ffi/constants.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { prepare, register, unregister } from "../registry.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
@@ -43,8 +44,8 @@ export const capabilities: Capabilities = {
   datagram: false,
 };
 
-// sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS, including the terminating NUL.
-const MAX_PATH = 103;
+// The shorter sun_path (macOS, Linux), less its terminating NUL: a path that works on both.
+const MAX_PATH = Math.min(SUN_PATH_LINUX, SUN_PATH_MACOS) - 1;
 
 function checkPath(path: unknown): string {
   if (typeof path !== "string" || path.length === 0) {

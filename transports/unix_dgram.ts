@@ -47,12 +47,21 @@ import {
   O_PATH,
   POLLIN,
   POLLOUT,
+  S_IFMT,
+  S_IFSOCK,
   SHUT_RDWR,
   SO_SNDBUF,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
+  SOCKADDR_UN_SIZE,
   SOL_SOCKET,
+  STATX_MODE,
   STATX_SIZE,
+  STATX_TYPE,
+  STATX_UID,
+  STX_MODE,
+  STX_UID,
+  SUN_PATH_LINUX,
 } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
@@ -70,8 +79,9 @@ import {
 const { EAGAIN, EINTR, ENOENT, ECONNREFUSED, EADDRINUSE, EMSGSIZE } = ERRNO as Record<string, number>;
 
 /** sizeof(struct sockaddr_un) on Linux: a 2-byte family and 108 bytes of path. */
-const SOCKADDR_SIZE = 110;
-const PATH_MAX = 107;
+const SOCKADDR_SIZE = SOCKADDR_UN_SIZE;
+/** The longest address sun_path holds (its last byte is the NUL). */
+const PATH_MAX = SUN_PATH_LINUX - 1;
 /** The kernel's per-datagram overhead charged to the send buffer. */
 const OVERHEAD = 32;
 
@@ -423,9 +433,7 @@ function checkMode(mode: unknown, what: string): number {
 }
 
 const DEFAULT_MODE = 0o600;
-const S_IFMT = 0o170000, S_IFSOCK = 0o140000;
-/** statx(2) fields: STATX_TYPE | STATX_MODE | STATX_UID; stx_uid and stx_mode offsets. */
-const STATX_TYPE_MODE_UID = 0x1 | 0x2 | 0x8, STX_UID = 20, STX_MODE = 28;
+const STATX_TYPE_MODE_UID = STATX_TYPE | STATX_MODE | STATX_UID;
 
 /**
  * Binds `fd` at the file `path` with permission bits `mode`. Linux creates a socket file with the mode of the
