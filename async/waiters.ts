@@ -92,6 +92,25 @@ export class Waiters<T> {
     return true;
   }
 
+  /**
+   * Hands the oldest waiting caller what `make()` returns, or rejects that caller with what `make()` throws; `make`
+   * runs only when someone waits. False when nobody waits (for a value that is costly or may fail to build, such as
+   * a channel made from an accepted connection).
+   */
+  wakeWith(make: () => T): boolean {
+    const w = this.#queue.shift();
+    if (w === undefined) return false;
+    let value: T;
+    try {
+      value = make();
+    } catch (e) {
+      w.reject(e);
+      return true;
+    }
+    w.resolve(value);
+    return true;
+  }
+
   /** Rejects every waiting caller with `error`. */
   fail(error: unknown): void {
     for (const w of this.#queue.clear()) w.reject(error);

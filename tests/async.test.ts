@@ -155,4 +155,22 @@ describe("Waiters", () => {
     await assert.rejects(w.wait({ signal: AbortSignal.abort(new Error("already")) }), /already/);
     await assert.rejects(w.wait({ timeout: -1 }), RangeError);
   });
+  test("wakeWith() builds the value only for a waiting caller, and rejects that one caller when building fails", async () => {
+    const w = new Waiters<string>();
+    let built = 0;
+    assert.equal(w.wakeWith(() => String(++built)), false);
+    assert.equal(built, 0);
+    const a = w.wait();
+    const b = w.wait();
+    assert.equal(
+      w.wakeWith(() => {
+        throw new Error("cannot build");
+      }),
+      true,
+    );
+    assert.equal(w.wakeWith(() => String(++built)), true);
+    await assert.rejects(a, /cannot build/);
+    assert.equal(await b, "1");
+    assert.equal(w.length, 0);
+  });
 });

@@ -21,6 +21,8 @@
  *
  * @module
  */
+import { Fifo } from "../async/fifo.ts";
+import { Waiters } from "../async/waiters.ts";
 import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../errors.ts";
 import { DEFAULT_MAX_MESSAGE, MAX_FRAME } from "./framing.ts";
 
@@ -123,53 +125,23 @@ export function channelLimits(options: ChannelOptions, transportMax = MAX_FRAME)
   return { maxMessage, highWaterMark };
 }
 
-/** A pending `receive()`. */
-export interface Waiter<T = Uint8Array> {
-  resolve(m: T): void;
-  reject(e: unknown): void;
-}
+/** Options that say nothing: passed to `Waiters.wait()` so the hot path allocates no options object. */
+const NO_WAIT: ReceiveOptions = Object.freeze({});
 
 /**
- * Queues a waiter on `waiters` that gives up when `options.signal` aborts (with its reason) or after
- * `options.timeout` ms (with `TimeoutError`), removing itself from the queue so nothing it would have taken is lost.
+ * Waits on `waiters` for a `receive()`: it gives up when `options.signal` aborts (with its reason) or after
+ * `options.timeout` ms (with `TimeoutError`), leaving the queue so nothing it would have taken is lost.
  */
-export function waitFor<T>(waiters: Waiter<T>[], description: string, options: ReceiveOptions = {}): Promise<T> {
-  const { signal, timeout } = options;
+export function receiveFrom<T>(waiters: Waiters<T>, description: string, options?: ReceiveOptions): Promise<T> {
+  if (options === undefined) return waiters.wait(NO_WAIT);
+  const { timeout } = options;
   if (timeout !== undefined && !(timeout >= 0)) {
     return Promise.reject(new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`));
   }
-  if (signal?.aborted) return Promise.reject(abortError(signal));
-  return new Promise<T>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const cleanup = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    const waiter: Waiter<T> = {
-      resolve(m) {
-        cleanup();
-        resolve(m);
-      },
-      reject(e) {
-        cleanup();
-        reject(e);
-      },
-    };
-    const drop = (e: unknown) => {
-      const i = waiters.indexOf(waiter);
-      if (i >= 0) waiters.splice(i, 1);
-      waiter.reject(e);
-    };
-    const onAbort = () => drop(abortError(signal!));
-    if (timeout !== undefined) {
-      timer = setTimeout(
-        () => drop(new TimeoutError(`Cannot receive on ${description}: timed out after ${timeout} ms`)),
-        timeout,
-      );
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    waiters.push(waiter);
-  });
+  return waiters.wait(
+    options,
+    () => new TimeoutError(`Cannot receive on ${description}: timed out after ${timeout} ms`),
+  );
 }
 
 /**
@@ -183,11 +155,10 @@ export abstract class BaseChannel implements Channel {
   /** A short description for error messages, like `Unix socket "/tmp/a.sock"`. */
   protected readonly description: string;
 
-  #queue: Uint8Array[] = [];
-  #head = 0;
+  #queue = new Fifo<Uint8Array>();
   /** Bytes of the queued messages plus MESSAGE_OVERHEAD each: what backpressure compares to highWaterMark. */
   #queuedBytes = 0;
-  #waiters: Waiter[] = [];
+  #waiters = new Waiters<Uint8Array>();
   #paused = false;
   /** Set when no more messages will arrive: the reason receive() rejects with once drained. */
   #endError: Error | undefined;
@@ -252,34 +223,23 @@ export abstract class BaseChannel implements Channel {
   }
 
   receive(options?: ReceiveOptions): Promise<Uint8Array> {
-    if (this.#head < this.#queue.length) return Promise.resolve(this.#shift());
+    if (this.#queue.length > 0) return Promise.resolve(this.#shift());
     if (this.#closed) return Promise.reject(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
     if (this.#endError !== undefined) return Promise.reject(this.#endError);
     if (this.#paused) this.#resumeIfRoom();
     // The hot path (no signal, no timeout) allocates one promise and one small record, no closures.
-    if (options?.signal === undefined && options?.timeout === undefined) {
-      return new Promise<Uint8Array>((resolve, reject) => void this.#waiters.push({ resolve, reject }));
-    }
-    return waitFor(this.#waiters, this.description, options);
+    return receiveFrom(this.#waiters, this.description, options);
   }
 
   #shift(): Uint8Array {
-    const m = this.#queue[this.#head]!;
-    this.#queue[this.#head++] = undefined as unknown as Uint8Array;
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
+    const m = this.#queue.shift()!;
     this.#queuedBytes -= m.byteLength + MESSAGE_OVERHEAD;
     if (this.#paused) this.#resumeIfRoom();
     return m;
   }
 
   #resumeIfRoom(): void {
-    if (this.#queuedBytes < this.highWaterMark / 2 || this.#head === this.#queue.length) {
+    if (this.#queuedBytes < this.highWaterMark / 2 || this.#queue.length === 0) {
       this.#paused = false;
       this._resume();
     }
@@ -288,8 +248,7 @@ export abstract class BaseChannel implements Channel {
   /** Hands one received message to a waiting `receive()` or queues it. */
   protected deliver(message: Uint8Array): void {
     if (this.#closed) return; // closed locally: discard until the peer's end
-    const w = this.#waiters.shift();
-    if (w !== undefined) return w.resolve(message);
+    if (this.#waiters.wake(message)) return;
     this.#queue.push(message);
     this.#queuedBytes += message.byteLength + MESSAGE_OVERHEAD;
     if (!this.#paused && this.#queuedBytes >= this.highWaterMark) {
@@ -305,20 +264,14 @@ export abstract class BaseChannel implements Channel {
   protected end(error?: Error): void {
     if (this.#endError !== undefined) return;
     this.#endError = error ?? new ClosedError(`Cannot receive on ${this.description}: the peer closed it`);
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(this.#endError);
+    this.#waiters.fail(this.#endError);
   }
 
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    const e = new ClosedError(`Cannot receive on ${this.description}: it is closed`);
-    for (const w of waiters) w.reject(e);
-    this.#queue = [];
-    this.#head = 0;
+    this.#waiters.fail(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
+    this.#queue.clear();
     this.#queuedBytes = 0;
     if (this.#paused) {
       this.#paused = false;

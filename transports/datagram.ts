@@ -13,6 +13,8 @@
  *
  * @module
  */
+import { Fifo } from "../async/fifo.ts";
+import { Waiters } from "../async/waiters.ts";
 import { ClosedError, MessageTooLargeError } from "../errors.ts";
 import {
   BaseChannel,
@@ -21,10 +23,9 @@ import {
   type ChannelOptions,
   MESSAGE_OVERHEAD,
   messageIterator,
+  receiveFrom,
   type ReceiveOptions,
   type SendOptions,
-  type Waiter,
-  waitFor,
 } from "./channel.ts";
 
 /** One received datagram and its sender. */
@@ -114,11 +115,9 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
   readonly maxMessage: number;
   readonly highWaterMark: number;
   #endpoint: DatagramEndpoint<A>;
-  /** Queued datagrams from `#head` on (a head index: `shift()` copies a large array in V8). */
-  #queue: Datagram<A>[] = [];
-  #head = 0;
+  #queue = new Fifo<Datagram<A>>();
   #queuedBytes = 0;
-  #waiters: Waiter<Datagram<A>>[] = [];
+  #waiters = new Waiters<Datagram<A>>();
   #paused = false;
   #dropped = 0;
   #closed: Error | undefined;
@@ -174,16 +173,8 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
 
   /** Receives the next datagram; `timeout` and `signal` give up without losing one. */
   receive(options?: ReceiveOptions): Promise<Datagram<A>> {
-    const d = this.#queue[this.#head];
+    const d = this.#queue.shift();
     if (d !== undefined) {
-      this.#queue[this.#head++] = undefined as unknown as Datagram<A>;
-      if (this.#head === this.#queue.length) {
-        this.#queue = [];
-        this.#head = 0;
-      } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
-      }
       this.#queuedBytes -= d.data.byteLength + MESSAGE_OVERHEAD;
       if (this.#paused && this.#queuedBytes < this.highWaterMark / 2) {
         this.#paused = false;
@@ -192,13 +183,12 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
       return Promise.resolve(d);
     }
     if (this.#closed) return Promise.reject(this.#closed);
-    return waitFor(this.#waiters, this.#endpoint.description, options);
+    return receiveFrom(this.#waiters, this.#endpoint.description, options);
   }
 
   #deliver(d: Datagram<A>): void {
     if (this.#closed) return;
-    const w = this.#waiters.shift();
-    if (w !== undefined) return w.resolve(d);
+    if (this.#waiters.wake(d)) return;
     if (this.#queuedBytes >= this.highWaterMark && !this.#endpoint.reliable) {
       this.#dropped++;
       return;
@@ -213,14 +203,9 @@ export class DatagramSocket<A> implements AsyncIterable<Datagram<A>>, AsyncDispo
 
   #end(error: Error): Datagram<A>[] {
     this.#closed ??= error;
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(this.#closed);
-    const queue = this.#queue.slice(this.#head);
-    this.#queue = [];
-    this.#head = 0;
+    this.#waiters.fail(this.#closed);
     this.#queuedBytes = 0;
-    return queue;
+    return this.#queue.clear();
   }
 
   /**

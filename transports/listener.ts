@@ -5,7 +5,9 @@
  *
  * @module
  */
-import { abortError, ClosedError, TimeoutError } from "../errors.ts";
+import { Fifo } from "../async/fifo.ts";
+import { Waiters } from "../async/waiters.ts";
+import { ClosedError, TimeoutError } from "../errors.ts";
 import type { ByteSink, ByteStream, Server } from "../runtimes/runtime.ts";
 import type { Channel, Listener } from "./channel.ts";
 
@@ -15,8 +17,8 @@ import type { Channel, Listener } from "./channel.ts";
  * Channel `accept()` returns, at the moment it is accepted.
  */
 export abstract class QueuedListener<T = Channel> implements Listener {
-  #ready: T[] = [];
-  #waiters: Array<{ resolve(c: Channel): void; reject(e: unknown): void }> = [];
+  #ready = new Fifo<T>();
+  #waiters = new Waiters<Channel>();
   #ended: Error | undefined;
   readonly #backlog: number;
 
@@ -35,15 +37,7 @@ export abstract class QueuedListener<T = Channel> implements Listener {
    * holds `backlog` items: the caller then closes the item.
    */
   protected offer(item: T): boolean {
-    const w = this.#waiters.shift();
-    if (w) {
-      try {
-        w.resolve(this.adopt(item));
-      } catch (e) {
-        w.reject(e);
-      }
-      return true;
-    }
+    if (this.#waiters.wakeWith(() => this.adopt(item))) return true;
     if (this.#ready.length >= this.#backlog) return false;
     this.#ready.push(item);
     return true;
@@ -62,8 +56,8 @@ export abstract class QueuedListener<T = Channel> implements Listener {
   /** Ends accepting: waiting and later `accept()` calls reject with `error`. Returns the items nobody took. */
   protected stopAccepting(error: Error): T[] {
     this.#ended ??= error;
-    for (const w of this.#waiters.splice(0)) w.reject(this.#ended);
-    return this.#ready.splice(0);
+    this.#waiters.fail(this.#ended);
+    return this.#ready.clear();
   }
 
   accept(options: { signal?: AbortSignal } = {}): Promise<Channel> {
@@ -75,27 +69,7 @@ export abstract class QueuedListener<T = Channel> implements Listener {
       }
     }
     if (this.#ended) return Promise.reject(this.#ended);
-    const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(abortError(signal!));
-      };
-      const w = {
-        resolve(c: Channel) {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(c);
-        },
-        reject(e: unknown) {
-          signal?.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(w);
-    });
+    return this.#waiters.wait(options.signal === undefined ? {} : { signal: options.signal });
   }
 
   abstract close(): Promise<void>;

@@ -4,6 +4,9 @@
  *
  * @module
  */
+import { onAbort } from "../async/abort.ts";
+import { delay } from "../async/delay.ts";
+import { Fifo } from "../async/fifo.ts";
 import { abortError, ClosedError, type ProtocolError } from "../errors.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import { BaseChannel, type Capabilities, type ChannelOptions } from "./channel.ts";
@@ -39,8 +42,8 @@ interface PendingSend {
   done: boolean;
   resolve(): void;
   reject(e: unknown): void;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  /** Stops listening to the send's abort signal. */
+  unlisten: (() => void) | undefined;
 }
 
 /**
@@ -67,9 +70,8 @@ export class StreamChannel extends BaseChannel {
   readonly #lines: boolean;
   /** Set while the stream asks writers to wait; sends queue behind it in order. */
   #blocked: Promise<void> | undefined;
-  /** Sends waiting behind `#blocked`, from `#pendingHead` on (a head index: `shift()` is linear in V8). */
-  #pending: PendingSend[] = [];
-  #pendingHead = 0;
+  /** Sends waiting behind `#blocked`. */
+  #pending = new Fifo<PendingSend>();
   #writeError: Error | undefined;
   #streamEnded = false;
   #writeSideEnded = false;
@@ -117,15 +119,14 @@ export class StreamChannel extends BaseChannel {
     const frame = this.#lines ? encodeLine(message, this.description) : encodeFrame(message);
     if (this.#blocked === undefined) return this.#write(frame);
     return new Promise<void>((resolve, reject) => {
-      const p: PendingSend = { frame, done: false, resolve, reject, signal, onAbort: undefined };
+      const p: PendingSend = { frame, done: false, resolve, reject, unlisten: undefined };
       if (signal) {
-        p.onAbort = () => {
+        p.unlisten = onAbort(signal, () => {
           if (p.done) return;
           p.done = true;
           p.frame = NO_BYTES; // it stays queued until skipped: keep its slot, not its bytes
           reject(abortError(signal));
-        };
-        signal.addEventListener("abort", p.onAbort, { once: true });
+        });
       }
       this.#pending.push(p);
     });
@@ -163,22 +164,14 @@ export class StreamChannel extends BaseChannel {
   }
 
   #flushPending(): void {
-    while (this.#blocked === undefined && this.#pendingHead < this.#pending.length) {
-      const p = this.#pending[this.#pendingHead]!;
-      this.#pending[this.#pendingHead++] = undefined as unknown as PendingSend;
+    while (this.#blocked === undefined && this.#pending.length > 0) {
+      const p = this.#pending.shift()!;
       if (p.done) continue;
       p.done = true;
-      if (p.signal && p.onAbort) p.signal.removeEventListener("abort", p.onAbort);
+      p.unlisten?.();
       const r = this.#write(p.frame);
       if (r === undefined) p.resolve();
       else r.then(p.resolve, p.reject);
-    }
-    if (this.#pendingHead === this.#pending.length) {
-      this.#pending = [];
-      this.#pendingHead = 0;
-    } else if (this.#pendingHead > 1024 && this.#pendingHead * 2 > this.#pending.length) {
-      this.#pending = this.#pending.slice(this.#pendingHead);
-      this.#pendingHead = 0;
     }
   }
 
@@ -188,15 +181,15 @@ export class StreamChannel extends BaseChannel {
    * dropped and what was still queued rejects with `ClosedError`.
    */
   async #drained(): Promise<void> {
-    while (this.#blocked !== undefined || this.#pendingHead < this.#pending.length) {
+    while (this.#blocked !== undefined || this.#pending.length > 0) {
       const blocked = this.#blocked;
       if (blocked !== undefined) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const stalled = new Promise<boolean>((
-          resolve,
-        ) => (timer = setTimeout(() => resolve(true), this.#closeTimeout)));
-        const stuck = await Promise.race([blocked.then(() => false, () => false), stalled]);
-        clearTimeout(timer);
+        const moved = new AbortController();
+        const stuck = await Promise.race([
+          blocked.then(() => false, () => false),
+          delay(this.#closeTimeout, moved.signal),
+        ]);
+        moved.abort(); // whichever came first, stop the clock
         if (stuck && this.#blocked === blocked) {
           this.#writeError ??= new ClosedError(
             `Cannot send on ${this.description}: the peer read nothing for ${this.#closeTimeout} ms while the channel closed`,
@@ -206,13 +199,10 @@ export class StreamChannel extends BaseChannel {
         }
       }
       if (this.#writeError) {
-        const pending = this.#pending.slice(this.#pendingHead);
-        this.#pending = [];
-        this.#pendingHead = 0;
-        for (const p of pending) {
+        for (const p of this.#pending.clear()) {
           if (p.done) continue;
           p.done = true;
-          if (p.signal && p.onAbort) p.signal.removeEventListener("abort", p.onAbort);
+          p.unlisten?.();
           p.reject(this.#writeError);
         }
       }
