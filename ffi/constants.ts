@@ -105,6 +105,25 @@ export function isMapFailed(address: number): boolean {
   return address < 0 || address >= 2 ** 63;
 }
 
+/** flock(2) operations (the same on Linux and macOS), and lseek(2)'s whence for "from the end". */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const SEEK_END = 2;
+
+/** msgget(2)/msgsnd(2)/msgrcv(2) flags, and fields of struct msqid_ds (x86-64 and arm64) besides its ctime. */
+export const IPC_PRIVATE = 0;
+export const IPC_CREAT = 0o1000;
+export const IPC_EXCL = 0o2000;
+export const IPC_NOWAIT = 0o4000;
+/** msqid_ds.msg_perm.mode (u16), msg_cbytes, msg_qnum, msg_qbytes (u64 each), msg_lspid then msg_lrpid (i32). */
+export const MSQID_DS_MODE = 20;
+export const MSQID_DS_CBYTES = 72;
+export const MSQID_DS_QNUM = 80;
+export const MSQID_DS_QBYTES = 88;
+export const MSQID_DS_LSPID = 96;
+
 /**
  * Unix socket addresses: the size of struct sockaddr_un, and of its sun_path with the terminating NUL (108 on
  * Linux, 104 on macOS). statx(2) mask bits for the type, mode and owner, and `stx_uid`'s offset. NAME_MAX, the

@@ -6,7 +6,11 @@
  *
  * - {@linkcode create} / {@linkcode open} give a {@linkcode FileQueue}: `send()`, `receive()`, `tryReceive()`,
  *   `ack()`, `close()`.
- * - {@linkcode channel} gives a duplex {@linkcode Channel} over two queues (see "Channel view").
+ * - {@linkcode channel} gives a duplex {@linkcode Channel} over two queues (see "Channel view"): a port of the
+ *   record channel (`transports/record_channel.ts`, which documents the handshake and the wait policy).
+ *
+ * The queue itself is the OS object of `os/file_queue.ts` (format helpers in `os/file_queue_format.ts`),
+ * re-exported here as the `fileQueue` namespace.
  *
  * ## Delivery: at-least-once, receive then ack
  *
@@ -96,8 +100,8 @@
  * open, so the channel works on and nothing is left behind after a crash. The channel is exactly-once while both
  * sides live (the pump is the only consumer and hands every record to the channel once; nothing is acked, as
  * nothing outlives the session). A side whose peer process died (gone, a zombie, or its pid taken by another process:
- * `os/liveness.ts`), checked while its queue is empty, ends with `ClosedError` within about 50 ms, after delivering
- * what the peer committed.
+ * `os/liveness.ts`), checked while its queue is empty, ends with `ClosedError` within about 100 ms, after
+ * delivering what the peer committed.
  *
  * @example
  * ```ts
@@ -115,22 +119,12 @@
  *
  * @module
  */
-import { ClosedError, ProtocolError } from "../errors.ts";
-import { type Native, native } from "../ffi/native.ts";
+import { type FileQueue, type FileQueueOptions, MAX_RECORD, takeRecord } from "../os/file_queue.ts";
+import { create, makeEmptyDir, open } from "../os/file_queue.ts";
+import { native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { BaseChannel, type Capabilities, type Channel, type ChannelOptions } from "./channel.ts";
-import { DATA, END, HELLO, helloIdentity, helloRecord } from "./records.ts";
-import { alive, type Identity } from "../os/liveness.ts";
-import {
-  appendWith,
-  create,
-  type FileQueue,
-  type FileQueueOptions,
-  makeEmptyDir,
-  MAX_RECORD,
-  open,
-  take,
-} from "./file_queue.ts";
+import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
+import { connect, type RecordPort } from "./record_channel.ts";
 
 export {
   crc32,
@@ -140,7 +134,7 @@ export {
   type FileReceiveOptions,
   open,
   type SkippedRecord,
-} from "./file_queue.ts";
+} from "../os/file_queue.ts";
 
 /**
  * What the file queue channel promises.
@@ -169,119 +163,44 @@ export interface FileChannelOptions extends ChannelOptions, FileQueueOptions {
   signal?: AbortSignal;
 }
 
-const DATA_PREFIX = new Uint8Array([DATA]);
-const MAX_DELAY = 50;
-const hello = helloRecord;
-const greeting = (m: Uint8Array, dir: string): Identity => helloIdentity(m, `file queue channel "${dir}"`);
+/** The record port over two file queues: this side consumes `input` and appends to `output`. */
+class FilePort implements RecordPort {
+  /** One record holds a whole message: nothing is cut into pieces. */
+  readonly recordSize = MAX_RECORD;
+  readonly #input: FileQueue;
+  readonly #output: FileQueue;
+  /** The creator's directory, removed once connected or abandoned; undefined for an opener. */
+  readonly #dir: string | undefined;
 
-/** A Channel over two file queues; see the module doc. */
-class FileChannel extends BaseChannel {
-  readonly capabilities: Capabilities = capabilities;
-  readonly #in: FileQueue;
-  readonly #out: FileQueue;
-  readonly #ffi: Native;
-  readonly #peer: Identity;
-  #sendTurn: Promise<unknown> = Promise.resolve();
-  #pump: Promise<void>;
-  #paused = false;
-  #stopping = false;
-  #wake: (() => void) | undefined;
-  #peerClosed = false;
-
-  constructor(ffi: Native, dir: string, input: FileQueue, output: FileQueue, peer: Identity, o: ChannelOptions) {
-    super(`file queue channel "${dir}"`, o, capabilities.maxMessage);
-    this.#ffi = ffi;
-    this.#in = input;
-    this.#out = output;
-    this.#peer = peer;
-    this.#pump = this.#run();
+  constructor(input: FileQueue, output: FileQueue, dir: string | undefined) {
+    this.#input = input;
+    this.#output = output;
+    this.#dir = dir;
   }
 
-  #peerAlive(): boolean {
-    return alive(this.#peer.id, this.#peer.tag, this.#ffi);
+  tryTake(limit: number): Uint8Array | undefined {
+    return takeRecord(this.#input, limit);
   }
 
-  protected _send(message: Uint8Array, signal?: AbortSignal): Promise<void> {
-    const p = this.#out[appendWith](message, DATA_PREFIX, signal);
-    this.#sendTurn = p.catch(() => {});
-    return p;
+  /** Appends under the log's lock: the file queue is never full. */
+  async tryPut(record: Uint8Array): Promise<boolean> {
+    await this.#output.send(record);
+    return true;
   }
 
-  protected override _pause(): void {
-    this.#paused = true;
+  /** Both sides hold their files open: the directory can go, so a crash later leaves nothing behind. */
+  async connected(): Promise<void> {
+    if (this.#dir !== undefined) await (await runtime()).removeDir(this.#dir);
   }
 
-  protected override _resume(): void {
-    this.#paused = false;
-    this.#wake?.();
+  async release(): Promise<void> {
+    await this.#input.close();
+    await this.#output.close();
   }
 
-  /** Sleeps `ms`, or until close/resume wakes it. */
-  #sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        this.#wake = undefined;
-        resolve();
-      };
-    });
-  }
-
-  /** Moves records into the channel until END, the peer's death, a protocol error or close. */
-  async #run(): Promise<void> {
-    let delay = 1;
-    let peerDead = false;
-    try {
-      while (!this.#stopping) {
-        if (this.#paused) {
-          await new Promise<void>((r) => (this.#wake = r));
-          this.#wake = undefined;
-          continue;
-        }
-        const m = this.#in[take](this.maxMessage + 1);
-        if (m === undefined) {
-          if (peerDead) {
-            return this.end(new ClosedError(`Cannot receive on ${this.description}: the peer process died`));
-          }
-          // Once dead, look once more: the peer may have committed records (even END) just before dying.
-          if (!this.#peerAlive()) peerDead = true;
-          else {
-            await this.#sleep(delay);
-            delay = Math.min(delay * 2, MAX_DELAY);
-          }
-          continue;
-        }
-        delay = 1;
-        const kind = m[0];
-        if (kind === DATA) this.deliver(m.subarray(1));
-        else if (kind === END) {
-          this.#peerClosed = true;
-          return this.end();
-        } else if (kind !== HELLO) {
-          return this.end(new ProtocolError(`Cannot receive on ${this.description}: unknown record kind ${kind}`));
-        }
-      }
-    } catch (e) {
-      if (!this.#stopping) this.end(e as Error);
-    }
-  }
-
-  protected async _close(): Promise<void> {
-    await this.#sendTurn;
-    if (!this.#peerClosed) {
-      try {
-        await this.#out[appendWith](new Uint8Array([END]), undefined);
-      } catch { /* nothing to tell */ }
-    }
-    this.#stopping = true;
-    this.#wake?.();
-    await this.#pump;
-    await this.#in.close();
-    await this.#out.close();
+  async abandon(): Promise<void> {
+    await this.release();
+    if (this.#dir !== undefined) await (await runtime()).removeDir(this.#dir).catch(() => {});
   }
 }
 
@@ -310,53 +229,31 @@ export async function channel(dir: string, options: FileChannelOptions = {}): Pr
   if (typeof dir !== "string" || dir.length === 0 || dir.includes("\0")) {
     throw new TypeError(`Cannot use file queue channel ${JSON.stringify(dir)}: the path must be a non-empty string`);
   }
-  const rt = await runtime();
-  const ffi = await native();
   const q: FileQueueOptions = options.fsync ? { fsync: true } : {};
-  const signal = options.signal ? { signal: options.signal } : {};
-  if (options.create) {
-    makeEmptyDir(ffi, dir, "file queue channel");
-    const made: FileQueue[] = [];
-    try {
-      made.push(await create(`${dir}/a`, q));
-      made.push(await create(`${dir}/b`, q));
-      const [output, input] = made as [FileQueue, FileQueue];
-      await output[appendWith](hello(rt.pid), undefined);
-      const peer = greeting(await input.receive(signal), dir);
-      await rt.removeDir(dir);
-      return new FileChannel(ffi, dir, input, output, peer, options);
-    } catch (e) {
-      for (const f of made) await f.close();
-      await rt.removeDir(dir).catch(() => {});
-      throw e;
-    }
-  }
-  const wait = options.wait ?? 0;
-  if (!(wait >= 0)) throw new RangeError(`Cannot open file queue channel "${dir}": wait must be >= 0 milliseconds`);
-  const deadline = Date.now() + wait;
-  const opened: FileQueue[] = [];
-  try {
-    for (const name of ["a", "b"]) {
-      for (let delay = 1;; delay = Math.min(delay * 2, MAX_DELAY)) {
-        options.signal?.throwIfAborted();
-        try {
-          opened.push(await open(`${dir}/${name}`, q));
-          break;
-        } catch (e) {
-          if (!(e instanceof Error && e.name === "NotFoundError") || Date.now() >= deadline) throw e;
-        }
-        await new Promise((r) => setTimeout(r, delay));
+  return await connect({
+    description: `file queue channel "${dir}"`,
+    capabilities,
+    async create() {
+      makeEmptyDir(await native(), dir, "file queue channel");
+      const made: FileQueue[] = [];
+      try {
+        made.push(await create(`${dir}/a`, q));
+        made.push(await create(`${dir}/b`, q));
+      } catch (e) {
+        for (const f of made) await f.close();
+        await (await runtime()).removeDir(dir).catch(() => {});
+        throw e;
       }
-    }
-    const [input, output] = opened as [FileQueue, FileQueue];
-    const peer = greeting(
-      await input.receive({ timeout: Math.max(deadline - Date.now(), 10_000), ...signal }),
-      dir,
-    );
-    await output[appendWith](hello(rt.pid), undefined);
-    return new FileChannel(ffi, dir, input, output, peer, options);
-  } catch (e) {
-    for (const f of opened) await f.close();
-    throw e;
-  }
+      return new FilePort(made[1]!, made[0]!, dir);
+    },
+    async open() {
+      const input = await open(`${dir}/a`, q);
+      try {
+        return new FilePort(input, await open(`${dir}/b`, q), undefined);
+      } catch (e) {
+        await input.close();
+        throw e;
+      }
+    },
+  }, options);
 }

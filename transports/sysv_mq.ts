@@ -1,651 +1,198 @@
 /**
- * System V message queues (`msgget(2)`, `msgsnd(2)`, `msgrcv(2)`): kernel queues of typed messages identified by
- * a numeric key, usable from any process (C, Python, another runtime) on the host.
+ * System V message queues: the `sysv` namespace. The queue itself ({@linkcode SysvQueue}, {@linkcode key},
+ * {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate}, {@linkcode fromId}, `private()`, {@linkcode limits})
+ * is the OS object of `os/sysv_mq.ts` and `os/sysv_mq_open.ts`, re-exported here; this file adds
+ * {@linkcode channel}, a duplex {@linkcode Channel} over one queue: a port of the record channel
+ * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy). Message types
+ * separate the directions and the greetings:
  *
- * - {@linkcode key} makes a key from a path and a project id (`ftok(3)`) or takes a number.
- * - {@linkcode create} / {@linkcode open} / {@linkcode openOrCreate} / {@linkcode fromId} and `private()`
- *   (`IPC_PRIVATE`) give a {@linkcode SysvQueue}: `send(type, data)`, `receive({ type })` with msgrcv's type
- *   selection, non-waiting `trySend`/`tryReceive`, `info`, `remove()`.
- * - {@linkcode channel} gives a duplex {@linkcode Channel} over one queue (see `sysv_mq_channel.ts`).
+ * ```text
+ * type 1  creator → opener    type 3  creator's HELLO (taken by exactly one opener)
+ * type 2  opener → creator    type 4  opener's HELLO
+ * ```
  *
- * SysV queues have no per-process handle: `close()` only forgets this object, and the queue lives until
- * `remove()` (`IPC_RMID`, which also discards the messages in it) or reboot. `ipcs -q` lists them.
+ * Every queue message is one record (kind byte first; pieces are msgmax - 1 bytes at most); HELLO records go on
+ * types 3 and 4 only. msgrcv cannot wait with a timeout, so the pump polls (the record channel's backoff, up to
+ * 20 ms) and keeps the queue, 16 KiB by default, draining while the application is busy.
  *
- * **Waiting and latency.** msgsnd/msgrcv cannot wait with a timeout, and a thread blocked in them can never be
- * interrupted (the process could not exit). So every call here is non-waiting (`IPC_NOWAIT`, errno reliable)
- * and a waiting `send()`/`receive()` retries on the main thread after 0, 1, 2, 4, 8, 16, then every 20 ms. A
- * message arriving at an idle queue is therefore noticed up to ~20 ms late; a busy queue is read at full speed.
+ * **Who removes the queue.** A queue has no name to unlink early, and `IPC_RMID` discards unread messages, so it
+ * is removed by the side that knows both sides are done: the side that closes second (it has read the peer's END,
+ * or finds it while draining after its own END), or a side that sees its peer process dead. If one side closed
+ * and the other then dies without closing, the queue stays (`ipcs -q`; `ipcrm -q <id>`).
  *
- * Message layout (`struct msgbuf`): the type as a little-endian signed 64-bit `long` (x86-64, arm64), then the
- * bytes. Limits: `/proc/sys/kernel/msgmax` per message (8192 by default), the queue's `msg_qbytes` in total
- * (`/proc/sys/kernel/msgmnb`, 16384 by default; raising it needs CAP_SYS_RESOURCE).
+ * The creator asks for a 1 MiB queue (`msg_qbytes`) when it may (root or CAP_SYS_RESOURCE), else keeps msgmnb.
+ * Both directions share the queue's bytes: a side that stops reading past `highWaterMark` also makes its own
+ * sends wait once the queue is full.
  *
  * @module
  */
-import {
-  abortError,
-  AlreadyExistsError,
-  ClosedError,
-  type IpcError,
-  MessageTooLargeError,
-  NotFoundError,
-  PermissionError,
-  TimeoutError,
-  UnsupportedError,
-} from "../errors.ts";
-import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { type Native, native } from "../ffi/native.ts";
-import { prepare, register, unregister } from "../registry.ts";
+import { ClosedError, NotFoundError, PermissionError } from "../errors.ts";
+import type { SysvQueue } from "../os/sysv_mq.ts";
+import { create, open } from "../os/sysv_mq_open.ts";
+import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
+import { MAX_FRAME } from "./framing.ts";
+import { connect, type RecordPort } from "./record_channel.ts";
+import { END, HELLO } from "./records.ts";
 
-import { nextDelay, pause } from "./sysv_mq_channel.ts";
+export {
+  type Limits,
+  limits,
+  type SysvCreateOptions,
+  type SysvInfo,
+  type SysvMessage,
+  SysvQueue,
+  type SysvReceiveOptions,
+  type SysvSendOptions,
+} from "../os/sysv_mq.ts";
+export { create, fromId, key, open, openOrCreate, private } from "../os/sysv_mq_open.ts";
 
-export { capabilities, channel, type SysvChannelOptions } from "./sysv_mq_channel.ts";
+/**
+ * What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces).
+ *
+ * @example
+ * ```ts
+ * import { sysv } from "ipckit";
+ * console.log(sysv.capabilities.ordered); // true
+ * ```
+ */
+export const capabilities: Capabilities = {
+  ordered: true,
+  reliable: true,
+  maxMessage: MAX_FRAME,
+  crossHost: false,
+  datagram: false,
+};
 
-const IPC_PRIVATE = 0, IPC_CREAT = 0o1000, IPC_EXCL = 0o2000, IPC_NOWAIT = 0o4000;
-const IPC_RMID = 0, IPC_SET = 1, IPC_STAT = 2, IPC_INFO = 3;
-const { E2BIG, ENOMSG, EIDRM, EINTR, EAGAIN, EINVAL, ENOENT, ENOSPC } = ERRNO as Record<string, number>;
-/** glibc's struct msqid_ds on 64-bit Linux (x86-64 and arm64 agree): 120 bytes. */
-const MSQID_DS = 120, OFF_MODE = 20, OFF_CBYTES = 72, OFF_QNUM = 80, OFF_QBYTES = 88, OFF_LSPID = 96;
-
-/** Kernel limits, as `IPC_INFO` reports them. */
-export interface Limits {
-  /** The largest message, in bytes (`/proc/sys/kernel/msgmax`). */
-  msgmax: number;
-  /** The default (and unprivileged maximum) bytes per queue (`/proc/sys/kernel/msgmnb`). */
-  msgmnb: number;
-}
-
-/** Options of {@linkcode create}, {@linkcode openOrCreate} and `private()`. */
-export interface SysvCreateOptions {
-  /** Permission bits. Default 0o600. */
+/** Options of {@linkcode channel}. */
+export interface SysvChannelOptions extends ChannelOptions {
+  /** true: create the queue and wait for the peer; false (default): open the creator's. */
+  create?: boolean;
+  /** Permission bits of the queue (creator). Default 0o600. */
   mode?: number;
-  /** The queue's capacity in bytes (`msg_qbytes`); above `msgmnb` needs CAP_SYS_RESOURCE. Default msgmnb. */
-  maxBytes?: number;
-}
-
-/** Options of {@linkcode SysvQueue.send}. */
-export interface SysvSendOptions {
-  /** Gives up after this many milliseconds with `TimeoutError` while the queue is full. */
-  timeout?: number;
-  /** Aborts the wait. */
+  /** The queue's capacity in bytes (creator). Default 1 MiB when permitted, else msgmnb. */
+  queueBytes?: number;
+  /** Opener: how long to wait for the creator's queue, in milliseconds. Default 0. */
+  wait?: number;
+  /** Aborts waiting for the peer. */
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode SysvQueue.receive} and {@linkcode SysvQueue.tryReceive}. */
-export interface SysvReceiveOptions {
-  /** 0 (default): the oldest message; n > 0: the oldest of type n; n < 0: the oldest of the lowest type <= |n|. */
-  type?: number;
-  /** The largest message accepted, in bytes (default msgmax); a larger one stays queued: MessageTooLargeError. */
-  maxSize?: number;
-  /** Gives up after this many milliseconds with `TimeoutError` while no message matches. */
-  timeout?: number;
-  /** Aborts the wait. */
-  signal?: AbortSignal;
-}
+const TO_OPENER = 1, TO_CREATOR = 2, HELLO_TO_OPENER = 3, HELLO_TO_CREATOR = 4;
+const WANTED_QUEUE_BYTES = 1024 * 1024;
+/**
+ * How long an opener waits for the greeting of a queue that exists, at least, in milliseconds. The creator posts
+ * its greeting right after creating the queue (no await in between), so a queue without one has its peer already;
+ * the floor only covers a creator descheduled in that instant.
+ */
+const GREETING_WAIT = 2000;
 
-/** A received message. */
-export interface SysvMessage {
-  type: number;
-  data: Uint8Array;
-}
+/** The record port over one queue; this side reads `inType` (and its greeting type) and writes `outType`. */
+class SysvPort implements RecordPort {
+  readonly recordSize: number;
+  readonly #q: SysvQueue;
+  readonly #creator: boolean;
+  readonly #what: string;
 
-/** What `IPC_STAT` reports. */
-export interface SysvInfo {
-  /** Messages in the queue now. */
-  messages: number;
-  /** Bytes in the queue now. */
-  bytes: number;
-  /** The queue's capacity in bytes (msg_qbytes). */
-  maxBytes: number;
-  /** Permission bits. */
-  mode: number;
-  /** The last process that sent (0 if none). */
-  lastSendPid: number;
-  /** The last process that received (0 if none). */
-  lastReceivePid: number;
-}
-
-let limitsCache: Limits | undefined;
-
-async function loadNative(): Promise<Native> {
-  const ffi = await native();
-  if (typeof ffi.call.msgget !== "function") {
-    throw new UnsupportedError("Cannot use System V message queues: this platform has no msgget");
+  constructor(q: SysvQueue, creator: boolean, what: string) {
+    this.#q = q;
+    this.#creator = creator;
+    this.#what = what;
+    this.recordSize = q.maxMessage;
   }
-  return ffi;
-}
 
-function readLimits(ffi: Native): Limits {
-  const info = new Int32Array(MSQID_DS / 4); // struct msginfo: msgpool, msgmap, msgmax, msgmnb, ...
-  if (ffi.call.msgctl(0, IPC_INFO, info) < 0) throw errnoError(ffi.errno(), "read the System V queue limits");
-  return (limitsCache = { msgmax: info[2]!, msgmnb: info[3]! });
+  tryTake(_limit: number, greeting: boolean): Uint8Array | undefined {
+    const c = this.#creator;
+    const type = greeting ? (c ? HELLO_TO_CREATOR : HELLO_TO_OPENER) : (c ? TO_CREATOR : TO_OPENER);
+    return this.#removedIsClosed("receive on", () => this.#q.tryReceive({ type })?.data);
+  }
+
+  tryPut(record: Uint8Array): boolean {
+    const c = this.#creator;
+    const type = record[0] === HELLO ? (c ? HELLO_TO_OPENER : HELLO_TO_CREATOR) : (c ? TO_OPENER : TO_CREATOR);
+    return this.#removedIsClosed("send on", () => this.#q.trySend(type, record));
+  }
+
+  #removedIsClosed<T>(what: string, call: () => T): T {
+    try {
+      return call();
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+      throw new ClosedError(`Cannot ${what} ${this.#what}: the queue was removed`, { cause: e });
+    }
+  }
+
+  /** Nobody else will read or remove the queue: everything for us was read. */
+  peerDied(): void {
+    this.#remove();
+  }
+
+  /** The side that closes second removes the queue (see the module doc); the first leaves it to its peer. */
+  release(end: { peerClosed: boolean; peerAlive: boolean }): void {
+    // Has the peer closed too? Look for its END among what is left for us (discarded: we are closed).
+    let peerClosed = end.peerClosed;
+    try {
+      for (let r = this.tryTake(0, false); !peerClosed && r !== undefined; r = this.tryTake(0, false)) {
+        peerClosed = r[0] === END;
+      }
+    } catch { /* the queue is gone */ }
+    if (peerClosed || !end.peerAlive) this.#remove();
+    else this.#q.close();
+  }
+
+  abandon(): void {
+    if (this.#creator) this.#remove();
+    else this.#q.close();
+  }
+
+  #remove(): void {
+    try {
+      this.#q.remove();
+    } catch { /* removed already (by the peer, or twice here) */ }
+  }
 }
 
 /**
- * The kernel's limits (read with `IPC_INFO`, so they follow `sysctl` changes).
+ * A duplex {@linkcode Channel} over the System V queue with key `k`. With `create: true`, creates it (mode 0600)
+ * and waits for one peer; otherwise opens the creator's queue (waiting up to `wait` ms for it to appear).
  *
  * @example
  * ```ts
- * import { sysv } from "ipckit";
- * console.log((await sysv.limits()).msgmax); // 8192 by default
+ * import { runtime, sysv } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid);
+ * // Usually two processes: the creator waits for the opener; the last to close removes the queue.
+ * const [a, b] = await Promise.all([sysv.channel(k, { create: true }), sysv.channel(k, { wait: 10_000 })]);
+ * await b.send(new TextEncoder().encode("over one System V queue"));
+ * console.log(new TextDecoder().decode(await a.receive())); // "over one System V queue"
+ * await a.close();
+ * await b.close();
  * ```
+ * @throws {AlreadyExistsError} (create) when a queue has that key; (open) when the channel has its peer already.
+ * @throws {NotFoundError} (open) when no queue appears within `wait`; the signal's reason when aborted (the creator
+ * then removes the queue).
  */
-export async function limits(): Promise<Limits> {
-  return readLimits(await loadNative());
+export async function channel(k: number, options: SysvChannelOptions = {}): Promise<Channel> {
+  const what = `System V channel with key 0x${(k >>> 0).toString(16)}`;
+  return await connect({
+    description: what,
+    capabilities,
+    greetingWait: GREETING_WAIT,
+    create: async () => new SysvPort(await createQueue(k, options), true, what),
+    open: async () => new SysvPort(await open(k), false, what),
+  }, options);
 }
 
-const nameOf = (id: number) => `System V message queue ${id}`;
-const keyName = (key: number) => `System V message queue with key 0x${(key >>> 0).toString(16)}`;
-
-function integer(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RangeError(`Cannot use ${what} ${String(value)}: it must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function checkTimeout(t: unknown, what: string): number | undefined {
-  if (t === undefined) return undefined;
-  if (typeof t !== "number" || !(t >= 0)) throw new RangeError(`Cannot ${what} with timeout ${t}: it must be >= 0`);
-  return t;
-}
-
-/**
- * A System V message queue. `close()` forgets this handle (the kernel keeps no per-process handle); `remove()`
- * destroys the queue and the messages in it.
- *
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private(); // share q.id with the processes that should use it
- * try {
- *   await q.send(2, new TextEncoder().encode("two"));
- *   q.trySend(1, new TextEncoder().encode("one")); // never waits: false when the queue is full
- *   console.log(q.info.messages); // 2
- *   console.log((await q.receive({ type: -2 })).type); // 1: the lowest type <= 2
- *   console.log(new TextDecoder().decode(q.tryReceive({ type: 2 })!.data)); // "two"
- * } finally {
- *   q.remove(); // the queue and what is left in it are gone; close() would only forget this handle
- * }
- * ```
- */
-export class SysvQueue implements Disposable {
-  /** The queue's id (what `ipcs -q` shows as msqid; valid in every process). */
-  readonly id: number;
-  readonly #ffi: Native;
-  readonly #msgmax: number;
-  readonly #stat = new BigInt64Array(MSQID_DS / 8);
-  #buffer: Uint8Array;
-  #view: DataView;
-  #closed = false;
-  #removed = false;
-  #writeTurn: Promise<unknown> = Promise.resolve();
-
-  /** @internal Use create/open/openOrCreate/fromId/private. */
-  constructor(ffi: Native, id: number) {
-    this.#ffi = ffi;
-    this.id = id;
-    this.#msgmax = (limitsCache ?? readLimits(ffi)).msgmax;
-    this.#buffer = new Uint8Array(8 + this.#msgmax);
-    this.#view = new DataView(this.#buffer.buffer);
-  }
-
-  /** The largest message this queue takes, in bytes (msgmax when it was opened). */
-  get maxMessage(): number {
-    return this.#msgmax;
-  }
-
-  /** True once `close()` or `remove()` was called on this handle. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /**
-   * The queue's state now (`IPC_STAT`).
-   *
-   * @throws {NotFoundError} when the queue was removed.
-   */
-  get info(): SysvInfo {
-    this.#checkOpen("query");
-    const s = this.#statNow("query");
-    const u8 = new Uint8Array(s.buffer);
-    const i32 = new Int32Array(s.buffer);
-    return {
-      messages: Number(s[OFF_QNUM / 8]),
-      bytes: Number(s[OFF_CBYTES / 8]),
-      maxBytes: Number(s[OFF_QBYTES / 8]),
-      mode: (u8[OFF_MODE]! | (u8[OFF_MODE + 1]! << 8)) & 0o777,
-      lastSendPid: i32[OFF_LSPID / 4]!,
-      lastReceivePid: i32[OFF_LSPID / 4 + 1]!,
-    };
-  }
-
-  #statNow(what: string): BigInt64Array {
-    if (this.#ffi.call.msgctl(this.id, IPC_STAT, this.#stat) < 0) throw this.#error(this.#ffi.errno(), what);
-    return this.#stat;
-  }
-
-  /**
-   * Sets the queue's capacity in bytes (`msg_qbytes`, `IPC_SET`).
-   *
-   * @throws {PermissionError} above `/proc/sys/kernel/msgmnb` without CAP_SYS_RESOURCE, or when not the owner.
-   */
-  setMaxBytes(bytes: number): void {
-    integer(bytes, "maxBytes", 1, 2 ** 31 - 1);
-    this.#checkOpen("configure");
-    const s = this.#statNow("configure");
-    s[OFF_QBYTES / 8] = BigInt(bytes);
-    if (this.#ffi.call.msgctl(this.id, IPC_SET, s) < 0) {
-      const errno = this.#ffi.errno();
-      const e = this.#error(errno, "configure");
-      if (e instanceof PermissionError) {
-        e.message = `Cannot set the capacity of ${nameOf(this.id)} to ${bytes} bytes: above ` +
-          `/proc/sys/kernel/msgmnb (${limitsCache?.msgmnb}) it needs CAP_SYS_RESOURCE`;
-      }
-      throw e;
-    }
-  }
-
-  #checkOpen(what: string): void {
-    if (this.#removed) throw new ClosedError(`Cannot ${what} ${nameOf(this.id)}: it was removed`);
-    if (this.#closed) throw new ClosedError(`Cannot ${what} ${nameOf(this.id)}: the handle is closed`);
-  }
-
-  /** The error for a failed call on this queue. */
-  #error(errno: number, what: string): IpcError {
-    if (errno === EINVAL || errno === EIDRM) {
-      return new NotFoundError(`Cannot ${what} ${nameOf(this.id)}: it does not exist (removed?)`, {
-        code: errno === EIDRM ? "EIDRM" : "EINVAL",
-      });
-    }
-    return errnoError(errno, `${what} ${nameOf(this.id)}`);
-  }
-
-  #checkSend(type: unknown, data: unknown): void {
-    integer(type, "message type", 1, Number.MAX_SAFE_INTEGER);
-    if (!(data instanceof Uint8Array)) {
-      throw new TypeError(`Cannot send to ${nameOf(this.id)}: the message must be a Uint8Array`);
-    }
-    this.#checkOpen("send to");
-    if (data.byteLength > this.#msgmax) throw this.#tooLarge(data.byteLength, this.#msgmax);
-  }
-
-  #tooLarge(size: number, limit: number): MessageTooLargeError {
-    return new MessageTooLargeError(
-      `Cannot send a message of ${size} bytes to ${nameOf(this.id)}: it exceeds msgmax (${limit} bytes, ` +
-        `/proc/sys/kernel/msgmax)`,
-      size,
-      limit,
-    );
-  }
-
-  /**
-   * Sends without waiting. Returns false when the queue is full.
-   *
-   * @throws {RangeError} for a type below 1; {@linkcode MessageTooLargeError} over msgmax.
-   * @throws {NotFoundError} when the queue was removed elsewhere; {@linkcode ClosedError} after close()/remove().
-   */
-  trySend(type: number, data: Uint8Array): boolean {
-    this.#checkSend(type, data);
-    return this.#trySend(type, data);
-  }
-
-  #trySend(type: number, data: Uint8Array): boolean {
-    const n = data.byteLength;
-    if (this.#buffer.byteLength < 8 + n) this.#grow(8 + n);
-    const buf = this.#buffer;
-    this.#view.setUint32(0, type % 2 ** 32, true);
-    this.#view.setUint32(4, Math.floor(type / 2 ** 32), true);
-    buf.set(data, 8);
-    for (;;) {
-      if (this.#ffi.call.msgsnd(this.id, buf, n, IPC_NOWAIT) === 0) return true;
-      const errno = this.#ffi.errno();
-      if (errno === EINTR) continue;
-      if (errno === EAGAIN) {
-        const max = Number(this.#statNow("send to")[OFF_QBYTES / 8]);
-        if (n > max) {
-          throw new MessageTooLargeError(
-            `Cannot send a message of ${n} bytes to ${nameOf(this.id)}: it exceeds the queue's capacity ` +
-              `(msg_qbytes ${max} bytes)`,
-            n,
-            max,
-          );
-        }
-        return false;
-      }
-      if (errno === EINVAL) {
-        this.#statNow("send to"); // throws NotFoundError when the queue is gone
-        const { msgmax } = readLimits(this.#ffi);
-        if (n > msgmax) throw this.#tooLarge(n, msgmax);
-      }
-      throw this.#error(errno, "send to");
-    }
-  }
-
-  #grow(size: number): void {
-    this.#buffer = new Uint8Array(size);
-    this.#view = new DataView(this.#buffer.buffer);
-  }
-
-  /**
-   * Receives without waiting: the message that `type` selects, or undefined when none matches.
-   *
-   * @throws {MessageTooLargeError} when the selected message exceeds `maxSize`; it stays in the queue.
-   * @throws {NotFoundError} when the queue was removed elsewhere; {@linkcode ClosedError} after close()/remove().
-   */
-  tryReceive(options: Pick<SysvReceiveOptions, "type" | "maxSize"> = {}): SysvMessage | undefined {
-    const { type, maxSize } = this.#checkReceive(options);
-    return this.#tryReceive(type, maxSize);
-  }
-
-  #checkReceive(options: SysvReceiveOptions): { type: number; maxSize: number } {
-    const type = options.type === undefined
-      ? 0
-      : integer(options.type, "message type", -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    const maxSize = options.maxSize === undefined ? this.#msgmax : integer(options.maxSize, "maxSize", 0, 2 ** 31);
-    this.#checkOpen("receive from");
-    return { type, maxSize };
-  }
-
-  #tryReceive(type: number, maxSize: number): SysvMessage | undefined {
-    if (this.#buffer.byteLength < 8 + maxSize) this.#grow(8 + maxSize);
-    const buf = this.#buffer;
-    for (;;) {
-      const n = this.#ffi.call.msgrcv(this.id, buf, maxSize, type, IPC_NOWAIT);
-      if (n >= 0) {
-        const t = this.#view.getUint32(0, true) + this.#view.getUint32(4, true) * 2 ** 32;
-        return { type: t, data: buf.slice(8, 8 + n) };
-      }
-      const errno = this.#ffi.errno();
-      if (errno === EINTR) continue;
-      if (errno === ENOMSG || errno === EAGAIN) return undefined;
-      if (errno === E2BIG) {
-        throw new MessageTooLargeError(
-          `Cannot receive from ${nameOf(this.id)}: the next message exceeds maxSize (${maxSize} bytes); ` +
-            `it stays in the queue`,
-          -1,
-          maxSize,
-          { code: "E2BIG" },
-        );
-      }
-      throw this.#error(errno, "receive from");
-    }
-  }
-
-  /**
-   * Sends one message of `type` (>= 1), waiting while the queue is full (retries every <= 20 ms).
-   *
-   * @throws {RangeError} for a type below 1 or a negative timeout; {@linkcode MessageTooLargeError} over msgmax.
-   * @throws {TimeoutError} when `timeout` ran out (nothing was sent); the signal's reason on abort.
-   */
-  send(type: number, data: Uint8Array, options: SysvSendOptions = {}): Promise<void> {
-    try {
-      const timeout = checkTimeout(options.timeout, "send");
-      this.#checkSend(type, data);
-      const copy = data.slice(); // the caller may reuse its buffer while we wait
-      const run = () => this.#wait("send to", timeout, options.signal, () => this.#trySend(type, copy) || undefined);
-      const p = this.#writeTurn.then(run);
-      this.#writeTurn = p.catch(() => {});
-      return p.then(() => {});
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-
-  /**
-   * Receives the message that `type` selects, waiting while none matches (retries every <= 20 ms). Concurrent
-   * `receive()` calls are served in no particular order.
-   *
-   * @throws {TimeoutError} when `timeout` ran out (no message is lost); the signal's reason on abort.
-   * @throws {MessageTooLargeError} when the message exceeds `maxSize` (it stays in the queue).
-   */
-  receive(options: SysvReceiveOptions = {}): Promise<SysvMessage> {
-    try {
-      const timeout = checkTimeout(options.timeout, "receive");
-      const { type, maxSize } = this.#checkReceive(options);
-      return this.#wait("receive from", timeout, options.signal, () => this.#tryReceive(type, maxSize));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-
-  async #wait<T>(
-    what: string,
-    timeout: number | undefined,
-    signal: AbortSignal | undefined,
-    attempt: () => T | undefined,
-  ): Promise<T> {
-    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
-    for (let delay = 0;; delay = nextDelay(delay)) {
-      this.#checkOpen(what);
-      if (signal?.aborted) throw abortError(signal);
-      const got = attempt();
-      if (got !== undefined) return got;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new TimeoutError(`Cannot ${what} ${nameOf(this.id)}: timed out after ${timeout} ms`);
-      await pause(Math.min(delay, left), signal);
-    }
-  }
-
-  /**
-   * Removes the queue (`IPC_RMID`): its messages are discarded, waiting calls everywhere fail. Then closes this
-   * handle.
-   *
-   * @throws {NotFoundError} when the queue does not exist any more (removed by another process).
-   * @throws {ClosedError} when this handle already removed it.
-   */
-  remove(): void {
-    if (this.#removed) throw new ClosedError(`Cannot remove ${nameOf(this.id)}: it was removed already`);
-    this.#removed = this.#closed = true;
-    if (this.#ffi.call.msgctl(this.id, IPC_RMID, null) < 0) {
-      const errno = this.#ffi.errno();
-      if (errno === EINVAL || errno === EIDRM) unregister("sysv", String(this.id)); // gone already: stale record
-      throw this.#error(errno, "remove");
-    }
-    unregister("sysv", String(this.id));
-  }
-
-  /** Forgets this handle; idempotent. The queue itself stays until `remove()`. Waiting calls reject soon. */
-  close(): void {
-    this.#closed = true;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-function checkKey(k: unknown): number {
-  if (typeof k !== "number" || !Number.isInteger(k) || k < -(2 ** 31) || k > 2 ** 32 - 1 || k === 0) {
-    throw new RangeError(
-      `Cannot use System V key ${String(k)}: it must be a non-zero 32-bit integer (use sysv.private() for ` +
-        `IPC_PRIVATE)`,
-    );
-  }
-  return k | 0;
-}
-
-/**
- * A key: `ftok(path, projectId)` for a path (the file must exist; keys follow its inode), or a number as is.
- *
- * @param pathOrNumber an existing path, or a non-zero 32-bit integer.
- * @param projectId 1 to 255 (default 1), for a path.
- * @returns the key, a signed 32-bit integer.
- * @throws {NotFoundError} when the path does not exist; {@linkcode RangeError} for a bad number or projectId.
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * const fromPath = await sysv.key("/tmp", 7); // ftok(3): the same path and id give the same key everywhere
- * const fromNumber = await sysv.key(0x1234); // or a number both sides agree on
- * console.log(typeof fromPath, fromNumber); // "number" 4660
- * ```
- */
-export async function key(pathOrNumber: string | number, projectId = 1): Promise<number> {
-  if (typeof pathOrNumber === "number") return checkKey(pathOrNumber);
-  if (typeof pathOrNumber !== "string" || pathOrNumber === "" || pathOrNumber.includes("\0")) {
-    throw new TypeError(`Cannot make a System V key from ${JSON.stringify(pathOrNumber)}: not a path`);
-  }
-  integer(projectId, "projectId", 1, 255);
-  const ffi = await loadNative();
-  const k = ffi.call.ftok(ffi.cstring(pathOrNumber), projectId);
-  if (k === -1) throw errnoError(ffi.errno(), `make a System V key from "${pathOrNumber}"`);
-  return k;
-}
-
-function createOptions(o: SysvCreateOptions): { mode: number; maxBytes: number | undefined } {
-  const mode = o.mode === undefined ? 0o600 : integer(o.mode, "mode", 0, 0o777);
-  const maxBytes = o.maxBytes === undefined ? undefined : integer(o.maxBytes, "maxBytes", 1, 2 ** 31 - 1);
-  return { mode, maxBytes };
-}
-
-function getError(errno: number, what: string): IpcError {
-  const e = errnoError(errno, what);
-  if (errno === ENOSPC) {
-    e.message = `Cannot ${what}: the system-wide number of queues reached /proc/sys/kernel/msgmni`;
-  }
-  return e;
-}
-
-async function make(k: number, flags: number, o: SysvCreateOptions, what: string): Promise<SysvQueue> {
-  const { mode, maxBytes } = createOptions(o);
-  const ffi = await loadNative();
-  await prepare();
-  const id = ffi.call.msgget(k, flags | mode);
-  if (id < 0) throw getError(ffi.errno(), what);
-  register("sysv", String(id), { key: k }); // IPC_EXCL or IPC_PRIVATE: this call made it
-  const q = new SysvQueue(ffi, id);
-  if (maxBytes !== undefined) {
-    try {
-      q.setMaxBytes(maxBytes);
-    } catch (e) {
+/** Creates the channel's queue, 1 MiB when permitted (or `queueBytes`). */
+async function createQueue(k: number, options: SysvChannelOptions): Promise<SysvQueue> {
+  const mode = options.mode ?? 0o600;
+  if (options.queueBytes !== undefined) return await create(k, { mode, maxBytes: options.queueBytes });
+  const q = await create(k, { mode });
+  try {
+    if (q.info.maxBytes < WANTED_QUEUE_BYTES) q.setMaxBytes(WANTED_QUEUE_BYTES);
+  } catch (e) {
+    if (!(e instanceof PermissionError)) {
       q.remove();
       throw e;
     }
   }
   return q;
 }
-
-/**
- * Creates the queue with key `k` (`IPC_CREAT | IPC_EXCL`).
- *
- * @throws {AlreadyExistsError} when a queue has that key; {@linkcode PermissionError} for a `maxBytes` above
- * msgmnb without CAP_SYS_RESOURCE (nothing is left behind).
- *
- * @example
- * ```ts
- * import { AlreadyExistsError, runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid); // a number only this process uses
- * using q = await sysv.create(k); // mode 0600
- * try {
- *   await sysv.create(k);
- * } catch (e) {
- *   console.log(e instanceof AlreadyExistsError); // true
- * } finally {
- *   q.remove();
- * }
- * ```
- */
-export async function create(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
-  k = checkKey(k);
-  return await make(k, IPC_CREAT | IPC_EXCL, options, `create ${keyName(k)}`);
-}
-
-/**
- * Opens the existing queue with key `k`.
- *
- * @throws {NotFoundError} when there is none; {@linkcode PermissionError} when its mode refuses this user.
- *
- * @example
- * ```ts
- * import { runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid);
- * using owner = await sysv.create(k);
- * using other = await sysv.open(k); // in another process, usually
- * try {
- *   await other.send(1, new TextEncoder().encode("hi"));
- *   console.log(other.id === owner.id, (await owner.receive({ timeout: 1000 })).type); // true 1
- * } finally {
- *   owner.remove();
- * }
- * ```
- */
-export async function open(k: number): Promise<SysvQueue> {
-  k = checkKey(k);
-  const ffi = await loadNative();
-  const id = ffi.call.msgget(k, 0);
-  if (id < 0) throw getError(ffi.errno(), `open ${keyName(k)}`);
-  return new SysvQueue(ffi, id);
-}
-
-/**
- * Opens the queue with key `k`, creating it with `options` when there is none (`maxBytes` only then).
- *
- * @example
- * ```ts
- * import { runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid);
- * using first = await sysv.openOrCreate(k); // creates it
- * using second = await sysv.openOrCreate(k); // opens it
- * console.log(first.id === second.id); // true
- * first.remove();
- * ```
- */
-export async function openOrCreate(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
-  k = checkKey(k);
-  for (let i = 0;; i++) {
-    try {
-      return await create(k, options);
-    } catch (e) {
-      if (!(e instanceof AlreadyExistsError)) throw e;
-    }
-    try {
-      return await open(k);
-    } catch (e) {
-      if (!(e instanceof NotFoundError) || i > 10) throw e; // removed in between: try again
-    }
-  }
-}
-
-/**
- * Takes the queue `id` (from `queue.id` in another process, or `ipcs -q`).
- *
- * @throws {NotFoundError} when no queue has that id.
- *
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private();
- * using same = await sysv.fromId(q.id); // another process got the id from us (or from `ipcs -q`)
- * await same.send(5, new Uint8Array([5]));
- * console.log((await q.receive()).type); // 5
- * q.remove();
- * ```
- */
-export async function fromId(id: number): Promise<SysvQueue> {
-  integer(id, "queue id", 0, 2 ** 31 - 1);
-  const ffi = await loadNative();
-  if (ffi.call.msgctl(id, IPC_STAT, new BigInt64Array(MSQID_DS / 8)) < 0) {
-    const errno = ffi.errno();
-    if (errno === EINVAL || errno === EIDRM || errno === ENOENT) {
-      throw new NotFoundError(`Cannot open ${nameOf(id)}: it does not exist`, { code: "EINVAL" });
-    }
-    throw errnoError(errno, `open ${nameOf(id)}`);
-  }
-  return new SysvQueue(ffi, id);
-}
-
-/**
- * Creates a new queue without a key (`IPC_PRIVATE`): share its `id` with the processes that should use it.
- *
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private({ maxBytes: 8192 }); // no key: nobody finds it without its id
- * console.log(q.id >= 0, q.info.maxBytes); // true 8192
- * q.remove();
- * ```
- */
-function privateQueue(options: SysvCreateOptions = {}): Promise<SysvQueue> {
-  return make(IPC_PRIVATE, IPC_CREAT, options, "create a private System V message queue");
-}
-export { privateQueue as private };

@@ -1,5 +1,5 @@
 /**
- * Fuzz target: the durable file queue's consumer (`transports/file_queue.ts`), reading a queue directory whose files
+ * Fuzz target: the durable file queue's consumer (`os/file_queue.ts`), reading a queue directory whose files
  * a hostile (or broken) writer wrote: logs of well-formed records with bytes flipped or set, hostile u32 lengths
  * written anywhere, a header re-signed (valid CRC) with any committed end (before the first record, inside one,
  * past the end of the file, 2^40, 2^53), the file cut short or extended with noise, pure noise, and a consumer offset
@@ -27,7 +27,7 @@ import {
   OFFSET_MAGIC,
   open,
   type SkippedRecord,
-} from "../../transports/file_queue.ts";
+} from "../../os/file_queue.ts";
 import { concat, expectOnlyAsync, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const message = fc.oneof(

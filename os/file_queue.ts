@@ -1,7 +1,11 @@
 /**
- * The durable file queue's core: a directory holding an append-only log of CRC-checked records and the offset of
+ * The durable file queue's OS object: a directory holding an append-only log of CRC-checked records and the offset of
  * its one consumer. Many producers (processes of any runtime or language), one consumer, at-least-once delivery
- * across crashes. The on-disk format is documented byte for byte in `transports/file.ts`, which re-exports this.
+ * across crashes. The on-disk format is documented byte for byte in `transports/file.ts` (which re-exports this as
+ * the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`.
+ *
+ * Over ~400 lines because the consumer's reading, skipping and resynchronising all work on the handle's private
+ * cursor and read-ahead; splitting them would expose that state.
  *
  * @module
  */
@@ -9,105 +13,68 @@ import {
   abortError,
   AlreadyExistsError,
   ClosedError,
-  IpcError,
   MessageTooLargeError,
   NotFoundError,
   ProtocolError,
   TimeoutError,
 } from "../errors.ts";
-import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
+import {
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_UN,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  SEEK_END,
+} from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
-import { FileLock } from "../sync/file_lock.ts";
+import { Backoff, Deadline, delay } from "../async/mod.ts";
+import {
+  crc32,
+  encodeLogHeader,
+  encodeOffset,
+  encodeRecord,
+  FILE_HEADER_SIZE,
+  fsyncFd,
+  fsyncPath,
+  LOG_MAGIC,
+  LOG_VERSION,
+  makeEmptyDir,
+  MAX_RECORD,
+  OFFSET_FILE_SIZE,
+  OFFSET_MAGIC,
+  openFile,
+  preadAll,
+  pwriteAll,
+  RECORD_HEADER_SIZE,
+  RECORD_MAGIC,
+} from "./file_queue_format.ts";
 
-/** O_CLOEXEC (Linux): a child must not inherit our descriptors (nor, through them, a flock). */
-const O_CLOEXEC = 0o2000000;
-const LOCK_EX = 2, LOCK_NB = 4;
-const SEEK_END = 2;
-
-/** Size of the log's file header. */
-export const FILE_HEADER_SIZE = 24;
-/** Size of a record header. */
-export const RECORD_HEADER_SIZE = 12;
-/** Size of the consumer offset file. */
-export const OFFSET_FILE_SIZE = 16;
-/** "IPCQ": the log's magic. */
-export const LOG_MAGIC = 0x51435049;
-/** "IPCR": every record's magic. */
-export const RECORD_MAGIC = 0x52435049;
-/** "IPCO": the offset file's magic. */
-export const OFFSET_MAGIC = 0x4f435049;
-/** The log format version. */
-export const LOG_VERSION = 1;
-/** The largest record payload (the length is a u32). */
-export const MAX_RECORD = 0xffff_ffff;
+export {
+  crc32,
+  encodeLogHeader,
+  encodeRecord,
+  FILE_HEADER_SIZE,
+  LOG_MAGIC,
+  LOG_VERSION,
+  makeEmptyDir,
+  MAX_RECORD,
+  OFFSET_FILE_SIZE,
+  OFFSET_MAGIC,
+  RECORD_HEADER_SIZE,
+  RECORD_MAGIC,
+} from "./file_queue_format.ts";
 
 /** Polling backoff while waiting for records, in milliseconds. */
-const FIRST_DELAY = 1;
-const MAX_DELAY = 50;
+const POLL = { first: 1, max: 50 };
 /** A record's magic as it is on disk ("IPCR"), for the resync scan. */
 const MAGIC_BYTES = new Uint8Array([0x49, 0x50, 0x43, 0x52]);
 /** Read-ahead of the consumer, in bytes. */
 const CHUNK = 256 * 1024;
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/**
- * CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320): the one of zlib, gzip, PNG and Python's `zlib.crc32`.
- *
- * @example
- * ```ts
- * import { fileQueue } from "ipckit";
- * console.log(fileQueue.crc32(new TextEncoder().encode("123456789")).toString(16)); // "cbf43926"
- * ```
- */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
-/** The log's file header with `committed` as the end of the last complete record. */
-export function encodeLogHeader(committed: number): Uint8Array {
-  const h = new Uint8Array(FILE_HEADER_SIZE);
-  const v = new DataView(h.buffer);
-  v.setUint32(0, LOG_MAGIC, true);
-  v.setUint32(4, LOG_VERSION, true);
-  v.setBigUint64(8, BigInt(committed), true);
-  v.setUint32(16, crc32(h.subarray(8, 16)), true);
-  return h;
-}
-
-/** One record: header + `prefix` + `body` (the channel view puts its kind byte in `prefix`). */
-export function encodeRecord(body: Uint8Array, prefix?: Uint8Array): Uint8Array {
-  const p = prefix?.byteLength ?? 0;
-  const r = new Uint8Array(RECORD_HEADER_SIZE + p + body.byteLength);
-  if (prefix) r.set(prefix, RECORD_HEADER_SIZE);
-  r.set(body, RECORD_HEADER_SIZE + p);
-  const v = new DataView(r.buffer);
-  v.setUint32(0, RECORD_MAGIC, true);
-  v.setUint32(4, p + body.byteLength, true);
-  v.setUint32(8, crc32(r.subarray(RECORD_HEADER_SIZE)), true);
-  return r;
-}
-
-function encodeOffset(offset: number): Uint8Array {
-  const o = new Uint8Array(OFFSET_FILE_SIZE);
-  const v = new DataView(o.buffer);
-  v.setUint32(0, OFFSET_MAGIC, true);
-  v.setBigUint64(4, BigInt(offset), true);
-  v.setUint32(12, crc32(o.subarray(0, 12)), true);
-  return o;
-}
-
 /** Options of {@linkcode create} and {@linkcode open}. */
 export interface FileQueueOptions {
   /**
@@ -147,9 +114,6 @@ export interface FileReceiveOptions {
 }
 
 /** Internal: a record's payload with a prefix, in one write (the channel's kind byte). */
-export const appendWith: unique symbol = Symbol("appendWith");
-/** Internal: take the next record with a payload size limit. */
-export const take: unique symbol = Symbol("take");
 
 function checkOptions(options: FileQueueOptions, dir: string, what: string): void {
   const { onCorrupt } = options;
@@ -163,74 +127,6 @@ function checkDir(dir: unknown, what: string): string {
     throw new TypeError(`Cannot ${what} file queue ${JSON.stringify(dir)}: the path must be a non-empty string`);
   }
   return dir;
-}
-
-/**
- * Makes `dir` (mode 0700) or accepts it when it exists and is empty (it is then removed and made again).
- *
- * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
- */
-export function makeEmptyDir(ffi: Native, dir: string, what: string): void {
-  const path = ffi.cstring(dir);
-  if (ffi.call.mkdir(path, 0o700) === 0) return;
-  let errno = ffi.errno();
-  if (errno === ERRNO.EEXIST) {
-    if (ffi.call.rmdir(path) === 0 && ffi.call.mkdir(path, 0o700) === 0) return;
-    errno = ffi.errno();
-    if (errno === ERRNO.ENOTEMPTY || errno === ERRNO.EEXIST || errno === ERRNO.ENOTDIR) {
-      throw new AlreadyExistsError(`Cannot create ${what} "${dir}": it exists and is not an empty directory`, {
-        code: "EEXIST",
-      });
-    }
-  }
-  throw errnoError(errno, `create ${what} "${dir}"`);
-}
-
-function openFile(ffi: Native, path: string, flags: number, what: string): number {
-  const fd = ffi.call.open(ffi.cstring(path), flags | O_CLOEXEC, 0o600);
-  if (fd < 0) throw errnoError(ffi.errno(), what);
-  return fd;
-}
-
-function pwriteAll(ffi: Native, fd: number, bytes: Uint8Array, at: number, what: string): void {
-  for (let done = 0; done < bytes.byteLength;) {
-    const n = ffi.call.pwrite(fd, done === 0 ? bytes : bytes.subarray(done), bytes.byteLength - done, at + done);
-    if (n < 0) {
-      const errno = ffi.errno();
-      if (errno === ERRNO.EINTR) continue;
-      throw errnoError(errno, what);
-    }
-    done += n;
-  }
-}
-
-/** Reads exactly `buf.byteLength` bytes at `at`; false when the file ends first. */
-function preadAll(ffi: Native, fd: number, buf: Uint8Array, at: number, what: string): boolean {
-  for (let done = 0; done < buf.byteLength;) {
-    const n = ffi.call.pread(fd, done === 0 ? buf : buf.subarray(done), buf.byteLength - done, at + done);
-    if (n < 0) {
-      const errno = ffi.errno();
-      if (errno === ERRNO.EINTR) continue;
-      throw errnoError(errno, what);
-    }
-    if (n === 0) return false;
-    done += n;
-  }
-  return true;
-}
-
-async function fsyncFd(ffi: Native, fd: number, what: string): Promise<void> {
-  // Off the main thread: an fsync can take milliseconds. errno is unreliable after an off-thread call.
-  if (await ffi.callAsync.fsync(fd) !== 0) throw new IpcError(`Cannot fsync ${what}: the call failed`);
-}
-
-async function fsyncPath(ffi: Native, path: string, what: string): Promise<void> {
-  const fd = openFile(ffi, path, O_RDONLY, `open ${what} for fsync`);
-  try {
-    await fsyncFd(ffi, fd, what);
-  } finally {
-    ffi.call.close(fd);
-  }
 }
 
 /**
@@ -327,19 +223,29 @@ export async function open(dir: string, options: FileQueueOptions = {}): Promise
   }
   ffi.call.close(offsetFd);
   const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
-  let lock: FileLock | undefined;
   try {
-    lock = await FileLock.open(`${dir}/queue.log`, { create: false });
-    const q = new FileQueue(ffi, dir, fd, lock, options.fsync === true, options.onCorrupt);
-    q.committed(true);
-    return q;
+    return makeQueue(ffi, dir, fd, options.fsync === true, options.onCorrupt);
   } catch (e) {
-    // Both descriptors go: a log refused here (a hostile or damaged header) must not leak one per attempt.
-    lock?.close();
+    // The descriptor goes: a log refused here (a hostile or damaged header) must not leak one per attempt.
     ffi.call.close(fd);
     throw e;
   }
 }
+
+/** Makes a handle (and reads the log header strictly); set by the class, whose constructor is private. */
+let makeQueue: (
+  ffi: Native,
+  path: string,
+  fd: number,
+  fsync: boolean,
+  onCorrupt: ((skipped: SkippedRecord) => void) | undefined,
+) => FileQueue;
+
+/**
+ * Internal (for the channel port, not part of the `fileQueue` namespace): takes the next record whose payload is at
+ * most `limit` bytes, without waiting, as `tryReceive()` does.
+ */
+export let takeRecord: (queue: FileQueue, limit: number) => Uint8Array | undefined;
 
 /**
  * A handle on a queue directory: any number of handles may `send()`, one (per queue, across all processes) may
@@ -364,7 +270,6 @@ export class FileQueue implements AsyncDisposable {
   readonly path: string;
   readonly #ffi: Native;
   readonly #fd: number;
-  readonly #lock: FileLock;
   readonly #fsync: boolean;
   readonly #onCorrupt: ((skipped: SkippedRecord) => void) | undefined;
   #closed = false;
@@ -379,21 +284,28 @@ export class FileQueue implements AsyncDisposable {
   #size = FILE_HEADER_SIZE;
   #cache = new Uint8Array(0);
   #cacheAt = 0;
-  #wakers = new Set<() => void>();
+  /** Aborted by close(): ends the waits of receive() and of the append lock. */
+  readonly #closing = new AbortController();
 
-  /** @internal Use {@linkcode create} or {@linkcode open}. */
-  constructor(
+  static {
+    makeQueue = (ffi, path, fd, fsync, onCorrupt) => {
+      const q = new FileQueue(ffi, path, fd, fsync, onCorrupt);
+      q.#readCommitted(true);
+      return q;
+    };
+    takeRecord = (q, limit) => q.#take(limit);
+  }
+
+  private constructor(
     ffi: Native,
     path: string,
     fd: number,
-    lock: FileLock,
     fsync: boolean,
-    onCorrupt?: (skipped: SkippedRecord) => void,
+    onCorrupt: ((skipped: SkippedRecord) => void) | undefined,
   ) {
     this.#ffi = ffi;
     this.path = path;
     this.#fd = fd;
-    this.#lock = lock;
     this.#fsync = fsync;
     this.#onCorrupt = onCorrupt;
   }
@@ -409,10 +321,10 @@ export class FileQueue implements AsyncDisposable {
   }
 
   /**
-   * @internal The committed end of the log, from its header. A header torn by a concurrent write (its CRC does not
-   * match) keeps the last value, unless `strict` (under the lock, or on open), when it is a `ProtocolError`.
+   * The committed end of the log, from its header. A header torn by a concurrent write (its CRC does not match)
+   * keeps the last value, unless `strict` (under the lock, or on open), when it is a `ProtocolError`.
    */
-  committed(strict = false): number {
+  #readCommitted(strict = false): number {
     const h = new Uint8Array(FILE_HEADER_SIZE);
     if (!preadAll(this.#ffi, this.#fd, h, 0, `read file queue "${this.path}"`)) {
       throw new ProtocolError(`Cannot read file queue "${this.path}": the log has no header`);
@@ -441,13 +353,9 @@ export class FileQueue implements AsyncDisposable {
         new TypeError(`Cannot send on file queue "${this.path}": the message must be a Uint8Array`),
       );
     }
-    return this[appendWith](message, undefined, options.signal);
-  }
-
-  /** @internal */
-  [appendWith](message: Uint8Array, prefix: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+    const { signal } = options;
     if (this.#closed) return Promise.reject(new ClosedError(`Cannot send on file queue "${this.path}": it is closed`));
-    const size = message.byteLength + (prefix?.byteLength ?? 0);
+    const size = message.byteLength;
     if (size > MAX_RECORD) {
       return Promise.reject(
         new MessageTooLargeError(
@@ -457,7 +365,7 @@ export class FileQueue implements AsyncDisposable {
         ),
       );
     }
-    const record = encodeRecord(message, prefix); // copied now: the caller may reuse its buffer
+    const record = encodeRecord(message); // copied now: the caller may reuse its buffer
     const p = this.#sendTurn.then(() => this.#append(record, signal));
     this.#sendTurn = p.catch(() => {});
     return p;
@@ -465,9 +373,9 @@ export class FileQueue implements AsyncDisposable {
 
   async #append(record: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
     const what = `append to file queue "${this.path}"`;
-    const guard = await this.#lock.lock(signal ? { signal } : {});
+    await this.#lockLog(signal);
     try {
-      const end = this.committed(true);
+      const end = this.#readCommitted(true);
       // Bytes past the committed end are a torn record of a producer that died while appending: drop them.
       const size = this.#ffi.call.lseek(this.#fd, 0, SEEK_END);
       if (size > end && this.#ffi.call.ftruncate(this.#fd, end) !== 0) throw errnoError(this.#ffi.errno(), what);
@@ -477,7 +385,32 @@ export class FileQueue implements AsyncDisposable {
       pwriteAll(this.#ffi, this.#fd, encodeLogHeader(end + record.byteLength), 0, what);
       if (this.#fsync) await fsyncFd(this.#ffi, this.#fd, `file queue log "${this.path}"`);
     } finally {
-      guard.release();
+      this.#flock(LOCK_UN);
+    }
+  }
+
+  /**
+   * Takes the exclusive flock on the log (this handle's own open file description, so other handles and processes
+   * exclude it), polling with `LOCK_NB` and a backoff of 1 ms doubling to 50 ms: a blocking flock could not be
+   * aborted and would hold a thread. Sends of one handle take turns, so only other handles compete here.
+   */
+  async #lockLog(signal: AbortSignal | undefined): Promise<void> {
+    const backoff = new Backoff({ first: 1, max: 50 });
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      if (this.#flock(LOCK_EX | LOCK_NB)) return;
+      await delay(backoff.next(), signal);
+    }
+  }
+
+  /** One flock(2) on the log; false when another holder has it. Retries on EINTR. */
+  #flock(op: number): boolean {
+    for (;;) {
+      if (this.#ffi.call.flock(this.#fd, op) === 0) return true;
+      const errno = this.#ffi.errno();
+      if (errno === ERRNO.EINTR) continue;
+      if (errno === ERRNO.EAGAIN) return false; // EWOULDBLOCK
+      throw errnoError(errno, `lock file queue "${this.path}"`);
     }
   }
 
@@ -551,11 +484,10 @@ export class FileQueue implements AsyncDisposable {
    * @throws {AlreadyExistsError} when another handle is the queue's consumer.
    */
   tryReceive(): Uint8Array | undefined {
-    return this[take](MAX_RECORD);
+    return this.#take(MAX_RECORD);
   }
 
-  /** @internal */
-  [take](limit: number): Uint8Array | undefined {
+  #take(limit: number): Uint8Array | undefined {
     if (this.#closed) throw new ClosedError(`Cannot receive from file queue "${this.path}": it is closed`);
     this.#consume();
     for (;;) {
@@ -623,7 +555,7 @@ export class FileQueue implements AsyncDisposable {
    * caught up with it), but never past the file's real size.
    */
   #end(at: number): number {
-    if (at >= this.#committed) this.committed();
+    if (at >= this.#committed) this.#readCommitted();
     if (this.#committed > this.#size) this.#size = Math.max(this.#size, this.#fileSize());
     return Math.min(this.#committed, this.#size);
   }
@@ -709,16 +641,17 @@ export class FileQueue implements AsyncDisposable {
     if (timeout !== undefined && !(timeout >= 0)) {
       throw new RangeError(`Cannot receive with timeout ${timeout}: it must be >= 0 milliseconds`);
     }
-    const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
-    for (let delay = FIRST_DELAY;; delay = Math.min(delay * 2, MAX_DELAY)) {
+    const deadline = Deadline.after(timeout);
+    const backoff = new Backoff(POLL);
+    const stop = signal ? AbortSignal.any([signal, this.#closing.signal]) : this.#closing.signal;
+    for (;;) {
       if (signal?.aborted) throw abortError(signal);
-      const m = this.tryReceive();
+      const m = this.tryReceive(); // throws ClosedError once closed
       if (m !== undefined) return m;
-      const left = deadline - Date.now();
-      if (left <= 0) {
+      if (deadline.passed) {
         throw new TimeoutError(`Cannot receive from file queue "${this.path}": timed out after ${timeout} ms`);
       }
-      await this.sleep(Math.min(delay, left), signal);
+      await delay(Math.min(backoff.next(), deadline.remaining), stop);
     }
   }
 
@@ -741,24 +674,6 @@ export class FileQueue implements AsyncDisposable {
     return p;
   }
 
-  /** @internal Sleeps `ms`; ends early on close (then rejects with ClosedError) and rejects on abort. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const done = (error?: unknown): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#wakers.delete(onClose);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = (): void => done(abortError(signal!));
-      const onClose = (): void => done(new ClosedError(`Cannot receive from file queue "${this.path}": it is closed`));
-      const timer = setTimeout(() => done(), ms);
-      this.#wakers.add(onClose);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
   /**
    * Closes this handle after its pending sends and acks; pending receives reject with `ClosedError`. It does not
    * acknowledge anything: unacknowledged messages come again. Idempotent.
@@ -766,10 +681,9 @@ export class FileQueue implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const w of [...this.#wakers]) w();
+    this.#closing.abort();
     await this.#sendTurn;
     await this.#ackTurn;
-    this.#lock.close();
     this.#ffi.call.close(this.#fd);
     if (this.#dirFd >= 0) this.#ffi.call.close(this.#dirFd);
     this.#dirFd = -1;
