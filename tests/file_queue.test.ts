@@ -5,7 +5,7 @@ import { AlreadyExistsError, ClosedError, fileQueue, NotFoundError, ProtocolErro
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE, type SkippedRecord } from "../transports/file_queue.ts";
+import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE, type SkippedRecord } from "../os/file_queue.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { fixture } from "./conformance/fixtures_filequeue.ts";
 
