@@ -87,7 +87,7 @@ export { Semaphore, type SemaphoreGuard } from "./sync/semaphore.ts";
 export { Condition } from "./sync/condition.ts";
 export { Event, type EventOptions } from "./sync/event.ts";
 export { Barrier } from "./sync/barrier.ts";
-export type { SyncHandle, WaitOptions } from "./sync/memory.ts";
+export type { SyncHandle, SyncPrimitive, WaitOptions } from "./sync/primitive.ts";
 // Shared state: typed fields at C-compatible offsets (SharedArrayBuffer or shared memory segment)
 export {
   type ArrayField,

@@ -16,16 +16,18 @@ import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import {
   agree,
-  allocate,
-  deadlineOf,
+  build,
   fromHandle,
   place,
-  sleep,
-  sleepSync,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const ARRIVED = 0;
 const GENERATION = 1;
@@ -61,16 +63,21 @@ function broken(): IpcError {
  * console.log(barrier.generation); // 1; it is ready for the next round
  * ```
  */
-export class Barrier {
+export class Barrier extends SyncPrimitive {
   /** Bytes a Barrier takes in shared memory. */
   static readonly BYTES = 16;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
   readonly parties: number;
 
-  /** A new Barrier for `parties` callers, on its own SharedArrayBuffer. */
-  constructor(parties: number, words?: SyncWords) {
-    this.parties = checkParties(parties);
-    this.#w = words ?? allocate("Barrier", Barrier.BYTES, parties);
+  /**
+   * A new Barrier for `parties` callers, on its own SharedArrayBuffer.
+   *
+   * @throws {RangeError} when `parties` is not a positive integer.
+   */
+  constructor(parties: number) {
+    checkParties(parties);
+    super("Barrier", Barrier.BYTES, parties);
+    this.parties = parties;
     agree(this.#w, PARTIES, parties, "place a Barrier", "parties");
   }
 
@@ -86,7 +93,8 @@ export class Barrier {
    * ```
    */
   static from(handle: SyncHandle): Barrier {
-    return new Barrier(handle?.extra as number, fromHandle("Barrier", handle, Barrier.BYTES));
+    const w = fromHandle("Barrier", handle, Barrier.BYTES);
+    return build(w, () => new Barrier(handle.extra as number));
   }
 
   /**
@@ -113,12 +121,7 @@ export class Barrier {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, parties: number): Barrier {
-    return new Barrier(parties, place("Barrier", memory, offset, Barrier.BYTES));
-  }
-
-  /** What `Barrier.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("Barrier", memory, offset, Barrier.BYTES), () => new Barrier(parties));
   }
 
   /** How many generations have completed (a snapshot). */
@@ -157,26 +160,20 @@ export class Barrier {
    * Waits until all parties arrived, without blocking the event loop. Resolves to this caller's arrival index
    * (`parties - 1` for the last one, which released the others).
    */
-  async wait(options?: WaitOptions): Promise<number> {
-    const deadline = deadlineOf(options?.timeout, "wait on a Barrier");
-    const { index, generation } = this.#arrive();
-    try {
-      while (!this.#passed(generation)) {
-        await sleep(this.#w, GENERATION, generation, deadline, options?.signal, "wait on a Barrier");
-      }
-    } catch (e) {
-      if (!(e instanceof IpcError && e.code === "EBROKEN")) this.#break();
-      throw e;
-    }
-    return index;
+  wait(options?: WaitOptions): Promise<number> {
+    return waitAsync(this.#w, this.#waitSteps(), options, "wait on a Barrier");
   }
 
   /** The blocking form of `wait()`, for workers. */
   waitSync(options?: { timeout?: number }): number {
-    const deadline = deadlineOf(options?.timeout, "wait on a Barrier");
+    return waitSync(this.#w, this.#waitSteps(), options, "wait on a Barrier");
+  }
+
+  /** Arrives, then sleeps on the generation word until it moves; a timeout or an abort breaks the barrier. */
+  *#waitSteps(): Steps<number> {
     const { index, generation } = this.#arrive();
     try {
-      while (!this.#passed(generation)) sleepSync(this.#w, GENERATION, generation, deadline, "wait on a Barrier");
+      while (!this.#passed(generation)) yield { index: GENERATION, value: generation };
     } catch (e) {
       if (!(e instanceof IpcError && e.code === "EBROKEN")) this.#break();
       throw e;

@@ -30,17 +30,19 @@ import type { SharedMemory } from "../shm/segment.ts";
 import type { Mutex } from "./mutex.ts";
 import { TimeoutError } from "../errors.ts";
 import {
-  allocate,
+  build,
   deadlineOf,
   fromHandle,
   place,
-  remaining,
-  sleep,
-  sleepSync,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const SEQ = 0;
 
@@ -86,14 +88,14 @@ const SEQ = 0;
  * }
  * ```
  */
-export class Condition {
+export class Condition extends SyncPrimitive {
   /** Bytes a Condition takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
 
   /** A new Condition on its own SharedArrayBuffer. */
-  constructor(words?: SyncWords) {
-    this.#w = words ?? allocate("Condition", Condition.BYTES);
+  constructor() {
+    super("Condition", Condition.BYTES);
   }
 
   /**
@@ -109,7 +111,7 @@ export class Condition {
    * ```
    */
   static from(handle: SyncHandle): Condition {
-    return new Condition(fromHandle("Condition", handle, Condition.BYTES));
+    return build(fromHandle("Condition", handle, Condition.BYTES), () => new Condition());
   }
 
   /**
@@ -133,12 +135,7 @@ export class Condition {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Condition {
-    return new Condition(place("Condition", memory, offset, Condition.BYTES));
-  }
-
-  /** What `Condition.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("Condition", memory, offset, Condition.BYTES), () => new Condition());
   }
 
   /**
@@ -147,43 +144,37 @@ export class Condition {
    * is held again when it settles.
    */
   async wait(mutex: Mutex, options?: WaitOptions): Promise<boolean> {
-    const deadline = deadlineOf(options?.timeout, "wait on a Condition");
+    deadlineOf(options?.timeout, "wait on a Condition");
     const seq = Atomics.load(this.#w.i32, this.#w.base + SEQ);
     mutex.unlock();
-    let woken = true;
     try {
-      while (Atomics.load(this.#w.i32, this.#w.base + SEQ) === seq) {
-        // Rejects with TimeoutError once the deadline has passed with the sequence unchanged.
-        await sleep(this.#w, SEQ, seq, deadline, options?.signal, "wait on a Condition");
-      }
-    } catch (e) {
-      if (!(e instanceof TimeoutError)) {
-        await mutex.lock();
-        throw e;
-      }
-      woken = false;
+      return await waitAsync(this.#w, this.#waitSteps(seq), options, "wait on a Condition");
+    } finally {
+      await mutex.lock();
     }
-    await mutex.lock();
-    return woken;
   }
 
   /** The blocking form of `wait()`, for workers. */
   waitSync(mutex: Mutex, options?: { timeout?: number }): boolean {
-    const deadline = deadlineOf(options?.timeout, "wait on a Condition");
+    deadlineOf(options?.timeout, "wait on a Condition");
     const seq = Atomics.load(this.#w.i32, this.#w.base + SEQ);
     mutex.unlock();
-    let woken = true;
     try {
-      while (Atomics.load(this.#w.i32, this.#w.base + SEQ) === seq) {
-        sleepSync(this.#w, SEQ, seq, deadline, "wait on a Condition");
-      }
-    } catch (e) {
-      if (!(e instanceof TimeoutError)) throw e;
-      woken = false;
+      return waitSync(this.#w, this.#waitSteps(seq), options, "wait on a Condition");
     } finally {
       mutex.lockSync();
     }
-    return woken;
+  }
+
+  /** Sleeps while the sequence is still `seq`: true once it moved, false at the deadline. */
+  *#waitSteps(seq: number): Steps<boolean> {
+    try {
+      while (Atomics.load(this.#w.i32, this.#w.base + SEQ) === seq) yield { index: SEQ, value: seq };
+    } catch (e) {
+      if (e instanceof TimeoutError) return false;
+      throw e;
+    }
+    return true;
   }
 
   /**
@@ -193,7 +184,7 @@ export class Condition {
   async waitFor(mutex: Mutex, predicate: () => boolean, options?: WaitOptions): Promise<boolean> {
     const deadline = deadlineOf(options?.timeout, "wait on a Condition");
     while (!predicate()) {
-      const left = remaining(deadline);
+      const left = deadline.remaining;
       if (left === 0) return false;
       await this.wait(mutex, left === Infinity ? options : { ...options, timeout: left });
     }

@@ -13,16 +13,18 @@
 import type { SharedMemory } from "../shm/segment.ts";
 import {
   agree,
-  allocate,
-  deadlineOf,
+  build,
   fromHandle,
   place,
-  sleep,
-  sleepSync,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const STATE = 0;
 const MODE = 1;
@@ -61,17 +63,18 @@ export interface EventOptions {
  * }
  * ```
  */
-export class Event {
+export class Event extends SyncPrimitive {
   /** Bytes an Event takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
   readonly autoReset: boolean;
 
   /** A new, clear Event on its own SharedArrayBuffer. */
-  constructor(options: EventOptions = {}, words?: SyncWords) {
-    this.#w = words ?? allocate("Event", Event.BYTES);
+  constructor(options: EventOptions = {}) {
+    super("Event", Event.BYTES);
+    // Placed words that are in use already have a mode: it holds unless the options ask for one.
     const mode = Atomics.load(this.#w.i32, this.#w.base + MODE);
-    this.autoReset = words && mode !== 0 && options.autoReset === undefined ? mode === 2 : options.autoReset ?? false;
+    this.autoReset = mode !== 0 && options.autoReset === undefined ? mode === 2 : options.autoReset ?? false;
     agree(this.#w, MODE, this.autoReset ? 2 : 1, "place an Event", "mode");
   }
 
@@ -89,7 +92,7 @@ export class Event {
    * ```
    */
   static from(handle: SyncHandle): Event {
-    return new Event({}, fromHandle("Event", handle, Event.BYTES));
+    return build(fromHandle("Event", handle, Event.BYTES), () => new Event());
   }
 
   /**
@@ -114,12 +117,7 @@ export class Event {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: EventOptions = {}): Event {
-    return new Event(options, place("Event", memory, offset, Event.BYTES));
-  }
-
-  /** What `Event.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("Event", memory, offset, Event.BYTES), () => new Event(options));
   }
 
   /** Whether the event is set (a snapshot). */
@@ -148,15 +146,15 @@ export class Event {
 
   /** Waits until the event is set (and, in auto-reset mode, takes it), without blocking the event loop. */
   async wait(options?: WaitOptions): Promise<void> {
-    if (this.#pass()) return;
-    const deadline = deadlineOf(options?.timeout, "wait for an Event");
-    while (!this.#pass()) await sleep(this.#w, STATE, 0, deadline, options?.signal, "wait for an Event");
+    if (!this.#pass()) await waitAsync(this.#w, this.#waitSteps(), options, "wait for an Event");
   }
 
   /** The blocking form of `wait()`, for workers. */
   waitSync(options?: { timeout?: number }): void {
-    if (this.#pass()) return;
-    const deadline = deadlineOf(options?.timeout, "wait for an Event");
-    while (!this.#pass()) sleepSync(this.#w, STATE, 0, deadline, "wait for an Event");
+    if (!this.#pass()) waitSync(this.#w, this.#waitSteps(), options, "wait for an Event");
+  }
+
+  *#waitSteps(): Steps<void> {
+    while (!this.#pass()) yield { index: STATE, value: 0 };
   }
 }

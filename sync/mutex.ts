@@ -42,20 +42,24 @@
  *
  * @module
  */
-import { abortError, IpcError, TimeoutError, UnsupportedError } from "../errors.ts";
+import { IpcError, UnsupportedError } from "../errors.ts";
 import { alive, selfThread } from "../os/liveness.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import {
-  allocate,
+  build,
   deadlineOf,
   fromHandle,
   guard,
   place,
-  remaining,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 import { threadId } from "./identity.ts";
 
 const ID_MASK = (1 << 29) - 1;
@@ -112,10 +116,10 @@ export interface MutexGuard extends Disposable {
  * }
  * ```
  */
-export class Mutex {
+export class Mutex extends SyncPrimitive {
   /** Bytes a Mutex takes in shared memory. */
   static readonly BYTES = 16;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
   readonly #i32: Int32Array;
   readonly #state: number;
   readonly #flags: number;
@@ -124,8 +128,8 @@ export class Mutex {
   readonly #tag: number;
 
   /** A new Mutex on its own SharedArrayBuffer (for threads: pass `handle` to workers). */
-  constructor(words?: SyncWords) {
-    this.#w = words ?? allocate("Mutex", Mutex.BYTES);
+  constructor() {
+    super("Mutex", Mutex.BYTES);
     this.#i32 = this.#w.i32;
     this.#state = this.#w.base;
     this.#flags = this.#w.base + FLAGS;
@@ -156,7 +160,7 @@ export class Mutex {
    * ```
    */
   static from(handle: SyncHandle): Mutex {
-    return new Mutex(fromHandle("Mutex", handle, Mutex.BYTES));
+    return build(fromHandle("Mutex", handle, Mutex.BYTES), () => new Mutex());
   }
 
   /**
@@ -197,12 +201,7 @@ export class Mutex {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Mutex {
-    return new Mutex(place("Mutex", memory, offset, Mutex.BYTES));
-  }
-
-  /** What `Mutex.from()` needs in another worker (undefined for a Mutex in a segment: place it there instead). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("Mutex", memory, offset, Mutex.BYTES), () => new Mutex());
   }
 
   /** Takes the lock if it is free; never waits. */
@@ -240,7 +239,7 @@ export class Mutex {
       this.#owned();
       return Promise.resolve(Atomics.load(this.#i32, this.#flags) !== 0);
     }
-    return this.#lockSlow(options);
+    return waitAsync(this.#w, this.#lockSteps(), options, "lock a Mutex");
   }
 
   /**
@@ -255,22 +254,7 @@ export class Mutex {
       this.#owned();
       return Atomics.load(this.#i32, this.#flags) !== 0;
     }
-    const deadline = deadlineOf(options?.timeout, "lock a Mutex");
-    const start = Date.now();
-    let waited = false;
-    let starving = false;
-    for (;;) {
-      const r = this.#attempt(waited);
-      if (r === true) return this.#acquired(starving);
-      if (!starving && Date.now() - start > STARVING_AFTER_MS) starving = this.#setStarving();
-      const left = remaining(deadline);
-      if (left === 0) {
-        if (starving) this.#clearStarving();
-        throw new TimeoutError(`Cannot lock a Mutex: timed out after ${options!.timeout} ms`);
-      }
-      this.#w.waiter.waitSync(this.#state, r, Math.min(left, this.#w.shared ? OWNER_CHECK_MS : 1000));
-      waited = true;
-    }
+    return waitSync(this.#w, this.#lockSteps(), options, "lock a Mutex");
   }
 
   /** Takes the lock and returns a guard that unlocks it once (`using g = await m.acquire()`). */
@@ -360,37 +344,27 @@ export class Mutex {
     Atomics.store(this.#i32, this.#flags, 0);
   }
 
-  async #lockSlow(options: WaitOptions | undefined): Promise<boolean> {
-    const signal = options?.signal;
-    const deadline = deadlineOf(options?.timeout, "lock a Mutex");
+  /**
+   * The wait of `lock()` and `lockSync()`: attempts until it takes the lock, sleeping on the state word in between
+   * (between processes at most OWNER_CHECK_MS at a time, so that a dead owner is noticed). A waiter that waited
+   * longer than STARVING_AFTER_MS sets STARVING, and clears it if it gives up.
+   */
+  *#lockSteps(): Steps<boolean> {
     const start = Date.now();
+    const slice = this.#w.shared ? OWNER_CHECK_MS : undefined;
     let waited = false;
     let starving = false;
-    let onAbort: (() => void) | undefined;
-    const aborted = signal && new Promise<never>((_, reject) => {
-      onAbort = () => reject(abortError(signal));
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
-    });
-    aborted?.catch(() => {});
     try {
       for (;;) {
         const r = this.#attempt(waited);
         if (r === true) return this.#acquired(starving);
-        if (signal?.aborted) throw abortError(signal);
         if (!starving && Date.now() - start > STARVING_AFTER_MS) starving = this.#setStarving();
-        const left = remaining(deadline);
-        if (left === 0) throw new TimeoutError(`Cannot lock a Mutex: timed out after ${options!.timeout} ms`);
-        const slice = Math.min(left, this.#w.shared ? OWNER_CHECK_MS : 1000);
-        const wait = this.#w.waiter.wait(this.#state, r, slice);
-        await (aborted ? Promise.race([wait, aborted]) : wait);
+        yield slice === undefined ? { index: 0, value: r } : { index: 0, value: r, slice };
         waited = true;
       }
     } catch (e) {
       if (starving) this.#clearStarving();
       throw e;
-    } finally {
-      if (onAbort) signal!.removeEventListener("abort", onAbort);
     }
   }
 

@@ -12,18 +12,20 @@
 import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import {
-  allocate,
-  deadlineOf,
+  build,
   fromHandle,
   type Guard,
   guard,
   place,
-  sleep,
-  sleepSync,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const STATE = 0;
 const WRITERS_WAITING = 1;
@@ -53,14 +55,14 @@ export type RwLockGuard = Guard;
  * rw.unlockRead(); // ...is released by hand
  * ```
  */
-export class RwLock {
+export class RwLock extends SyncPrimitive {
   /** Bytes an RwLock takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
 
   /** A new RwLock on its own SharedArrayBuffer. */
-  constructor(words?: SyncWords) {
-    this.#w = words ?? allocate("RwLock", RwLock.BYTES);
+  constructor() {
+    super("RwLock", RwLock.BYTES);
   }
 
   /**
@@ -76,7 +78,7 @@ export class RwLock {
    * ```
    */
   static from(handle: SyncHandle): RwLock {
-    return new RwLock(fromHandle("RwLock", handle, RwLock.BYTES));
+    return build(fromHandle("RwLock", handle, RwLock.BYTES), () => new RwLock());
   }
 
   /**
@@ -98,12 +100,7 @@ export class RwLock {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): RwLock {
-    return new RwLock(place("RwLock", memory, offset, RwLock.BYTES));
-  }
-
-  /** What `RwLock.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("RwLock", memory, offset, RwLock.BYTES), () => new RwLock());
   }
 
   /** Number of readers holding it, and whether a writer does (a snapshot). */
@@ -129,64 +126,45 @@ export class RwLock {
 
   /** Takes a read lock, waiting without blocking the event loop; returns a guard. */
   async read(options?: WaitOptions): Promise<RwLockGuard> {
-    if (!this.tryRead()) {
-      const deadline = deadlineOf(options?.timeout, "read-lock an RwLock");
-      while (!this.tryRead()) {
-        await sleep(this.#w, STATE, this.#sleepValue(), deadline, options?.signal, "read-lock an RwLock");
-      }
-    }
+    if (!this.tryRead()) await waitAsync(this.#w, this.#readSteps(), options, "read-lock an RwLock");
     return guard(() => this.unlockRead());
   }
 
   /** Takes the write lock, waiting without blocking the event loop; returns a guard. */
   async write(options?: WaitOptions): Promise<RwLockGuard> {
-    if (!this.tryWrite()) {
-      const deadline = deadlineOf(options?.timeout, "write-lock an RwLock");
-      const { i32, base } = this.#w;
-      Atomics.add(i32, base + WRITERS_WAITING, 1);
-      try {
-        while (!this.tryWrite()) {
-          const v = this.#sleepValue();
-          if (v !== 0) await sleep(this.#w, STATE, v, deadline, options?.signal, "write-lock an RwLock");
-        }
-      } finally {
-        // Readers held back by this writer must look again.
-        if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
-      }
-    }
+    if (!this.tryWrite()) await waitAsync(this.#w, this.#writeSteps(), options, "write-lock an RwLock");
     return guard(() => this.unlockWrite());
   }
 
   /** The blocking form of `read()`, for workers. */
   readSync(options?: { timeout?: number }): RwLockGuard {
-    if (!this.tryRead()) {
-      const deadline = deadlineOf(options?.timeout, "read-lock an RwLock");
-      while (!this.tryRead()) sleepSync(this.#w, STATE, this.#sleepValue(), deadline, "read-lock an RwLock");
-    }
+    if (!this.tryRead()) waitSync(this.#w, this.#readSteps(), options, "read-lock an RwLock");
     return guard(() => this.unlockRead());
   }
 
   /** The blocking form of `write()`, for workers. */
   writeSync(options?: { timeout?: number }): RwLockGuard {
-    if (!this.tryWrite()) {
-      const deadline = deadlineOf(options?.timeout, "write-lock an RwLock");
-      const { i32, base } = this.#w;
-      Atomics.add(i32, base + WRITERS_WAITING, 1);
-      try {
-        while (!this.tryWrite()) {
-          const v = this.#sleepValue();
-          if (v !== 0) sleepSync(this.#w, STATE, v, deadline, "write-lock an RwLock");
-        }
-      } finally {
-        if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
-      }
-    }
+    if (!this.tryWrite()) waitSync(this.#w, this.#writeSteps(), options, "write-lock an RwLock");
     return guard(() => this.unlockWrite());
   }
 
-  /** The state word to sleep on (a writer never sleeps on 0, free: it retries at once). */
-  #sleepValue(): number {
-    return Atomics.load(this.#w.i32, this.#w.base + STATE);
+  *#readSteps(): Steps<void> {
+    while (!this.tryRead()) yield { index: STATE, value: Atomics.load(this.#w.i32, this.#w.base + STATE) };
+  }
+
+  /** Counted in WRITERS_WAITING while it waits (which holds new readers back); never sleeps on a free state. */
+  *#writeSteps(): Steps<void> {
+    const { i32, base } = this.#w;
+    Atomics.add(i32, base + WRITERS_WAITING, 1);
+    try {
+      while (!this.tryWrite()) {
+        const v = Atomics.load(i32, base + STATE);
+        if (v !== 0) yield { index: STATE, value: v };
+      }
+    } finally {
+      // Readers held back by this writer must look again.
+      if (Atomics.sub(i32, base + WRITERS_WAITING, 1) === 1) this.#w.waiter.wake(base + STATE);
+    }
   }
 
   /** Releases a read lock. */

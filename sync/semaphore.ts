@@ -11,18 +11,20 @@
  */
 import type { SharedMemory } from "../shm/segment.ts";
 import {
-  allocate,
-  deadlineOf,
+  build,
   fromHandle,
   type Guard,
   guard,
   place,
-  sleep,
-  sleepSync,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const COUNT = 0;
 const SLEEPERS = 1;
@@ -59,16 +61,21 @@ export type SemaphoreGuard = Guard;
  * console.log(slots.tryAcquire(3), slots.value); // true 0
  * ```
  */
-export class Semaphore {
+export class Semaphore extends SyncPrimitive {
   /** Bytes a Semaphore takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
 
-  /** A new Semaphore with `initial` permits (0 by default), on its own SharedArrayBuffer. */
-  constructor(initial = 0, words?: SyncWords) {
+  /**
+   * A new Semaphore with `initial` permits (0 by default), on its own SharedArrayBuffer.
+   *
+   * @throws {RangeError} when `initial` is not an integer from 0 to 2^31 - 1.
+   */
+  constructor(initial = 0) {
     checkCount(initial, "start a Semaphore at", 0);
-    this.#w = words ?? allocate("Semaphore", Semaphore.BYTES);
-    if (!words) Atomics.store(this.#w.i32, this.#w.base + COUNT, initial);
+    super("Semaphore", Semaphore.BYTES);
+    // from() and in() build with no initial count: placed words keep theirs (in() sets its option itself).
+    if (initial !== 0) Atomics.store(this.#w.i32, this.#w.base + COUNT, initial);
   }
 
   /**
@@ -83,7 +90,7 @@ export class Semaphore {
    * ```
    */
   static from(handle: SyncHandle): Semaphore {
-    return new Semaphore(0, fromHandle("Semaphore", handle, Semaphore.BYTES));
+    return build(fromHandle("Semaphore", handle, Semaphore.BYTES), () => new Semaphore());
   }
 
   /**
@@ -107,16 +114,11 @@ export class Semaphore {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: { initial?: number } = {}): Semaphore {
-    const s = new Semaphore(0, place("Semaphore", memory, offset, Semaphore.BYTES));
+    const s = build(place("Semaphore", memory, offset, Semaphore.BYTES), () => new Semaphore());
     if (options.initial !== undefined) {
       Atomics.store(s.#w.i32, s.#w.base + COUNT, checkCount(options.initial, "start a Semaphore at", 0));
     }
     return s;
-  }
-
-  /** What `Semaphore.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
   }
 
   /** The current count (a snapshot). */
@@ -137,46 +139,29 @@ export class Semaphore {
 
   /** Takes `n` permits, waiting without blocking the event loop. Returns a guard that gives them back. */
   async acquire(n = 1, options?: WaitOptions): Promise<SemaphoreGuard> {
-    if (!this.tryAcquire(n)) {
-      const deadline = deadlineOf(options?.timeout, "acquire a Semaphore");
-      const { i32, base } = this.#w;
-      Atomics.add(i32, base + SLEEPERS, 1);
-      try {
-        for (;;) {
-          const c = Atomics.load(i32, base + COUNT);
-          if (c >= n) {
-            if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) break;
-            continue;
-          }
-          await sleep(this.#w, COUNT, c, deadline, options?.signal, `acquire ${n} of a Semaphore`);
-        }
-      } finally {
-        Atomics.sub(i32, base + SLEEPERS, 1);
-      }
-    }
+    if (!this.tryAcquire(n)) await waitAsync(this.#w, this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
     return this.#guard(n);
   }
 
   /** The blocking form of `acquire()`, for workers. */
   acquireSync(n = 1, options?: { timeout?: number }): SemaphoreGuard {
-    if (!this.tryAcquire(n)) {
-      const deadline = deadlineOf(options?.timeout, "acquire a Semaphore");
-      const { i32, base } = this.#w;
-      Atomics.add(i32, base + SLEEPERS, 1);
-      try {
-        for (;;) {
-          const c = Atomics.load(i32, base + COUNT);
-          if (c >= n) {
-            if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) break;
-            continue;
-          }
-          sleepSync(this.#w, COUNT, c, deadline, `acquire ${n} of a Semaphore`);
-        }
-      } finally {
-        Atomics.sub(i32, base + SLEEPERS, 1);
-      }
-    }
+    if (!this.tryAcquire(n)) waitSync(this.#w, this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
     return this.#guard(n);
+  }
+
+  /** The wait of `acquire()` and `acquireSync()`: counted in SLEEPERS while it lasts, so that releases wake it. */
+  *#acquireSteps(n: number): Steps<void> {
+    const { i32, base } = this.#w;
+    Atomics.add(i32, base + SLEEPERS, 1);
+    try {
+      for (;;) {
+        const c = Atomics.load(i32, base + COUNT);
+        if (c < n) yield { index: COUNT, value: c };
+        else if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) return;
+      }
+    } finally {
+      Atomics.sub(i32, base + SLEEPERS, 1);
+    }
   }
 
   #guard(n: number): SemaphoreGuard {

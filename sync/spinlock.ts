@@ -3,27 +3,30 @@
  * call to lock or unlock, ever.
  *
  * Back-off: an attempt that fails spins `2^k` times (k = 0..6) before the next, for up to 100 attempts (about 10 us);
- * then it sleeps 1 ms between attempts (`Atomics.wait` / futex with a timeout, nobody wakes it), so a holder that
- * was descheduled does not burn a CPU. `lock()` (async) yields to the event loop at that point instead of blocking,
- * so a holder on the same thread can finish. Not fair; use `Mutex` for anything longer.
+ * then it sleeps 1 ms between attempts (a 1 ms wait on the lock word, `Atomics.wait` / futex; nobody wakes it), so a
+ * holder that was descheduled does not burn a CPU. `lock()` (async) sleeps without blocking (`Atomics.waitAsync` /
+ * futex off the main thread), so a holder on the same thread can finish. Not fair; use `Mutex` for anything longer.
  *
  * Layout (8 bytes): word 0 is 0 when free, the holder's id when held; word 1 is reserved.
  *
  * @module
  */
-import { IpcError, TimeoutError } from "../errors.ts";
+import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import { processId, threadId } from "./identity.ts";
 import {
-  allocate,
-  deadlineOf,
+  build,
   fromHandle,
   place,
-  remaining,
+  type Steps,
   type SyncHandle,
-  type SyncWords,
+  SyncPrimitive,
+  waitAsync,
   type WaitOptions,
-} from "./memory.ts";
+  waitSync,
+  type Words,
+  words,
+} from "./primitive.ts";
 
 const SPIN_ATTEMPTS = 100;
 const SLEEP_MS = 1;
@@ -46,16 +49,16 @@ const SLEEP_MS = 1;
  * console.log(counter[0], spin.locked); // 1 false
  * ```
  */
-export class SpinLock {
+export class SpinLock extends SyncPrimitive {
   /** Bytes a SpinLock takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: SyncWords;
+  readonly #w: Words = words(this);
   readonly #id: number;
   #sink = 0;
 
   /** A new SpinLock on its own SharedArrayBuffer. */
-  constructor(words?: SyncWords) {
-    this.#w = words ?? allocate("SpinLock", SpinLock.BYTES);
+  constructor() {
+    super("SpinLock", SpinLock.BYTES);
     this.#id = this.#w.shared ? processId() : threadId();
   }
 
@@ -73,7 +76,7 @@ export class SpinLock {
    * ```
    */
   static from(handle: SyncHandle): SpinLock {
-    return new SpinLock(fromHandle("SpinLock", handle, SpinLock.BYTES));
+    return build(fromHandle("SpinLock", handle, SpinLock.BYTES), () => new SpinLock());
   }
 
   /**
@@ -91,12 +94,7 @@ export class SpinLock {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): SpinLock {
-    return new SpinLock(place("SpinLock", memory, offset, SpinLock.BYTES));
-  }
-
-  /** What `SpinLock.from()` needs in another worker (undefined in a segment). */
-  get handle(): SyncHandle | undefined {
-    return this.#w.handle;
+    return build(place("SpinLock", memory, offset, SpinLock.BYTES), () => new SpinLock());
   }
 
   /** Takes the lock if free. */
@@ -116,27 +114,17 @@ export class SpinLock {
 
   /** Takes the lock, spinning then sleeping 1 ms at a time (blocks this thread). */
   lockSync(options?: { timeout?: number }): void {
-    if (this.tryLock() || this.#spin()) return;
-    const deadline = deadlineOf(options?.timeout, "lock a SpinLock");
-    const { i32, base } = this.#w;
-    for (;;) {
-      if (this.#spin()) return;
-      if (remaining(deadline) === 0) throw new TimeoutError("Cannot lock a SpinLock: timed out");
-      const v = Atomics.load(i32, base);
-      if (v !== 0) this.#w.waiter.waitSync(base, v, SLEEP_MS);
-    }
+    if (!this.tryLock() && !this.#spin()) waitSync(this.#w, this.#lockSteps(), options, "lock a SpinLock");
   }
 
-  /** Takes the lock, spinning then yielding to the event loop 1 ms at a time. */
+  /** Takes the lock, spinning then sleeping 1 ms at a time without blocking the event loop. */
   async lock(options?: WaitOptions): Promise<void> {
-    if (this.tryLock() || this.#spin()) return;
-    const deadline = deadlineOf(options?.timeout, "lock a SpinLock");
-    for (;;) {
-      options?.signal?.throwIfAborted();
-      if (remaining(deadline) === 0) throw new TimeoutError("Cannot lock a SpinLock: timed out");
-      await new Promise((r) => setTimeout(r, SLEEP_MS));
-      if (this.#spin()) return;
-    }
+    if (!this.tryLock() && !this.#spin()) await waitAsync(this.#w, this.#lockSteps(), options, "lock a SpinLock");
+  }
+
+  /** Sleeps SLEEP_MS on the held lock word (nobody wakes it), then spins again. */
+  *#lockSteps(): Steps<void> {
+    do yield { index: 0, value: Atomics.load(this.#w.i32, this.#w.base), slice: SLEEP_MS }; while (!this.#spin());
   }
 
   /**
