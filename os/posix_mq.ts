@@ -3,28 +3,28 @@
  * (C, Python, another runtime) that calls `mq_open(3)`. This is the OS object only; the channel over two queues is
  * `transports/mqueue.ts`, which re-exports this module as the `mq` namespace.
  *
- * - {@linkcode create} / {@linkcode open} / {@linkcode openOrCreate} give a {@linkcode MessageQueue}: raw
+ * - `create` / `open` / `openOrCreate` (`os/posix_mq_open.ts`) give a {@linkcode MessageQueue}: raw
  *   messages with priorities (0..31, highest first, FIFO within a priority), waiting and non-waiting
  *   send/receive, attributes, close and unlink.
+ *
+ * The named-object descriptor of the kind (`mq` records: look up by name, remove, list `/dev/mqueue`) is
+ * {@linkcode mqName}, re-exported from `os/mq_name.ts`.
  *
  * Waits never freeze the event loop: they run `mq_timedsend`/`mq_timedreceive` off the main thread in slices of
  * at most 100 ms (so a process can always exit), checking between slices for close, abort and timeout.
  *
+ * Slightly over ~400 lines: the handle alone (its waits, turns and descriptor release share private state).
+ *
  * @module
  */
-import {
-  abortError,
-  AlreadyExistsError,
-  ClosedError,
-  MessageTooLargeError,
-  NotFoundError,
-  TimeoutError,
-} from "../errors.ts";
-import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
+import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../errors.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import type { Native } from "../ffi/native.ts";
-import { prepare, register, unregister } from "../registry.ts";
-import { checkName, checkSizes, loadNative, nameOf, openError, type QueueSizes } from "./posix_mq_checks.ts";
+import { unregister } from "../registry.ts";
+import { checkName, loadNative, nameOf, type QueueSizes } from "./posix_mq_checks.ts";
+
+/** The named-object descriptor of POSIX queues (look up, remove, list `/dev/mqueue`), defined in `os/mq_name.ts`. */
+export { mqName } from "./mq_name.ts";
 
 /** The longest native wait, in milliseconds: a blocked thread cannot be stopped, so it must return by itself. */
 const SLICE_MS = 100;
@@ -102,8 +102,8 @@ function checkTimeout(t: unknown, what: string): number | undefined {
   return t;
 }
 
-/** Makes a handle; set by the class, whose constructor is private. */
-let makeQueue: (ffi: Native, fd: number, name: string, access: Access) => MessageQueue;
+/** Internal (for `os/posix_mq_open.ts`): makes a handle; set by the class, whose constructor is private. */
+export let makeQueue: (ffi: Native, fd: number, name: string, access: Access) => MessageQueue;
 
 /**
  * Internal (for the channel port; not part of the `mq` namespace): one native wait of at most `ms` for a message.
@@ -416,32 +416,7 @@ export class MessageQueue implements Disposable {
   }
 }
 
-/** mq_open behind create/open. */
-async function openQueue(
-  name: string,
-  flags: number,
-  mode: number,
-  access: Access,
-  sizes?: CreateOptions,
-): Promise<MessageQueue> {
-  const ffi = await loadNative();
-  const creating = (flags & O_CREAT) !== 0;
-  if (creating) await prepare();
-  let attr: BigInt64Array | null = null;
-  if (sizes) {
-    attr = new BigInt64Array(8); // struct mq_attr: flags, maxmsg, msgsize, curmsgs, 4 reserved longs
-    attr[1] = BigInt(sizes.maxMessages);
-    attr[2] = BigInt(sizes.messageSize);
-  }
-  const fd = ffi.call.mq_open(ffi.cstring(name), flags, mode, attr);
-  if (fd < 0) {
-    const errno = ffi.errno();
-    throw openError(errno, `${sizes ? "create" : "open"} ${nameOf(name)}`, sizes);
-  }
-  if (creating) register("mq", name); // create() passes O_EXCL: this call made it
-  return makeQueue(ffi, fd, name, access);
-}
-
+/** mq_unlink, and the owner record with it (also when the name was gone already: the record is stale then). */
 function unlinkName(ffi: Native, name: string): void {
   if (ffi.call.mq_unlink(ffi.cstring(name)) !== 0) {
     const errno = ffi.errno();
@@ -459,96 +434,4 @@ function deadlineIn(ffi: Native, ms: number): BigInt64Array {
   ts[0] = ts[0]! + ns / 1_000_000_000n;
   ts[1] = ns % 1_000_000_000n;
   return ts;
-}
-
-/**
- * Creates the queue `name` (`"/"` then 1 to 254 bytes without `"/"`), opened for reading and writing.
- *
- * @throws {TypeError} for a bad name; {@linkcode RangeError} for sizes that are not positive integers.
- * @throws {AlreadyExistsError} when the name exists.
- * @throws {IpcError} naming the kernel limit when the sizes exceed it.
- *
- * @example
- * ```ts
- * import { AlreadyExistsError, mq, runtime } from "ipckit";
- * const name = `/ipckit-create-${(await runtime()).pid}`;
- * using q = await mq.create(name, { maxMessages: 10, messageSize: 256 }); // mode 0600
- * try {
- *   await mq.create(name, { maxMessages: 10, messageSize: 256 });
- * } catch (e) {
- *   console.log(e instanceof AlreadyExistsError); // true
- * } finally {
- *   q.unlink();
- * }
- * ```
- */
-export function create(name: string, options: CreateOptions): Promise<MessageQueue> {
-  try {
-    checkName(name);
-    const sizes = checkSizes(name, options);
-    return openQueue(name, O_CREAT | O_EXCL | O_RDWR, sizes.mode!, "both", sizes);
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
-const ACCESS: Record<Access, number> = { read: O_RDONLY, write: O_WRONLY, both: O_RDWR };
-
-/**
- * Opens the existing queue `name`.
- *
- * @throws {NotFoundError} when it does not exist.
- *
- * @example
- * ```ts
- * import { mq, runtime } from "ipckit";
- * const name = `/ipckit-open-${(await runtime()).pid}`;
- * using owner = await mq.create(name, { maxMessages: 10, messageSize: 256 });
- * using writer = await mq.open(name, { mode: "write" }); // in another process, usually
- * try {
- *   writer.trySend(new TextEncoder().encode("from the writer"));
- *   console.log(new TextDecoder().decode((await owner.receive({ timeout: 1000 })).data)); // "from the writer"
- * } finally {
- *   owner.unlink();
- * }
- * ```
- */
-export function open(name: string, options: OpenOptions = {}): Promise<MessageQueue> {
-  try {
-    checkName(name);
-    const access = options.mode ?? "both";
-    if (!(access in ACCESS)) throw new TypeError(`Cannot open ${nameOf(name)}: mode must be "read", "write" or "both"`);
-    return openQueue(name, ACCESS[access], 0, access);
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
-/**
- * Opens the queue `name`, creating it with `options` when it does not exist.
- *
- * @example
- * ```ts
- * import { mq, runtime } from "ipckit";
- * const name = `/ipckit-either-${(await runtime()).pid}`;
- * // Whoever comes first creates the queue; the sizes apply only then.
- * using a = await mq.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
- * using b = await mq.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
- * console.log(a.maxMessages, b.messageSize); // 5 128
- * a.unlink();
- * ```
- */
-export async function openOrCreate(name: string, options: CreateOptions): Promise<MessageQueue> {
-  for (let i = 0;; i++) {
-    try {
-      return await create(name, options);
-    } catch (e) {
-      if (!(e instanceof AlreadyExistsError)) throw e;
-    }
-    try {
-      return await open(name);
-    } catch (e) {
-      if (!(e instanceof NotFoundError) || i > 10) throw e; // removed in between: try again
-    }
-  }
 }

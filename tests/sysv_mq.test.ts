@@ -11,8 +11,6 @@ import {
 } from "../mod.ts";
 import type { Channel } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { runtimeArgv } from "../runtimes/argv.ts";
-import { RUNTIMES } from "../runtimes/runtime.ts";
 import { channelConformance } from "./conformance/channel.ts";
 import { fixture, randomKey, sysvKeys } from "./conformance/fixtures_sysvmq.ts";
 
@@ -80,13 +78,14 @@ test("SysvQueue info, trySend() on a full queue and tryReceive() on an empty one
     assert.equal(q.info.messages, n);
   }));
 
+// Timeouts, full queues, abort and cross-runtime senders: tests/conformance/queue_objects.ts.
+
 test(
-  "SysvQueue.receive() rejects with TimeoutError after timeout; a later message is not lost",
+  "SysvQueue.receive({ type }) waits for a message of its type; a message of another type stays",
   LONG,
   () =>
     withQueue(async (q, k) => {
-      await assert.rejects(q.receive({ timeout: 0 }), TimeoutError);
-      await assert.rejects(q.receive({ timeout: 100 }), TimeoutError);
+      await assert.rejects(q.receive({ type: 5, timeout: 0 }), TimeoutError);
       await assert.rejects(q.receive({ type: 5, timeout: -1 }), RangeError);
       const pending = q.receive({ type: 5, timeout: 60_000 });
       using other = await sysv.open(k);
@@ -97,36 +96,6 @@ test(
       assert.deepEqual([...(await q.receive({ timeout: 0 })).data], [4]);
     }),
 );
-
-test(
-  "SysvQueue.send() waits while the queue is full, and rejects with TimeoutError without sending",
-  LONG,
-  () =>
-    withQueue(async (q) => {
-      const big = new Uint8Array(q.maxMessage);
-      while (q.trySend(7, big));
-      const before = q.info.messages;
-      await assert.rejects(q.send(7, bytes(1), { timeout: 100 }), TimeoutError);
-      assert.equal(q.info.messages, before);
-      const waiting = q.send(8, bytes(8), { timeout: 60_000 });
-      setTimeout(() => q.tryReceive(), 30);
-      await waiting;
-      assert.deepEqual([...q.tryReceive({ type: 8 })!.data], [8]);
-    }),
-);
-
-test("SysvQueue.receive() and send() honour AbortSignal without losing a message", LONG, () =>
-  withQueue(async (q) => {
-    await assert.rejects(q.receive({ signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
-    const ac = new AbortController();
-    const pending = assert.rejects(q.receive({ signal: ac.signal }), (e: Error) => e.name === "AbortError");
-    setTimeout(() => ac.abort(), 30);
-    await pending;
-    await assert.rejects(q.send(1, bytes(1), { signal: AbortSignal.abort() }), (e: Error) => e.name === "AbortError");
-    assert.equal(q.info.messages, 0);
-    await q.send(1, bytes(7));
-    assert.deepEqual([...(await q.receive({ timeout: 60_000 })).data], [7]);
-  }));
 
 test("a message over maxSize is refused with MessageTooLargeError (E2BIG) and stays in the queue", () =>
   withQueue(async (q) => {
@@ -338,32 +307,6 @@ for t, data in [(7, b"seven"), (1, b"\\x00\\xffbin"), (2**40, b"big type")]:
     const big = await q.receive();
     assert.deepEqual([big.type, untext.decode(big.data)], [2 ** 40, "big type"]);
   }));
-
-for (const peer of RUNTIMES) {
-  test(`a ${peer} child sends to the parent's queue by key (cross-runtime)`, LONG, () =>
-    withQueue(async (q, k) => {
-      const rt = await runtime();
-      const child = rt.spawn([
-        ...runtimeArgv(peer),
-        rt.fromFileUrl(new URL("./helpers/sysvmq_child.ts", import.meta.url)),
-        String(k),
-      ], {
-        cwd: rt.fromFileUrl(new URL("../", import.meta.url)),
-        stdio: "null",
-        stderr: "inherit",
-      });
-      try {
-        assert.deepEqual(await child.exited, { code: 0, signal: null });
-        const hello = await q.receive({ type: 3, timeout: 60_000 });
-        const done = await q.receive({ timeout: 60_000 });
-        assert.equal(untext.decode(hello.data), `hello from ${peer}`);
-        assert.deepEqual([done.type, untext.decode(done.data)], [1, `${peer} done`]);
-      } finally {
-        child.kill("SIGKILL");
-        await child.exited;
-      }
-    }));
-}
 
 /** Opens the queue `k`, waiting for a creator that is about to make it. */
 async function openSoon(k: number): Promise<sysv.SysvQueue> {
