@@ -1,14 +1,15 @@
 /**
- * Child process for tests/sync.test.ts.
+ * Child process for tests/conformance/sync.ts.
  *
  * - `sync_child.ts run <kind> <shm name> <party> <m> <n>`: runs one scenario of sync_scenarios.ts in the segment.
- * - `sync_child.ts hold <shm name>`: locks the Mutex at offset 0, sets data word 7 to 1, and sleeps until killed.
+ * - `sync_child.ts hold <kind> <shm name>`: holds the primitive at offset 0 (see `holder()` in sync_scenarios.ts) and
+ *   sets READY; on GO releases it, on the next GO holds it again and sets READY, then sleeps until killed.
  *
  * Exits 0 when done, 1 with a message on stderr on failure.
  */
-import { Mutex, SharedMemory } from "../../mod.ts";
+import { Event, SharedMemory } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
-import { DATA, type Kind, run } from "./sync_scenarios.ts";
+import { GO, holder, type HoldKind, type Kind, READY, run } from "./sync_scenarios.ts";
 
 const rt = await runtime();
 const [mode, ...rest] = rt.args();
@@ -22,10 +23,18 @@ try {
       shm.close();
     }
   } else if (mode === "hold") {
-    const shm = await SharedMemory.open(rest[0]!);
-    const mutex = Mutex.in(shm, 0);
-    await mutex.lock();
-    Atomics.store(new Int32Array(shm.buffer), DATA + 7, 1);
+    const [kind, name] = rest;
+    const shm = await SharedMemory.open(name!);
+    const h = holder(kind as HoldKind, shm);
+    const ready = Event.in(shm, READY);
+    const go = Event.in(shm, GO, { autoReset: true });
+    await h.hold();
+    ready.set();
+    await go.wait();
+    await h.release();
+    await go.wait();
+    await h.hold();
+    ready.set();
     await new Promise(() => setInterval(() => {}, 1000)); // hold until killed
   } else {
     throw new Error(`bad arguments ${JSON.stringify(rt.args())}`);

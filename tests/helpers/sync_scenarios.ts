@@ -1,12 +1,27 @@
 /**
- * Stress scenarios for the sync primitives, run the same way by worker threads (on a SharedArrayBuffer) and by
- * processes of each runtime (in a shared memory segment). Each party runs `run(kind, memory, party, params)` and
- * returns how many invariant violations it saw; the caller checks the shared totals.
+ * The two sides of tests/conformance/sync.ts that run in other threads and processes:
  *
- * Layout of the memory: the primitives at offsets 0 (Mutex, RwLock, Semaphore, Barrier or Event) and 64 (a
- * Condition), the test's own Int32 words from byte 128 on (see `DATA`).
+ * - stress scenarios, run the same way by worker threads (on a SharedArrayBuffer) and by processes of each runtime
+ *   (in a shared memory segment). Each party runs `run(kind, memory, party, params)` and counts the invariant
+ *   violations it sees in a shared word; the caller checks the shared totals.
+ * - holders ({@linkcode holder}): a child process that holds a primitive, releases it when told, and holds it again
+ *   until it is killed (tests/helpers/sync_child.ts `hold`).
+ *
+ * Layout of the memory: the primitives at offsets 0 (Mutex, SpinLock, RwLock, Semaphore, Barrier or Event; a second
+ * Event at 8) and 64 (a Condition, or a Semaphore), the test's own Int32 words from byte 128 on (see `DATA`), the
+ * holder's READY and GO events at bytes 1024 and 1032.
  */
-import { Barrier, Condition, Mutex, RwLock, Semaphore, type SharedMemory, SpinLock } from "../../mod.ts";
+import {
+  Barrier,
+  Condition,
+  Event,
+  Mutex,
+  RwLock,
+  Semaphore,
+  type SharedMemory,
+  SpinLock,
+  type WaitOptions,
+} from "../../mod.ts";
 
 export const SIZE = 4096;
 /** Index of the first data word (byte 128). */
@@ -15,14 +30,22 @@ export const DATA = 32;
 export const COUNTER = 0, INSIDE = 1, WRITER_IN = 2, VIOLATIONS = 3, QUEUED = 4, PRODUCED = 5, CONSUMED = 6;
 export const SLOTS = 16;
 
-export type Kind = "mutex" | "mutex-async" | "spinlock" | "rwlock" | "semaphore" | "barrier" | "condition";
+export type Kind =
+  | "mutex"
+  | "mutex-async"
+  | "spinlock"
+  | "rwlock"
+  | "semaphore"
+  | "barrier"
+  | "condition"
+  | "event"
+  | "event-manual";
 
 export interface Params {
   /** Iterations per party. */
   m: number;
-  /** Number of parties (barrier) or semaphore permits. */
+  /** Number of parties (barrier, event-manual) or semaphore permits. */
   n: number;
-  /** Producer (even party) or consumer (odd party), for "condition". */
 }
 
 /** A few hundred nanoseconds of work between a read and a write, so that unprotected increments would race. */
@@ -144,6 +167,97 @@ export async function run(
       }
       break;
     }
+    case "event": {
+      // An auto-reset Event as a token (the caller set it once): each wait() lets exactly one party through.
+      const e = Event.in(memory, 0, { autoReset: true });
+      for (let i = 0; i < p.m; i++) {
+        if (i % 2 === 1) await e.wait();
+        else e.waitSync();
+        if (Atomics.add(d, INSIDE, 1) !== 0) violation();
+        const c = d[COUNTER]!;
+        sink += work(c);
+        d[COUNTER] = c + 1;
+        Atomics.sub(d, INSIDE, 1);
+        e.set();
+      }
+      break;
+    }
+    case "event-manual": {
+      // Party 0 leads p.m rounds: once the p.n - 1 others arrived (a Semaphore), it resets the other round's
+      // manual-reset Event, publishes the round, and sets this round's Event, which lets everyone through and
+      // stays set until every party arrived at the next round.
+      const events = [Event.in(memory, 0), Event.in(memory, 8)];
+      const arrived = Semaphore.in(memory, 64);
+      for (let g = 1; g <= p.m; g++) {
+        const e = events[g % 2]!;
+        if (party === 0) {
+          if (g % 2 === 1) await arrived.acquire(p.n - 1);
+          else arrived.acquireSync(p.n - 1);
+          events[(g + 1) % 2]!.reset();
+          Atomics.store(d, COUNTER, g);
+          e.set();
+        } else {
+          arrived.release(1);
+          if ((g + party) % 2 === 1) await e.wait();
+          else e.waitSync();
+          if (Atomics.load(d, COUNTER) < g) violation(); // the round was published before set()
+          if (!e.isSet) violation(); // nobody resets it before this party arrived at the next round
+        }
+      }
+      break;
+    }
   }
   return sink === 0.5 ? -1 : 0; // keep `sink` alive
+}
+
+/** The primitives a holder child can hold. */
+export type HoldKind = "mutex" | "spinlock" | "rwlock" | "semaphore" | "event" | "barrier" | "condition";
+
+/** Byte offsets of the holder's READY (manual reset: it holds) and GO (auto reset: go on) events. */
+export const READY = 1024, GO = 1032;
+
+/** What a holder does to the primitive at offset 0 (and a Condition's at 64) of `memory`. */
+export function holder(kind: HoldKind, memory: SharedMemory | SharedArrayBuffer): {
+  hold(): void | Promise<void>;
+  release(): void | Promise<void>;
+} {
+  const long: WaitOptions = { timeout: 120_000 };
+  let g: { release(): void } | undefined;
+  switch (kind) {
+    case "mutex": {
+      const m = Mutex.in(memory, 0);
+      return { hold: async () => void await m.lock(long), release: () => m.unlock() };
+    }
+    case "spinlock": {
+      const s = SpinLock.in(memory, 0);
+      return { hold: () => s.lock(long), release: () => s.unlock() };
+    }
+    case "rwlock": {
+      const l = RwLock.in(memory, 0);
+      return { hold: async () => void (g = await l.write(long)), release: () => g!.release() };
+    }
+    case "semaphore": {
+      const s = Semaphore.in(memory, 0); // the parent gave it 1 permit
+      return { hold: async () => void (g = await s.acquire(1, long)), release: () => g!.release() };
+    }
+    case "event": {
+      const e = Event.in(memory, 0); // manual reset: clear holds waiters back
+      return { hold: () => e.reset(), release: () => e.set() };
+    }
+    case "barrier": {
+      const b = Barrier.in(memory, 0, 2); // the waiter is the other party: it waits until this one arrives
+      return { hold: () => {}, release: async () => void await b.wait(long) };
+    }
+    case "condition": {
+      const m = Mutex.in(memory, 0);
+      const c = Condition.in(memory, 64);
+      return {
+        hold: () => {},
+        release: async () => {
+          using _g = await m.acquire(long);
+          c.notifyAll();
+        },
+      };
+    }
+  }
 }

@@ -1,4 +1,4 @@
-/** Worker for tests/sync.test.ts: runs one scenario of sync_scenarios.ts on the SharedArrayBuffer it is sent. */
+/** Worker for tests/conformance/sync.ts: runs one scenario of sync_scenarios.ts on the SharedArrayBuffer it is sent. */
 import { parentPort } from "node:worker_threads";
 import { type Kind, type Params, run } from "./sync_scenarios.ts";
 
