@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { onAbort } from "./async/abort.ts";
 import { abortError, IpcError, NotFoundError, PermissionError, TimeoutError } from "./errors.ts";
 import { runtime } from "./runtimes/detect.ts";
 import type { Runtime, SignalName } from "./runtimes/runtime.ts";
@@ -244,16 +245,16 @@ export async function wait(name: SignalName, options: WaitOptions = {}): Promise
   if (signal?.aborted) throw abortError(signal);
   return await new Promise<SignalName>((resolve, reject) => {
     let handle: Disposable | undefined = undefined;
+    let unlisten = (): void => {};
     const done = (error?: unknown): void => {
       clearTimeout(timer);
       clearInterval(keepAlive);
-      signal?.removeEventListener("abort", onAbort);
+      unlisten();
       handle?.[Symbol.dispose]();
       handle = undefined;
       if (error === undefined) resolve(sig);
       else reject(error);
     };
-    const onAbort = (): void => done(abortError(signal!));
     const timer = timeout === undefined ? undefined : setTimeout(
       () => done(new TimeoutError(`Cannot wait for signal ${sig}: none came within ${timeout} ms`)),
       timeout,
@@ -261,6 +262,6 @@ export async function wait(name: SignalName, options: WaitOptions = {}): Promise
     // A signal listener alone does not keep the process alive; a timer does.
     const keepAlive = setInterval(() => {}, 2 ** 30);
     handle = add(rt, sig, () => done());
-    signal?.addEventListener("abort", onAbort, { once: true });
+    unlisten = onAbort(signal, () => done(abortError(signal!)));
   });
 }

@@ -25,6 +25,27 @@ export function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
 }
 
 /**
+ * Waits for `promise` to settle, for at most `ms` milliseconds: resolves `true` when it settled (fulfilled or
+ * rejected) in time and `false` when the time ran out first. Never rejects; its timer is cleared either way. For a
+ * grace period ("give it a moment, then force it"), not for a result: read `promise` itself for that.
+ *
+ * @example
+ * ```ts
+ * if (!(await within(child.exited, 1000))) child.kill("SIGKILL");
+ * ```
+ */
+export function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const settled = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    promise.then(settled, settled);
+  });
+}
+
+/**
  * The pauses between attempts of a polling loop: `first`, then each pause `factor` times the last, at most `max`
  * milliseconds. `reset()` after progress starts again from `first`.
  *

@@ -6,7 +6,7 @@
  * @module
  */
 export { onAbort } from "./abort.ts";
-export { Backoff, delay } from "./delay.ts";
+export { Backoff, delay, within } from "./delay.ts";
 export { Deadline, retry, type RetryOptions } from "./deadline.ts";
 export { Fifo } from "./fifo.ts";
 export { Turns } from "./turns.ts";

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { Fifo, Waiters } from "../async/mod.ts";
 
 /** One thing that happened in a pool. `slot` is the worker's place in the pool; `id` its pid or thread number. */
 export type PoolEvent =
@@ -28,9 +29,10 @@ type Without<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 const LIMIT = 1024;
 
 interface Subscriber {
-  buffer: PoolEvent[];
+  readonly buffer: Fifo<PoolEvent>;
   lost: number;
-  wake: (() => void) | undefined;
+  /** `next()` calls waiting for an event (or the end). */
+  readonly readers: Waiters<void>;
 }
 
 /** The pool's side: emit events, end the stream. */
@@ -51,31 +53,30 @@ export class EventLog {
         s.lost = 0;
       }
       s.buffer.push(e);
-      s.wake?.();
+      s.readers.wake();
     }
   }
 
   end(): void {
     this.#ended = true;
-    for (const s of this.#subscribers) s.wake?.();
+    for (const s of this.#subscribers) while (s.readers.wake());
   }
 
   subscribe(): AsyncIterableIterator<PoolEvent> {
-    const s: Subscriber = { buffer: [], lost: 0, wake: undefined };
+    const s: Subscriber = { buffer: new Fifo(), lost: 0, readers: new Waiters() };
     if (!this.#ended) this.#subscribers.add(s);
     const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
     const it: AsyncIterableIterator<PoolEvent> = {
       next: async () => {
         while (s.buffer.length === 0) {
           if (this.#ended) return done;
-          await new Promise<void>((r) => (s.wake = r));
-          s.wake = undefined;
+          await s.readers.wait();
         }
         return { done: false, value: s.buffer.shift()! };
       },
       return: () => {
         this.#subscribers.delete(s);
-        s.wake?.();
+        while (s.readers.wake());
         return Promise.resolve(done);
       },
       [Symbol.asyncIterator]: () => it,

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { within } from "../async/mod.ts";
 import { ClosedError, TimeoutError } from "../errors.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
@@ -83,10 +84,7 @@ export class Member<T = unknown> {
     this.gone = peer.done.then(async () => {
       this.state = "dead";
       // A crashed worker is exiting already: give it a moment, so its own exit status is the one reported.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = await Promise.race([exited, new Promise<null>((r) => (timer = setTimeout(r, GRACE, null)))]);
-      clearTimeout(timer);
-      if (late === null) kill();
+      if (!(await within(exited, GRACE))) kill();
       return { ...(await exited), expected: this.#expected };
     });
   }
@@ -164,8 +162,7 @@ export class Member<T = unknown> {
       return;
     }
     this.peer.close().catch(() => {});
-    const timer = setTimeout(() => this.#kill(), grace);
-    void this.gone.then(() => clearTimeout(timer));
+    void within(this.gone, grace).then((gone) => gone || this.#kill());
   }
 
   /**

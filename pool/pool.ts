@@ -42,6 +42,7 @@
  *
  * @module
  */
+import { onAbort, Waiters, within } from "../async/mod.ts";
 import { abortError, ClosedError, QueueFullError, TimeoutError, WorkerDiedError } from "../errors.ts";
 import { runtimeName } from "../runtimes/detect.ts";
 import type { RuntimeName } from "../runtimes/runtime.ts";
@@ -154,7 +155,8 @@ interface Task {
   retriesLeft: number;
   member: Member<Task> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
-  onAbort: (() => void) | undefined;
+  /** Stops listening to the task's abort signal. */
+  unlisten: (() => void) | undefined;
 }
 
 interface Slot {
@@ -377,9 +379,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   ): AsyncGenerator<R, void, undefined> {
     const limit = positiveInt("concurrency", options.concurrency ?? this.size * this.#o.concurrency);
     const ac = new AbortController();
-    const onAbort = () => ac.abort(options.signal!.reason);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    if (options.signal?.aborted) ac.abort(options.signal.reason);
+    const unlisten = onAbort(options.signal, () => ac.abort(options.signal!.reason));
     const source = Symbol.asyncIterator in items
       ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
       : (items as Iterable<T>)[Symbol.iterator]();
@@ -403,7 +403,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       }
     } finally {
       ac.abort(new DOMException("The map was left early", "AbortError"));
-      options.signal?.removeEventListener("abort", onAbort);
+      unlisten();
       if (!ended) await source.return?.();
     }
   }
@@ -413,26 +413,25 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
    * ready). Rejects with `WorkerDiedError` when the pool fails, `ClosedError` once it is closed.
    */
   ready(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#readyWaiters.push({ resolve, reject });
-      this.#checkReady();
-    });
+    const ready = this.#readyWaiters.wait();
+    this.#checkReady();
+    return ready;
   }
 
-  #readyWaiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+  #readyWaiters = new Waiters<void>();
 
   #checkReady(): void {
     if (this.#readyWaiters.length === 0) return;
     const error = this.#failed ??
       (this.#closing || this.#closed ? new ClosedError("Cannot wait for the workers: the pool is closed") : undefined);
     if (error) {
-      for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+      this.#readyWaiters.fail(error);
     } else if (
       this.#remote
         ? this.#slots.filter((s) => s.member?.state === "ready").length >= this.size
         : this.#slots.every((s) => s.member?.state === "ready")
     ) {
-      for (const w of this.#readyWaiters.splice(0)) w.resolve();
+      while (this.#readyWaiters.wake());
     }
   }
 
@@ -511,13 +510,10 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   close(options: { timeout?: number } = {}): Promise<void> {
     this.#closing ??= (async () => {
       this.#events.emit({ type: "drain" });
-      const drained = new Promise<void>((resolve) => this.#onDrained(resolve));
+      const drained = this.#drainWaiters.wait();
+      this.#checkDrained();
       if (options.timeout === undefined) await drained;
-      else {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, options.timeout)))]);
-        clearTimeout(timer);
-      }
+      else await within(drained, options.timeout);
       await this.#shutdown(new ClosedError("Cannot complete the task: the pool was closed before it ran"));
     })();
     return this.#closing;
@@ -578,14 +574,13 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
         retriesLeft: options.idempotent ? this.#o.retries : 0,
         member: undefined,
         timer: undefined,
-        onAbort: undefined,
+        unlisten: undefined,
       };
       if (options.signal) {
-        task.onAbort = () => {
+        task.unlisten = onAbort(options.signal, () => {
           // Queued: it never reaches a worker. Running: the RPC call carries the cancel to the handler.
           if (task.member === undefined) this.#settle(task, false, abortError(options.signal!));
-        };
-        options.signal.addEventListener("abort", task.onAbort, { once: true });
+        });
       }
       this.#queue.push(task);
       this.#schedule();
@@ -596,7 +591,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     if (task.settled) return;
     task.settled = true;
     if (task.timer !== undefined) clearTimeout(task.timer);
-    if (task.onAbort) task.options.signal?.removeEventListener("abort", task.onAbort);
+    task.unlisten?.();
     if (ok) {
       this.#stats.done++;
       task.resolve(value);
@@ -827,19 +822,15 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
 
   // ---- draining and shutdown ----
 
-  #drainWaiters: Array<() => void> = [];
-
-  #onDrained(fn: () => void): void {
-    this.#drainWaiters.push(fn);
-    this.#checkDrained();
-  }
+  /** `close()` waiting for the queue and the workers to empty. */
+  #drainWaiters = new Waiters<void>();
 
   #checkDrained(): void {
     if (this.#drainWaiters.length === 0) return;
     const empty = this.#queueHead >= this.#queue.length || this.#queue.slice(this.#queueHead).every((t) => t.settled);
     const idle = this.#slots.every((s) => !s.member || s.member.running.size === 0);
     if (!(empty && idle) && !this.#failed) return;
-    for (const fn of this.#drainWaiters.splice(0)) fn();
+    while (this.#drainWaiters.wake());
   }
 
   #whenIdle(member: Member<Task>): Promise<void> {
@@ -875,7 +866,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     }
     await Promise.all(members.map((m) => m.gone));
     await this.#remote?.close();
-    for (const fn of this.#drainWaiters.splice(0)) fn();
+    while (this.#drainWaiters.wake());
     this.#events.emit({ type: "closed" });
     this.#events.end();
   }

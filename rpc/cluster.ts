@@ -34,6 +34,7 @@
  *
  * @module
  */
+import { Backoff, Deadline, delay, Waiters } from "../async/mod.ts";
 import { abortError, ClosedError, TimeoutError } from "../errors.ts";
 import type { Channel } from "../transports/channel.ts";
 import { type CallOptions, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
@@ -94,10 +95,12 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
   readonly #connectTimeout: number;
   #sessions: Session[] = [];
   #turn = 0;
-  #failures = 0;
+  /** The pauses between failed connection attempts (reset by a success). */
+  readonly #backoff: Backoff;
   #closed = false;
   #lastError: unknown;
-  #waiters: Array<() => void> = [];
+  /** Callers waiting for a session to come up or answer. */
+  #waiters = new Waiters<void>();
   readonly #stats = { calls: 0, retried: 0, lost: 0, reconnects: 0 };
 
   constructor(connect: () => Promise<Channel>, options: ClusterOptions = {}) {
@@ -118,6 +121,10 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
     this.#size = sessions;
     this.#retries = retries;
     this.#delay = reconnectDelay;
+    this.#backoff = new Backoff({
+      first: Math.min(Math.max(reconnectDelay, 1), MAX_RECONNECT_DELAY),
+      max: MAX_RECONNECT_DELAY,
+    });
     this.#connectTimeout = connectTimeout;
     this.api = new Proxy({}, {
       get: (_, name) =>
@@ -138,12 +145,11 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
 
   /** Resolves once every session is up; rejects with the last connection error after `connectTimeout`. */
   async ready(): Promise<void> {
-    const deadline = Date.now() + this.#connectTimeout;
+    const deadline = Deadline.after(this.#connectTimeout);
     while (this.#sessions.length < this.#size) {
       if (this.#closed) throw new ClosedError("Cannot wait for the RPC cluster: it is closed");
-      const left = deadline - Date.now();
-      if (left <= 0) throw this.#noSession();
-      await this.#waitForSession(left, undefined);
+      if (deadline.passed) throw this.#noSession();
+      await this.#waitForSession(deadline.remaining, undefined);
     }
   }
 
@@ -225,7 +231,7 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
     signal: AbortSignal | undefined,
     since: number,
   ): Promise<Session> {
-    const deadline = Date.now() + Math.min(timeout ?? Infinity, this.#connectTimeout);
+    const deadline = Deadline.after(Math.min(timeout ?? Infinity, this.#connectTimeout));
     for (;;) {
       const all = this.#sessions;
       let best: Session | undefined;
@@ -237,13 +243,12 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
       }
       if (best) return best;
       if (this.#closed) throw new ClosedError(`Cannot call "${method}": the RPC cluster is closed`);
-      const left = deadline - Date.now();
-      if (left <= 0) {
+      if (deadline.passed) {
         throw timeout !== undefined && timeout <= this.#connectTimeout
           ? new TimeoutError(`Remote call "${method}" timed out after ${timeout} ms waiting for a connection`)
           : this.#noSession();
       }
-      await this.#waitForSession(left, signal);
+      await this.#waitForSession(deadline.remaining, signal);
     }
   }
 
@@ -257,46 +262,31 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
   }
 
   #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
+    while (this.#waiters.wake());
   }
 
+  /** Waits until a session comes up or answers, or `ms` passed (then the caller checks its own deadline). */
   #waitForSession(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        const i = this.#waiters.indexOf(done);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        resolve();
-      };
-      const onAbort = () => {
-        done();
-        reject(abortError(signal!));
-      };
-      const timer = setTimeout(done, ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(done);
-    });
+    return this.#waiters.wait(signal ? { signal, timeout: ms } : { timeout: ms }, stillNone).catch(rethrowUnlessNone);
   }
 
-  async #open(delay: number): Promise<void> {
+  async #open(wait: number): Promise<void> {
     {
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (wait > 0) await delay(wait);
       if (this.#closed) return;
       let channel: Channel;
       try {
         channel = await this.#connect();
       } catch (e) {
         this.#lastError = e;
-        this.#failures++;
-        if (!this.#closed) void this.#open(Math.min(Math.max(this.#delay, 1) * 2 ** (this.#failures - 1), 5000));
+        if (!this.#closed) void this.#open(this.#backoff.next());
         return;
       }
       if (this.#closed) {
         await channel.close();
         return;
       }
-      this.#failures = 0;
+      this.#backoff.reset();
       const now = Date.now();
       const session: Session = { peer: new RpcPeer(channel, this.#options), inFlight: 0, opened: now, answered: now };
       this.#sessions.push(session);
@@ -310,6 +300,16 @@ export class RpcCluster<Remote = Record<string, AnyFunction>> implements AsyncDi
     }
   }
 }
+
+/** The longest pause between failed connection attempts, in milliseconds. */
+const MAX_RECONNECT_DELAY = 5000;
+
+/** What `#waitForSession`'s time running out rejects with (never seen outside: the caller checks its deadline). */
+const NONE_YET = new TimeoutError("Cannot wait for a session: none came up in time");
+const stillNone = (): Error => NONE_YET;
+const rethrowUnlessNone = (e: unknown): void => {
+  if (e !== NONE_YET) throw e;
+};
 
 /**
  * Makes an {@linkcode RpcCluster}: an RPC client over `sessions` connections from `connect()`.

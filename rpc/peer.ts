@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { onAbort, within } from "../async/mod.ts";
 import {
   abortError,
   ClosedError,
@@ -226,14 +227,14 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     return new Promise<unknown>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => this.#giveUp(id, abortError(signal!));
+      let unlisten = NOOP;
       const p: Pending = {
         method,
         resolve,
         reject,
         cleanup: () => {
           if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
+          unlisten();
         },
       };
       this.#pending.set(id, p);
@@ -243,7 +244,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
           timeout,
         );
       }
-      signal?.addEventListener("abort", onAbort, { once: true });
+      unlisten = onAbort(signal, () => this.#giveUp(id, abortError(signal!)));
       this.#send([CALL, id, method, params, timeout ?? null, this.#window]).catch((e) => this.#settle(id, e, false));
     });
   }
@@ -259,12 +260,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     if (!this.#ended) {
       // Wait for the BYE (datagram peers learn of the end only from it), but not for ever: a peer that reads
       // nothing would hold the close.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#send([BYE]).catch(NOOP),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, BYE_WAIT_MS))),
-      ]);
-      clearTimeout(timer);
+      await within(this.#send([BYE]), BYE_WAIT_MS);
     }
     this.#end(new ClosedError("Cannot complete the RPC call: the connection was closed"));
     await this.channel.close();

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Fifo, Waiters } from "../async/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import type { CallContext, RpcPeer } from "./peer.ts";
 import { describe, MAX_WINDOW } from "./protocol.ts";
@@ -72,11 +73,13 @@ export function checkCredit(n: unknown): n is number {
   return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= MAX_WINDOW;
 }
 
+const END: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
 /** The caller's side of a streamed result. */
 export class RemoteStream implements AsyncIterable<unknown> {
   readonly method: string;
-  #items: unknown[] = [];
-  #waiter: { resolve(r: IteratorResult<unknown>): void; reject(e: unknown): void } | undefined;
+  #items = new Fifo<unknown>();
+  #waiters = new Waiters<IteratorResult<unknown>>();
   #done = false;
   #error: unknown;
   #consumed = 0;
@@ -105,26 +108,22 @@ export class RemoteStream implements AsyncIterable<unknown> {
         `Cannot read an RPC stream of "${this.method}": the peer sent more items than the credit allowed`,
       );
     }
-    if (this.#waiter) {
-      const w = this.#waiter;
-      this.#waiter = undefined;
+    if (this.#waiters.length > 0) {
       this.#took();
-      w.resolve({ done: false, value });
+      this.#waiters.wake({ done: false, value });
     } else this.#items.push(value);
   }
 
   finish(): void {
     this.#done = true;
-    this.#waiter?.resolve({ done: true, value: undefined });
-    this.#waiter = undefined;
+    while (this.#waiters.wake(END));
   }
 
   fail(error: unknown): void {
     if (this.#done) return;
     this.#done = true;
     this.#error = error;
-    this.#waiter?.reject(error);
-    this.#waiter = undefined;
+    this.#waiters.fail(error);
   }
 
   /** One item consumed: grant more credit every half window. */
@@ -144,15 +143,15 @@ export class RemoteStream implements AsyncIterable<unknown> {
           return Promise.resolve({ done: false, value: this.#items.shift() });
         }
         if (this.#error !== undefined) return Promise.reject(this.#error);
-        if (this.#done) return Promise.resolve({ done: true, value: undefined });
-        return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
+        if (this.#done) return Promise.resolve(END);
+        return this.#waiters.wait();
       },
       return: () => {
         if (!this.#done) {
           this.#done = true;
           this.#cancel();
         }
-        return Promise.resolve({ done: true, value: undefined });
+        return Promise.resolve(END);
       },
     };
   }

@@ -27,6 +27,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../ffi/constants.ts";
+import { retry } from "../async/deadline.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { ClosedError, IpcError } from "../errors.ts";
@@ -174,15 +175,10 @@ export class SharedMemory implements Disposable {
 
   /** Attaches, waiting briefly while the segment is empty: a creator sizes it right after creating the name. */
   static async #attachSized(ffi: Native, name: string, readOnly: boolean): Promise<SharedMemory> {
-    const deadline = Date.now() + SIZING_WAIT_MS;
-    for (let delay = 1;; delay = Math.min(delay * 2, 50)) {
-      try {
-        return SharedMemory.#attach(ffi, name, readOnly);
-      } catch (e) {
-        if (!(e instanceof IpcError && e.code === "EMPTY") || Date.now() >= deadline) throw e;
-      }
-      await new Promise((r) => setTimeout(r, delay));
-    }
+    return await retry(() => SharedMemory.#attach(ffi, name, readOnly), {
+      wait: SIZING_WAIT_MS,
+      retryable: (e) => e instanceof IpcError && e.code === "EMPTY",
+    });
   }
 
   /**

@@ -1,7 +1,7 @@
 // The async toolkit (async/): each helper on its own, including the ways callers give up.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Backoff, Deadline, delay, Fifo, onAbort, retry, Turns, Waiters } from "../async/mod.ts";
+import { Backoff, Deadline, delay, Fifo, onAbort, retry, Turns, Waiters, within } from "../async/mod.ts";
 import { TimeoutError } from "../errors.ts";
 
 describe("onAbort", () => {
@@ -31,6 +31,11 @@ describe("delay and Backoff", () => {
     c.abort();
     assert.equal(await p, false);
     assert.equal(await delay(60_000, c.signal), false);
+  });
+  test("within() tells whether a promise settled (either way) before the time ran out", async () => {
+    assert.equal(await within(Promise.resolve(1), 60_000), true);
+    assert.equal(await within(Promise.reject(new Error("no")), 60_000), true);
+    assert.equal(await within(new Promise(() => {}), 1), false);
   });
   test("Backoff doubles up to max, starts from 0 as 0, 1, 2…, and reset() starts again", () => {
     const b = new Backoff({ first: 1, max: 20 });

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { onAbort } from "../async/abort.ts";
 import { ClosedError, PermissionError, ProtocolError, TimeoutError } from "../errors.ts";
 import type { ByteSink, ByteStream } from "../runtimes/runtime.ts";
 import { DEFAULT_HANDSHAKE_TIMEOUT } from "../runtimes/tls_errors.ts";
@@ -191,15 +192,13 @@ async function bounded(
   what: string,
 ): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
+  let unlisten: (() => void) | undefined;
   const limit = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new TimeoutError(`Cannot ${what}: the auth handshake took longer than ${timeout} ms`)),
       timeout,
     );
-    onAbort = () => reject(signal!.reason);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
+    unlisten = onAbort(signal, () => reject(signal!.reason));
   });
   try {
     await Promise.race([run, limit]);
@@ -209,7 +208,7 @@ async function bounded(
     throw e;
   } finally {
     clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
+    unlisten?.();
   }
 }
 

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { Deadline, delay } from "../async/mod.ts";
 import { native } from "../ffi/native.ts";
 import { errnoError } from "../ffi/errno.ts";
 import { runtime } from "../runtimes/detect.ts";
@@ -179,10 +180,10 @@ export async function open(path: string, options: FifoOptions = {}): Promise<Cha
   if (!(wait >= 0)) throw new RangeError(`Cannot open FIFO "${path}": wait must be >= 0 milliseconds`);
   if (wait > 0) {
     const rt = await runtime();
-    const deadline = Date.now() + wait;
-    while (!(await rt.exists(`${path}.in`)) && Date.now() < deadline) {
+    const deadline = Deadline.after(wait);
+    while (!(await rt.exists(`${path}.in`)) && !deadline.passed) {
       options.signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, 5));
+      await delay(Math.min(5, deadline.remaining), options.signal);
     }
   }
   const stream = await openPair(`${path}.out`, `${path}.in`, true, options.signal);

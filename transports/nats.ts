@@ -56,6 +56,7 @@
  *
  * @module
  */
+import { onAbort } from "../async/abort.ts";
 import { abortError, ClosedError, NotFoundError, ProtocolError, QueueFullError, TimeoutError } from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
 import type { Channel, ChannelOptions, Listener } from "./channel.ts";
@@ -413,8 +414,7 @@ export async function connect(subject: string, options: NatsConnectOptions = {})
     () => settle.reject(new TimeoutError(`Cannot connect to NATS subject "${subject}": no answer in ${timeout} ms`)),
     timeout,
   );
-  const onAbort = () => settle.reject(abortError(options.signal!));
-  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const unlisten = onAbort(options.signal, () => settle.reject(abortError(options.signal!)));
   try {
     c.publish(subject, greeting(HELLO, s.window, s.heartbeat), { reply: mine });
     return await answered;
@@ -424,7 +424,7 @@ export async function connect(subject: string, options: NatsConnectOptions = {})
     throw e;
   } finally {
     clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
+    unlisten();
   }
 }
 

@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { onAbort } from "../async/abort.ts";
+import { Fifo } from "../async/fifo.ts";
 import { abortError, ClosedError, MessageTooLargeError, ProtocolError } from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
 import { BaseChannel, type Capabilities, type ChannelOptions, type ReceiveOptions } from "./channel.ts";
@@ -92,7 +94,8 @@ export class NatsChannel extends BaseChannel {
   /** Waiting in a listener's accept queue: nothing is granted until accept() takes it. */
   #waiting: boolean;
   #paused = false;
-  #blocked: Blocked[] = [];
+  /** Sends waiting for credit, in order. */
+  readonly #blocked = new Fifo<Blocked>();
   /** The largest piece one NATS message carries. */
   readonly #piece: number;
   /** The pieces of a message being received (MORE messages), in one buffer that grows as they come. */
@@ -264,15 +267,12 @@ export class NatsChannel extends BaseChannel {
     return new Promise<void>((resolve, reject) => {
       const entry: Blocked = { message: message.slice(), offset: 0, resolve, reject };
       if (signal) {
-        const onAbort = () => {
+        entry.drop = onAbort(signal, () => {
           if (entry.offset > 0) return; // partly sent: the rest must follow, or the peer gets half a message
-          const i = this.#blocked.indexOf(entry);
-          if (i >= 0) this.#blocked.splice(i, 1);
+          this.#blocked.remove(entry);
           if (this.#blocked.length === 0) this.#unblocked?.();
           reject(abortError(signal));
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        entry.drop = () => signal.removeEventListener("abort", onAbort);
+        });
       }
       this.#blocked.push(entry);
       if (this.#blocked.length === 1) this.#flush();
@@ -328,7 +328,7 @@ export class NatsChannel extends BaseChannel {
 
   #flush(): void {
     while (this.#blocked.length > 0) {
-      const b = this.#blocked[0]!;
+      const b = this.#blocked.peek()!;
       const rest = b.message.byteLength - b.offset;
       const size = Math.min(rest, this.#piece);
       if (!this.#fits(size)) break;
@@ -424,8 +424,7 @@ export class NatsChannel extends BaseChannel {
     } catch {
       // the connection is closed already
     }
-    const blocked = this.#blocked;
-    this.#blocked = [];
+    const blocked = this.#blocked.clear();
     const sendError = this.#peerEnded && error instanceof ClosedError
       ? new ClosedError(`Cannot send on ${this.description}: the peer closed it`)
       : new ClosedError(`Cannot send on ${this.description}: ${error.message}`, { cause: error });

@@ -44,6 +44,7 @@
  *
  * @module
  */
+import { Backoff, onAbort, retry } from "../async/mod.ts";
 import { type Native, native } from "../ffi/native.ts";
 import {
   abortError,
@@ -436,9 +437,7 @@ export class ShmChannel implements Channel {
   #sleep(index: number, value: number, ms: number, signal: AbortSignal | undefined): Promise<void> {
     const wait = this.#p.waiter.wait(index, value, ms);
     if (signal === undefined) return wait;
-    const onAbort = () => this.#p.waiter.wake(index);
-    signal.addEventListener("abort", onAbort, { once: true });
-    return wait.finally(() => signal.removeEventListener("abort", onAbort));
+    return wait.finally(onAbort(signal, () => this.#p.waiter.wake(index)));
   }
 
   #checkPeer(): void {
@@ -548,12 +547,14 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
     out.setOwner("producer", me);
     input.setOwner("consumer", me);
     const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
-    while (Atomics.load(head, I_ATTACHED) === 0) {
-      options.signal?.throwIfAborted();
-      const onAbort = () => waiter.wake(I_ATTACHED);
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      await waiter.wait(I_ATTACHED, 0, SLEEP_MS);
-      options.signal?.removeEventListener("abort", onAbort);
+    const unlisten = onAbort(options.signal, () => waiter.wake(I_ATTACHED));
+    try {
+      while (Atomics.load(head, I_ATTACHED) === 0) {
+        options.signal?.throwIfAborted();
+        await waiter.wait(I_ATTACHED, 0, SLEEP_MS);
+      }
+    } finally {
+      unlisten();
     }
     segment.unlink();
     unlinked = true;
@@ -596,24 +597,19 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
   const wait = options.wait ?? 0;
   if (!(wait >= 0)) throw new RangeError(`Cannot open shm channel "${name}": wait must be >= 0 milliseconds`);
   const ffi = await native();
-  const deadline = Date.now() + wait;
-  let segment: SharedMemory | undefined;
-  for (let delay = 1;; delay = Math.min(delay * 2, 20)) {
-    options.signal?.throwIfAborted();
-    try {
-      segment = await SharedMemory.open(name);
-      const head = new Int32Array(segment.buffer, 0, HEADER / 4);
-      if (segment.size >= HEADER && Atomics.load(head, 0) === MAGIC) break;
-      segment.close(); // the creator has not finished writing the header yet
-      segment = undefined;
-      if (Date.now() >= deadline) {
-        throw new ProtocolError(`Cannot open shm channel "${name}": the segment holds no ipckit channel`);
-      }
-    } catch (e) {
-      if (!(e instanceof NotFoundError) || Date.now() >= deadline) throw e;
-    }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  // Until the creator made the segment (NotFoundError) and wrote its header (ProtocolError), for `wait` ms.
+  const segment = await retry(async () => {
+    const segment = await SharedMemory.open(name);
+    const head = new Int32Array(segment.buffer, 0, HEADER / 4);
+    if (segment.size >= HEADER && Atomics.load(head, 0) === MAGIC) return segment;
+    segment.close();
+    throw new ProtocolError(`Cannot open shm channel "${name}": the segment holds no ipckit channel`);
+  }, {
+    wait,
+    retryable: (e) => e instanceof NotFoundError || e instanceof ProtocolError,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    backoff: new Backoff({ first: 1, max: 20 }),
+  });
   try {
     const head = new Int32Array(segment.buffer, 0, HEADER / 4);
     const { out, in: input } = rings(segment.buffer, 1);

@@ -5,7 +5,7 @@
  * @module
  */
 import { onAbort } from "../async/abort.ts";
-import { delay } from "../async/delay.ts";
+import { within } from "../async/delay.ts";
 import { Fifo } from "../async/fifo.ts";
 import { abortError, ClosedError, type ProtocolError } from "../errors.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
@@ -184,12 +184,7 @@ export class StreamChannel extends BaseChannel {
     while (this.#blocked !== undefined || this.#pending.length > 0) {
       const blocked = this.#blocked;
       if (blocked !== undefined) {
-        const moved = new AbortController();
-        const stuck = await Promise.race([
-          blocked.then(() => false, () => false),
-          delay(this.#closeTimeout, moved.signal),
-        ]);
-        moved.abort(); // whichever came first, stop the clock
+        const stuck = !(await within(blocked, this.#closeTimeout));
         if (stuck && this.#blocked === blocked) {
           this.#writeError ??= new ClosedError(
             `Cannot send on ${this.description}: the peer read nothing for ${this.#closeTimeout} ms while the channel closed`,

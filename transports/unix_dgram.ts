@@ -35,6 +35,8 @@
  *
  * @module
  */
+import { onAbort } from "../async/abort.ts";
+import { Turns } from "../async/turns.ts";
 import { ClosedError, MessageTooLargeError, NotFoundError, PermissionError, UnsupportedError } from "../errors.ts";
 import {
   AF_UNIX,
@@ -199,8 +201,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   #closing = false;
   #closed: Promise<void> | undefined;
   /** Sends that wait for room, in order. */
-  #tail: Promise<void> = Promise.resolve();
-  #backlog = 0;
+  readonly #sends = new Turns();
   #poller: Poller;
   /** The receive loop's wait for a datagram, and the first queued send's wait for room. */
   #readable: FdWait | undefined;
@@ -313,11 +314,8 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   send(data: Uint8Array, to: string | undefined, signal?: AbortSignal): Promise<void> | undefined {
     const addr = to === undefined ? undefined : sockaddr(to, `send on ${this.description}`);
     const where = to ?? this.#peer;
-    if (this.#backlog === 0 && this.#trySend(data, addr, where)) return undefined;
-    this.#backlog++;
-    const p = this.#tail.then(() => this.#sendWaiting(data, addr, where, signal)).finally(() => void this.#backlog--);
-    this.#tail = p.catch(() => {});
-    return p;
+    if (this.#sends.pending === 0 && this.#trySend(data, addr, where)) return undefined;
+    return this.#sends.run(() => this.#sendWaiting(data, addr, where, signal));
   }
 
   /** One non-blocking attempt: true when sent, false when the receiver's queue is full. */
@@ -349,8 +347,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
   async #sendWaiting(data: Uint8Array, addr: Sockaddr | undefined, where: string, signal?: AbortSignal): Promise<void> {
     const { call } = this.#ffi;
     let probe = -1;
-    const onAbort = () => this.#writable?.cancel();
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const unlisten = onAbort(signal, () => this.#writable?.cancel());
     try {
       for (;;) {
         if (this.#closing) throw new ClosedError(`Cannot send on ${this.description}: it is closed`);
@@ -371,7 +368,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
         this.#writable = undefined;
       }
     } finally {
-      signal?.removeEventListener("abort", onAbort);
+      unlisten();
       if (probe >= 0) call.close(probe);
     }
   }
@@ -406,7 +403,7 @@ class UnixDgramEndpoint implements DatagramEndpoint<string> {
     call.shutdown(this.#fd, SHUT_RDWR); // peers' sends fail from now on
     this.#readable?.cancel();
     this.#writable?.cancel();
-    await Promise.all([this.#pump, this.#tail]);
+    await Promise.all([this.#pump, this.#sends.idle()]);
     call.close(this.#fd);
     if (this.#ownedPath !== undefined) {
       call.unlink(this.#ffi.cstring(this.#ownedPath));
