@@ -26,6 +26,7 @@ import {
   O_RDWR,
   PROT_READ,
   PROT_WRITE,
+  SEEK_END,
 } from "../ffi/constants.ts";
 import { retry } from "../async/deadline.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
@@ -35,7 +36,6 @@ import { prepare, register, unregister } from "../registry.ts";
 
 /** Longest name, including the leading slash. */
 const MAX_NAME = NAME_MAX;
-const SEEK_END = 2;
 
 /** Options of {@linkcode SharedMemory.create}. */
 export interface CreateOptions {

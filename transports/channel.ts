@@ -101,6 +101,14 @@ export interface ChannelOptions {
  */
 export const MESSAGE_OVERHEAD = 128;
 
+/**
+ * The capabilities of a reliable message transport (a framed byte stream, or NATS with its credit): ordered,
+ * reliable, messages up to `MAX_FRAME` bytes, not datagrams. `crossHost` says whether peers may be on other hosts.
+ */
+export function reliableCapabilities(crossHost: boolean): Capabilities {
+  return { ordered: true, reliable: true, maxMessage: MAX_FRAME, crossHost, datagram: false };
+}
+
 /** A source of channels: a listening socket. */
 export interface Listener extends AsyncIterable<Channel>, AsyncDisposable {
   /** Waits for the next connection; rejects with `ClosedError` after `close()`. */

@@ -27,8 +27,7 @@ import { runtime } from "../runtimes/detect.ts";
 import { prepare, register, unregister } from "../registry.ts";
 import { duplex } from "../runtimes/streams.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
-import type { Capabilities, Channel } from "./channel.ts";
-import { MAX_FRAME } from "./framing.ts";
+import { type Capabilities, type Channel, reliableCapabilities } from "./channel.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
 /**
@@ -40,13 +39,7 @@ import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream
  * console.log(fifo.capabilities.reliable); // true
  * ```
  */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: false,
-  datagram: false,
-};
+export const capabilities: Capabilities = reliableCapabilities(false);
 
 /** Options of {@linkcode create} and {@linkcode open}. */
 export interface FifoOptions extends StreamChannelOptions {

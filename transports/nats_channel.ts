@@ -11,8 +11,13 @@ import { onAbort } from "../async/abort.ts";
 import { Fifo } from "../async/fifo.ts";
 import { abortError, ClosedError, MessageTooLargeError, ProtocolError } from "../errors.ts";
 import type { NatsMsgLike } from "../runtimes/nats.ts";
-import { BaseChannel, type Capabilities, type ChannelOptions, type ReceiveOptions } from "./channel.ts";
-import { MAX_FRAME } from "./framing.ts";
+import {
+  BaseChannel,
+  type Capabilities,
+  type ChannelOptions,
+  type ReceiveOptions,
+  reliableCapabilities,
+} from "./channel.ts";
 import type { NatsLink } from "./nats_link.ts";
 import {
   clampBeat,
@@ -42,13 +47,7 @@ import {
  * console.log(nats.capabilities.crossHost, nats.capabilities.reliable); // true true (while the connection lives)
  * ```
  */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: true,
-  datagram: false,
-};
+export const capabilities: Capabilities = reliableCapabilities(true);
 
 /** Validated options of one side. */
 export interface Settings {

@@ -31,8 +31,7 @@ import { O_CLOEXEC } from "../ffi/constants.ts";
 import { errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { UnsupportedError } from "../errors.ts";
-import type { Capabilities, Channel } from "./channel.ts";
-import { MAX_FRAME } from "./framing.ts";
+import { type Capabilities, type Channel, reliableCapabilities } from "./channel.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
 
 /**
@@ -44,13 +43,7 @@ import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream
  * console.log(pipe.capabilities.ordered, pipe.capabilities.crossHost); // true false
  * ```
  */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: false,
-  datagram: false,
-};
+export const capabilities: Capabilities = reliableCapabilities(false);
 
 /** Options of {@linkcode spawn}. */
 export interface PipeSpawnOptions extends StreamChannelOptions {

@@ -25,11 +25,10 @@
 import { runtime } from "../runtimes/detect.ts";
 import type { ByteStream, TlsClientOptions, TlsServerOptions } from "../runtimes/runtime.ts";
 import { authenticateStream, checkHandshakeTimeout, prepareAuth } from "./auth.ts";
-import type { Capabilities, Channel, Listener } from "./channel.ts";
+import { type Capabilities, type Channel, type Listener, reliableCapabilities } from "./channel.ts";
 import { checkOnReject, HandshakeGate, type SecureConnectOptions, type SecureListenOptions } from "./handshakes.ts";
 import { StreamListener } from "./listener.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
-import { MAX_FRAME } from "./framing.ts";
 
 export type { TlsClientOptions, TlsServerOptions };
 
@@ -42,13 +41,7 @@ export type { TlsClientOptions, TlsServerOptions };
  * console.log(tcp.capabilities.crossHost); // true
  * ```
  */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: true,
-  datagram: false,
-};
+export const capabilities: Capabilities = reliableCapabilities(true);
 
 /** Where to listen or connect. */
 export interface TcpAddress extends StreamChannelOptions {

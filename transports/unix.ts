@@ -21,11 +21,10 @@ import { runtime } from "../runtimes/detect.ts";
 import { prepare, register, unregister } from "../registry.ts";
 import type { ByteStream } from "../runtimes/runtime.ts";
 import { authenticateStream, checkHandshakeTimeout, prepareAuth } from "./auth.ts";
-import type { Capabilities, Channel, Listener } from "./channel.ts";
+import { type Capabilities, type Channel, type Listener, reliableCapabilities } from "./channel.ts";
 import { checkOnReject, HandshakeGate, type SecureConnectOptions, type SecureListenOptions } from "./handshakes.ts";
 import { StreamListener } from "./listener.ts";
 import { checkFraming, StreamChannel, type StreamChannelOptions } from "./stream_channel.ts";
-import { MAX_FRAME } from "./framing.ts";
 
 /**
  * What a Unix stream socket channel promises.
@@ -36,13 +35,7 @@ import { MAX_FRAME } from "./framing.ts";
  * console.log(unix.capabilities); // ordered, reliable, maxMessage 4294967295, not cross-host, not datagram
  * ```
  */
-export const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: MAX_FRAME,
-  crossHost: false,
-  datagram: false,
-};
+export const capabilities: Capabilities = reliableCapabilities(false);
 
 // The shorter sun_path (macOS, Linux), less its terminating NUL: a path that works on both.
 const MAX_PATH = Math.min(SUN_PATH_LINUX, SUN_PATH_MACOS) - 1;
