@@ -2,10 +2,10 @@
  * The durable file queue's OS object: a directory holding an append-only log of CRC-checked records and the offset of
  * its one consumer. Many producers (processes of any runtime or language), one consumer, at-least-once delivery
  * across crashes. The on-disk format is documented byte for byte in `transports/file.ts` (which re-exports this as
- * the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`.
+ * the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`; the log is read through
+ * `os/file_queue_reader.ts`, and `os/file_queue_open.ts` makes and opens queues.
  *
- * Over ~400 lines because the consumer's reading, skipping and resynchronising all work on the handle's private
- * cursor and read-ahead; splitting them would expose that state.
+ * A little over ~400 lines: the handle alone (its producer and consumer halves share its descriptors and turns).
  *
  * @module
  */
@@ -14,36 +14,19 @@ import {
   AlreadyExistsError,
   ClosedError,
   MessageTooLargeError,
-  NotFoundError,
   ProtocolError,
   TimeoutError,
 } from "../errors.ts";
-import {
-  LOCK_EX,
-  LOCK_NB,
-  LOCK_UN,
-  O_CLOEXEC,
-  O_CREAT,
-  O_EXCL,
-  O_RDONLY,
-  O_RDWR,
-  O_WRONLY,
-  SEEK_END,
-} from "../ffi/constants.ts";
+import { LOCK_EX, LOCK_NB, LOCK_UN, O_RDONLY, SEEK_END } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { type Native, native } from "../ffi/native.ts";
+import type { Native } from "../ffi/native.ts";
 import { Backoff, Deadline, delay } from "../async/mod.ts";
 import {
   crc32,
   encodeLogHeader,
-  encodeOffset,
   encodeRecord,
   FILE_HEADER_SIZE,
   fsyncFd,
-  fsyncPath,
-  LOG_MAGIC,
-  LOG_VERSION,
-  makeEmptyDir,
   MAX_RECORD,
   OFFSET_FILE_SIZE,
   OFFSET_MAGIC,
@@ -51,9 +34,11 @@ import {
   preadAll,
   pwriteAll,
   RECORD_HEADER_SIZE,
-  RECORD_MAGIC,
+  writeOffset,
 } from "./file_queue_format.ts";
+import { LogReader, type SkippedRecord } from "./file_queue_reader.ts";
 
+export type { SkippedRecord } from "./file_queue_reader.ts";
 export {
   crc32,
   encodeLogHeader,
@@ -71,10 +56,6 @@ export {
 
 /** Polling backoff while waiting for records, in milliseconds. */
 const POLL = { first: 1, max: 50 };
-/** A record's magic as it is on disk ("IPCR"), for the resync scan. */
-const MAGIC_BYTES = new Uint8Array([0x49, 0x50, 0x43, 0x52]);
-/** Read-ahead of the consumer, in bytes. */
-const CHUNK = 256 * 1024;
 /** Options of {@linkcode create} and {@linkcode open}. */
 export interface FileQueueOptions {
   /**
@@ -92,19 +73,6 @@ export interface FileQueueOptions {
   onCorrupt?: (skipped: SkippedRecord) => void;
 }
 
-/** What {@linkcode FileQueue.skipCorrupt} (or the `onCorrupt` policy) skipped. */
-export interface SkippedRecord {
-  /** The log offset of the corrupt record (where the cursor was). */
-  readonly offset: number;
-  /**
-   * How many bytes were skipped: the record, as its header says, when a good record (or the committed end) follows
-   * it; else up to the next offset where a record checks out (magic, length and CRC), or the committed end.
-   */
-  readonly length: number;
-  /** Why the record was refused: `fails its CRC check`, `has a bad magic number`, `runs past the committed end of the log`... */
-  readonly reason: string;
-}
-
 /** Options of {@linkcode FileQueue.receive}. */
 export interface FileReceiveOptions {
   /** Gives up after this many milliseconds with `TimeoutError`. */
@@ -115,125 +83,11 @@ export interface FileReceiveOptions {
 
 /** Internal: a record's payload with a prefix, in one write (the channel's kind byte). */
 
-function checkOptions(options: FileQueueOptions, dir: string, what: string): void {
-  const { onCorrupt } = options;
-  if (onCorrupt !== undefined && typeof onCorrupt !== "function") {
-    throw new TypeError(`Cannot ${what} file queue "${dir}": onCorrupt must be a function`);
-  }
-}
-
-function checkDir(dir: unknown, what: string): string {
-  if (typeof dir !== "string" || dir.length === 0 || dir.includes("\0")) {
-    throw new TypeError(`Cannot ${what} file queue ${JSON.stringify(dir)}: the path must be a non-empty string`);
-  }
-  return dir;
-}
-
 /**
- * Creates the queue directory `dir` (it must not exist, or be an empty directory) with an empty log and the
- * consumer offset at the first record, both mode 0600.
- *
- * @example
- * ```ts
- * import { fileQueue, runtime } from "ipckit";
- * const rt = await runtime();
- * const dir = `/tmp/ipckit-spool-${rt.pid}`;
- * const text = new TextEncoder();
- * await using producer = await fileQueue.create(dir, { fsync: true }); // survives a power loss too
- * await producer.send(text.encode("job 1"));
- * await producer.send(text.encode("job 2"));
- *
- * const consumer = await fileQueue.open(dir); // in another process, say
- * await consumer.receive(); // job 1
- * await consumer.ack(); // job 1 never comes again
- * await consumer.receive(); // job 2, not acknowledged...
- * await consumer.close(); // ... as if the consumer crashed here
- *
- * await using restarted = await fileQueue.open(dir);
- * console.log(new TextDecoder().decode(await restarted.receive())); // "job 2" again
- * await rt.removeDir(dir);
- * ```
- * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
+ * Internal (for `os/file_queue_open.ts`): makes a handle and reads the log header strictly; set by the class, whose
+ * constructor is private.
  */
-export async function create(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
-  checkDir(dir, "create");
-  checkOptions(options, dir, "create");
-  const ffi = await native();
-  makeEmptyDir(ffi, dir, "file queue");
-  const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR | O_CREAT | O_EXCL, `create file queue log "${dir}"`);
-  try {
-    pwriteAll(ffi, fd, encodeLogHeader(FILE_HEADER_SIZE), 0, `write file queue log "${dir}"`);
-    if (options.fsync) await fsyncFd(ffi, fd, `file queue log "${dir}"`);
-  } finally {
-    ffi.call.close(fd);
-  }
-  // The offset file comes last (by rename): its presence says the queue is complete.
-  await writeOffset(ffi, dir, FILE_HEADER_SIZE, options.fsync === true);
-  return open(dir, options);
-}
-
-async function writeOffset(ffi: Native, dir: string, offset: number, sync: boolean): Promise<void> {
-  const tmp = `${dir}/consumer.offset.tmp`;
-  const fd = openFile(ffi, tmp, O_WRONLY | O_CREAT, `write consumer offset of "${dir}"`);
-  try {
-    pwriteAll(ffi, fd, encodeOffset(offset), 0, `write consumer offset of "${dir}"`);
-    if (sync) await fsyncFd(ffi, fd, `consumer offset of "${dir}"`);
-  } finally {
-    ffi.call.close(fd);
-  }
-  if (ffi.call.rename(ffi.cstring(tmp), ffi.cstring(`${dir}/consumer.offset`)) !== 0) {
-    throw errnoError(ffi.errno(), `rename consumer offset of "${dir}"`);
-  }
-  if (sync) await fsyncPath(ffi, dir, `directory "${dir}"`);
-}
-
-/**
- * Opens the existing queue directory `dir`.
- *
- * @throws {NotFoundError} when `dir` holds no complete queue.
- * @throws {ProtocolError} when the log is not an ipckit file queue log.
- *
- * @example
- * ```ts
- * import { fileQueue, NotFoundError, runtime } from "ipckit";
- * const rt = await runtime();
- * const dir = `/tmp/ipckit-open-${rt.pid}`;
- * try {
- *   await fileQueue.open(dir);
- * } catch (e) {
- *   console.log(e instanceof NotFoundError); // true: nothing there yet
- * }
- * await (await fileQueue.create(dir)).close();
- * await using q = await fileQueue.open(dir);
- * console.log(q.path === dir); // true
- * await rt.removeDir(dir);
- * ```
- */
-export async function open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
-  checkDir(dir, "open");
-  checkOptions(options, dir, "open");
-  const ffi = await native();
-  const offsetFd = ffi.call.open(ffi.cstring(`${dir}/consumer.offset`), O_RDONLY | O_CLOEXEC, 0);
-  if (offsetFd < 0) {
-    const errno = ffi.errno();
-    if (errno === ERRNO.ENOENT) {
-      throw new NotFoundError(`Cannot open file queue "${dir}": it does not exist`, { code: "ENOENT" });
-    }
-    throw errnoError(errno, `open file queue "${dir}"`);
-  }
-  ffi.call.close(offsetFd);
-  const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
-  try {
-    return makeQueue(ffi, dir, fd, options.fsync === true, options.onCorrupt);
-  } catch (e) {
-    // The descriptor goes: a log refused here (a hostile or damaged header) must not leak one per attempt.
-    ffi.call.close(fd);
-    throw e;
-  }
-}
-
-/** Makes a handle (and reads the log header strictly); set by the class, whose constructor is private. */
-let makeQueue: (
+export let makeQueue: (
   ffi: Native,
   path: string,
   fd: number,
@@ -279,18 +133,14 @@ export class FileQueue implements AsyncDisposable {
   #dirFd = -1;
   #cursor = 0;
   #acked = 0;
-  #committed = FILE_HEADER_SIZE;
-  /** The log file's size as last seen: no read is sized past it (a hostile header may claim any committed end). */
-  #size = FILE_HEADER_SIZE;
-  #cache = new Uint8Array(0);
-  #cacheAt = 0;
+  readonly #log: LogReader;
   /** Aborted by close(): ends the waits of receive() and of the append lock. */
   readonly #closing = new AbortController();
 
   static {
     makeQueue = (ffi, path, fd, fsync, onCorrupt) => {
       const q = new FileQueue(ffi, path, fd, fsync, onCorrupt);
-      q.#readCommitted(true);
+      q.#log.readCommitted(true);
       return q;
     };
     takeRecord = (q, limit) => q.#take(limit);
@@ -308,6 +158,7 @@ export class FileQueue implements AsyncDisposable {
     this.#fd = fd;
     this.#fsync = fsync;
     this.#onCorrupt = onCorrupt;
+    this.#log = new LogReader(ffi, fd, path);
   }
 
   /** Whether `close()` was called. */
@@ -318,26 +169,6 @@ export class FileQueue implements AsyncDisposable {
   /** Where the next `receive()` reads (a log offset; consumer only, after the first receive). */
   get cursor(): number {
     return this.#cursor;
-  }
-
-  /**
-   * The committed end of the log, from its header. A header torn by a concurrent write (its CRC does not match)
-   * keeps the last value, unless `strict` (under the lock, or on open), when it is a `ProtocolError`.
-   */
-  #readCommitted(strict = false): number {
-    const h = new Uint8Array(FILE_HEADER_SIZE);
-    if (!preadAll(this.#ffi, this.#fd, h, 0, `read file queue "${this.path}"`)) {
-      throw new ProtocolError(`Cannot read file queue "${this.path}": the log has no header`);
-    }
-    const v = new DataView(h.buffer);
-    if (v.getUint32(0, true) !== LOG_MAGIC || v.getUint32(4, true) !== LOG_VERSION) {
-      throw new ProtocolError(`Cannot read file queue "${this.path}": the log is not an ipckit file queue (v1)`);
-    }
-    if (v.getUint32(16, true) !== crc32(h.subarray(8, 16))) {
-      if (strict) throw new ProtocolError(`Cannot read file queue "${this.path}": the log header is corrupt`);
-      return this.#committed;
-    }
-    return (this.#committed = Number(v.getBigUint64(8, true)));
   }
 
   /**
@@ -375,7 +206,7 @@ export class FileQueue implements AsyncDisposable {
     const what = `append to file queue "${this.path}"`;
     await this.#lockLog(signal);
     try {
-      const end = this.#readCommitted(true);
+      const end = this.#log.readCommitted(true);
       // Bytes past the committed end are a torn record of a producer that died while appending: drop them.
       const size = this.#ffi.call.lseek(this.#fd, 0, SEEK_END);
       if (size > end && this.#ffi.call.ftruncate(this.#fd, end) !== 0) throw errnoError(this.#ffi.errno(), what);
@@ -457,23 +288,6 @@ export class FileQueue implements AsyncDisposable {
     this.#dirFd = fd;
   }
 
-  /** Bytes of the log at `at`, from the read-ahead when possible; undefined past the end of the file. */
-  #bytes(at: number, n: number, limit: number): Uint8Array | undefined {
-    if (at >= this.#cacheAt && at + n <= this.#cacheAt + this.#cache.byteLength) {
-      return this.#cache.subarray(at - this.#cacheAt, at - this.#cacheAt + n);
-    }
-    const what = `read file queue "${this.path}"`;
-    if (n >= CHUNK) {
-      const buf = new Uint8Array(n);
-      return preadAll(this.#ffi, this.#fd, buf, at, what) ? buf : undefined;
-    }
-    const buf = new Uint8Array(Math.max(n, Math.min(CHUNK, limit - at)));
-    if (!preadAll(this.#ffi, this.#fd, buf, at, what)) return undefined;
-    this.#cache = buf;
-    this.#cacheAt = at;
-    return buf.subarray(0, n);
-  }
-
   /**
    * Takes the next committed record if there is one, without waiting. It counts as received: `ack()` then
    * acknowledges it.
@@ -492,12 +306,12 @@ export class FileQueue implements AsyncDisposable {
     this.#consume();
     for (;;) {
       const at = this.#cursor;
-      const end = this.#end(at);
+      const end = this.#log.end(at);
       if (at >= end) return undefined;
-      const found = this.#record(at, end, limit);
+      const found = this.#log.record(at, end, limit);
       if (found instanceof Uint8Array) {
         this.#cursor = at + RECORD_HEADER_SIZE + found.byteLength;
-        return found.buffer === this.#cache.buffer ? found.slice() : found;
+        return this.#log.cached(found) ? found.slice() : found;
       }
       if (this.#onCorrupt === undefined) {
         throw new ProtocolError(`Cannot receive from file queue "${this.path}": the record at offset ${at} ${found}`);
@@ -544,86 +358,17 @@ export class FileQueue implements AsyncDisposable {
     if (this.#closed) throw new ClosedError(`Cannot skip on file queue "${this.path}": it is closed`);
     this.#consume();
     const at = this.#cursor;
-    const end = this.#end(at);
+    const end = this.#log.end(at);
     if (at >= end) return undefined;
-    const found = this.#record(at, end, MAX_RECORD);
+    const found = this.#log.record(at, end, MAX_RECORD);
     return typeof found === "string" ? this.#skip(at, end, found) : undefined;
-  }
-
-  /**
-   * Where the readable log ends for a reader at `at`: the committed end from the header (re-read once the reader
-   * caught up with it), but never past the file's real size.
-   */
-  #end(at: number): number {
-    if (at >= this.#committed) this.#readCommitted();
-    if (this.#committed > this.#size) this.#size = Math.max(this.#size, this.#fileSize());
-    return Math.min(this.#committed, this.#size);
-  }
-
-  #fileSize(): number {
-    const size = this.#ffi.call.lseek(this.#fd, 0, SEEK_END);
-    if (size < 0) throw errnoError(this.#ffi.errno(), `read file queue "${this.path}"`);
-    return size;
-  }
-
-  /**
-   * The record at `at` (before `end`): its payload, or why it is corrupt. A payload over `limit` is a
-   * `MessageTooLargeError` (not corruption: the record may be good).
-   */
-  #record(at: number, end: number, limit: number): Uint8Array | string {
-    if (at + RECORD_HEADER_SIZE > end) return "is truncated";
-    const h = this.#bytes(at, RECORD_HEADER_SIZE, end);
-    if (h === undefined) return "is truncated";
-    const v = new DataView(h.buffer, h.byteOffset, RECORD_HEADER_SIZE);
-    if (v.getUint32(0, true) !== RECORD_MAGIC) return "has a bad magic number";
-    const len = v.getUint32(4, true);
-    const crc = v.getUint32(8, true);
-    if (at + RECORD_HEADER_SIZE + len > end) return "runs past the committed end of the log";
-    if (len > limit) {
-      throw new MessageTooLargeError(
-        `Cannot receive from file queue "${this.path}": a message of ${len} bytes exceeds the limit (${limit} bytes)`,
-        len,
-        limit,
-      );
-    }
-    const body = this.#bytes(at + RECORD_HEADER_SIZE, len, end);
-    if (body === undefined) return "is truncated";
-    return crc32(body) === crc ? body : "fails its CRC check";
   }
 
   /** Moves the cursor past the corrupt record at `at` (see {@linkcode SkippedRecord.length} for how far). */
   #skip(at: number, end: number, reason: string): SkippedRecord {
-    const h = at + RECORD_HEADER_SIZE <= end ? this.#bytes(at, RECORD_HEADER_SIZE, end) : undefined;
-    const v = h && new DataView(h.buffer, h.byteOffset, RECORD_HEADER_SIZE);
-    const byLength = v && v.getUint32(0, true) === RECORD_MAGIC ? at + RECORD_HEADER_SIZE + v.getUint32(4, true) : -1;
-    // Trust the header's length only when it leads to a record boundary: the end, or a record that checks out.
-    const next = byLength > at && byLength <= end && (byLength === end || this.#good(byLength, end))
-      ? byLength
-      : this.#resync(at + 1, end);
-    this.#cursor = next;
-    return { offset: at, length: next - at, reason };
-  }
-
-  #good(at: number, end: number): boolean {
-    return this.#record(at, end, MAX_RECORD) instanceof Uint8Array;
-  }
-
-  /** The first offset from `from` where a record checks out (its magic, then its length and CRC), else `end`. */
-  #resync(from: number, end: number): number {
-    for (let p = from; p + RECORD_HEADER_SIZE <= end;) {
-      const n = Math.min(CHUNK, end - p);
-      const chunk = this.#bytes(p, n, end);
-      if (chunk === undefined) return end;
-      const copy = chunk.slice(); // #good() below may replace the read-ahead this chunk lives in
-      for (let i = copy.indexOf(MAGIC_BYTES[0]!); i >= 0 && i + 4 <= n; i = copy.indexOf(MAGIC_BYTES[0]!, i + 1)) {
-        if (copy[i + 1] === MAGIC_BYTES[1] && copy[i + 2] === MAGIC_BYTES[2] && copy[i + 3] === MAGIC_BYTES[3]) {
-          if (this.#good(p + i, end)) return p + i;
-        }
-      }
-      if (p + n >= end) break;
-      p += n - 3; // chunks overlap by 3 bytes: a magic cut by a chunk's end is whole in the next one
-    }
-    return end;
+    const skipped = this.#log.skip(at, end, reason);
+    this.#cursor = at + skipped.length;
+    return skipped;
   }
 
   /**

@@ -6,7 +6,7 @@
  * @module
  */
 import { AlreadyExistsError, IpcError } from "../errors.ts";
-import { O_CLOEXEC, O_RDONLY } from "../ffi/constants.ts";
+import { O_CLOEXEC, O_CREAT, O_RDONLY, O_WRONLY } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import type { Native } from "../ffi/native.ts";
 
@@ -156,4 +156,23 @@ export async function fsyncPath(ffi: Native, path: string, what: string): Promis
   } finally {
     ffi.call.close(fd);
   }
+}
+
+/**
+ * Writes the consumer offset file atomically: a temporary file renamed over `consumer.offset` (with `sync`, the file
+ * and then the directory are synced too).
+ */
+export async function writeOffset(ffi: Native, dir: string, offset: number, sync: boolean): Promise<void> {
+  const tmp = `${dir}/consumer.offset.tmp`;
+  const fd = openFile(ffi, tmp, O_WRONLY | O_CREAT, `write consumer offset of "${dir}"`);
+  try {
+    pwriteAll(ffi, fd, encodeOffset(offset), 0, `write consumer offset of "${dir}"`);
+    if (sync) await fsyncFd(ffi, fd, `consumer offset of "${dir}"`);
+  } finally {
+    ffi.call.close(fd);
+  }
+  if (ffi.call.rename(ffi.cstring(tmp), ffi.cstring(`${dir}/consumer.offset`)) !== 0) {
+    throw errnoError(ffi.errno(), `rename consumer offset of "${dir}"`);
+  }
+  if (sync) await fsyncPath(ffi, dir, `directory "${dir}"`);
 }

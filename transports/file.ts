@@ -9,7 +9,8 @@
  * - {@linkcode channel} gives a duplex {@linkcode Channel} over two queues (see "Channel view"): a port of the
  *   record channel (`transports/record_channel.ts`, which documents the handshake and the wait policy).
  *
- * The queue itself is the OS object of `os/file_queue.ts` (format helpers in `os/file_queue_format.ts`),
+ * The queue itself is the OS object of `os/file_queue.ts` (made by `os/file_queue_open.ts`, read through
+ * `os/file_queue_reader.ts`, its format in `os/file_queue_format.ts`),
  * re-exported here as the `fileQueue` namespace.
  *
  * ## Delivery: at-least-once, receive then ack
@@ -120,7 +121,8 @@
  * @module
  */
 import { type FileQueue, type FileQueueOptions, MAX_RECORD, takeRecord } from "../os/file_queue.ts";
-import { create, makeEmptyDir, open } from "../os/file_queue.ts";
+import { makeEmptyDir } from "../os/file_queue_format.ts";
+import { create, open } from "../os/file_queue_open.ts";
 import { native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
@@ -128,13 +130,12 @@ import { connect, type RecordPort } from "./record_channel.ts";
 
 export {
   crc32,
-  create,
   type FileQueue,
   type FileQueueOptions,
   type FileReceiveOptions,
-  open,
   type SkippedRecord,
 } from "../os/file_queue.ts";
+export { create, open } from "../os/file_queue_open.ts";
 
 /**
  * What the file queue channel promises.

@@ -25,9 +25,9 @@ import {
   encodeRecord,
   type FileQueue,
   OFFSET_MAGIC,
-  open,
   type SkippedRecord,
 } from "../../os/file_queue.ts";
+import { open } from "../../os/file_queue_open.ts";
 import { concat, expectOnlyAsync, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const message = fc.oneof(
