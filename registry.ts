@@ -9,6 +9,7 @@ import { O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "./ffi/constants.ts";
 import { loadedNative, type Native, native } from "./ffi/native.ts";
 import { identify, type ObjectIdentity } from "./os/identity.ts";
 import { parseStat } from "./os/liveness.ts";
+import { type Kind as NamedKindName, NAMED_KINDS } from "./os/named_kinds.ts";
 import { runtime } from "./runtimes/detect.ts";
 import type { Runtime } from "./runtimes/runtime.ts";
 
@@ -18,11 +19,11 @@ import type { Runtime } from "./runtimes/runtime.ts";
  */
 export { parseStat };
 
-/** The kinds of objects recorded. `socket` is a Unix stream listener's file, `dgram` a bound datagram socket's. */
-export type Kind = "shm" | "mq" | "sem" | "fifo" | "socket" | "dgram" | "sysv";
+/** The kinds of objects recorded (`os/named_kinds.ts`). `socket` is a Unix stream listener's file, `dgram` a bound datagram socket's. */
+export type Kind = NamedKindName;
 
 /**
- * Every kind, in display order.
+ * Every kind, in display order (one per descriptor of `os/named_kinds.ts`).
  *
  * @example
  * ```ts
@@ -30,10 +31,10 @@ export type Kind = "shm" | "mq" | "sem" | "fifo" | "socket" | "dgram" | "sysv";
  * console.log(resources.KINDS.join(", ")); // shm, mq, sem, fifo, socket, dgram, sysv
  * ```
  */
-export const KINDS: readonly Kind[] = ["shm", "mq", "sem", "fifo", "socket", "dgram", "sysv"];
+export const KINDS: readonly Kind[] = NAMED_KINDS.map((d) => d.kind);
 
 /** Kinds named by a file-system path (the others by a POSIX IPC name, or a System V id). */
-export const PATH_KINDS: ReadonlySet<Kind> = new Set(["fifo", "socket", "dgram"]);
+export const PATH_KINDS: ReadonlySet<Kind> = new Set(NAMED_KINDS.filter((d) => d.naming === "path").map((d) => d.kind));
 
 /** Where records are kept, or why they are not. */
 export interface Location {

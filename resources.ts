@@ -16,6 +16,9 @@
  * one) is only reported: `clean({ force: true })` (`ipckit clean --force`) removes such objects after the checks of
  * old (a FIFO or socket path must still be one; a System V queue must still have its key).
  *
+ * Nothing here knows a kind of object: looking an object up, telling its file type and removing it are its
+ * descriptor's (`os/named.ts`), found in the one list `os/named_kinds.ts`.
+ *
  * The directory: `IPCKIT_REGISTRY` when set (`off` turns records off), else `$XDG_RUNTIME_DIR/ipckit`, else
  * `<tmpdir>/ipckit-<uid>`; the default ones are made with mode 0700 and used only if they are real directories
  * owned by this user and writable by no one else. Writing or removing a record is a few synchronous system calls at
@@ -31,13 +34,14 @@
  *
  * @module
  */
-import { ERRNO, errnoError } from "./ffi/errno.ts";
 import { type Native, native } from "./ffi/native.ts";
 import { lookUp, type ObjectIdentity, parseIdentity, sameObject } from "./os/identity.ts";
 import { alive, tagOf } from "./os/liveness.ts";
 import { runtime } from "./runtimes/detect.ts";
 import type { Runtime } from "./runtimes/runtime.ts";
-import { type Kind, KINDS, locate, PATH_KINDS, recordFile } from "./registry.ts";
+import { validRecordedName } from "./os/named.ts";
+import { namedKind } from "./os/named_kinds.ts";
+import { type Kind, locate, recordFile } from "./registry.ts";
 
 export { type Kind, KINDS, type Location, location, useRegistry } from "./registry.ts";
 
@@ -123,11 +127,6 @@ interface Stored {
   created: number;
 }
 
-function validPosixName(name: string): boolean {
-  return name.length >= 2 && name.length <= 255 && name.startsWith("/") && name.indexOf("/", 1) < 0 &&
-    !name.includes("\0");
-}
-
 /** A record's content, checked field by field; undefined for anything else (never trusted further). */
 function parseRecord(text: string, file: string): Stored | undefined {
   let r: Record<string, unknown>;
@@ -138,28 +137,28 @@ function parseRecord(text: string, file: string): Stored | undefined {
   }
   if (r === null || typeof r !== "object") return undefined;
   const { kind, name, pid, start, runtime, created, key, id, identity } = r;
-  if (typeof kind !== "string" || !(KINDS as readonly string[]).includes(kind)) return undefined;
-  if (typeof name !== "string" || name === "" || name.includes("\0")) return undefined;
+  const d = typeof kind === "string" ? namedKind(kind) : undefined;
+  if (d === undefined) return undefined;
+  if (typeof name !== "string" || !validRecordedName(d, name)) return undefined;
   // A pid of 0 or below would make kill() address a process group: refuse.
   if (typeof pid !== "number" || !Number.isSafeInteger(pid) || pid <= 0) return undefined;
   if (start !== null && (typeof start !== "number" || !Number.isSafeInteger(start) || start < 0)) return undefined;
   if (typeof created !== "number" || !Number.isFinite(created)) return undefined;
-  const k = kind as Kind;
+  const k = d.kind;
   if (file !== recordFile(k, name)) return undefined; // filed under another name: not one of ours
-  if (k === "sysv") {
+  const sysv = d.naming === "sysv";
+  if (sysv) {
     if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || String(id) !== name) return undefined;
     if (typeof key !== "number" || !Number.isSafeInteger(key)) return undefined;
-  } else if (PATH_KINDS.has(k) ? !name.startsWith("/") : !validPosixName(name)) {
-    return undefined;
   }
   // An identity that is there but not well-formed makes the whole record suspect.
   const checked = identity === undefined ? undefined : parseIdentity(identity);
   if (identity !== undefined && checked === undefined) return undefined;
-  if (checked !== undefined && (k === "sysv") !== (checked.dev === undefined)) return undefined;
+  if (checked !== undefined && sysv !== (checked.dev === undefined)) return undefined;
   return {
     kind: k,
     name,
-    ...(k === "sysv" ? { key: key as number, id: id as number } : {}),
+    ...(sysv ? { key: key as number, id: id as number } : {}),
     ...(checked === undefined ? {} : { identity: checked }),
     pid,
     start: start as number | null,
@@ -173,7 +172,8 @@ function inspect(ffi: Native, r: Pick<Stored, "kind" | "name" | "key" | "identit
   const now = lookUp(ffi, r.kind, r.name, r.key);
   if (now.found === "none") return "gone";
   if (now.found === "unknown") return "unverified"; // there, but not ours to examine: never removed on a guess
-  if (PATH_KINDS.has(r.kind) && now.type !== (r.kind === "fifo" ? "fifo" : "socket")) return "replaced";
+  const { fileType } = namedKind(r.kind);
+  if (fileType !== undefined && now.type !== fileType) return "replaced";
   if (r.identity === undefined) return "unverified";
   return sameObject(r.kind, r.identity, now.identity) ? "same" : "replaced";
 }
@@ -188,7 +188,6 @@ async function registryDir(rt: Runtime, ffi: Native, dir: string | undefined): P
 }
 
 const stored = Symbol("stored");
-const IPC_RMID = 0;
 
 /** A listed resource with what `clean` needs to re-check it just before removing. */
 interface Found extends Resource {
@@ -267,29 +266,7 @@ function removeObject(ffi: Native, r: Stored, force: boolean): boolean {
   const state = inspect(ffi, r);
   if (state === "gone") return true;
   if (state === "replaced" || (state === "unverified" && !force)) return false;
-  const { call } = ffi;
-  const check = (result: number, what: string) => {
-    if (result !== 0 && ffi.errno() !== ERRNO.ENOENT) throw errnoError(ffi.errno(), what);
-  };
-  switch (r.kind) {
-    case "shm":
-      check(call.shm_unlink(ffi.cstring(r.name)), `unlink shared memory "${r.name}"`);
-      break;
-    case "mq":
-      check(call.mq_unlink(ffi.cstring(r.name)), `unlink message queue "${r.name}"`);
-      break;
-    case "sem":
-      check(call.sem_unlink(ffi.cstring(r.name)), `unlink semaphore "${r.name}"`);
-      break;
-    case "sysv":
-      if (call.msgctl(r.id!, IPC_RMID, null) < 0) {
-        const errno = ffi.errno();
-        if (errno !== ERRNO.EINVAL && errno !== ERRNO.EIDRM) throw errnoError(errno, `remove System V queue ${r.id}`);
-      }
-      break;
-    default:
-      check(call.unlink(ffi.cstring(r.name)), `remove ${r.kind === "fifo" ? "FIFO" : "socket file"} "${r.name}"`);
-  }
+  namedKind(r.kind).remove(ffi, r.name);
   return true;
 }
 
@@ -335,6 +312,8 @@ export async function clean(options: CleanOptions = {}): Promise<CleanReport> {
       }
     }
     if (removed) report.removed.push(resource);
+    // Gone before we looked: the record says so; there a moment ago: another object took the name since.
+    else if (!resource.exists) report.dropped.push(resource);
     else report.dropped.push({ ...resource, exists: false, object: "replaced", status: "stale" });
   }
   return report;

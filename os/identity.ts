@@ -3,7 +3,8 @@
  * an object only when it is still the very object its owner record describes; a name alone is not enough (the
  * object may have been removed and another program may have made a new one under the same name).
  *
- * What is recorded, looked up right after the object was made:
+ * What is recorded, looked up right after the object was made by the kind's descriptor (`lookUp` of `os/named.ts`,
+ * one per kind in `os/named_kinds.ts`):
  * - **paths** (FIFOs, Unix stream and datagram socket files), **POSIX shared memory** (`fstat` of the `shm_open`
  *   descriptor), **POSIX message queues** (on Linux an `mqd_t` is a descriptor: `fstat` works on it) and **named
  *   semaphores** (`/dev/shm/sem.<name>`): the device, the inode number, the status-change time (ctime, to the
@@ -27,126 +28,31 @@
  *
  * @module
  */
-import {
-  AT_EMPTY_PATH,
-  AT_FDCWD,
-  AT_SYMLINK_NOFOLLOW,
-  O_NONBLOCK,
-  O_RDONLY,
-  STATX_BTIME,
-  STATX_SIZE,
-  STATX_WANTED,
-} from "../ffi/constants.ts";
-import { ERRNO } from "../ffi/errno.ts";
 import type { Native } from "../ffi/native.ts";
+import type { Lookup, ObjectIdentity } from "./named.ts";
+import { type Kind, namedKind } from "./named_kinds.ts";
 
-/** The kinds of named objects ipckit records (see `registry.ts`). */
-export type ObjectKind = "shm" | "mq" | "sem" | "fifo" | "socket" | "dgram" | "sysv";
+export type { FileType, Lookup, ObjectIdentity } from "./named.ts";
 
-/**
- * A recorded identity. Times are `"<seconds>.<9 digits of nanoseconds>"` (System V: whole seconds), device
- * `"<major>:<minor>"`, inode a decimal string (inode numbers may exceed 2^53).
- */
-export interface ObjectIdentity {
-  readonly dev?: string;
-  readonly ino?: string;
-  readonly ctime: string;
-  readonly btime?: string;
-}
+/** The kinds of named objects ipckit records (see `os/named_kinds.ts`). */
+export type ObjectKind = Kind;
 
-/** What a look-up found under a name. */
-export type Lookup =
-  | { readonly found: "object"; readonly identity: ObjectIdentity; readonly type?: FileType }
-  | { readonly found: "none" }
-  /** There is something, but it could not be examined (EACCES...): never removed on a guess. */
-  | { readonly found: "unknown"; readonly errno: number };
-
-/** The file type of a path-named object, from `stx_mode`. */
-export type FileType = "fifo" | "socket" | "other";
-
-const S_IFMT = 0o170000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000;
-const IPC_STAT = 2, MSQID_DS = 120, MSG_CTIME = 64;
-/** Kinds whose normal use moves the ctime forward (see the module doc). */
-const CTIME_MOVES: ReadonlySet<ObjectKind> = new Set(["mq", "sysv"]);
-
-const statxBuffer = new Uint8Array(STATX_SIZE);
-const EMPTY = new Uint8Array(1);
-
-function time(v: DataView, at: number): string {
-  return `${v.getBigInt64(at, true)}.${String(v.getUint32(at + 8, true)).padStart(9, "0")}`;
-}
-
-/** statx of `path` (not followed through a final symlink), or of `fd` when `path` is undefined. */
-function statx(ffi: Native, fd: number, path: string | undefined): Lookup {
-  const rc = path === undefined
-    ? ffi.call.statx(fd, EMPTY, AT_EMPTY_PATH, STATX_WANTED, statxBuffer)
-    : ffi.call.statx(AT_FDCWD, ffi.cstring(path), AT_SYMLINK_NOFOLLOW, STATX_WANTED, statxBuffer);
-  if (rc !== 0) return gone(ffi.errno());
-  const v = new DataView(statxBuffer.buffer, statxBuffer.byteOffset, STATX_SIZE);
-  const mode = v.getUint16(28, true) & S_IFMT;
-  return {
-    found: "object",
-    type: mode === S_IFIFO ? "fifo" : mode === S_IFSOCK ? "socket" : "other",
-    identity: {
-      dev: `${v.getUint32(136, true)}:${v.getUint32(140, true)}`,
-      ino: String(v.getBigUint64(32, true)),
-      ctime: time(v, 96),
-      ...((v.getUint32(0, true) & STATX_BTIME) !== 0 ? { btime: time(v, 80) } : {}),
-    },
-  };
-}
-
-function gone(errno: number): Lookup {
-  return errno === ERRNO.ENOENT || errno === ERRNO.ENOTDIR ? { found: "none" } : { found: "unknown", errno };
+function descriptor(kind: ObjectKind) {
+  const d = namedKind(kind as string);
+  if (d === undefined) throw new TypeError(`Cannot look up a named object of kind "${kind}": no such kind`);
+  return d;
 }
 
 /**
- * Looks up the object named `name` of `kind` now (synchronously: a few system calls).
+ * Looks up the object named `name` of `kind` now (synchronously: a few system calls), through the kind's
+ * descriptor (`os/named.ts`).
  *
  * @param name a POSIX name (`/jobs`), an absolute path (FIFOs and sockets), or a System V queue id as a string.
  * @param key System V only: the key the queue must have; another key means another queue now holds the id.
+ * @throws {TypeError} for an unknown kind, or a name that is not one of the kind's naming.
  */
 export function lookUp(ffi: Native, kind: ObjectKind, name: string, key?: number): Lookup {
-  const { call } = ffi;
-  switch (kind) {
-    case "shm": {
-      const fd = call.shm_open(ffi.cstring(name), O_RDONLY, 0);
-      if (fd < 0) {
-        const errno = ffi.errno();
-        // Not readable by us (a segment made with mode 0200): glibc keeps segments in /dev/shm.
-        return errno === ERRNO.EACCES ? statx(ffi, -1, `/dev/shm${name}`) : gone(errno);
-      }
-      try {
-        return statx(ffi, fd, undefined);
-      } finally {
-        call.close(fd);
-      }
-    }
-    case "mq": {
-      const fd = call.mq_open(ffi.cstring(name), O_RDONLY | O_NONBLOCK, 0, null);
-      if (fd < 0) return gone(ffi.errno());
-      try {
-        return statx(ffi, fd, undefined);
-      } finally {
-        call.mq_close(fd);
-      }
-    }
-    case "sem":
-      return statx(ffi, -1, `/dev/shm/sem.${name.slice(1)}`);
-    case "sysv": {
-      const stat = new Uint8Array(MSQID_DS);
-      if (call.msgctl(Number(name), IPC_STAT, stat) < 0) {
-        const errno = ffi.errno();
-        return errno === ERRNO.EINVAL || errno === ERRNO.EIDRM ? { found: "none" } : { found: "unknown", errno };
-      }
-      const v = new DataView(stat.buffer);
-      // ipc_perm.__key first; msg_ctime after ipc_perm (48 bytes), msg_stime and msg_rtime: on x86-64 and arm64.
-      if (key !== undefined && v.getInt32(0, true) !== key) return { found: "none" }; // another queue has the id now
-      return { found: "object", identity: { ctime: String(v.getBigInt64(MSG_CTIME, true)) } };
-    }
-    default:
-      return statx(ffi, -1, name);
-  }
+  return descriptor(kind).lookUp(ffi, name, key);
 }
 
 /**
@@ -179,7 +85,7 @@ function nanos(t: string): bigint {
 export function sameObject(kind: ObjectKind, recorded: ObjectIdentity, now: ObjectIdentity): boolean {
   if (recorded.dev !== now.dev || recorded.ino !== now.ino) return false;
   if (recorded.btime !== undefined && now.btime !== undefined) return recorded.btime === now.btime;
-  return CTIME_MOVES.has(kind) ? nanos(now.ctime) >= nanos(recorded.ctime) : now.ctime === recorded.ctime;
+  return descriptor(kind).ctimeMoves ? nanos(now.ctime) >= nanos(recorded.ctime) : now.ctime === recorded.ctime;
 }
 
 const TIME = /^-?\d{1,20}(\.\d{9})?$/;

@@ -142,7 +142,7 @@ test("a record whose object is gone is stale: listed only with all, dropped by c
     assert.equal(dry.dropped.length, 1);
     assert.equal(files(registry).length, 1, "a dry run drops nothing");
     const report = await resources.clean({ dir: registry });
-    assert.deepEqual(report.dropped.map((r) => r.name), [name]);
+    assert.deepEqual(report.dropped.map((r) => `${r.name} ${r.object}`), [`${name} gone`]); // not "replaced"
     assert.deepEqual(files(registry), []);
   });
 });

@@ -1,12 +1,26 @@
 /**
  * Child of tests/cli.test.ts: creates one object of every recorded kind under names made from `<tag>` (a shm
  * segment, a POSIX mq, a named semaphore, a FIFO pair, a Unix socket listener, a bound Unix datagram socket and a
- * private System V queue), sends "ready" with what it made over the pipe channel to its parent, then waits. When
- * the parent sends "stop" it removes everything and exits; a SIGKILL (or the end of the channel) leaves it all.
+ * private System V queue), plus two objects ipckit keeps no record of (a lock file, held open, and a file queue,
+ * closed again: its directory stays), sends "ready" with what it made over the pipe channel to its parent, then
+ * waits. When the parent sends "stop" it removes everything and exits; a SIGKILL (or the end of the channel) leaves
+ * it all. Also the creator side of tests/named.test.ts's cross-runtime cases, which may connect to its FIFO pair.
  *
  *   resource_child.ts <tag> <dir>
  */
-import { fifo, mq, NamedSemaphore, pipe, runtime, SharedMemory, sysv, unix, unixDgram } from "../../mod.ts";
+import {
+  fifo,
+  FileLock,
+  fileQueue,
+  mq,
+  NamedSemaphore,
+  pipe,
+  runtime,
+  SharedMemory,
+  sysv,
+  unix,
+  unixDgram,
+} from "../../mod.ts";
 
 async function main(): Promise<void> {
   const rt = await runtime();
@@ -22,6 +36,8 @@ async function main(): Promise<void> {
   const listener = await unix.listen(`${dir}/${tag}.sock`);
   const dgram = await unixDgram.bind(`${dir}/${tag}.dgram`);
   const q = await sysv.private();
+  const lock = await FileLock.open(`${dir}/${tag}.lock`);
+  await (await fileQueue.create(`${dir}/${tag}.queue`)).close();
   // The FIFOs exist once create() has made them: wait for both names.
   while (!(await rt.exists(`${fifoPath}.in`)) || !(await rt.exists(`${fifoPath}.out`))) {
     await new Promise((r) => setTimeout(r, 5));
@@ -33,6 +49,8 @@ async function main(): Promise<void> {
     sock: `${dir}/${tag}.sock`,
     dgram: `${dir}/${tag}.dgram`,
     id: q.id,
+    lock: `${dir}/${tag}.lock`,
+    queue: `${dir}/${tag}.queue`,
   };
   await parent.send(new TextEncoder().encode(JSON.stringify({ ready: true, ...made })));
   // Only an explicit "stop" cleans up: Deno's kill() can close our stdin a moment before its SIGKILL lands, and a
@@ -46,10 +64,13 @@ async function main(): Promise<void> {
   sem.unlink();
   await sem.close();
   abort.abort();
-  await waiting;
+  await (await waiting)?.close(); // a peer may have opened the pair (tests/named.test.ts)
   await listener.close();
   await dgram.close();
   q.remove();
+  lock.close();
+  await rt.removeFile(made.lock);
+  await rt.removeDir(made.queue);
   await parent.close();
 }
 
