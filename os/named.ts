@@ -14,6 +14,8 @@
  *   guess. For path kinds it does not follow a final symbolic link, and it reports the file type found.
  * - `remove` removes the name (never through a handle), returns false when nothing was there (ENOENT, or EINVAL /
  *   EIDRM for a System V id), and throws the `errnoError` of anything else (`Cannot unlink ...: ...`).
+ * - `lookUp` and `remove` throw a `TypeError` for a name that is not of the kind's naming ({@linkcode defineNamedKind}
+ *   adds that check), before any system call.
  * - `list`, where the OS can enumerate the kind, returns the names as `lookUp` and `remove` take them; it is absent
  *   where it cannot (a path may be anywhere in the file system).
  *
@@ -69,10 +71,9 @@ export type Naming = "posix" | "path" | "sysv";
  * @example
  * ```ts
  * import { native } from "../ffi/native.ts";
- * import { exists } from "./named.ts";
  * import { shmName } from "./shm_name.ts";
  * const ffi = await native();
- * console.log(shmName.label, exists(shmName, ffi, "/surely-not-there")); // shared memory segment false
+ * console.log(shmName.label, shmName.exists(ffi, "/surely-not-there")); // shared memory segment false
  * ```
  */
 export interface NamedKind<K extends string = string> {
@@ -96,13 +97,21 @@ export interface NamedKind<K extends string = string> {
    * Looks up the object named `name` now: its identity, file type and mode, or that there is none.
    *
    * @param key System V only: the key the queue must have; another key means another queue now holds the id.
+   * @throws {TypeError} for a name that is not of this kind's naming.
    */
   lookUp(ffi: Native, name: string, key?: number): Lookup;
+  /**
+   * Whether there is an object under `name` now (also one that cannot be examined): a look-up that found something.
+   *
+   * @throws {TypeError} for a name that is not of this kind's naming.
+   */
+  exists(ffi: Native, name: string, key?: number): boolean;
   /**
    * Removes the object named `name` (its name: open handles elsewhere keep working where the OS allows it).
    *
    * @returns true when it removed something, false when nothing was there.
    * @throws {IpcError} the errno's error class (`PermissionError`...) when the OS refuses.
+   * @throws {TypeError} for a name that is not of this kind's naming.
    */
   remove(ffi: Native, name: string): boolean;
   /**
@@ -113,22 +122,7 @@ export interface NamedKind<K extends string = string> {
 }
 
 /**
- * Whether there is an object under `name` now (also one that cannot be examined).
- *
- * @example
- * ```ts
- * import { native } from "../ffi/native.ts";
- * import { exists } from "./named.ts";
- * import { fifoName } from "./path_names.ts";
- * console.log(exists(fifoName, await native(), "/no/such/fifo")); // false
- * ```
- */
-export function exists(kind: NamedKind, ffi: Native, name: string, key?: number): boolean {
-  return kind.lookUp(ffi, name, key).found !== "none";
-}
-
-/**
- * Whether `name` is a valid POSIX IPC name: `/`, then 1 to 254 bytes without `/` or NUL.
+ * Whether `name` is a valid POSIX IPC name: `/`, then 1 to 254 characters without `/` or NUL.
  *
  * @example
  * ```ts
@@ -163,6 +157,9 @@ export function validRecordedName(kind: NamedKind, name: string): boolean {
   return nameProblem(kind.naming, name) === "" && (kind.naming !== "path" || name.startsWith("/"));
 }
 
+/** What a descriptor's module writes: {@linkcode defineNamedKind} adds `exists` and the name checks. */
+export type NamedKindSpec<K extends string> = Omit<NamedKind<K>, "exists">;
+
 /**
  * A descriptor whose `lookUp` and `remove` first check the name against its naming, so that a bad name is a
  * `TypeError` (and never, say, a System V id of `NaN` that the FFI would pass as queue 0).
@@ -184,7 +181,7 @@ export function validRecordedName(kind: NamedKind, name: string): boolean {
  *
  * @throws {TypeError} from `lookUp` and `remove`, for a name that is not one of this naming.
  */
-export function defineNamedKind<K extends string>(spec: NamedKind<K>): NamedKind<K> {
+export function defineNamedKind<K extends string>(spec: NamedKindSpec<K>): NamedKind<K> {
   const check = (what: string, name: string) => {
     const problem = nameProblem(spec.naming, name);
     if (problem !== "") throw new TypeError(`Cannot ${what} ${spec.label} ${JSON.stringify(String(name))}: ${problem}`);
@@ -194,6 +191,10 @@ export function defineNamedKind<K extends string>(spec: NamedKind<K>): NamedKind
     lookUp(ffi: Native, name: string, key?: number): Lookup {
       check("look up", name);
       return spec.lookUp(ffi, name, key);
+    },
+    exists(ffi: Native, name: string, key?: number): boolean {
+      check("look up", name);
+      return spec.lookUp(ffi, name, key).found !== "none";
     },
     remove(ffi: Native, name: string): boolean {
       check("remove", name);
