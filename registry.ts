@@ -19,7 +19,10 @@ import type { Runtime } from "./runtimes/runtime.ts";
  */
 export { parseStat };
 
-/** The kinds of objects recorded (`os/named_kinds.ts`). `socket` is a Unix stream listener's file, `dgram` a bound datagram socket's. */
+/**
+ * The kinds of objects recorded (`os/named_kinds.ts`). `socket` is a Unix stream listener's file, `dgram` a bound
+ * datagram socket's.
+ */
 export type Kind = NamedKindName;
 
 /**

@@ -23,7 +23,10 @@ import { sysvName } from "./sysv_name.ts";
  */
 export const NAMED_KINDS = [shmName, mqName, semName, fifoName, socketName, dgramName, sysvName] as const;
 
-/** The kinds of named objects ipckit records: `socket` is a Unix stream listener's file, `dgram` a bound datagram socket's. */
+/**
+ * The kinds of named objects ipckit records: `socket` is a Unix stream listener's file, `dgram` a bound datagram
+ * socket's.
+ */
 export type Kind = (typeof NAMED_KINDS)[number]["kind"];
 
 const BY_KIND: ReadonlyMap<string, NamedKind<Kind>> = new Map(NAMED_KINDS.map((d) => [d.kind, d]));

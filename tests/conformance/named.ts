@@ -238,7 +238,8 @@ export function namedConformance(fixture: NamedFixture): void {
   /** How the suite makes an object: create, or openOrCreate where there is no exclusive create. */
   const make = create ?? openOrCreate!;
 
-  test(`${t}: create makes the object${d ? ", found by the descriptor, listed and recorded" : " (a file: no record)"}`, async () => {
+  const found = d ? ", found by the descriptor, listed and recorded" : " (a file: no record)";
+  test(`${t}: create makes the object${found}`, async () => {
     await inCase(fixture, async (made, address) => {
       const h = await made.add(make(address));
       assert.ok(h.names.length > 0);
