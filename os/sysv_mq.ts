@@ -10,6 +10,9 @@
  * This is the OS object only (the handle, `os/sysv_mq.ts`, and the functions that make one, `os/sysv_mq_open.ts`);
  * the channel over one queue is `transports/sysv_mq.ts`, which re-exports both as the `sysv` namespace.
  *
+ * The named-object descriptor of the kind (`sysv` records: look up by id and key, remove with `IPC_RMID`, list
+ * `/proc/sysvipc/msg`) is {@linkcode sysvName}, re-exported from `os/sysv_name.ts`.
+ *
  * SysV queues have no per-process handle: `close()` only forgets this object, and the queue lives until
  * `remove()` (`IPC_RMID`, which also discards the messages in it) or reboot. `ipcs -q` lists them.
  *
@@ -54,6 +57,9 @@ import { ERRNO, errnoError } from "../ffi/errno.ts";
 import { type Native, native } from "../ffi/native.ts";
 import { unregister } from "../registry.ts";
 import { Backoff, Deadline, delay } from "../async/mod.ts";
+
+/** The named-object descriptor of System V queues (look up by id and key, remove, list), from `os/sysv_name.ts`. */
+export { sysvName } from "./sysv_name.ts";
 
 const { E2BIG, ENOMSG, EIDRM, EINTR, EAGAIN, EINVAL } = ERRNO as Record<string, number>;
 /** The pauses of a waiting send or receive: 0 (one macrotask), 1, 2, 4 … 20 ms. */
