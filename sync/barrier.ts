@@ -14,20 +14,8 @@
  */
 import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
-import {
-  agree,
-  build,
-  fromHandle,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const ARRIVED = 0;
 const GENERATION = 1;
@@ -66,7 +54,7 @@ function broken(): IpcError {
 export class Barrier extends SyncPrimitive {
   /** Bytes a Barrier takes in shared memory. */
   static readonly BYTES = 16;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
   readonly parties: number;
 
   /**
@@ -78,7 +66,7 @@ export class Barrier extends SyncPrimitive {
     checkParties(parties);
     super("Barrier", Barrier.BYTES, parties);
     this.parties = parties;
-    agree(this.#w, PARTIES, parties, "place a Barrier", "parties");
+    this.#w.agree(PARTIES, parties, "place a Barrier", "parties");
   }
 
   /**
@@ -93,8 +81,7 @@ export class Barrier extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): Barrier {
-    const w = fromHandle("Barrier", handle, Barrier.BYTES);
-    return build(w, () => new Barrier(handle.extra as number));
+    return fromHandle("Barrier", Barrier.BYTES, handle, () => new Barrier(handle.extra as number));
   }
 
   /**
@@ -121,7 +108,7 @@ export class Barrier extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, parties: number): Barrier {
-    return build(place("Barrier", memory, offset, Barrier.BYTES), () => new Barrier(parties));
+    return placeIn("Barrier", Barrier.BYTES, memory, offset, () => new Barrier(parties));
   }
 
   /** How many generations have completed (a snapshot). */
@@ -161,12 +148,12 @@ export class Barrier extends SyncPrimitive {
    * (`parties - 1` for the last one, which released the others).
    */
   wait(options?: WaitOptions): Promise<number> {
-    return waitAsync(this.#w, this.#waitSteps(), options, "wait on a Barrier");
+    return this.#w.waitAsync(this.#waitSteps(), options, "wait on a Barrier");
   }
 
   /** The blocking form of `wait()`, for workers. */
   waitSync(options?: { timeout?: number }): number {
-    return waitSync(this.#w, this.#waitSteps(), options, "wait on a Barrier");
+    return this.#w.waitSync(this.#waitSteps(), options, "wait on a Barrier");
   }
 
   /** Arrives, then sleeps on the generation word until it moves; a timeout or an abort breaks the barrier. */

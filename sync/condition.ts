@@ -29,20 +29,8 @@
 import type { SharedMemory } from "../shm/segment.ts";
 import type { Mutex } from "./mutex.ts";
 import { TimeoutError } from "../errors.ts";
-import {
-  build,
-  deadlineOf,
-  fromHandle,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { deadlineOf, fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const SEQ = 0;
 
@@ -91,7 +79,7 @@ const SEQ = 0;
 export class Condition extends SyncPrimitive {
   /** Bytes a Condition takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
 
   /** A new Condition on its own SharedArrayBuffer. */
   constructor() {
@@ -111,7 +99,7 @@ export class Condition extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): Condition {
-    return build(fromHandle("Condition", handle, Condition.BYTES), () => new Condition());
+    return fromHandle("Condition", Condition.BYTES, handle, () => new Condition());
   }
 
   /**
@@ -135,7 +123,7 @@ export class Condition extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): Condition {
-    return build(place("Condition", memory, offset, Condition.BYTES), () => new Condition());
+    return placeIn("Condition", Condition.BYTES, memory, offset, () => new Condition());
   }
 
   /**
@@ -148,7 +136,7 @@ export class Condition extends SyncPrimitive {
     const seq = Atomics.load(this.#w.i32, this.#w.base + SEQ);
     mutex.unlock();
     try {
-      return await waitAsync(this.#w, this.#waitSteps(seq), options, "wait on a Condition");
+      return await this.#w.waitAsync(this.#waitSteps(seq), options, "wait on a Condition");
     } finally {
       await mutex.lock();
     }
@@ -160,7 +148,7 @@ export class Condition extends SyncPrimitive {
     const seq = Atomics.load(this.#w.i32, this.#w.base + SEQ);
     mutex.unlock();
     try {
-      return waitSync(this.#w, this.#waitSteps(seq), options, "wait on a Condition");
+      return this.#w.waitSync(this.#waitSteps(seq), options, "wait on a Condition");
     } finally {
       mutex.lockSync();
     }

@@ -11,20 +11,8 @@
  * @module
  */
 import type { SharedMemory } from "../shm/segment.ts";
-import {
-  agree,
-  build,
-  fromHandle,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const STATE = 0;
 const MODE = 1;
@@ -66,7 +54,7 @@ export interface EventOptions {
 export class Event extends SyncPrimitive {
   /** Bytes an Event takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
   readonly autoReset: boolean;
 
   /** A new, clear Event on its own SharedArrayBuffer. */
@@ -75,7 +63,7 @@ export class Event extends SyncPrimitive {
     // Placed words that are in use already have a mode: it holds unless the options ask for one.
     const mode = Atomics.load(this.#w.i32, this.#w.base + MODE);
     this.autoReset = mode !== 0 && options.autoReset === undefined ? mode === 2 : options.autoReset ?? false;
-    agree(this.#w, MODE, this.autoReset ? 2 : 1, "place an Event", "mode");
+    this.#w.agree(MODE, this.autoReset ? 2 : 1, "place an Event", "mode");
   }
 
   /**
@@ -92,7 +80,7 @@ export class Event extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): Event {
-    return build(fromHandle("Event", handle, Event.BYTES), () => new Event());
+    return fromHandle("Event", Event.BYTES, handle, () => new Event());
   }
 
   /**
@@ -117,7 +105,7 @@ export class Event extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: EventOptions = {}): Event {
-    return build(place("Event", memory, offset, Event.BYTES), () => new Event(options));
+    return placeIn("Event", Event.BYTES, memory, offset, () => new Event(options));
   }
 
   /** Whether the event is set (a snapshot). */
@@ -146,12 +134,12 @@ export class Event extends SyncPrimitive {
 
   /** Waits until the event is set (and, in auto-reset mode, takes it), without blocking the event loop. */
   async wait(options?: WaitOptions): Promise<void> {
-    if (!this.#pass()) await waitAsync(this.#w, this.#waitSteps(), options, "wait for an Event");
+    if (!this.#pass()) await this.#w.waitAsync(this.#waitSteps(), options, "wait for an Event");
   }
 
   /** The blocking form of `wait()`, for workers. */
   waitSync(options?: { timeout?: number }): void {
-    if (!this.#pass()) waitSync(this.#w, this.#waitSteps(), options, "wait for an Event");
+    if (!this.#pass()) this.#w.waitSync(this.#waitSteps(), options, "wait for an Event");
   }
 
   *#waitSteps(): Steps<void> {

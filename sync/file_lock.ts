@@ -38,20 +38,10 @@
  */
 import { abortError, ClosedError, PermissionError, TimeoutError } from "../errors.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { O_CREAT, O_NOFOLLOW, O_RDWR } from "../ffi/constants.ts";
+import { LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_RDWR } from "../ffi/constants.ts";
 import { type Native, native } from "../ffi/native.ts";
-
-/** flock(2) operations (the same on Linux and macOS). */
-const LOCK_SH = 1;
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-/** O_CLOEXEC: a child process must not inherit the fd (it would keep the lock alive). Linux value. */
-const O_CLOEXEC = 0o2000000;
-
-/** The backoff between two attempts, in milliseconds. */
-const FIRST_DELAY = 1;
-const MAX_DELAY = 50;
+import { onAbort } from "../async/abort.ts";
+import { Backoff } from "../async/delay.ts";
 
 /** Options of {@linkcode FileLock.open}. */
 export interface FileLockOpenOptions {
@@ -187,7 +177,7 @@ export class FileLock implements Disposable {
     const { signal, timeout } = options;
     checkTimeout(timeout, `lock "${this.path}"`);
     const deadline = timeout === undefined ? Infinity : Date.now() + timeout;
-    let delay = FIRST_DELAY;
+    const backoff = new Backoff({ first: 1, max: 50 }); // ms between two attempts
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       const guard = this.tryLock({ shared });
@@ -196,8 +186,7 @@ export class FileLock implements Disposable {
       if (left <= 0) {
         throw new TimeoutError(`Cannot lock "${this.path}": it was still locked after ${timeout} ms`);
       }
-      await this.#sleep(Math.min(delay, left), signal);
-      delay = Math.min(delay * 2, MAX_DELAY);
+      await this.#sleep(Math.min(backoff.next(), left), signal);
     }
   }
 
@@ -287,20 +276,20 @@ export class FileLock implements Disposable {
   /** Sleeps `ms`, or less when this object releases a hold; rejects on abort or close. */
   #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      let stop = (): void => {};
       const done = (error?: unknown): void => {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        stop();
         this.#wakers.delete(onWake);
         if (error === undefined) resolve();
         else reject(error);
       };
-      const onAbort = (): void => done(abortError(signal!));
       const onWake = (): void => {
         done(this.#fd < 0 ? new ClosedError(`Cannot lock "${this.path}": the lock file was closed`) : undefined);
       };
       const timer = setTimeout(() => done(), ms);
       this.#wakers.add(onWake);
-      signal?.addEventListener("abort", onAbort, { once: true });
+      stop = onAbort(signal, () => done(abortError(signal!))); // at once when it already aborted
     });
   }
 }

@@ -11,21 +11,8 @@
  */
 import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
-import {
-  build,
-  fromHandle,
-  type Guard,
-  guard,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type Guard, guard, type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const STATE = 0;
 const WRITERS_WAITING = 1;
@@ -58,7 +45,7 @@ export type RwLockGuard = Guard;
 export class RwLock extends SyncPrimitive {
   /** Bytes an RwLock takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
 
   /** A new RwLock on its own SharedArrayBuffer. */
   constructor() {
@@ -78,7 +65,7 @@ export class RwLock extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): RwLock {
-    return build(fromHandle("RwLock", handle, RwLock.BYTES), () => new RwLock());
+    return fromHandle("RwLock", RwLock.BYTES, handle, () => new RwLock());
   }
 
   /**
@@ -100,7 +87,7 @@ export class RwLock extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): RwLock {
-    return build(place("RwLock", memory, offset, RwLock.BYTES), () => new RwLock());
+    return placeIn("RwLock", RwLock.BYTES, memory, offset, () => new RwLock());
   }
 
   /** Number of readers holding it, and whether a writer does (a snapshot). */
@@ -126,25 +113,25 @@ export class RwLock extends SyncPrimitive {
 
   /** Takes a read lock, waiting without blocking the event loop; returns a guard. */
   async read(options?: WaitOptions): Promise<RwLockGuard> {
-    if (!this.tryRead()) await waitAsync(this.#w, this.#readSteps(), options, "read-lock an RwLock");
+    if (!this.tryRead()) await this.#w.waitAsync(this.#readSteps(), options, "read-lock an RwLock");
     return guard(() => this.unlockRead());
   }
 
   /** Takes the write lock, waiting without blocking the event loop; returns a guard. */
   async write(options?: WaitOptions): Promise<RwLockGuard> {
-    if (!this.tryWrite()) await waitAsync(this.#w, this.#writeSteps(), options, "write-lock an RwLock");
+    if (!this.tryWrite()) await this.#w.waitAsync(this.#writeSteps(), options, "write-lock an RwLock");
     return guard(() => this.unlockWrite());
   }
 
   /** The blocking form of `read()`, for workers. */
   readSync(options?: { timeout?: number }): RwLockGuard {
-    if (!this.tryRead()) waitSync(this.#w, this.#readSteps(), options, "read-lock an RwLock");
+    if (!this.tryRead()) this.#w.waitSync(this.#readSteps(), options, "read-lock an RwLock");
     return guard(() => this.unlockRead());
   }
 
   /** The blocking form of `write()`, for workers. */
   writeSync(options?: { timeout?: number }): RwLockGuard {
-    if (!this.tryWrite()) waitSync(this.#w, this.#writeSteps(), options, "write-lock an RwLock");
+    if (!this.tryWrite()) this.#w.waitSync(this.#writeSteps(), options, "write-lock an RwLock");
     return guard(() => this.unlockWrite());
   }
 

@@ -10,21 +10,8 @@
  * @module
  */
 import type { SharedMemory } from "../shm/segment.ts";
-import {
-  build,
-  fromHandle,
-  type Guard,
-  guard,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type Guard, guard, type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const COUNT = 0;
 const SLEEPERS = 1;
@@ -64,7 +51,7 @@ export type SemaphoreGuard = Guard;
 export class Semaphore extends SyncPrimitive {
   /** Bytes a Semaphore takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
 
   /**
    * A new Semaphore with `initial` permits (0 by default), on its own SharedArrayBuffer.
@@ -90,7 +77,7 @@ export class Semaphore extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): Semaphore {
-    return build(fromHandle("Semaphore", handle, Semaphore.BYTES), () => new Semaphore());
+    return fromHandle("Semaphore", Semaphore.BYTES, handle, () => new Semaphore());
   }
 
   /**
@@ -114,7 +101,7 @@ export class Semaphore extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number, options: { initial?: number } = {}): Semaphore {
-    const s = build(place("Semaphore", memory, offset, Semaphore.BYTES), () => new Semaphore());
+    const s = placeIn("Semaphore", Semaphore.BYTES, memory, offset, () => new Semaphore());
     if (options.initial !== undefined) {
       Atomics.store(s.#w.i32, s.#w.base + COUNT, checkCount(options.initial, "start a Semaphore at", 0));
     }
@@ -139,13 +126,13 @@ export class Semaphore extends SyncPrimitive {
 
   /** Takes `n` permits, waiting without blocking the event loop. Returns a guard that gives them back. */
   async acquire(n = 1, options?: WaitOptions): Promise<SemaphoreGuard> {
-    if (!this.tryAcquire(n)) await waitAsync(this.#w, this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
+    if (!this.tryAcquire(n)) await this.#w.waitAsync(this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
     return this.#guard(n);
   }
 
   /** The blocking form of `acquire()`, for workers. */
   acquireSync(n = 1, options?: { timeout?: number }): SemaphoreGuard {
-    if (!this.tryAcquire(n)) waitSync(this.#w, this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
+    if (!this.tryAcquire(n)) this.#w.waitSync(this.#acquireSteps(n), options, `acquire ${n} of a Semaphore`);
     return this.#guard(n);
   }
 

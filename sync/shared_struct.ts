@@ -3,6 +3,8 @@
  * processes. On a `SharedArrayBuffer` it is shared with worker threads (`SharedStruct.from(s.handle)`); in a
  * shared memory segment it is shared with other processes of any runtime, and with C and Python programs that map
  * the same segment (see {@linkcode StructLayout.cDeclaration} and {@linkcode StructLayout.structFormat}).
+ * (Over 400 lines: one class with a method per access kind, each documented with a runnable example; the layout and
+ * the value checks are in struct_layout.ts and struct_values.ts.)
  *
  * `get`/`set` are plain reads and writes. `load`, `store`, `add`, `sub`, `cas` and `exchange` are atomic
  * (sequentially consistent) on integer fields, and `load`/`store`/`cas`/`exchange` on bool fields; they are atomic

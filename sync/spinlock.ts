@@ -14,19 +14,8 @@
 import { IpcError } from "../errors.ts";
 import type { SharedMemory } from "../shm/segment.ts";
 import { processId, threadId } from "./identity.ts";
-import {
-  build,
-  fromHandle,
-  place,
-  type Steps,
-  type SyncHandle,
-  SyncPrimitive,
-  waitAsync,
-  type WaitOptions,
-  waitSync,
-  type Words,
-  words,
-} from "./primitive.ts";
+import { type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
+import { fromHandle, placeIn, type Steps, words } from "./words.ts";
 
 const SPIN_ATTEMPTS = 100;
 const SLEEP_MS = 1;
@@ -52,7 +41,7 @@ const SLEEP_MS = 1;
 export class SpinLock extends SyncPrimitive {
   /** Bytes a SpinLock takes in shared memory. */
   static readonly BYTES = 8;
-  readonly #w: Words = words(this);
+  readonly #w = words(this);
   readonly #id: number;
   #sink = 0;
 
@@ -76,7 +65,7 @@ export class SpinLock extends SyncPrimitive {
    * ```
    */
   static from(handle: SyncHandle): SpinLock {
-    return build(fromHandle("SpinLock", handle, SpinLock.BYTES), () => new SpinLock());
+    return fromHandle("SpinLock", SpinLock.BYTES, handle, () => new SpinLock());
   }
 
   /**
@@ -94,7 +83,7 @@ export class SpinLock extends SyncPrimitive {
    * ```
    */
   static in(memory: SharedMemory | SharedArrayBuffer, offset: number): SpinLock {
-    return build(place("SpinLock", memory, offset, SpinLock.BYTES), () => new SpinLock());
+    return placeIn("SpinLock", SpinLock.BYTES, memory, offset, () => new SpinLock());
   }
 
   /** Takes the lock if free. */
@@ -114,12 +103,12 @@ export class SpinLock extends SyncPrimitive {
 
   /** Takes the lock, spinning then sleeping 1 ms at a time (blocks this thread). */
   lockSync(options?: { timeout?: number }): void {
-    if (!this.tryLock() && !this.#spin()) waitSync(this.#w, this.#lockSteps(), options, "lock a SpinLock");
+    if (!this.tryLock() && !this.#spin()) this.#w.waitSync(this.#lockSteps(), options, "lock a SpinLock");
   }
 
   /** Takes the lock, spinning then sleeping 1 ms at a time without blocking the event loop. */
   async lock(options?: WaitOptions): Promise<void> {
-    if (!this.tryLock() && !this.#spin()) await waitAsync(this.#w, this.#lockSteps(), options, "lock a SpinLock");
+    if (!this.tryLock() && !this.#spin()) await this.#w.waitAsync(this.#lockSteps(), options, "lock a SpinLock");
   }
 
   /** Sleeps SLEEP_MS on the held lock word (nobody wakes it), then spins again. */

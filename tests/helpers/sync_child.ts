@@ -2,14 +2,15 @@
  * Child process for tests/conformance/sync.ts.
  *
  * - `sync_child.ts run <kind> <shm name> <party> <m> <n>`: runs one scenario of sync_scenarios.ts in the segment.
- * - `sync_child.ts hold <kind> <shm name>`: holds the primitive at offset 0 (see `holder()` in sync_scenarios.ts) and
- *   sets READY; on GO releases it, on the next GO holds it again and sets READY, then sleeps until killed.
+ * - `sync_child.ts hold <kind> <shm name>`: holds the primitive at offset 0 (see `holder()` in sync_scenarios.ts),
+ *   sets data word DATA + 7 to 1 and READY; on GO releases it, on the next GO holds it again and sets READY, then
+ *   sleeps until killed. `hold <shm name>` holds the Mutex (tests/liveness.test.ts).
  *
  * Exits 0 when done, 1 with a message on stderr on failure.
  */
 import { Event, SharedMemory } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
-import { GO, holder, type HoldKind, type Kind, READY, run } from "./sync_scenarios.ts";
+import { DATA, GO, holder, type HoldKind, type Kind, READY, run } from "./sync_scenarios.ts";
 
 const rt = await runtime();
 const [mode, ...rest] = rt.args();
@@ -23,12 +24,13 @@ try {
       shm.close();
     }
   } else if (mode === "hold") {
-    const [kind, name] = rest;
+    const [kind, name] = rest.length === 1 ? ["mutex", rest[0]] : rest;
     const shm = await SharedMemory.open(name!);
     const h = holder(kind as HoldKind, shm);
     const ready = Event.in(shm, READY);
     const go = Event.in(shm, GO, { autoReset: true });
     await h.hold();
+    Atomics.store(new Int32Array(shm.buffer), DATA + 7, 1);
     ready.set();
     await go.wait();
     await h.release();
