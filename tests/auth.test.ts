@@ -20,11 +20,10 @@ import {
   TimeoutError,
   unix,
 } from "../mod.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture } from "./conformance/fixtures_auth.ts";
+import { conformance } from "./conformance/registry.ts";
 import { removeDir, tempDir } from "./conformance/fixtures.ts";
 
-channelConformance(fixture);
+await conformance("auth");
 
 const LONG = { timeout: 120_000 };
 const SECRET = "the shared secret of this test";

@@ -2,10 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, fifo, NotFoundError } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fifoFixture } from "./conformance/fixtures.ts";
+import { conformance } from "./conformance/registry.ts";
 
-channelConformance(fifoFixture);
+await conformance("fifo");
 
 test("fifo.open() rejects with NotFoundError when no FIFO pair exists", async () => {
   await assert.rejects(fifo.open("/tmp/ipckit-no-such-fifo"), NotFoundError);

@@ -6,10 +6,9 @@ import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE, type SkippedRecord } from "../os/file_queue.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture } from "./conformance/fixtures_filequeue.ts";
+import { conformance } from "./conformance/registry.ts";
 
-channelConformance(fixture);
+await conformance("filequeue");
 
 const LONG = { timeout: 180_000 };
 const text = new TextEncoder();

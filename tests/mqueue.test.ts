@@ -2,10 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, IpcError, MessageTooLargeError, mq, NotFoundError } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture, mqNames } from "./conformance/fixtures_mqueue.ts";
+import { conformance } from "./conformance/registry.ts";
+import { mqNames } from "./conformance/fixtures_mqueue.ts";
 
-channelConformance(fixture);
+await conformance("mqueue");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

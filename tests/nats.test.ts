@@ -1,13 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedError, nats, NotFoundError, PermissionError, ProtocolError, TimeoutError } from "../mod.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture, subject, useServer } from "./conformance/fixtures_nats.ts";
+import { conformance } from "./conformance/registry.ts";
+import { subject, useServer } from "./conformance/fixtures_nats.ts";
 import { natsServerForFile, startNatsServer } from "./helpers/nats_server.ts";
 
 const server = natsServerForFile(useServer);
 
-channelConformance(fixture);
+await conformance("nats");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

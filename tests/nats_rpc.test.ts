@@ -4,13 +4,13 @@ import { ClosedError, nats, rpc, TimeoutError } from "../mod.ts";
 import type { ChildProcess, RuntimeName } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
-import { rpcConformance } from "./conformance/rpc.ts";
-import { fixture, subject, useServer } from "./conformance/fixtures_nats.ts";
+import { rpcConformanceFor } from "./conformance/registry.ts";
+import { subject, useServer } from "./conformance/fixtures_nats.ts";
 import { natsServerForFile } from "./helpers/nats_server.ts";
 
 const server = natsServerForFile(useServer);
 
-rpcConformance(fixture);
+await rpcConformanceFor("nats_rpc");
 
 const LONG = { timeout: 180_000 };
 const SERVER = new URL("./helpers/nats_rpc_server.ts", import.meta.url);

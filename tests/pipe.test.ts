@@ -3,11 +3,9 @@ import assert from "node:assert/strict";
 import { ClosedError, pipe } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { pipeFixture } from "./conformance/fixtures.ts";
-import { fixture as pipeFdsFixture } from "./conformance/fixtures_pipe_fds.ts";
+import { conformance } from "./conformance/registry.ts";
 
-channelConformance(pipeFixture);
+await conformance("pipe");
 
 test("pipe.spawn() rejects an empty argv with TypeError", async () => {
   await assert.rejects(pipe.spawn([]), TypeError);
@@ -25,7 +23,7 @@ test("a child that writes text to stdout breaks the framing: the parent gets Pro
   }
 });
 
-channelConformance(pipeFdsFixture);
+await conformance("pipe_fds");
 
 test("pipe over fds: the child keeps its stdout; pipe.create() gives a working close-on-exec pipe", async () => {
   const rt = await runtime();

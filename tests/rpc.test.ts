@@ -1,23 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cbor, json, ProtocolError, rpc, shm } from "../mod.ts";
-import { rpcConformance } from "./conformance/rpc.ts";
-import { fifoFixture, pipeFixture, shmFixture, tcpFixture, unixFixture } from "./conformance/fixtures.ts";
-import { fixture as mqFixture } from "./conformance/fixtures_mqueue.ts";
-import { fixture as sysvFixture } from "./conformance/fixtures_sysvmq.ts";
-import { fixture as fileQueueFixture } from "./conformance/fixtures_filequeue.ts";
-import { fixture as dgramFixture } from "./conformance/fixtures_unix_dgram.ts";
+import { rpcConformanceFor } from "./conformance/registry.ts";
 import { handlers } from "./helpers/rpc_handlers.ts";
 
-rpcConformance(unixFixture);
-rpcConformance(tcpFixture);
-rpcConformance(shmFixture);
-rpcConformance(pipeFixture);
-rpcConformance(mqFixture, { numRuns: 6 });
-rpcConformance(dgramFixture, { numRuns: 6 });
-rpcConformance(fifoFixture, { numRuns: 6 });
-rpcConformance(sysvFixture, { numRuns: 4 });
-rpcConformance(fileQueueFixture, { numRuns: 2 });
+await rpcConformanceFor("rpc");
 
 const LONG = { timeout: 120_000 };
 

@@ -2,11 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
 import { Ring } from "../shm/ring.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { shmFixture, shmNames } from "./conformance/fixtures.ts";
+import { conformance } from "./conformance/registry.ts";
+import { shmNames } from "./conformance/fixtures.ts";
 import { existsSync } from "node:fs";
 
-channelConformance(shmFixture);
+await conformance("shm");
 
 const name = () => `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
 

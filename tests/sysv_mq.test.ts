@@ -11,10 +11,10 @@ import {
 } from "../mod.ts";
 import type { Channel } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture, randomKey, sysvKeys } from "./conformance/fixtures_sysvmq.ts";
+import { conformance } from "./conformance/registry.ts";
+import { randomKey, sysvKeys } from "./conformance/fixtures_sysvmq.ts";
 
-channelConformance(fixture);
+const fixture = await conformance("sysvmq");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

@@ -2,10 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { AlreadyExistsError, ClosedError, NotFoundError, tcp } from "../mod.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { tcpFixture } from "./conformance/fixtures.ts";
+import { conformance } from "./conformance/registry.ts";
 
-channelConformance(tcpFixture);
+await conformance("tcp");
 
 const LONG = { timeout: 120_000 };
 

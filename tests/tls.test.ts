@@ -21,8 +21,8 @@ import {
 import type { RuntimeName } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { fixture, useCa } from "./conformance/fixtures_tls.ts";
+import { conformance } from "./conformance/registry.ts";
+import { useCa } from "./conformance/fixtures_tls.ts";
 import { stopChild } from "./conformance/fixtures.ts";
 import { sameBytes } from "./conformance/data.ts";
 import { makeTestCa, type TestCa } from "./helpers/tls_ca.ts";
@@ -33,7 +33,7 @@ before(async () => {
   useCa(ca);
 });
 
-channelConformance(fixture);
+await conformance("tls");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

@@ -2,11 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, MessageTooLargeError, udp } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { datagramConformance } from "./conformance/datagram.ts";
-import { fixture } from "./conformance/fixtures_udp.ts";
+import { conformance } from "./conformance/registry.ts";
 import { stopChild } from "./conformance/fixtures.ts";
 
-datagramConformance(fixture);
+await conformance("udp");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

@@ -3,11 +3,10 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { AlreadyExistsError, NotFoundError, unix } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { channelConformance } from "./conformance/channel.ts";
-import { unixFixture } from "./conformance/fixtures.ts";
+import { conformance } from "./conformance/registry.ts";
 import { asNobody, names, openTempDir, otherUserSkip, withUmask } from "./helpers/socket_modes.ts";
 
-channelConformance(unixFixture);
+await conformance("unix");
 
 test("unix.connect() rejects with NotFoundError when nothing listens", async () => {
   await assert.rejects(unix.connect("/tmp/ipckit-nobody-listens-here.sock"), NotFoundError);

@@ -13,12 +13,11 @@ import {
 } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { datagramConformance } from "./conformance/datagram.ts";
-import { fixture } from "./conformance/fixtures_unix_dgram.ts";
+import { conformance } from "./conformance/registry.ts";
 import { removeDir, stopChild, tempDir } from "./conformance/fixtures.ts";
 import { asNobody, names, openTempDir, otherUserSkip, withUmask } from "./helpers/socket_modes.ts";
 
-datagramConformance(fixture);
+await conformance("unix_dgram");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

@@ -419,8 +419,8 @@ export const shmFixture: Fixture = {
   raw: "a shm channel has no byte stream; tests/shm.test.ts feeds the ring a corrupt record instead",
 };
 
-/** Every transport fixture, by name (the child peer looks them up). */
-export const FIXTURES: Record<string, Fixture> = {
+/** The fixtures defined in this file; tests/conformance/registry.ts lists them with all the others. */
+export const BUILT_IN: Record<"unix" | "tcp" | "fifo" | "pipe" | "shm", Fixture> = {
   unix: unixFixture,
   tcp: tcpFixture,
   fifo: fifoFixture,

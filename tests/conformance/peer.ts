@@ -8,23 +8,22 @@
  * - `--rpc` serves the RPC suite's handlers (tests/helpers/rpc_handlers.ts) instead of echoing, until the end.
  * Anything unexpected exits 1. The process must end by itself: a leaked handle shows up as a hang.
  */
-import { type Fixture, FIXTURES } from "./fixtures.ts";
 import { MessageTooLargeError } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { pattern } from "./data.ts";
+import { ENTRIES } from "./registry.ts";
 
 const rt = await runtime();
 const [name, address, ...flags] = rt.args();
-// Fixtures beyond the built-in ones live in `fixtures_<name>.ts`, exporting `fixture`.
-const fixture = FIXTURES[name ?? ""] ??
-  (/^[a-z_]+$/.test(name ?? "")
-    ? ((await import(`./fixtures_${name}.ts`).catch(() => ({}))) as { fixture?: Fixture }).fixture
-    : undefined);
-if (!fixture || address === undefined) {
-  rt.printError(`peer: usage: peer.ts <${Object.keys(FIXTURES).join("|")}> <address> [--flood N:SIZE] [--max N]\n`);
+const line = ENTRIES.find((e) => e.name === name);
+if (!line || address === undefined) {
+  rt.printError(
+    `peer: usage: peer.ts <${ENTRIES.map((e) => e.name).join("|")}> <address> [--flood N:SIZE] [--max N]\n`,
+  );
   rt.exit(2);
   throw new Error("unreachable");
 }
+const fixture = await line.load();
 const flag = (f: string) => {
   const i = flags.indexOf(f);
   return i >= 0 ? flags[i + 1] : undefined;
