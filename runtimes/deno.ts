@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { O_CLOEXEC, O_PATH } from "../ffi/constants.ts";
+import { native } from "../ffi/native.ts";
 import { mapNodeError, nodeApi } from "./node_api.ts";
 import { webStream } from "./streams.ts";
 import { detachStdout } from "./stdout.ts";
@@ -36,14 +38,31 @@ function fileStream(file: Deno.FsFile, mode: "read" | "write" | "both"): ByteStr
  * Deno.open() on a FIFO blocks (on a thread) until the other end opens, and cannot be cancelled. To give up, open
  * the other end ourselves for a moment: the pending open then completes and we close both.
  */
+/**
+ * A handle on the FIFO itself that is neither a reader nor a writer (`O_PATH`), so that a waiting open can be ended
+ * through `/proc/self/fd/N` even after the FIFO's name was removed (opening the other end by name would then fail,
+ * and the open, blocked on one of Deno's threads, would wait for ever). Undefined without FFI (the name is used).
+ */
+async function fifoHandle(path: string): Promise<{ path: string; close(): void } | undefined> {
+  try {
+    const ffi = await native();
+    const fd = ffi.call.open(ffi.cstring(path), O_PATH | O_CLOEXEC, 0);
+    return fd < 0 ? undefined : { path: `/proc/self/fd/${fd}`, close: () => void ffi.call.close(fd) };
+  } catch {
+    return undefined;
+  }
+}
+
 async function openFifo(path: string, mode: "read" | "write", signal?: AbortSignal): Promise<ByteStream> {
   signal?.throwIfAborted();
   let aborted = false;
+  const handle = signal === undefined ? undefined : await fifoHandle(path);
   const pending = Deno.open(path, mode === "read" ? { read: true } : { write: true });
   const onAbort = async () => {
     aborted = true;
     try {
-      const other = await Deno.open(path, mode === "read" ? { write: true } : { read: true });
+      // Opening the other end completes the waiting open (which is then closed below).
+      const other = await Deno.open(handle?.path ?? path, mode === "read" ? { write: true } : { read: true });
       other.close();
     } catch { /* the pending open failed on its own */ }
   };
@@ -55,6 +74,7 @@ async function openFifo(path: string, mode: "read" | "write", signal?: AbortSign
     throw mapNodeError(e, `Cannot open FIFO "${path}"`);
   } finally {
     signal?.removeEventListener("abort", onAbort);
+    handle?.close();
   }
   if (aborted || signal?.aborted) {
     file.close();

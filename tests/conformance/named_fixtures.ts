@@ -149,12 +149,6 @@ const fifoFixture: NamedFixture = {
   openOrCreate: "a FIFO pair has create and open only",
   closeRemoves: true,
   noUnlink: "the creator removes both names when the peer has opened them, or when its create ends (close)",
-  ...(rt.name === "deno"
-    ? {
-      noRemoveWhileOpen: "Deno: a waiting fifo.create() is ended through its FIFOs' paths (runtimes/deno.ts " +
-        "openFifo: Deno.open blocks on a thread); with the names removed, its abort waits for ever",
-    }
-    : {}),
   badNames: PATH_BAD,
   fromChild: (m) => ({ address: m.fifo, names: [`${m.fifo}.in`, `${m.fifo}.out`] }),
 };
