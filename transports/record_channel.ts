@@ -46,8 +46,11 @@
  *    object, and a `channel(address, options)` that calls {@linkcode connect} with a {@linkcode RecordConnection}
  *    (description, capabilities, `create()` and `open()` returning the port). `transports/mqueue.ts`,
  *    `transports/sysv_mq.ts` and `transports/file.ts` are the three examples.
- * 3. Add one fixture line (a `tests/conformance/fixtures_<name>.ts` like `fixtures_mqueue.ts`, and its entry in
- *    the fixture list): the channel conformance suite then checks it on every runtime and across runtimes.
+ * 3. Add its fixture: a `tests/conformance/fixtures_<name>.ts` like `fixtures_mqueue.ts` and its line in
+ *    `tests/conformance/registry.ts` (the test file it names runs `await conformance("<name>")`): the channel
+ *    conformance suite (and the RPC suite, if the line asks) then checks it on every runtime and across runtimes. A
+ *    new OS queue object also gets one entry in `tests/conformance/queue_object_fixtures.ts` (the queue-object
+ *    suite).
  *
  * @module
  */
