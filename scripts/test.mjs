@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Runs the one test suite on Node (tsx, with c8 coverage), Deno and Bun and ends with one plain line
-// "N passed, N failed" summing the three. Exits non-zero if anything failed.
+// Runs the one test suite on Node (tsx), Deno and Bun and ends with one plain line "N passed, N failed" summing the
+// three. Exits non-zero if anything failed.
 //
 //   npm test                              all three runtimes, all tests
 //   npm test -- --only deno,bun           some runtimes
 //   npm test -- tests/unix.test.ts        some files
 //   npm test -- --jobs 2                  at most 2 test files at once (default: IPCKIT_TEST_JOBS, else 2 per core)
 //   npm test -- --verbose                 every file's whole output, not only the failing ones'
+//   npm test -- --coverage                Node's line coverage too (c8: a summary, and coverage/lcov.info); it costs
+//                                         about a third more CPU on Node. `npm run coverage` is Node alone with it.
 //
 // How it runs (see docs/testing.md): every (runtime, test file) pair is one job, a runner process of its own
 // (`node --test <file>`, `deno test <file>`, `bun test <file>`). Jobs run concurrently, longest first (the
@@ -15,6 +17,9 @@
 // - one file never runs on two runtimes at once (a file's fixed names, ports-in-a-range or keys stay its own);
 // - a file that says `// @test-serial <why>` in its first lines runs alone (it measures or changes something
 //   machine-wide).
+// And a file that says `// @test-once <why>` runs on one runner only (Bun when it is in the run, else Deno, else
+// Node): for a file that starts all three runtimes itself, so that each runner would run the very same checks
+// (the npm package test builds the package once and then uses it from Node, Bun and Deno children).
 // Each job has its own process group and a watchdog (IPCKIT_TEST_FILE_TIMEOUT seconds, default 900): a hung file is
 // killed with everything it started and counted as failed, naming the file.
 import { spawn, spawnSync } from "node:child_process";
@@ -35,11 +40,13 @@ const argv = process.argv.slice(2);
 let only = ["node", "deno", "bun"];
 let jobs = Number(process.env.IPCKIT_TEST_JOBS) || 2 * cpus().length;
 let verbose = false;
+let withCoverage = false;
 const files = [];
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--only") only = argv[++i].split(",");
   else if (argv[i] === "--jobs") jobs = Number(argv[++i]);
   else if (argv[i] === "--verbose") verbose = true;
+  else if (argv[i] === "--coverage") withCoverage = true;
   else files.push(argv[i]);
 }
 if (!(jobs >= 1)) {
@@ -56,9 +63,9 @@ if (files.length === 0) {
   for (const f of readdirSync(join(root, "tests")).sort()) if (f.endsWith(".test.ts")) files.push(`tests/${f}`);
 }
 
-// Node's coverage: every node job (and every node process it starts) writes V8 coverage here; c8 reports it at the
-// end, as `c8 node --test` did when the files ran in one process.
-const coverage = mkdtempSync(join(tmpdir(), "ipckit-test-coverage-"));
+// Node's coverage (--coverage): every node job (and every node process it starts) writes V8 coverage here; c8
+// reports it at the end.
+const coverage = withCoverage ? mkdtempSync(join(tmpdir(), "ipckit-test-coverage-")) : undefined;
 
 const commands = {
   node: (file) => [process.execPath, "--import", "tsx", "--test", "--test-reporter=spec", file],
@@ -100,13 +107,20 @@ try {
 } catch {
   // first run: file sizes stand in for durations
 }
-const serial = new Set(
-  files.filter((f) => /^\/\/ @test-serial\b/m.test(readFileSync(join(root, f), "utf8").slice(0, 2000))),
-);
+/** The files whose first lines carry a `// @<marker> <why>` line. */
+const marked = (marker) => {
+  const line = new RegExp(`^// @${marker} `, "m");
+  return new Set(files.filter((f) => line.test(readFileSync(join(root, f), "utf8").slice(0, 3000))));
+};
+const serial = marked("test-serial");
+const once = marked("test-once");
+const onceRunner = ["bun", "deno", "node"].find((r) => only.includes(r));
 const estimate = (job) => lastTimes[`${job.runtime} ${job.file}`] ?? readFileSync(join(root, job.file)).length / 1000;
 
 const queue = [];
-for (const runtime of only) for (const file of files) queue.push({ runtime, file });
+for (const runtime of only) {
+  for (const file of files) if (!once.has(file) || runtime === onceRunner) queue.push({ runtime, file });
+}
 // Longest first; the files that must run alone last, so they do not hold the others up.
 queue.sort((a, b) => Number(serial.has(a.file)) - Number(serial.has(b.file)) || estimate(b) - estimate(a));
 // Deno type-checks the test files and everything they import, once, as one job: one test that passes or fails.
@@ -131,7 +145,7 @@ function runJob(job) {
   const t0 = Date.now();
   return new Promise((resolve) => {
     const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry };
-    if (job.runtime === "node") env.NODE_V8_COVERAGE = coverage;
+    if (job.runtime === "node" && coverage !== undefined) env.NODE_V8_COVERAGE = coverage;
     const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env, detached: true });
     const killGroup = (sig) => {
       try {
@@ -221,7 +235,7 @@ try {
 }
 
 // Node's coverage summary (text) and lcov (coverage/), over the library only.
-if (only.includes("node")) {
+if (coverage !== undefined && only.includes("node")) {
   const c8 = spawnSync(bin("c8"), [
     "report",
     `--temp-directory=${coverage}`,
@@ -235,7 +249,7 @@ if (only.includes("node")) {
   ], { cwd: root, encoding: "utf8" });
   console.log(`\n=== node coverage\n${(c8.stdout + c8.stderr).trim()}`);
 }
-rmSync(coverage, { recursive: true, force: true });
+if (coverage !== undefined) rmSync(coverage, { recursive: true, force: true });
 
 // Objects the tests created and did not remove: the CLI lists what the run's registry still records.
 function leaks() {

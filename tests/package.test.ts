@@ -1,3 +1,4 @@
+// @test-once it builds the package once and uses it from Node, Bun and Deno children: each runner would repeat it
 /**
  * The npm package as users get it: built by scripts/build_npm.ts (on this runner's runtime) into a temporary
  * directory, packed with `npm pack`, installed from the tarball into a temporary project, then used from there by
