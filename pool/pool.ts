@@ -40,6 +40,10 @@
  * }
  * ```
  *
+ * Why one file of ~900 lines (a fifth of them docs): the Pool holds its queue, scheduler and supervision as one state
+ * machine over shared private state (what a member does is `pool/member.ts`, remote workers `pool/remote.ts`, events
+ * `pool/events.ts`). Taking the scheduler out into its own file is the next split.
+ *
  * @module
  */
 import { onAbort, Waiters, within } from "../async/mod.ts";

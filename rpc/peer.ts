@@ -21,6 +21,10 @@
  * - only the handler object's own function properties are callable: no prototype walk, so `constructor`,
  *   `__proto__` or `toString` are unknown methods.
  *
+ * Why one file of ~600 lines: one RPC peer is one state machine (calls, replies, in-flight limits, cancellation,
+ * streams, close) over shared private state; the wire format, the limits and the streams are apart already
+ * (`protocol.ts`, `limits.ts`, `stream.ts`).
+ *
  * @module
  */
 import { onAbort, within } from "../async/mod.ts";

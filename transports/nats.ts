@@ -54,6 +54,9 @@
  * console.log(new TextDecoder().decode(await peer.receive())); // "hello over NATS"
  * ```
  *
+ * Why one file of ~440 lines: 160 of them are the wire format, documented byte for byte so any NATS client can speak
+ * it.
+ *
  * @module
  */
 import { onAbort } from "../async/abort.ts";

@@ -5,6 +5,9 @@
  * `maxMessage`, and the peer's heartbeat is clamped; a peer that breaks the format is told why (REFUSE) and the
  * channel ends with `ProtocolError`.
  *
+ * Why one file of ~440 lines: one end of a NATS channel (credit, heartbeats, pieces of large messages, refusals) is
+ * one state machine over shared private state.
+ *
  * @module
  */
 import { onAbort } from "../async/abort.ts";

@@ -42,6 +42,10 @@
  * await b.close();
  * ```
  *
+ * Why one file of ~700 lines (200 of them docs): the `ShmChannel` (fast and slow send and receive paths, wake-ups,
+ * peer checks, close) and the four ways to make one (create, open, pair, fromHandle); moving the makers apart belongs
+ * with the shared-memory rework of this channel.
+ *
  * @module
  */
 import { Backoff, onAbort, retry } from "../async/mod.ts";

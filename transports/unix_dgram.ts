@@ -33,6 +33,9 @@
  * console.log(new TextDecoder().decode(await client.receive())); // "ping"
  * ```
  *
+ * Why one file of ~580 lines: the datagram socket through libc (bind, connect, send and receive with the poller, path
+ * checks, modes) and the Channel over it are one object's two faces; the Channel adapter could move apart.
+ *
  * @module
  */
 import { onAbort } from "../async/abort.ts";
