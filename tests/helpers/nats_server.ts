@@ -84,6 +84,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     await stop();
     throw e;
   });
+  // nats-server has read its configuration: the directory can go now, so that it never outlives the test file (Deno's
+  // node:test skips `after` hooks in a file with a skipped test, and an exiting runner does not wait for them).
+  await rt.removeDir(dir).catch(() => {});
   return { url: `nats://${host}:${port}`, host, port, child, monitor, stop };
 }
 
