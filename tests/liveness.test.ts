@@ -1,3 +1,4 @@
+// @test-serial it writes /proc/sys/kernel/ns_last_pid to make a process take a given pid: other files forking at the same time take it first
 /**
  * Liveness against zombies, reused pids and terminated threads (os/liveness.ts), and everything built on it: the
  * robust Mutex and the peer-death detection of the shm, POSIX mq, System V and file-queue channels. The hostile

@@ -1,3 +1,4 @@
+// @test-serial it writes /proc/sys/kernel/ns_last_pid to make a process take a given pid: other files forking at the same time take it first
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
