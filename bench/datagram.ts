@@ -26,7 +26,7 @@ if (args[0] === "peer") {
   if (kind === "udp") channel = await udp.connect({ port: Number(address) });
   else if (kind === "unix_dgram") channel = await unixDgram.connect(address);
   else channel = await fileQueue.channel(address, { wait: 30_000 });
-  if (kind !== "filequeue") await channel.send(HELLO);
+  if (kind !== "file_queue") await channel.send(HELLO);
   for await (const m of channel) {
     if (m.byteLength === 0) break;
     await channel.send(m);
@@ -60,7 +60,7 @@ if (args[0] === "peer") {
     channels["unix dgram"] = await d.connect((await guard(dChild, d.receive(), "unix_dgram peer")).from);
 
     const pending = fileQueue.channel(`${dir}/fq`, { create: true });
-    const fChild = spawn("filequeue", `${dir}/fq`);
+    const fChild = spawn("file_queue", `${dir}/fq`);
     children.push(fChild);
     channels["file queue"] = await guard(fChild, pending, "file queue peer");
 

@@ -1,7 +1,7 @@
 /**
  * The durable file queue's OS object: a directory holding an append-only log of CRC-checked records and the offset of
  * its one consumer. Many producers (processes of any runtime or language), one consumer, at-least-once delivery
- * across crashes. The on-disk format is documented byte for byte in `transports/file.ts` (which re-exports this as
+ * across crashes. The on-disk format is documented byte for byte in `transports/file_queue.ts` (which re-exports this as
  * the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`; the log is read through
  * `os/file_queue_reader.ts`, and `os/file_queue_open.ts` makes and opens queues.
  *
@@ -103,7 +103,7 @@ export let takeRecord: (queue: FileQueue, limit: number) => Uint8Array | undefin
 
 /**
  * A handle on a queue directory: any number of handles may `send()`, one (per queue, across all processes) may
- * `receive()` and `ack()`. See `transports/file.ts` for the format and guarantees.
+ * `receive()` and `ack()`. See `transports/file_queue.ts` for the format and guarantees.
  *
  * @example
  * ```ts

@@ -1,7 +1,7 @@
 /**
  * The durable file queue's on-disk format and file helpers: the sizes and magic numbers, CRC-32, the encoders of the
  * log header, records and the consumer offset, and whole-buffer `pread`/`pwrite`/`fsync` with EINTR retried. The
- * format is documented byte for byte in `transports/file.ts`; the queue handle is `os/file_queue.ts`.
+ * format is documented byte for byte in `transports/file_queue.ts`; the queue handle is `os/file_queue.ts`.
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * Making and opening file queues: {@linkcode create} and {@linkcode open} give a {@linkcode FileQueue}
  * (`os/file_queue.ts`). The directory layout and the order in which a queue's files appear are documented in
- * `transports/file.ts`.
+ * `transports/file_queue.ts`.
  *
  * @module
  */

@@ -1,9 +1,9 @@
 /**
- * The named-object descriptor of POSIX message queues (`mq_open`; the queue itself is `transports/mqueue.ts`).
+ * The named-object descriptor of POSIX message queues (`mq_open`; the queue itself is `transports/mq.ts`).
  * On Linux an `mqd_t` is a descriptor, so a queue is examined by `statx` on it; queues are listed from
  * `/dev/mqueue` where that file system is mounted.
  *
- * Which file should own it: the OS-level POSIX queue module (`os/posix_mq.ts`) once it exists.
+ * Which file should own it: the OS-level POSIX queue module (`os/mq.ts`) once it exists.
  *
  * @module
  */

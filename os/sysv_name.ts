@@ -1,9 +1,9 @@
 /**
- * The named-object descriptor of System V message queues (`msgget`; the queue itself is `transports/sysv_mq.ts`).
+ * The named-object descriptor of System V message queues (`msgget`; the queue itself is `transports/sysv.ts`).
  * A queue is named by its id (a decimal string) and checked against the key it was made with: ids are reused, and
  * another key under a recorded id means another queue. Queues are listed from `/proc/sysvipc/msg`.
  *
- * Which file should own it: the OS-level System V queue module (`os/sysv_mq.ts`) once it exists.
+ * Which file should own it: the OS-level System V queue module (`os/sysv.ts`) once it exists.
  *
  * @module
  */

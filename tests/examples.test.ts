@@ -31,7 +31,7 @@ const EXPECTED: Record<string, string | RegExp> = {
   "file_lock.ts": /parent and child took turns: 6 holds, child exited with 0/,
   "file_queue.ts": /every job done: 20 of 20, none lost after the consumer was killed/,
   "master_worker.ts": /tasks per runtime:[\s\S]*0 lost/,
-  "mqueue.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1/,
+  "mq.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1/,
   "nats_pool.ts":
     /tasks per runtime:[\s\S]*workers: [\s\S]*the calculator service answered 100 calls; sum of answers 5050/,
   "named_semaphore.ts": /all workers done; the semaphore is back to 2/,
@@ -42,7 +42,7 @@ const EXPECTED: Record<string, string | RegExp> = {
   "shared_struct.ts": /after three workers x 10000 atomic adds/,
   "shm_deno_bun.ts": /client: sent 5, got 10[\s\S]*the client closed/,
   "signals.ts": /got SIGUSR2 from the \w+ child[\s\S]*child exited with code 0/,
-  "sysv_mq.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1[\s\S]*consumer exited with 0/,
+  "sysv.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1[\s\S]*consumer exited with 0/,
   "tcp.ts": /3 clients \(deno, bun, node\) got their answers/,
   "unix_socket.ts": /echoed 101 messages for deno, bun and node/,
 };

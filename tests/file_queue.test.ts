@@ -8,7 +8,7 @@ import { RUNTIMES } from "../runtimes/runtime.ts";
 import { encodeLogHeader, encodeRecord, RECORD_HEADER_SIZE, type SkippedRecord } from "../os/file_queue.ts";
 import { conformance } from "./conformance/registry.ts";
 
-await conformance("filequeue");
+await conformance("file_queue");
 
 const LONG = { timeout: 180_000 };
 const text = new TextEncoder();
@@ -26,7 +26,7 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-async function child(args: string[], script = "filequeue_producer.ts", rtName = runtime().then((r) => r.name)) {
+async function child(args: string[], script = "file_queue_producer.ts", rtName = runtime().then((r) => r.name)) {
   const rt = await runtime();
   return rt.spawn([
     ...runtimeArgv(await rtName),
@@ -100,7 +100,7 @@ test(
       const n = 300;
       await using q = await fileQueue.create(path);
       const kids = await Promise.all(
-        RUNTIMES.map((r) => child([path, r, String(n)], "filequeue_producer.ts", Promise.resolve(r))),
+        RUNTIMES.map((r) => child([path, r, String(n)], "file_queue_producer.ts", Promise.resolve(r))),
       );
       const next = new Map(RUNTIMES.map((r) => [r as string, 0]));
       for (let i = 0; i < n * RUNTIMES.length; i++) {
@@ -127,7 +127,7 @@ for (const peer of RUNTIMES) {
           for (let i = 0; i < n; i++) await q.send(text.encode(`m${i}`));
         }
         const marker = `${dir}/marker`;
-        const c = await child([path, String(k), marker], "filequeue_consumer.ts", Promise.resolve(peer));
+        const c = await child([path, String(k), marker], "file_queue_consumer.ts", Promise.resolve(peer));
         try {
           for (let i = 0; i < 6000; i++) {
             try {

@@ -25,7 +25,7 @@ import { liveness } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
-import { randomKey } from "./conformance/fixtures_sysvmq.ts";
+import { randomKey } from "./conformance/fixtures_sysv.ts";
 import { spawnUnreaped, takePid, untilGone, untilZombie } from "./helpers/pids.ts";
 import { DATA } from "./helpers/sync_scenarios.ts"; // sync_child.ts hold sets data word DATA + 7 once it locked
 
@@ -217,7 +217,7 @@ const channels: Record<string, () => Promise<Made>> = {
       cleanup: () => SharedMemory.unlink(name).catch(() => {}),
     });
   },
-  mqueue: () => {
+  mq: () => {
     const name = `/ipckit-test-live-${Math.random().toString(36).slice(2, 12)}`;
     return Promise.resolve({
       address: name,
@@ -225,7 +225,7 @@ const channels: Record<string, () => Promise<Made>> = {
       cleanup: () => unlinkQueues(name),
     });
   },
-  sysvmq: () => {
+  sysv: () => {
     const key = randomKey();
     return Promise.resolve({
       address: String(key),
@@ -233,7 +233,7 @@ const channels: Record<string, () => Promise<Made>> = {
       cleanup: () => Promise.resolve(),
     });
   },
-  filequeue: async () => {
+  file_queue: async () => {
     const rt = await runtime();
     const dir = await rt.makeTempDir("ipckit-test-live-");
     return {

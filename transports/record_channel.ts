@@ -44,9 +44,9 @@
  * 1. Write the OS object in `os/` (no channel logic), if it is new.
  * 2. Write one port file in `transports/` (60-250 lines): a class implementing {@linkcode RecordPort} over the OS
  *    object, and a `channel(address, options)` that calls {@linkcode connect} with a {@linkcode RecordConnection}
- *    (description, capabilities, `create()` and `open()` returning the port). `transports/mqueue.ts`,
- *    `transports/sysv_mq.ts` and `transports/file.ts` are the three examples.
- * 3. Add its fixture: a `tests/conformance/fixtures_<name>.ts` like `fixtures_mqueue.ts` and its line in
+ *    (description, capabilities, `create()` and `open()` returning the port). `transports/mq.ts`,
+ *    `transports/sysv.ts` and `transports/file_queue.ts` are the three examples.
+ * 3. Add its fixture: a `tests/conformance/fixtures_<name>.ts` like `fixtures_mq.ts` and its line in
  *    `tests/conformance/registry.ts` (the test file it names runs `await conformance("<name>")`): the channel
  *    conformance suite (and the RPC suite, if the line asks) then checks it on every runtime and across runtimes. A
  *    new OS queue object also gets one entry in `tests/conformance/queue_object_fixtures.ts` (the queue-object
@@ -133,7 +133,7 @@ export interface RecordChannelOptions extends ChannelOptions {
  *
  * @example
  * ```ts
- * // transports/mqueue.ts, in short:
+ * // transports/mq.ts, in short:
  * // return connect({ description, capabilities, create: () => MqPort.create(...), open: () => MqPort.open(...) },
  * //   options);
  * ```

@@ -5,7 +5,7 @@
 import { fileQueue, mq, NotFoundError, sysv } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import type { QueueObject, QueueObjectFixture } from "./queue_objects.ts";
-import { randomKey } from "./fixtures_sysvmq.ts";
+import { randomKey } from "./fixtures_sysv.ts";
 
 /** Every address the fixtures made, per kind, so a test can check that nothing is left behind. */
 export const made: Map<string, Set<string>> = new Map();

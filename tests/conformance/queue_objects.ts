@@ -1,6 +1,6 @@
 /**
- * The queue-object conformance suite: one list of behaviours that every OS queue object (`os/posix_mq.ts`,
- * `os/sysv_mq.ts`, `os/file_queue.ts`) keeps, run once per fixture of `queue_object_fixtures.ts`:
+ * The queue-object conformance suite: one list of behaviours that every OS queue object (`os/mq.ts`,
+ * `os/sysv.ts`, `os/file_queue.ts`) keeps, run once per fixture of `queue_object_fixtures.ts`:
  *
  * - messages come out in the order they went in, byte for byte (fast-check, with a waiting sender);
  * - an empty message and one of the largest size round-trip; one over the limit is refused with

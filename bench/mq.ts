@@ -4,10 +4,10 @@
  * repetition times `--iterations` round trips per transport (alternating which goes first); the table shows the
  * median over repetitions of the mean round trip, in microseconds. Figures, not pass/fail.
  *
- *   node --import tsx bench/mqueue.ts [--runtime deno|bun|node] [--iterations N] [--reps N]
- *   npx deno run -A bench/mqueue.ts --runtime bun
+ *   node --import tsx bench/mq.ts [--runtime deno|bun|node] [--iterations N] [--reps N]
+ *   npx deno run -A bench/mq.ts --runtime bun
  *
- * The child side is this same file: `bench/mqueue.ts peer <name>` echoes over the mq channel until it ends.
+ * The child side is this same file: `bench/mq.ts peer <name>` echoes over the mq channel until it ends.
  *
  * @module
  */

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, IpcError, MessageTooLargeError, mq, NotFoundError } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { conformance } from "./conformance/registry.ts";
-import { mqNames } from "./conformance/fixtures_mqueue.ts";
+import { mqNames } from "./conformance/fixtures_mq.ts";
 
-await conformance("mqueue");
+await conformance("mq");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

@@ -1,12 +1,12 @@
 /**
  * The conformance fixture of the file queue channel (`fileQueue.channel`). The child peer loads it through
- * `peer.ts filequeue <dir> [flags]`. Every channel lives in a fresh temporary directory, removed by cleanup.
+ * `peer.ts file_queue <dir> [flags]`. Every channel lives in a fresh temporary directory, removed by cleanup.
  */
 import { fileQueue } from "../../mod.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, removeDir, stopChild, tempDir } from "./fixtures.ts";
 
 export const fixture: Fixture = {
-  name: "filequeue",
+  name: "file_queue",
   capabilities: fileQueue.capabilities,
   async pair(options = {}) {
     const dir = await tempDir();
@@ -35,7 +35,7 @@ export const fixture: Fixture = {
     const { channel, child } = await createWithPeer(
       (signal) => fileQueue.channel(path, { ...options, create: true, signal }),
       rtName,
-      ["filequeue", path, ...flags],
+      ["file_queue", path, ...flags],
       () => removeDir(dir),
     );
     return {

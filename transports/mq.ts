@@ -1,6 +1,6 @@
 /**
  * POSIX message queues (Linux): the `mq` namespace. The queue itself ({@linkcode MessageQueue}, {@linkcode create},
- * {@linkcode open}, {@linkcode openOrCreate}) is the OS object of `os/posix_mq.ts` and `os/posix_mq_open.ts`, re-exported here; this file adds
+ * {@linkcode open}, {@linkcode openOrCreate}) is the OS object of `os/mq.ts` and `os/mq_open.ts`, re-exported here; this file adds
  * {@linkcode channel}, a duplex {@linkcode Channel} over two queues: a port of the record channel
  * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy).
  *
@@ -11,9 +11,9 @@
  *
  * @module
  */
-import { type MessageQueue, receiveFor, sendFor } from "../os/posix_mq.ts";
-import { create, open } from "../os/posix_mq_open.ts";
-import { checkName, DEFAULT_LIMITS } from "../os/posix_mq_checks.ts";
+import { type MessageQueue, receiveFor, sendFor } from "../os/mq.ts";
+import { create, open } from "../os/mq_open.ts";
+import { checkName, DEFAULT_LIMITS } from "../os/mq_checks.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { connect, type RecordPort } from "./record_channel.ts";
@@ -28,8 +28,8 @@ export {
   type MqReceiveOptions,
   type MqSendOptions,
   type OpenOptions,
-} from "../os/posix_mq.ts";
-export { create, open, openOrCreate } from "../os/posix_mq_open.ts";
+} from "../os/mq.ts";
+export { create, open, openOrCreate } from "../os/mq_open.ts";
 
 /**
  * What an mq channel promises. Messages of any size up to 4 GiB - 1 (chunked into queue messages).

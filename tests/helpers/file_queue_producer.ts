@@ -1,4 +1,4 @@
-/** A producer child: `filequeue_producer.ts <dir> <tag> <n>` appends "<tag>:<i>" for i in 0..n-1, then exits 0. */
+/** A producer child: `file_queue_producer.ts <dir> <tag> <n>` appends "<tag>:<i>" for i in 0..n-1, then exits 0. */
 import { fileQueue } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 

@@ -1,7 +1,7 @@
 /**
  * System V message queues: the `sysv` namespace. The queue itself ({@linkcode SysvQueue}, {@linkcode key},
  * {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate}, {@linkcode fromId}, `private()`, {@linkcode limits})
- * is the OS object of `os/sysv_mq.ts` and `os/sysv_mq_open.ts`, re-exported here; this file adds
+ * is the OS object of `os/sysv.ts` and `os/sysv_open.ts`, re-exported here; this file adds
  * {@linkcode channel}, a duplex {@linkcode Channel} over one queue: a port of the record channel
  * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy). Message types
  * separate the directions and the greetings:
@@ -27,8 +27,8 @@
  * @module
  */
 import { ClosedError, NotFoundError, PermissionError } from "../errors.ts";
-import type { SysvQueue } from "../os/sysv_mq.ts";
-import { create, open } from "../os/sysv_mq_open.ts";
+import type { SysvQueue } from "../os/sysv.ts";
+import { create, open } from "../os/sysv_open.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { connect, type RecordPort } from "./record_channel.ts";
@@ -43,8 +43,8 @@ export {
   SysvQueue,
   type SysvReceiveOptions,
   type SysvSendOptions,
-} from "../os/sysv_mq.ts";
-export { create, fromId, key, open, openOrCreate, private } from "../os/sysv_mq_open.ts";
+} from "../os/sysv.ts";
+export { create, fromId, key, open, openOrCreate, private } from "../os/sysv_open.ts";
 
 /**
  * What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces).

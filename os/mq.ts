@@ -1,9 +1,9 @@
 /**
  * POSIX message queues (Linux): named kernel queues of whole messages with priorities, usable from any process
  * (C, Python, another runtime) that calls `mq_open(3)`. This is the OS object only; the channel over two queues is
- * `transports/mqueue.ts`, which re-exports this module as the `mq` namespace.
+ * `transports/mq.ts`, which re-exports this module as the `mq` namespace.
  *
- * - `create` / `open` / `openOrCreate` (`os/posix_mq_open.ts`) give a {@linkcode MessageQueue}: raw
+ * - `create` / `open` / `openOrCreate` (`os/mq_open.ts`) give a {@linkcode MessageQueue}: raw
  *   messages with priorities (0..31, highest first, FIFO within a priority), waiting and non-waiting
  *   send/receive, attributes, close and unlink.
  *
@@ -21,7 +21,7 @@ import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import type { Native } from "../ffi/native.ts";
 import { unregister } from "../registry.ts";
-import { checkName, loadNative, nameOf, type QueueSizes } from "./posix_mq_checks.ts";
+import { checkName, loadNative, nameOf, type QueueSizes } from "./mq_checks.ts";
 
 /** The named-object descriptor of POSIX queues (look up, remove, list `/dev/mqueue`), defined in `os/mq_name.ts`. */
 export { mqName } from "./mq_name.ts";
@@ -102,7 +102,7 @@ function checkTimeout(t: unknown, what: string): number | undefined {
   return t;
 }
 
-/** Internal (for `os/posix_mq_open.ts`): makes a handle; set by the class, whose constructor is private. */
+/** Internal (for `os/mq_open.ts`): makes a handle; set by the class, whose constructor is private. */
 export let makeQueue: (ffi: Native, fd: number, name: string, access: Access) => MessageQueue;
 
 /**

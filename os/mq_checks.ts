@@ -1,6 +1,6 @@
 /**
  * The checks of POSIX message queue arguments (names, sizes, modes), the kernel limits that refuse a create (named
- * in the error), and loading libc where it has `mq_open`. The queue handle is `os/posix_mq.ts`; the named-object
+ * in the error), and loading libc where it has `mq_open`. The queue handle is `os/mq.ts`; the named-object
  * descriptor (look up, remove, list `/dev/mqueue`) is `os/mq_name.ts`.
  *
  * @module

@@ -12,9 +12,9 @@ import {
 import type { Channel } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { conformance } from "./conformance/registry.ts";
-import { randomKey, sysvKeys } from "./conformance/fixtures_sysvmq.ts";
+import { randomKey, sysvKeys } from "./conformance/fixtures_sysv.ts";
 
-const fixture = await conformance("sysvmq");
+const fixture = await conformance("sysv");
 
 const LONG = { timeout: 120_000 };
 const text = new TextEncoder();

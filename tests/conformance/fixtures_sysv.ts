@@ -1,6 +1,6 @@
 /**
  * The conformance fixture of the System V message queue channel (`sysv.channel`). The child peer loads it through
- * `peer.ts sysvmq <key> [flags]`.
+ * `peer.ts sysv <key> [flags]`.
  *
  * Keys are random 31-bit numbers; the creator refuses a key in use (`AlreadyExistsError`), so the fixture tries
  * another. Messages over msgmax - 1 bytes (8191 by default) travel in pieces, which the suite's 4 MiB messages
@@ -31,7 +31,7 @@ async function withFreeKey<T>(fn: (k: number) => Promise<T>): Promise<T> {
 }
 
 export const fixture: Fixture = {
-  name: "sysvmq",
+  name: "sysv",
   capabilities: sysv.capabilities,
   async pair(options = {}) {
     const [a, b] = await withFreeKey((k) =>
@@ -50,7 +50,7 @@ export const fixture: Fixture = {
       createWithPeer(
         (signal) => sysv.channel(k, { ...options, create: true, signal }),
         rtName,
-        ["sysvmq", String(k), ...flags],
+        ["sysv", String(k), ...flags],
       )
     );
     return {
@@ -63,5 +63,5 @@ export const fixture: Fixture = {
     };
   },
   childSide: (k, options) => sysv.channel(Number(k), { ...options, wait: CONNECT_TIMEOUT }),
-  raw: "a message queue carries whole messages, not a byte stream: tests/sysv_mq.test.ts checks the wire format",
+  raw: "a message queue carries whole messages, not a byte stream: tests/sysv.test.ts checks the wire format",
 };

@@ -1,14 +1,14 @@
 /**
  * Making and opening POSIX message queues: {@linkcode create}, {@linkcode open} and {@linkcode openOrCreate} give a
- * {@linkcode MessageQueue} (`os/posix_mq.ts`). A creator writes an owner record (`registry.ts`).
+ * {@linkcode MessageQueue} (`os/mq.ts`). A creator writes an owner record (`registry.ts`).
  *
  * @module
  */
 import { AlreadyExistsError, NotFoundError } from "../errors.ts";
 import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "../ffi/constants.ts";
 import { prepare, register } from "../registry.ts";
-import { type Access, type CreateOptions, makeQueue, type MessageQueue, type OpenOptions } from "./posix_mq.ts";
-import { checkName, checkSizes, loadNative, nameOf, openError } from "./posix_mq_checks.ts";
+import { type Access, type CreateOptions, makeQueue, type MessageQueue, type OpenOptions } from "./mq.ts";
+import { checkName, checkSizes, loadNative, nameOf, openError } from "./mq_checks.ts";
 
 /** mq_open behind create/open. */
 async function openQueue(

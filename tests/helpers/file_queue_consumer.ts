@@ -1,5 +1,5 @@
 /**
- * A consumer child: `filequeue_consumer.ts <dir> <k> <marker>` receives and acks k messages one by one, receives
+ * A consumer child: `file_queue_consumer.ts <dir> <k> <marker>` receives and acks k messages one by one, receives
  * one more without acking it, writes the marker file, then waits to be killed.
  */
 import { writeFileSync } from "node:fs";

@@ -4,9 +4,9 @@
  * priority 10, and the consumer (which starts late on purpose) takes the urgent ones first. A zero-length message
  * at priority 0 tells the consumer to stop: it comes after every job.
  *
- *   node --import tsx examples/mqueue.ts
- *   npx deno run -A examples/mqueue.ts
- *   npx bun examples/mqueue.ts
+ *   node --import tsx examples/mq.ts
+ *   npx deno run -A examples/mq.ts
+ *   npx bun examples/mq.ts
  *
  * @module
  */

@@ -5,9 +5,9 @@
  * starts late on purpose) asks for "the lowest type <= 3" (`receive({ type: -3 })`), so it takes the urgent jobs
  * first, then the ordinary ones, then the stop marker. The producer removes the queue at the end.
  *
- *   node --import tsx examples/sysv_mq.ts
- *   npx deno run -A examples/sysv_mq.ts
- *   npx bun examples/sysv_mq.ts
+ *   node --import tsx examples/sysv.ts
+ *   npx deno run -A examples/sysv.ts
+ *   npx bun examples/sysv.ts
  *
  * @module
  */

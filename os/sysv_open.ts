@@ -1,6 +1,6 @@
 /**
  * Making and finding System V message queues: keys (`ftok(3)` or a number), and the functions that give a
- * {@linkcode SysvQueue} (`os/sysv_mq.ts`): {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate},
+ * {@linkcode SysvQueue} (`os/sysv.ts`): {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate},
  * {@linkcode fromId} and `private()` (`IPC_PRIVATE`). Creators write an owner record (`registry.ts`). The named-object
  * descriptor (look up, remove, list `/proc/sysvipc/msg`) is `os/sysv_name.ts`.
  *
@@ -18,7 +18,7 @@ import {
   nameOf,
   type SysvCreateOptions,
   type SysvQueue,
-} from "./sysv_mq.ts";
+} from "./sysv.ts";
 
 const { EIDRM, EINVAL, ENOENT, ENOSPC } = ERRNO as Record<string, number>;
 

@@ -1,6 +1,6 @@
 /**
  * The conformance fixture of the POSIX message queue channel (`mq.channel`). The child peer loads it through
- * `peer.ts mqueue <name> [flags]`.
+ * `peer.ts mq <name> [flags]`.
  *
  * The queues keep the Linux default sizes (10 messages of 8192 bytes, the most an unprivileged process may ask
  * for, and within RLIMIT_MSGQUEUE): the suite's 4 MiB messages travel in pieces, which is what it checks.
@@ -18,7 +18,7 @@ function mqName(): string {
 }
 
 export const fixture: Fixture = {
-  name: "mqueue",
+  name: "mq",
   capabilities: mq.capabilities,
   async pair(options = {}) {
     const name = mqName();
@@ -39,7 +39,7 @@ export const fixture: Fixture = {
     const { channel, child } = await createWithPeer(
       (signal) => mq.channel(name, { ...options, create: true, signal }),
       rtName,
-      ["mqueue", name, ...flags],
+      ["mq", name, ...flags],
     );
     return {
       channel,
@@ -51,5 +51,5 @@ export const fixture: Fixture = {
     };
   },
   childSide: (name, options) => mq.channel(name, { ...options, wait: CONNECT_TIMEOUT }),
-  raw: "a message queue carries whole messages, not a byte stream: tests/mqueue.test.ts checks the wire format",
+  raw: "a message queue carries whole messages, not a byte stream: tests/mq.test.ts checks the wire format",
 };

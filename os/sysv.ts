@@ -7,8 +7,8 @@
  *   (`IPC_PRIVATE`) give a {@linkcode SysvQueue}: `send(type, data)`, `receive({ type })` with msgrcv's type
  *   selection, non-waiting `trySend`/`tryReceive`, `info`, `remove()`.
 
- * This is the OS object only (the handle, `os/sysv_mq.ts`, and the functions that make one, `os/sysv_mq_open.ts`);
- * the channel over one queue is `transports/sysv_mq.ts`, which re-exports both as the `sysv` namespace.
+ * This is the OS object only (the handle, `os/sysv.ts`, and the functions that make one, `os/sysv_open.ts`);
+ * the channel over one queue is `transports/sysv.ts`, which re-exports both as the `sysv` namespace.
  *
  * The named-object descriptor of the kind (`sysv` records: look up by id and key, remove with `IPC_RMID`, list
  * `/proc/sysvipc/msg`) is {@linkcode sysvName}, re-exported from `os/sysv_name.ts`.
