@@ -6,6 +6,10 @@
  * build (the npm package) starts its children without tsx installed. `scriptPath()` finds a file next to the calling
  * module whether that module runs from its `.ts` source or compiled to `.js`.
  *
+ * The TypeScript loader for Node is tsx unless `IPCKIT_TS_LOADER` names another module (a path or `file:` URL): one
+ * that installs its module hooks when imported with `--import`, and exports `register()` doing the same for a worker
+ * thread. The test suite uses it for a lean loader of its own (scripts/ts_loader.mjs).
+ *
  * Binaries are found in this order: the `IPCKIT_DENO` / `IPCKIT_BUN` / `IPCKIT_NODE` environment variables, the
  * running process itself when it is that runtime, `node_modules/.bin` above this package or the working directory
  * (the `deno` and `bun` npm packages put them there), then the bare name on `PATH`.
@@ -13,7 +17,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { runtimeName } from "./detect.ts";
@@ -41,18 +45,26 @@ function findUp(rel: string): string | undefined {
   return undefined;
 }
 
+/** The `file:` URL of the module named by `IPCKIT_TS_LOADER`, if it is set. */
+function customLoader(): string | undefined {
+  const named = process.env.IPCKIT_TS_LOADER;
+  if (!named) return undefined;
+  return named.startsWith("file:") ? named : pathToFileURL(resolve(named)).href;
+}
+
 /**
- * The `file:` URL of tsx's loader, for `node --import` (Node 20 cannot run TypeScript alone).
+ * The `file:` URL of the TypeScript loader for `node --import` (Node 20 cannot run TypeScript alone): tsx's, or the
+ * module `IPCKIT_TS_LOADER` names.
  *
  * @throws {Error} when the tsx package cannot be found.
  */
 export function tsxLoader(): string {
-  return tsxFile(join("dist", "loader.mjs"));
+  return customLoader() ?? tsxFile(join("dist", "loader.mjs"));
 }
 
-/** The `file:` URL of tsx's ESM API (`register()`), for worker threads. */
+/** The `file:` URL of a module whose `register()` installs the TypeScript loader in a worker thread. */
 export function tsxApi(): string {
-  return tsxFile(join("dist", "esm", "api", "index.mjs"));
+  return customLoader() ?? tsxFile(join("dist", "esm", "api", "index.mjs"));
 }
 
 function tsxFile(rel: string): string {

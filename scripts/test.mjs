@@ -27,7 +27,7 @@ import { cpus } from "node:os";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { preflight } from "./preflight.mjs";
 
 // The system tools the suite needs (python3, cc, nats-server...): installed now when possible, or a clear stop.
@@ -67,8 +67,13 @@ if (files.length === 0) {
 // reports it at the end.
 const coverage = withCoverage ? mkdtempSync(join(tmpdir(), "ipckit-test-coverage-")) : undefined;
 
+// TypeScript on Node: the suite's own lean loader (scripts/ts_loader.mjs: esbuild with a content-addressed cache)
+// for the runner and every Node process and thread the tests start (runtimes/argv.ts honours IPCKIT_TS_LOADER).
+// tsx, which users run, costs ~0.4 s more CPU per process; tests/runtime.test.ts keeps the tsx path covered.
+const tsLoader = process.env.IPCKIT_TS_LOADER || join(root, "scripts", "ts_loader.mjs");
+const tsLoaderUrl = tsLoader.startsWith("file:") ? tsLoader : pathToFileURL(tsLoader).href;
 const commands = {
-  node: (file) => [process.execPath, "--import", "tsx", "--test", "--test-reporter=spec", file],
+  node: (file) => [process.execPath, "--import", tsLoaderUrl, "--test", "--test-reporter=spec", file],
   // Type-checked once for all files by the "deno check" job below, not once per file (2 s of CPU each).
   deno: (file) => [bin("deno"), "test", "-A", "--quiet", "--no-check", file],
   bun: (file) => [bin("bun"), "test", "--timeout", "300000", `./${file}`],
@@ -140,11 +145,26 @@ const results = [];
 const times = { ...lastTimes };
 const started = Date.now();
 
+// The CPU seconds of this process's reaped children and all they waited for (/proc/self/stat's cutime + cstime):
+// read at each job's exit, the growth since the last read is that job's CPU. Linux only; elsewhere no figure.
+const ticks = 100; // USER_HZ: 100 on every Linux architecture Node runs on
+function childCpu() {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / ticks; // cutime, cstime (fields 16 and 17 of stat)
+  } catch {
+    return NaN;
+  }
+}
+let cpuSeen = childCpu();
+
 function runJob(job) {
   const [cmd, ...args] = job.argv ?? commands[job.runtime](job.file);
   const t0 = Date.now();
   return new Promise((resolve) => {
     const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry };
+    env.IPCKIT_TS_LOADER = tsLoader;
     if (job.runtime === "node" && coverage !== undefined) env.NODE_V8_COVERAGE = coverage;
     const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env, detached: true });
     const killGroup = (sig) => {
@@ -163,6 +183,12 @@ function runJob(job) {
       timedOut = true;
       killGroup("SIGKILL");
     }, fileTimeout);
+    let cpu = NaN;
+    child.on("exit", () => {
+      const now = childCpu();
+      cpu = now - cpuSeen;
+      cpuSeen = now;
+    });
     child.on("close", (code, signal) => {
       clearTimeout(watchdog);
       killGroup("SIGKILL"); // whatever the file started and left behind
@@ -174,6 +200,7 @@ function runJob(job) {
         file: job.file,
         code: code ?? signal,
         seconds,
+        cpu,
         passed: parsed?.passed ?? 0,
         failed: parsed?.failed ?? 0,
       };
@@ -186,7 +213,8 @@ function runJob(job) {
 
 function report({ result: r, text }) {
   const head =
-    `--- ${r.runtime.padEnd(4)} ${r.file}: ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)} s)` +
+    `--- ${r.runtime.padEnd(4)} ${r.file}: ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)} s` +
+    (Number.isNaN(r.cpu) ? ")" : `, ${r.cpu.toFixed(1)} s CPU)`) +
     (r.note ? ` ${r.note}` : "");
   if (r.failed > 0 || verbose) {
     console.log(`${head}\n${text.trimEnd()}\n--- end of ${r.runtime} ${r.file}`);
@@ -230,6 +258,8 @@ const wall = (Date.now() - started) / 1000;
 try {
   mkdirSync(dirname(timesFile), { recursive: true });
   writeFileSync(timesFile, JSON.stringify(times, null, 1));
+  // Every job of this run (runtime, file, seconds, CPU seconds, counts), for looking at where the time goes.
+  writeFileSync(join(dirname(timesFile), "last-run.json"), JSON.stringify(results, null, 1));
 } catch {
   // a read-only tree: the next run orders by size again
 }
@@ -286,7 +316,11 @@ for (const name of only) {
   const p = mine.reduce((n, r) => n + r.passed, 0);
   const f = mine.reduce((n, r) => n + r.failed, 0);
   const s = mine.reduce((n, r) => n + r.seconds, 0);
-  console.log(`${name.padEnd(5)} ${p} passed, ${f} failed (${mine.length} files, ${s.toFixed(0)} s of file time)`);
+  const c = mine.reduce((n, r) => n + r.cpu, 0);
+  console.log(
+    `${name.padEnd(5)} ${p} passed, ${f} failed (${mine.length} files, ${s.toFixed(0)} s of file time` +
+      (Number.isNaN(c) ? ")" : `, ${c.toFixed(0)} s CPU)`),
+  );
 }
 const passed = results.reduce((n, r) => n + r.passed, 0);
 const failed = results.reduce((n, r) => n + r.failed, 0) + (left.length > 0 ? 1 : 0);

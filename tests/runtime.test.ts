@@ -1,6 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pipe, runtime, runtimeArgv, runtimeName } from "../mod.ts";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { runtimeBinary } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 
 const rt = await runtime();
@@ -27,6 +30,27 @@ test("runtimeArgv() starts a script on each runtime", { timeout: 120_000 }, asyn
     assert.equal(status.signal, "SIGKILL", `${name}: ${JSON.stringify(status)}`);
   }
 });
+
+test(
+  "without IPCKIT_TS_LOADER, Node runs TypeScript processes and worker threads through tsx",
+  { timeout: 120_000 },
+  () => {
+    // npm test points IPCKIT_TS_LOADER at a lean loader for speed; users have tsx. This child is the users' path.
+    const script = rt.fromFileUrl(new URL("./helpers/tsx_default.ts", import.meta.url));
+    const tsx = new URL("../node_modules/tsx/dist/loader.mjs", import.meta.url).href;
+    const r = spawnSync(runtimeBinary("node"), ["--import", tsx, script], {
+      cwd: ROOT,
+      env: { ...process.env, IPCKIT_TS_LOADER: "" },
+      encoding: "utf8",
+      timeout: 100_000,
+    });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const line = r.stdout.trim().split("\n").at(-1)!;
+    const got = JSON.parse(line) as { argv: string[]; echoed: { echo: string } };
+    assert.ok(got.argv.some((a) => a.includes("/tsx/dist/loader.mjs")), got.argv.join(" "));
+    assert.equal(got.echoed.echo, "ping");
+  },
+);
 
 test("onSignal() receives a signal sent with kill(), and disposing it removes the handler", async () => {
   let n = 0;
