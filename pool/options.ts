@@ -1,0 +1,208 @@
+/**
+ * A pool's options, checked once: the public option types ({@linkcode PoolOptions}, {@linkcode RunOptions},
+ * {@linkcode PoolStats}) and `resolveOptions()`, which turns what the caller gave into the settings the scheduler and the
+ * supervisor read, throwing `TypeError`/`RangeError` for what cannot work.
+ *
+ * @module
+ */
+import { runtimeName } from "../runtimes/detect.ts";
+import type { RuntimeName } from "../runtimes/runtime.ts";
+import type { Launch } from "./member.ts";
+import { type NatsPoolOptions, RemoteWorkers } from "./remote.ts";
+
+/** Options of {@linkcode Pool}. */
+export interface PoolOptions {
+  /**
+   * The worker module (`URL`, or a path or `file:` URL string), or for processes the full argv to start. Not used
+   * with `transport: "nats"` (the workers start elsewhere, with `ipckit worker --nats URL --module file.ts`).
+   */
+  worker?: URL | string | string[];
+  /** Threads of this runtime, or processes. Default `"thread"`. */
+  kind?: "thread" | "process";
+  /** Runtime of worker processes (default: this one); a list is used round-robin across the workers. */
+  runtime?: RuntimeName | RuntimeName[];
+  /** Number of workers. Default 2. With `transport: "nats"`: how many must have joined for `ready()`. */
+  size?: number;
+  /** Tasks running at once on one worker. Default 1. */
+  concurrency?: number;
+  /** Largest number of queued (not yet started) tasks; past it `run()` rejects with `QueueFullError`. 100 000. */
+  maxQueue?: number;
+  /** Hard limit on one task's run time, in ms: past it the task rejects and its worker is replaced. None. */
+  taskTimeout?: number;
+  /** How often an idle worker is probed, in ms (0: never). Default 5000. */
+  heartbeat?: number;
+  /** How many times an idempotent task is re-run after its worker died. Default 3. */
+  retries?: number;
+  /** Delay before the first restart of a worker slot, in ms; it doubles with each failure, up to 5 s. Default 100. */
+  restartDelay?: number;
+  /** Failures of one slot within `restartWindow` after which the slot gives up. Default 5. */
+  maxRestarts?: number;
+  /** The window of `maxRestarts`, in ms. Default 30 000. */
+  restartWindow?: number;
+  /** How long a new worker has to answer, in ms. Default 60 000. */
+  startTimeout?: number;
+  /** SIGTERM/SIGINT drain the pool then exit; SIGHUP reloads the workers. Default true. */
+  signals?: boolean;
+  /** How long a signal-triggered drain may take before the rest is terminated, in ms. Default 30 000. */
+  drainTimeout?: number;
+  /** Environment variables for worker processes. */
+  env?: Record<string, string>;
+  /** Working directory of worker processes. */
+  cwd?: string;
+  /**
+   * How worker processes talk to the master: `"pipe"` (the default: two pipes on fds 3 and 4, their stdio stays
+   * theirs) or `"shm"` (a shared-memory ring pair: faster, and both sides spin up to 50 us when waiting, so it
+   * costs CPU). Worker threads always use a shared-memory ring pair on a SharedArrayBuffer.
+   *
+   * `"nats"`: the pool starts no worker; worker processes on any host join it through a NATS server
+   * (`ipckit worker --nats URL --module file.ts`), see `nats`. A worker that dies or vanishes is not replaced by
+   * the pool (its own supervisor restarts it), and its tasks are handled as for local workers.
+   */
+  transport?: "pipe" | "shm" | "nats";
+  /** With `transport: "nats"`: the server (or a shared `link`), the pool's subject and the workers' heartbeat. */
+  nats?: NatsPoolOptions;
+  /** Ring size of a shared-memory channel, in bytes (the largest message is 8 bytes less). 1 MiB. */
+  capacity?: number;
+}
+
+/** Options of one task. */
+export interface RunOptions {
+  /** Cancels the task: removed from the queue, or its handler's `this.signal` aborts. */
+  signal?: AbortSignal;
+  /** Deadline in ms: the task rejects with `TimeoutError` and its handler's `this.signal` aborts. */
+  timeout?: number;
+  /** The task may run again if its worker dies before it finishes (it is safe to run twice). Default false. */
+  idempotent?: boolean;
+}
+
+/** Counters and per-worker state, for monitoring. */
+export interface PoolStats {
+  done: number;
+  failed: number;
+  retried: number;
+  queued: number;
+  running: number;
+  restarts: number;
+  workers: Array<{
+    slot: number;
+    kind: "thread" | "process";
+    runtime: RuntimeName;
+    /** pid of a process, or the thread's number. */
+    id: number | undefined;
+    /** The host of a worker that joined over NATS, as it said. */
+    host?: string;
+    state: "starting" | "ready" | "draining" | "stopping" | "dead" | "restarting" | "gave up";
+    running: number;
+    done: number;
+    restarts: number;
+  }>;
+}
+
+/** The options with every default filled in (what the scheduler, the supervisor and the pool read). */
+export type Settings =
+  & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats">>
+  & PoolOptions;
+
+/** What `resolveOptions()` makes of a pool's options. */
+export interface Resolved {
+  readonly settings: Settings;
+  readonly kind: "thread" | "process";
+  /** The runtime of each slot the pool fills itself, round-robin. */
+  readonly runtimes: RuntimeName[];
+  /** How to start a worker; undefined with `transport: "nats"` (workers join, the pool starts none). */
+  readonly launch: Omit<Launch, "runtime"> | undefined;
+}
+
+/**
+ * Checks a pool's options and fills in the defaults.
+ *
+ * @throws {TypeError} / {RangeError} for bad options.
+ */
+export function resolveOptions(options: PoolOptions): Resolved {
+  const o = { ...options };
+  const kind = o.kind ?? "thread";
+  if (kind !== "thread" && kind !== "process") throw new TypeError(`Cannot make a pool of kind ${String(kind)}`);
+  const here = runtimeName();
+  const runtimes = o.runtime === undefined ? [here] : Array.isArray(o.runtime) ? o.runtime : [o.runtime];
+  for (const r of runtimes) {
+    if (r !== "deno" && r !== "bun" && r !== "node") throw new RangeError(`Cannot start workers on runtime ${r}`);
+    if (kind === "thread" && r !== here) {
+      throw new RangeError(`Cannot start ${r} worker threads from ${here}: threads run this runtime; use processes`);
+    }
+  }
+  if (runtimes.length === 0) throw new RangeError("Cannot make a pool: runtime is an empty list");
+  const transport = o.transport ?? (kind === "thread" ? "shm" : "pipe");
+  if (transport !== "pipe" && transport !== "shm" && transport !== "nats") {
+    throw new TypeError(`Cannot make a pool with transport ${String(transport)}: use "pipe", "shm" or "nats"`);
+  }
+  if (transport === "nats") {
+    if (o.kind === "thread") throw new TypeError("Cannot make a thread pool on NATS: its workers are processes");
+    RemoteWorkers.check(o.nats);
+  } else if (o.nats !== undefined) {
+    throw new TypeError('Cannot use the nats option without transport: "nats"');
+  }
+  if (kind === "thread" && transport === "pipe") {
+    throw new TypeError("Cannot make a thread pool on pipes: worker threads use shared memory");
+  }
+  const worker = transport === "nats" ? undefined : workerTarget(o.worker!, kind);
+  const size = positiveInt("size", o.size ?? (transport === "nats" ? 1 : 2));
+  const settings: Settings = {
+    ...o,
+    kind,
+    size,
+    concurrency: positiveInt("concurrency", o.concurrency ?? 1),
+    maxQueue: positiveInt("maxQueue", o.maxQueue ?? 100_000, true),
+    heartbeat: nonNegative("heartbeat", o.heartbeat ?? 5000),
+    retries: nonNegative("retries", o.retries ?? 3),
+    restartDelay: nonNegative("restartDelay", o.restartDelay ?? 100),
+    maxRestarts: positiveInt("maxRestarts", o.maxRestarts ?? 5),
+    restartWindow: nonNegative("restartWindow", o.restartWindow ?? 30_000),
+    startTimeout: nonNegative("startTimeout", o.startTimeout ?? 60_000),
+    signals: o.signals ?? true,
+    drainTimeout: nonNegative("drainTimeout", o.drainTimeout ?? 30_000),
+    capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
+  };
+  if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
+  const launch = worker === undefined || transport === "nats" ? undefined : {
+    kind,
+    worker,
+    transport,
+    startTimeout: settings.startTimeout,
+    capacity: settings.capacity,
+    ...(o.env === undefined ? {} : { env: o.env }),
+    ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
+  };
+  return { settings, kind: transport === "nats" ? "process" : kind, runtimes, launch };
+}
+
+function workerTarget(worker: URL | string | string[], kind: "thread" | "process"): URL | string[] {
+  if (worker instanceof URL) return worker;
+  if (Array.isArray(worker)) {
+    if (kind === "thread") throw new TypeError("Cannot start worker threads from an argv: give the module's URL");
+    if (worker.length === 0 || !worker.every((a) => typeof a === "string")) {
+      throw new TypeError("Cannot start worker processes: argv must be a non-empty array of strings");
+    }
+    return worker;
+  }
+  if (typeof worker === "string" && worker !== "") {
+    if (/^file:/.test(worker)) return new URL(worker);
+    if (worker.startsWith("/")) return new URL(`file://${worker}`);
+    throw new TypeError(`Cannot start workers from ${JSON.stringify(worker)}: give a URL or an absolute path`);
+  }
+  throw new TypeError("Cannot make a pool: worker must be a URL, an absolute path or (processes) an argv");
+}
+
+/**
+ * `v` when it is an integer >= 1 (or Infinity where allowed).
+ *
+ * @throws {RangeError} otherwise, naming the option.
+ */
+export function positiveInt(name: string, v: number, infinite = false): number {
+  if ((infinite && v === Infinity) || (Number.isInteger(v) && v >= 1)) return v;
+  throw new RangeError(`Cannot use ${name} ${v}: it must be an integer >= 1`);
+}
+
+function nonNegative(name: string, v: number): number {
+  if (typeof v === "number" && v >= 0 && Number.isFinite(v)) return v;
+  throw new RangeError(`Cannot use ${name} ${v}: it must be a number >= 0`);
+}

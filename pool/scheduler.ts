@@ -1,0 +1,251 @@
+/**
+ * A pool's scheduler: one queue of tasks, handed to the ready worker with the fewest tasks running, at most
+ * `concurrency` at a time per worker. It settles each task exactly once (result, error, `TimeoutError` past
+ * `taskTimeout`, the signal's reason), keeps the counters, and tells `close()` when the pool has drained. Which
+ * workers exist, and what happens when one dies, is the supervisor's (`pool/supervisor.ts`).
+ *
+ * @module
+ */
+import { onAbort, Waiters } from "../async/mod.ts";
+import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors.ts";
+import type { EventLog } from "./events.ts";
+import type { Member } from "./member.ts";
+import type { RunOptions, Settings } from "./options.ts";
+
+/** One task, from `run()` until it settles. */
+export interface Task {
+  readonly id: number;
+  readonly method: string;
+  readonly args: unknown[];
+  readonly options: RunOptions;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+  settled: boolean;
+  attempts: number;
+  retriesLeft: number;
+  member: Member<Task> | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops listening to the task's abort signal. */
+  unlisten: (() => void) | undefined;
+}
+
+/** What the scheduler needs to know of the workers (the supervisor knows it). */
+export interface Workers {
+  /** The members of the slots, in slot order (undefined for a slot without one). */
+  members(): Iterable<Member<Task> | undefined>;
+  /** The slot of a member, for events; -1 when it has none. */
+  slotOf(member: Member<Task>): number;
+}
+
+/** The task queue and its dispatch to workers. */
+export class Scheduler {
+  /** Tasks that settled with a result, with an error, and that were re-run after their worker died. */
+  readonly counters = { done: 0, failed: 0, retried: 0 };
+  readonly #o: Settings;
+  readonly #events: EventLog;
+  readonly #workers: Workers;
+  #queue: Task[] = [];
+  #queueHead = 0;
+  #nextId = 1;
+  /** Set once nothing can run any more (every slot gave up): the pool counts as drained from then on. */
+  #failed: Error | undefined;
+  readonly #idle = new Set<() => void>();
+  /** `close()` waiting for the queue and the workers to empty. */
+  readonly #drainWaiters = new Waiters<void>();
+
+  constructor(settings: Settings, events: EventLog, workers: Workers) {
+    this.#o = settings;
+    this.#events = events;
+    this.#workers = workers;
+  }
+
+  /** Tasks waiting for a worker. */
+  get queued(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  /** Queues a task (the pool checked that it may run); rejects with `QueueFullError` past `maxQueue`. */
+  submit(method: string, args: unknown[], options: RunOptions): Promise<unknown> {
+    if (this.#queue.length - this.#queueHead >= this.#o.maxQueue) {
+      return Promise.reject(
+        new QueueFullError(`Cannot queue the task: the queue holds maxQueue (${this.#o.maxQueue})`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const task: Task = {
+        id: this.#nextId++,
+        method,
+        args,
+        options,
+        resolve,
+        reject,
+        settled: false,
+        attempts: 0,
+        retriesLeft: options.idempotent ? this.#o.retries : 0,
+        member: undefined,
+        timer: undefined,
+        unlisten: undefined,
+      };
+      if (options.signal) {
+        task.unlisten = onAbort(options.signal, () => {
+          // Queued: it never reaches a worker. Running: the RPC call carries the cancel to the handler.
+          if (task.member === undefined) this.settle(task, false, abortError(options.signal!));
+        });
+      }
+      this.#queue.push(task);
+      this.schedule();
+    });
+  }
+
+  /** Settles `task` once: later calls do nothing. */
+  settle(task: Task, ok: boolean, value: unknown): void {
+    if (task.settled) return;
+    task.settled = true;
+    if (task.timer !== undefined) clearTimeout(task.timer);
+    task.unlisten?.();
+    if (ok) {
+      this.counters.done++;
+      task.resolve(value);
+    } else {
+      this.counters.failed++;
+      task.reject(value);
+    }
+    this.#checkDrained();
+  }
+
+  /** Puts a task whose worker died first in line, to run again. */
+  requeue(task: Task): void {
+    this.counters.retried++;
+    this.#queue.splice(this.#queueHead, 0, task);
+  }
+
+  /** Nothing can run any more: rejects every queued task with `error`, and the pool counts as drained. */
+  fail(error: Error): void {
+    this.#failed = error;
+    this.failQueued(error);
+  }
+
+  /** Rejects every queued task with `error` and empties the queue. */
+  failQueued(error: unknown): void {
+    for (let i = this.#queueHead; i < this.#queue.length; i++) this.settle(this.#queue[i]!, false, error);
+    this.#queue = [];
+    this.#queueHead = 0;
+  }
+
+  /** Hands queued tasks to ready workers with room. */
+  schedule(): void {
+    while (this.#queueHead < this.#queue.length) {
+      const task = this.#queue[this.#queueHead]!;
+      if (task.settled) {
+        this.#queueHead++;
+        continue;
+      }
+      const member = this.#pick();
+      if (!member) break;
+      this.#queueHead++;
+      this.#begin(task, member);
+    }
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+    this.#checkDrained();
+  }
+
+  #pick(): Member<Task> | undefined {
+    let best: Member<Task> | undefined;
+    for (const m of this.#workers.members()) {
+      if (!m || m.state !== "ready" || m.running.size >= this.#o.concurrency) continue;
+      if (!best || m.running.size < best.running.size) best = m;
+      if (best.running.size === 0) break;
+    }
+    return best;
+  }
+
+  #begin(task: Task, member: Member<Task>): void {
+    task.attempts++;
+    task.member = member;
+    member.running.add(task);
+    if (this.#o.taskTimeout !== undefined) {
+      task.timer = setTimeout(() => this.#hung(task, member), this.#o.taskTimeout);
+    }
+    const { signal, timeout } = task.options;
+    member.peer.callWith(task.method, task.args, {
+      ...(signal ? { signal } : {}),
+      ...(timeout === undefined ? {} : { timeout }),
+    }).then(
+      (value) => this.#finished(task, member, true, value),
+      (error) => {
+        // ClosedError: the connection ended, so the worker died or was stopped. The task stays in member.running,
+        // and the worker's end (the supervisor) decides: run it again, or WorkerDiedError.
+        if (!(error instanceof ClosedError)) this.#finished(task, member, false, error);
+      },
+    );
+  }
+
+  #finished(task: Task, member: Member<Task>, ok: boolean, value: unknown): void {
+    if (task.member !== member) return; // an earlier attempt, already handled
+    member.running.delete(task);
+    member.done++;
+    task.member = undefined;
+    this.settle(task, ok, value);
+    if (member.running.size === 0) this.wakeIdle();
+    this.schedule();
+  }
+
+  /** A task ran past `taskTimeout`: it fails, and its worker is replaced. */
+  #hung(task: Task, member: Member<Task>): void {
+    if (task.member !== member || task.settled) return;
+    member.running.delete(task);
+    task.member = undefined;
+    this.#events.emit({ type: "worker-hung", slot: this.#workers.slotOf(member), id: member.id, task: task.id });
+    this.settle(
+      task,
+      false,
+      new TimeoutError(`Task ${task.id} ran past taskTimeout (${this.#o.taskTimeout} ms); its worker was replaced`),
+    );
+    member.kill();
+  }
+
+  // ---- waiting for idle workers and for the drain ----
+
+  /** Resolves once `member` runs no task. */
+  whenIdle(member: Member<Task>): Promise<void> {
+    if (member.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (member.running.size === 0) {
+          this.#idle.delete(check);
+          resolve();
+        }
+      };
+      this.#idle.add(check);
+    });
+  }
+
+  /** A member's tasks ended: wakes `whenIdle()` callers whose member is idle now. */
+  wakeIdle(): void {
+    for (const check of [...this.#idle]) check();
+  }
+
+  /** Resolves once the queue and the workers are empty (or nothing can run any more), or `endDrain()`. */
+  drained(): Promise<void> {
+    const drained = this.#drainWaiters.wait();
+    this.#checkDrained();
+    return drained;
+  }
+
+  /** Ends every `drained()` wait (the pool shut down). */
+  endDrain(): void {
+    while (this.#drainWaiters.wake());
+  }
+
+  #checkDrained(): void {
+    if (this.#drainWaiters.length === 0) return;
+    const empty = this.#queueHead >= this.#queue.length || this.#queue.slice(this.#queueHead).every((t) => t.settled);
+    let idle = true;
+    for (const m of this.#workers.members()) if (m && m.running.size > 0) idle = false;
+    if (!(empty && idle) && !this.#failed) return;
+    this.endDrain();
+  }
+}
