@@ -1,0 +1,223 @@
+/**
+ * The layout of a shared-memory channel, and how the parts of one end are made from it: two rings (`shm/ring.ts`),
+ * one per direction, behind a small header, in one POSIX shared memory segment between processes of any runtime
+ * (`processParts`) or in one SharedArrayBuffer between threads (`threadParts`). The creator of a segment waits on
+ * the header's `attached` word until its opener claimed the other side (`awaitOpener`, `attachOpener`).
+ *
+ * ## Segment layout (little-endian)
+ *
+ * ```text
+ * offset       size          field
+ * 0            4             magic 0x43435049 (the bytes "IPCC")
+ * 4            4             version: 1
+ * 8            4             ring capacity C
+ * 12           4             attached: 0, then 1 once the opener attached (a futex word)
+ * 16           48            reserved, 0
+ * 64           192 + C       ring 0: creator -> opener
+ * 256 + C      192 + C       ring 1: opener -> creator
+ * ```
+ *
+ * @module
+ */
+import { Backoff, onAbort, retry } from "../async/mod.ts";
+import { AlreadyExistsError, NotFoundError, ProtocolError } from "../errors.ts";
+import type { Native } from "../ffi/native.ts";
+import { alive, type Identity, self } from "../os/liveness.ts";
+import { Ring, ringSize } from "./ring.ts";
+import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
+import { SharedMemory } from "./segment.ts";
+import { atomicsWaiter, futexWaiter } from "./wait.ts";
+
+const MAGIC = 0x43435049;
+const VERSION = 1;
+const HEADER = 64;
+const I_CAPACITY = 2;
+const I_ATTACHED = 3;
+const DEFAULT_SPIN_US = 50;
+
+/**
+ * Total bytes of a channel's buffer for a ring capacity.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * console.log(shm.channelSize(1 << 20)); // 2097600: a 64-byte header and two rings of 192 + 1 MiB
+ * ```
+ */
+export function channelSize(capacity: number): number {
+  return HEADER + 2 * ringSize(capacity);
+}
+
+function initLayout(buffer: ArrayBufferLike, capacity: number): Int32Array {
+  const head = new Int32Array(buffer, 0, HEADER / 4);
+  Ring.init(buffer, HEADER, capacity);
+  Ring.init(buffer, HEADER + ringSize(capacity), capacity);
+  head[1] = VERSION;
+  head[I_CAPACITY] = capacity;
+  Atomics.store(head, 0, MAGIC);
+  return head;
+}
+
+function rings(buffer: ArrayBufferLike, side: 0 | 1): { out: Ring; in: Ring } {
+  const head = new Int32Array(buffer, 0, HEADER / 4);
+  if (Atomics.load(head, 0) !== MAGIC || head[1] !== VERSION) {
+    throw new ProtocolError("Cannot attach to the shm channel: the segment holds no ipckit channel of this version");
+  }
+  const capacity = head[I_CAPACITY]!;
+  const r0 = Ring.attach(buffer, HEADER);
+  const r1 = Ring.attach(buffer, HEADER + ringSize(capacity));
+  return side === 0 ? { out: r0, in: r1 } : { out: r1, in: r0 };
+}
+
+/**
+ * Checks `maxMessage` against a ring capacity before anything is created.
+ *
+ * @throws {RangeError} when it is not an integer from 0 to `capacity - 8`.
+ */
+export function checkMaxMessage(maxMessage: unknown, capacity: number): void {
+  if (maxMessage === undefined) return;
+  const limit = capacity - 8;
+  if (!Number.isSafeInteger(maxMessage) || (maxMessage as number) < 0 || (maxMessage as number) > limit) {
+    throw new RangeError(`Cannot use maxMessage ${String(maxMessage)}: it must be an integer from 0 to ${limit}`);
+  }
+}
+
+/**
+ * The spin option in microseconds (50 when not given).
+ *
+ * @throws {RangeError} when it is not a number >= 0.
+ */
+export function spinOption(spin: unknown): number {
+  const us = spin ?? DEFAULT_SPIN_US;
+  if (typeof us !== "number" || !(us >= 0)) throw new RangeError(`Cannot use spin ${String(spin)}: it must be >= 0`);
+  return us;
+}
+
+/**
+ * Opens the segment `name` once its creator made it (`NotFoundError` until then) and wrote the channel's header
+ * (`ProtocolError` until then), retrying for `wait` milliseconds.
+ *
+ * @throws {NotFoundError} / {ProtocolError} when that did not happen within `wait` ms; the signal's reason.
+ */
+export function openLaidOut(name: string, wait: number, signal: AbortSignal | undefined): Promise<SharedMemory> {
+  return retry(async () => {
+    const segment = await SharedMemory.open(name);
+    const head = new Int32Array(segment.buffer, 0, HEADER / 4);
+    if (segment.size >= HEADER && Atomics.load(head, 0) === MAGIC) return segment;
+    segment.close();
+    throw new ProtocolError(`Cannot open shm channel "${name}": the segment holds no ipckit channel`);
+  }, {
+    wait,
+    retryable: (e) => e instanceof NotFoundError || e instanceof ProtocolError,
+    ...(signal === undefined ? {} : { signal }),
+    backoff: new Backoff({ first: 1, max: 20 }),
+  });
+}
+
+/**
+ * The creator's side: lays the channel out in `segment`, takes side 0, and waits until the opener attached.
+ * Returns the opener's identity, for its liveness.
+ *
+ * @throws the signal's reason when it aborts the wait.
+ */
+export async function awaitOpener(
+  ffi: Native,
+  segment: SharedMemory,
+  capacity: number,
+  signal: AbortSignal | undefined,
+): Promise<Identity> {
+  const head = initLayout(segment.buffer, capacity);
+  const { out, in: input } = rings(segment.buffer, 0);
+  const me = self(ffi);
+  out.setOwner("producer", me);
+  input.setOwner("consumer", me);
+  const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
+  const unlisten = onAbort(signal, () => waiter.wake(I_ATTACHED));
+  try {
+    while (Atomics.load(head, I_ATTACHED) === 0) {
+      signal?.throwIfAborted();
+      await waiter.wait(I_ATTACHED, 0, SLEEP_MS);
+    }
+  } finally {
+    unlisten();
+  }
+  return out.owner("consumer");
+}
+
+/**
+ * The opener's side: claims side 1 of the channel in `segment` and wakes its creator. Returns the creator's
+ * identity, for its liveness.
+ *
+ * @throws {ProtocolError} when the segment holds no channel of this version, or is smaller than its layout.
+ * @throws {AlreadyExistsError} when the channel already has its peer.
+ */
+export function attachOpener(ffi: Native, segment: SharedMemory, name: string): Identity {
+  const head = new Int32Array(segment.buffer, 0, HEADER / 4);
+  const { out, in: input } = rings(segment.buffer, 1);
+  if (segment.size < channelSize(head[I_CAPACITY]!)) {
+    throw new ProtocolError(`Cannot open shm channel "${name}": the segment is smaller than its layout`);
+  }
+  const me = self(ffi);
+  out.setOwner("producer", me);
+  input.setOwner("consumer", me);
+  if (Atomics.compareExchange(head, I_ATTACHED, 0, 1) !== 0) {
+    throw new AlreadyExistsError(`Cannot open shm channel "${name}": it already has its peer`);
+  }
+  const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
+  waiter.wake(I_ATTACHED);
+  return input.owner("producer");
+}
+
+/** The parts of a process channel's end on `side` of `segment`; `peer` is the other side's process. */
+export function processParts(
+  ffi: Native,
+  segment: SharedMemory,
+  side: 0 | 1,
+  peer: Identity,
+  options: { spin?: number; maxMessage?: number },
+): ChannelParts {
+  const words = new Int32Array(segment.buffer);
+  const { out, in: input } = rings(segment.buffer, side);
+  return {
+    description: `shm channel "${segment.name}"`,
+    out,
+    in: input,
+    waiter: futexWaiter(ffi, words, segment.address),
+    outBase: out.offset / 4,
+    inBase: input.offset / 4,
+    spinUs: spinOption(options.spin),
+    maxMessage: options.maxMessage,
+    peerAlive: () => alive(peer.id, peer.tag, ffi),
+    release: () => segment.close(),
+  };
+}
+
+/** A SharedArrayBuffer laid out as a thread channel, both sides attached. */
+export function threadBuffer(capacity: number): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(channelSize(capacity));
+  initLayout(buffer, capacity);
+  Atomics.store(new Int32Array(buffer, 0, HEADER / 4), I_ATTACHED, 1);
+  return buffer;
+}
+
+/**
+ * The parts of a thread channel's end, from its handle.
+ *
+ * @throws {ProtocolError} when the buffer holds no channel.
+ */
+export function threadParts(handle: ShmHandle, maxMessage: number | undefined): ChannelParts {
+  const { out, in: input } = rings(handle.buffer, handle.side);
+  const words = new Int32Array(handle.buffer);
+  return {
+    description: `shm thread channel (side ${handle.side})`,
+    out,
+    in: input,
+    waiter: atomicsWaiter(words),
+    outBase: out.offset / 4,
+    inBase: input.offset / 4,
+    spinUs: spinOption(handle.spin),
+    maxMessage,
+    peerAlive: () => true,
+    release: () => {},
+  };
+}
