@@ -80,7 +80,7 @@ export const LIBC = {
   getsockopt: { args: ["i32", "i32", "i32", "buffer", "buffer"], returns: "i32" },
   sendto: { args: ["i32", "buffer", "usize", "i32", "buffer", "u32"], returns: "isize" },
   recvfrom: { args: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], returns: "isize" },
-  // Readiness (transports/poller.ts): poll(2) over struct pollfd[], and an eventfd to wake it.
+  // Readiness (os/poller.ts): poll(2) over struct pollfd[], and an eventfd to wake it.
   poll: { args: ["buffer", "usize", "i32"], returns: "i32", async: true },
   eventfd: { args: ["u32", "i32"], returns: "i32" },
   read: { args: ["i32", "buffer", "usize"], returns: "isize" },
@@ -94,7 +94,7 @@ export const LIBC = {
   rmdir: { args: ["buffer"], returns: "i32" },
   // statx(dirfd, path, flags, mask, struct statx *): one layout on x86-64 and arm64 (struct stat differs).
   statx: { args: ["i32", "buffer", "i32", "u32", "buffer"], returns: "i32" },
-  // Socket file modes (transports/unix_dgram.ts): Linux gives a bound socket file the mode set by fchmod before bind.
+  // Socket file modes (os/unix_dgram_open.ts): Linux gives a bound socket file the mode set by fchmod before bind.
   fchmod: { args: ["i32", "u32"], returns: "i32" },
   chmod: { args: ["buffer", "u32"], returns: "i32" },
   umask: { args: ["u32"], returns: "u32" },
