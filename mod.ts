@@ -2,7 +2,9 @@
  * ipckit: inter-process and inter-thread communication for Deno, Bun and Node, behind one typed API.
  *
  * Transports are namespaces with a create/listen side and an open/connect side, and all give a
- * {@linkcode Channel}: message boundaries kept, ordered, closed once.
+ * {@linkcode Channel}: message boundaries kept, ordered, closed once. Named OS objects are classes made by their
+ * statics: {@linkcode SharedMemory}, {@linkcode NamedSemaphore}, {@linkcode MessageQueue}, {@linkcode SysvQueue} and
+ * {@linkcode FileQueue} (`create` / `open` / `openOrCreate`).
  *
  * @example
  * ```ts
@@ -69,6 +71,27 @@ export type { NatsPoolOptions } from "./pool/remote.ts";
 
 // Shared memory
 export { type CreateOptions, type OpenOptions, SharedMemory } from "./shm/segment.ts";
+
+// Message queues and the file queue: the OS objects (their channels are mq.channel, sysv.channel, fileQueue.channel)
+export {
+  type Access as MqAccess,
+  type Attributes as MqAttributes,
+  type CreateOptions as MqCreateOptions,
+  MessageQueue,
+  type MqMessage,
+  type MqReceiveOptions,
+  type MqSendOptions,
+  type OpenOptions as MqOpenOptions,
+} from "./os/mq.ts";
+export {
+  type SysvCreateOptions,
+  type SysvInfo,
+  type SysvMessage,
+  SysvQueue,
+  type SysvReceiveOptions,
+  type SysvSendOptions,
+} from "./os/sysv.ts";
+export { FileQueue, type FileQueueOptions, type FileReceiveOptions } from "./os/file_queue.ts";
 
 // Synchronisation
 export {

@@ -20,8 +20,8 @@ import type { Runtime } from "./runtimes/runtime.ts";
 export { parseStat };
 
 /**
- * The kinds of objects recorded (`os/named_kinds.ts`). `socket` is a Unix stream listener's file, `dgram` a bound
- * datagram socket's.
+ * The kinds of objects recorded (`os/named_kinds.ts`). `unix` is a Unix stream listener's socket file, `unix_dgram`
+ * a bound datagram socket's (records of older versions say `socket` and `dgram`: they are read as these).
  */
 export type Kind = NamedKindName;
 
@@ -31,7 +31,7 @@ export type Kind = NamedKindName;
  * @example
  * ```ts
  * import { resources } from "ipckit";
- * console.log(resources.KINDS.join(", ")); // shm, mq, sem, fifo, socket, dgram, sysv
+ * console.log(resources.KINDS.join(", ")); // shm, mq, sem, fifo, unix, unix_dgram, sysv
  * ```
  */
 export const KINDS: readonly Kind[] = NAMED_KINDS.map((d) => d.kind);

@@ -145,7 +145,8 @@ function parseRecord(text: string, file: string): Stored | undefined {
   if (start !== null && (typeof start !== "number" || !Number.isSafeInteger(start) || start < 0)) return undefined;
   if (typeof created !== "number" || !Number.isFinite(created)) return undefined;
   const k = d.kind;
-  if (file !== recordFile(k, name)) return undefined; // filed under another name: not one of ours
+  // Filed under another name: not one of ours. (An older kind word, OLD_KINDS, is filed under that word.)
+  if (file !== recordFile(kind as Kind, name)) return undefined;
   const sysv = d.naming === "sysv";
   if (sysv) {
     if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || String(id) !== name) return undefined;

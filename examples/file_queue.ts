@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { fileQueue, NotFoundError, runtime, runtimeArgv } from "../mod.ts";
+import { FileQueue, NotFoundError, runtime, runtimeArgv } from "../mod.ts";
 
 const rt = await runtime();
 const [role, dir = "/tmp/ipckit-jobs", extra] = rt.args();
@@ -24,17 +24,17 @@ const untext = new TextDecoder();
 const JOBS = 20;
 
 /** Opens the queue, creating it on first use (a lost race against the other process just opens it). */
-async function openQueue(path: string): Promise<fileQueue.FileQueue> {
+async function openQueue(path: string): Promise<FileQueue> {
   try {
-    return await fileQueue.open(path, { fsync: true });
+    return await FileQueue.open(path, { fsync: true });
   } catch (e) {
     if (!(e instanceof NotFoundError)) throw e;
-    return await fileQueue.create(path, { fsync: true }).catch(() => fileQueue.open(path, { fsync: true }));
+    return await FileQueue.create(path, { fsync: true }).catch(() => FileQueue.open(path, { fsync: true }));
   }
 }
 
 /** Receives with a timeout; undefined when nothing came. */
-async function next(queue: fileQueue.FileQueue, ms: number): Promise<Uint8Array | undefined> {
+async function next(queue: FileQueue, ms: number): Promise<Uint8Array | undefined> {
   return await queue.receive({ timeout: ms }).catch((e) => {
     if ((e as Error).name === "TimeoutError") return undefined;
     throw e;
@@ -45,7 +45,7 @@ if (role === "produce" || role === "consume") {
   // produce <dir> [count]: queue jobs (forever, one every 500 ms, unless a count is given).
   // consume <dir> [results-dir]: work on jobs until SIGINT/SIGTERM; report each done job to results-dir if given.
   const queue = await openQueue(dir);
-  const results = role === "consume" && extra ? await fileQueue.open(extra) : undefined;
+  const results = role === "consume" && extra ? await FileQueue.open(extra) : undefined;
   let stop = false;
   const handlers = [rt.onSignal("SIGINT", () => (stop = true)), rt.onSignal("SIGTERM", () => (stop = true))];
   try {
@@ -80,8 +80,8 @@ if (role === "produce" || role === "consume") {
   const jobsDir = `${base}/jobs`;
   const resultsDir = `${base}/results`;
   const script = rt.fromFileUrl(import.meta.url);
-  const results = await fileQueue.create(resultsDir);
-  await (await fileQueue.create(jobsDir)).close();
+  const results = await FileQueue.create(resultsDir);
+  await (await FileQueue.create(jobsDir)).close();
   const start = (r: "deno" | "bun" | "node", ...args: string[]) =>
     rt.spawn([...runtimeArgv(r), script, ...args], { stdio: "inherit" });
   try {

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { mq, runtime, runtimeArgv } from "../mod.ts";
+import { MessageQueue, runtime, runtimeArgv } from "../mod.ts";
 
 const rt = await runtime();
 const [role, name] = rt.args();
@@ -18,7 +18,7 @@ const text = new TextEncoder();
 const untext = new TextDecoder();
 
 if (role === "consumer") {
-  using jobs = await mq.open(name!, { mode: "read" });
+  using jobs = await MessageQueue.open(name!, { mode: "read" });
   await new Promise((r) => setTimeout(r, 300)); // let the producer queue everything first
   for (;;) {
     const { data, priority } = await jobs.receive({ timeout: 30_000 });
@@ -27,7 +27,7 @@ if (role === "consumer") {
   }
 } else {
   const queueName = `/ipckit-example-jobs-${rt.pid}`;
-  using jobs = await mq.create(queueName, { maxMessages: 10, messageSize: 256 });
+  using jobs = await MessageQueue.create(queueName, { maxMessages: 10, messageSize: 256 });
   try {
     const script = rt.fromFileUrl(import.meta.url);
     const child = rt.spawn([...runtimeArgv(rt.name), script, "consumer", queueName], { stdio: "inherit" });

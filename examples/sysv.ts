@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { cbor, runtime, runtimeArgv, sysv } from "../mod.ts";
+import { cbor, runtime, runtimeArgv, sysv, SysvQueue } from "../mod.ts";
 
 interface Job {
   id: number;
@@ -23,7 +23,7 @@ const rt = await runtime();
 const [role, keyText] = rt.args();
 
 if (role === "consumer") {
-  using jobs = await sysv.open(Number(keyText));
+  using jobs = await SysvQueue.open(Number(keyText));
   await new Promise((r) => setTimeout(r, 300)); // let the producer queue everything first
   for (;;) {
     const { type, data } = await jobs.receive({ type: -STOP, timeout: 30_000 });
@@ -34,7 +34,7 @@ if (role === "consumer") {
 } else {
   const script = rt.fromFileUrl(import.meta.url);
   const key = await sysv.key(script, (rt.pid % 255) + 1);
-  const jobs = await sysv.create(key); // mode 0600; AlreadyExistsError if the key is taken
+  const jobs = await SysvQueue.create(key); // mode 0600; AlreadyExistsError if the key is taken
   try {
     const child = rt.spawn([...runtimeArgv(rt.name), script, "consumer", String(key)], { stdio: "inherit" });
     for (let id = 1; id <= 6; id++) {

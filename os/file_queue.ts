@@ -1,11 +1,12 @@
 /**
  * The durable file queue's OS object: a directory holding an append-only log of CRC-checked records and the offset of
  * its one consumer. Many producers (processes of any runtime or language), one consumer, at-least-once delivery
- * across crashes. The on-disk format is documented byte for byte in `transports/file_queue.ts` (which re-exports this as
- * the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`; the log is read through
+ * across crashes. The on-disk format is documented byte for byte in `transports/file_queue.ts` (which re-exports
+ * this in the `fileQueue` namespace) and encoded in `os/file_queue_format.ts`; the log is read through
  * `os/file_queue_reader.ts`, and `os/file_queue_open.ts` makes and opens queues.
  *
- * A little over ~400 lines: the handle alone (its producer and consumer halves share its descriptors and turns).
+ * Over ~400 lines: the handle alone (its producer and consumer halves share its descriptors and turns), with the
+ * documented statics that make it (their file work is in `os/file_queue_open.ts`).
  *
  * @module
  */
@@ -37,6 +38,9 @@ import {
   writeOffset,
 } from "./file_queue_format.ts";
 import { LogReader, type SkippedRecord } from "./file_queue_reader.ts";
+import { createQueue, type FileQueueOptions, type MakeFileQueue, openQueue } from "./file_queue_open.ts";
+
+export type { FileQueueOptions } from "./file_queue_open.ts";
 
 export type { SkippedRecord } from "./file_queue_reader.ts";
 export {
@@ -56,23 +60,6 @@ export {
 
 /** Polling backoff while waiting for records, in milliseconds. */
 const POLL = { first: 1, max: 50 };
-/** Options of {@linkcode create} and {@linkcode open}. */
-export interface FileQueueOptions {
-  /**
-   * fsync the log before `send()` resolves and the offset file (and directory) before `ack()` resolves: what was
-   * sent or acknowledged then survives a power loss, not just a process crash. Default false.
-   */
-  fsync?: boolean;
-  /**
-   * The consumer's policy for a corrupt committed record (bad magic, bad length, bad CRC: damage on disk or a
-   * writer that does not follow the protocol). By default (no function) `receive()`/`tryReceive()` reject with a
-   * `ProtocolError` and the cursor stays before the record, so nothing is lost silently; call
-   * {@linkcode FileQueue.skipCorrupt} to go past it. With a function, the consumer skips each corrupt record at
-   * once, reports it here, and goes on with the next good one.
-   */
-  onCorrupt?: (skipped: SkippedRecord) => void;
-}
-
 /** Options of {@linkcode FileQueue.receive}. */
 export interface FileReceiveOptions {
   /** Gives up after this many milliseconds with `TimeoutError`. */
@@ -82,18 +69,6 @@ export interface FileReceiveOptions {
 }
 
 /** Internal: a record's payload with a prefix, in one write (the channel's kind byte). */
-
-/**
- * Internal (for `os/file_queue_open.ts`): makes a handle and reads the log header strictly; set by the class, whose
- * constructor is private.
- */
-export let makeQueue: (
-  ffi: Native,
-  path: string,
-  fd: number,
-  fsync: boolean,
-  onCorrupt: ((skipped: SkippedRecord) => void) | undefined,
-) => FileQueue;
 
 /**
  * Internal (for the channel port, not part of the `fileQueue` namespace): takes the next record whose payload is at
@@ -107,10 +82,10 @@ export let takeRecord: (queue: FileQueue, limit: number) => Uint8Array | undefin
  *
  * @example
  * ```ts
- * import { fileQueue, runtime } from "ipckit";
+ * import { FileQueue, runtime } from "ipckit";
  * const rt = await runtime();
  * const dir = `/tmp/ipckit-queue-${rt.pid}`;
- * await using q = await fileQueue.create(dir);
+ * await using q = await FileQueue.create(dir);
  * console.log(q.tryReceive()); // undefined: nothing sent yet
  * await q.send(new Uint8Array([1]));
  * await q.send(new Uint8Array([2]));
@@ -137,12 +112,70 @@ export class FileQueue implements AsyncDisposable {
   /** Aborted by close(): ends the waits of receive() and of the append lock. */
   readonly #closing = new AbortController();
 
+  /** The maker `os/file_queue_open.ts` calls (the constructor is private): it reads the log header strictly. */
+  static readonly #make: MakeFileQueue<FileQueue> = (ffi, path, fd, fsync, onCorrupt) => {
+    const q = new FileQueue(ffi, path, fd, fsync, onCorrupt);
+    q.#log.readCommitted(true);
+    return q;
+  };
+
+  /**
+   * Creates the queue directory `dir` (it must not exist, or be an empty directory) with an empty log and the
+   * consumer offset at the first record, both mode 0600.
+   *
+   * @example
+   * ```ts
+   * import { FileQueue, runtime } from "ipckit";
+   * const rt = await runtime();
+   * const dir = `/tmp/ipckit-spool-${rt.pid}`;
+   * const text = new TextEncoder();
+   * await using producer = await FileQueue.create(dir, { fsync: true }); // survives a power loss too
+   * await producer.send(text.encode("job 1"));
+   * await producer.send(text.encode("job 2"));
+   *
+   * const consumer = await FileQueue.open(dir); // in another process, say
+   * await consumer.receive(); // job 1
+   * await consumer.ack(); // job 1 never comes again
+   * await consumer.receive(); // job 2, not acknowledged...
+   * await consumer.close(); // ... as if the consumer crashed here
+   *
+   * await using restarted = await FileQueue.open(dir);
+   * console.log(new TextDecoder().decode(await restarted.receive())); // "job 2" again
+   * await rt.removeDir(dir);
+   * ```
+   * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
+   */
+  static create(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+    return createQueue(FileQueue.#make, dir, options);
+  }
+
+  /**
+   * Opens the existing queue directory `dir`.
+   *
+   * @throws {NotFoundError} when `dir` holds no complete queue.
+   * @throws {ProtocolError} when the log is not an ipckit file queue log.
+   *
+   * @example
+   * ```ts
+   * import { FileQueue, NotFoundError, runtime } from "ipckit";
+   * const rt = await runtime();
+   * const dir = `/tmp/ipckit-open-${rt.pid}`;
+   * try {
+   *   await FileQueue.open(dir);
+   * } catch (e) {
+   *   console.log(e instanceof NotFoundError); // true: nothing there yet
+   * }
+   * await (await FileQueue.create(dir)).close();
+   * await using q = await FileQueue.open(dir);
+   * console.log(q.path === dir); // true
+   * await rt.removeDir(dir);
+   * ```
+   */
+  static open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+    return openQueue(FileQueue.#make, dir, options);
+  }
+
   static {
-    makeQueue = (ffi, path, fd, fsync, onCorrupt) => {
-      const q = new FileQueue(ffi, path, fd, fsync, onCorrupt);
-      q.#log.readCommitted(true);
-      return q;
-    };
     takeRecord = (q, limit) => q.#take(limit);
   }
 
@@ -332,10 +365,10 @@ export class FileQueue implements AsyncDisposable {
    *
    * @example
    * ```ts
-   * import { fileQueue, ProtocolError, runtime } from "ipckit";
+   * import { FileQueue, ProtocolError, runtime } from "ipckit";
    * const rt = await runtime();
    * const dir = `/tmp/ipckit-skip-${rt.pid}`;
-   * await using q = await fileQueue.create(dir);
+   * await using q = await FileQueue.create(dir);
    * await q.send(new Uint8Array([1]));
    * await q.send(new Uint8Array([2]));
    * // Damage the first record's payload on disk (offset 24 + 12-byte header).

@@ -1,15 +1,15 @@
 /**
- * Making and opening file queues: {@linkcode create} and {@linkcode open} give a {@linkcode FileQueue}
- * (`os/file_queue.ts`). The directory layout and the order in which a queue's files appear are documented in
- * `transports/file_queue.ts`.
+ * Making and opening file queues: the file work behind `FileQueue.create` and `FileQueue.open` (`os/file_queue.ts`;
+ * those statics are the public way to get a queue). Each function takes the handle's maker (the class's private
+ * constructor), so this module needs nothing from the class that imports it. The directory layout and the order in
+ * which a queue's files appear are documented in `transports/file_queue.ts`.
  *
  * @module
  */
 import { NotFoundError } from "../errors.ts";
 import { O_CLOEXEC, O_CREAT, O_EXCL, O_RDONLY, O_RDWR } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { native } from "../ffi/native.ts";
-import { type FileQueue, type FileQueueOptions, makeQueue } from "./file_queue.ts";
+import { type Native, native } from "../ffi/native.ts";
 import {
   encodeLogHeader,
   FILE_HEADER_SIZE,
@@ -19,6 +19,33 @@ import {
   pwriteAll,
   writeOffset,
 } from "./file_queue_format.ts";
+import type { SkippedRecord } from "./file_queue_reader.ts";
+
+/** Options of `FileQueue.create` and `FileQueue.open`. */
+export interface FileQueueOptions {
+  /**
+   * fsync the log before `send()` resolves and the offset file (and directory) before `ack()` resolves: what was
+   * sent or acknowledged then survives a power loss, not just a process crash. Default false.
+   */
+  fsync?: boolean;
+  /**
+   * The consumer's policy for a corrupt committed record (bad magic, bad length, bad CRC: damage on disk or a
+   * writer that does not follow the protocol). By default (no function) `receive()`/`tryReceive()` reject with a
+   * `ProtocolError` and the cursor stays before the record, so nothing is lost silently; call
+   * `FileQueue.skipCorrupt()` to go past it. With a function, the consumer skips each corrupt record at
+   * once, reports it here, and goes on with the next good one.
+   */
+  onCorrupt?: (skipped: SkippedRecord) => void;
+}
+
+/** Makes a handle on an open log; it may throw (a refused log header), and the caller then closes `fd`. */
+export type MakeFileQueue<Q> = (
+  ffi: Native,
+  path: string,
+  fd: number,
+  fsync: boolean,
+  onCorrupt: ((skipped: SkippedRecord) => void) | undefined,
+) => Q;
 
 function checkOptions(options: FileQueueOptions, dir: string, what: string): void {
   const { onCorrupt } = options;
@@ -34,33 +61,8 @@ function checkDir(dir: unknown, what: string): string {
   return dir;
 }
 
-/**
- * Creates the queue directory `dir` (it must not exist, or be an empty directory) with an empty log and the
- * consumer offset at the first record, both mode 0600.
- *
- * @example
- * ```ts
- * import { fileQueue, runtime } from "ipckit";
- * const rt = await runtime();
- * const dir = `/tmp/ipckit-spool-${rt.pid}`;
- * const text = new TextEncoder();
- * await using producer = await fileQueue.create(dir, { fsync: true }); // survives a power loss too
- * await producer.send(text.encode("job 1"));
- * await producer.send(text.encode("job 2"));
- *
- * const consumer = await fileQueue.open(dir); // in another process, say
- * await consumer.receive(); // job 1
- * await consumer.ack(); // job 1 never comes again
- * await consumer.receive(); // job 2, not acknowledged...
- * await consumer.close(); // ... as if the consumer crashed here
- *
- * await using restarted = await fileQueue.open(dir);
- * console.log(new TextDecoder().decode(await restarted.receive())); // "job 2" again
- * await rt.removeDir(dir);
- * ```
- * @throws {AlreadyExistsError} when `dir` exists and is not an empty directory.
- */
-export async function create(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+/** Creates the queue directory `dir` (what `FileQueue.create` documents), then opens it. */
+export async function createQueue<Q>(make: MakeFileQueue<Q>, dir: string, options: FileQueueOptions = {}): Promise<Q> {
   checkDir(dir, "create");
   checkOptions(options, dir, "create");
   const ffi = await native();
@@ -74,32 +76,11 @@ export async function create(dir: string, options: FileQueueOptions = {}): Promi
   }
   // The offset file comes last (by rename): its presence says the queue is complete.
   await writeOffset(ffi, dir, FILE_HEADER_SIZE, options.fsync === true);
-  return open(dir, options);
+  return openQueue(make, dir, options);
 }
 
-/**
- * Opens the existing queue directory `dir`.
- *
- * @throws {NotFoundError} when `dir` holds no complete queue.
- * @throws {ProtocolError} when the log is not an ipckit file queue log.
- *
- * @example
- * ```ts
- * import { fileQueue, NotFoundError, runtime } from "ipckit";
- * const rt = await runtime();
- * const dir = `/tmp/ipckit-open-${rt.pid}`;
- * try {
- *   await fileQueue.open(dir);
- * } catch (e) {
- *   console.log(e instanceof NotFoundError); // true: nothing there yet
- * }
- * await (await fileQueue.create(dir)).close();
- * await using q = await fileQueue.open(dir);
- * console.log(q.path === dir); // true
- * await rt.removeDir(dir);
- * ```
- */
-export async function open(dir: string, options: FileQueueOptions = {}): Promise<FileQueue> {
+/** Opens the existing queue directory `dir` (what `FileQueue.open` documents). */
+export async function openQueue<Q>(make: MakeFileQueue<Q>, dir: string, options: FileQueueOptions = {}): Promise<Q> {
   checkDir(dir, "open");
   checkOptions(options, dir, "open");
   const ffi = await native();
@@ -114,7 +95,7 @@ export async function open(dir: string, options: FileQueueOptions = {}): Promise
   ffi.call.close(offsetFd);
   const fd = openFile(ffi, `${dir}/queue.log`, O_RDWR, `open file queue "${dir}"`);
   try {
-    return makeQueue(ffi, dir, fd, options.fsync === true, options.onCorrupt);
+    return make(ffi, dir, fd, options.fsync === true, options.onCorrupt);
   } catch (e) {
     // The descriptor goes: a log refused here (a hostile or damaged header) must not leak one per attempt.
     ffi.call.close(fd);

@@ -77,8 +77,8 @@ function nanos(t: string): bigint {
  * ```ts
  * import { sameObject } from "./identity.ts";
  * const made = { dev: "0:27", ino: "41", ctime: "1700000000.000000001" };
- * console.log(sameObject("socket", made, made)); // true
- * console.log(sameObject("socket", made, { ...made, ctime: "1700000001.000000000" })); // false: made again
+ * console.log(sameObject("unix", made, made)); // true
+ * console.log(sameObject("unix", made, { ...made, ctime: "1700000001.000000000" })); // false: made again
  * console.log(sameObject("mq", made, { ...made, ctime: "1700000001.000000000" })); // true: a send moved it
  * ```
  */

@@ -3,9 +3,9 @@
  * (C, Python, another runtime) that calls `mq_open(3)`. This is the OS object only; the channel over two queues is
  * `transports/mq.ts`, which re-exports this module as the `mq` namespace.
  *
- * - `create` / `open` / `openOrCreate` (`os/mq_open.ts`) give a {@linkcode MessageQueue}: raw
- *   messages with priorities (0..31, highest first, FIFO within a priority), waiting and non-waiting
- *   send/receive, attributes, close and unlink.
+ * - `MessageQueue.create` / `open` / `openOrCreate` (their system calls are in `os/mq_open.ts`) give a
+ *   {@linkcode MessageQueue}: raw messages with priorities (0..31, highest first, FIFO within a priority), waiting
+ *   and non-waiting send/receive, attributes, close and unlink.
  *
  * The named-object descriptor of the kind (`mq` records: look up by name, remove, list `/dev/mqueue`) is
  * {@linkcode mqName}, re-exported from `os/mq_name.ts`.
@@ -13,7 +13,8 @@
  * Waits never freeze the event loop: they run `mq_timedsend`/`mq_timedreceive` off the main thread in slices of
  * at most 100 ms (so a process can always exit), checking between slices for close, abort and timeout.
  *
- * Slightly over ~400 lines: the handle alone (its waits, turns and descriptor release share private state).
+ * Over ~400 lines: the handle alone (its waits, turns and descriptor release share private state), with the
+ * documented statics that make it (their system calls are in `os/mq_open.ts`).
  *
  * @module
  */
@@ -21,7 +22,18 @@ import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../
 import { ERRNO, errnoError } from "../ffi/errno.ts";
 import type { Native } from "../ffi/native.ts";
 import { unregister } from "../registry.ts";
-import { checkName, loadNative, nameOf, type QueueSizes } from "./mq_checks.ts";
+import { checkName, loadNative, nameOf } from "./mq_checks.ts";
+import {
+  type Access,
+  type CreateOptions,
+  createQueue,
+  type MakeQueue,
+  type OpenOptions,
+  openOrCreateQueue,
+  openQueue,
+} from "./mq_open.ts";
+
+export type { Access, CreateOptions, OpenOptions } from "./mq_open.ts";
 
 /** The named-object descriptor of POSIX queues (look up, remove, list `/dev/mqueue`), defined in `os/mq_name.ts`. */
 export { mqName } from "./mq_name.ts";
@@ -33,8 +45,8 @@ const SLICE_MS = 100;
  *
  * @example
  * ```ts
- * import { mq, runtime } from "ipckit";
- * using q = await mq.create(`/ipckit-prio-${(await runtime()).pid}`, { maxMessages: 4, messageSize: 64 });
+ * import { MessageQueue, mq, runtime } from "ipckit";
+ * using q = await MessageQueue.create(`/ipckit-prio-${(await runtime()).pid}`, { maxMessages: 4, messageSize: 64 });
  * q.unlink();
  * await q.send(new TextEncoder().encode("now!"), { priority: mq.MAX_PRIORITY });
  * console.log((await q.receive()).priority); // 31
@@ -42,18 +54,6 @@ const SLICE_MS = 100;
  */
 export const MAX_PRIORITY = 31;
 const { EINTR, EAGAIN, ETIMEDOUT } = ERRNO as Record<string, number>;
-
-/** Who may use a queue through this handle. */
-export type Access = "read" | "write" | "both";
-
-/** Options of {@linkcode create}. */
-export type CreateOptions = QueueSizes;
-
-/** Options of {@linkcode open}. */
-export interface OpenOptions {
-  /** Open for reading, writing or both (default). */
-  mode?: Access;
-}
 
 /** Options of {@linkcode MessageQueue.send}. */
 export interface MqSendOptions {
@@ -102,9 +102,6 @@ function checkTimeout(t: unknown, what: string): number | undefined {
   return t;
 }
 
-/** Internal (for `os/mq_open.ts`): makes a handle; set by the class, whose constructor is private. */
-export let makeQueue: (ffi: Native, fd: number, name: string, access: Access) => MessageQueue;
-
 /**
  * Internal (for the channel port; not part of the `mq` namespace): one native wait of at most `ms` for a message.
  * The port's pump is the queue's only reader, so no turn is taken.
@@ -118,8 +115,8 @@ export let sendFor: (queue: MessageQueue, message: Uint8Array, ms: number) => Pr
  *
  * @example
  * ```ts
- * import { mq, runtime } from "ipckit";
- * using q = await mq.create(`/ipckit-jobs-${(await runtime()).pid}`, { maxMessages: 10, messageSize: 1024 });
+ * import { MessageQueue, runtime } from "ipckit";
+ * using q = await MessageQueue.create(`/ipckit-jobs-${(await runtime()).pid}`, { maxMessages: 10, messageSize: 1024 });
  * try {
  *   await q.send(new TextEncoder().encode("low"), { priority: 1 });
  *   await q.send(new TextEncoder().encode("urgent"), { priority: 9 });
@@ -163,8 +160,76 @@ export class MessageQueue implements Disposable {
     this.#buffer = new Uint8Array(this.messageSize);
   }
 
+  /** The maker `os/mq_open.ts` calls: the constructor is private. */
+  static readonly #make: MakeQueue<MessageQueue> = (ffi, fd, name, access) => new MessageQueue(ffi, fd, name, access);
+
+  /**
+   * Creates the queue `name` (`"/"` then 1 to 254 bytes without `"/"`), opened for reading and writing.
+   *
+   * @throws {TypeError} for a bad name; {@linkcode RangeError} for sizes that are not positive integers.
+   * @throws {AlreadyExistsError} when the name exists.
+   * @throws {IpcError} naming the kernel limit when the sizes exceed it.
+   *
+   * @example
+   * ```ts
+   * import { AlreadyExistsError, MessageQueue, runtime } from "ipckit";
+   * const name = `/ipckit-create-${(await runtime()).pid}`;
+   * using q = await MessageQueue.create(name, { maxMessages: 10, messageSize: 256 }); // mode 0600
+   * try {
+   *   await MessageQueue.create(name, { maxMessages: 10, messageSize: 256 });
+   * } catch (e) {
+   *   console.log(e instanceof AlreadyExistsError); // true
+   * } finally {
+   *   q.unlink();
+   * }
+   * ```
+   */
+  static create(name: string, options: CreateOptions): Promise<MessageQueue> {
+    return createQueue(MessageQueue.#make, name, options);
+  }
+
+  /**
+   * Opens the existing queue `name`.
+   *
+   * @throws {NotFoundError} when it does not exist.
+   *
+   * @example
+   * ```ts
+   * import { MessageQueue, runtime } from "ipckit";
+   * const name = `/ipckit-open-${(await runtime()).pid}`;
+   * using owner = await MessageQueue.create(name, { maxMessages: 10, messageSize: 256 });
+   * using writer = await MessageQueue.open(name, { mode: "write" }); // in another process, usually
+   * try {
+   *   writer.trySend(new TextEncoder().encode("from the writer"));
+   *   console.log(new TextDecoder().decode((await owner.receive({ timeout: 1000 })).data)); // "from the writer"
+   * } finally {
+   *   owner.unlink();
+   * }
+   * ```
+   */
+  static open(name: string, options: OpenOptions = {}): Promise<MessageQueue> {
+    return openQueue(MessageQueue.#make, name, options);
+  }
+
+  /**
+   * Opens the queue `name`, creating it with `options` when it does not exist.
+   *
+   * @example
+   * ```ts
+   * import { MessageQueue, runtime } from "ipckit";
+   * const name = `/ipckit-either-${(await runtime()).pid}`;
+   * // Whoever comes first creates the queue; the sizes apply only then.
+   * using a = await MessageQueue.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
+   * using b = await MessageQueue.openOrCreate(name, { maxMessages: 5, messageSize: 128 });
+   * console.log(a.maxMessages, b.messageSize); // 5 128
+   * a.unlink();
+   * ```
+   */
+  static openOrCreate(name: string, options: CreateOptions): Promise<MessageQueue> {
+    return openOrCreateQueue(MessageQueue.#make, name, options);
+  }
+
   static {
-    makeQueue = (ffi, fd, name, access) => new MessageQueue(ffi, fd, name, access);
     receiveFor = (q, ms) => q.#receiveSlice(ms);
     sendFor = (q, message, ms) => q.#sendSlice(message, ms);
   }
@@ -402,9 +467,18 @@ export class MessageQueue implements Disposable {
   }
 
   /**
-   * Removes the queue `name`.
+   * Removes the queue `name` (handles open on it stay usable until closed).
    *
    * @throws {NotFoundError} when it does not exist.
+   *
+   * @example
+   * ```ts
+   * import { MessageQueue, NotFoundError, runtime } from "ipckit";
+   * const name = `/ipckit-unlink-${(await runtime()).pid}`;
+   * (await MessageQueue.create(name, { maxMessages: 1, messageSize: 8 })).close(); // closed, the name stays...
+   * await MessageQueue.unlink(name); // ...until removed
+   * await MessageQueue.unlink(name).catch((e) => console.log(e instanceof NotFoundError)); // true: gone already
+   * ```
    */
   static async unlink(name: string): Promise<void> {
     checkName(name);

@@ -7,7 +7,7 @@
  */
 import { mqName } from "./mq_name.ts";
 import type { NamedKind } from "./named.ts";
-import { dgramName, fifoName, socketName } from "./path_names.ts";
+import { fifoName, unixDgramName, unixName } from "./path_names.ts";
 import { semName } from "./sem_name.ts";
 import { shmName } from "./shm_name.ts";
 import { sysvName } from "./sysv_name.ts";
@@ -18,26 +18,37 @@ import { sysvName } from "./sysv_name.ts";
  * @example
  * ```ts
  * import { NAMED_KINDS } from "./named_kinds.ts";
- * console.log(NAMED_KINDS.map((d) => d.kind).join(", ")); // shm, mq, sem, fifo, socket, dgram, sysv
+ * console.log(NAMED_KINDS.map((d) => d.kind).join(", ")); // shm, mq, sem, fifo, unix, unix_dgram, sysv
  * ```
  */
-export const NAMED_KINDS = [shmName, mqName, semName, fifoName, socketName, dgramName, sysvName] as const;
+export const NAMED_KINDS = [shmName, mqName, semName, fifoName, unixName, unixDgramName, sysvName] as const;
 
 /**
- * The kinds of named objects ipckit records: `socket` is a Unix stream listener's file, `dgram` a bound datagram
- * socket's.
+ * The kinds of named objects ipckit records, named like their transports: `unix` is a Unix stream listener's
+ * socket file, `unix_dgram` a bound datagram socket's.
  */
 export type Kind = (typeof NAMED_KINDS)[number]["kind"];
 
-const BY_KIND: ReadonlyMap<string, NamedKind<Kind>> = new Map(NAMED_KINDS.map((d) => [d.kind, d]));
+/**
+ * Kind words that older ipckit versions wrote in their owner records, and the kind each is now. Their records are
+ * still read, listed and cleaned (under the new word); new records use the new word only.
+ */
+export const OLD_KINDS: Readonly<Record<string, Kind>> = { socket: "unix", dgram: "unix_dgram" };
+
+const BY_KIND: ReadonlyMap<string, NamedKind<Kind>> = new Map<string, NamedKind<Kind>>([
+  ...NAMED_KINDS.map((d) => [d.kind, d] as const),
+  ...Object.entries(OLD_KINDS).map(([old, kind]) => [old, NAMED_KINDS.find((d) => d.kind === kind)!] as const),
+]);
 
 /**
- * The descriptor of `kind`, or undefined for a word that is no kind (a record from elsewhere).
+ * The descriptor of `kind`, or undefined for a word that is no kind (a record from elsewhere). An old kind word
+ * ({@linkcode OLD_KINDS}) gives the descriptor of the kind it is now.
  *
  * @example
  * ```ts
  * import { namedKind } from "./named_kinds.ts";
  * console.log(namedKind("fifo")?.label, namedKind("nope")); // FIFO undefined
+ * console.log(namedKind("socket")?.kind); // unix: the word older versions wrote
  * ```
  */
 export function namedKind(kind: Kind): NamedKind<Kind>;

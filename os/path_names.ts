@@ -34,8 +34,13 @@ function pathKind<K extends string>(kind: K, label: string, fileType: FileType, 
  */
 export const fifoName: NamedKind<"fifo"> = pathKind("fifo", "FIFO", "fifo", "FIFO");
 
-/** Unix stream listeners' socket files, by path. */
-export const socketName: NamedKind<"socket"> = pathKind("socket", "socket file", "socket", "socket file");
+/** Unix stream listeners' socket files, by path (kind `unix`, like the transport; older records say `socket`). */
+export const unixName: NamedKind<"unix"> = pathKind("unix", "socket file", "socket", "socket file");
 
-/** Bound Unix datagram sockets' files, by path. */
-export const dgramName: NamedKind<"dgram"> = pathKind("dgram", "datagram socket file", "socket", "socket file");
+/** Bound Unix datagram sockets' files, by path (kind `unix_dgram`, like the transport; older records say `dgram`). */
+export const unixDgramName: NamedKind<"unix_dgram"> = pathKind(
+  "unix_dgram",
+  "datagram socket file",
+  "socket",
+  "socket file",
+);

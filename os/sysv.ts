@@ -2,12 +2,12 @@
  * System V message queues (`msgget(2)`, `msgsnd(2)`, `msgrcv(2)`): kernel queues of typed messages identified by
  * a numeric key, usable from any process (C, Python, another runtime) on the host.
  *
- * - {@linkcode key} makes a key from a path and a project id (`ftok(3)`) or takes a number.
- * - {@linkcode create} / {@linkcode open} / {@linkcode openOrCreate} / {@linkcode fromId} and `private()`
- *   (`IPC_PRIVATE`) give a {@linkcode SysvQueue}: `send(type, data)`, `receive({ type })` with msgrcv's type
- *   selection, non-waiting `trySend`/`tryReceive`, `info`, `remove()`.
-
- * This is the OS object only (the handle, `os/sysv.ts`, and the functions that make one, `os/sysv_open.ts`);
+ * - `key` (`os/sysv_open.ts`) makes a key from a path and a project id (`ftok(3)`) or takes a number.
+ * - `SysvQueue.create` / `open` / `openOrCreate` / `fromId` and `SysvQueue.private()` (`IPC_PRIVATE`) give a
+ *   {@linkcode SysvQueue}: `send(type, data)`, `receive({ type })` with msgrcv's type selection, non-waiting
+ *   `trySend`/`tryReceive`, `info`, `remove()`.
+ *
+ * This is the OS object only (the handle, `os/sysv.ts`, and the system calls that make one, `os/sysv_open.ts`);
  * the channel over one queue is `transports/sysv.ts`, which re-exports both as the `sysv` namespace.
  *
  * The named-object descriptor of the kind (`sysv` records: look up by id and key, remove with `IPC_RMID`, list
@@ -26,7 +26,8 @@
  * bytes. Limits: `/proc/sys/kernel/msgmax` per message (8192 by default), the queue's `msg_qbytes` in total
  * (`/proc/sys/kernel/msgmnb`, 16384 by default; raising it needs CAP_SYS_RESOURCE).
  *
- * Over ~400 lines: the handle alone (its send and receive paths share one buffer and one errno mapping).
+ * Over ~400 lines: the handle alone (its send and receive paths share one buffer and one errno mapping), with the
+ * documented statics that make it (their system calls are in `os/sysv_open.ts`).
  *
  * @module
  */
@@ -38,7 +39,6 @@ import {
   NotFoundError,
   PermissionError,
   TimeoutError,
-  UnsupportedError,
 } from "../errors.ts";
 import {
   IPC_INFO,
@@ -54,9 +54,23 @@ import {
   MSQID_DS_QNUM as OFF_QNUM,
 } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
-import { type Native, native } from "../ffi/native.ts";
+import type { Native } from "../ffi/native.ts";
 import { unregister } from "../registry.ts";
 import { Backoff, Deadline, delay } from "../async/mod.ts";
+import {
+  createQueue,
+  fromIdQueue,
+  integer,
+  loadNative,
+  type MakeSysvQueue,
+  nameOf,
+  openOrCreateQueue,
+  openQueue,
+  privateQueue,
+  type SysvCreateOptions,
+} from "./sysv_open.ts";
+
+export type { SysvCreateOptions } from "./sysv_open.ts";
 
 /** The named-object descriptor of System V queues (look up by id and key, remove, list), from `os/sysv_name.ts`. */
 export { sysvName } from "./sysv_name.ts";
@@ -71,14 +85,6 @@ export interface Limits {
   msgmax: number;
   /** The default (and unprivileged maximum) bytes per queue (`/proc/sys/kernel/msgmnb`). */
   msgmnb: number;
-}
-
-/** Options of {@linkcode create}, {@linkcode openOrCreate} and `private()`. */
-export interface SysvCreateOptions {
-  /** Permission bits. Default 0o600. */
-  mode?: number;
-  /** The queue's capacity in bytes (`msg_qbytes`); above `msgmnb` needs CAP_SYS_RESOURCE. Default msgmnb. */
-  maxBytes?: number;
 }
 
 /** Options of {@linkcode SysvQueue.send}. */
@@ -125,15 +131,6 @@ export interface SysvInfo {
 
 let limitsCache: Limits | undefined;
 
-/** The loaded libc, or UnsupportedError where there are no System V queues. */
-export async function loadNative(): Promise<Native> {
-  const ffi = await native();
-  if (typeof ffi.call.msgget !== "function") {
-    throw new UnsupportedError("Cannot use System V message queues: this platform has no msgget");
-  }
-  return ffi;
-}
-
 /** Reads the limits with `IPC_INFO` (and caches them for new handles). */
 export function readLimits(ffi: Native): Limits {
   const info = new Int32Array(MSQID_DS / 4); // struct msginfo: msgpool, msgmap, msgmax, msgmnb, ...
@@ -154,27 +151,11 @@ export async function limits(): Promise<Limits> {
   return readLimits(await loadNative());
 }
 
-/** How messages name a queue. */
-export const nameOf = (id: number): string => `System V message queue ${id}`;
-/** How messages name a key. */
-export const keyName = (key: number): string => `System V message queue with key 0x${(key >>> 0).toString(16)}`;
-
-/** Checks an integer argument: RangeError outside `min..max`. */
-export function integer(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RangeError(`Cannot use ${what} ${String(value)}: it must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
 function checkTimeout(t: unknown, what: string): number | undefined {
   if (t === undefined) return undefined;
   if (typeof t !== "number" || !(t >= 0)) throw new RangeError(`Cannot ${what} with timeout ${t}: it must be >= 0`);
   return t;
 }
-
-/** Makes a handle on the queue `id`; set by the class, whose constructor is private. */
-export let makeSysvQueue: (ffi: Native, id: number) => SysvQueue;
 
 /**
  * A System V message queue. `close()` forgets this handle (the kernel keeps no per-process handle); `remove()`
@@ -182,8 +163,8 @@ export let makeSysvQueue: (ffi: Native, id: number) => SysvQueue;
  *
  * @example
  * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private(); // share q.id with the processes that should use it
+ * import { SysvQueue } from "ipckit";
+ * using q = await SysvQueue.private(); // share q.id with the processes that should use it
  * try {
  *   await q.send(2, new TextEncoder().encode("two"));
  *   q.trySend(1, new TextEncoder().encode("one")); // never waits: false when the queue is full
@@ -207,8 +188,123 @@ export class SysvQueue implements Disposable {
   #removed = false;
   #writeTurn: Promise<unknown> = Promise.resolve();
 
-  static {
-    makeSysvQueue = (ffi, id) => new SysvQueue(ffi, id);
+  /** The maker `os/sysv_open.ts` calls: the constructor is private. */
+  static readonly #make: MakeSysvQueue<SysvQueue> = (ffi, id) => new SysvQueue(ffi, id);
+
+  /**
+   * Creates the queue with key `k` (`IPC_CREAT | IPC_EXCL`; a key from `sysv.key`).
+   *
+   * @throws {AlreadyExistsError} when a queue has that key; {@linkcode PermissionError} for a `maxBytes` above
+   * msgmnb without CAP_SYS_RESOURCE (nothing is left behind).
+   *
+   * @example
+   * ```ts
+   * import { AlreadyExistsError, runtime, sysv, SysvQueue } from "ipckit";
+   * const k = await sysv.key((await runtime()).pid); // a number only this process uses
+   * using q = await SysvQueue.create(k); // mode 0600
+   * try {
+   *   await SysvQueue.create(k);
+   * } catch (e) {
+   *   console.log(e instanceof AlreadyExistsError); // true
+   * } finally {
+   *   q.remove();
+   * }
+   * ```
+   */
+  static create(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
+    return createQueue(SysvQueue.#make, k, options);
+  }
+
+  /**
+   * Opens the existing queue with key `k`.
+   *
+   * @throws {NotFoundError} when there is none; {@linkcode PermissionError} when its mode refuses this user.
+   *
+   * @example
+   * ```ts
+   * import { runtime, sysv, SysvQueue } from "ipckit";
+   * const k = await sysv.key((await runtime()).pid);
+   * using owner = await SysvQueue.create(k);
+   * using other = await SysvQueue.open(k); // in another process, usually
+   * try {
+   *   await other.send(1, new TextEncoder().encode("hi"));
+   *   console.log(other.id === owner.id, (await owner.receive({ timeout: 1000 })).type); // true 1
+   * } finally {
+   *   owner.remove();
+   * }
+   * ```
+   */
+  static open(k: number): Promise<SysvQueue> {
+    return openQueue(SysvQueue.#make, k);
+  }
+
+  /**
+   * Opens the queue with key `k`, creating it with `options` when there is none (`maxBytes` only then).
+   *
+   * @example
+   * ```ts
+   * import { runtime, sysv, SysvQueue } from "ipckit";
+   * const k = await sysv.key((await runtime()).pid);
+   * using first = await SysvQueue.openOrCreate(k); // creates it
+   * using second = await SysvQueue.openOrCreate(k); // opens it
+   * console.log(first.id === second.id); // true
+   * first.remove();
+   * ```
+   */
+  static openOrCreate(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
+    return openOrCreateQueue(SysvQueue.#make, k, options);
+  }
+
+  /**
+   * Takes the queue `id` (from `queue.id` in another process, or `ipcs -q`).
+   *
+   * @throws {NotFoundError} when no queue has that id.
+   *
+   * @example
+   * ```ts
+   * import { SysvQueue } from "ipckit";
+   * using q = await SysvQueue.private();
+   * using same = await SysvQueue.fromId(q.id); // another process got the id from us (or from `ipcs -q`)
+   * await same.send(5, new Uint8Array([5]));
+   * console.log((await q.receive()).type); // 5
+   * q.remove();
+   * ```
+   */
+  static fromId(id: number): Promise<SysvQueue> {
+    return fromIdQueue(SysvQueue.#make, id);
+  }
+
+  /**
+   * Creates a new queue without a key (`IPC_PRIVATE`): share its `id` with the processes that should use it.
+   *
+   * @example
+   * ```ts
+   * import { SysvQueue } from "ipckit";
+   * using q = await SysvQueue.private({ maxBytes: 8192 }); // no key: nobody finds it without its id
+   * console.log(q.id >= 0, q.info.maxBytes); // true 8192
+   * q.remove();
+   * ```
+   */
+  static private(options: SysvCreateOptions = {}): Promise<SysvQueue> {
+    return privateQueue(SysvQueue.#make, options);
+  }
+
+  /**
+   * Removes the queue with key `k` and the messages in it (`IPC_RMID`), as `remove()` on a handle does.
+   *
+   * @throws {NotFoundError} when there is none.
+   *
+   * @example
+   * ```ts
+   * import { NotFoundError, runtime, sysv, SysvQueue } from "ipckit";
+   * const k = await sysv.key((await runtime()).pid);
+   * (await SysvQueue.create(k)).close(); // closed: the queue stays...
+   * await SysvQueue.remove(k); // ...until removed
+   * await SysvQueue.remove(k).catch((e) => console.log(e instanceof NotFoundError)); // true: gone already
+   * ```
+   */
+  static async remove(k: number): Promise<void> {
+    (await SysvQueue.open(k)).remove();
   }
 
   private constructor(ffi: Native, id: number) {

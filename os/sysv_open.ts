@@ -1,31 +1,60 @@
 /**
- * Making and finding System V message queues: keys (`ftok(3)` or a number), and the functions that give a
- * {@linkcode SysvQueue} (`os/sysv.ts`): {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate},
- * {@linkcode fromId} and `private()` (`IPC_PRIVATE`). Creators write an owner record (`registry.ts`). The named-object
+ * Making and finding System V message queues: keys (`ftok(3)` or a number), and the system calls behind
+ * `SysvQueue.create`, `open`, `openOrCreate`, `fromId` and `private` (`os/sysv.ts`; those statics are the public way
+ * to get a queue). Creators write an owner record (`registry.ts`). Each function takes the handle's maker (the
+ * class's private constructor), so this module needs nothing from the class that imports it. The named-object
  * descriptor (look up, remove, list `/proc/sysvipc/msg`) is `os/sysv_name.ts`.
  *
  * @module
  */
-import { AlreadyExistsError, type IpcError, NotFoundError } from "../errors.ts";
+import { AlreadyExistsError, type IpcError, NotFoundError, UnsupportedError } from "../errors.ts";
 import { IPC_CREAT, IPC_EXCL, IPC_PRIVATE, IPC_STAT, MSQID_DS } from "../ffi/constants.ts";
 import { ERRNO, errnoError } from "../ffi/errno.ts";
+import { type Native, native } from "../ffi/native.ts";
 import { prepare, register } from "../registry.ts";
-import {
-  integer,
-  keyName,
-  loadNative,
-  makeSysvQueue,
-  nameOf,
-  type SysvCreateOptions,
-  type SysvQueue,
-} from "./sysv.ts";
 
 const { EIDRM, EINVAL, ENOENT, ENOSPC } = ERRNO as Record<string, number>;
+
+/** Options of `SysvQueue.create`, `SysvQueue.openOrCreate` and `SysvQueue.private`. */
+export interface SysvCreateOptions {
+  /** Permission bits. Default 0o600. */
+  mode?: number;
+  /** The queue's capacity in bytes (`msg_qbytes`); above `msgmnb` needs CAP_SYS_RESOURCE. Default msgmnb. */
+  maxBytes?: number;
+}
+
+/** What a new queue's `maxBytes` needs of its handle. */
+type Queue = { setMaxBytes(bytes: number): void; remove(): void };
+
+/** Makes a handle on the queue `id`. */
+export type MakeSysvQueue<Q extends Queue> = (ffi: Native, id: number) => Q;
+
+/** The loaded libc, or UnsupportedError where there are no System V queues. */
+export async function loadNative(): Promise<Native> {
+  const ffi = await native();
+  if (typeof ffi.call.msgget !== "function") {
+    throw new UnsupportedError("Cannot use System V message queues: this platform has no msgget");
+  }
+  return ffi;
+}
+
+/** How messages name a queue. */
+export const nameOf = (id: number): string => `System V message queue ${id}`;
+/** How messages name a key. */
+export const keyName = (key: number): string => `System V message queue with key 0x${(key >>> 0).toString(16)}`;
+
+/** Checks an integer argument: RangeError outside `min..max`. */
+export function integer(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`Cannot use ${what} ${String(value)}: it must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
 
 function checkKey(k: unknown): number {
   if (typeof k !== "number" || !Number.isInteger(k) || k < -(2 ** 31) || k > 2 ** 32 - 1 || k === 0) {
     throw new RangeError(
-      `Cannot use System V key ${String(k)}: it must be a non-zero 32-bit integer (use sysv.private() for ` +
+      `Cannot use System V key ${String(k)}: it must be a non-zero 32-bit integer (use SysvQueue.private() for ` +
         `IPC_PRIVATE)`,
     );
   }
@@ -73,14 +102,20 @@ function getError(errno: number, what: string): IpcError {
   return e;
 }
 
-async function make(k: number, flags: number, o: SysvCreateOptions, what: string): Promise<SysvQueue> {
+async function make<Q extends Queue>(
+  maker: MakeSysvQueue<Q>,
+  k: number,
+  flags: number,
+  o: SysvCreateOptions,
+  what: string,
+): Promise<Q> {
   const { mode, maxBytes } = createOptions(o);
   const ffi = await loadNative();
   await prepare();
   const id = ffi.call.msgget(k, flags | mode);
   if (id < 0) throw getError(ffi.errno(), what);
   register("sysv", String(id), { key: k }); // IPC_EXCL or IPC_PRIVATE: this call made it
-  const q = makeSysvQueue(ffi, id);
+  const q = maker(ffi, id);
   if (maxBytes !== undefined) {
     try {
       q.setMaxBytes(maxBytes);
@@ -92,103 +127,48 @@ async function make(k: number, flags: number, o: SysvCreateOptions, what: string
   return q;
 }
 
-/**
- * Creates the queue with key `k` (`IPC_CREAT | IPC_EXCL`).
- *
- * @throws {AlreadyExistsError} when a queue has that key; {@linkcode PermissionError} for a `maxBytes` above
- * msgmnb without CAP_SYS_RESOURCE (nothing is left behind).
- *
- * @example
- * ```ts
- * import { AlreadyExistsError, runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid); // a number only this process uses
- * using q = await sysv.create(k); // mode 0600
- * try {
- *   await sysv.create(k);
- * } catch (e) {
- *   console.log(e instanceof AlreadyExistsError); // true
- * } finally {
- *   q.remove();
- * }
- * ```
- */
-export async function create(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
+/** Creates the queue with key `k` (`IPC_CREAT | IPC_EXCL`): what `SysvQueue.create` documents. */
+export async function createQueue<Q extends Queue>(
+  maker: MakeSysvQueue<Q>,
+  k: number,
+  options: SysvCreateOptions = {},
+): Promise<Q> {
   k = checkKey(k);
-  return await make(k, IPC_CREAT | IPC_EXCL, options, `create ${keyName(k)}`);
+  return await make(maker, k, IPC_CREAT | IPC_EXCL, options, `create ${keyName(k)}`);
 }
 
-/**
- * Opens the existing queue with key `k`.
- *
- * @throws {NotFoundError} when there is none; {@linkcode PermissionError} when its mode refuses this user.
- *
- * @example
- * ```ts
- * import { runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid);
- * using owner = await sysv.create(k);
- * using other = await sysv.open(k); // in another process, usually
- * try {
- *   await other.send(1, new TextEncoder().encode("hi"));
- *   console.log(other.id === owner.id, (await owner.receive({ timeout: 1000 })).type); // true 1
- * } finally {
- *   owner.remove();
- * }
- * ```
- */
-export async function open(k: number): Promise<SysvQueue> {
+/** Opens the existing queue with key `k`: what `SysvQueue.open` documents. */
+export async function openQueue<Q extends Queue>(maker: MakeSysvQueue<Q>, k: number): Promise<Q> {
   k = checkKey(k);
   const ffi = await loadNative();
   const id = ffi.call.msgget(k, 0);
   if (id < 0) throw getError(ffi.errno(), `open ${keyName(k)}`);
-  return makeSysvQueue(ffi, id);
+  return maker(ffi, id);
 }
 
-/**
- * Opens the queue with key `k`, creating it with `options` when there is none (`maxBytes` only then).
- *
- * @example
- * ```ts
- * import { runtime, sysv } from "ipckit";
- * const k = await sysv.key((await runtime()).pid);
- * using first = await sysv.openOrCreate(k); // creates it
- * using second = await sysv.openOrCreate(k); // opens it
- * console.log(first.id === second.id); // true
- * first.remove();
- * ```
- */
-export async function openOrCreate(k: number, options: SysvCreateOptions = {}): Promise<SysvQueue> {
+/** Opens the queue with key `k`, creating it when there is none: what `SysvQueue.openOrCreate` documents. */
+export async function openOrCreateQueue<Q extends Queue>(
+  maker: MakeSysvQueue<Q>,
+  k: number,
+  options: SysvCreateOptions = {},
+): Promise<Q> {
   k = checkKey(k);
   for (let i = 0;; i++) {
     try {
-      return await create(k, options);
+      return await createQueue(maker, k, options);
     } catch (e) {
       if (!(e instanceof AlreadyExistsError)) throw e;
     }
     try {
-      return await open(k);
+      return await openQueue(maker, k);
     } catch (e) {
       if (!(e instanceof NotFoundError) || i > 10) throw e; // removed in between: try again
     }
   }
 }
 
-/**
- * Takes the queue `id` (from `queue.id` in another process, or `ipcs -q`).
- *
- * @throws {NotFoundError} when no queue has that id.
- *
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private();
- * using same = await sysv.fromId(q.id); // another process got the id from us (or from `ipcs -q`)
- * await same.send(5, new Uint8Array([5]));
- * console.log((await q.receive()).type); // 5
- * q.remove();
- * ```
- */
-export async function fromId(id: number): Promise<SysvQueue> {
+/** Takes the queue `id`: what `SysvQueue.fromId` documents. */
+export async function fromIdQueue<Q extends Queue>(maker: MakeSysvQueue<Q>, id: number): Promise<Q> {
   integer(id, "queue id", 0, 2 ** 31 - 1);
   const ffi = await loadNative();
   if (ffi.call.msgctl(id, IPC_STAT, new BigInt64Array(MSQID_DS / 8)) < 0) {
@@ -198,21 +178,10 @@ export async function fromId(id: number): Promise<SysvQueue> {
     }
     throw errnoError(errno, `open ${nameOf(id)}`);
   }
-  return makeSysvQueue(ffi, id);
+  return maker(ffi, id);
 }
 
-/**
- * Creates a new queue without a key (`IPC_PRIVATE`): share its `id` with the processes that should use it.
- *
- * @example
- * ```ts
- * import { sysv } from "ipckit";
- * using q = await sysv.private({ maxBytes: 8192 }); // no key: nobody finds it without its id
- * console.log(q.id >= 0, q.info.maxBytes); // true 8192
- * q.remove();
- * ```
- */
-function privateQueue(options: SysvCreateOptions = {}): Promise<SysvQueue> {
-  return make(IPC_PRIVATE, IPC_CREAT, options, "create a private System V message queue");
+/** Creates a new queue without a key (`IPC_PRIVATE`): what `SysvQueue.private` documents. */
+export function privateQueue<Q extends Queue>(maker: MakeSysvQueue<Q>, options: SysvCreateOptions = {}): Promise<Q> {
+  return make(maker, IPC_PRIVATE, IPC_CREAT, options, "create a private System V message queue");
 }
-export { privateQueue as private };

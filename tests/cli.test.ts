@@ -6,7 +6,7 @@ import { join } from "node:path";
 import {
   type Channel,
   type ChildProcess,
-  mq,
+  MessageQueue,
   NamedSemaphore,
   NotFoundError,
   pipe,
@@ -15,7 +15,7 @@ import {
   runtimeArgv,
   type RuntimeName,
   SharedMemory,
-  sysv,
+  SysvQueue,
 } from "../mod.ts";
 import { recordFile } from "../registry.ts";
 import { scriptPath } from "../runtimes/argv.ts";
@@ -95,13 +95,13 @@ async function present(m: Made): Promise<Record<string, boolean>> {
   };
   return {
     shm: existsSync(`/dev/shm${m.name}`),
-    mq: await opens(() => mq.open(m.name)),
+    mq: await opens(() => MessageQueue.open(m.name)),
     sem: existsSync(`/dev/shm/sem.${m.name.slice(1)}`),
     fifoIn: existsSync(`${m.fifo}.in`),
     fifoOut: existsSync(`${m.fifo}.out`),
     socket: existsSync(m.sock),
     dgram: existsSync(m.dgram),
-    sysv: await opens(() => sysv.fromId(m.id)),
+    sysv: await opens(() => SysvQueue.fromId(m.id)),
   };
 }
 
@@ -126,10 +126,10 @@ function recorded(m: Made): string[] {
 async function removeAll(m: Made): Promise<void> {
   const quiet = (p: Promise<unknown>) => p.catch(() => {});
   await quiet(SharedMemory.unlink(m.name));
-  await quiet(mq.MessageQueue.unlink(m.name));
+  await quiet(MessageQueue.unlink(m.name));
   await quiet(NamedSemaphore.unlink(m.name));
   for (const p of [`${m.fifo}.in`, `${m.fifo}.out`, m.sock, m.dgram]) await quiet(rt.removeFile(p));
-  await quiet(sysv.fromId(m.id).then((q) => q.remove()));
+  await quiet(SysvQueue.fromId(m.id).then((q) => q.remove()));
 }
 
 for (const [i, creator] of RUNTIMES.entries()) {
@@ -229,6 +229,7 @@ test("ipckit clean leaves another program's objects and unverified records alone
         join(registry, recordFile(kind as resources.Kind, name)),
         JSON.stringify({ v: 2, kind, name, pid, start: null, runtime: "node", created: Date.now(), ...extra }),
       );
+    // Kind "socket": the word older versions wrote for a Unix listener's file; ls and clean call it "unix".
     record("socket", theirs, { identity: { dev: "0:1", ino: "2", ctime: "3.000000000" } });
     // A FIFO recorded by an older ipckit (no identity): it cannot be told from another program's.
     assert.equal(spawnSync("mkfifo", [old]).status, 0);
@@ -236,7 +237,7 @@ test("ipckit clean leaves another program's objects and unverified records alone
 
     const table = await cli(["ls", "--all"], env);
     assert.equal(table.code, 0, table.stderr);
-    assert.match(table.stdout, new RegExp(`socket\\s+${theirs}\\s+${pid}\\s+node\\s+replaced`));
+    assert.match(table.stdout, new RegExp(`unix\\s+${theirs}\\s+${pid}\\s+node\\s+replaced`));
     assert.match(table.stdout, new RegExp(`fifo\\s+${old}\\s+${pid}\\s+node\\s+dead\\?`));
     assert.match(table.stdout, /1 object\(s\) of dead processes marked "\?" cannot be told/);
 
@@ -244,7 +245,7 @@ test("ipckit clean leaves another program's objects and unverified records alone
     assert.equal(cleaned.code, 0, cleaned.stderr);
     assert.match(
       cleaned.stdout,
-      new RegExp(`dropped stale record of socket ${theirs} \\(another object has that name`),
+      new RegExp(`dropped stale record of unix ${theirs} \\(another object has that name`),
     );
     assert.match(cleaned.stdout, new RegExp(`left fifo ${old} \\(pid ${pid} node, dead\\) alone: .*--force`));
     assert.deepEqual([existsSync(theirs), existsSync(old)], [true, true]);

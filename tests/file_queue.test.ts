@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { AlreadyExistsError, ClosedError, fileQueue, NotFoundError, ProtocolError, TimeoutError } from "../mod.ts";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  FileQueue,
+  fileQueue,
+  NotFoundError,
+  ProtocolError,
+  TimeoutError,
+} from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
@@ -40,10 +48,10 @@ test("fileQueue.crc32() is zlib's CRC-32", () => {
   assert.equal(fileQueue.crc32(new Uint8Array(0)), 0);
 });
 
-test("fileQueue.create() makes queue.log and consumer.offset (0600); receive/ack survive a reopen", () =>
+test("FileQueue.create() makes queue.log and consumer.offset (0600); receive/ack survive a reopen", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;
-    const q = await fileQueue.create(path);
+    const q = await FileQueue.create(path);
     try {
       for (const f of ["queue.log", "consumer.offset"]) assert.equal(statSync(`${path}/${f}`).mode & 0o777, 0o600);
       for (let i = 0; i < 5; i++) await q.send(text.encode(`m${i}`));
@@ -55,7 +63,7 @@ test("fileQueue.create() makes queue.log and consumer.offset (0600); receive/ack
     } finally {
       await q.close();
     }
-    await using r = await fileQueue.open(path);
+    await using r = await FileQueue.open(path);
     const got = [];
     for (let m = r.tryReceive(); m; m = r.tryReceive()) got.push(untext.decode(m));
     assert.deepEqual(got, ["m2", "m3", "m4", ""]);
@@ -66,19 +74,19 @@ test("fileQueue: bad input is refused (non-empty dir, missing queue, non-Uint8Ar
   withDir(async (dir) => {
     mkdirSync(`${dir}/full`);
     writeFileSync(`${dir}/full/x`, "x");
-    await assert.rejects(fileQueue.create(`${dir}/full`), AlreadyExistsError);
+    await assert.rejects(FileQueue.create(`${dir}/full`), AlreadyExistsError);
     writeFileSync(`${dir}/file`, "x");
-    await assert.rejects(fileQueue.create(`${dir}/file`), AlreadyExistsError);
-    await assert.rejects(fileQueue.open(`${dir}/missing`), NotFoundError);
-    await assert.rejects(fileQueue.open(`${dir}/full`), NotFoundError);
-    await assert.rejects(fileQueue.create(""), TypeError);
+    await assert.rejects(FileQueue.create(`${dir}/file`), AlreadyExistsError);
+    await assert.rejects(FileQueue.open(`${dir}/missing`), NotFoundError);
+    await assert.rejects(FileQueue.open(`${dir}/full`), NotFoundError);
+    await assert.rejects(FileQueue.create(""), TypeError);
     mkdirSync(`${dir}/empty`);
-    await using q = await fileQueue.create(`${dir}/empty`); // an empty directory is accepted
+    await using q = await FileQueue.create(`${dir}/empty`); // an empty directory is accepted
     await assert.rejects(q.send("text" as unknown as Uint8Array), TypeError);
     await assert.rejects(q.send(null as unknown as Uint8Array), TypeError);
     await q.send(text.encode("x"));
     assert.ok(q.tryReceive());
-    await using other = await fileQueue.open(`${dir}/empty`);
+    await using other = await FileQueue.open(`${dir}/empty`);
     await other.send(text.encode("y")); // any handle may send
     assert.throws(() => other.tryReceive(), AlreadyExistsError);
     await assert.rejects(q.receive({ timeout: -1 }), RangeError);
@@ -98,7 +106,7 @@ test(
     withDir(async (dir) => {
       const path = `${dir}/q`;
       const n = 300;
-      await using q = await fileQueue.create(path);
+      await using q = await FileQueue.create(path);
       const kids = await Promise.all(
         RUNTIMES.map((r) => child([path, r, String(n)], "file_queue_producer.ts", Promise.resolve(r))),
       );
@@ -123,7 +131,7 @@ for (const peer of RUNTIMES) {
         const path = `${dir}/q`;
         const [n, k] = [20, 7];
         {
-          await using q = await fileQueue.create(path);
+          await using q = await FileQueue.create(path);
           for (let i = 0; i < n; i++) await q.send(text.encode(`m${i}`));
         }
         const marker = `${dir}/marker`;
@@ -140,7 +148,7 @@ for (const peer of RUNTIMES) {
           c.kill("SIGKILL");
           await c.exited;
         }
-        await using q = await fileQueue.open(path);
+        await using q = await FileQueue.open(path);
         const got = [];
         for (let m = q.tryReceive(); m; m = q.tryReceive()) got.push(untext.decode(m));
         assert.deepEqual(got, Array.from({ length: n - k }, (_, i) => `m${k + i}`));
@@ -151,14 +159,14 @@ for (const peer of RUNTIMES) {
 test("fileQueue: a torn (uncommitted) record is never delivered, and the next producer removes it", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;
-    await using q = await fileQueue.create(path);
+    await using q = await FileQueue.create(path);
     await q.send(text.encode("one"));
     const size = statSync(`${path}/queue.log`).size;
     const torn = encodeRecord(text.encode("half a record"));
     appendFileSync(`${path}/queue.log`, torn.subarray(0, RECORD_HEADER_SIZE + 4)); // a producer died here
     assert.equal(untext.decode(await q.receive()), "one");
     await assert.rejects(q.receive({ timeout: 80 }), TimeoutError); // waited on, not delivered
-    await using p = await fileQueue.open(path);
+    await using p = await FileQueue.open(path);
     await p.send(text.encode("two"));
     assert.equal(statSync(`${path}/queue.log`).size, size + RECORD_HEADER_SIZE + 3);
     assert.equal(untext.decode(await q.receive({ timeout: 1000 })), "two");
@@ -167,7 +175,7 @@ test("fileQueue: a torn (uncommitted) record is never delivered, and the next pr
 test("fileQueue: a committed record with a bad CRC rejects with ProtocolError and is never delivered", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;
-    await using q = await fileQueue.create(path);
+    await using q = await FileQueue.create(path);
     const log = `${path}/queue.log`;
     const bad = encodeRecord(text.encode("garbage"));
     bad[bad.length - 1]! ^= 0xff;
@@ -186,7 +194,7 @@ function flip(file: string, offsets: number[], mask = 0xff): void {
 }
 
 /** Sends `messages` and returns each record's offset in the log. */
-async function sendAll(q: fileQueue.FileQueue, messages: string[]): Promise<number[]> {
+async function sendAll(q: FileQueue, messages: string[]): Promise<number[]> {
   const offsets: number[] = [];
   let at = 24;
   for (const m of messages) {
@@ -211,7 +219,7 @@ for (
       const path = `${dir}/q`;
       const messages = ["first", "second, damaged on disk", "third", "fourth", "the fifth and last"];
       {
-        await using q = await fileQueue.create(path);
+        await using q = await FileQueue.create(path);
         const offsets = await sendAll(q, messages);
         flip(`${path}/queue.log`, damage(offsets[1]!), mask);
         assert.equal(untext.decode(await q.receive()), "first");
@@ -233,7 +241,7 @@ for (
         await q.ack();
       }
       // The skip was acknowledged with the rest: a reopened consumer does not meet the record again.
-      await using again = await fileQueue.open(path);
+      await using again = await FileQueue.open(path);
       assert.equal(again.tryReceive(), undefined);
       assert.equal(again.skipCorrupt(), undefined);
     }));
@@ -244,14 +252,14 @@ test("fileQueue: with onCorrupt, the consumer skips each corrupt record, reports
     const path = `${dir}/q`;
     const messages = Array.from({ length: 12 }, (_, i) => `message ${i} `.repeat(i + 1));
     {
-      await using q = await fileQueue.create(path);
+      await using q = await FileQueue.create(path);
       const offsets = await sendAll(q, messages);
       // Damage records 3 and 4 (two in a row: a magic and a payload), 7 and the last one (payloads).
       flip(`${path}/queue.log`, [offsets[3]! + 1, offsets[4]! + 20, offsets[7]! + 14, offsets[11]! + 13]);
     }
     const skipped: SkippedRecord[] = [];
-    await assert.rejects(fileQueue.open(path, { onCorrupt: "skip" as never }), TypeError);
-    await using q = await fileQueue.open(path, { onCorrupt: (s) => skipped.push(s) });
+    await assert.rejects(FileQueue.open(path, { onCorrupt: "skip" as never }), TypeError);
+    await using q = await FileQueue.open(path, { onCorrupt: (s) => skipped.push(s) });
     const got = [];
     for (let m = q.tryReceive(); m; m = q.tryReceive()) got.push(untext.decode(m));
     assert.deepEqual(got, messages.filter((_, i) => ![3, 4, 7, 11].includes(i)));
@@ -276,7 +284,7 @@ test("fileQueue: a header claiming records past the end of the file is refused w
     const path = `${dir}/q`;
     const log = `${path}/queue.log`;
     {
-      await using q = await fileQueue.create(path);
+      await using q = await FileQueue.create(path);
       await q.send(text.encode("good"));
     }
     // A record header that announces 4 GiB - 1 of payload, and a committed end far past the file.
@@ -286,7 +294,7 @@ test("fileQueue: a header claiming records past the end of the file is refused w
     v.setUint32(4, 0xffff_ffff, true);
     const body = readFileSync(log).subarray(24);
     writeFileSync(log, Buffer.concat([encodeLogHeader(2 ** 40), body, record]));
-    await using q = await fileQueue.open(path);
+    await using q = await FileQueue.open(path);
     assert.equal(untext.decode(q.tryReceive()!), "good");
     assert.throws(() => q.tryReceive(), /the record at offset 40 runs past the committed end of the log/);
     assert.deepEqual(q.skipCorrupt(), {
@@ -297,16 +305,16 @@ test("fileQueue: a header claiming records past the end of the file is refused w
     assert.equal(q.tryReceive(), undefined);
   }));
 
-test("fileQueue.open() of a log with a damaged header rejects with ProtocolError and leaves no descriptor open", () =>
+test("FileQueue.open() of a log with a damaged header rejects with ProtocolError and leaves no descriptor open", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;
-    await (await fileQueue.create(path)).close();
+    await (await FileQueue.create(path)).close();
     const { readdirSync } = await import("node:fs");
     const fds = () => readdirSync("/proc/self/fd").length;
     for (const header of [new Uint8Array(0), new Uint8Array(24), encodeLogHeader(24).fill(7, 16, 20)]) {
       writeFileSync(`${path}/queue.log`, header);
       const before = fds();
-      for (let i = 0; i < 20; i++) await assert.rejects(fileQueue.open(path), ProtocolError);
+      for (let i = 0; i < 20; i++) await assert.rejects(FileQueue.open(path), ProtocolError);
       assert.ok(fds() - before < 5, `${fds() - before} descriptors more after 20 refused opens`);
     }
   }));
@@ -315,12 +323,12 @@ test("fileQueue with fsync: true sends, receives and acks durably", () =>
   withDir(async (dir) => {
     const path = `${dir}/q`;
     {
-      await using q = await fileQueue.create(path, { fsync: true });
+      await using q = await FileQueue.create(path, { fsync: true });
       for (let i = 0; i < 20; i++) await q.send(text.encode(`s${i}`));
       for (let i = 0; i < 10; i++) assert.equal(untext.decode(await q.receive()), `s${i}`);
       await q.ack();
     }
-    await using q = await fileQueue.open(path, { fsync: true });
+    await using q = await FileQueue.open(path, { fsync: true });
     assert.equal(untext.decode(await q.receive()), "s10");
   }));
 
@@ -330,7 +338,7 @@ test(
   () =>
     withDir(async (dir) => {
       const path = `${dir}/q`;
-      await using q = await fileQueue.create(path);
+      await using q = await FileQueue.create(path);
       await q.send(text.encode("from ts"));
       const code = `
 import fcntl, os, struct, sys, zlib

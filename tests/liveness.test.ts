@@ -11,6 +11,7 @@ import {
   type Channel,
   ClosedError,
   fileQueue,
+  MessageQueue,
   mq,
   Mutex,
   NotFoundError,
@@ -18,6 +19,7 @@ import {
   SharedMemory,
   shm,
   sysv,
+  SysvQueue,
 } from "../mod.ts";
 import { native } from "../ffi/native.ts";
 import * as os from "../os/liveness.ts";
@@ -325,8 +327,8 @@ test(
     try {
       // POSIX mq: the creator greets on <name>-0; the raw peer answers on <name>-1.
       const mqPending = mq.channel(name, { create: true });
-      const toPeer = await openSoon(() => mq.open(`${name}-0`));
-      const fromPeer = await mq.open(`${name}-1`);
+      const toPeer = await openSoon(() => MessageQueue.open(`${name}-0`));
+      const fromPeer = await MessageQueue.open(`${name}-1`);
       queues.push(toPeer, fromPeer);
       await toPeer.receive({ timeout: WAIT });
       await fromPeer.send(forged);
@@ -335,7 +337,7 @@ test(
       await a.close();
       // System V: one queue, HELLO types 3 (to the opener) and 4 (to the creator).
       const sysvPending = sysv.channel(key, { create: true });
-      const q = await openSoon(() => sysv.open(key));
+      const q = await openSoon(() => SysvQueue.open(key));
       queues.push(q);
       await q.receive({ type: 3, timeout: WAIT });
       await q.send(4, forged);
@@ -353,7 +355,7 @@ test(
 /** Removes a mq channel's queue names if they are still there (the creator removes them once a peer attached). */
 async function unlinkQueues(name: string): Promise<void> {
   for (const s of ["-0", "-1"]) {
-    const q = await mq.open(`${name}${s}`).catch(() => undefined);
+    const q = await MessageQueue.open(`${name}${s}`).catch(() => undefined);
     q?.unlink();
     q?.close();
   }

@@ -1,6 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { AlreadyExistsError, ClosedError, IpcError, MessageTooLargeError, mq, NotFoundError } from "../mod.ts";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  IpcError,
+  MessageQueue,
+  MessageTooLargeError,
+  mq,
+  NotFoundError,
+} from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { conformance } from "./conformance/registry.ts";
 import { mqNames } from "./conformance/fixtures_mq.ts";
@@ -14,24 +22,24 @@ const bytes = (...xs: number[]) => new Uint8Array(xs);
 
 /** Runs `fn` with a fresh queue, which is closed and unlinked afterwards whatever happens. */
 async function withQueue(
-  fn: (q: mq.MessageQueue, n: string) => Promise<void>,
+  fn: (q: MessageQueue, n: string) => Promise<void>,
   sizes = { maxMessages: 4, messageSize: 64 },
 ): Promise<void> {
   const n = name();
-  const q = await mq.create(n, sizes);
+  const q = await MessageQueue.create(n, sizes);
   try {
     await fn(q, n);
   } finally {
     q.close();
-    await mq.MessageQueue.unlink(n).catch(() => {});
+    await MessageQueue.unlink(n).catch(() => {});
   }
 }
 
 /** Opens `n`, waiting for a creator that is about to make it. */
-async function openSoon(n: string): Promise<mq.MessageQueue> {
+async function openSoon(n: string): Promise<MessageQueue> {
   for (let i = 0;; i++) {
     try {
-      return await mq.open(n);
+      return await MessageQueue.open(n);
     } catch (e) {
       if (!(e instanceof NotFoundError) || i > 1000) throw e;
     }
@@ -41,7 +49,7 @@ async function openSoon(n: string): Promise<mq.MessageQueue> {
 
 async function exists(n: string): Promise<boolean> {
   try {
-    (await mq.open(n)).close();
+    (await MessageQueue.open(n)).close();
     return true;
   } catch (e) {
     if (e instanceof NotFoundError) return false;
@@ -81,38 +89,38 @@ test(
   LONG,
   async () => {
     const n = name();
-    const q = await mq.create(n, { maxMessages: 2, messageSize: 8 });
-    const other = await mq.open(n);
+    const q = await MessageQueue.create(n, { maxMessages: 2, messageSize: 8 });
+    const other = await MessageQueue.open(n);
     try {
       q.close();
       assert.throws(() => q.attributes, ClosedError);
       other.unlink();
       assert.equal(await exists(n), false);
       assert.throws(() => other.unlink(), NotFoundError);
-      await assert.rejects(mq.MessageQueue.unlink(n), NotFoundError);
+      await assert.rejects(MessageQueue.unlink(n), NotFoundError);
       assert.equal(other.trySend(bytes(5)), true);
       assert.deepEqual([...other.tryReceive()!.data], [5]);
     } finally {
       q.close();
       other.close();
-      await mq.MessageQueue.unlink(n).catch(() => {});
+      await MessageQueue.unlink(n).catch(() => {});
     }
   },
 );
 
-test("mq.open() / create() / openOrCreate() report missing and existing names", async () => {
+test("MessageQueue.open() / create() / openOrCreate() report missing and existing names", async () => {
   const n = name();
-  await assert.rejects(mq.open(n), (e: Error) => e instanceof NotFoundError && e.message.includes(n));
-  const a = await mq.openOrCreate(n, { maxMessages: 3, messageSize: 16 });
+  await assert.rejects(MessageQueue.open(n), (e: Error) => e instanceof NotFoundError && e.message.includes(n));
+  const a = await MessageQueue.openOrCreate(n, { maxMessages: 3, messageSize: 16 });
   try {
-    await assert.rejects(mq.create(n, { maxMessages: 3, messageSize: 16 }), AlreadyExistsError);
-    using b = await mq.openOrCreate(n, { maxMessages: 5, messageSize: 99 });
+    await assert.rejects(MessageQueue.create(n, { maxMessages: 3, messageSize: 16 }), AlreadyExistsError);
+    using b = await MessageQueue.openOrCreate(n, { maxMessages: 5, messageSize: 99 });
     assert.equal(b.messageSize, 16); // the existing queue's
     b.trySend(bytes(1), { priority: 2 });
     assert.deepEqual(a.tryReceive(), { data: bytes(1), priority: 2 });
-    using ro = await mq.open(n, { mode: "read" });
+    using ro = await MessageQueue.open(n, { mode: "read" });
     await assert.rejects(ro.send(bytes(1)), TypeError);
-    using wo = await mq.open(n, { mode: "write" });
+    using wo = await MessageQueue.open(n, { mode: "write" });
     await assert.rejects(wo.receive(), TypeError);
   } finally {
     a.close();
@@ -123,13 +131,13 @@ test("mq.open() / create() / openOrCreate() report missing and existing names", 
 test("bad names, sizes and priorities are refused with TypeError / RangeError", async () => {
   const sizes = { maxMessages: 2, messageSize: 8 };
   for (const bad of ["no-slash", "/a/b", "/", "/" + "x".repeat(255), "/nul\0"]) {
-    await assert.rejects(mq.create(bad, sizes), TypeError, bad);
-    await assert.rejects(mq.open(bad), TypeError, bad);
+    await assert.rejects(MessageQueue.create(bad, sizes), TypeError, bad);
+    await assert.rejects(MessageQueue.open(bad), TypeError, bad);
   }
   await assert.rejects(mq.channel("/" + "x".repeat(253)), TypeError);
   for (const bad of [0, -1, 1.5, NaN, "8"]) {
-    await assert.rejects(mq.create(name(), { maxMessages: 2, messageSize: bad as number }), RangeError);
-    await assert.rejects(mq.create(name(), { maxMessages: bad as number, messageSize: 8 }), RangeError);
+    await assert.rejects(MessageQueue.create(name(), { maxMessages: 2, messageSize: bad as number }), RangeError);
+    await assert.rejects(MessageQueue.create(name(), { maxMessages: bad as number, messageSize: 8 }), RangeError);
   }
   await withQueue(async (q) => {
     for (const priority of [-1, 32, 1.5]) await assert.rejects(q.send(bytes(1), { priority }), RangeError);
@@ -151,11 +159,14 @@ test("a message larger than messageSize is rejected with MessageTooLargeError an
 
 test("sizes over a kernel limit fail with a message naming the limit", async () => {
   const n = name();
-  const e = await mq.create(n, { maxMessages: 2, messageSize: 64 * 1024 * 1024 }).then(() => undefined, (e) => e);
+  const e = await MessageQueue.create(n, { maxMessages: 2, messageSize: 64 * 1024 * 1024 }).then(
+    () => undefined,
+    (e) => e,
+  );
   assert.ok(e instanceof IpcError, `got ${e}`);
   assert.match(e.message, /^Cannot create message queue "\/ipckit-test-mq-\w+": messageSize 67108864 exceeds/);
   assert.match(e.message, /HARD_MSGSIZEMAX|msgsize_max/);
-  const e2 = await mq.create(n, { maxMessages: 1_000_000, messageSize: 8 }).then(() => undefined, (e) => e);
+  const e2 = await MessageQueue.create(n, { maxMessages: 1_000_000, messageSize: 8 }).then(() => undefined, (e) => e);
   assert.ok(e2 instanceof IpcError, `got ${e2}`);
   assert.match(e2.message, /maxMessages 1000000 exceeds .*(HARD_MSGMAX|msg_max)/);
   assert.equal(await exists(n), false);
@@ -223,11 +234,11 @@ for data, prio in [(b"one", 2), (b"two", 2), (b"\\x00\\xffbin", 9)]:
 test("mq.channel() speaks the documented wire format (HELLO, DATA, MORE, END) to a raw queue peer", LONG, async () => {
   const n = name();
   const pending = mq.channel(n, { create: true, messageSize: 16, maxMessages: 4 });
-  let toPeer: mq.MessageQueue | undefined;
-  let fromPeer: mq.MessageQueue | undefined;
+  let toPeer: MessageQueue | undefined;
+  let fromPeer: MessageQueue | undefined;
   try {
     toPeer = await openSoon(`${n}-0`);
-    fromPeer = await mq.open(`${n}-1`);
+    fromPeer = await MessageQueue.open(`${n}-1`);
     const hello = await toPeer.receive({ timeout: 60_000 });
     assert.equal(hello.data[0], 3);
     assert.equal(new DataView(hello.data.buffer).getUint32(1, true), (await runtime()).pid);
@@ -253,18 +264,18 @@ test("mq.channel() speaks the documented wire format (HELLO, DATA, MORE, END) to
   } finally {
     toPeer?.close();
     fromPeer?.close();
-    for (const s of ["-0", "-1"]) await mq.MessageQueue.unlink(`${n}${s}`).catch(() => {});
+    for (const s of ["-0", "-1"]) await MessageQueue.unlink(`${n}${s}`).catch(() => {});
   }
 });
 
 test("mq.channel() sends large messages in pieces of messageSize - 1 bytes, ended by END on close", LONG, async () => {
   const n = name();
   const pending = mq.channel(n, { create: true, messageSize: 16, maxMessages: 10 });
-  let toPeer: mq.MessageQueue | undefined;
-  let fromPeer: mq.MessageQueue | undefined;
+  let toPeer: MessageQueue | undefined;
+  let fromPeer: MessageQueue | undefined;
   try {
     toPeer = await openSoon(`${n}-0`);
-    fromPeer = await mq.open(`${n}-1`);
+    fromPeer = await MessageQueue.open(`${n}-1`);
     await toPeer.receive({ timeout: 60_000 }); // HELLO
     await fromPeer.send(bytes(3, 1, 0, 0, 0)); // HELLO from pid 1 (alive: init)
     const ch = await pending;
@@ -278,7 +289,7 @@ test("mq.channel() sends large messages in pieces of messageSize - 1 bytes, ende
   } finally {
     toPeer?.close();
     fromPeer?.close();
-    for (const s of ["-0", "-1"]) await mq.MessageQueue.unlink(`${n}${s}`).catch(() => {});
+    for (const s of ["-0", "-1"]) await MessageQueue.unlink(`${n}${s}`).catch(() => {});
   }
 });
 

@@ -2,9 +2,31 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
-import { fifo, mq, NamedSemaphore, resources, runtime, SharedMemory, shm, sysv, unix, unixDgram } from "../mod.ts";
+import {
+  fifo,
+  MessageQueue,
+  mq,
+  NamedSemaphore,
+  resources,
+  runtime,
+  SharedMemory,
+  shm,
+  sysv,
+  SysvQueue,
+  unix,
+  unixDgram,
+} from "../mod.ts";
 import { native } from "../ffi/native.ts";
 import { identify } from "../os/identity.ts";
 import { recordFile } from "../registry.ts";
@@ -54,25 +76,25 @@ test("every kind is recorded while it exists, with this process as its live owne
     const tag = unique();
     const name = `/ipckit-test-rec-${tag}`;
     const segment = await SharedMemory.create(name, { size: 4096 });
-    const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+    const queue = await MessageQueue.create(name, { maxMessages: 2, messageSize: 16 });
     const sem = await NamedSemaphore.create(name);
     const listener = await unix.listen(join(dir, "s.sock"));
     const dgram = await unixDgram.bind(join(dir, "d.dgram"));
-    const q = await sysv.private();
+    const q = await SysvQueue.private();
     const abort = new AbortController();
     const pending = fifo.create(join(dir, "f"), { signal: abort.signal }).catch(() => undefined);
     try {
       while (!existsSync(join(dir, "f.out"))) await new Promise((r) => setTimeout(r, 5));
       const found = await resources.list({ dir: registry });
       assert.deepEqual(found.map((r) => `${r.kind} ${r.name}`).sort(), [
-        `dgram ${join(dir, "d.dgram")}`,
         `fifo ${join(dir, "f.in")}`,
         `fifo ${join(dir, "f.out")}`,
         `mq ${name}`,
         `sem ${name}`,
         `shm ${name}`,
-        `socket ${join(dir, "s.sock")}`,
         `sysv ${q.id}`,
+        `unix ${join(dir, "s.sock")}`,
+        `unix_dgram ${join(dir, "d.dgram")}`,
       ]);
       for (const r of found) {
         assert.equal(r.pid, rt.pid);
@@ -110,11 +132,11 @@ test("the static unlinks, openOrCreate and channels that unlink on attach leave 
     const sem = await NamedSemaphore.openOrCreate(name, { value: 1 });
     await (await NamedSemaphore.openOrCreate(name)).close();
     await sem.close();
-    (await mq.openOrCreate(name, { maxMessages: 1, messageSize: 8 })).close();
+    (await MessageQueue.openOrCreate(name, { maxMessages: 1, messageSize: 8 })).close();
     assert.deepEqual(await listed(registry), [`mq ${name}`, `sem ${name}`, `shm ${name}`]);
     await SharedMemory.unlink(name);
     await NamedSemaphore.unlink(name);
-    await mq.MessageQueue.unlink(name);
+    await MessageQueue.unlink(name);
     assert.deepEqual(files(registry), []);
 
     // Channels: the names go once the peer attached, and their records with them.
@@ -155,12 +177,12 @@ test("clean() removes a dead owner's FIFO but never a regular file a forged reco
     writeFileSync(precious, "keep me");
     const fileIdentity = identify(ffi, "fifo", precious);
     forge(registry, { kind: "fifo", name: precious, pid, start: null, identity: fileIdentity });
-    forge(registry, { kind: "socket", name: precious, pid, start: null });
+    forge(registry, { kind: "unix", name: precious, pid, start: null });
     const pipePath = join(dir, "left.fifo");
     assert.equal(ffi.call.mkfifo(ffi.cstring(pipePath), 0o600), 0);
     forge(registry, { kind: "fifo", name: pipePath, pid, start: null, identity: identify(ffi, "fifo", pipePath) });
     const listedNow = await resources.list({ dir: registry, all: true });
-    assert.deepEqual(listedNow.map((r) => `${r.kind} ${r.status}`).sort(), ["fifo dead", "fifo stale", "socket stale"]);
+    assert.deepEqual(listedNow.map((r) => `${r.kind} ${r.status}`).sort(), ["fifo dead", "fifo stale", "unix stale"]);
     const report = await resources.clean({ dir: registry });
     assert.deepEqual(report.removed.map((r) => r.name), [pipePath]);
     assert.equal(report.dropped.length, 2);
@@ -353,7 +375,7 @@ test("clean() keeps what another program made under the names of a dead owner's 
     try {
       // ipckit makes one object of each kind with a name; their records (with identities) are kept aside.
       const segment = await SharedMemory.create(name, { size: 4096 });
-      const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+      const queue = await MessageQueue.create(name, { maxMessages: 2, messageSize: 16 });
       const sem = await NamedSemaphore.create(name);
       const listener = await unix.listen(paths.socket);
       const dgram = await unixDgram.bind(paths.dgram);
@@ -396,13 +418,13 @@ test("clean() keeps what another program made under the names of a dead owner's 
       assert.deepEqual(
         listedNow.map((r) => `${r.kind} ${r.object} ${r.status}`).sort(),
         [
-          "dgram replaced stale",
           "fifo gone stale", // f.out: nothing there now
           "fifo replaced stale",
           "mq replaced stale",
           "sem replaced stale",
           "shm replaced stale",
-          "socket replaced stale",
+          "unix replaced stale",
+          "unix_dgram replaced stale",
         ],
       );
       assert.deepEqual(report.removed, []);
@@ -430,8 +452,8 @@ test("clean() never removes a live object of another program that a forged recor
         ["shm", name],
         ["mq", name],
         ["sem", name],
-        ["socket", paths.socket],
-        ["dgram", paths.dgram],
+        ["unix", paths.socket],
+        ["unix_dgram", paths.dgram],
         ["fifo", paths.fifo],
       ];
       // Records without an identity (as older ipckit versions wrote them): reported, never removed.
@@ -470,12 +492,12 @@ test("clean() removes a dead owner's objects whose identity matches; force also 
   await withRegistry(async (registry, dir) => {
     const name = `/ipckit-test-rec-${unique()}`;
     const paths = [join(dir, "s.sock"), join(dir, "d.sock"), join(dir, "x.fifo")];
-    let q: sysv.SysvQueue | undefined;
+    let q: SysvQueue | undefined;
     const closers: (() => unknown)[] = [];
     try {
       const segment = await SharedMemory.create(name, { size: 64 });
       closers.push(() => segment.close());
-      const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+      const queue = await MessageQueue.create(name, { maxMessages: 2, messageSize: 16 });
       closers.push(() => queue.close());
       await queue.send(new Uint8Array([1])); // traffic moves a queue's ctime: still the same queue
       const sem = await NamedSemaphore.create(name);
@@ -484,7 +506,7 @@ test("clean() removes a dead owner's objects whose identity matches; force also 
       closers.push(() => listener.close()); // its socket file is gone by then, or removed by this
       const dgram = await unixDgram.bind(paths[1]!);
       closers.push(() => dgram.close());
-      q = await sysv.private();
+      q = await SysvQueue.private();
       q.setMaxBytes(4096); // IPC_SET moves msg_ctime: still the same queue
       const dead = await deadPid();
       const records = files(registry).map((f) => join(registry, f));
@@ -495,7 +517,7 @@ test("clean() removes a dead owner's objects whose identity matches; force also 
       assert.equal(ffi.call.mkfifo(ffi.cstring(paths[2]!), 0o600), 0);
       forge(registry, { kind: "fifo", name: paths[2], pid: dead, start: null });
       const report = await resources.clean({ dir: registry });
-      assert.deepEqual(report.removed.map((r) => r.kind).sort(), ["dgram", "mq", "sem", "shm", "socket", "sysv"]);
+      assert.deepEqual(report.removed.map((r) => r.kind).sort(), ["mq", "sem", "shm", "sysv", "unix", "unix_dgram"]);
       assert.deepEqual(report.unverified.map((r) => r.name), [paths[2]]);
       assert.equal(existsSync(`/dev/shm${name}`), false);
       assert.equal(identify(ffi, "mq", name), undefined);
@@ -509,6 +531,38 @@ test("clean() removes a dead owner's objects whose identity matches; force also 
       for (const close of closers) await close();
       removeNamed({ shm: name, mq: name, sem: name, paths });
       if (q !== undefined) ffi.call.msgctl(q.id, 0, /* IPC_RMID */ null);
+    }
+  });
+});
+
+test('older records of kinds "socket" and "dgram" are listed as unix and unix_dgram, and cleaned', async () => {
+  await withRegistry(async (registry, dir) => {
+    const paths = { socket: join(dir, "s.sock"), dgram: join(dir, "d.sock") };
+    const listener = await unix.listen(paths.socket);
+    const bound = await unixDgram.bind(paths.dgram);
+    try {
+      const dead = await deadPid();
+      // What an older ipckit wrote: the same record (with identity) under the old kind word and its file name.
+      for (const [old, path] of Object.entries(paths)) {
+        const kind = old === "socket" ? "unix" : "unix_dgram";
+        const current = join(registry, recordFile(kind, path));
+        const record = { ...JSON.parse(readFileSync(current, "utf8")), kind: old, pid: dead, start: null };
+        rmSync(current);
+        forge(registry, record, recordFile(old as resources.Kind, path));
+      }
+      assert.deepEqual(files(registry).map((f) => f.split("-")[0]).sort(), ["dgram", "socket"]);
+      const shown = await resources.list({ dir: registry });
+      assert.deepEqual(shown.map((r) => `${r.kind} ${r.name} ${r.object} ${r.status}`).sort(), [
+        `unix ${paths.socket} same dead`,
+        `unix_dgram ${paths.dgram} same dead`,
+      ]);
+      const report = await resources.clean({ dir: registry });
+      assert.deepEqual(report.removed.map((r) => r.kind).sort(), ["unix", "unix_dgram"]);
+      assert.deepEqual([existsSync(paths.socket), existsSync(paths.dgram)], [false, false]);
+      assert.deepEqual(files(registry), [], "the old records went with their objects");
+    } finally {
+      await listener.close();
+      await bound.close();
     }
   });
 });

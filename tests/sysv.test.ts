@@ -7,6 +7,7 @@ import {
   NotFoundError,
   PermissionError,
   sysv,
+  SysvQueue,
   TimeoutError,
 } from "../mod.ts";
 import type { Channel } from "../mod.ts";
@@ -23,13 +24,13 @@ const bytes = (...xs: number[]) => new Uint8Array(xs);
 const ids = new Set<number>();
 
 /** Runs `fn` with a fresh keyed queue, removed afterwards whatever happens. */
-async function withQueue(fn: (q: sysv.SysvQueue, k: number) => Promise<void>): Promise<void> {
-  let q: sysv.SysvQueue | undefined;
+async function withQueue(fn: (q: SysvQueue, k: number) => Promise<void>): Promise<void> {
+  let q: SysvQueue | undefined;
   let k = 0;
   for (let i = 0; !q; i++) {
     k = randomKey();
     try {
-      q = await sysv.create(k);
+      q = await SysvQueue.create(k);
     } catch (e) {
       if (!(e instanceof AlreadyExistsError) || i > 10) throw e;
     }
@@ -39,7 +40,7 @@ async function withQueue(fn: (q: sysv.SysvQueue, k: number) => Promise<void>): P
     await fn(q, k);
   } finally {
     try {
-      (await sysv.fromId(q.id)).remove();
+      (await SysvQueue.fromId(q.id)).remove();
     } catch { /* removed by the test */ }
   }
 }
@@ -88,7 +89,7 @@ test(
       await assert.rejects(q.receive({ type: 5, timeout: 0 }), TimeoutError);
       await assert.rejects(q.receive({ type: 5, timeout: -1 }), RangeError);
       const pending = q.receive({ type: 5, timeout: 60_000 });
-      using other = await sysv.open(k);
+      using other = await SysvQueue.open(k);
       assert.equal(other.id, q.id);
       await other.send(4, bytes(4));
       await other.send(5, bytes(5));
@@ -132,7 +133,7 @@ test("a message over msgmax is refused with MessageTooLargeError naming /proc/sy
 
 test("remove() destroys the queue: this handle rejects with ClosedError, others with NotFoundError", async () => {
   await withQueue(async (q, k) => {
-    const other = await sysv.open(k);
+    const other = await SysvQueue.open(k);
     await q.send(1, bytes(1));
     q.remove();
     assert.equal(q.closed, true);
@@ -146,8 +147,8 @@ test("remove() destroys the queue: this handle rejects with ClosedError, others 
     assert.throws(() => other.tryReceive(), NotFoundError);
     assert.throws(() => other.info, NotFoundError);
     assert.throws(() => other.remove(), NotFoundError);
-    await assert.rejects(sysv.open(k), NotFoundError);
-    await assert.rejects(sysv.fromId(q.id), NotFoundError);
+    await assert.rejects(SysvQueue.open(k), NotFoundError);
+    await assert.rejects(SysvQueue.fromId(q.id), NotFoundError);
   });
 });
 
@@ -156,34 +157,37 @@ test(
   LONG,
   () =>
     withQueue(async (q, k) => {
-      const other = await sysv.open(k);
+      const other = await SysvQueue.open(k);
       const pending = assert.rejects(other.receive({ timeout: 60_000 }), NotFoundError);
       await new Promise((r) => setTimeout(r, 30));
       q.close();
       q.close();
-      assert.equal((await sysv.fromId(q.id)).id, q.id); // still there
+      assert.equal((await SysvQueue.fromId(q.id)).id, q.id); // still there
       await assert.rejects(q.receive(), ClosedError);
-      (await sysv.fromId(q.id)).remove();
+      (await SysvQueue.fromId(q.id)).remove();
       await pending;
     }),
 );
 
 test("create() / open() / openOrCreate() / private() report missing and existing queues", async () => {
   const k = randomKey();
-  await assert.rejects(sysv.open(k), (e: Error) => e instanceof NotFoundError && /key 0x[0-9a-f]+/.test(e.message));
-  const a = await sysv.openOrCreate(k, { mode: 0o640 });
+  await assert.rejects(
+    SysvQueue.open(k),
+    (e: Error) => e instanceof NotFoundError && /key 0x[0-9a-f]+/.test(e.message),
+  );
+  const a = await SysvQueue.openOrCreate(k, { mode: 0o640 });
   ids.add(a.id);
   try {
     assert.equal(a.info.mode, 0o640);
-    await assert.rejects(sysv.create(k), AlreadyExistsError);
-    const b = await sysv.openOrCreate(k);
+    await assert.rejects(SysvQueue.create(k), AlreadyExistsError);
+    const b = await SysvQueue.openOrCreate(k);
     assert.equal(b.id, a.id);
-    const p = await sysv.private();
+    const p = await SysvQueue.private();
     ids.add(p.id);
     try {
       assert.notEqual(p.id, a.id);
       await p.send(1, bytes(1));
-      assert.equal((await sysv.fromId(p.id)).tryReceive()?.data[0], 1);
+      assert.equal((await SysvQueue.fromId(p.id)).tryReceive()?.data[0], 1);
     } finally {
       p.remove();
     }
@@ -194,7 +198,7 @@ test("create() / open() / openOrCreate() / private() report missing and existing
 
 test("maxBytes sets the queue's capacity (msg_qbytes)", async () => {
   const k = randomKey();
-  const q = await sysv.create(k, { maxBytes: 4096 });
+  const q = await SysvQueue.create(k, { maxBytes: 4096 });
   ids.add(q.id);
   try {
     assert.equal(q.info.maxBytes, 4096);
@@ -209,8 +213,8 @@ test("maxBytes sets the queue's capacity (msg_qbytes)", async () => {
 test("maxBytes above msgmnb needs CAP_SYS_RESOURCE: PermissionError naming msgmnb, and no queue is left", async () => {
   const k = randomKey();
   const want = (await sysv.limits()).msgmnb * 4;
-  const q = await sysv.create(k, { maxBytes: want }).catch((e) => e);
-  if (q instanceof sysv.SysvQueue) {
+  const q = await SysvQueue.create(k, { maxBytes: want }).catch((e) => e);
+  if (q instanceof SysvQueue) {
     ids.add(q.id);
     assert.equal(q.info.maxBytes, want); // privileged: granted
     q.remove();
@@ -218,7 +222,7 @@ test("maxBytes above msgmnb needs CAP_SYS_RESOURCE: PermissionError naming msgmn
   }
   assert.ok(q instanceof PermissionError, `got ${q}`);
   assert.match(q.message, /\/proc\/sys\/kernel\/msgmnb \(\d+\).*CAP_SYS_RESOURCE/);
-  await assert.rejects(sysv.open(k), NotFoundError);
+  await assert.rejects(SysvQueue.open(k), NotFoundError);
 });
 
 test("bad types, sizes, keys and paths are refused with TypeError / RangeError / NotFoundError", async () => {
@@ -229,10 +233,10 @@ test("bad types, sizes, keys and paths are refused with TypeError / RangeError /
   assert.equal(await sysv.key("/tmp", 9), await sysv.key("/tmp", 9));
   assert.notEqual(await sysv.key("/tmp", 9), await sysv.key("/tmp", 10));
   assert.equal(await sysv.key(0xdeadbeef), 0xdeadbeef | 0);
-  for (const bad of [0, 1.5, 2 ** 32, NaN]) await assert.rejects(sysv.open(bad), RangeError, String(bad));
-  for (const bad of [-1, 0o1000]) await assert.rejects(sysv.create(randomKey(), { mode: bad }), RangeError);
-  for (const bad of [0, -5]) await assert.rejects(sysv.create(randomKey(), { maxBytes: bad }), RangeError);
-  await assert.rejects(sysv.fromId(-1), RangeError);
+  for (const bad of [0, 1.5, 2 ** 32, NaN]) await assert.rejects(SysvQueue.open(bad), RangeError, String(bad));
+  for (const bad of [-1, 0o1000]) await assert.rejects(SysvQueue.create(randomKey(), { mode: bad }), RangeError);
+  for (const bad of [0, -5]) await assert.rejects(SysvQueue.create(randomKey(), { maxBytes: bad }), RangeError);
+  await assert.rejects(SysvQueue.fromId(-1), RangeError);
   await withQueue(async (q) => {
     for (const type of [0, -1, 1.5, NaN]) {
       await assert.rejects(q.send(type, bytes(1)), RangeError, String(type));
@@ -309,10 +313,10 @@ for t, data in [(7, b"seven"), (1, b"\\x00\\xffbin"), (2**40, b"big type")]:
   }));
 
 /** Opens the queue `k`, waiting for a creator that is about to make it. */
-async function openSoon(k: number): Promise<sysv.SysvQueue> {
+async function openSoon(k: number): Promise<SysvQueue> {
   for (let i = 0;; i++) {
     try {
-      return await sysv.open(k);
+      return await SysvQueue.open(k);
     } catch (e) {
       if (!(e instanceof NotFoundError) || i > 1000) throw e;
     }
@@ -332,7 +336,7 @@ test("sysv.channel() speaks the documented wire format (types 1-4; HELLO, DATA, 
   const k = randomKey();
   const pid = (await runtime()).pid;
   const pending = sysv.channel(k, { create: true, queueBytes: 16384 });
-  let raw: sysv.SysvQueue | undefined;
+  let raw: SysvQueue | undefined;
   try {
     raw = await openSoon(k);
     const hello = await raw.receive({ type: 3, timeout: 60_000 });
@@ -351,10 +355,10 @@ test("sysv.channel() speaks the documented wire format (types 1-4; HELLO, DATA, 
     await assert.rejects(ch.receive({ timeout: 60_000 }), ClosedError);
     await assert.rejects(ch.send(bytes(1)), ClosedError);
     await ch.close(); // the peer closed first: this side removes the queue
-    await assert.rejects(sysv.open(k), NotFoundError);
+    await assert.rejects(SysvQueue.open(k), NotFoundError);
   } finally {
     try {
-      (await sysv.open(k)).remove();
+      (await SysvQueue.open(k)).remove();
     } catch { /* gone */ }
   }
 });
@@ -362,7 +366,7 @@ test("sysv.channel() speaks the documented wire format (types 1-4; HELLO, DATA, 
 test("sysv.channel() sends large messages in pieces of msgmax - 1 bytes, then END on close", LONG, async () => {
   const k = randomKey();
   const pending = sysv.channel(k, { create: true });
-  let raw: sysv.SysvQueue | undefined;
+  let raw: SysvQueue | undefined;
   try {
     raw = await openSoon(k);
     await raw.receive({ type: 3, timeout: 60_000 });
@@ -380,7 +384,7 @@ test("sysv.channel() sends large messages in pieces of msgmax - 1 bytes, then EN
     assert.deepEqual([...(await raw.receive({ type: 1, timeout: 60_000 })).data], [2]);
   } finally {
     try {
-      (await sysv.open(k)).remove();
+      (await SysvQueue.open(k)).remove();
     } catch { /* gone */ }
   }
 });
@@ -391,7 +395,7 @@ test("sysv.channel() waiting for a peer can be aborted, and leaves no queue behi
   const pending = sysv.channel(k, { create: true, signal: ac.signal });
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(pending, (e: Error) => e.name === "AbortError");
-  await assert.rejects(sysv.open(k), NotFoundError);
+  await assert.rejects(SysvQueue.open(k), NotFoundError);
   await assert.rejects(sysv.channel(randomKey()), NotFoundError);
 });
 
@@ -413,7 +417,7 @@ test("no System V queue is left behind by these tests, also after SIGKILLed peer
   const left = [];
   for (const k of sysvKeys) {
     try {
-      const q = await sysv.open(k);
+      const q = await SysvQueue.open(k);
       left.push(`key ${k} (id ${q.id})`);
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
@@ -421,7 +425,7 @@ test("no System V queue is left behind by these tests, also after SIGKILLed peer
   }
   for (const id of ids) {
     try {
-      await sysv.fromId(id);
+      await SysvQueue.fromId(id);
       left.push(`id ${id}`);
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;

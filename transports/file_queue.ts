@@ -4,8 +4,8 @@
  * loss). Producers and the consumer may be processes of any runtime, or any language that can `flock(2)`, `pread`
  * and `pwrite` (Python's `fcntl.flock` + `struct` + `zlib.crc32` is enough).
  *
- * - {@linkcode create} / {@linkcode open} give a {@linkcode FileQueue}: `send()`, `receive()`, `tryReceive()`,
- *   `ack()`, `close()`.
+ * - `FileQueue.create` / `FileQueue.open` give a {@linkcode FileQueue}: `send()`, `receive()`, `tryReceive()`,
+ *   `ack()`, `close()` (the namespace's `create` and `open` are deprecated spellings of these).
  * - {@linkcode channel} gives a duplex {@linkcode Channel} over two queues (see "Channel view"): a port of the
  *   record channel (`transports/record_channel.ts`, which documents the handshake and the wait policy).
  *
@@ -106,10 +106,10 @@
  *
  * @example
  * ```ts
- * import { fileQueue, runtime } from "ipckit";
+ * import { FileQueue, runtime } from "ipckit";
  * const rt = await runtime();
  * const dir = `/tmp/ipckit-jobs-${rt.pid}`;
- * const q = await fileQueue.create(dir);
+ * const q = await FileQueue.create(dir);
  * await q.send(new TextEncoder().encode("job 1"));
  * const job = await q.receive({ timeout: 1000 });
  * console.log(new TextDecoder().decode(job)); // "job 1"
@@ -120,9 +120,8 @@
  *
  * @module
  */
-import { type FileQueue, type FileQueueOptions, MAX_RECORD, takeRecord } from "../os/file_queue.ts";
+import { FileQueue, type FileQueueOptions, MAX_RECORD, takeRecord } from "../os/file_queue.ts";
 import { makeEmptyDir } from "../os/file_queue_format.ts";
-import { create, open } from "../os/file_queue_open.ts";
 import { native } from "../ffi/native.ts";
 import { runtime } from "../runtimes/detect.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
@@ -130,12 +129,42 @@ import { connect, type RecordPort } from "./record_channel.ts";
 
 export {
   crc32,
-  type FileQueue,
+  FileQueue,
   type FileQueueOptions,
   type FileReceiveOptions,
   type SkippedRecord,
 } from "../os/file_queue.ts";
-export { create, open } from "../os/file_queue_open.ts";
+
+/**
+ * Creates a file queue: the old spelling of {@linkcode FileQueue.create}.
+ *
+ * @deprecated Use FileQueue.create; removed in the next release.
+ * @example
+ * ```ts
+ * import { FileQueue, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-old-create-${rt.pid}`;
+ * await (await FileQueue.create(dir)).close(); // was: await fileQueue.create(dir)
+ * await rt.removeDir(dir);
+ * ```
+ */
+export const create = (dir: string, options?: FileQueueOptions): Promise<FileQueue> => FileQueue.create(dir, options);
+
+/**
+ * Opens a file queue: the old spelling of {@linkcode FileQueue.open}.
+ *
+ * @deprecated Use FileQueue.open; removed in the next release.
+ * @example
+ * ```ts
+ * import { FileQueue, runtime } from "ipckit";
+ * const rt = await runtime();
+ * const dir = `/tmp/ipckit-old-open-${rt.pid}`;
+ * await (await FileQueue.create(dir)).close();
+ * await (await FileQueue.open(dir)).close(); // was: await fileQueue.open(dir)
+ * await rt.removeDir(dir);
+ * ```
+ */
+export const open = (dir: string, options?: FileQueueOptions): Promise<FileQueue> => FileQueue.open(dir, options);
 
 /**
  * What the file queue channel promises.
@@ -238,8 +267,8 @@ export async function channel(dir: string, options: FileChannelOptions = {}): Pr
       makeEmptyDir(await native(), dir, "file queue channel");
       const made: FileQueue[] = [];
       try {
-        made.push(await create(`${dir}/a`, q));
-        made.push(await create(`${dir}/b`, q));
+        made.push(await FileQueue.create(`${dir}/a`, q));
+        made.push(await FileQueue.create(`${dir}/b`, q));
       } catch (e) {
         for (const f of made) await f.close();
         await (await runtime()).removeDir(dir).catch(() => {});
@@ -248,9 +277,9 @@ export async function channel(dir: string, options: FileChannelOptions = {}): Pr
       return new FilePort(made[1]!, made[0]!, dir);
     },
     async open() {
-      const input = await open(`${dir}/a`, q);
+      const input = await FileQueue.open(`${dir}/a`, q);
       try {
-        return new FilePort(input, await open(`${dir}/b`, q), undefined);
+        return new FilePort(input, await FileQueue.open(`${dir}/b`, q), undefined);
       } catch (e) {
         await input.close();
         throw e;

@@ -1,8 +1,9 @@
 /**
- * POSIX message queues (Linux): the `mq` namespace. The queue itself ({@linkcode MessageQueue}, {@linkcode create},
- * {@linkcode open}, {@linkcode openOrCreate}) is the OS object of `os/mq.ts` and `os/mq_open.ts`, re-exported here; this file adds
+ * POSIX message queues (Linux): the `mq` namespace. The queue itself ({@linkcode MessageQueue}, made by
+ * `MessageQueue.create` / `open` / `openOrCreate`) is the OS object of `os/mq.ts`, re-exported here; this file adds
  * {@linkcode channel}, a duplex {@linkcode Channel} over two queues: a port of the record channel
- * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy).
+ * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy). The namespace's
+ * `create`, `open` and `openOrCreate` are deprecated spellings of the statics.
  *
  * The two queues are `<name>-0` (creator → opener) and `<name>-1` (opener → creator); every record goes at priority
  * 0, so records keep their order. Waits use `mq_timedreceive`/`mq_timedsend` off the main thread, so a record is
@@ -11,8 +12,7 @@
  *
  * @module
  */
-import { type MessageQueue, receiveFor, sendFor } from "../os/mq.ts";
-import { create, open } from "../os/mq_open.ts";
+import { type CreateOptions, MessageQueue, type OpenOptions, receiveFor, sendFor } from "../os/mq.ts";
 import { checkName, DEFAULT_LIMITS } from "../os/mq_checks.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
@@ -29,7 +29,52 @@ export {
   type MqSendOptions,
   type OpenOptions,
 } from "../os/mq.ts";
-export { create, open, openOrCreate } from "../os/mq_open.ts";
+
+/**
+ * Creates a POSIX message queue: the old spelling of {@linkcode MessageQueue.create}.
+ *
+ * @deprecated Use MessageQueue.create; removed in the next release.
+ * @example
+ * ```ts
+ * import { MessageQueue, runtime } from "ipckit";
+ * const name = `/ipckit-old-create-${(await runtime()).pid}`;
+ * using q = await MessageQueue.create(name, { maxMessages: 1, messageSize: 8 }); // was: await mq.create(name, ...)
+ * q.unlink();
+ * ```
+ */
+export const create = (name: string, options: CreateOptions): Promise<MessageQueue> =>
+  MessageQueue.create(name, options);
+
+/**
+ * Opens a POSIX message queue: the old spelling of {@linkcode MessageQueue.open}.
+ *
+ * @deprecated Use MessageQueue.open; removed in the next release.
+ * @example
+ * ```ts
+ * import { MessageQueue, runtime } from "ipckit";
+ * const name = `/ipckit-old-open-${(await runtime()).pid}`;
+ * using owner = await MessageQueue.create(name, { maxMessages: 1, messageSize: 8 });
+ * using q = await MessageQueue.open(name); // was: await mq.open(name)
+ * console.log(q.name === owner.name); // true
+ * owner.unlink();
+ * ```
+ */
+export const open = (name: string, options?: OpenOptions): Promise<MessageQueue> => MessageQueue.open(name, options);
+
+/**
+ * Opens or creates a POSIX message queue: the old spelling of {@linkcode MessageQueue.openOrCreate}.
+ *
+ * @deprecated Use MessageQueue.openOrCreate; removed in the next release.
+ * @example
+ * ```ts
+ * import { MessageQueue, runtime } from "ipckit";
+ * const name = `/ipckit-old-either-${(await runtime()).pid}`;
+ * using q = await MessageQueue.openOrCreate(name, { maxMessages: 1, messageSize: 8 }); // was: mq.openOrCreate
+ * q.unlink();
+ * ```
+ */
+export const openOrCreate = (name: string, options: CreateOptions): Promise<MessageQueue> =>
+  MessageQueue.openOrCreate(name, options);
 
 /**
  * What an mq channel promises. Messages of any size up to 4 GiB - 1 (chunked into queue messages).
@@ -153,9 +198,9 @@ export async function channel(name: string, options: MqChannelOptions = {}): Pro
     description: `mq channel "${name}"`,
     capabilities,
     async create() {
-      const input = await create(`${name}-1`, sizes);
+      const input = await MessageQueue.create(`${name}-1`, sizes);
       try {
-        return new MqPort(input, await create(`${name}-0`, sizes), true);
+        return new MqPort(input, await MessageQueue.create(`${name}-0`, sizes), true);
       } catch (e) {
         input.unlink();
         input.close();
@@ -163,9 +208,9 @@ export async function channel(name: string, options: MqChannelOptions = {}): Pro
       }
     },
     async open() {
-      const input = await open(`${name}-0`);
+      const input = await MessageQueue.open(`${name}-0`);
       try {
-        return new MqPort(input, await open(`${name}-1`), false);
+        return new MqPort(input, await MessageQueue.open(`${name}-1`), false);
       } catch (e) {
         input.close();
         throw e;

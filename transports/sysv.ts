@@ -1,7 +1,8 @@
 /**
- * System V message queues: the `sysv` namespace. The queue itself ({@linkcode SysvQueue}, {@linkcode key},
- * {@linkcode create}, {@linkcode open}, {@linkcode openOrCreate}, {@linkcode fromId}, `private()`, {@linkcode limits})
- * is the OS object of `os/sysv.ts` and `os/sysv_open.ts`, re-exported here; this file adds
+ * System V message queues: the `sysv` namespace. The queue itself ({@linkcode SysvQueue}, made by
+ * `SysvQueue.create` / `open` / `openOrCreate` / `fromId` / `private`; {@linkcode key}, {@linkcode limits}) is the
+ * OS object of `os/sysv.ts` and `os/sysv_open.ts`, re-exported here (the namespace's `create`, `open`,
+ * `openOrCreate`, `fromId` and `private` are deprecated spellings of the statics); this file adds
  * {@linkcode channel}, a duplex {@linkcode Channel} over one queue: a port of the record channel
  * (`transports/record_channel.ts`, which documents the records, the handshake and the wait policy). Message types
  * separate the directions and the greetings:
@@ -27,8 +28,8 @@
  * @module
  */
 import { ClosedError, NotFoundError, PermissionError } from "../errors.ts";
-import type { SysvQueue } from "../os/sysv.ts";
-import { create, open } from "../os/sysv_open.ts";
+import { SysvQueue } from "../os/sysv.ts";
+import type { SysvCreateOptions } from "../os/sysv_open.ts";
 import type { Capabilities, Channel, ChannelOptions } from "./channel.ts";
 import { MAX_FRAME } from "./framing.ts";
 import { connect, type RecordPort } from "./record_channel.ts";
@@ -44,7 +45,79 @@ export {
   type SysvReceiveOptions,
   type SysvSendOptions,
 } from "../os/sysv.ts";
-export { create, fromId, key, open, openOrCreate, private } from "../os/sysv_open.ts";
+export { key } from "../os/sysv_open.ts";
+
+/**
+ * Creates a System V queue: the old spelling of {@linkcode SysvQueue.create}.
+ *
+ * @deprecated Use SysvQueue.create; removed in the next release.
+ * @example
+ * ```ts
+ * import { runtime, sysv, SysvQueue } from "ipckit";
+ * using q = await SysvQueue.create(await sysv.key((await runtime()).pid + 0x01000000)); // was: sysv.create(k)
+ * q.remove();
+ * ```
+ */
+export const create = (k: number, options?: SysvCreateOptions): Promise<SysvQueue> => SysvQueue.create(k, options);
+
+/**
+ * Opens a System V queue: the old spelling of {@linkcode SysvQueue.open}.
+ *
+ * @deprecated Use SysvQueue.open; removed in the next release.
+ * @example
+ * ```ts
+ * import { runtime, sysv, SysvQueue } from "ipckit";
+ * const k = await sysv.key((await runtime()).pid + 0x02000000);
+ * using owner = await SysvQueue.create(k);
+ * using q = await SysvQueue.open(k); // was: sysv.open(k)
+ * console.log(q.id === owner.id); // true
+ * owner.remove();
+ * ```
+ */
+export const open = (k: number): Promise<SysvQueue> => SysvQueue.open(k);
+
+/**
+ * Opens or creates a System V queue: the old spelling of {@linkcode SysvQueue.openOrCreate}.
+ *
+ * @deprecated Use SysvQueue.openOrCreate; removed in the next release.
+ * @example
+ * ```ts
+ * import { runtime, sysv, SysvQueue } from "ipckit";
+ * using q = await SysvQueue.openOrCreate(await sysv.key((await runtime()).pid + 0x03000000)); // was: sysv.openOrCreate
+ * q.remove();
+ * ```
+ */
+export const openOrCreate = (k: number, options?: SysvCreateOptions): Promise<SysvQueue> =>
+  SysvQueue.openOrCreate(k, options);
+
+/**
+ * Takes a System V queue by id: the old spelling of {@linkcode SysvQueue.fromId}.
+ *
+ * @deprecated Use SysvQueue.fromId; removed in the next release.
+ * @example
+ * ```ts
+ * import { SysvQueue } from "ipckit";
+ * using q = await SysvQueue.private();
+ * using same = await SysvQueue.fromId(q.id); // was: sysv.fromId(id)
+ * console.log(same.id === q.id); // true
+ * q.remove();
+ * ```
+ */
+export const fromId = (id: number): Promise<SysvQueue> => SysvQueue.fromId(id);
+
+/**
+ * Creates a System V queue without a key: the old spelling of {@linkcode SysvQueue.private}.
+ *
+ * @deprecated Use SysvQueue.private; removed in the next release.
+ * @example
+ * ```ts
+ * import { SysvQueue } from "ipckit";
+ * using q = await SysvQueue.private(); // was: sysv.private()
+ * q.remove();
+ * ```
+ */
+const privateQueue = (options?: SysvCreateOptions): Promise<SysvQueue> => SysvQueue.private(options);
+export { privateQueue as private };
 
 /**
  * What a SysV channel promises. Messages of any size up to 4 GiB - 1 (sent in pieces).
@@ -177,15 +250,15 @@ export async function channel(k: number, options: SysvChannelOptions = {}): Prom
     capabilities,
     greetingWait: GREETING_WAIT,
     create: async () => new SysvPort(await createQueue(k, options), true, what),
-    open: async () => new SysvPort(await open(k), false, what),
+    open: async () => new SysvPort(await SysvQueue.open(k), false, what),
   }, options);
 }
 
 /** Creates the channel's queue, 1 MiB when permitted (or `queueBytes`). */
 async function createQueue(k: number, options: SysvChannelOptions): Promise<SysvQueue> {
   const mode = options.mode ?? 0o600;
-  if (options.queueBytes !== undefined) return await create(k, { mode, maxBytes: options.queueBytes });
-  const q = await create(k, { mode });
+  if (options.queueBytes !== undefined) return await SysvQueue.create(k, { mode, maxBytes: options.queueBytes });
+  const q = await SysvQueue.create(k, { mode });
   try {
     if (q.info.maxBytes < WANTED_QUEUE_BYTES) q.setMaxBytes(WANTED_QUEUE_BYTES);
   } catch (e) {

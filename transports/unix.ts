@@ -137,7 +137,7 @@ export async function listen(path: string, options: UnixListenOptions = {}): Pro
     afterClose: async () => {
       gate?.close();
       await rt.removeFile(path);
-      unregister("socket", path);
+      unregister("unix", path);
     },
   }, options);
   if (auth) {
@@ -145,7 +145,7 @@ export async function listen(path: string, options: UnixListenOptions = {}): Pro
     gate = new HandshakeGate(auth, timeout, accepting, listener.onConnection, onReject);
   }
   listener.attach(await rt.listenUnix(path, gate?.onConnection ?? listener.onConnection, { mode }));
-  register("socket", path);
+  register("unix", path);
   return listener;
 }
 

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { mq, NotFoundError, type RuntimeName, sysv } from "../../mod.ts";
+import { MessageQueue, NotFoundError, type RuntimeName, SysvQueue } from "../../mod.ts";
 import { RUNTIMES } from "../../runtimes/runtime.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
@@ -235,7 +235,7 @@ export async function checkLeftovers(o: RunOptions, used: Used): Promise<Leftove
   for (const base of new Set(used.mq)) {
     for (const name of [`${base}-0`, `${base}-1`]) {
       try {
-        const q = await mq.open(name);
+        const q = await MessageQueue.open(name);
         left.push(`POSIX queue ${name}`);
         q.unlink();
         q.close();
@@ -252,7 +252,7 @@ export async function checkLeftovers(o: RunOptions, used: Used): Promise<Leftove
   }
   for (const k of keys) {
     try {
-      const q = await sysv.open(k);
+      const q = await SysvQueue.open(k);
       if (!left.some((l) => l.includes(`0x${k.toString(16).padStart(8, "0")}`))) left.push(`System V queue key ${k}`);
       q.remove();
     } catch (e) {

@@ -2,10 +2,20 @@
  * THE list of named-object fixtures: one entry per kind of named object, each a few lines over the public API, and
  * the suite of `named.ts` instantiated over every one (`tests/named.test.ts`). A new named kind is one entry here.
  */
-import { fifo, FileLock, fileQueue, mq, NamedSemaphore, SharedMemory, sysv, unix, unixDgram } from "../../mod.ts";
+import {
+  fifo,
+  FileLock,
+  FileQueue,
+  MessageQueue,
+  NamedSemaphore,
+  SharedMemory,
+  SysvQueue,
+  unix,
+  unixDgram,
+} from "../../mod.ts";
 import { native } from "../../ffi/native.ts";
 import { mqName } from "../../os/mq_name.ts";
-import { dgramName, fifoName, socketName } from "../../os/path_names.ts";
+import { fifoName, unixDgramName, unixName } from "../../os/path_names.ts";
 import { semName } from "../../os/sem_name.ts";
 import { shmName } from "../../os/shm_name.ts";
 import { sysvName } from "../../os/sysv_name.ts";
@@ -58,9 +68,9 @@ const mqFixture: NamedFixture = {
   name: "POSIX message queue",
   kind: mqName,
   fresh: posixName,
-  create: async (a, o) => posix(await mq.create(a, { ...sizes, ...o })),
-  open: async (a) => posix(await mq.open(a)),
-  openOrCreate: async (a, o) => posix(await mq.openOrCreate(a, { ...sizes, ...o })),
+  create: async (a, o) => posix(await MessageQueue.create(a, { ...sizes, ...o })),
+  open: async (a) => posix(await MessageQueue.open(a)),
+  openOrCreate: async (a, o) => posix(await MessageQueue.openOrCreate(a, { ...sizes, ...o })),
   closeRemoves: false,
   badNames: POSIX_BAD,
   fromChild: (m) => ({ address: m.name, names: [m.name] }),
@@ -92,13 +102,13 @@ const sysvFixture: NamedFixture = {
   name: "System V message queue",
   kind: sysvName,
   fresh: () => String(0x10000000 + Math.floor(Math.random() * 0x6fffffff)),
-  create: async (a, o) => queue(await sysv.create(key(a), o), key(a)),
+  create: async (a, o) => queue(await SysvQueue.create(key(a), o), key(a)),
   // The child's queue is private (no key): its address is `id:<id>`, opened by id.
   open: async (a) =>
     String(a).startsWith("id:")
-      ? queue(await sysv.fromId(Number(a.slice(3))), 0)
-      : queue(await sysv.open(key(a)), key(a)),
-  openOrCreate: async (a, o) => queue(await sysv.openOrCreate(key(a), o), key(a)),
+      ? queue(await SysvQueue.fromId(Number(a.slice(3))), 0)
+      : queue(await SysvQueue.open(key(a)), key(a)),
+  openOrCreate: async (a, o) => queue(await SysvQueue.openOrCreate(key(a), o), key(a)),
   closeRemoves: false,
   badNames: [0, 1.5, Number.NaN, 2 ** 40, "x", undefined],
   fromChild: (m) => ({ address: `id:${m.id}`, names: [String(m.id)] }),
@@ -158,7 +168,7 @@ const NO_UNLINK_SOCKET = "close() removes the socket file (a listener owns its n
 const SOCKET_BAD: readonly unknown[] = [...PATH_BAD, `/tmp/${"x".repeat(200)}`];
 const socketFixture: NamedFixture = {
   name: "Unix socket listener",
-  kind: socketName,
+  kind: unixName,
   fresh: inDir("sock"),
   create: async (a, o) => listener(await unix.listen(a, o), a),
   open: async (a) => unnamed(await unix.connect(a)),
@@ -171,7 +181,7 @@ const socketFixture: NamedFixture = {
 
 const dgramFixture: NamedFixture = {
   name: "Unix datagram socket",
-  kind: dgramName,
+  kind: unixDgramName,
   fresh: inDir("dgram"),
   create: async (a, o) => listener(await unixDgram.bind(a, o), a),
   open: async (a) => unnamed(await unixDgram.connect(a)),
@@ -204,8 +214,8 @@ const fileQueueFixture: NamedFixture = {
   name: "file queue",
   kind: "a file queue is a directory of the caller's: ipckit keeps no record of it",
   fresh: inDir("queue"),
-  create: async (a) => ({ ...unnamed(await fileQueue.create(a)), names: [`${a}/queue.log`] }),
-  open: async (a) => ({ ...unnamed(await fileQueue.open(a)), names: [`${a}/queue.log`] }),
+  create: async (a) => ({ ...unnamed(await FileQueue.create(a)), names: [`${a}/queue.log`] }),
+  open: async (a) => ({ ...unnamed(await FileQueue.open(a)), names: [`${a}/queue.log`] }),
   openOrCreate: "a file queue has create and open only",
   closeRemoves: false,
   noUnlink: "a file queue is removed with its directory",

@@ -2,7 +2,7 @@
  * The one list of queue-object fixtures: each OS queue object joins the queue-object suite
  * (`queue_objects.ts`) by one entry here. `tests/helpers/queue_object_child.ts` opens them by kind in a child.
  */
-import { fileQueue, mq, NotFoundError, sysv } from "../../mod.ts";
+import { FileQueue, MessageQueue, NotFoundError, sysv, SysvQueue } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import type { QueueObject, QueueObjectFixture } from "./queue_objects.ts";
 import { randomKey } from "./fixtures_sysv.ts";
@@ -19,7 +19,7 @@ function remember(kind: string, address: string): string {
 /** POSIX mq: 4 messages of 8192 bytes (the Linux default limits), sent at priority 0. */
 const MQ_SIZES = { maxMessages: 4, messageSize: 8192 };
 
-function mqObject(q: mq.MessageQueue): QueueObject {
+function mqObject(q: MessageQueue): QueueObject {
   return {
     send: (data, options) => q.send(data, options),
     receive: async (options) => (await q.receive(options)).data,
@@ -35,7 +35,7 @@ function mqObject(q: mq.MessageQueue): QueueObject {
 /** System V: type 1 only; a queue of 8192 bytes (one msgmax message; 8192 messages of 1 byte). */
 const SYSV_BYTES = 8192;
 
-function sysvObject(q: sysv.SysvQueue): QueueObject {
+function sysvObject(q: SysvQueue): QueueObject {
   return {
     send: (data, options) => q.send(1, data, options),
     receive: async (options) => (await q.receive(options)).data,
@@ -48,7 +48,7 @@ function sysvObject(q: sysv.SysvQueue): QueueObject {
   };
 }
 
-function fileObject(q: fileQueue.FileQueue): QueueObject {
+function fileObject(q: FileQueue): QueueObject {
   return {
     send: (data, options) => q.send(data, options?.signal ? { signal: options.signal } : {}),
     receive: (options) => q.receive(options),
@@ -69,10 +69,10 @@ export const QUEUE_OBJECTS: readonly QueueObjectFixture[] = [
     childKind: "mq",
     async make() {
       const name = remember("mq", `/ipckit-test-qo-${Math.random().toString(36).slice(2, 12)}`);
-      return { queue: mqObject(await mq.create(name, MQ_SIZES)), address: name };
+      return { queue: mqObject(await MessageQueue.create(name, MQ_SIZES)), address: name };
     },
-    open: async (address) => mqObject(await mq.open(address)),
-    remove: (address) => mq.MessageQueue.unlink(address),
+    open: async (address) => mqObject(await MessageQueue.open(address)),
+    remove: (address) => MessageQueue.unlink(address),
     largest: MQ_SIZES.messageSize,
     tooLarge: MQ_SIZES.messageSize + 1,
     capacity: MQ_SIZES.maxMessages,
@@ -83,10 +83,10 @@ export const QUEUE_OBJECTS: readonly QueueObjectFixture[] = [
     async make() {
       const k = randomKey();
       remember("sysv", String(k));
-      return { queue: sysvObject(await sysv.create(k, { maxBytes: SYSV_BYTES })), address: String(k) };
+      return { queue: sysvObject(await SysvQueue.create(k, { maxBytes: SYSV_BYTES })), address: String(k) };
     },
-    open: async (address) => sysvObject(await sysv.open(Number(address))),
-    remove: async (address) => (await sysv.open(Number(address))).remove(),
+    open: async (address) => sysvObject(await SysvQueue.open(Number(address))),
+    remove: async (address) => (await SysvQueue.open(Number(address))).remove(),
     largest: (await sysv.limits()).msgmax,
     tooLarge: (await sysv.limits()).msgmax + 1,
     capacity: SYSV_BYTES,
@@ -97,9 +97,9 @@ export const QUEUE_OBJECTS: readonly QueueObjectFixture[] = [
     async make() {
       const rt = await runtime();
       const dir = remember("file", `${await rt.makeTempDir("ipckit-test-qo-")}/q`);
-      return { queue: fileObject(await fileQueue.create(dir)), address: dir };
+      return { queue: fileObject(await FileQueue.create(dir)), address: dir };
     },
-    open: async (address) => fileObject(await fileQueue.open(address)),
+    open: async (address) => fileObject(await FileQueue.open(address)),
     async remove(address) {
       const rt = await runtime();
       if (!(await rt.exists(address))) {

@@ -23,11 +23,10 @@ import {
   crc32,
   encodeLogHeader,
   encodeRecord,
-  type FileQueue,
+  FileQueue,
   OFFSET_MAGIC,
   type SkippedRecord,
 } from "../../os/file_queue.ts";
-import { open } from "../../os/file_queue_open.ts";
 import { concat, expectOnlyAsync, type FuzzTarget, mutateBytes } from "./target.ts";
 
 const message = fc.oneof(
@@ -133,7 +132,7 @@ async function run(input: Input): Promise<void> {
   let q: FileQueue | undefined;
   try {
     await expectOnlyAsync([ProtocolError], async () => {
-      q = await open(dir!, input.policy ? { onCorrupt: (s) => skipped.push(s) } : {});
+      q = await FileQueue.open(dir!, input.policy ? { onCorrupt: (s) => skipped.push(s) } : {});
       for (let steps = 0;; steps++) {
         if (steps > log.byteLength + input.messages.length + 4) throw new Error("the consumer does not get to the end");
         let m: Uint8Array | undefined;

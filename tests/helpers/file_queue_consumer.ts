@@ -3,12 +3,12 @@
  * one more without acking it, writes the marker file, then waits to be killed.
  */
 import { writeFileSync } from "node:fs";
-import { fileQueue } from "../../mod.ts";
+import { FileQueue } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 
 const rt = await runtime();
 const [dir, k, marker] = rt.args() as [string, string, string];
-const q = await fileQueue.open(dir);
+const q = await FileQueue.open(dir);
 for (let i = 0; i < Number(k); i++) {
   await q.receive({ timeout: 60_000 });
   await q.ack();

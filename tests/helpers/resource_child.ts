@@ -11,13 +11,13 @@
 import {
   fifo,
   FileLock,
-  fileQueue,
-  mq,
+  FileQueue,
+  MessageQueue,
   NamedSemaphore,
   pipe,
   runtime,
   SharedMemory,
-  sysv,
+  SysvQueue,
   unix,
   unixDgram,
 } from "../../mod.ts";
@@ -28,16 +28,16 @@ async function main(): Promise<void> {
   const name = `/ipckit-test-res-${tag}`;
   const parent = await pipe.stdio();
   const segment = await SharedMemory.create(name, { size: 4096 });
-  const queue = await mq.create(name, { maxMessages: 2, messageSize: 16 });
+  const queue = await MessageQueue.create(name, { maxMessages: 2, messageSize: 16 });
   const sem = await NamedSemaphore.create(name, { value: 1 });
   const abort = new AbortController();
   const fifoPath = `${dir}/${tag}.fifo`;
   const waiting = fifo.create(fifoPath, { signal: abort.signal }).catch(() => undefined); // no peer: it waits
   const listener = await unix.listen(`${dir}/${tag}.sock`);
   const dgram = await unixDgram.bind(`${dir}/${tag}.dgram`);
-  const q = await sysv.private();
+  const q = await SysvQueue.private();
   const lock = await FileLock.open(`${dir}/${tag}.lock`);
-  await (await fileQueue.create(`${dir}/${tag}.queue`)).close();
+  await (await FileQueue.create(`${dir}/${tag}.queue`)).close();
   // The FIFOs exist once create() has made them: wait for both names.
   while (!(await rt.exists(`${fifoPath}.in`)) || !(await rt.exists(`${fifoPath}.out`))) {
     await new Promise((r) => setTimeout(r, 5));
