@@ -128,7 +128,7 @@ export async function openSocket(
     if (call.getsockname(fd, name, nameLength) !== 0) throw errnoError(ffi.errno(), what);
     const address = parseSockaddr(name, nameLength[0]!);
     const owned = path === "" || path.startsWith("@") ? undefined : path;
-    if (owned !== undefined) register("dgram", owned);
+    if (owned !== undefined) register("unix_dgram", owned);
     return new UnixDgramSocket(ffi, fd, address, owned);
   } catch (e) {
     call.close(fd);

@@ -340,7 +340,7 @@ export class UnixDgramSocket implements DatagramEndpoint<string> {
     call.close(this.#fd);
     if (this.#ownedPath !== undefined) {
       call.unlink(this.#ffi.cstring(this.#ownedPath));
-      unregister("dgram", this.#ownedPath);
+      unregister("unix_dgram", this.#ownedPath);
     }
   }
 
