@@ -7,8 +7,8 @@
  * module whether that module runs from its `.ts` source or compiled to `.js`.
  *
  * The TypeScript loader for Node is tsx unless `IPCKIT_TS_LOADER` names another module (a path or `file:` URL): one
- * that installs its module hooks when imported with `--import`, and exports `register()` doing the same for a worker
- * thread. The test suite uses it for a lean loader of its own (scripts/ts_loader.mjs).
+ * that installs its module hooks when imported (`node --import` it; a worker thread imports it, and calls its
+ * `register()` export if it has one). The test suite uses it for a lean loader of its own (scripts/ts_loader.mjs).
  *
  * Binaries are found in this order: the `IPCKIT_DENO` / `IPCKIT_BUN` / `IPCKIT_NODE` environment variables, the
  * running process itself when it is that runtime, `node_modules/.bin` above this package or the working directory

@@ -163,13 +163,13 @@ function onSignal(signal: SignalName, fn: () => void): Disposable {
 }
 
 /**
- * Starts a worker thread on `url`. With `hooks` (the URL of a module exporting `register()`, like tsx's API), the
+ * Starts a worker thread on `url`. With `hooks` (the URL of a TypeScript loader: its `register()`, if it exports one, runs), the
  * worker first registers them, then imports `url`: Node workers do not inherit the main thread's module hooks.
  */
 export function worker(url: URL, options: { name?: string } = {}, hooks?: string): WorkerHandle {
   const name = options.name === undefined ? {} : { name: options.name };
   const w = hooks === undefined ? new Worker(url, name) : new Worker(
-    `import(${JSON.stringify(hooks)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`,
+    `import(${JSON.stringify(hooks)}).then((m) => { m.register?.(); return import(${JSON.stringify(url.href)}); })`,
     { ...name, eval: true },
   );
   return {

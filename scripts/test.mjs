@@ -201,6 +201,7 @@ function runJob(job) {
         code: code ?? signal,
         seconds,
         cpu,
+        pid: child.pid,
         passed: parsed?.passed ?? 0,
         failed: parsed?.failed ?? 0,
       };

@@ -12,7 +12,7 @@ import type { ChildProcess } from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { type NatsServer, startNatsServer } from "./helpers/nats_server.ts";
-import { killAll, spawnWorker } from "./helpers/nats_workers.ts";
+import { HEARTBEAT, killAll, spawnWorker } from "./helpers/nats_workers.ts";
 import { type Host, makeHosts } from "./helpers/netns.ts";
 
 const LONG = { timeout: 300_000 };
@@ -65,7 +65,7 @@ test(
       workers.push(await spawnWorker("node", hosts[1]!.url, s, { prefix: hosts[1]!.prefix }));
       const p = new Pool<{ run(n: number): number; whoami(): { pid: number } }>({
         transport: "nats",
-        nats: { servers: server.url.replace("0.0.0.0", "127.0.0.1"), subject: s, heartbeat: 300 },
+        nats: { servers: server.url.replace("0.0.0.0", "127.0.0.1"), subject: s, heartbeat: HEARTBEAT },
         size: 3,
         concurrency: 4,
         signals: false,

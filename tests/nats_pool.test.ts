@@ -6,7 +6,7 @@ import { runtime } from "../runtimes/detect.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { natsServerForFile } from "./helpers/nats_server.ts";
-import { killAll, prng, spawnWorker } from "./helpers/nats_workers.ts";
+import { HEARTBEAT, killAll, prng, spawnWorker } from "./helpers/nats_workers.ts";
 
 const server = natsServerForFile();
 
@@ -25,7 +25,7 @@ test("Pool over NATS: workers of every runtime join, take tasks, and exit 0 when
   try {
     const p = new Pool<Handlers>({
       transport: "nats",
-      nats: { servers: server.url, subject: s, heartbeat: 300 },
+      nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
       size: 3,
     });
     await p.ready();
@@ -58,28 +58,40 @@ test(
     const s = subject();
     const live = new Map<number, ChildProcess>();
     const all: ChildProcess[] = [];
+    const killed = new Set<number>();
+    // A worker that leaves by itself (declared dead by a missed heartbeat, say) is not replaced by the killer: with
+    // all gone the tasks would wait for ever. Fail at once, saying so, instead.
+    let left!: (e: Error) => void;
+    const leftAlone = new Promise<never>((_, reject) => (left = reject));
+    leftAlone.catch(() => {});
     const start = async (r: RuntimeName) => {
       const c = await spawnWorker(r, server.url, s);
       live.set(c.pid, c);
       all.push(c);
-      void c.exited.then(() => live.delete(c.pid));
+      void c.exited.then((status) => {
+        live.delete(c.pid);
+        if (!killed.has(c.pid) && finished < total) {
+          left(new Error(`seed ${seed}: ${r} worker ${c.pid} left by itself (${JSON.stringify(status)})`));
+        }
+      });
     };
+    const total = 10_000;
+    let finished = 0;
+    let stopped = false;
     try {
       for (const r of [...RUNTIMES, ...RUNTIMES]) await start(r);
       await using p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
         size: 6,
         concurrency: 4,
         retries: 20,
         signals: false,
       });
       await p.ready();
-      const total = 10_000;
       const settled = new Array<number>(total).fill(0);
       const outcome: Array<{ ok: boolean; value: unknown }> = new Array(total);
       let kills = 0;
-      let finished = 0;
       const tasks = Array.from({ length: total }, (_, i) => {
         const idempotent = i % 3 !== 0;
         return p.run(i, { idempotent }).then(
@@ -94,12 +106,13 @@ test(
       // The killer: every 600-1400 finished tasks, SIGKILL a random worker and start one of the same runtime.
       let nextKill = 600 + Math.floor(random() * 800);
       const killer = (async () => {
-        while (finished < total) {
+        while (finished < total && !stopped) {
           await new Promise((r) => setTimeout(r, 5));
           if (finished >= nextKill && live.size > 0 && kills < 8) {
             const victims = [...live.values()];
             const victim = victims[Math.floor(random() * victims.length)]!;
             const r = p.stats.workers.find((w) => w.id === victim.pid)?.runtime ?? "node";
+            killed.add(victim.pid);
             victim.kill("SIGKILL");
             kills++;
             nextKill = finished + 600 + Math.floor(random() * 800);
@@ -107,7 +120,7 @@ test(
           }
         }
       })();
-      await Promise.all(tasks);
+      await Promise.race([Promise.all(tasks), leftAlone]);
       await killer;
       assert.ok(settled.every((n) => n === 1), `seed ${seed}: a task settled ${Math.max(...settled)} times`);
       let failed = 0;
@@ -127,6 +140,7 @@ test(
       assert.ok(kills >= 3, `seed ${seed}: only ${kills} kills`);
       console.log(`# seed ${seed}: ${kills} kills, ${stats.retried} retried, ${failed} lost (not idempotent)`);
     } finally {
+      stopped = true;
       await killAll(all);
     }
   },
@@ -141,7 +155,7 @@ test(
     try {
       const p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
         taskTimeout: 500,
         signals: false,
       });
@@ -159,7 +173,11 @@ test(
     const orphan = await spawnWorker("bun", server.url, s2);
     try {
       const link = await nats.open({ servers: server.url, options: { reconnect: false } });
-      const p = new Pool<Handlers>({ transport: "nats", nats: { link, subject: s2, heartbeat: 300 }, signals: false });
+      const p = new Pool<Handlers>({
+        transport: "nats",
+        nats: { link, subject: s2, heartbeat: HEARTBEAT },
+        signals: false,
+      });
       await p.ready();
       await link.connection.close(); // no END reaches the worker
       assert.deepEqual(await orphan.exited, { code: 0, signal: null });
@@ -252,7 +270,7 @@ test(
     try {
       await using p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
         size: 2,
         signals: false,
       });

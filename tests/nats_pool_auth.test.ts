@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "../mod.ts";
 import { natsServerForFile } from "./helpers/nats_server.ts";
-import { killAll, spawnWorker, stderrOf } from "./helpers/nats_workers.ts";
+import { HEARTBEAT, killAll, spawnWorker, stderrOf } from "./helpers/nats_workers.ts";
 import { frame, rawConnection, RawEnd, T } from "./helpers/nats_raw.ts";
 
 const server = natsServerForFile();
@@ -37,7 +37,7 @@ test(
     try {
       await using p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300, secret },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT, secret },
         size: 2,
         signals: false,
       });
@@ -83,7 +83,7 @@ test(
     try {
       await using p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300 },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
         signals: false,
       });
       const w = await spawnWorker("node", server.url, s, { env: { IPCKIT_SECRET: randomSecret() }, stderr: "pipe" });
@@ -150,7 +150,7 @@ test(
     try {
       await using p = new Pool<Handlers>({
         transport: "nats",
-        nats: { servers: server.url, subject: s, heartbeat: 300, secret },
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT, secret },
         startTimeout: 5000,
         signals: false,
       });

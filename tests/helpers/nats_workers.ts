@@ -4,6 +4,13 @@ import { runtimeArgv } from "../../runtimes/argv.ts";
 import type { ChildProcess, RuntimeName } from "../../runtimes/runtime.ts";
 
 const CLI = new URL("../../cli/main.ts", import.meta.url);
+
+/**
+ * The heartbeat (ms) of the NATS pool tests' masters and workers. A peer is declared dead after 3 missed beats, so a
+ * short beat on a loaded 2-core machine (a process starved for a second) makes healthy workers leave, and a pool
+ * whose workers all left waits for ever. Tests about noticing a death quickly set their own.
+ */
+export const HEARTBEAT = 1500;
 export const POOL_WORKER = new URL("./pool_worker.ts", import.meta.url);
 
 /** Starts a worker of `rt` joining the pool `subject` at `url`; `prefix` wraps the command (ip netns exec ...). */
@@ -32,7 +39,7 @@ export async function spawnWorker(
       "--subject",
       subject,
       "--heartbeat",
-      String(options.heartbeat ?? 300),
+      String(options.heartbeat ?? HEARTBEAT),
       "--module",
       rt.fromFileUrl(options.module ?? POOL_WORKER),
       ...(options.extra ?? []),
