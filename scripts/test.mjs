@@ -165,6 +165,9 @@ function runJob(job) {
   return new Promise((resolve) => {
     const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry };
     env.IPCKIT_TS_LOADER = tsLoader;
+    // The runners of this run: a check that is the same on every runner runs on one of them
+    // (tests/helpers/runners.ts).
+    env.IPCKIT_TEST_RUNNERS = only.join(",");
     if (job.runtime === "node" && coverage !== undefined) env.NODE_V8_COVERAGE = coverage;
     const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env, detached: true });
     const killGroup = (sig) => {

@@ -184,7 +184,7 @@ test("chaos run: one round per transport family; the survivor gets ClosedError/P
     const left = await checkLeftovers(base, allUsed(results));
     assert.deepEqual(left.left, []);
     assert.ok(
-      left.cleaned.some((c) => c.startsWith("socket ")),
+      left.cleaned.some((c) => c.startsWith("unix ")),
       `clean removed the killed listener's socket: ${left.cleaned}`,
     );
   } finally {

@@ -1,8 +1,11 @@
-/** Worker for tests/conformance/sync.ts: runs one scenario of sync_scenarios.ts on the SharedArrayBuffer it is sent. */
+/**
+ * Worker for tests/conformance/sync.ts: runs each scenario of sync_scenarios.ts it is sent, on the SharedArrayBuffer
+ * that comes with it, and answers; the suite keeps its threads for the whole file.
+ */
 import { parentPort } from "node:worker_threads";
 import { type Kind, type Params, run } from "./sync_scenarios.ts";
 
-parentPort!.once("message", async (m: { kind: Kind; sab: SharedArrayBuffer; party: number; params: Params }) => {
+parentPort!.on("message", async (m: { kind: Kind; sab: SharedArrayBuffer; party: number; params: Params }) => {
   try {
     parentPort!.postMessage({ ok: await run(m.kind, m.sab, m.party, m.params) });
   } catch (e) {
