@@ -8,7 +8,8 @@
  *
  * The TypeScript loader for Node is tsx unless `IPCKIT_TS_LOADER` names another module (a path or `file:` URL): one
  * that installs its module hooks when imported (`node --import` it; a worker thread imports it, and calls its
- * `register()` export if it has one). The test suite uses it for a lean loader of its own (scripts/ts_loader.mjs).
+ * `register()` export if it has one); unset, empty or `tsx` means tsx. The test suite uses it for a lean loader of its
+ * own (scripts/ts_loader.mjs).
  *
  * Binaries are found in this order: the `IPCKIT_DENO` / `IPCKIT_BUN` / `IPCKIT_NODE` environment variables, the
  * running process itself when it is that runtime, `node_modules/.bin` above this package or the working directory
@@ -48,7 +49,7 @@ function findUp(rel: string): string | undefined {
 /** The `file:` URL of the module named by `IPCKIT_TS_LOADER`, if it is set. */
 function customLoader(): string | undefined {
   const named = process.env.IPCKIT_TS_LOADER;
-  if (!named) return undefined;
+  if (!named || named === "tsx") return undefined;
   return named.startsWith("file:") ? named : pathToFileURL(resolve(named)).href;
 }
 

@@ -70,8 +70,9 @@ const coverage = withCoverage ? mkdtempSync(join(tmpdir(), "ipckit-test-coverage
 // TypeScript on Node: the suite's own lean loader (scripts/ts_loader.mjs: esbuild with a content-addressed cache)
 // for the runner and every Node process and thread the tests start (runtimes/argv.ts honours IPCKIT_TS_LOADER).
 // tsx, which users run, costs ~0.4 s more CPU per process; tests/runtime.test.ts keeps the tsx path covered.
+// `IPCKIT_TS_LOADER=tsx npm test` runs it all through tsx instead, as users run it.
 const tsLoader = process.env.IPCKIT_TS_LOADER || join(root, "scripts", "ts_loader.mjs");
-const tsLoaderUrl = tsLoader.startsWith("file:") ? tsLoader : pathToFileURL(tsLoader).href;
+const tsLoaderUrl = tsLoader === "tsx" ? "tsx" : tsLoader.startsWith("file:") ? tsLoader : pathToFileURL(tsLoader).href;
 const commands = {
   node: (file) => [process.execPath, "--import", tsLoaderUrl, "--test", "--test-reporter=spec", file],
   // Type-checked once for all files by the "deno check" job below, not once per file (2 s of CPU each).
