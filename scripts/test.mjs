@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the one test suite on Node (tsx), Deno and Bun and ends with one plain line "N passed, N failed" summing the
+// Runs the one test suite on Node, Deno and Bun and ends with one plain line "N passed, N failed" summing the
 // three. Exits non-zero if anything failed.
 //
 //   npm test                              all three runtimes, all tests
@@ -7,10 +7,11 @@
 //   npm test -- tests/unix.test.ts        some files
 //   npm test -- --jobs 2                  at most 2 test files at once (default: IPCKIT_TEST_JOBS, else 2 per core)
 //   npm test -- --verbose                 every file's whole output, not only the failing ones'
+//   IPCKIT_TS_LOADER=tsx npm test         Node through tsx, as users run it (default: scripts/ts_loader.mjs)
 //   npm test -- --coverage                Node's line coverage too (c8: a summary, and coverage/lcov.info); it costs
 //                                         about a third more CPU on Node. `npm run coverage` is Node alone with it.
 //
-// How it runs (see docs/testing.md): every (runtime, test file) pair is one job, a runner process of its own
+// How it runs (see README "Tests" and docs/architecture.md#tests): every (runtime, test file) pair is one job, a runner process of its own
 // (`node --test <file>`, `deno test <file>`, `bun test <file>`). Jobs run concurrently, longest first (the
 // durations of the last run are kept in node_modules/.cache), because most of a test's time is spent waiting on
 // other processes, sockets and timers, not on the CPU. Two rules keep concurrent files apart:
@@ -309,7 +310,11 @@ function leaks() {
 const left = files.length > 0 && only.length > 0 ? await leaks() : [];
 rmSync(registry, { recursive: true, force: true });
 
-console.log(`\n=== summary (${files.length} files x ${only.length} runtimes, ${jobs} at once, ${wall.toFixed(0)} s)`);
+const cpuTotal = results.reduce((n, r) => n + r.cpu, 0);
+console.log(
+  `\n=== summary (${files.length} files x ${only.length} runtimes, ${jobs} at once, ${wall.toFixed(0)} s` +
+    (Number.isNaN(cpuTotal) ? ")" : `, ${cpuTotal.toFixed(0)} s CPU)`),
+);
 const failedJobs = results.filter((r) => r.failed > 0);
 for (const r of failedJobs) console.log(`failed: ${r.runtime} ${r.file} (${r.failed})${r.note ? ` ${r.note}` : ""}`);
 if (left.length > 0) {
