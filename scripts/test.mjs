@@ -11,10 +11,10 @@
 //   npm test -- --coverage                Node's line coverage too (c8: a summary, and coverage/lcov.info); it costs
 //                                         about a third more CPU on Node. `npm run coverage` is Node alone with it.
 //
-// How it runs (see README "Tests" and docs/architecture.md#tests): every (runtime, test file) pair is one job, a runner process of its own
-// (`node --test <file>`, `deno test <file>`, `bun test <file>`). Jobs run concurrently, longest first (the
-// durations of the last run are kept in node_modules/.cache), because most of a test's time is spent waiting on
-// other processes, sockets and timers, not on the CPU. Two rules keep concurrent files apart:
+// How it runs (see README "Tests" and docs/architecture.md#tests): every (runtime, test file) pair is one job, a
+// runner process of its own (`node --test <file>`, `deno test <file>`, `bun test <file>`). Jobs run concurrently,
+// longest first (the durations of the last run are kept in node_modules/.cache), because much of a test's time is
+// spent waiting on other processes, sockets and timers. Two rules keep concurrent files apart:
 // - one file never runs on two runtimes at once (a file's fixed names, ports-in-a-range or keys stay its own);
 // - a file that says `// @test-serial <why>` in its first lines runs alone (it measures or changes something
 //   machine-wide).
