@@ -28,7 +28,7 @@ import {
   TimeoutError,
   type WaitOptions,
 } from "../../mod.ts";
-import type { RuntimeName } from "../../mod.ts";
+import type { ChildProcess, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
 import { RUNTIMES, type WorkerHandle } from "../../runtimes/runtime.ts";
@@ -362,7 +362,7 @@ async function inProcesses(s: Stress): Promise<Data> {
   const rt = await runtime();
   const name = shmName();
   const shm = await SharedMemory.create(name, { size: SIZE });
-  const children = [];
+  const children: ChildProcess[] = [];
   try {
     s.init?.(shm, s.processes);
     const { m, n } = s.processes;
@@ -370,7 +370,13 @@ async function inProcesses(s: Stress): Promise<Data> {
       const argv = [...runtimeArgv(r), rt.fromFileUrl(CHILD), "run", s.kind, name, String(party), `${m}`, `${n}`];
       children.push(rt.spawn(argv, { cwd: rt.fromFileUrl(ROOT), stdio: "null" }));
     }
-    const codes = await Promise.all(children.map((c) => c.exited));
+    // A party that fails ends the others at once: they would wait for it until the test's timeout.
+    const codes = await Promise.all(children.map((c) =>
+      c.exited.then((status) => {
+        if (status.code !== 0) { for (const other of children) other.kill("SIGKILL"); }
+        return status;
+      })
+    ));
     assert.deepEqual(codes.map((c) => c.code), [0, 0, 0], `children exited ${JSON.stringify(codes)}`);
     return new Int32Array(shm.buffer, DATA * 4, 64).slice();
   } finally {
