@@ -73,6 +73,13 @@ const coverage = withCoverage ? mkdtempSync(join(tmpdir(), "ipckit-test-coverage
 // tsx, which users run, costs ~0.4 s more CPU per process; tests/runtime.test.ts keeps the tsx path covered.
 // `IPCKIT_TS_LOADER=tsx npm test` runs it all through tsx instead, as users run it.
 const tsLoader = process.env.IPCKIT_TS_LOADER || join(root, "scripts", "ts_loader.mjs");
+// The loader's cache keeps one compiled file per content ever seen; past a few thousand (many edits), start afresh.
+try {
+  const tsCache = join(root, "node_modules", ".cache", "ipckit-ts");
+  if (readdirSync(tsCache).length > 5000) rmSync(tsCache, { recursive: true, force: true });
+} catch {
+  // no cache yet
+}
 const tsLoaderUrl = tsLoader === "tsx" ? "tsx" : tsLoader.startsWith("file:") ? tsLoader : pathToFileURL(tsLoader).href;
 const commands = {
   node: (file) => [process.execPath, "--import", tsLoaderUrl, "--test", "--test-reporter=spec", file],
