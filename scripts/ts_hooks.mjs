@@ -25,6 +25,16 @@ async function compile(source, file) {
   return out.code;
 }
 
+// A relative `.ts` import from a file is that file's sibling: no need for Node's resolver (stat, realpath) on the
+// hooks thread. Anything else (bare specifiers, directories, other extensions) goes to Node's.
+export async function resolve(specifier, context, nextResolve) {
+  const parent = context.parentURL;
+  if (parent?.startsWith("file:") && /^\.\.?\/.*\.ts$/.test(specifier)) {
+    return { url: new URL(specifier, parent).href, format: "module", shortCircuit: true };
+  }
+  return nextResolve(specifier, context);
+}
+
 export async function load(url, context, nextLoad) {
   if (!url.startsWith("file:") || !/\.m?ts$/.test(new URL(url).pathname)) return nextLoad(url, context);
   const file = fileURLToPath(url);
