@@ -163,8 +163,9 @@ function onSignal(signal: SignalName, fn: () => void): Disposable {
 }
 
 /**
- * Starts a worker thread on `url`. With `hooks` (the URL of a TypeScript loader: its `register()`, if it exports one, runs), the
- * worker first registers them, then imports `url`: Node workers do not inherit the main thread's module hooks.
+ * Starts a worker thread on `url`. With `hooks` (the URL of a TypeScript loader), the worker first imports it and
+ * calls its `register()` if it exports one, then imports `url`: Node workers do not inherit the main thread's module
+ * hooks.
  */
 export function worker(url: URL, options: { name?: string } = {}, hooks?: string): WorkerHandle {
   const name = options.name === undefined ? {} : { name: options.name };
