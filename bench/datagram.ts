@@ -42,7 +42,7 @@ if (args[0] === "peer") {
   const reps = Number(opt("--reps", "5"));
   const dir = await rt.makeTempDir("ipckit-bench-");
   const spawn = (kind: string, address: string) =>
-    rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "peer", kind, address], {
+    rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(import.meta.url)), "peer", kind, address], {
       cwd: ROOT,
       stdio: "null",
     });

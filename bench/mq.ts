@@ -33,7 +33,7 @@ if (args[0] === "peer") {
   const name = `/ipckit-bench-mq-${rt.pid}`;
   const ac = new AbortController();
   const pending = mq.channel(name, { create: true, signal: ac.signal });
-  const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "peer", name], {
+  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(import.meta.url)), "peer", name], {
     cwd: ROOT,
     stdio: "null",
   });

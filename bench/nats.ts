@@ -73,7 +73,7 @@ const own = rt.env("NATS_URL") === undefined ? await startNatsServer() : undefin
 const url = rt.env("NATS_URL") ?? own!.url;
 const dir = await rt.makeTempDir("ipckit-bench-nats-");
 const spawn = (kind: string, address: string) =>
-  rt.spawn([...runtimeArgv(peer), SERVER, kind, address], { cwd: ROOT, stdio: "null" });
+  rt.spawn([...runtimeArgv(peer, SERVER), kind, address], { cwd: ROOT, stdio: "null" });
 const rpcRows: string[][] = [["RPC add(i, 1)", "call p50 (us)", `${BATCH} in flight (calls/s)`]];
 const rpcRow = (label: string, m: { p50: number; perSecond: number }) =>
   rpcRows.push([label, m.p50.toFixed(1), Math.round(m.perSecond).toLocaleString("en-US")]);
@@ -161,7 +161,7 @@ try {
     const workers = Array.from(
       { length: SIZE },
       () =>
-        rt.spawn([...runtimeArgv(peer), CLI, "worker", "--nats", url, "--subject", subject, "--module", SQUARE], {
+        rt.spawn([...runtimeArgv(peer, CLI), "worker", "--nats", url, "--subject", subject, "--module", SQUARE], {
           cwd: ROOT,
           stdio: "null",
         }),

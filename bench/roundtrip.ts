@@ -132,7 +132,7 @@ async function startRawEcho(peer: RuntimeName, dir: string) {
     rt.openFifo(`${fifo}.out`, "write", abort.signal),
   ]);
   fifoEnds.catch(() => {}); // awaited below
-  const argv = [...runtimeArgv(peer), rt.fromFileUrl(new URL("./peers/raw_echo.ts", import.meta.url))];
+  const argv = runtimeArgv(peer, rt.fromFileUrl(new URL("./peers/raw_echo.ts", import.meta.url)));
   const child = rt.spawn([...argv, "stdio", `unix=${sock}`, `tcp=${t.server.port}`, `fifo=${fifo}`], {
     cwd: ROOT,
     stdio: "pipe",

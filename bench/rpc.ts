@@ -61,7 +61,7 @@ const rows: string[][] = [["transport", "call p50 (us)", "call mean (us)", "pipe
 const row = (label: string, m: { us: number; p50: number; perSecond: number }) =>
   rows.push([label, m.p50.toFixed(1), m.us.toFixed(1), Math.round(m.perSecond).toString()]);
 const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
-  rt.spawn([...runtimeArgv(runtimeName), SERVER, kind, address], { cwd: ROOT, stdio: "null" });
+  rt.spawn([...runtimeArgv(runtimeName, SERVER), kind, address], { cwd: ROOT, stdio: "null" });
 try {
   if (ONLY.has("shm")) {
     const name = `/ipckit-bench-rpc-${rt.pid}`;

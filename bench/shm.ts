@@ -29,7 +29,7 @@ const peerScript = (file: string) => rt.fromFileUrl(new URL(`./peers/${file}`, i
 const tag = `/ipckit-bench-${rt.pid}`;
 
 function spawn(file: string, ...rest: string[]) {
-  return rt.spawn([...runtimeArgv(peer), peerScript(file), ...rest], { cwd: ROOT, stdio: "null" });
+  return rt.spawn([...runtimeArgv(peer, peerScript(file)), ...rest], { cwd: ROOT, stdio: "null" });
 }
 
 async function shmPeer(mode: "echo" | "spin" | "sink", capacity: number) {
@@ -176,7 +176,7 @@ console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${pe
   const dir = await rt.makeTempDir("ipckit-bench-");
   const path = `${dir}/u.sock`;
   const listener = await unix.listen(path);
-  const child = rt.spawn([...runtimeArgv(peer), echoScript(), `unix=${path}`], { cwd: ROOT, stdio: "null" });
+  const child = rt.spawn([...runtimeArgv(peer, echoScript()), `unix=${path}`], { cwd: ROOT, stdio: "null" });
   try {
     const ch = await guard(child, listener.accept(), `unix echo peer on ${peer}`);
     await roundTrips(ch, 8, 2000);

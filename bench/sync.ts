@@ -134,7 +134,7 @@ try {
 
   // Hand-off between processes.
   const segWords = new Int32Array(seg.buffer);
-  const child = rt.spawn([...runtimeArgv(peer), PEER, name], { cwd: ROOT, stdio: "null" });
+  const child = rt.spawn([...runtimeArgv(peer, PEER), name], { cwd: ROOT, stdio: "null" });
   try {
     await guard(child, waitReady(segWords), `sync peer on ${peer}`);
     handOff(seg);

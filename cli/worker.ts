@@ -21,6 +21,7 @@ import { NotFoundError, PermissionError, ProtocolError, QueueFullError } from ".
 import { joinWith, worker, workerCalled, type WorkerHandlers } from "../pool/worker.ts";
 import { DEFAULT_SUBJECT, joinSubject } from "../pool/remote.ts";
 import { absolute } from "../registry.ts";
+import { compiledCopy } from "../runtimes/argv.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { authenticate, MIN_SECRET_BYTES } from "../transports/auth.ts";
 import { type Channel, messageIterator } from "../transports/channel.ts";
@@ -80,7 +81,8 @@ export async function workerCommand(args: readonly string[]): Promise<number> {
   try {
     joinWith(() => join(opened, joinSubject(subject), heartbeat, wait, where, secret), host);
     const path = absolute(await native(), o.module);
-    const url = new URL(`file://${path}`);
+    // A Node process started from a compiled copy (IPCKIT_TS_COMPILED) has no TypeScript loader: the module's copy.
+    const url = new URL(`file://${(rt.name === "node" ? compiledCopy(path) : undefined) ?? path}`);
     const mod = await import(url.href) as { default?: unknown; handlers?: unknown };
     if (!workerCalled()) {
       const handlers = mod.handlers ?? mod.default;

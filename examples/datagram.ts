@@ -42,11 +42,11 @@ if (role === "reporter") {
   try {
     const runtimes: RuntimeName[] = ["deno", "bun", "node"];
     const children = runtimes.flatMap((r) => [
-      rt.spawn([...runtimeArgv(r), rt.fromFileUrl(import.meta.url), "reporter", "unix", unixSocket.address], {
+      rt.spawn([...runtimeArgv(r, rt.fromFileUrl(import.meta.url)), "reporter", "unix", unixSocket.address], {
         stdio: "inherit",
       }),
       rt.spawn(
-        [...runtimeArgv(r), rt.fromFileUrl(import.meta.url), "reporter", "udp", String(udpSocket.address.port)],
+        [...runtimeArgv(r, rt.fromFileUrl(import.meta.url)), "reporter", "udp", String(udpSocket.address.port)],
         {
           stdio: "inherit",
         },

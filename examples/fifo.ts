@@ -22,7 +22,7 @@ if (role === "child") {
   const at = `${dir}/pair`; // the FIFOs are pair.in and pair.out
   try {
     const peer = rt.name === "bun" ? "deno" : "bun";
-    const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "child", at], { stdio: "inherit" });
+    const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(import.meta.url)), "child", at], { stdio: "inherit" });
     const channel = typed<string>(await fifo.create(at, { signal: AbortSignal.timeout(30_000) }));
     const numbers = "4 8 15 16 23 42";
     await channel.send(numbers);

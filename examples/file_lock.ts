@@ -21,7 +21,7 @@ if (role === "child") {
   try {
     using file = await FileLock.open(lockPath); // created with mode 0600
     const peer = rt.name === "bun" ? "deno" : "bun";
-    const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "child", lockPath], {
+    const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(import.meta.url)), "child", lockPath], {
       stdio: "inherit",
     });
     for (let i = 0; i < 3; i++) {

@@ -83,7 +83,7 @@ if (role === "produce" || role === "consume") {
   const results = await FileQueue.create(resultsDir);
   await (await FileQueue.create(jobsDir)).close();
   const start = (r: "deno" | "bun" | "node", ...args: string[]) =>
-    rt.spawn([...runtimeArgv(r), script, ...args], { stdio: "inherit" });
+    rt.spawn([...runtimeArgv(r, script), ...args], { stdio: "inherit" });
   try {
     await start("bun", "produce", jobsDir, String(JOBS)).exited;
     console.log(`a Bun producer queued ${JOBS} jobs`);

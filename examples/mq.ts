@@ -30,7 +30,7 @@ if (role === "consumer") {
   using jobs = await MessageQueue.create(queueName, { maxMessages: 10, messageSize: 256 });
   try {
     const script = rt.fromFileUrl(import.meta.url);
-    const child = rt.spawn([...runtimeArgv(rt.name), script, "consumer", queueName], { stdio: "inherit" });
+    const child = rt.spawn([...runtimeArgv(rt.name, script), "consumer", queueName], { stdio: "inherit" });
     for (let i = 1; i <= 6; i++) {
       const urgent = i % 3 === 0;
       await jobs.send(text.encode(`${urgent ? "urgent" : "ordinary"} job ${i}`), { priority: urgent ? 10 : 0 });

@@ -22,7 +22,7 @@ if (role === "worker") {
   const script = rt.fromFileUrl(import.meta.url);
   const runtimes: RuntimeName[] = ["deno", "bun", "node", "node"];
   const children = runtimes.map((r, i) =>
-    rt.spawn([...runtimeArgv(r), script, "worker", semName, String(i + 1)], { stdio: "inherit" })
+    rt.spawn([...runtimeArgv(r, script), "worker", semName, String(i + 1)], { stdio: "inherit" })
   );
   await Promise.all(children.map((c) => c.exited));
   console.log(`all workers done; the semaphore is back to ${sem.value}`);

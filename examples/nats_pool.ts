@@ -59,7 +59,7 @@ if (rt.env("EXAMPLE_ROLE") === "worker") {
   try {
     const master = new Pool<typeof handlers>({ transport: "nats", nats: { servers: url, subject: SUBJECT }, size: 3 });
     for (const r of ["deno", "bun", "node"] as RuntimeName[]) {
-      const argv = [...runtimeArgv(r), cli, "worker", "--nats", url, "--subject", SUBJECT, "--module"];
+      const argv = [...runtimeArgv(r, cli), "worker", "--nats", url, "--subject", SUBJECT, "--module"];
       children.push(rt.spawn([...argv, rt.fromFileUrl(import.meta.url)], {
         env: { ...env, EXAMPLE_ROLE: "worker" },
         stdio: "inherit",
@@ -81,7 +81,7 @@ if (rt.env("EXAMPLE_ROLE") === "worker") {
     const sub = link.connection.subscribe(`${SUBJECT}.calc.up`, { callback: () => void up++ });
     await link.connection.flush();
     for (const r of ["bun", "deno"] as RuntimeName[]) {
-      children.push(rt.spawn([...runtimeArgv(r), rt.fromFileUrl(import.meta.url)], {
+      children.push(rt.spawn([...runtimeArgv(r, rt.fromFileUrl(import.meta.url))], {
         env: { ...env, EXAMPLE_ROLE: "calc" },
         stdio: "inherit",
       }));

@@ -31,7 +31,7 @@ if (role === "stdio-child") {
   for (
     const [over, runtimeName, label] of [["stdio", "bun", "over stdio"], ["fds", "deno", "over fds 3 and 4"]] as const
   ) {
-    const { channel, child } = await pipe.spawn([...runtimeArgv(runtimeName), script, `${over}-child`], { over });
+    const { channel, child } = await pipe.spawn([...runtimeArgv(runtimeName, script), `${over}-child`], { over });
     const ch = typed<number[] | number>(channel);
     await ch.send([1, 2, 3]);
     console.log(`${label}: ${await ch.receive({ timeout: 30_000 })} (from a ${runtimeName} child)`);

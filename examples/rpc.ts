@@ -59,10 +59,10 @@ if (role === "server") {
   const sock = `${dir}/rpc.sock`;
   const script = rt.fromFileUrl(import.meta.url);
   try {
-    const server = rt.spawn([...runtimeArgv("deno"), script, "server", sock], { stdio: "inherit" });
+    const server = rt.spawn([...runtimeArgv("deno", script), "server", sock], { stdio: "inherit" });
     while (!(await rt.exists(sock))) await new Promise((r) => setTimeout(r, 20));
     const clients = (["bun", "node"] as const).map((r) =>
-      rt.spawn([...runtimeArgv(r), script, "client", sock], { stdio: "inherit" })
+      rt.spawn([...runtimeArgv(r, script), "client", sock], { stdio: "inherit" })
     );
     for (const c of clients) await c.exited;
     await server.exited;

@@ -42,7 +42,7 @@ if (role === "worker") {
   try {
     const others = (["deno", "bun", "node"] as RuntimeName[]).filter((r) => r !== rt.name);
     const children = others.map((r) =>
-      rt.spawn([...runtimeArgv(r), rt.fromFileUrl(import.meta.url), "worker", segmentName], { stdio: "inherit" })
+      rt.spawn([...runtimeArgv(r, rt.fromFileUrl(import.meta.url)), "worker", segmentName], { stdio: "inherit" })
     );
     await work(segment);
     for (const child of children) await child.exited;

@@ -52,7 +52,7 @@ if (role === "worker") {
     const script = rt.fromFileUrl(import.meta.url);
     const runtimes: RuntimeName[] = ["deno", "bun", "node"];
     const children = runtimes.map((r, i) =>
-      rt.spawn([...runtimeArgv(r), script, "worker", segment, String(i)], { stdio: "inherit" })
+      rt.spawn([...runtimeArgv(r, script), "worker", segment, String(i)], { stdio: "inherit" })
     );
     await Promise.all(children.map((c) => c.exited));
     console.log("after three workers x 10000 atomic adds:", stats.snapshot());

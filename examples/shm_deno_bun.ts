@@ -25,7 +25,7 @@ if (role === "client") {
   const channelName = `/ipckit-example-${rt.pid}`;
   const pending = shm.create(channelName, { capacity: 64 * 1024 });
   const script = rt.fromFileUrl(import.meta.url);
-  const child = rt.spawn([...runtimeArgv("bun"), script, "client", channelName], { stdio: "inherit" });
+  const child = rt.spawn([...runtimeArgv("bun", script), "client", channelName], { stdio: "inherit" });
   const ch = await pending;
   console.log(`${rt.name} server: a client attached (pid ${child.pid})`);
   for await (const m of ch) {

@@ -17,7 +17,7 @@ if (role === "child") {
 } else {
   const ready = signals.wait("SIGUSR2", { timeout: 30_000 });
   const peer = rt.name === "bun" ? "node" : "bun";
-  const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(import.meta.url), "child", String(rt.pid)], {
+  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(import.meta.url)), "child", String(rt.pid)], {
     stdio: "inherit",
   });
   await ready;

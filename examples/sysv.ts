@@ -36,7 +36,7 @@ if (role === "consumer") {
   const key = await sysv.key(script, (rt.pid % 255) + 1);
   const jobs = await SysvQueue.create(key); // mode 0600; AlreadyExistsError if the key is taken
   try {
-    const child = rt.spawn([...runtimeArgv(rt.name), script, "consumer", String(key)], { stdio: "inherit" });
+    const child = rt.spawn([...runtimeArgv(rt.name, script), "consumer", String(key)], { stdio: "inherit" });
     for (let id = 1; id <= 6; id++) {
       const job: Job = { id, task: `resize image ${id}` };
       await jobs.send(id % 3 === 0 ? URGENT : ORDINARY, cbor.encode(job), { timeout: 10_000 });

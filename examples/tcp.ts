@@ -34,7 +34,7 @@ if (role === "client") {
   const runtimes: RuntimeName[] = ["deno", "bun", "node"];
   const script = rt.fromFileUrl(import.meta.url);
   const children = runtimes.map((r) =>
-    rt.spawn([...runtimeArgv(r), script, "client", String(listener.port)], { stdio: "inherit" })
+    rt.spawn([...runtimeArgv(r, script), "client", String(listener.port)], { stdio: "inherit" })
   );
   const answered: string[] = [];
   await Promise.all(runtimes.map(async () => {

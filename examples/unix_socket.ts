@@ -33,7 +33,7 @@ if (role === "client") {
   try {
     const script = rt.fromFileUrl(import.meta.url);
     const children = runtimes.map((r) =>
-      rt.spawn([...runtimeArgv(r), script, "client", socketPath], { stdio: "inherit" })
+      rt.spawn([...runtimeArgv(r, script), "client", socketPath], { stdio: "inherit" })
     );
     /** Echoes everything on one connection; returns who it was and how many messages it echoed. */
     const serve = async (channel: Awaited<ReturnType<typeof unix.connect>>): Promise<[string, number]> => {

@@ -11,6 +11,11 @@
  * `register()` export if it has one); unset, empty or `tsx` means tsx. The test suite uses it for a lean loader of its
  * own (scripts/ts_loader.mjs).
  *
+ * `IPCKIT_TS_COMPILED` may name a directory of ahead-of-time compiled copies: a TypeScript file `/a/b.ts` that has
+ * one at `<dir>/a/b.mjs` runs on Node from that copy, without a loader (a loader's hooks cost about 0.3 s of CPU per
+ * process). The test suite compiles the repository so (scripts/ts_mirror.mjs); a file without a copy runs through
+ * the loader as before.
+ *
  * Binaries are found in this order: the `IPCKIT_DENO` / `IPCKIT_BUN` / `IPCKIT_NODE` environment variables, the
  * running process itself when it is that runtime, `node_modules/.bin` above this package or the working directory
  * (the `deno` and `bun` npm packages put them there), then the bare name on `PATH`.
@@ -91,9 +96,23 @@ function isJavaScript(script: string): boolean {
 }
 
 /**
+ * The ahead-of-time compiled copy of the TypeScript file `file` (a path or `file:` URL) under the directory
+ * `IPCKIT_TS_COMPILED` names, if it is set and has one: what Node runs instead of the source, without a loader.
+ */
+export function compiledCopy(file: string | URL): string | undefined {
+  const dir = process.env.IPCKIT_TS_COMPILED;
+  if (!dir) return undefined;
+  const path = typeof file === "string" && !file.startsWith("file:") ? resolve(file) : fileURLToPath(file);
+  if (!/\.[cm]?ts$/.test(path)) return undefined;
+  const copy = join(dir, path).replace(/\.[cm]?ts$/, ".mjs");
+  return existsSync(copy) ? copy : undefined;
+}
+
+/**
  * The argv that runs a script on runtime `name`. Without `script`, the prefix for a TypeScript module: append the
  * script path and its arguments. With `script`, the whole argv for that script (append its arguments), and for a
- * JavaScript file (`.js`, `.mjs`, `.cjs`) Node runs it without tsx.
+ * JavaScript file (`.js`, `.mjs`, `.cjs`), or a TypeScript file with a compiled copy (`IPCKIT_TS_COMPILED`), Node
+ * runs it without tsx.
  *
  * - deno: `deno run -A --quiet` (ipckit needs `--allow-ffi`, `--allow-net`, `--allow-run` and file access)
  * - bun: `bun`
@@ -102,14 +121,17 @@ function isJavaScript(script: string): boolean {
  * @example
  * ```ts
  * import { runtimeArgv } from "ipckit";
- * const argv = [...runtimeArgv("bun"), "./worker.ts"];
+ * const argv = [...runtimeArgv("bun", "./worker.ts"), "--verbose"];
  * const js = runtimeArgv("node", "./worker.js"); // [node, "./worker.js"]: no tsx needed
  * ```
  * @throws {Error} for node and a TypeScript script (or none), when the tsx package cannot be found.
  */
 export function runtimeArgv(name: RuntimeName, script?: string): string[] {
   if (script !== undefined) {
-    return name === "node" && isJavaScript(script) ? [runtimeBinary("node"), script] : [...runtimeArgv(name), script];
+    if (name !== "node") return [...runtimeArgv(name), script];
+    if (isJavaScript(script)) return [runtimeBinary("node"), script];
+    const copy = compiledCopy(script);
+    return copy === undefined ? [...runtimeArgv(name), script] : [runtimeBinary("node"), copy];
   }
   const hit = cache.get(name);
   if (hit) return [...hit];

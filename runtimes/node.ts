@@ -4,8 +4,9 @@
  * @module
  */
 import process from "node:process";
+import { pathToFileURL } from "node:url";
 import { fifoSocketStream, nodeApi, openFifoFd, pipePairStream, worker } from "./node_api.ts";
-import { tsxApi } from "./argv.ts";
+import { compiledCopy, tsxApi } from "./argv.ts";
 import type { ByteStream, Runtime } from "./runtime.ts";
 import { detachStdout } from "./stdout.ts";
 
@@ -27,8 +28,13 @@ export const runtime: Runtime = {
       },
     });
   },
-  // A worker does not inherit the main thread's module hooks: a TypeScript worker registers tsx itself.
-  worker: (url, options) => worker(url, options, /\.[cm]?ts$/.test(url.pathname) ? tsxApi() : undefined),
+  // A worker does not inherit the main thread's module hooks: a TypeScript worker registers tsx itself, unless it has a
+  // compiled copy (IPCKIT_TS_COMPILED).
+  worker(url, options) {
+    const copy = url.protocol === "file:" ? compiledCopy(url) : undefined;
+    if (copy !== undefined) return worker(pathToFileURL(copy), options);
+    return worker(url, options, /\.[cm]?ts$/.test(url.pathname) ? tsxApi() : undefined);
+  },
   async openFifo(path, mode, signal) {
     return fifoSocketStream(await openFifoFd(path, mode, signal), mode);
   },

@@ -27,7 +27,7 @@ async function compile(source, file) {
 
 // A relative `.ts` import from a file is that file's sibling: no need for Node's resolver (stat, realpath) on the
 // hooks thread. Anything else (bare specifiers, directories, other extensions) goes to Node's.
-export async function resolve(specifier, context, nextResolve) {
+export function resolve(specifier, context, nextResolve) {
   const parent = context.parentURL;
   if (parent?.startsWith("file:") && /^\.\.?\/.*\.ts$/.test(specifier)) {
     return { url: new URL(specifier, parent).href, format: "module", shortCircuit: true };

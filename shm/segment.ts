@@ -114,7 +114,7 @@ const SIZING_WAIT_MS = 1000;
  *   const name = `/ipckit-shared-${rt.pid}`;
  *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero-filled, mode 0600
  *   try {
- *     const argv = (r: "deno" | "bun" | "node") => [...runtimeArgv(r), rt.fromFileUrl(import.meta.url), "child", name];
+ *     const argv = (r: "deno" | "bun" | "node") => [...runtimeArgv(r, rt.fromFileUrl(import.meta.url)), "child", name];
  *     const children = [rt.spawn(argv("bun"), { stdio: "inherit" }), rt.spawn(argv("deno"), { stdio: "inherit" })];
  *     await Promise.all(children.map((c) => c.exited));
  *     console.log(new Int32Array(segment.buffer)[0], segment.size); // 2 4096: a Bun and a Deno process added 1

@@ -176,7 +176,7 @@ export class Mutex extends SyncPrimitive {
    *   const name = `/ipckit-mutex-${rt.pid}`;
    *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero bytes: an unlocked mutex
    *   try {
-   *     const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", name], {
+   *     const child = rt.spawn([...runtimeArgv("bun", rt.fromFileUrl(import.meta.url)), "child", name], {
    *       stdio: "inherit",
    *     });
    *     await work(segment);
@@ -308,7 +308,7 @@ export class Mutex extends SyncPrimitive {
    *   const name = `/ipckit-robust-${rt.pid}`;
    *   using segment = await SharedMemory.create(name, { size: 4096 });
    *   try {
-   *     const argv = [...runtimeArgv(rt.name), rt.fromFileUrl(import.meta.url), "child", name];
+   *     const argv = [...runtimeArgv(rt.name, rt.fromFileUrl(import.meta.url)), "child", name];
    *     await rt.spawn(argv, { stdio: "inherit" }).exited;
    *     const lock = Mutex.in(segment, 0);
    *     console.log(lock.locked); // true: its owner is gone

@@ -99,7 +99,7 @@ function checkMode(mode: unknown, name: string): number {
  *   const name = `/ipckit-ready-${rt.pid}`;
  *   await using sem = await NamedSemaphore.create(name, { value: 0 });
  *   try {
- *     const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", name], {
+ *     const child = rt.spawn([...runtimeArgv("bun", rt.fromFileUrl(import.meta.url)), "child", name], {
  *       stdio: "inherit",
  *     });
  *     using _permit = await sem.acquire({ timeout: 10_000 }); // waits off the main thread

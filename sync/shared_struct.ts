@@ -278,7 +278,7 @@ export class SharedStruct<const S extends Schema = Schema> {
    *   using segment = await SharedMemory.create(name, { size: 4096 }); // zero-filled: every field 0 or ""
    *   try {
    *     const state = SharedStruct.in(segment, 0, schema);
-   *     await rt.spawn([...runtimeArgv("deno"), rt.fromFileUrl(import.meta.url), "child", name], {
+   *     await rt.spawn([...runtimeArgv("deno", rt.fromFileUrl(import.meta.url)), "child", name], {
    *       stdio: "inherit",
    *     }).exited;
    *     console.log(state.get("jobs"), state.get("last")); // 1 "from deno"

@@ -59,7 +59,7 @@ async function runExample(
   file: string,
 ): Promise<{ code: number | null; signal: string | null; out: string; err: string; left: string[] }> {
   const registry = mkdtempSync(join(tmpdir(), "ipckit-examples-registry-"));
-  const [cmd, ...args] = [...runtimeArgv(RUNTIME), join(DIR, file)];
+  const [cmd, ...args] = [...runtimeArgv(RUNTIME, join(DIR, file))];
   const child = spawn(cmd!, args, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],

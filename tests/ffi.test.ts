@@ -84,7 +84,7 @@ test(
       Atomics.store(words, MAGIC, magic);
 
       for (const [i, runtimeName] of RUNTIMES.entries()) {
-        const argv = [...runtimeArgv(runtimeName), CHILD, name, String(i), String(SIZE)];
+        const argv = [...runtimeArgv(runtimeName, CHILD), name, String(i), String(SIZE)];
         children.push(rt.spawn(argv, { cwd: ROOT, stdio: "null", stderr: "inherit" }));
       }
       // A child that fails leaves the others waiting for it: stop them at once instead of at their timeout.

@@ -223,7 +223,7 @@ for (const peer of RUNTIMES) {
     await withDir(async (dir) => {
       const path = `${dir}/x.lock`;
       using mine = await FileLock.open(path);
-      const { channel, child } = await pipe.spawn([...runtimeArgv(peer as RuntimeName), CHILD, path], { cwd: ROOT });
+      const { channel, child } = await pipe.spawn([...runtimeArgv(peer as RuntimeName, CHILD), path], { cwd: ROOT });
       try {
         assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "locked");
         assert.equal(mine.tryLock(), undefined);

@@ -127,7 +127,7 @@ for (const r of RUNTIMES) {
     const name = shmName();
     const segment = await SharedMemory.create(name, { size: 4096 });
     const holder = await spawnUnreaped(
-      [...runtimeArgv(r), rt.fromFileUrl(HOLDER), "hold", name],
+      [...runtimeArgv(r, rt.fromFileUrl(HOLDER)), "hold", name],
       rt.fromFileUrl(ROOT),
     );
     try {

@@ -111,7 +111,7 @@ test("a NamedSemaphore(1) keeps a counter exact across children of every runtime
     writeFileSync(file, "0");
     const rounds = 40;
     const children = RUNTIMES.map((r) =>
-      rt.spawn([...runtimeArgv(r), CHILD, sem.name, file, String(rounds)], { cwd: ROOT, stdio: "null" })
+      rt.spawn([...runtimeArgv(r, CHILD), sem.name, file, String(rounds)], { cwd: ROOT, stdio: "null" })
     );
     try {
       const statuses = await Promise.all(children.map((c) => c.exited));

@@ -105,7 +105,7 @@ test("many hosts: RPC servers on two hosts in one queue group serve a client her
   });
   await link.connection.flush();
   const servers = hosts.map((h, i) =>
-    rt.spawn([...h.prefix, ...runtimeArgv(i === 0 ? "bun" : "deno"), script, h.url, s], {
+    rt.spawn([...h.prefix, ...runtimeArgv(i === 0 ? "bun" : "deno", script), h.url, s], {
       stdio: "null",
       stderr: "inherit",
     })
@@ -129,8 +129,7 @@ test("many hosts: a namespace host cannot reach this machine's loopback (the iso
   const c = rt.spawn(
     [
       ...hosts[0]!.prefix,
-      ...runtimeArgv("node"),
-      rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url)),
+      ...runtimeArgv("node", rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url))),
       "worker",
       "--nats",
       `nats://127.0.0.1:${server.port}`,

@@ -226,7 +226,7 @@ test(
     const rt = await runtime();
     const cli = rt.fromFileUrl(new URL("../cli/main.ts", import.meta.url));
     const run = async (...args: string[]) => {
-      const c = rt.spawn([...runtimeArgv(rt.name), cli, "worker", ...args], { stdio: "null", stderr: "pipe" });
+      const c = rt.spawn([...runtimeArgv(rt.name, cli), "worker", ...args], { stdio: "null", stderr: "pipe" });
       let err = "";
       for await (const chunk of c.stderr!) err += new TextDecoder().decode(chunk);
       return { ...(await c.exited), err };

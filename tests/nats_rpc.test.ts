@@ -28,7 +28,7 @@ async function startServers(link: nats.NatsLink, s: string, runtimes: RuntimeNam
   });
   await link.connection.flush();
   const children = runtimes.map((r) =>
-    rt.spawn([...runtimeArgv(r), rt.fromFileUrl(SERVER), server.url, s], { stdio: "null", stderr: "inherit" })
+    rt.spawn([...runtimeArgv(r, rt.fromFileUrl(SERVER)), server.url, s], { stdio: "null", stderr: "inherit" })
   );
   try {
     const deadline = Date.now() + 60_000;

@@ -50,8 +50,7 @@ test("pipe over fds: the child keeps its stdout; pipe.create() gives a working c
 test("pipe.inherited() in a process started without the pipes is an UnsupportedError", async () => {
   const rt = await runtime();
   const child = rt.spawn([
-    ...runtimeArgv(rt.name),
-    rt.fromFileUrl(new URL("./helpers/pipe_inherited_child.ts", import.meta.url)),
+    ...runtimeArgv(rt.name, rt.fromFileUrl(new URL("./helpers/pipe_inherited_child.ts", import.meta.url))),
   ], {
     cwd: rt.fromFileUrl(new URL("../", import.meta.url)),
     stdio: "null",

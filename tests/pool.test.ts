@@ -364,7 +364,7 @@ test("pool: options are checked, and worker() outside a pool says so", async () 
 
 async function startMaster(mode: string, on: "deno" | "bun" | "node") {
   const rt = await runtime();
-  const child = rt.spawn([...runtimeArgv(on), rt.fromFileUrl(MASTER), mode], {
+  const child = rt.spawn([...runtimeArgv(on, rt.fromFileUrl(MASTER)), mode], {
     stdio: "null",
     stderr: "pipe",
   });

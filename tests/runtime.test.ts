@@ -3,7 +3,11 @@ import assert from "node:assert/strict";
 import { pipe, runtime, runtimeArgv, runtimeName } from "../mod.ts";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
-import { runtimeBinary } from "../runtimes/argv.ts";
+import { compiledCopy, runtimeBinary } from "../runtimes/argv.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 
 const rt = await runtime();
@@ -40,7 +44,7 @@ test(
     const tsx = new URL("../node_modules/tsx/dist/loader.mjs", import.meta.url).href;
     const r = spawnSync(runtimeBinary("node"), ["--import", tsx, script], {
       cwd: ROOT,
-      env: { ...process.env, IPCKIT_TS_LOADER: "" },
+      env: { ...process.env, IPCKIT_TS_LOADER: "", IPCKIT_TS_COMPILED: "" },
       encoding: "utf8",
       timeout: 100_000,
     });
@@ -49,6 +53,58 @@ test(
     const got = JSON.parse(line) as { argv: string[]; echoed: { echo: string } };
     assert.ok(got.argv.some((a) => a.includes("/tsx/dist/loader.mjs")), got.argv.join(" "));
     assert.equal(got.echoed.echo, "ping");
+  },
+);
+
+test(
+  "IPCKIT_TS_COMPILED: Node runs a TypeScript file's compiled copy, without a loader; one without a copy as before",
+  {
+    timeout: 120_000,
+  },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "ipckit-compiled-"));
+    const saved = process.env.IPCKIT_TS_COMPILED;
+    t.after(() => {
+      if (saved === undefined) delete process.env.IPCKIT_TS_COMPILED;
+      else process.env.IPCKIT_TS_COMPILED = saved;
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // A source and a hand-made copy that say different things: which one ran is in the output.
+    const src = join(dir, "src");
+    const copies = join(dir, "copies");
+    mkdirSync(src);
+    const script = join(src, "which.ts");
+    writeFileSync(script, 'const n: number = 1;\nconsole.log("source", n);\n');
+    const copy = join(copies, script).replace(/\.ts$/, ".mjs");
+    mkdirSync(join(copy, ".."), { recursive: true });
+    writeFileSync(
+      copy,
+      'import { parentPort } from "node:worker_threads";\n' +
+        'if (parentPort) parentPort.on("message", (m) => { parentPort.postMessage(`copy ${m}`); parentPort.close(); });\n' +
+        'else console.log("copy");\n',
+    );
+    process.env.IPCKIT_TS_COMPILED = copies;
+    assert.equal(compiledCopy(script), copy);
+    assert.equal(compiledCopy(pathToFileURL(script)), copy);
+    assert.deepEqual(runtimeArgv("node", script), [runtimeBinary("node"), copy]);
+    assert.equal(compiledCopy(join(src, "other.ts")), undefined, "no copy: the source");
+    assert.ok(runtimeArgv("node", join(src, "other.ts")).includes("--import"));
+    assert.deepEqual(runtimeArgv("deno", script).at(-1), script, "only Node runs copies");
+    const out = spawnSync(runtimeArgv("node", script)[0]!, runtimeArgv("node", script).slice(1), { encoding: "utf8" });
+    assert.equal(out.stdout.trim(), "copy", out.stderr);
+    if (rt.name === "node") {
+      // A worker thread of a TypeScript module starts from its copy too.
+      const w = rt.worker(pathToFileURL(script));
+      const echoed = await new Promise<unknown>((resolve, reject) => {
+        w.onMessage(resolve);
+        w.onError(reject);
+        w.postMessage("ping");
+      });
+      await w.terminate();
+      assert.equal(echoed, "copy ping");
+    }
+    delete process.env.IPCKIT_TS_COMPILED;
+    assert.equal(compiledCopy(script), undefined, "unset: no copies");
   },
 );
 
@@ -74,7 +130,7 @@ test("onSignal() receives a signal sent with kill(), and disposing it removes th
 
 for (const peer of RUNTIMES) {
   test(`a ${runtimeName()} parent signals a ${peer} child, whose handler runs`, { timeout: 120_000 }, async () => {
-    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "handle"], { cwd: ROOT });
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer, CHILD), "handle"], { cwd: ROOT });
     try {
       assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
       rt.kill(child.pid, "SIGUSR2");
@@ -90,7 +146,7 @@ for (const peer of RUNTIMES) {
   test(`a ${peer} child whose SIGUSR2 handler was disposed dies of the signal (default action)`, {
     timeout: 120_000,
   }, async () => {
-    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "dispose"], { cwd: ROOT });
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer, CHILD), "dispose"], { cwd: ROOT });
     try {
       assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
       rt.kill(child.pid, "SIGUSR2");

@@ -782,7 +782,7 @@ test(
     const layout = SharedStruct.layout(SCHEMA);
     await withSegment(BASE + 4 * layout.size, async (shm) => {
       writeValues(SharedStruct.in(shm, BASE, layout), valuesFor(0));
-      const statuses = await runChildren(RUNTIMES.map((r) => [...runtimeArgv(r), CHILD, shm.name, "read"]));
+      const statuses = await runChildren(RUNTIMES.map((r) => [...runtimeArgv(r, CHILD), shm.name, "read"]));
       assert.deepEqual(
         Object.fromEntries(statuses.map((status, i) => [RUNTIMES[i], status])),
         Object.fromEntries(RUNTIMES.map((r) => [r, OK])),
@@ -802,7 +802,7 @@ test(
       parent.store("hits", HITS_START);
       parent.store("total", -5n);
       const statuses = await runChildren(
-        RUNTIMES.map((r, i) => [...runtimeArgv(r), CHILD, shm.name, "write", String(i + 1)]),
+        RUNTIMES.map((r, i) => [...runtimeArgv(r, CHILD), shm.name, "write", String(i + 1)]),
       );
       assert.deepEqual(
         Object.fromEntries(statuses.map((status, i) => [RUNTIMES[i], status])),

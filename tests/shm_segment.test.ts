@@ -553,7 +553,7 @@ test(
       for (let i = 0; i < PATTERN_LENGTH; i++) bytes[i] = patternByte(i);
       bytes[SIZE - 1] = LAST_BYTE;
 
-      const statuses = await runChildren(RUNTIMES.map((r) => [...runtimeArgv(r), CHILD, name]));
+      const statuses = await runChildren(RUNTIMES.map((r) => [...runtimeArgv(r, CHILD), name]));
       assert.deepEqual(
         Object.fromEntries(statuses.map((status, i) => [RUNTIMES[i], status])),
         Object.fromEntries(RUNTIMES.map((r) => [r, OK])),
@@ -678,7 +678,7 @@ test(
       const names = RUNTIMES.map(() => s.name());
       const size = String(2 ** 32 + 1);
       // stderr piped: a crashing Node child prints a long native stack trace.
-      const argvs = RUNTIMES.map((r, i) => [...runtimeArgv(r), HUGE_CHILD, names[i]!, size]);
+      const argvs = RUNTIMES.map((r, i) => [...runtimeArgv(r, HUGE_CHILD), names[i]!, size]);
       const statuses = await runChildren(argvs, "pipe");
       assert.deepEqual(
         Object.fromEntries(statuses.map((status, i) => [RUNTIMES[i], status])),

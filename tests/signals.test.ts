@@ -108,7 +108,7 @@ for (const peer of RUNTIMES) {
       const usr2 = signals.wait("SIGUSR2", { timeout: 60_000 });
       const hup = signals.wait("SIGHUP", { timeout: 60_000 });
       await sleep(10); // both waits have their handlers installed
-      const child = rt.spawn([...runtimeArgv(peer), CHILD, "send", String(rt.pid), "SIGUSR2", "SIGHUP"], {
+      const child = rt.spawn([...runtimeArgv(peer, CHILD), "send", String(rt.pid), "SIGUSR2", "SIGHUP"], {
         cwd: ROOT,
         stdio: "null",
       });
@@ -124,7 +124,7 @@ for (const peer of RUNTIMES) {
   test(`this process signals a ${peer} child; its signals.on() handlers run in order and report back`, {
     timeout: 120_000,
   }, async () => {
-    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "handle"], { cwd: ROOT });
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer, CHILD), "handle"], { cwd: ROOT });
     try {
       assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
       await signals.send(child.pid, "SIGUSR2");
@@ -141,7 +141,7 @@ for (const peer of RUNTIMES) {
   test(`a ${peer} child whose handler was disposed and whose wait() timed out dies of SIGUSR2`, {
     timeout: 120_000,
   }, async () => {
-    const { channel, child } = await pipe.spawn([...runtimeArgv(peer), CHILD, "dispose"], { cwd: ROOT });
+    const { channel, child } = await pipe.spawn([...runtimeArgv(peer, CHILD), "dispose"], { cwd: ROOT });
     try {
       assert.equal(text.decode(await channel.receive({ timeout: 60_000 })), "ready");
       await signals.send(child.pid, "SIGUSR2");

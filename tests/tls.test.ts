@@ -267,7 +267,7 @@ for (const peer of RUNTIMES) {
       const rt = await runtime();
       const root = rt.fromFileUrl(new URL("../", import.meta.url));
       const script = rt.fromFileUrl(new URL("./helpers/tls_server_child.ts", import.meta.url));
-      const { channel, child } = await pipe.spawn([...runtimeArgv(peer as RuntimeName), script], { cwd: root });
+      const { channel, child } = await pipe.spawn(runtimeArgv(peer as RuntimeName, script), { cwd: root });
       try {
         await channel.send(text.encode(JSON.stringify(ca)));
         const hello = JSON.parse(untext.decode(await channel.receive({ timeout: 60_000 }))) as {

@@ -328,7 +328,7 @@ for (const child of RUNTIMES) {
       const root = rt.fromFileUrl(new URL("../", import.meta.url));
       for (const mode of ["close", "exit"]) {
         const prefix = `@ipckit-test-${rt.pid}-${Math.random().toString(36).slice(2)}`;
-        const p = rt.spawn([...runtimeArgv(child), script, prefix, mode], { cwd: root, stdio: "inherit" });
+        const p = rt.spawn([...runtimeArgv(child, script), prefix, mode], { cwd: root, stdio: "inherit" });
         try {
           assert.deepEqual(await within(p.exited, 60_000, `the ${child} child (${mode})`), { code: 0, signal: null });
         } finally {

@@ -105,7 +105,7 @@ async function openPair(
  *   await parent.send(new TextEncoder().encode(`hello from ${rt.name}`));
  * } else {
  *   const here = `/tmp/ipckit-fifo-${rt.pid}`;
- *   const child = rt.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", here], {
+ *   const child = rt.spawn([...runtimeArgv("bun", rt.fromFileUrl(import.meta.url)), "child", here], {
  *     stdio: "inherit",
  *   });
  *   // Makes here.in and here.out, waits for the child, then removes both names.

@@ -78,7 +78,7 @@ async function ready(): Promise<void> {
 /**
  * Starts `argv` as a child process and returns a Channel over its stdin/stdout.
  *
- * @param argv The program and its arguments, e.g. `[...runtimeArgv("deno"), "child.ts"]`.
+ * @param argv The program and its arguments, e.g. `runtimeArgv("deno", "child.ts")`.
  * @throws {TypeError} when argv is empty.
  *
  * @example
@@ -91,7 +91,7 @@ async function ready(): Promise<void> {
  *   for await (const message of parent) await parent.send(message.reverse());
  *   await parent.close();
  * } else {
- *   const { channel, child } = await pipe.spawn([...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child"]);
+ *   const { channel, child } = await pipe.spawn([...runtimeArgv("bun", rt.fromFileUrl(import.meta.url)), "child"]);
  *   await channel.send(new Uint8Array([1, 2, 3]));
  *   console.log(await channel.receive()); // Uint8Array [3, 2, 1]
  *   await channel.close();
@@ -238,7 +238,7 @@ let inheritedChannel: Channel | undefined;
  *   await parent.send("done");
  *   await parent.close();
  * } else {
- *   const argv = [...runtimeArgv("node"), rt.fromFileUrl(import.meta.url), "child"];
+ *   const argv = [...runtimeArgv("node", rt.fromFileUrl(import.meta.url)), "child"];
  *   const { channel, child } = await pipe.spawn(argv, { over: "fds" });
  *   const ch = typed<string>(channel);
  *   await ch.send("a job");
@@ -271,7 +271,7 @@ let stdioChannel: Channel | undefined;
  *   await parent.send([numbers.reduce((a, b) => a + b, 0)]);
  *   await parent.close();
  * } else {
- *   const { channel, child } = await pipe.spawn([...runtimeArgv("deno"), rt.fromFileUrl(import.meta.url), "child"]);
+ *   const { channel, child } = await pipe.spawn([...runtimeArgv("deno", rt.fromFileUrl(import.meta.url)), "child"]);
  *   const ch = typed<number[]>(channel, json);
  *   await ch.send([1, 2, 3]);
  *   console.log(await ch.receive()); // [6]

@@ -118,7 +118,7 @@ export class ShmChannel extends RingChannel implements Channel {
  *   for await (const message of parent) await parent.send(message.reverse()); // until the parent closes
  * } else {
  *   const segment = `/ipckit-calc-${rt.pid}`;
- *   const argv = [...runtimeArgv("bun"), rt.fromFileUrl(import.meta.url), "child", segment];
+ *   const argv = [...runtimeArgv("bun", rt.fromFileUrl(import.meta.url)), "child", segment];
  *   const child = rt.spawn(argv, { stdio: "inherit" });
  *   // Waits for the child to open it, then removes the name: nothing is left in /dev/shm after a crash.
  *   await using channel = await shm.create(segment, { capacity: 1 << 16, signal: AbortSignal.timeout(10_000) });

@@ -17,7 +17,7 @@ export const PEER: string = fileURLToPath(new URL("../soak_peer.ts", import.meta
 
 /** The argv that runs `soak_peer.ts <mode> <job as JSON>` on `rtName`. */
 export function peerArgv(rtName: RuntimeName, mode: string, job: unknown): string[] {
-  return [...runtimeArgv(rtName), PEER, mode, JSON.stringify(job)];
+  return [...runtimeArgv(rtName, PEER), mode, JSON.stringify(job)];
 }
 
 /** Starts `soak_peer.ts` on `rtName` (stdout discarded, stderr shown). */

@@ -207,7 +207,7 @@ async function capture(
  */
 export async function checkLeftovers(o: RunOptions, used: Used): Promise<Leftovers> {
   const rt = await runtime();
-  const cli = [...runtimeArgv(rt.name), `${ROOT}cli/main.ts`];
+  const cli = runtimeArgv(rt.name, `${ROOT}cli/main.ts`);
   const env = { IPCKIT_REGISTRY: o.registry };
   const cleaned: string[] = [];
   const left: string[] = [];

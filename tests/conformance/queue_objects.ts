@@ -230,7 +230,7 @@ export function queueObjectConformance(f: QueueObjectFixture): void {
       () =>
         withQueue(f, async (q, address) => {
           const rt = await runtime();
-          const child = rt.spawn([...runtimeArgv(peer), rt.fromFileUrl(CHILD), f.childKind, address], {
+          const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), f.childKind, address], {
             cwd: rt.fromFileUrl(new URL("../../", import.meta.url)),
             stdio: "null",
             stderr: "inherit",

@@ -367,7 +367,7 @@ async function inProcesses(s: Stress): Promise<Data> {
     s.init?.(shm, s.processes);
     const { m, n } = s.processes;
     for (const [party, r] of RUNTIMES.entries()) {
-      const argv = [...runtimeArgv(r), rt.fromFileUrl(CHILD), "run", s.kind, name, String(party), `${m}`, `${n}`];
+      const argv = [...runtimeArgv(r, rt.fromFileUrl(CHILD)), "run", s.kind, name, String(party), `${m}`, `${n}`];
       children.push(rt.spawn(argv, { cwd: rt.fromFileUrl(ROOT), stdio: "null" }));
     }
     // A party that fails ends the others at once: they would wait for it until the test's timeout.
@@ -407,7 +407,7 @@ async function heldByChild(h: Held, holder: RuntimeName): Promise<void> {
   const ready = Event.in(shm, READY);
   const go = Event.in(shm, GO, { autoReset: true });
   h.prepare?.(shm);
-  const child = rt.spawn([...runtimeArgv(holder), rt.fromFileUrl(CHILD), "hold", h.kind, name], {
+  const child = rt.spawn([...runtimeArgv(holder, rt.fromFileUrl(CHILD)), "hold", h.kind, name], {
     cwd: rt.fromFileUrl(ROOT),
     stdio: "null",
   });

@@ -31,8 +31,7 @@ export async function spawnWorker(
   return rt.spawn(
     [
       ...(options.prefix ?? []),
-      ...runtimeArgv(rtName),
-      rt.fromFileUrl(CLI),
+      ...runtimeArgv(rtName, rt.fromFileUrl(CLI)),
       "worker",
       "--nats",
       url,
