@@ -1,6 +1,6 @@
 /**
- * `npm run soak` at a tiny size, so the script cannot rot: the soak (2 000 messages from 4 producers of two other
- * runtimes, every message checked) and the chaos run (one round per transport family: SIGKILL, SIGKILL in the
+ * `npm run soak` at a tiny size, so the script cannot rot: the soak (2 000 messages from 2 producers, one of each of
+ * the other runtimes, every message checked) and the chaos run (one round per transport family: SIGKILL, SIGKILL in the
  * middle of a large message, SIGSTOP), then `ipckit clean` must leave nothing. And the soak's own checker, fed
  * hand-made messages (flipped bytes, duplicates, reordering, losses, forged headers): a checker that cannot see a
  * fault would make every soak pass.
@@ -25,7 +25,7 @@ async function options(names: string[], nats?: string): Promise<RunOptions> {
   return {
     transports: names.map(transport),
     messages: 2000,
-    producers: 4,
+    producers: 2, // one of each other runtime, two writers at once (each is a process start, per transport and runner)
     rounds: { kill: 1, large: 0, stop: 0 },
     seed: SEED,
     dir: await rt.makeTempDir("ipckit-soak-test-"),
@@ -137,7 +137,7 @@ test("soak verdicts: a reliable transport fails on any loss, udp reports it; a s
   assert.equal(chaosVerdict({ ...chaos, rounds: [{ ...round, ok: false, error: "hang" }] }, 2000).ok, false);
 });
 
-test("soak run: 2 000 messages from 4 producers per transport family, none lost, duplicated, reordered or corrupt, and nothing left", async (t) => {
+test("soak run: 2 000 messages from 2 producers (one per other runtime) per transport family, none lost, duplicated, reordered or corrupt, and nothing left", async (t) => {
   const server = await maybeNats();
   const names = ["pipe", "unix", "shm", "mq", "unixDgram", ...(typeof server === "string" ? [] : ["nats"])];
   if (typeof server === "string") t.diagnostic(`nats family left out: ${server}`);

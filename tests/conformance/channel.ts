@@ -10,7 +10,8 @@ import { ClosedError, MessageTooLargeError, ProtocolError } from "../../mod.ts";
 import type { Channel, RuntimeName } from "../../mod.ts";
 import { RUNTIMES } from "../../runtimes/runtime.ts";
 import { runtimeName } from "../../runtimes/detect.ts";
-import { messages, pattern, randomBytes, sameBytes } from "./data.ts";
+import { messages } from "./arbitraries.ts";
+import { pattern, randomBytes, sameBytes } from "./data.ts";
 import type { Fixture } from "./fixtures.ts";
 import { abortsAndTimeouts, assertSame, withPair } from "./checks.ts";
 
@@ -170,40 +171,35 @@ function localChecks(fixture: Fixture): void {
 function remoteChecks(fixture: Fixture, here: RuntimeName, peer: RuntimeName): void {
   const t = `${fixture.name} ${here}->${peer}`;
 
-  test(`${t}: a child echoes random sequences whole and in order, then both sides close cleanly`, LONG, async () => {
-    const r = await fixture.remote(peer, []);
-    try {
-      await fc.assert(
-        fc.asyncProperty(messages(3 * MIB, 20), async (sent) => {
-          assertSame(sent, await exchange(r.channel, r.channel, sent));
-        }),
-        { numRuns: 8 },
-      );
-      // Many in flight at once, both directions busy.
-      const burst = Array.from({ length: 500 }, (_, i) => pattern(i, i % 3000));
-      assertSame(burst, await exchange(r.channel, r.channel, burst));
-      await r.channel.close();
-      await assert.rejects(r.channel.send(new Uint8Array(1)), ClosedError);
-      assert.deepEqual(await r.child.exited, { code: 0, signal: null });
-    } finally {
-      await r.cleanup();
-    }
-  });
-
-  test(`${t}: both sides send before reading (flood), nothing lost`, LONG, async () => {
-    const n = 1500;
-    const size = 2048;
-    const r = await fixture.remote(peer, ["--flood", `${n}:${size}`]);
-    try {
-      for (let i = 0; i < n; i++) await r.channel.send(pattern(i + 1, size));
-      for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i, size)), `flood ${i}`);
-      for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i + 1, size)), `echo ${i}`);
-      await r.channel.close();
-      assert.deepEqual(await r.child.exited, { code: 0, signal: null });
-    } finally {
-      await r.cleanup();
-    }
-  });
+  // One child for both (a child costs a process start per transport, pair and runner): it floods first, then echoes.
+  test(
+    `${t}: both sides send before reading (flood), nothing lost; then random sequences echo whole and in order, and both sides close cleanly`,
+    LONG,
+    async () => {
+      const n = 1500;
+      const size = 2048;
+      const r = await fixture.remote(peer, ["--flood", `${n}:${size}`]);
+      try {
+        for (let i = 0; i < n; i++) await r.channel.send(pattern(i + 1, size));
+        for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i, size)), `flood ${i}`);
+        for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i + 1, size)), `echo ${i}`);
+        await fc.assert(
+          fc.asyncProperty(messages(3 * MIB, 20), async (sent) => {
+            assertSame(sent, await exchange(r.channel, r.channel, sent));
+          }),
+          { numRuns: 8 },
+        );
+        // Many in flight at once, both directions busy.
+        const burst = Array.from({ length: 500 }, (_, i) => pattern(i, i % 3000));
+        assertSame(burst, await exchange(r.channel, r.channel, burst));
+        await r.channel.close();
+        await assert.rejects(r.channel.send(new Uint8Array(1)), ClosedError);
+        assert.deepEqual(await r.child.exited, { code: 0, signal: null });
+      } finally {
+        await r.cleanup();
+      }
+    },
+  );
 
   test(`${t}: a child with a smaller maxMessage rejects a larger frame; the parent sees the end`, LONG, async () => {
     const r = await fixture.remote(peer, ["--max", "1000"]);

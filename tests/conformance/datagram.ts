@@ -16,7 +16,8 @@ import { ClosedError, MessageTooLargeError, NotFoundError, TimeoutError } from "
 import type { Channel, RuntimeName } from "../../mod.ts";
 import { RUNTIMES } from "../../runtimes/runtime.ts";
 import { runtimeName } from "../../runtimes/detect.ts";
-import { messages, pattern, randomBytes, sameBytes } from "./data.ts";
+import { messages } from "./arbitraries.ts";
+import { pattern, randomBytes, sameBytes } from "./data.ts";
 import type { Fixture } from "./fixtures.ts";
 import { abortsAndTimeouts, assertSame, withPair } from "./checks.ts";
 
