@@ -6,7 +6,9 @@
  *
  * @module
  */
-import { type Channel, runtime, type RuntimeName } from "../mod.ts";
+import { runtime } from "../runtimes/detect.ts";
+import type { RuntimeName } from "../runtimes/runtime.ts";
+import type { Channel } from "../transports/channel.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { listOf, parse, positive, type Spec } from "./args.ts";
 import { columns, progress } from "./format.ts";

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { runtime, type RuntimeName } from "../mod.ts";
+import { runtime } from "../runtimes/detect.ts";
+import type { RuntimeName } from "../runtimes/runtime.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { parse, positive, type Spec } from "./args.ts";
 import { columns } from "./format.ts";

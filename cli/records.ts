@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { resources } from "../mod.ts";
+import * as resources from "../resources.ts";
 import type { Resource } from "../resources.ts";
 import { parse, type Spec } from "./args.ts";
 import { columns } from "./format.ts";

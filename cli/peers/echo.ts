@@ -15,7 +15,14 @@
  *
  * @module
  */
-import { type Channel, fifo, mq, pipe, runtime, shm, tcp, unix } from "../../mod.ts";
+import { runtime } from "../../runtimes/detect.ts";
+import type { Channel } from "../../transports/channel.ts";
+import * as fifo from "../../transports/fifo.ts";
+import * as mq from "../../transports/mq.ts";
+import * as pipe from "../../transports/pipe.ts";
+import * as shm from "../../transports/shm.ts";
+import * as tcp from "../../transports/tcp.ts";
+import * as unix from "../../transports/unix.ts";
 
 /** How long to wait for the parent's FIFOs, segment or queues to appear, in milliseconds. */
 const WAIT_MS = 15_000;

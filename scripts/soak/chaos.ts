@@ -24,7 +24,8 @@
  *
  * @module
  */
-import { type Channel, type ChildProcess, ClosedError, type RuntimeName, TimeoutError } from "../../mod.ts";
+import { ClosedError, TimeoutError } from "../../errors.ts";
+import type { Channel, ChildProcess, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { HEADER, intact } from "./message.ts";
 import type { VictimJob } from "./victim.ts";

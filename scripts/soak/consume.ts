@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type Channel, type ChildProcess, type RuntimeName, TimeoutError } from "../../mod.ts";
+import { TimeoutError } from "../../errors.ts";
+import type { Channel, ChildProcess, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { type Counts, DONE, done, GO, HELLO, MessageWriter, split, Tally } from "./message.ts";
 import { beforeExit, describe, memory, peerArgv, reap, ROOT, sampleRss, spawnPeer, within } from "./proc.ts";

@@ -2,7 +2,13 @@
  * One fixture per transport: how to make an in-process pair, how to connect to a child process (both sides),
  * and how to talk to a channel with raw bytes. The conformance suite needs nothing else from a transport.
  */
-import { fifo, pipe, shm, tcp, unix } from "../../mod.ts";
+// The transports' own modules, not mod.ts: the child peer loads this file, and a process start should not pay for
+// the whole library.
+import * as fifo from "../../transports/fifo.ts";
+import * as pipe from "../../transports/pipe.ts";
+import * as shm from "../../transports/shm.ts";
+import * as tcp from "../../transports/tcp.ts";
+import * as unix from "../../transports/unix.ts";
 import type { Capabilities, Channel, ChannelOptions, ChildProcess, Listener, RuntimeName } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
@@ -66,7 +72,7 @@ export function failWith(cleanup: () => Promise<unknown>): (e: unknown) => Promi
 
 export async function spawnPeer(rtName: RuntimeName, args: string[]): Promise<ChildProcess> {
   const rt = await runtime();
-  return rt.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), ...args], {
+  return rt.spawn([...runtimeArgv(rtName, rt.fromFileUrl(PEER)), ...args], {
     cwd: rt.fromFileUrl(ROOT),
     stdio: "null",
     stderr: "inherit",
@@ -304,7 +310,7 @@ export const pipeFixture: Fixture = {
   pair: "a pipe channel joins a parent to its child process; the cross-process cases run every check on it",
   async remote(rtName, flags, options = {}) {
     const rt = await runtime();
-    const { channel, child } = await pipe.spawn([...runtimeArgv(rtName), rt.fromFileUrl(PEER), "pipe", "-", ...flags], {
+    const { channel, child } = await pipe.spawn([...runtimeArgv(rtName, rt.fromFileUrl(PEER)), "pipe", "-", ...flags], {
       ...options,
       cwd: rt.fromFileUrl(ROOT),
     });

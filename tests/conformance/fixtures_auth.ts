@@ -3,7 +3,7 @@
  * `unix.connect(path, { auth })`): every connection runs the handshake before its first frame. The child peer loads
  * it through `peer.ts auth <path> [flags]`.
  */
-import { unix } from "../../mod.ts";
+import * as unix from "../../transports/unix.ts";
 import { type Fixture, listenerFixture, unixSides } from "./fixtures.ts";
 
 /** The secret both sides use (test data, not a secret). */

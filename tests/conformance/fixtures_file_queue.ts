@@ -2,7 +2,7 @@
  * The conformance fixture of the file queue channel (`fileQueue.channel`). The child peer loads it through
  * `peer.ts file_queue <dir> [flags]`. Every channel lives in a fresh temporary directory, removed by cleanup.
  */
-import { fileQueue } from "../../mod.ts";
+import * as fileQueue from "../../transports/file_queue.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, removeDir, stopChild, tempDir } from "./fixtures.ts";
 
 export const fixture: Fixture = {

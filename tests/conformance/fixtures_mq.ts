@@ -5,7 +5,7 @@
  * The queues keep the Linux default sizes (10 messages of 8192 bytes, the most an unprivileged process may ask
  * for, and within RLIMIT_MSGQUEUE): the suite's 4 MiB messages travel in pieces, which is what it checks.
  */
-import { mq } from "../../mod.ts";
+import * as mq from "../../transports/mq.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
 
 /** Every channel name the fixture handed out, so a test can check no queue is left behind. */

@@ -3,7 +3,7 @@
  * `tests/nats.test.ts` starts (`useServer`). The child peer loads it through `peer.ts nats <url>|<subject> [flags]`
  * and connects with its own NATS connection, as a process on another host would.
  */
-import { nats } from "../../mod.ts";
+import * as nats from "../../transports/nats.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
 
 let serverUrl: string | undefined;

@@ -6,7 +6,8 @@
  * another. Messages over msgmax - 1 bytes (8191 by default) travel in pieces, which the suite's 4 MiB messages
  * check.
  */
-import { AlreadyExistsError, sysv } from "../../mod.ts";
+import { AlreadyExistsError } from "../../errors.ts";
+import * as sysv from "../../transports/sysv.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
 
 /** Every key the fixture handed out, so a test can check no queue is left behind. */

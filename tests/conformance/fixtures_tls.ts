@@ -3,7 +3,7 @@
  * with a client certificate), using the throw-away CA that `tests/tls.test.ts` makes (`useCa`). The child peer loads
  * it through `peer.ts tls <port>@<base64 JSON of the client's PEM texts> [flags]`.
  */
-import { tcp } from "../../mod.ts";
+import * as tcp from "../../transports/tcp.ts";
 import type { ChannelOptions } from "../../mod.ts";
 import type { TcpListener } from "../../transports/tcp.ts";
 import type { TestCa } from "../helpers/tls_ca.ts";

@@ -1,5 +1,5 @@
 /** The conformance fixture of UDP channels (`udp.connect`, `socket.connect`). */
-import { udp } from "../../mod.ts";
+import * as udp from "../../transports/udp.ts";
 import type { Fixture } from "./fixtures.ts";
 import { helloOver, remoteOver } from "./fixtures_datagram.ts";
 

@@ -1,5 +1,5 @@
 /** The conformance fixture of Unix datagram channels (`unixDgram.connect`, `socket.connect`). */
-import { unixDgram } from "../../mod.ts";
+import * as unixDgram from "../../transports/unix_dgram.ts";
 import { type Fixture, removeDir, tempDir } from "./fixtures.ts";
 import { helloOver, remoteOver } from "./fixtures_datagram.ts";
 

@@ -8,7 +8,7 @@
  * - `--rpc` serves the RPC suite's handlers (tests/helpers/rpc_handlers.ts) instead of echoing, until the end.
  * Anything unexpected exits 1. The process must end by itself: a leaked handle shows up as a hang.
  */
-import { MessageTooLargeError } from "../../mod.ts";
+import { MessageTooLargeError } from "../../errors.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { pattern } from "./data.ts";
 import { ENTRIES } from "./registry.ts";

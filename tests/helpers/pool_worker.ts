@@ -1,5 +1,8 @@
 /** Worker module for tests/pool.test.ts: one module for threads and processes of every runtime. */
-import { type CallContext, pool, runtime } from "../../mod.ts";
+// The worker side only (not mod.ts): every worker process and thread the pool tests start loads this module.
+import type { CallContext } from "../../rpc/peer.ts";
+import * as pool from "../../pool/worker.ts";
+import { runtime } from "../../runtimes/detect.ts";
 
 const rt = await runtime();
 

@@ -8,7 +8,8 @@
  *
  * Exits 0 when done, 1 with a message on stderr on failure.
  */
-import { Event, SharedMemory } from "../../mod.ts";
+import { SharedMemory } from "../../shm/segment.ts";
+import { Event } from "../../sync/event.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { DATA, GO, holder, type HoldKind, type Kind, READY, run } from "./sync_scenarios.ts";
 

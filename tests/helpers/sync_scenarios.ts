@@ -11,17 +11,16 @@
  * Event at 8) and 64 (a Condition, or a Semaphore), the test's own Int32 words from byte 128 on (see `DATA`), the
  * holder's READY and GO events at bytes 1024 and 1032.
  */
-import {
-  Barrier,
-  Condition,
-  Event,
-  Mutex,
-  RwLock,
-  Semaphore,
-  type SharedMemory,
-  SpinLock,
-  type WaitOptions,
-} from "../../mod.ts";
+// The primitives' own modules, not mod.ts: every sync child process loads this file.
+import type { SharedMemory } from "../../shm/segment.ts";
+import { Barrier } from "../../sync/barrier.ts";
+import { Condition } from "../../sync/condition.ts";
+import { Event } from "../../sync/event.ts";
+import { Mutex } from "../../sync/mutex.ts";
+import { RwLock } from "../../sync/rwlock.ts";
+import { Semaphore } from "../../sync/semaphore.ts";
+import { SpinLock } from "../../sync/spinlock.ts";
+import type { WaitOptions } from "../../sync/primitive.ts";
 
 export const SIZE = 4096;
 /** Index of the first data word (byte 128). */
