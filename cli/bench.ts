@@ -7,9 +7,8 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import type { RuntimeName } from "../runtimes/runtime.ts";
+import { RUNTIMES, type RuntimeName } from "../runtimes/runtime.ts";
 import type { Channel } from "../transports/channel.ts";
-import { RUNTIMES } from "../runtimes/runtime.ts";
 import { listOf, parse, positive, type Spec } from "./args.ts";
 import { columns, progress } from "./format.ts";
 import {
@@ -23,10 +22,6 @@ import {
   startEcho,
   TRANSPORTS,
 } from "./peers/launch.ts";
-
-/** Usage of `ipckit bench`. */
-export const BENCH_USAGE =
-  "ipckit bench [--runtime deno,bun,node] [--transport unix,tcp,pipe,fifo,shm,mq] [--quick] [--iterations N]";
 
 const SPEC: Spec = { runtime: "value", transport: "value", quick: "flag", iterations: "value" };
 

@@ -7,14 +7,10 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import type { RuntimeName } from "../runtimes/runtime.ts";
-import { RUNTIMES } from "../runtimes/runtime.ts";
+import { RUNTIMES, type RuntimeName } from "../runtimes/runtime.ts";
 import { parse, positive, type Spec } from "./args.ts";
 import { columns } from "./format.ts";
 import { type EchoPeer, type EchoTransport, median, roundTrip, sampleRoundTrips, startEcho } from "./peers/launch.ts";
-
-/** Usage of `ipckit demo`. */
-export const DEMO_USAGE = "ipckit demo [--iterations N]";
 
 const SPEC: Spec = { iterations: "value" };
 const SHOWN: readonly EchoTransport[] = ["unix", "tcp", "pipe", "fifo", "shm"];

@@ -17,10 +17,6 @@
  */
 import { runtime } from "../runtimes/detect.ts";
 import { UsageError } from "./args.ts";
-import { bench, BENCH_USAGE } from "./bench.ts";
-import { demo, DEMO_USAGE } from "./demo.ts";
-import { clean, CLEAN_USAGE, ls, LS_USAGE } from "./records.ts";
-import { WORKER_USAGE, workerCommand } from "./worker.ts";
 
 interface Command {
   readonly usage: string;
@@ -28,15 +24,33 @@ interface Command {
   run(args: readonly string[]): Promise<number>;
 }
 
+// Each command's module is loaded when it runs: `ipckit ls` does not load the benchmark's peers or the NATS worker.
 const COMMANDS: Record<string, Command> = {
-  ls: { usage: LS_USAGE, summary: "list the objects ipckit created, their owner and whether it is alive", run: ls },
-  clean: { usage: CLEAN_USAGE, summary: "remove the objects of dead owners, and stale records", run: clean },
-  bench: { usage: BENCH_USAGE, summary: "round trips per transport with a child of each runtime", run: bench },
-  demo: { usage: DEMO_USAGE, summary: "one process talking to Deno, Bun and Node children", run: demo },
+  ls: {
+    usage: "ipckit ls [--json] [--all]",
+    summary: "list the objects ipckit created, their owner and whether it is alive",
+    run: async (args) => (await import("./records.ts")).ls(args),
+  },
+  clean: {
+    usage: "ipckit clean [--dry-run] [--force] [--json]",
+    summary: "remove the objects of dead owners, and stale records",
+    run: async (args) => (await import("./records.ts")).clean(args),
+  },
+  bench: {
+    usage: "ipckit bench [--runtime deno,bun,node] [--transport unix,tcp,pipe,fifo,shm,mq] [--quick] [--iterations N]",
+    summary: "round trips per transport with a child of each runtime",
+    run: async (args) => (await import("./bench.ts")).bench(args),
+  },
+  demo: {
+    usage: "ipckit demo [--iterations N]",
+    summary: "one process talking to Deno, Bun and Node children",
+    run: async (args) => (await import("./demo.ts")).demo(args),
+  },
   worker: {
-    usage: WORKER_USAGE,
+    usage: "ipckit worker --nats URL[,URL...] --module FILE [--subject NAME] [--heartbeat MS] [--wait MS] " +
+      "[--secret-file FILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--name NAME]",
     summary: "serve a module's handlers to a Pool over NATS, from any host",
-    run: workerCommand,
+    run: async (args) => (await import("./worker.ts")).workerCommand(args),
   },
 };
 

@@ -8,11 +8,6 @@ import type { Resource } from "../resources.ts";
 import { parse, type Spec } from "./args.ts";
 import { columns } from "./format.ts";
 
-/** Usage of `ipckit ls`. */
-export const LS_USAGE = "ipckit ls [--json] [--all]";
-/** Usage of `ipckit clean`. */
-export const CLEAN_USAGE = "ipckit clean [--dry-run] [--force] [--json]";
-
 const LS_SPEC: Spec = { json: "flag", all: "flag" };
 const CLEAN_SPEC: Spec = { "dry-run": "flag", force: "flag", json: "flag" };
 

@@ -29,10 +29,6 @@ import * as nats from "../transports/nats.ts";
 import { type NatsLinkOptions, redact } from "../transports/nats_link.ts";
 import { parse, positive, type Spec, UsageError } from "./args.ts";
 
-/** Usage of `ipckit worker`. */
-export const WORKER_USAGE = "ipckit worker --nats URL[,URL...] --module FILE [--subject NAME] [--heartbeat MS] " +
-  "[--wait MS] [--secret-file FILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [--name NAME]";
-
 const SPEC: Spec = {
   nats: "value",
   module: "value",

@@ -4,6 +4,8 @@
 //
 // `/repo/x/y.ts` compiles to `<out>/repo/x/y.mjs` (the absolute path under <out>), with
 // - its relative `.ts` imports pointing at their `.mjs` copies, and other relative imports at the source files;
+// - its absolute (`file:`) imports of `.ts` files that have copies pointing at those (code written at run time, such
+//   as the JSDoc examples of tests/doc_examples.test.ts, compiled into the same directory);
 // - `import.meta.url` kept as the source file's URL, so paths computed from it (fixtures, data files, the repository
 //   root) are the same as from the source;
 // - a relative `.ts` path that is a property's value (`{ node: "./node.ts" }`, the adapter tables that
@@ -14,14 +16,14 @@
 // it); a file without a copy starts through the loader as before. esbuild compiles it, with the settings of
 // scripts/ts_hooks.mjs; es-module-lexer finds the import specifiers to rewrite (exactly, not by pattern: test files
 // hold import statements in strings).
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** Directories of the repository never compiled. */
 const SKIP = new Set(["node_modules", "coverage", "npm"]);
 // A change of the settings (or of this file's rewriting) must recompile everything: part of every copy's stamp.
-const SETTINGS = "ts-mirror-v5 esbuild-node20-esm";
+const SETTINGS = "ts-mirror-v6 esbuild-node20-esm";
 
 function* sources(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -82,7 +84,7 @@ export async function buildMirror(root, out) {
         tsconfigRaw: { compilerOptions: { useDefineForClassFields: true } },
       });
       // The map is read only by a process with source maps enabled (the test runner's): stack traces at .ts lines.
-      const js = `${rewriteImports(code, file, lexer.parse(code)[0])}//# sourceMappingURL=${basename(copy)}.map\n`;
+      const js = `${rewriteImports(code, file, lexer.parse(code)[0], out)}//# sourceMappingURL=${basename(copy)}.map\n`;
       mkdirSync(dirname(copy), { recursive: true });
       const tmp = `${copy}.${process.pid}.tmp`;
       writeFileSync(`${copy}.map`, map);
@@ -97,21 +99,31 @@ export async function buildMirror(root, out) {
   return { compiled: todo.length, total };
 }
 
+/** The edit that puts `text` in place of an import's specifier. */
+function specifierRange(code, imp, text) {
+  // A static import's range is the bare specifier; a dynamic one's includes its quotes.
+  const quoted = code[imp.start] === '"' || code[imp.start] === "'";
+  return [quoted ? imp.start + 1 : imp.start, quoted ? imp.end - 1 : imp.end, text];
+}
+
 /**
  * `code` with each relative import of a `.ts` file pointing at its copy, and other relative imports at the source;
- * and each relative `.ts` path that is a property's value (a table of specifiers for a computed import) at its copy.
+ * each absolute (`file:`) import of a `.ts` file that has a copy in `out` at that copy; and each relative `.ts` path
+ * that is a property's value (a table of specifiers for a computed import) at its copy.
  */
-function rewriteImports(code, file, imports) {
+function rewriteImports(code, file, imports, out) {
   const edits = []; // [start, end, text], the specifier without its quotes
   for (const imp of imports) {
     const spec = imp.specifier;
+    if (spec?.startsWith("file:") && spec.endsWith(".ts")) {
+      // An absolute import of a compiled file (code written at run time, pointed at the repository): its copy.
+      const copy = mirrorPath(out, fileURLToPath(spec));
+      if (existsSync(copy)) edits.push(specifierRange(code, imp, pathToFileURL(copy).href));
+      continue;
+    }
     if (spec === undefined || !/^\.\.?\//.test(spec)) continue; // bare, absolute, or computed
-    // A static import's range is the bare specifier; a dynamic one's includes its quotes.
-    const quoted = code[imp.start] === '"' || code[imp.start] === "'";
-    const start = quoted ? imp.start + 1 : imp.start;
-    const end = quoted ? imp.end - 1 : imp.end;
     const target = spec.endsWith(".ts") ? spec.replace(/\.ts$/, ".mjs") : pathToFileURL(join(dirname(file), spec)).href;
-    edits.push([start, end, target]);
+    edits.push(specifierRange(code, imp, target));
   }
   for (const m of code.matchAll(/([{,]\s*[\w$"']+\s*:\s*)(["'])(\.\.?\/[^"'\n]+)\.ts\2/g)) {
     const start = m.index + m[1].length + 1;

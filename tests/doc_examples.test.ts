@@ -31,6 +31,7 @@ import {
   ROOT,
 } from "./helpers/doc_examples.ts";
 import { startNatsServer } from "./helpers/nats_server.ts";
+import { buildMirror } from "../scripts/ts_mirror.mjs";
 
 /**
  * Examples that cannot run alone in one process, by id (`file#name`), with the reason. Keep it short: rewrite an
@@ -143,7 +144,10 @@ async function runAll(): Promise<Run> {
   const before = snapshot();
   // The NATS examples talk to a real server, found the way the nats CLI finds one: NATS_URL.
   const natsServer = await startNatsServer();
-  const [cmd, ...args] = [...runtimeArgv(RUNTIME), DRIVER];
+  // Node runs the driver and the examples from compiled copies when the suite has them (IPCKIT_TS_COMPILED).
+  const compiled = process.env.IPCKIT_TS_COMPILED;
+  if (compiled) await buildMirror(modules, compiled);
+  const [cmd, ...args] = runtimeArgv(RUNTIME, DRIVER);
   const child = spawn(cmd!, args, {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],

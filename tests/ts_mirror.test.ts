@@ -71,6 +71,23 @@ test("a compiled copy runs on Node without a loader and behaves as its source", 
   });
 });
 
+test("code written elsewhere at run time imports the repository's copies by absolute URL", async () => {
+  await buildMirror(repo, out);
+  const later = join(dir, "later");
+  mkdirSync(later);
+  const b = pathToFileURL(join(repo, "lib", "b.ts")).href;
+  writeFileSync(
+    join(later, "x.ts"),
+    `import { token } from ${JSON.stringify(b)};\nconst again = await import(${JSON.stringify(b)});\n` +
+      "console.log(JSON.stringify({ same: again.token === token, where: again.where }));\n",
+  );
+  assert.deepEqual(await buildMirror(later, out), { compiled: 1, total: 1 });
+  assert.match(readFileSync(mirrorPath(out, join(later, "x.ts")), "utf8"), /\/out\/.*\/lib\/b\.mjs/);
+  const r = spawnSync(runtimeBinary("node"), [mirrorPath(out, join(later, "x.ts"))], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { same: true, where: b });
+});
+
 test("the mirror compiles again only what changed", async () => {
   await buildMirror(repo, out);
   assert.deepEqual(await buildMirror(repo, out), { compiled: 0, total: 3 });

@@ -11,23 +11,22 @@
  *
  * @module
  */
-import {
-  type Channel,
-  type ChildProcess,
-  type DatagramSocket,
-  fifo,
-  fileQueue,
-  IpcError,
-  mq,
-  nats,
-  pipe,
-  shm,
-  sysv,
-  tcp,
-  udp,
-  unix,
-  unixDgram,
-} from "../../mod.ts";
+// The transports' own modules, not mod.ts: every soak peer process loads this file.
+import { IpcError } from "../../errors.ts";
+import type { ChildProcess } from "../../runtimes/runtime.ts";
+import type { Channel } from "../../transports/channel.ts";
+import type { DatagramSocket } from "../../transports/datagram.ts";
+import * as fifo from "../../transports/fifo.ts";
+import * as fileQueue from "../../transports/file_queue.ts";
+import * as mq from "../../transports/mq.ts";
+import * as nats from "../../transports/nats.ts";
+import * as pipe from "../../transports/pipe.ts";
+import * as shm from "../../transports/shm.ts";
+import * as sysv from "../../transports/sysv.ts";
+import * as tcp from "../../transports/tcp.ts";
+import * as udp from "../../transports/udp.ts";
+import * as unix from "../../transports/unix.ts";
+import * as unixDgram from "../../transports/unix_dgram.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { HELLO, hello, MAX_SOAK_MESSAGE } from "./message.ts";
 

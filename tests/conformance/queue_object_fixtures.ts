@@ -2,7 +2,12 @@
  * The one list of queue-object fixtures: each OS queue object joins the queue-object suite
  * (`queue_objects.ts`) by one entry here. `tests/helpers/queue_object_child.ts` opens them by kind in a child.
  */
-import { FileQueue, MessageQueue, NotFoundError, sysv, SysvQueue } from "../../mod.ts";
+// The objects' own modules, not mod.ts: the child that opens a queue object loads this file.
+import { NotFoundError } from "../../errors.ts";
+import { FileQueue } from "../../os/file_queue.ts";
+import { MessageQueue } from "../../os/mq.ts";
+import { SysvQueue } from "../../os/sysv.ts";
+import * as sysv from "../../transports/sysv.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import type { QueueObject, QueueObjectFixture } from "./queue_objects.ts";
 import { randomKey } from "./fixtures_sysv.ts";

@@ -15,6 +15,8 @@
 import { appendFileSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
+import { compiledCopy } from "../../runtimes/argv.ts";
+import { runtimeName } from "../../runtimes/detect.ts";
 import { format } from "node:util";
 
 interface Entry {
@@ -47,6 +49,7 @@ const stray = (e: unknown) => {
 process.on("unhandledRejection", stray);
 process.on("uncaughtException", stray);
 
+const node = runtimeName() === "node";
 let last: { id: string } | undefined;
 for (const { id, path } of manifest) {
   current = { id, output: [], late: [] };
@@ -55,7 +58,8 @@ for (const { id, path } of manifest) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([
-      import(pathToFileURL(path).href),
+      // On Node started from a compiled copy (no TypeScript loader), the example's copy.
+      import(pathToFileURL((node ? compiledCopy(path) : undefined) ?? path).href),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`timed out after ${timeout} ms`)), timeout);
       }),

@@ -7,7 +7,9 @@
  * - `signals_child.ts dispose`: installs and disposes a SIGUSR2 handler, lets a `signals.wait("SIGUSR2")` time
  *   out, reports "ready" and stays alive: a SIGUSR2 must now kill it (the default action is back).
  */
-import { pipe, type SignalName, signals } from "../../mod.ts";
+import type { SignalName } from "../../runtimes/runtime.ts";
+import * as signals from "../../signals.ts";
+import * as pipe from "../../transports/pipe.ts";
 import { runtime } from "../../runtimes/detect.ts";
 
 const rt = await runtime();
