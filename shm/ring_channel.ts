@@ -12,7 +12,8 @@
  *   runs while it spins. Then it sleeps without freezing the event loop (`shm/wait.ts`: futex(2) off the main
  *   thread between processes, `Atomics.waitAsync` between threads). A side that publishes wakes the other only when
  *   it announced that it sleeps. Sleeps last at most 100 ms; between them the peer is checked (`os/liveness.ts`), so
- *   a dead peer process ends `receive()`/`send()` with `ClosedError` within about 100 ms.
+ *   a dead peer process ends `receive()`/`send()` with `ClosedError` within about 100 ms, `receive()` only after the
+ *   messages the peer wrote whole before it died (as a socket delivers its buffer before the end).
  * - **Order**: waiting sends (and receives) take turns, and the no-wait forms step aside while one waits.
  * - **Close**: flags in both rings, then every sleeper on the channel is woken; the memory is released once no
  *   pending call of this end uses it.
@@ -317,7 +318,13 @@ export class RingChannel implements AsyncDisposable {
           continue;
         }
         spinning = false;
-        this.#checkPeer();
+        if (this.#peerDied()) {
+          // What the peer wrote whole before it died is delivered first (it may have written since the look
+          // above), as a socket delivers its buffer before the end.
+          const last = this.#tryRead();
+          if (last !== undefined) return last;
+          throw this.#peerGone!;
+        }
         // Announce the sleep, then look again: a message published before the flag was seen is found here, and
         // one published after it wakes us (or changes the word, so the wait returns at once).
         input.consumerSleeping = true;
@@ -340,11 +347,16 @@ export class RingChannel implements AsyncDisposable {
     return wait.finally(onAbort(signal, () => this.#p.waiter.wake(index)));
   }
 
-  #checkPeer(): void {
+  /** Whether the peer is gone (closed, failed or dead); notes a dead peer process. */
+  #peerDied(): boolean {
     if (this.#peerGone === undefined && !this.#p.peerAlive()) {
       this.#peerGone = new ClosedError(`Cannot use ${this.#p.description}: the peer process died`);
     }
-    if (this.#peerGone) throw this.#peerGone;
+    return this.#peerGone !== undefined;
+  }
+
+  #checkPeer(): void {
+    if (this.#peerDied()) throw this.#peerGone;
   }
 
   /**

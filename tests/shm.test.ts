@@ -2,6 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
 import { Ring } from "../shm/ring.ts";
+import { RingChannel } from "../shm/ring_channel.ts";
+import { threadParts } from "../shm/ring_channel_layout.ts";
 import { conformance } from "./conformance/registry.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { existsSync } from "node:fs";
@@ -63,6 +65,31 @@ test("a corrupt ring record rejects receive() with ProtocolError and ends the ch
   await assert.rejects(b.receive(), ClosedError);
   await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
   await Promise.all([a.close(), b.close()]);
+});
+
+test("a peer that dies right after writing: receive() delivers what it wrote whole first, then ClosedError", async () => {
+  // The race the soak found under load: the reader finds the ring empty, the peer then writes, closes and exits,
+  // and the reader's liveness check (before it sleeps) sees a dead peer. Driven here without timing: the reader's
+  // end is rebuilt with a liveness check that writes three messages from the peer's end, then reports it dead.
+  const [peer, handle] = shm.pair({ capacity: 4096 });
+  let asked = 0;
+  const reader = new RingChannel({
+    ...threadParts(handle, undefined),
+    spinUs: 0,
+    peerAlive: () => {
+      if (asked++ === 0) { for (const n of [1, 2, 3]) assert.equal(peer.trySend(new Uint8Array([n])), true); }
+      return false;
+    },
+  });
+  try {
+    const got = [await reader.receive(), await reader.receive(), await reader.receive()];
+    assert.deepEqual(got.map((m) => [...m]), [[1], [2], [3]]);
+    await assert.rejects(reader.receive(), (e) => e instanceof ClosedError && /the peer process died/.test(e.message));
+    assert.equal(reader.closed, true);
+  } finally {
+    await reader.close();
+    await peer.close();
+  }
 });
 
 test("shm.pair() carries messages between threads: a worker echoes over the SharedArrayBuffer", {
