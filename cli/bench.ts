@@ -7,7 +7,7 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import { RUNTIMES, type RuntimeName } from "../runtimes/runtime.ts";
+import { type RuntimeName, RUNTIMES } from "../runtimes/runtime.ts";
 import type { Channel } from "../transports/channel.ts";
 import { listOf, parse, positive, type Spec } from "./args.ts";
 import { columns, progress } from "./format.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { runtime } from "../runtimes/detect.ts";
-import { RUNTIMES, type RuntimeName } from "../runtimes/runtime.ts";
+import { type RuntimeName, RUNTIMES } from "../runtimes/runtime.ts";
 import { parse, positive, type Spec } from "./args.ts";
 import { columns } from "./format.ts";
 import { type EchoPeer, type EchoTransport, median, roundTrip, sampleRoundTrips, startEcho } from "./peers/launch.ts";
