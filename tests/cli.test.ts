@@ -17,6 +17,7 @@ import {
   SharedMemory,
   SysvQueue,
 } from "../mod.ts";
+import { main } from "../cli/commands.ts";
 import { recordFile } from "../registry.ts";
 import { scriptPath } from "../runtimes/argv.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
@@ -36,6 +37,14 @@ interface Run {
 /** Runs `ipckit <args>` from the source on runtime `on` (this test's runtime by default). */
 function cli(args: string[], env: Record<string, string> = {}, on: RuntimeName = rt.name): Promise<Run> {
   return run(runtimeArgv(on, CLI).concat(args), env);
+}
+
+/** Runs `ipckit <args>`'s dispatcher in this process: its exit code and the lines it wrote. */
+async function inProcess(args: string[]): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, { out: (t) => (stdout += `${t}\n`), err: (t) => (stderr += t) });
+  return { code, stdout, stderr };
 }
 
 function run(argv: string[], env: Record<string, string> = {}): Promise<Run> {
@@ -273,18 +282,27 @@ test("ipckit with bad usage exits 2 and says what is wrong", { timeout: 120_000 
     [["bench", "--iterations", "0"], /"--iterations" must be a positive integer/],
     [["demo", "--iterations"], /"--iterations" needs a value/],
   ];
+  // The dispatcher in this process (a process start per case would be most of the test's cost)...
   for (const [args, message] of cases) {
-    const r = await cli(args);
+    const r = await inProcess(args);
     assert.equal(r.code, 2, `ipckit ${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, message);
     assert.equal(r.stdout, "");
   }
-  const help = await cli(["--help"]);
+  const help = await inProcess(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /ipckit ls \[--json\] \[--all\]/);
-  const lsHelp = await cli(["ls", "--help"]);
+  const lsHelp = await inProcess(["ls", "--help"]);
   assert.equal(lsHelp.code, 0);
   assert.match(lsHelp.stdout, /^usage: ipckit ls/);
+  // ...and the command itself: its exit codes and streams.
+  const bad = await cli(["ls", "--frob"]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /ipckit ls: unknown option "--frob"\nusage: ipckit ls/);
+  assert.equal(bad.stdout, "");
+  const shown = await cli(["--help"]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.equal(shown.stdout.trim(), help.stdout.trim());
 });
 
 test("ipckit ls says so when records are off, and lists nothing", { timeout: 60_000 }, async () => {

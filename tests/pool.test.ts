@@ -204,7 +204,7 @@ test("pool: random SIGKILLs of workers during 10 000 tasks: each settles exactly
         }
       },
     ),
-    { numRuns: 3, seed, verbose: true },
+    { numRuns: 2, seed, verbose: true },
   );
 });
 
