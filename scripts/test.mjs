@@ -87,9 +87,9 @@ let compiledDir;
 let mirrorPath;
 if (tsLoader !== "tsx" && !withCoverage) {
   compiledDir = join(root, "node_modules", ".cache", "ipckit-mirror");
-  const { buildMirror } = await import("./ts_mirror.mjs");
-  mirrorPath = (await import("./ts_mirror.mjs")).mirrorPath;
-  await buildMirror(root, compiledDir);
+  const mirror = await import("./ts_mirror.mjs");
+  mirrorPath = mirror.mirrorPath;
+  await mirror.buildMirror(root, compiledDir);
 }
 const tsLoaderUrl = tsLoader === "tsx" ? "tsx" : tsLoader.startsWith("file:") ? tsLoader : pathToFileURL(tsLoader).href;
 const commands = {

@@ -18,12 +18,15 @@
 // hold import statements in strings).
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** Directories of the repository never compiled. */
 const SKIP = new Set(["node_modules", "coverage", "npm"]);
-// A change of the settings (or of this file's rewriting) must recompile everything: part of every copy's stamp.
-const SETTINGS = "ts-mirror-v6 esbuild-node20-esm";
+// A change of the settings, of this file's rewriting or of esbuild recompiles everything: the mirror's stamp.
+const ESBUILD =
+  JSON.parse(readFileSync(createRequire(import.meta.url).resolve("esbuild/package.json"), "utf8")).version;
+const SETTINGS = `ts-mirror-v6 esbuild-${ESBUILD}-node20-esm`;
 
 function* sources(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
