@@ -48,10 +48,18 @@ export function channelSize(capacity: number): number {
   return HEADER + 2 * ringSize(capacity);
 }
 
-function initLayout(buffer: ArrayBufferLike, capacity: number): Int32Array {
+/**
+ * Lays a channel out in `buffer`. With `creator`, side 0's owner (it writes ring 0 and reads ring 1) is recorded
+ * before the magic word: an opener that sees the magic sees whose liveness to watch.
+ */
+export function initLayout(buffer: ArrayBufferLike, capacity: number, creator?: Identity): Int32Array {
   const head = new Int32Array(buffer, 0, HEADER / 4);
-  Ring.init(buffer, HEADER, capacity);
-  Ring.init(buffer, HEADER + ringSize(capacity), capacity);
+  const r0 = Ring.init(buffer, HEADER, capacity);
+  const r1 = Ring.init(buffer, HEADER + ringSize(capacity), capacity);
+  if (creator !== undefined) {
+    r0.setOwner("producer", creator);
+    r1.setOwner("consumer", creator);
+  }
   head[1] = VERSION;
   head[I_CAPACITY] = capacity;
   Atomics.store(head, 0, MAGIC);
@@ -103,7 +111,13 @@ export function openLaidOut(name: string, wait: number, signal: AbortSignal | un
   return retry(async () => {
     const segment = await SharedMemory.open(name);
     const head = new Int32Array(segment.buffer, 0, HEADER / 4);
-    if (segment.size >= HEADER && Atomics.load(head, 0) === MAGIC) return segment;
+    if (segment.size >= HEADER && Atomics.load(head, 0) === MAGIC) {
+      // Ready once, with the magic word, who created the channel is there too (id 0: a creator still laying it out,
+      // or an older one that records itself after the magic): attaching before would take the creator for dead.
+      if (creatorKnown(segment)) return segment;
+      segment.close();
+      throw new ProtocolError(`Cannot open shm channel "${name}": its creator has not recorded itself`);
+    }
     segment.close();
     throw new ProtocolError(`Cannot open shm channel "${name}": the segment holds no ipckit channel`);
   }, {
@@ -112,6 +126,17 @@ export function openLaidOut(name: string, wait: number, signal: AbortSignal | un
     ...(signal === undefined ? {} : { signal }),
     backoff: new Backoff({ first: 1, max: 20 }),
   });
+}
+
+/** Whether side 0's owner (the creator) is recorded in the channel laid out in `segment`. */
+function creatorKnown(segment: SharedMemory): boolean {
+  const head = new Int32Array(segment.buffer, 0, HEADER / 4);
+  try {
+    if (head[1] !== VERSION || segment.size < channelSize(head[I_CAPACITY]!)) return true;
+    return rings(segment.buffer, 0).out.owner("producer").id !== 0;
+  } catch {
+    return true; // a header that is wrong: attaching says what is wrong with it
+  }
 }
 
 /**
@@ -126,11 +151,8 @@ export async function awaitOpener(
   capacity: number,
   signal: AbortSignal | undefined,
 ): Promise<Identity> {
-  const head = initLayout(segment.buffer, capacity);
-  const { out, in: input } = rings(segment.buffer, 0);
-  const me = self(ffi);
-  out.setOwner("producer", me);
-  input.setOwner("consumer", me);
+  const head = initLayout(segment.buffer, capacity, self(ffi));
+  const { out } = rings(segment.buffer, 0);
   const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
   const unlisten = onAbort(signal, () => waiter.wake(I_ATTACHED));
   try {

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
-import { Ring } from "../shm/ring.ts";
 import { RingChannel } from "../shm/ring_channel.ts";
-import { threadParts } from "../shm/ring_channel_layout.ts";
+import { channelSize, initLayout, threadParts } from "../shm/ring_channel_layout.ts";
+import { Ring, ringSize } from "../shm/ring.ts";
+import { identify } from "../os/liveness.ts";
 import { conformance } from "./conformance/registry.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { existsSync } from "node:fs";
@@ -65,6 +66,36 @@ test("a corrupt ring record rejects receive() with ProtocolError and ends the ch
   await assert.rejects(b.receive(), ClosedError);
   await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
   await Promise.all([a.close(), b.close()]);
+});
+
+test("shm.open() attaches only once the creator has recorded itself, never taking a creator mid-setup for dead", async () => {
+  // The race a fresh-clone run found: the opener saw the magic word before the creator wrote its pid, attached, and
+  // its first liveness check (on pid 0) said the creator had died. Here a raw creator stops right there.
+  const n = name();
+  const capacity = 4096;
+  const raw = await SharedMemory.create(n, { size: channelSize(capacity) });
+  try {
+    initLayout(raw.buffer, capacity); // laid out, magic word written, no creator recorded
+    await assert.rejects(
+      shm.open(n, { wait: 300 }),
+      (e) => e instanceof ProtocolError && /has not recorded itself/.test(e.message),
+    );
+    assert.equal(new Int32Array(raw.buffer, 0, 16)[3], 0, "the opener did not attach");
+    // The creator records itself (this process, alive): now the open goes through and the channel works.
+    const me = await identify();
+    Ring.attach(raw.buffer, 64).setOwner("producer", me);
+    Ring.attach(raw.buffer, 64 + ringSize(capacity)).setOwner("consumer", me);
+    const opened = await shm.open(n, { wait: 10_000 });
+    try {
+      await opened.send(new Uint8Array([7]));
+      assert.equal(opened.closed, false);
+    } finally {
+      await opened.close();
+    }
+  } finally {
+    raw.close();
+    await SharedMemory.unlink(n).catch(() => {});
+  }
 });
 
 test("a peer that dies right after writing: receive() delivers what it wrote whole first, then ClosedError", async () => {
