@@ -13,7 +13,7 @@ import { runtimeName } from "../../runtimes/detect.ts";
 import { messages } from "./arbitraries.ts";
 import { pattern, randomBytes, sameBytes } from "./data.ts";
 import type { Fixture } from "./fixtures.ts";
-import { abortsAndTimeouts, assertSame, withPair } from "./checks.ts";
+import { abortsAndTimeouts, assertSame, floodBothWays, withPair } from "./checks.ts";
 
 const LONG = { timeout: 240_000 };
 const MIB = 1024 * 1024;
@@ -180,9 +180,7 @@ function remoteChecks(fixture: Fixture, here: RuntimeName, peer: RuntimeName): v
       const size = 2048;
       const r = await fixture.remote(peer, ["--flood", `${n}:${size}`]);
       try {
-        for (let i = 0; i < n; i++) await r.channel.send(pattern(i + 1, size));
-        for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i, size)), `flood ${i}`);
-        for (let i = 0; i < n; i++) assert.ok(sameBytes(await r.channel.receive(), pattern(i + 1, size)), `echo ${i}`);
+        await floodBothWays(r.channel, n, size);
         await fc.assert(
           fc.asyncProperty(messages(3 * MIB, 20), async (sent) => {
             assertSame(sent, await exchange(r.channel, r.channel, sent));

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { TimeoutError } from "../../mod.ts";
 import type { Channel } from "../../mod.ts";
-import { firstDifference } from "./data.ts";
+import { firstDifference, pattern, sameBytes } from "./data.ts";
 import type { Fixture, Pair } from "./fixtures.ts";
 
 /** Asserts two message lists are equal, naming the first difference. */
@@ -38,4 +38,14 @@ export async function abortsAndTimeouts(a: Channel, b: Channel): Promise<void> {
     (e: Error) => e.name === "AbortError",
   );
   await assert.rejects(b.receive({ timeout: -1 }), RangeError);
+}
+
+/**
+ * Both sides send before reading: sends `n` messages of `size` bytes while the peer (started with
+ * `--flood n:size`) sends its own `n`, then reads the peer's flood and the echo of ours, every byte checked.
+ */
+export async function floodBothWays(channel: Channel, n: number, size: number): Promise<void> {
+  for (let i = 0; i < n; i++) await channel.send(pattern(i + 1, size));
+  for (let i = 0; i < n; i++) assert.ok(sameBytes(await channel.receive(), pattern(i, size)), `flood ${i}`);
+  for (let i = 0; i < n; i++) assert.ok(sameBytes(await channel.receive(), pattern(i + 1, size)), `echo ${i}`);
 }
