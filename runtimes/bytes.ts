@@ -37,7 +37,8 @@ export function copy(src: Uint8Array, start = 0, end = src.byteLength): Uint8Arr
     for (let i = 0; i < n; i++) out[i] = src[start + i]!;
     return out;
   }
-  if (!POOLED) return src.slice(start, end);
+  // Not slice(): on Node, until the JIT optimizes its caller, slice() of a typed array over external memory (a
+  // mapped segment) copies at 0.5-1.8 GB/s here, against 8-20 GB/s for set().
   const out = allocate(n);
   out.set(start === 0 && end === src.byteLength ? src : src.subarray(start, end));
   return out;

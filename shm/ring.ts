@@ -8,7 +8,7 @@
  * ```text
  * offset  size  field
  * 0       4     magic 0x52435049 (the bytes "IPCR")
- * 4       4     version: 1
+ * 4       4     version: 2
  * 8       4     capacity C: size of the data area in bytes, a power of two from 64 to 2^30
  * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed
  * 16      4     producer pid (0 = none yet)
@@ -25,16 +25,24 @@
  * 192     C     data
  * ```
  *
- * Used bytes are `W - R` (modulo 2^32); free bytes `C - (W - R)`. C divides 2^32, so `W mod C` stays right when
- * the positions wrap. A record starts at data offset `W mod C` (always
- * a multiple of 8): a 4-byte length `n`, then `n` payload bytes, continuing at data offset 0 when the end of the
- * area is reached; the record takes `(4 + n)` rounded up to a multiple of 8 bytes. The producer writes the record,
- * then stores `W + size` (a sequentially consistent atomic store); the consumer loads W atomically, reads the
- * record, then stores `R + size`. A sleeping side is woken after the position it waits on changed.
+ * A record starts at data offset `P mod C` (P a position, always a multiple of 8): an 8-byte header, a length `n`
+ * then a commit word, followed by `n` payload bytes, continuing at data offset 0 when the end of the area is reached;
+ * the record takes `8 + n` rounded up to a multiple of 8 bytes. Used bytes are `W - R` (modulo 2^32); free bytes
+ * `C - (W - R)`. C divides 2^32, so `P mod C` stays right when the positions wrap.
  *
- * A peer can write anything into a shared segment, so a reader trusts nothing it reads there: a record longer than
- * the used bytes, or positions that claim more used bytes than the capacity, are a `ProtocolError`; no read or write
- * ever leaves the data area, whatever the header says.
+ * **The commit word is how a consumer sees a message in one cache line** (the sequence-in-the-slot of LMAX's
+ * Disruptor and Aeron): the producer writes the length and the payload, then stores `P + 1` into the commit word
+ * of the record at P (an atomic store), then `W + size`. The consumer at R looks only at the commit word at R: equal
+ * to `R + 1`, the record is there, whatever W says yet. So a round trip moves the record's line each way and
+ * nothing else; W is read only by a consumer going to sleep, and R only by a producer that sees no room (it keeps
+ * the last R it read). Stale bytes never pass for a commit: before publishing a record, the producer zeroes the
+ * commit word where the next record will start when that is free space (where it is not, the ring is full and
+ * the word is the oldest unread record's, a lap behind: `P + 1 - C`). A batch of records is published by one
+ * atomic store (the first record's commit word, written last; the others are written before it).
+ *
+ * A peer can write anything into a shared segment, so a reader trusts nothing it reads there: a length over the
+ * ring's limit, or positions that claim more used bytes than the capacity, are a `ProtocolError`; no read or write
+ * ever leaves the data area, whatever the header or a record says.
  *
  * @module
  */
@@ -45,7 +53,7 @@ import type { Identity } from "../os/liveness.ts";
 /** Header size; the data area follows. */
 export const RING_HEADER = 192;
 const MAGIC = 0x52435049;
-const VERSION = 1;
+const VERSION = 2;
 
 // Int32 indices into the header.
 const I_MAGIC = 0;
@@ -100,11 +108,11 @@ export class Ring {
   /** The largest message that fits. */
   readonly maxMessage: number;
   readonly #data: Uint8Array;
-  readonly #view: DataView;
-  // The other side's position as last seen: re-read only when it looks like there is no room (producer) or
-  // nothing to read (consumer), which saves a cache miss on most messages.
+  /** The data area as Int32s: record headers (length, commit word) are read and written through it. */
+  readonly #slots: Int32Array;
+  // The producer's last look at R: read again only when there seems to be no room, which saves a cache miss on
+  // most messages.
   #readSeen = 0;
-  #writeSeen = 0;
 
   private constructor(buffer: ArrayBufferLike, offset: number, capacity: number) {
     this.offset = offset;
@@ -112,7 +120,7 @@ export class Ring {
     this.capacity = capacity;
     this.maxMessage = capacity - 8;
     this.#data = new Uint8Array(buffer, offset + RING_HEADER, capacity);
-    this.#view = new DataView(buffer, offset + RING_HEADER, capacity);
+    this.#slots = new Int32Array(buffer, offset + RING_HEADER, capacity / 4);
   }
 
   /** Writes a fresh header at `offset` (the memory must be zeroed or unused) and returns the ring. */
@@ -182,12 +190,14 @@ export class Ring {
 
   /** Bytes a record for a message of `n` bytes takes. */
   static recordSize(n: number): number {
-    return (4 + n + 7) & ~7;
+    return (8 + n + 7) & ~7;
   }
 
-  /** True when a message is waiting. */
+  /** True when a message is waiting (the record at R is committed). */
   readable(): boolean {
-    return Atomics.load(this.words, I_WRITE) !== Atomics.load(this.words, I_READ);
+    const r = Atomics.load(this.words, I_READ);
+    if ((r & 7) !== 0) return true; // a corrupt position: reading says so
+    return Atomics.load(this.#slots, ((r & (this.capacity - 1)) >> 2) + 1) === ((r + 1) | 0);
   }
 
   /** The current write position (what a waiting consumer compares against). */
@@ -201,55 +211,104 @@ export class Ring {
   }
 
   /**
+   * Free bytes for the producer at write position `w`, from the last R seen when `size` bytes fit in it, else from
+   * R read again.
+   *
+   * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
+   */
+  #free(w: number, size: number): number {
+    let free = this.capacity - ((w - this.#readSeen) >>> 0);
+    if (free < size || (w & 7) !== 0) {
+      const r = this.#readSeen = Atomics.load(this.words, I_READ);
+      const used = (w - r) >>> 0;
+      if (used > this.capacity || ((w | r) & 7) !== 0) throw badPositions("write to", w, r, this.capacity);
+      free = this.capacity - used;
+    }
+    return free;
+  }
+
+  /**
+   * Writes the record of `message` at position `w` (its length and payload; not its commit word) and returns its
+   * size. When `size < free`, the next record's commit word is zeroed (see the layout).
+   */
+  #put(w: number, message: Uint8Array, free: number): number {
+    const n = message.byteLength;
+    const size = (8 + n + 7) & ~7;
+    const cap = this.capacity;
+    const at = w & (cap - 1);
+    this.#slots[at >> 2] = n;
+    const start = at + 8 === cap ? 0 : at + 8;
+    const data = this.#data;
+    if (n <= 16 && start + n <= cap) {
+      for (let i = 0; i < n; i++) data[start + i] = message[i]!;
+    } else {
+      const first = Math.min(n, cap - start);
+      data.set(first === n ? message : message.subarray(0, first), start);
+      if (first < n) data.set(message.subarray(first), 0);
+    }
+    if (size < free) this.#slots[(((at + size) & (cap - 1)) >> 2) + 1] = 0;
+    return size;
+  }
+
+  /**
    * Producer: appends one message if there is room. Returns false (and writes nothing) when the ring is full.
    * The caller checks `message.byteLength <= maxMessage` first.
    *
    * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
    */
   tryWrite(message: Uint8Array): boolean {
-    const n = message.byteLength;
-    const size = Ring.recordSize(n);
     const w = Atomics.load(this.words, I_WRITE);
-    let r = this.#readSeen;
-    if (this.capacity - ((w - r) >>> 0) < size || (w & 7) !== 0) {
-      r = this.#readSeen = Atomics.load(this.words, I_READ);
-      const used = (w - r) >>> 0;
-      if (used > this.capacity || ((w | r) & 7) !== 0) throw badPositions("write to", w, r, this.capacity);
-      if (this.capacity - used < size) return false;
-    }
-    const cap = this.capacity;
-    const at = w & (cap - 1);
-    this.#view.setUint32(at, n, true);
-    const start = at + 4 === cap ? 0 : at + 4;
-    const first = Math.min(n, cap - start);
-    this.#data.set(first === n ? message : message.subarray(0, first), start);
-    if (first < n) this.#data.set(message.subarray(first), 0);
+    const size = (8 + message.byteLength + 7) & ~7;
+    const free = this.#free(w, size);
+    if (free < size) return false;
+    this.#put(w, message, free);
+    Atomics.store(this.#slots, ((w & (this.capacity - 1)) >> 2) + 1, (w + 1) | 0);
     Atomics.store(this.words, I_WRITE, (w + size) | 0);
     return true;
   }
 
   /**
-   * Consumer: takes one message (a fresh copy) or returns undefined when the ring is empty.
+   * Producer: appends `messages[from]`, `messages[from + 1]`... while they fit, and publishes them together (one
+   * atomic store makes them all visible). Returns how many were written (0 when the first does not fit). The caller
+   * checks every length against `maxMessage` first.
    *
-   * @throws {ProtocolError} when the record is corrupt (a length larger than the used bytes) or the positions are
-   * (more used bytes than the capacity, not aligned).
+   * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
+   */
+  tryWriteMany(messages: readonly Uint8Array[], from = 0, to = messages.length): number {
+    const w0 = Atomics.load(this.words, I_WRITE);
+    const cap = this.capacity;
+    let w = w0;
+    let i = from;
+    for (; i < to; i++) {
+      const m = messages[i]!;
+      const size = (8 + m.byteLength + 7) & ~7;
+      const free = this.#free(w, size);
+      if (free < size) break;
+      this.#put(w, m, free);
+      // Every commit word but the first now: they are seen only after the first, which is stored last.
+      if (w !== w0) this.#slots[((w & (cap - 1)) >> 2) + 1] = (w + 1) | 0;
+      w = (w + size) | 0;
+    }
+    if (w === w0) return 0;
+    Atomics.store(this.#slots, ((w0 & (cap - 1)) >> 2) + 1, (w0 + 1) | 0);
+    Atomics.store(this.words, I_WRITE, w);
+    return i - from;
+  }
+
+  /**
+   * The committed record at read position `r`: its length, or -1 when none is there yet.
+   *
+   * @throws {ProtocolError} when the record is corrupt (a length over the ring's limit) or the position is.
    * @throws {MessageTooLargeError} when the message is larger than `limit` (it stays in the ring).
    */
-  tryRead(limit = this.maxMessage): Uint8Array | undefined {
-    const r = Atomics.load(this.words, I_READ);
-    let w = this.#writeSeen;
-    if (w === r) {
-      w = this.#writeSeen = Atomics.load(this.words, I_WRITE);
-      if (w === r) return undefined;
-    }
-    const used = (w - r) >>> 0;
+  #peek(r: number, limit: number): number {
     const cap = this.capacity;
-    if (used > cap || (r & 7) !== 0) throw badPositions("read from", w, r, cap);
+    if ((r & 7) !== 0) throw badPositions("read from", Atomics.load(this.words, I_WRITE), r, cap);
     const at = r & (cap - 1);
-    const n = this.#view.getUint32(at, true);
-    const size = Ring.recordSize(n);
-    if (size > used || n > this.maxMessage) {
-      throw new ProtocolError(`Cannot read from the ring: a record of ${n} bytes, but only ${used} bytes are used`);
+    if (Atomics.load(this.#slots, (at >> 2) + 1) !== ((r + 1) | 0)) return -1;
+    const n = this.#slots[at >> 2]! >>> 0;
+    if (n > this.maxMessage) {
+      throw new ProtocolError(`Cannot read from the ring: a record of ${n} bytes, more than it holds (${cap})`);
     }
     if (n > limit) {
       throw new MessageTooLargeError(
@@ -258,18 +317,83 @@ export class Ring {
         limit,
       );
     }
-    const start = at + 4 === cap ? 0 : at + 4;
+    return n;
+  }
+
+  /** A fresh copy of the `n` payload bytes of the record at `r`. */
+  #take(r: number, n: number): Uint8Array {
+    const cap = this.capacity;
+    const at = r & (cap - 1);
+    const start = at + 8 === cap ? 0 : at + 8;
     const first = Math.min(n, cap - start);
-    let out: Uint8Array;
-    if (first === n) {
-      out = copy(this.#data, start, start + n);
-    } else {
-      out = allocate(n);
-      out.set(this.#data.subarray(start, cap));
-      out.set(this.#data.subarray(0, n - first), first);
-    }
-    Atomics.store(this.words, I_READ, (r + size) | 0);
+    if (first === n) return copy(this.#data, start, start + n);
+    const out = allocate(n);
+    out.set(this.#data.subarray(start, cap));
+    out.set(this.#data.subarray(0, n - first), first);
     return out;
+  }
+
+  /**
+   * Consumer: takes one message (a fresh copy) or returns undefined when the ring is empty.
+   *
+   * @throws {ProtocolError} when the record is corrupt (a length over the ring's limit) or the position is.
+   * @throws {MessageTooLargeError} when the message is larger than `limit` (it stays in the ring).
+   */
+  tryRead(limit = this.maxMessage): Uint8Array | undefined {
+    const r = Atomics.load(this.words, I_READ);
+    const n = this.#peek(r, limit);
+    if (n < 0) return undefined;
+    const out = this.#take(r, n);
+    Atomics.store(this.words, I_READ, (r + ((8 + n + 7) & ~7)) | 0);
+    return out;
+  }
+
+  /**
+   * Consumer: copies the next message into `target` and returns its length, or undefined when the ring is empty.
+   *
+   * @throws {RangeError} when the message is larger than `target` (it stays in the ring).
+   * @throws {ProtocolError} / {MessageTooLargeError} as {@linkcode tryRead}.
+   */
+  tryReadInto(target: Uint8Array, limit = this.maxMessage): number | undefined {
+    const r = Atomics.load(this.words, I_READ);
+    const n = this.#peek(r, limit);
+    if (n < 0) return undefined;
+    if (n > target.byteLength) {
+      throw new RangeError(
+        `Cannot receive a message of ${n} bytes into a buffer of ${target.byteLength}: it stays in the ring for a larger one`,
+      );
+    }
+    const cap = this.capacity;
+    const at = r & (cap - 1);
+    const start = at + 8 === cap ? 0 : at + 8;
+    const first = Math.min(n, cap - start);
+    target.set(this.#data.subarray(start, start + first));
+    if (first < n) target.set(this.#data.subarray(0, n - first), first);
+    Atomics.store(this.words, I_READ, (r + ((8 + n + 7) & ~7)) | 0);
+    return n;
+  }
+
+  /**
+   * Consumer: takes up to `max` messages (fresh copies) into `into`, publishing R once. Returns how many it took.
+   * A corrupt or too large record ends the batch: what came before it is taken (and returned), and the next call
+   * throws.
+   */
+  tryReadMany(into: Uint8Array[], max: number, limit = this.maxMessage): number {
+    const r0 = Atomics.load(this.words, I_READ);
+    let r = r0;
+    let k = 0;
+    try {
+      for (; k < max; k++) {
+        const n = this.#peek(r, limit);
+        if (n < 0) break;
+        into.push(this.#take(r, n));
+        r = (r + ((8 + n + 7) & ~7)) | 0;
+      }
+    } catch (e) {
+      if (k === 0) throw e;
+    }
+    if (k > 0) Atomics.store(this.words, I_READ, r);
+    return k;
   }
 
   /** Marks the consumer as sleeping (before it re-checks and waits). */

@@ -1,7 +1,7 @@
 /**
  * Fuzz target: the shared-memory ring read by a consumer (and written by a producer) whose peer wrote anything it
  * liked into the shared header and data area: positions, lengths, magic, capacity. The ring must attach or refuse
- * with ProtocolError, and every read return a message no larger than the ring allows, nothing, or a ProtocolError /
+ * with ProtocolError, and every read (one message, a batch, into a buffer) return a message no larger than the ring allows, nothing, or a ProtocolError /
  * MessageTooLargeError; no read or write may leave the data area, however the header lies.
  */
 import fc from "fast-check";
@@ -51,9 +51,22 @@ export const target: FuzzTarget<Input> = {
     if (ring.capacity > capacity) throw new Error(`attached a ring of ${ring.capacity} in a buffer for ${capacity}`);
     for (let i = 0; i < 8; i++) {
       try {
-        const m = ring.tryRead();
-        if (m === undefined) break;
-        if (m.byteLength > ring.maxMessage) throw new Error(`read ${m.byteLength} bytes from a ring of ${capacity}`);
+        // The three ways to read: one message, a batch, into a buffer.
+        const got: Uint8Array[] = [];
+        if (i % 3 === 0) {
+          const m = ring.tryRead();
+          if (m !== undefined) got.push(m);
+        } else if (i % 3 === 1) {
+          ring.tryReadMany(got, 3);
+        } else {
+          const into = new Uint8Array(capacity);
+          const n = ring.tryReadInto(into);
+          if (n !== undefined) got.push(into.subarray(0, n));
+        }
+        if (got.length === 0) break;
+        for (const m of got) {
+          if (m.byteLength > ring.maxMessage) throw new Error(`read ${m.byteLength} bytes from a ring of ${capacity}`);
+        }
       } catch (e) {
         if (e instanceof ProtocolError || e instanceof MessageTooLargeError) break;
         throw e;
@@ -62,7 +75,8 @@ export const target: FuzzTarget<Input> = {
     for (const n of writes) {
       if (n > ring.maxMessage) continue; // the channel refuses these before the ring sees them
       try {
-        ring.tryWrite(new Uint8Array(n).fill(0x5a));
+        if (n % 2 === 0) ring.tryWrite(new Uint8Array(n).fill(0x5a));
+        else ring.tryWriteMany([new Uint8Array(n >> 1).fill(0x5a), new Uint8Array(n >> 2).fill(0x5b)]);
       } catch (e) {
         if (e instanceof ProtocolError) break;
         throw e;
