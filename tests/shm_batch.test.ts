@@ -1,0 +1,259 @@
+/**
+ * The shm channel's fast paths: the commit word in each record (a consumer sees a message in one cache line),
+ * batches (`sendMany`/`receiveMany`, one atomic store per batch) and reads into the caller's buffer
+ * (`receiveInto`). Driven by a model (fast-check) through wrap-around and a full ring with payloads made to look
+ * like the commit words of the next lap, and by children of every runtime sending batches, one of them SIGKILLed
+ * mid-batch.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { ClosedError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod.ts";
+import { Ring } from "../shm/ring.ts";
+import { shmNames } from "./conformance/fixtures.ts";
+import { differs } from "./helpers/shm_batch_data.ts";
+
+const SEED = Date.now() ^ 0xb47c;
+const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
+const CHILD = new URL("./helpers/shm_batch_child.ts", import.meta.url);
+
+type Op =
+  | { op: "send"; size: number }
+  | { op: "sendMany"; sizes: number[] }
+  | { op: "receive" }
+  | { op: "receiveMany"; max: number }
+  | { op: "receiveInto"; room: number };
+
+const ops = (max: number): fc.Arbitrary<Op[]> => {
+  const size = fc.oneof(fc.integer({ min: 0, max }), fc.constantFrom(0, 1, 7, 8, 9, max));
+  return fc.array(
+    fc.oneof(
+      fc.record({ op: fc.constant("send" as const), size }),
+      fc.record({ op: fc.constant("sendMany" as const), sizes: fc.array(size, { maxLength: 12 }) }),
+      fc.record({ op: fc.constant("receive" as const) }),
+      fc.record({ op: fc.constant("receiveMany" as const), max: fc.integer({ min: 1, max: 10 }) }),
+      fc.record({ op: fc.constant("receiveInto" as const), room: fc.integer({ min: 0, max }) }),
+    ),
+    { maxLength: 150 },
+  );
+};
+
+test("property: sends, batches and reads into buffers keep order and boundaries through wrap-around and a full ring, whatever stale bytes the ring holds", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom(64, 128, 256, 1024).chain((capacity) => fc.tuple(fc.constant(capacity), ops(capacity - 8))),
+      async ([capacity, script]) => {
+        const [a, handle] = shm.pair({ capacity, spin: 0 });
+        const b = shm.fromHandle(handle);
+        // The model: what is in the ring, and where the producer writes next.
+        const queue: Uint8Array[] = [];
+        let used = 0;
+        let w = 0;
+        // A payload whose every word where a later lap may put a commit word holds that commit word: only the
+        // producer zeroing the next commit word keeps the consumer from taking these bytes for a record.
+        const poisoned = (size: number, at: number): Uint8Array => {
+          const m = new Uint8Array(size).map((_, j) => (j * 13 + at) & 255);
+          const view = new DataView(m.buffer);
+          for (let j = 0; j + 4 <= size; j++) {
+            const position = at + 8 + j;
+            if (position % 8 === 4) view.setInt32(j, (position - 4 + capacity + 1) | 0, true);
+          }
+          return m;
+        };
+        const fits = (size: number) => Ring.recordSize(size) <= capacity - used;
+        const put = (m: Uint8Array) => {
+          queue.push(m);
+          used += Ring.recordSize(m.byteLength);
+          w += Ring.recordSize(m.byteLength);
+        };
+        const took = (m: Uint8Array | undefined) => {
+          const want = queue.shift();
+          assert.ok(want !== undefined && m !== undefined, `took ${m?.byteLength} bytes, expected ${want?.byteLength}`);
+          assert.deepEqual(m, want);
+          used -= Ring.recordSize(want.byteLength);
+        };
+        try {
+          for (const step of script) {
+            if (step.op === "send") {
+              const m = poisoned(step.size, w);
+              const ok = fits(step.size);
+              assert.equal(a.trySend(m), ok);
+              if (ok) put(m);
+            } else if (step.op === "sendMany") {
+              const batch: Uint8Array[] = [];
+              let at = w;
+              for (const size of step.sizes) {
+                batch.push(poisoned(size, at));
+                at += Ring.recordSize(size);
+              }
+              let expected = 0;
+              let room = capacity - used;
+              for (const m of batch) {
+                if (Ring.recordSize(m.byteLength) > room) break;
+                room -= Ring.recordSize(m.byteLength);
+                expected++;
+              }
+              assert.equal(a.trySendMany(batch), expected);
+              for (const m of batch.slice(0, expected)) put(m);
+            } else if (step.op === "receive") {
+              if (queue.length === 0) assert.equal(b.tryReceive(), undefined);
+              else took(b.tryReceive());
+            } else if (step.op === "receiveMany") {
+              const got = b.tryReceiveMany(step.max);
+              assert.equal(got.length, Math.min(step.max, queue.length));
+              for (const m of got) took(m);
+            } else {
+              const target = new Uint8Array(step.room);
+              if (queue.length === 0) assert.equal(b.tryReceiveInto(target), undefined);
+              else if (queue[0]!.byteLength > step.room) assert.throws(() => b.tryReceiveInto(target), RangeError);
+              else {
+                const n = b.tryReceiveInto(target)!;
+                took(target.subarray(0, n));
+              }
+            }
+          }
+          for (const m of b.tryReceiveMany()) took(m);
+          assert.equal(queue.length, 0, "everything sent was received");
+        } finally {
+          await Promise.all([a.close(), b.close()]);
+        }
+      },
+    ),
+    { numRuns: 150, seed: SEED, verbose: true },
+  );
+});
+
+test("sendMany and receiveMany wait: a batch larger than the ring goes through in parts, in order", async () => {
+  const [a, handle] = shm.pair({ capacity: 256 });
+  const b = shm.fromHandle(handle);
+  try {
+    const batch = Array.from({ length: 100 }, (_, i) => new Uint8Array(i % 50).fill(i));
+    const sending = a.sendMany(batch);
+    const got: Uint8Array[] = [];
+    while (got.length < batch.length) got.push(...await b.receiveMany({ max: 7, timeout: 30_000 }));
+    await sending;
+    assert.deepEqual(got, batch);
+    const buffer = new Uint8Array(8);
+    await a.send(new Uint8Array([5, 6]));
+    assert.equal(await b.receiveInto(buffer, { timeout: 30_000 }), 2);
+    assert.deepEqual(buffer.subarray(0, 2), new Uint8Array([5, 6]));
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("sendMany checks every message before it writes one; bad arguments get clear errors", async () => {
+  const [a, handle] = shm.pair({ capacity: 256, maxMessage: 100 });
+  const b = shm.fromHandle(handle);
+  try {
+    await assert.rejects(a.sendMany([new Uint8Array(1), new Uint8Array(101)]), /exceeds maxMessage \(100 bytes\)/);
+    await assert.rejects(a.sendMany([new Uint8Array(1), "x" as never]), TypeError);
+    await assert.rejects(a.sendMany("x" as never), TypeError);
+    assert.throws(() => a.trySendMany([new Uint8Array(200)]), /exceeds maxMessage/);
+    assert.deepEqual(b.tryReceiveMany(), [], "nothing was sent");
+    assert.throws(() => b.tryReceiveMany(0), RangeError);
+    await assert.rejects(b.receiveMany({ max: 1.5 }), RangeError);
+    await assert.rejects(b.receiveInto("x" as never), TypeError);
+    await a.send(new Uint8Array(50));
+    await assert.rejects(b.receiveInto(new Uint8Array(10)), /50 bytes into a buffer of 10/);
+    assert.equal((await b.receive()).byteLength, 50, "the message stayed for a larger buffer");
+    await a.close();
+    assert.throws(() => a.trySendMany([new Uint8Array(1)]), ClosedError);
+    await assert.rejects(b.receiveMany(), ClosedError);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+/** A channel with a batch-sending child of `peer`; the child is gone when `fn` returned or threw. */
+async function withBatchChild(
+  peer: RuntimeName,
+  args: { seed: number; count: number; maxSize: number; capacity: number },
+  fn: (channel: shm.ShmChannel, kill: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const rt = await runtime();
+  const name = `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+  shmNames.add(name);
+  const abort = new AbortController();
+  const creating = shm.create(name, { capacity: args.capacity, signal: abort.signal });
+  const argv = [...runtimeArgv(peer, rt.fromFileUrl(CHILD)), name, `${args.seed}`, `${args.count}`, `${args.maxSize}`];
+  const child = rt.spawn(argv, { cwd: rt.fromFileUrl(new URL("..", import.meta.url)), stdio: "null" });
+  const timer = setTimeout(() => abort.abort(new Error(`the ${peer} child did not open the channel in 60 s`)), 60_000);
+  let channel: shm.ShmChannel | undefined;
+  try {
+    channel = await Promise.race([
+      creating,
+      child.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
+    ]);
+    await fn(channel, async () => {
+      child.kill("SIGKILL");
+      await child.exited;
+    });
+    const status = await child.exited;
+    if (args.count > 0) assert.equal(status.code, 0, `the ${peer} child failed: ${JSON.stringify(status)}`);
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    await creating.catch(() => {});
+    await channel?.close();
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+}
+
+for (const peer of RUNTIMES) {
+  test(`a ${peer} child's batches arrive whole and in order, read by receiveMany, receiveInto and receive in turn`, {
+    timeout: 120_000,
+  }, async () => {
+    const seed = SEED + peer.length;
+    const count = 3000;
+    const maxSize = 600;
+    await withBatchChild(peer, { seed, count, maxSize, capacity: 4096 }, async (channel) => {
+      const buffer = new Uint8Array(maxSize);
+      let i = 0;
+      const check = (m: Uint8Array) => {
+        const wrong = differs(m, seed, i, maxSize);
+        assert.equal(wrong, undefined, `seed ${seed}: ${wrong}`);
+        i++;
+      };
+      while (i < count) {
+        const how = i % 3;
+        if (how === 0) { for (const m of await channel.receiveMany({ max: 25, timeout: 60_000 })) check(m); }
+        else if (how === 1) check(buffer.subarray(0, await channel.receiveInto(buffer, { timeout: 60_000 })));
+        else check(await channel.receive({ timeout: 60_000 }));
+      }
+      await assert.rejects(channel.receive({ timeout: 60_000 }), ClosedError);
+    });
+  });
+}
+
+test("a child SIGKILLed mid-batch: what it published arrives whole and in order, then ClosedError; no torn message", {
+  timeout: 120_000,
+}, async () => {
+  const rt = await runtime();
+  // One peer per runner, a different one on each (the parents differ): every runtime is killed somewhere.
+  const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % RUNTIMES.length]!;
+  const seed = SEED ^ 0x4b11;
+  const maxSize = 300;
+  await withBatchChild(peer, { seed, count: 0, maxSize, capacity: 2048 }, async (channel, kill) => {
+    let i = 0;
+    const take = (m: Uint8Array) => {
+      const wrong = differs(m, seed, i, maxSize);
+      assert.equal(wrong, undefined, `seed ${seed}: ${wrong}`);
+      i++;
+    };
+    // Read a while (the child fills the small ring again and again), then kill it while it sends.
+    while (i < 2000) for (const m of await channel.receiveMany({ max: 64, timeout: 60_000 })) take(m);
+    await kill();
+    for (;;) {
+      try {
+        for (const m of await channel.receiveMany({ timeout: 60_000 })) take(m);
+      } catch (e) {
+        assert.ok(e instanceof ClosedError, `ended with ${e}`);
+        assert.match(e.message, /died|closed/);
+        break;
+      }
+    }
+    assert.ok(i >= 2000);
+  });
+});
