@@ -1,0 +1,212 @@
+/**
+ * The benchmarks' tools (issue 18, target 6): the chart drawn from a report (`bench/chart.ts`, `bench/report.ts`)
+ * and the native floor, the C ring built and run from any runtime (`bench/native_floor.ts`). No figure is checked
+ * against a bound: the machine is loaded, so only the shape of what comes back is.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { renderChart } from "../bench/chart.ts";
+import { type BenchReport, checkReport, machineInfo } from "../bench/report.ts";
+import { nativeFloor, nativeFloorRows } from "../bench/native_floor.ts";
+
+const REPORT: BenchReport = {
+  date: "2026-12-06",
+  machine: { cpu: "Test CPU 9000", cores: 2, memoryGiB: 23.5, kernel: "6.1.0-test" },
+  runtimes: { deno: "2.9.6", bun: "1.4.5", node: "20.19.0" },
+  latency: [
+    { transport: "shm", pair: "node-bun", p50: 0.83, p99: 2.1, p999: 40, max: 460, count: 100_000 },
+    { transport: "raw JS spin (floor)", pair: "node-bun", p50: 0.21, count: 200_000 },
+    { transport: "unix", pair: "deno-deno", p50: 59, p99: 120, p999: 400, max: 2000, count: 5000 },
+    { transport: "C ring (floor)", pair: "C", p50: 0.19, p99: 9.6, p999: 19.9, max: 5359, count: 200_000 },
+  ],
+  throughput: [
+    { transport: "shm", api: "trySend", pair: "node-bun", size: 64, msgsPerSec: 14.6e6, bytesPerSec: 934e6 },
+    { transport: "shm", api: "await send", pair: "bun-bun", size: 64, msgsPerSec: 2.6e6, bytesPerSec: 166e6 },
+    { transport: "C ring (floor)", api: "batch of 64", pair: "C", size: 64, msgsPerSec: 147e6, bytesPerSec: 9.4e9 },
+    { transport: "shm", api: "trySend", pair: "node-bun", size: 65536, msgsPerSec: 9000, bytesPerSec: 0.59e9 },
+    { transport: "C ring (floor)", pair: "C", size: 65536, msgsPerSec: 653_000, bytesPerSec: 42.8e9 },
+  ],
+  notes: ["not pinned; payload touched"],
+};
+
+/** The text of an SVG with its markup stripped and its entities decoded: what a reader sees. */
+function visibleText(svg: string): string {
+  return svg.replace(/<[^>]*>/g, "\n").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"')
+    .replace(/&#39;|&apos;/g, "'").replace(/&amp;/g, "&");
+}
+
+/** Fails unless every tag of `svg` is closed in order (a small well-formedness check: no XML parser in all three). */
+function assertBalanced(svg: string): void {
+  const stack: string[] = [];
+  for (const m of svg.matchAll(/<(\/?)([A-Za-z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>/g)) {
+    const [, closing, name, , selfClosing] = m;
+    if (selfClosing) continue;
+    if (closing) assert.equal(stack.pop(), name, `</${name}> closes the tag that is open`);
+    else stack.push(name!);
+  }
+  assert.deepEqual(stack, [], "every tag is closed");
+  assert.doesNotMatch(svg.replace(/<(?:[^>"']|"[^"]*"|'[^']*')*>/g, ""), /[<>]/, "no stray angle bracket in text");
+}
+
+test("renderChart draws a standalone SVG with the date, the machine, every row and the axis units", async () => {
+  const svg = await renderChart(REPORT);
+  assert.match(svg, /^<svg[\s>]/);
+  assert.match(svg.trimEnd(), /<\/svg>$/);
+  assertBalanced(svg);
+  assert.doesNotMatch(svg, /<script|<image|@import|url\(|<foreignObject/i, "nothing is fetched or run");
+  const text = visibleText(svg);
+  for (const s of ["2026-12-06", "Test CPU 9000", "2 cores", "23.5 GiB", "6.1.0-test", "node 20.19.0", "bun 1.4.5"]) {
+    assert.ok(text.includes(s), `the title has ${s}`);
+  }
+  assert.ok(text.includes("not pinned; payload touched"), "the notes are shown");
+  for (const r of REPORT.latency) assert.ok(text.includes(`${r.transport} · ${r.pair}`), `latency row ${r.transport}`);
+  for (const r of REPORT.throughput) {
+    const label = `${r.transport}${r.api ? ` (${r.api})` : ""} · ${r.pair}`;
+    assert.ok(text.includes(label), `throughput row ${label}`);
+  }
+  for (const unit of ["µs", "M msg/s", "GB/s", "64 B", "64 KiB"]) assert.ok(text.includes(unit), `axis unit ${unit}`);
+  const width = Number(svg.match(/^<svg[^>]*\swidth="(\d+(?:\.\d+)?)"/)?.[1]);
+  assert.ok(width > 400 && width <= 1000, `readable at about 900 px (width ${width})`);
+});
+
+test("renderChart draws a report with only latency rows, or only throughput rows", async () => {
+  const latencyOnly = await renderChart({ ...REPORT, throughput: [] });
+  assert.ok(visibleText(latencyOnly).includes("µs") && !visibleText(latencyOnly).includes("GB/s"));
+  const throughputOnly = await renderChart({ ...REPORT, latency: [] });
+  assert.ok(visibleText(throughputOnly).includes("GB/s") && !visibleText(throughputOnly).includes("round trip"));
+});
+
+test("renderChart escapes labels: any transport and pair names come out as text, the SVG stays well formed", async () => {
+  const seed = Date.now() % 2 ** 31;
+  console.log(`renderChart escaping property: fast-check seed ${seed}`);
+  const name = fc.string({ minLength: 1, maxLength: 10, unit: fc.constantFrom(..."ab<>&\"' é·-") })
+    // SVG text collapses runs of spaces and trims them at the ends: names here have none, so they show as written.
+    .filter((s) => s.trim() === s && s !== "" && !s.includes("  "));
+  await fc.assert(
+    fc.asyncProperty(name, name, fc.double({ min: 0.01, max: 1e5, noNaN: true }), async (transport, pair, p50) => {
+      const svg = await renderChart({
+        ...REPORT,
+        latency: [{ transport, pair, p50, count: 1 }],
+        throughput: [{ transport, pair, size: 64, msgsPerSec: p50 * 1e6, bytesPerSec: p50 * 64e6 }],
+      });
+      assertBalanced(svg);
+      assert.ok(visibleText(svg).includes(`${transport} · ${pair}`), "the label is there, as written");
+    }),
+    { numRuns: 12, seed },
+  );
+});
+
+test("renderChart refuses an empty or malformed report with a TypeError that names the field", async () => {
+  const cases: [unknown, RegExp][] = [
+    [null, /it is not an object/],
+    [{ ...REPORT, latency: [], throughput: [] }, /no latency and no throughput rows/],
+    [{ ...REPORT, date: "" }, /date/],
+    [{ ...REPORT, machine: undefined }, /machine is missing/],
+    [{ ...REPORT, runtimes: { node: 20 } }, /runtimes/],
+    [{ ...REPORT, latency: "x" }, /latency and throughput must be arrays/],
+    [{ ...REPORT, latency: [{ ...REPORT.latency[0], p50: -1 }] }, /latency\[0\]\.p50/],
+    [{ ...REPORT, latency: [{ ...REPORT.latency[0], p99: NaN }] }, /latency\[0\]\.p99/],
+    [{ ...REPORT, latency: [{ ...REPORT.latency[0], p50: 5, p99: 2 }] }, /latency\[0\]\.p99 is below/],
+    [{ ...REPORT, latency: [{ ...REPORT.latency[0], pair: "" }] }, /latency\[0\]\.transport and \.pair/],
+    [{ ...REPORT, throughput: [{ ...REPORT.throughput[1], msgsPerSec: Infinity }] }, /throughput\[0\]\.msgsPerSec/],
+    [{ ...REPORT, throughput: [{ ...REPORT.throughput[1], api: "" }] }, /throughput\[0\]\.api/],
+    [{ ...REPORT, notes: [1] }, /notes/],
+  ];
+  for (const [report, detail] of cases) {
+    await assert.rejects(renderChart(report as BenchReport), (e: Error) => {
+      assert.ok(e instanceof TypeError, `a TypeError for ${detail}`);
+      assert.match(e.message, /^Cannot use the benchmark report: /);
+      assert.match(e.message, detail);
+      assert.doesNotMatch(e.message, /\.$/, "no final period");
+      return true;
+    });
+  }
+  assert.doesNotThrow(() => checkReport(REPORT));
+});
+
+test("machineInfo reads the CPU, cores, memory and kernel of this machine", async () => {
+  const m = await machineInfo();
+  assert.ok(m.cpu.length > 0 && m.cpu !== "unknown", `cpu ${m.cpu}`);
+  assert.ok(Number.isInteger(m.cores) && m.cores >= 1, `cores ${m.cores}`);
+  assert.ok(m.memoryGiB > 0, `memory ${m.memoryGiB}`);
+  assert.match(m.kernel, /^\d+\.\d+/);
+});
+
+/** Why the native floor cannot be measured here, or undefined when `cc` is installed. */
+function noCompiler(): string | undefined {
+  try {
+    execFileSync("cc", ["--version"], { stdio: "ignore" });
+    return undefined;
+  } catch {
+    return "cc is not installed (the test preflight installs it)";
+  }
+}
+
+test("nativeFloor builds the C ring, runs it with tiny counts and returns positive, ordered figures", {
+  timeout: 60_000,
+}, async (t) => {
+  const why = noCompiler();
+  if (why !== undefined) return void t.skip(why);
+  const floor = await nativeFloor({ rounds: 500, messages: 2000, big: 20 });
+  const r = floor.roundTrip8;
+  assert.equal(r.count, 500);
+  for (const [k, v] of Object.entries(r)) assert.ok(Number.isFinite(v) && v > 0, `roundTrip8.${k} = ${v}`);
+  assert.ok(r.p50 <= r.p99 && r.p99 <= r.p999 && r.p999 <= r.max, `percentiles in order: ${JSON.stringify(r)}`);
+  assert.equal(floor.oneWay64.count, 2000);
+  assert.equal(floor.oneWay64Batch.batch, 64);
+  assert.equal(floor.oneWay64K.count, 20);
+  for (const x of [floor.oneWay64.msgsPerSec, floor.oneWay64Batch.msgsPerSec, floor.oneWay64K.bytesPerSec]) {
+    assert.ok(Number.isFinite(x) && x > 0);
+  }
+  const perMessage = floor.oneWay64K.bytesPerSec / floor.oneWay64K.msgsPerSec;
+  assert.ok(Math.abs(perMessage / 65536 - 1) < 1e-3, `64 KiB a message (${perMessage})`);
+  assert.equal(floor.cpus, null);
+  assert.equal(floor.sharedCore, false);
+  // Its rows fit a report and the chart draws them.
+  const rows = nativeFloorRows(floor);
+  const svg = await renderChart({ ...REPORT, latency: [rows.latency], throughput: rows.throughput });
+  assert.ok(visibleText(svg).includes("C ring (floor) (batch of 64) · C"));
+});
+
+test("nativeFloor pins both sides to one core when asked, and says so", { timeout: 60_000 }, async (t) => {
+  const why = noCompiler();
+  if (why !== undefined) return void t.skip(why);
+  const floor = await nativeFloor({ rounds: 50, messages: 200, big: 2, cpus: [0, 0] });
+  assert.deepEqual(floor.cpus, [0, 0]);
+  assert.equal(floor.sharedCore, true);
+  assert.ok(floor.roundTrip8.p50 > 0);
+});
+
+test("nativeFloor fails with a clear error: compiler message, missing source, missing compiler, bad CPU", {
+  timeout: 60_000,
+}, async (t) => {
+  const why = noCompiler();
+  if (why !== undefined) return void t.skip(why);
+  const dir = mkdtempSync(join(tmpdir(), "ipckit-bench-tools-"));
+  try {
+    const broken = join(dir, "broken.c");
+    writeFileSync(broken, "int main(void) { return undeclared_name; }\n");
+    const clear = (detail: RegExp) => (e: Error) => {
+      assert.match(e.message, /^Cannot measure the native floor: /);
+      assert.match(e.message, detail);
+      return true;
+    };
+    await assert.rejects(nativeFloor({ source: broken }), clear(/could not build .*broken\.c[\s\S]*undeclared_name/));
+    await assert.rejects(nativeFloor({ source: join(dir, "absent.c") }), clear(/no readable source at .*absent\.c/));
+    await assert.rejects(nativeFloor({ compiler: "ipckit-no-such-cc" }), clear(/"ipckit-no-such-cc" was not found/));
+    await assert.rejects(
+      nativeFloor({ rounds: 10, messages: 10, big: 1, cpus: [0, 1000] }),
+      clear(/ring program failed \(exit status 1\): .*Cannot pin to a CPU: CPU 1000/),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await assert.rejects(nativeFloor({ rounds: 0 }), RangeError);
+  await assert.rejects(nativeFloor({ cpus: [0, -1] }), RangeError);
+  await assert.rejects(nativeFloor({ timeout: 0 }), RangeError);
+});
