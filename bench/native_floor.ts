@@ -75,15 +75,36 @@ export async function nativeFloor(options: NativeFloorOptions = {}): Promise<Nat
     throw new RangeError(`Cannot use timeout ${timeout}: it must be a positive integer of milliseconds`);
   }
   const rt = await runtime();
-  const binary = await build(rt, options.source ?? rt.fromFileUrl(new URL("./native/ring.c", import.meta.url)), {
-    compiler: options.compiler ?? "cc",
-    timeout,
-  });
+  const binary = await nativeRingBinary(options);
   const out = await run(rt, [binary, ...args], timeout, "the ring program");
   if (out.code !== 0) {
     throw new Error(`${FAIL}: the ring program failed (${exitText(out)}): ${out.stderr.trim() || "no message"}`);
   }
   return parseFloor(out.stdout);
+}
+
+/**
+ * The path of the built C ring, building it first unless a build of the same source, compiler and flags is in the
+ * cache: for running it by hand (`taskset`, `perf stat`) or with arguments `nativeFloor` does not offer.
+ *
+ * @throws {Error} `Cannot measure the native floor: ...` when the compiler is missing or the source cannot be read
+ *   or does not build (with the compiler's message).
+ * @example
+ * ```ts
+ * const ring = await nativeRingBinary();
+ * console.log(`run it by hand: taskset -c 0 ${ring} --rounds 1000`);
+ * ```
+ */
+export async function nativeRingBinary(
+  options: Pick<NativeFloorOptions, "source" | "compiler" | "timeout"> = {},
+): Promise<string> {
+  const timeout = options.timeout ?? 120_000;
+  if (!Number.isSafeInteger(timeout) || timeout < 1) {
+    throw new RangeError(`Cannot use timeout ${timeout}: it must be a positive integer of milliseconds`);
+  }
+  const rt = await runtime();
+  const source = options.source ?? rt.fromFileUrl(new URL("./native/ring.c", import.meta.url));
+  return await build(rt, source, { compiler: options.compiler ?? "cc", timeout });
 }
 
 /**
@@ -168,6 +189,12 @@ async function build(rt: Runtime, source: string, o: { compiler: string; timeout
   }
   const mv = await run(rt, ["mv", "-f", partial, binary], o.timeout, "mv");
   if (mv.code !== 0) throw new Error(`${FAIL}: cannot move the build into ${binary}: ${mv.stderr.trim()}`);
+  // Builds of older sources are of no more use: the cache keeps one.
+  for (const name of await rt.readDir(dir).catch(() => [])) {
+    if (/^ring-[0-9a-f]{16}$/.test(name) && `${dir}/${name}` !== binary) {
+      await rt.removeFile(`${dir}/${name}`).catch(() => {});
+    }
+  }
   return binary;
 }
 

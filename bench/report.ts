@@ -45,9 +45,9 @@ export interface LatencyRow {
   /** The two sides, `"node-bun"` (parent-peer), or `"C"` for the native floor. */
   readonly pair: string;
   readonly p50: number;
-  readonly p99?: number;
-  readonly p999?: number;
-  readonly max?: number;
+  readonly p99?: number | undefined;
+  readonly p999?: number | undefined;
+  readonly max?: number | undefined;
   /** Samples behind the figures. */
   readonly count: number;
 }
@@ -56,7 +56,7 @@ export interface LatencyRow {
 export interface ThroughputRow {
   readonly transport: string;
   /** How messages were sent, when it matters: `"await send"`, `"trySend"`, `"sendMany"`, `"batch of 64"`... */
-  readonly api?: string;
+  readonly api?: string | undefined;
   readonly pair: string;
   /** Message size in bytes (64 and 65536 in `bench/shm.ts`). */
   readonly size: number;
@@ -74,7 +74,7 @@ export interface BenchReport {
   readonly latency: readonly LatencyRow[];
   readonly throughput: readonly ThroughputRow[];
   /** Lines printed under the chart (pinning, load, what was touched). */
-  readonly notes?: readonly string[];
+  readonly notes?: readonly string[] | undefined;
 }
 
 /** What the C ring (`bench/native/ring.c`) measured in one run: the native floor of the shm channel. */

@@ -6,13 +6,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { renderChart } from "../bench/chart.ts";
 import { type BenchReport, checkReport, machineInfo } from "../bench/report.ts";
-import { nativeFloor, nativeFloorRows } from "../bench/native_floor.ts";
+import { nativeFloor, nativeFloorRows, nativeRingBinary } from "../bench/native_floor.ts";
+import { type ChildProcess, runtime } from "../mod.ts";
+import { delay } from "../async/mod.ts";
 
 const REPORT: BenchReport = {
   date: "2026-12-06",
@@ -209,4 +211,91 @@ test("nativeFloor fails with a clear error: compiler message, missing source, mi
   await assert.rejects(nativeFloor({ rounds: 0 }), RangeError);
   await assert.rejects(nativeFloor({ cpus: [0, -1] }), RangeError);
   await assert.rejects(nativeFloor({ timeout: 0 }), RangeError);
+});
+
+/** The state letter and parent pid of a process (from /proc/<pid>/stat), or undefined when it is gone. */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: state!, ppid: Number(ppid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The children of `pid`, waiting (up to 10 s) until it has one. */
+async function childrenOf(pid: number): Promise<number[]> {
+  for (const end = Date.now() + 10_000; Date.now() < end; await delay(10)) {
+    const kids = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) =>
+      procStat(p)?.ppid === pid
+    );
+    if (kids.length > 0) return kids;
+  }
+  throw new Error(`Cannot find the children of ${pid}: none after 10 s`);
+}
+
+/** Waits (up to 10 s) until `pid` is gone or a zombie; true when it is. */
+async function ended(pid: number): Promise<boolean> {
+  for (const end = Date.now() + 10_000; Date.now() < end; await delay(10)) {
+    const s = procStat(pid);
+    if (s === undefined || s.state === "Z") return true;
+  }
+  return false;
+}
+
+/** Starts the ring on a run long enough to be interrupted (its parent is in the one-way run). */
+async function longRing(): Promise<{ parent: ChildProcess; child: number; cleanup: () => Promise<void> }> {
+  const rt = await runtime();
+  const bin = await nativeRingBinary();
+  const parent = rt.spawn([bin, "--rounds", "1", "--messages", "1000000000", "--big", "1"], {
+    stdio: "null",
+    stderr: "pipe",
+  });
+  const cleanup = async () => {
+    parent.kill("SIGKILL");
+    await parent.exited.catch(() => {});
+  };
+  try {
+    const [child] = await childrenOf(parent.pid);
+    return { parent, child: child!, cleanup };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+test("the C ring's child dies with its parent (PR_SET_PDEATHSIG)", { timeout: 60_000 }, async (t) => {
+  const why = noCompiler();
+  if (why !== undefined) return void t.skip(why);
+  const { parent, child, cleanup } = await longRing();
+  try {
+    parent.kill("SIGKILL");
+    assert.equal((await parent.exited).signal, "SIGKILL");
+    assert.ok(await ended(child), `the child ${child} ended with its parent`);
+  } finally {
+    await cleanup();
+    if (!(await ended(child))) (await runtime()).kill(child, "SIGKILL");
+  }
+});
+
+test("the C ring stops with a clear message when its child dies", { timeout: 60_000 }, async (t) => {
+  const why = noCompiler();
+  if (why !== undefined) return void t.skip(why);
+  const { parent, child, cleanup } = await longRing();
+  try {
+    const stderr = (async () => {
+      let text = "";
+      for await (const c of parent.stderr!) text += new TextDecoder().decode(c);
+      return text;
+    })();
+    (await runtime()).kill(child, "SIGKILL");
+    assert.equal((await parent.exited).code, 1);
+    assert.match(
+      await stderr,
+      /^ring: Cannot finish the run: the child process ended before the end of the run \(signal 9\)\n/,
+    );
+  } finally {
+    await cleanup();
+  }
 });

@@ -88,7 +88,11 @@ static void waiting(void) {
   if (child_pid > 0) {
     if (waitpid(child_pid, &child_status, WNOHANG) == child_pid) child_pid = -1;
   } else if (child_pid < 0) {
-    die("finish the run", "the child process exited before the end of the run");
+    char detail[96];
+    snprintf(detail, sizeof detail, "the child process ended before the end of the run (%s %d)",
+             WIFSIGNALED(child_status) ? "signal" : "exit status",
+             WIFSIGNALED(child_status) ? WTERMSIG(child_status) : WEXITSTATUS(child_status));
+    die("finish the run", detail);
   } else if (getppid() != parent_pid) {
     _exit(1);
   }
