@@ -172,7 +172,7 @@ static void send_batches(struct end *p, const void *msg, uint32_t n, long count)
   }
 }
 
-/* Takes the next message into dst (room for max bytes), waiting for it; publishes R lazily (see receive_done). */
+/* Takes the next message into dst (room for max bytes), waiting for it; publishes R lazily, as described inside. */
 static uint32_t receive(struct end *c, void *dst, uint32_t max) {
   unsigned polls = 0;
   _Atomic uint32_t *word = commit_word(c->ring, c->pos);
