@@ -207,6 +207,9 @@ function socketStream(socket: Socket<State>): ByteStream {
       st.closed = true;
       socket.terminate();
     },
+    unref() {
+      socket.unref();
+    },
   };
 }
 

@@ -263,6 +263,7 @@ export const nodeApi = {
   readDir: (p: string) => fs.promises.readdir(p).catch((e) => Promise.reject(mapNodeError(e, `Cannot read "${p}"`))),
   readTextFile: (p: string) =>
     fs.promises.readFile(p, "utf8").catch((e) => Promise.reject(mapNodeError(e, `Cannot read "${p}"`))),
+  availableCpus: () => os.availableParallelism(),
   isTerminal: (fd: number) => isatty(fd),
   makeTempDir: (prefix: string) => fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)),
   removeDir: (p: string) => fs.promises.rm(p, { recursive: true, force: true }),

@@ -54,6 +54,8 @@ export interface ByteStream {
   end(): Promise<void>;
   /** Closes both directions now, discarding unwritten data. Idempotent. */
   close(): void;
+  /** Lets the process exit while this stream is open (sockets only; reading goes on while something else runs). */
+  unref?(): void;
 }
 
 /** A listening socket. */
@@ -277,6 +279,8 @@ export interface Runtime {
   readDir(path: string): Promise<string[]>;
   /** A file's contents as UTF-8 text. @throws {NotFoundError} when it does not exist. */
   readTextFile(path: string): Promise<string>;
+  /** How many CPUs this process may run on now (its affinity mask, e.g. 1 under `taskset -c 0`). */
+  availableCpus(): number;
   /** Whether a file descriptor of this process (0, 1, 2) is a terminal. */
   isTerminal(fd: number): boolean;
   /** A fresh private temporary directory. */

@@ -63,6 +63,9 @@ export function socketStream(socket: Socket): ByteStream {
     close() {
       socket.destroy();
     },
+    unref() {
+      socket.unref();
+    },
   };
 }
 
