@@ -405,6 +405,18 @@ export class Ring {
     return Atomics.load(this.words, I_CONSUMER_SLEEPING) !== 0;
   }
 
+  /** Takes the consumer's announcement that it sleeps: true for the one caller that should wake it. */
+  takeConsumerSleeping(): boolean {
+    return Atomics.load(this.words, I_CONSUMER_SLEEPING) !== 0 &&
+      Atomics.compareExchange(this.words, I_CONSUMER_SLEEPING, 1, 0) === 1;
+  }
+
+  /** Takes the producer's announcement that it sleeps: true for the one caller that should wake it. */
+  takeProducerSleeping(): boolean {
+    return Atomics.load(this.words, I_PRODUCER_SLEEPING) !== 0 &&
+      Atomics.compareExchange(this.words, I_PRODUCER_SLEEPING, 1, 0) === 1;
+  }
+
   /** Marks the producer as sleeping (waiting for room). */
   set producerSleeping(on: boolean) {
     Atomics.store(this.words, I_PRODUCER_SLEEPING, on ? 1 : 0);

@@ -23,16 +23,26 @@
 import { onAbort } from "../async/mod.ts";
 import { abortError, ClosedError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
 import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
+import type { Doorbell } from "./doorbell.ts";
+import { Idle, type IdleStrategy } from "./idle.ts";
 import type { Waiter } from "./wait.ts";
 
 /** Longest single sleep; liveness and flags are re-checked in between. */
 export const SLEEP_MS = 100;
+/** How long a spin runs before it lets timers and I/O run (a macrotask) and checks the peer. */
+const YIELD_MS = 10;
+
+/** A turn of the event loop: timers and I/O run before it resolves. */
+function macrotask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 /** What a shared-memory channel end needs to be rebuilt in another thread: post it to a Worker. */
 export interface ShmHandle {
   readonly buffer: SharedArrayBuffer;
   readonly side: 0 | 1;
   readonly spin?: number;
+  readonly idle?: IdleStrategy;
 }
 
 /** The parts of one channel end (made by `shm/ring_channel_layout.ts`). */
@@ -45,6 +55,12 @@ export interface ChannelParts {
   outBase: number;
   inBase: number;
   spinUs: number;
+  /** The idle strategy (`shm/idle.ts`); `"spin-then-park"` when not given. */
+  idle?: IdleStrategy;
+  /** How many CPUs this process may run on (1: never spin); 2 when not given. */
+  cpus?: number;
+  /** The doorbell between processes (`shm/doorbell.ts`): sleeps and wakes go through it instead of the waiter. */
+  bell?: Doorbell | undefined;
   maxMessage: number | undefined;
   /** Whether the peer still lives (always true for threads). */
   peerAlive: () => boolean;
@@ -79,11 +95,18 @@ export class RingChannel implements AsyncDisposable {
   #writers = 0;
   #writeTurn: Promise<void> = Promise.resolve();
   #handle: ShmHandle | undefined;
+  readonly #receiveIdle: Idle;
+  readonly #sendIdle: Idle;
+  /** When the peer's liveness was last checked (performance.now()). */
+  #checked = -Infinity;
 
   /** @internal Use `shm.create`, `shm.open`, `shm.pair` or `shm.fromHandle`. */
   constructor(parts: ChannelParts, handle?: ShmHandle) {
     this.#p = parts;
     this.#handle = handle;
+    const strategy = parts.idle ?? "spin-then-park";
+    this.#receiveIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2);
+    this.#sendIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2);
     const ringMax = parts.out.maxMessage;
     const max = parts.maxMessage ?? ringMax;
     if (!Number.isSafeInteger(max) || max < 0 || max > ringMax) {
@@ -227,12 +250,20 @@ export class RingChannel implements AsyncDisposable {
     return undefined;
   }
 
+  /** Wakes the peer if it announced that it sleeps for data (the first to see the announcement takes it). */
   #wakeConsumer(): void {
-    if (this.#p.out.consumerSleeping) this.#p.waiter.wake(this.#p.outBase + I_WRITE);
+    if (this.#p.out.takeConsumerSleeping()) this.#wake(this.#p.outBase + I_WRITE);
   }
 
+  /** Wakes the peer if it announced that it sleeps for room. */
   #wakeProducer(): void {
-    if (this.#p.in.producerSleeping) this.#p.waiter.wake(this.#p.inBase + I_READ);
+    if (this.#p.in.takeProducerSleeping()) this.#wake(this.#p.inBase + I_READ);
+  }
+
+  /** Wakes the peer, asleep on the word at `index`: through the doorbell if there is one. */
+  #wake(index: number): void {
+    if (this.#p.bell) this.#p.bell.ring();
+    else this.#p.waiter.wake(index);
   }
 
   /** Waits for room until `put()` says everything went (it wakes the consumer for what it wrote). */
@@ -244,17 +275,33 @@ export class RingChannel implements AsyncDisposable {
     try {
       await turn;
       const out = this.#p.out;
-      const spinUntil = performance.now() + this.#p.spinUs / 1000;
+      const idle = this.#sendIdle;
+      const spinUs = idle.next();
+      let spinning = spinUs > 0;
+      const spinUntil = performance.now() + spinUs / 1000;
+      let yieldAt = performance.now() + YIELD_MS;
       for (;;) {
         const refused = this.#sendRefused();
         if (refused) throw refused;
-        if (put()) return;
-        if (signal?.aborted) throw abortError(signal);
-        if (performance.now() < spinUntil) {
-          await undefined; // spin between microtasks, as receive() does
-          continue;
+        if (put()) {
+          if (spinning) idle.found();
+          return;
         }
-        this.#checkPeer();
+        if (signal?.aborted) throw abortError(signal);
+        if (spinning) {
+          const t = performance.now();
+          if (t < spinUntil) {
+            if (t >= yieldAt) {
+              this.#checkPeer(t);
+              yieldAt = t + YIELD_MS;
+              await macrotask();
+            } else await undefined; // spin between microtasks, as receive() does
+            continue;
+          }
+          spinning = false;
+          idle.ranOut();
+        }
+        this.#checkPeer(performance.now());
         // As in receive: announce the sleep, then try once more before sleeping.
         out.producerSleeping = true;
         const r = out.readPosition();
@@ -460,17 +507,23 @@ export class RingChannel implements AsyncDisposable {
     try {
       await turn;
       const input = this.#p.in;
+      const idle = this.#receiveIdle;
       const now = performance.now();
       const deadline = timeout === undefined ? Infinity : now + timeout;
-      const spinUntil = now + this.#p.spinUs / 1000;
-      let spinning = this.#p.spinUs > 0;
+      const spinUs = idle.next();
+      const spinUntil = now + spinUs / 1000;
+      let spinning = spinUs > 0;
       let spins = 0;
+      let yieldAt = now + YIELD_MS;
       for (;;) {
         if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
         // Read the flag before the ring: a close published after the last message is seen after it.
         const flags = input.flags;
         const m = this.#read(read);
-        if (m !== undefined) return m;
+        if (m !== undefined) {
+          if (spinning) idle.found();
+          return m;
+        }
         if (flags & PRODUCER_CLOSED) {
           throw (this.#peerGone ??= new ClosedError(`Cannot receive on ${this.#p.description}: the peer closed it`));
         }
@@ -488,11 +541,19 @@ export class RingChannel implements AsyncDisposable {
           throw new TimeoutError(`Cannot receive on ${this.#p.description}: timed out after ${timeout} ms`);
         }
         if (spinning && t < spinUntil) {
-          await undefined;
+          if (t >= yieldAt) {
+            // A long spin ("spin"): let timers and I/O run, and see whether the peer still lives.
+            yieldAt = t + YIELD_MS;
+            if (this.#peerDied(t)) continue;
+            await macrotask();
+          } else await undefined;
           continue;
         }
-        spinning = false;
-        if (this.#peerDied()) {
+        if (spinning) {
+          spinning = false;
+          idle.ranOut();
+        }
+        if (this.#peerDied(t)) {
           // What the peer wrote whole before it died is delivered first (it may have written since the look
           // above), as a socket delivers its buffer before the end.
           const last = this.#read(read);
@@ -514,23 +575,31 @@ export class RingChannel implements AsyncDisposable {
     }
   }
 
-  /** Sleeps until the word changes, the time passes, or `signal` aborts (which wakes our own wait). */
+  /** Sleeps until the peer wakes us, the time passes, or `signal` aborts (which wakes our own wait). */
   #sleep(index: number, value: number, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#p.bell) return this.#p.bell.wait(ms, signal);
     const wait = this.#p.waiter.wait(index, value, ms);
     if (signal === undefined) return wait;
     return wait.finally(onAbort(signal, () => this.#p.waiter.wake(index)));
   }
 
-  /** Whether the peer is gone (closed, failed or dead); notes a dead peer process. */
-  #peerDied(): boolean {
-    if (this.#peerGone === undefined && !this.#p.peerAlive()) {
-      this.#peerGone = new ClosedError(`Cannot use ${this.#p.description}: the peer process died`);
+  /**
+   * Whether the peer is gone (closed, failed or dead); notes a dead peer process. Its liveness is read (a look in
+   * /proc) at most every 100 ms, or at once when the doorbell went silent (the kernel ends the connection of a
+   * process that dies).
+   */
+  #peerDied(now: number): boolean {
+    if (this.#peerGone === undefined && (now - this.#checked >= SLEEP_MS || this.#p.bell?.silent)) {
+      this.#checked = now;
+      if (!this.#p.peerAlive()) {
+        this.#peerGone = new ClosedError(`Cannot use ${this.#p.description}: the peer process died`);
+      }
     }
     return this.#peerGone !== undefined;
   }
 
-  #checkPeer(): void {
-    if (this.#peerDied()) throw this.#peerGone;
+  #checkPeer(now: number): void {
+    if (this.#peerDied(now)) throw this.#peerGone;
   }
 
   /**
@@ -543,7 +612,9 @@ export class RingChannel implements AsyncDisposable {
     const p = this.#p;
     p.out.setFlag(PRODUCER_CLOSED);
     p.in.setFlag(CONSUMER_CLOSED);
-    // Wake everyone who may sleep on this channel: the peer (data/room) and our own pending calls.
+    // Wake everyone who may sleep on this channel: the peer (data/room) and our own pending calls. Closing the
+    // doorbell wakes both sides' waits on it.
+    p.bell?.close();
     p.waiter.wake(p.outBase + I_WRITE);
     p.waiter.wake(p.outBase + I_READ);
     p.waiter.wake(p.inBase + I_WRITE);

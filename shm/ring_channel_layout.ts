@@ -9,13 +9,20 @@
  * ```text
  * offset       size          field
  * 0            4             magic 0x43435049 (the bytes "IPCC")
- * 4            4             version: 1
+ * 4            4             version: 2
  * 8            4             ring capacity C
- * 12           4             attached: 0, then 1 once the opener attached (a futex word)
- * 16           48            reserved, 0
- * 64           192 + C       ring 0: creator -> opener
- * 256 + C      192 + C       ring 1: opener -> creator
+ * 12           4             attached: 0, then once the opener attached 1 (with the doorbell) or 2 (without;
+ *                            both sides then wake each other with futexes) (a futex word)
+ * 16           4             doorbell path length L (0: no doorbell)
+ * 20           44            reserved, 0
+ * 64           128           doorbell path: L bytes of UTF-8 (at most 107), the creator's Unix socket
+ * 192          192 + C       ring 0: creator -> opener
+ * 384 + C      192 + C       ring 1: opener -> creator
  * ```
+ *
+ * The doorbell (`shm/doorbell.ts`) is how a sleeping side is woken between processes: the opener connects to the
+ * path and says its pid before it attaches; the creator takes that connection once the opener attached, then
+ * removes the socket and its private directory.
  *
  * @module
  */
@@ -26,13 +33,22 @@ import { alive, type Identity, self } from "../os/liveness.ts";
 import { Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
+import { type Doorbell, MAX_PATH } from "./doorbell.ts";
+import { idleOption, type IdleStrategy } from "./idle.ts";
 import { atomicsWaiter, futexWaiter } from "./wait.ts";
 
 const MAGIC = 0x43435049;
-const VERSION = 1;
-const HEADER = 64;
+const VERSION = 2;
+/** Bytes of the channel header; ring 0 follows it. */
+export const CHANNEL_HEADER = 192;
+const HEADER = CHANNEL_HEADER;
 const I_CAPACITY = 2;
 const I_ATTACHED = 3;
+const I_BELL_LENGTH = 4;
+const BELL_AT = 64;
+/** `attached` once the opener attached: with its doorbell connected, or without one. */
+const WITH_BELL = 1;
+const WITHOUT_BELL = 2;
 const DEFAULT_SPIN_US = 50;
 
 /**
@@ -41,7 +57,7 @@ const DEFAULT_SPIN_US = 50;
  * @example
  * ```ts
  * import { shm } from "ipckit";
- * console.log(shm.channelSize(1 << 20)); // 2097600: a 64-byte header and two rings of 192 + 1 MiB
+ * console.log(shm.channelSize(1 << 20)); // 2097728: a 192-byte header and two rings of 192 + 1 MiB
  * ```
  */
 export function channelSize(capacity: number): number {
@@ -50,15 +66,31 @@ export function channelSize(capacity: number): number {
 
 /**
  * Lays a channel out in `buffer`. With `creator`, side 0's owner (it writes ring 0 and reads ring 1) is recorded
- * before the magic word: an opener that sees the magic sees whose liveness to watch.
+ * before the magic word, and so is the doorbell's path: an opener that sees the magic sees whose liveness to watch
+ * and where to connect.
+ *
+ * @throws {RangeError} when `bellPath` is longer than 107 bytes.
  */
-export function initLayout(buffer: ArrayBufferLike, capacity: number, creator?: Identity): Int32Array {
+export function initLayout(
+  buffer: ArrayBufferLike,
+  capacity: number,
+  creator?: Identity,
+  bellPath?: string,
+): Int32Array {
   const head = new Int32Array(buffer, 0, HEADER / 4);
   const r0 = Ring.init(buffer, HEADER, capacity);
   const r1 = Ring.init(buffer, HEADER + ringSize(capacity), capacity);
   if (creator !== undefined) {
     r0.setOwner("producer", creator);
     r1.setOwner("consumer", creator);
+  }
+  if (bellPath !== undefined) {
+    const bytes = new TextEncoder().encode(bellPath);
+    if (bytes.byteLength > MAX_PATH) {
+      throw new RangeError(`Cannot lay out a doorbell path of ${bytes.byteLength} bytes`);
+    }
+    new Uint8Array(buffer, BELL_AT, bytes.byteLength).set(bytes);
+    head[I_BELL_LENGTH] = bytes.byteLength;
   }
   head[1] = VERSION;
   head[I_CAPACITY] = capacity;
@@ -150,8 +182,9 @@ export async function awaitOpener(
   segment: SharedMemory,
   capacity: number,
   signal: AbortSignal | undefined,
-): Promise<Identity> {
-  const head = initLayout(segment.buffer, capacity, self(ffi));
+  bellPath?: string,
+): Promise<{ peer: Identity; bell: boolean }> {
+  const head = initLayout(segment.buffer, capacity, self(ffi), bellPath);
   const { out } = rings(segment.buffer, 0);
   const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
   const unlisten = onAbort(signal, () => waiter.wake(I_ATTACHED));
@@ -163,7 +196,15 @@ export async function awaitOpener(
   } finally {
     unlisten();
   }
-  return out.owner("consumer");
+  return { peer: out.owner("consumer"), bell: Atomics.load(head, I_ATTACHED) === WITH_BELL };
+}
+
+/** The doorbell path the creator laid out in `segment`, if any. */
+export function bellPath(segment: SharedMemory): string | undefined {
+  const head = new Int32Array(segment.buffer, 0, HEADER / 4);
+  const n = head[I_BELL_LENGTH]!;
+  if (n <= 0 || n > MAX_PATH) return undefined;
+  return new TextDecoder().decode(new Uint8Array(segment.buffer, BELL_AT, n));
 }
 
 /**
@@ -173,7 +214,7 @@ export async function awaitOpener(
  * @throws {ProtocolError} when the segment holds no channel of this version, or is smaller than its layout.
  * @throws {AlreadyExistsError} when the channel already has its peer.
  */
-export function attachOpener(ffi: Native, segment: SharedMemory, name: string): Identity {
+export function attachOpener(ffi: Native, segment: SharedMemory, name: string, bell: boolean): Identity {
   const head = new Int32Array(segment.buffer, 0, HEADER / 4);
   const { out, in: input } = rings(segment.buffer, 1);
   if (segment.size < channelSize(head[I_CAPACITY]!)) {
@@ -182,7 +223,7 @@ export function attachOpener(ffi: Native, segment: SharedMemory, name: string): 
   const me = self(ffi);
   out.setOwner("producer", me);
   input.setOwner("consumer", me);
-  if (Atomics.compareExchange(head, I_ATTACHED, 0, 1) !== 0) {
+  if (Atomics.compareExchange(head, I_ATTACHED, 0, bell ? WITH_BELL : WITHOUT_BELL) !== 0) {
     throw new AlreadyExistsError(`Cannot open shm channel "${name}": it already has its peer`);
   }
   const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
@@ -190,13 +231,18 @@ export function attachOpener(ffi: Native, segment: SharedMemory, name: string): 
   return input.owner("producer");
 }
 
-/** The parts of a process channel's end on `side` of `segment`; `peer` is the other side's process. */
+/**
+ * The parts of a process channel's end on `side` of `segment`; `peer` is the other side's process, `bell` the
+ * doorbell between them (none: futexes), `cpus` how many CPUs this process may run on.
+ */
 export function processParts(
   ffi: Native,
   segment: SharedMemory,
   side: 0 | 1,
   peer: Identity,
-  options: { spin?: number; maxMessage?: number },
+  options: { spin?: number; idle?: IdleStrategy; maxMessage?: number },
+  bell: Doorbell | undefined,
+  cpus: number,
 ): ChannelParts {
   const words = new Int32Array(segment.buffer);
   const { out, in: input } = rings(segment.buffer, side);
@@ -208,6 +254,9 @@ export function processParts(
     outBase: out.offset / 4,
     inBase: input.offset / 4,
     spinUs: spinOption(options.spin),
+    idle: idleOption(options.idle),
+    cpus,
+    bell,
     maxMessage: options.maxMessage,
     peerAlive: () => alive(peer.id, peer.tag, ffi),
     release: () => segment.close(),
@@ -227,7 +276,7 @@ export function threadBuffer(capacity: number): SharedArrayBuffer {
  *
  * @throws {ProtocolError} when the buffer holds no channel.
  */
-export function threadParts(handle: ShmHandle, maxMessage: number | undefined): ChannelParts {
+export function threadParts(handle: ShmHandle, maxMessage: number | undefined, cpus = 2): ChannelParts {
   const { out, in: input } = rings(handle.buffer, handle.side);
   const words = new Int32Array(handle.buffer);
   return {
@@ -238,6 +287,8 @@ export function threadParts(handle: ShmHandle, maxMessage: number | undefined): 
     outBase: out.offset / 4,
     inBase: input.offset / 4,
     spinUs: spinOption(handle.spin),
+    idle: idleOption(handle.idle),
+    cpus,
     maxMessage,
     peerAlive: () => true,
     release: () => {},

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
 import { RingChannel } from "../shm/ring_channel.ts";
-import { channelSize, initLayout, threadParts } from "../shm/ring_channel_layout.ts";
+import { CHANNEL_HEADER, channelSize, initLayout, threadParts } from "../shm/ring_channel_layout.ts";
 import { Ring, ringSize } from "../shm/ring.ts";
 import { identify } from "../os/liveness.ts";
 import { conformance } from "./conformance/registry.ts";
@@ -60,7 +60,7 @@ test("a corrupt ring record rejects receive() with ProtocolError and ends the ch
   const b = shm.fromHandle(handle);
   await a.send(new Uint8Array([1, 2, 3]));
   // Overwrite the record's length with more than the ring holds.
-  const ring = Ring.attach(handle.buffer, 64);
+  const ring = Ring.attach(handle.buffer, CHANNEL_HEADER);
   new DataView(handle.buffer, ring.offset + 192, 4).setUint32(0, 100_000, true);
   await assert.rejects(b.receive(), ProtocolError);
   await assert.rejects(b.receive(), ClosedError);
@@ -83,8 +83,8 @@ test("shm.open() attaches only once the creator has recorded itself, never takin
     assert.equal(new Int32Array(raw.buffer, 0, 16)[3], 0, "the opener did not attach");
     // The creator records itself (this process, alive): now the open goes through and the channel works.
     const me = await identify();
-    Ring.attach(raw.buffer, 64).setOwner("producer", me);
-    Ring.attach(raw.buffer, 64 + ringSize(capacity)).setOwner("consumer", me);
+    Ring.attach(raw.buffer, CHANNEL_HEADER).setOwner("producer", me);
+    Ring.attach(raw.buffer, CHANNEL_HEADER + ringSize(capacity)).setOwner("consumer", me);
     const opened = await shm.open(n, { wait: 10_000 });
     try {
       await opened.send(new Uint8Array([7]));

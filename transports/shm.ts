@@ -5,9 +5,11 @@
  * the mechanics (framing onto the rings, spinning and sleeping, wake-ups, peer checks, close) are
  * `shm/ring_channel.ts`, the segment layout byte for byte `shm/ring_channel_layout.ts`.
  *
- * Waiting (`shm/ring_channel.ts`): spin for `spin` microseconds, then sleep (futex(2) between processes,
- * `Atomics.waitAsync` between threads) at most 100 ms at a time, checking the peer's liveness in between: if the peer
- * process died, `receive()`/`send()` reject with `ClosedError` within about 100 ms.
+ * Waiting (`shm/ring_channel.ts`, `shm/idle.ts`): by default spin up to `spin` microseconds (less when spinning
+ * does not pay), then sleep at most 100 ms at a time until the peer rings: between processes through a doorbell, a
+ * Unix socket between the two that each event loop polls (`shm/doorbell.ts`; futex(2) when none can be made),
+ * between threads with `Atomics.waitAsync`. If the peer process died, `receive()`/`send()` reject with
+ * `ClosedError` at once (its doorbell connection ends), or within about 100 ms without a doorbell.
  *
  * Messages larger than the ring (`capacity - 8` bytes) are rejected with `MessageTooLargeError`; choose the
  * capacity for the largest message. A full ring makes `send()` wait (backpressure).
@@ -30,9 +32,14 @@
  * @module
  */
 import { native } from "../ffi/native.ts";
+import { alive } from "../os/liveness.ts";
+import { runtime } from "../runtimes/detect.ts";
+import { Doorbell } from "../shm/doorbell.ts";
+import { idleOption, type IdleStrategy } from "../shm/idle.ts";
 import {
   attachOpener,
   awaitOpener,
+  bellPath,
   channelSize,
   checkMaxMessage,
   openLaidOut,
@@ -48,6 +55,7 @@ import { type Capabilities, type Channel, messageIterator } from "./channel.ts";
 
 export { channelSize } from "../shm/ring_channel_layout.ts";
 export type { ShmHandle } from "../shm/ring_channel.ts";
+export type { IdleStrategy } from "../shm/idle.ts";
 
 const DEFAULT_CAPACITY = 1 << 20;
 
@@ -57,7 +65,13 @@ export interface ShmOptions {
   capacity?: number;
   /** Largest message, at most `capacity - 8`; the ring's limit by default. */
   maxMessage?: number;
-  /** Microseconds to spin before sleeping when there is nothing to receive (or no room); 50 by default. */
+  /**
+   * How a side waits when there is nothing to receive (or no room): `"spin-then-park"` (the default: spin up to
+   * `spin` microseconds, adapting to whether spinning pays, then sleep until the peer rings), `"park"` (never spin)
+   * or `"spin"` (never sleep: a core while waiting). See the idle strategies in docs/performance.md.
+   */
+  idle?: IdleStrategy;
+  /** Microseconds to spin at most before sleeping (with `idle: "spin-then-park"`); 50 by default. */
   spin?: number;
   /** Aborts waiting for the peer (create) or for the segment (open). */
   signal?: AbortSignal;
@@ -133,22 +147,29 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
   checkName(name);
   const capacity = ringCapacity(options.capacity ?? DEFAULT_CAPACITY);
   spinOption(options.spin);
+  idleOption(options.idle);
   checkMaxMessage(options.maxMessage, capacity);
-  const ffi = await native();
+  const [ffi, rt] = await Promise.all([native(), runtime()]);
   const segment = await SharedMemory.create(name, {
     size: channelSize(capacity),
     ...(options.mode === undefined ? {} : { mode: options.mode }),
   });
   let unlinked = false;
+  const listener = await Doorbell.listen(rt);
   try {
-    const peer = await awaitOpener(ffi, segment, capacity, options.signal);
+    const { peer, bell } = await awaitOpener(ffi, segment, capacity, options.signal, listener?.path);
     segment.unlink();
     unlinked = true;
-    return new ShmChannel(processParts(ffi, segment, 0, peer, options));
+    const doorbell = bell && listener
+      ? await listener.accepted(peer.id, () => alive(peer.id, peer.tag, ffi), options.signal)
+      : undefined;
+    return new ShmChannel(processParts(ffi, segment, 0, peer, options, doorbell, rt.availableCpus()));
   } catch (e) {
     if (!unlinked) segment.unlink();
     segment.close();
     throw e;
+  } finally {
+    await listener?.close();
   }
 }
 
@@ -179,14 +200,21 @@ export async function create(name: string, options: ShmOptions = {}): Promise<Sh
 export async function open(name: string, options: ShmOptions = {}): Promise<ShmChannel> {
   checkName(name);
   spinOption(options.spin);
+  idleOption(options.idle);
   const wait = options.wait ?? 0;
   if (!(wait >= 0)) throw new RangeError(`Cannot open shm channel "${name}": wait must be >= 0 milliseconds`);
-  const ffi = await native();
+  const [ffi, rt] = await Promise.all([native(), runtime()]);
   const segment = await openLaidOut(name, wait, options.signal);
+  let doorbell: Doorbell | undefined;
   try {
-    const peer = attachOpener(ffi, segment, name);
-    return new ShmChannel(processParts(ffi, segment, 1, peer, options));
+    // Connect the doorbell before attaching: once attached, the creator waits for it. Without one (no path, or
+    // the connection failed), both sides wake each other with futexes.
+    const path = bellPath(segment);
+    if (path !== undefined) doorbell = await Doorbell.connect(rt, path, rt.pid).catch(() => undefined);
+    const peer = attachOpener(ffi, segment, name, doorbell !== undefined);
+    return new ShmChannel(processParts(ffi, segment, 1, peer, options, doorbell, rt.availableCpus()));
   } catch (e) {
+    doorbell?.close();
     segment.close();
     throw e;
   }
@@ -222,10 +250,11 @@ export async function open(name: string, options: ShmOptions = {}): Promise<ShmC
 export function pair(options: ShmOptions = {}): [ShmChannel, ShmHandle] {
   const capacity = ringCapacity(options.capacity ?? DEFAULT_CAPACITY);
   const spin = spinOption(options.spin);
+  const idle = idleOption(options.idle);
   checkMaxMessage(options.maxMessage, capacity);
   const buffer = threadBuffer(capacity);
-  const mine: ShmHandle = { buffer, side: 0, spin };
-  return [fromHandle(mine, options.maxMessage), { buffer, side: 1, spin }];
+  const mine: ShmHandle = { buffer, side: 0, spin, idle };
+  return [fromHandle(mine, options.maxMessage), { buffer, side: 1, spin, idle }];
 }
 
 /**

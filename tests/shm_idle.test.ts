@@ -1,0 +1,215 @@
+/**
+ * How a shm channel side waits: the idle strategies (spin-then-park, park, spin), the doorbell that wakes a
+ * sleeping process (a Unix socket its event loop polls), the futex fallback when no doorbell can be made, a
+ * stranger on the doorbell, and a peer that dies while this side sleeps.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ClosedError, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm } from "../mod.ts";
+import { Idle, idleOption } from "../shm/idle.ts";
+import { shmNames } from "./conformance/fixtures.ts";
+
+const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
+const CHILD = new URL("./helpers/shm_idle_child.ts", import.meta.url);
+const ROOT = new URL("..", import.meta.url);
+
+function name(): string {
+  const n = `/ipckit-test-${Math.random().toString(36).slice(2, 12)}`;
+  shmNames.add(n);
+  return n;
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("the spin budget: runs out to nothing, probes every 16th wait, comes back whole when a spin pays", () => {
+  const idle = new Idle("spin-then-park", 50, 2);
+  assert.equal(idle.next(), 50);
+  for (const want of [12.5, 3.125, 0]) {
+    idle.ranOut();
+    assert.equal(idle.next(), want);
+  }
+  const budgets = Array.from({ length: 32 }, () => idle.next());
+  assert.equal(budgets.filter((b) => b === 50).length, 2, "two probes in 32 waits");
+  assert.equal(budgets.filter((b) => b === 0).length, 30);
+  idle.found();
+  assert.equal(idle.next(), 50);
+  assert.equal(new Idle("spin-then-park", 50, 1).next(), 0, "one CPU: never spin");
+  assert.equal(new Idle("park", 50, 8).next(), 0);
+  assert.equal(new Idle("spin", 50, 1).next(), Infinity);
+  assert.equal(idleOption(undefined), "spin-then-park");
+  assert.throws(
+    () => idleOption("busy"),
+    /Cannot use idle strategy busy: it must be one of spin-then-park, park, spin/,
+  );
+  assert.throws(() => shm.pair({ idle: "nap" as never }), RangeError);
+});
+
+test("every idle strategy carries messages between threads, with pauses that make the sides park", async () => {
+  for (const idle of ["spin-then-park", "park", "spin"] as const) {
+    const [a, handle] = shm.pair({ capacity: 256, idle, spin: 20 });
+    const b = shm.fromHandle(handle);
+    try {
+      const echo = (async () => {
+        for (let i = 0; i < 20; i++) await b.send(await b.receive({ timeout: 30_000 }));
+      })();
+      for (let i = 0; i < 20; i++) {
+        if (i % 5 === 0) await pause(15);
+        await a.send(new Uint8Array([i, 1, 2]));
+        assert.deepEqual(await a.receive({ timeout: 30_000 }), new Uint8Array([i, 1, 2]), idle);
+      }
+      await echo;
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }
+});
+
+/** Runs a child of `peer` that echoes; `fn` talks to it. The child is gone when this returns or throws. */
+async function withEcho(
+  peer: RuntimeName,
+  how: "open" | "create",
+  idle: { mine: shm.IdleStrategy; theirs: shm.IdleStrategy },
+  env: Record<string, string>,
+  fn: (channel: shm.ShmChannel, kill: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const rt = await runtime();
+  const n = name();
+  const abort = new AbortController();
+  const mine = how === "open"
+    ? shm.create(n, { capacity: 4096, idle: idle.mine, signal: abort.signal })
+    : shm.open(n, { capacity: 4096, idle: idle.mine, wait: 60_000, signal: abort.signal });
+  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), how, n, idle.theirs], {
+    cwd: rt.fromFileUrl(ROOT),
+    stdio: "null",
+    env,
+  });
+  const timer = setTimeout(() => abort.abort(new Error(`no channel with the ${peer} child in 60 s`)), 60_000);
+  let channel: shm.ShmChannel | undefined;
+  try {
+    channel = await Promise.race([
+      mine,
+      child.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
+    ]);
+    let killed = false;
+    await fn(channel, async () => {
+      killed = true;
+      child.kill("SIGKILL");
+      await child.exited;
+    });
+    await channel.close();
+    if (!killed) assert.equal((await child.exited).code, 0, `the ${peer} child failed`);
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    await mine.catch(() => {});
+    await channel?.close();
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+}
+
+async function roundTrips(channel: shm.ShmChannel, what: string): Promise<void> {
+  for (let i = 0; i < 30; i++) {
+    if (i % 6 === 0) await pause(15); // both sides run out of spin and park: the wake-up path is what is tested
+    const m = new Uint8Array(1 + (i % 40)).fill(i);
+    await channel.send(m);
+    assert.deepEqual(await channel.receive({ timeout: 30_000 }), m, what);
+  }
+}
+
+for (const peer of RUNTIMES) {
+  test(
+    `a ${peer} child parks and is woken: every idle strategy, through the doorbell`,
+    { timeout: 120_000 },
+    async () => {
+      const strategies = ["spin-then-park", "park", "spin"] as const;
+      const rt = await runtime();
+      // Each runner gives the child another strategy than its own: the two sides need not agree.
+      const mine = strategies[RUNTIMES.indexOf(rt.name) % 3]!;
+      const theirs = strategies[(RUNTIMES.indexOf(peer) + 1) % 3]!;
+      await withEcho(peer, "open", { mine, theirs }, {}, (channel) => {
+        return roundTrips(channel, `${mine} here, ${theirs} in ${peer}`);
+      });
+    },
+  );
+}
+
+test("without a doorbell (the creator's socket path does not fit), both sides wake each other with futexes", {
+  timeout: 120_000,
+}, async () => {
+  const rt = await runtime();
+  // A TMPDIR longer than a socket path can be: the creator (the child) makes no doorbell.
+  const long = `${await rt.makeTempDir("ipckit-long-")}/${"d".repeat(100)}`;
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(long, { recursive: true });
+  try {
+    const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 2) % 3]!;
+    const idle = { mine: "park", theirs: "park" } as const;
+    await withEcho(peer, "create", idle, { TMPDIR: long }, (channel) => roundTrips(channel, `futexes with ${peer}`));
+  } finally {
+    await rt.removeDir(long.slice(0, long.lastIndexOf("/")));
+  }
+});
+
+test("a stranger that connects to the doorbell first, with a false pid and garbage, does not take the peer's place", {
+  timeout: 120_000,
+}, async () => {
+  const rt = await runtime();
+  const n = name();
+  const abort = new AbortController();
+  const creating = shm.create(n, { capacity: 4096, signal: abort.signal });
+  let stranger: Awaited<ReturnType<typeof rt.connectUnix>> | undefined;
+  let child: ReturnType<typeof rt.spawn> | undefined;
+  let channel: shm.ShmChannel | undefined;
+  try {
+    // Read the doorbell's path from the segment's header (64..191, length at byte 16), as any process could.
+    let path = "";
+    for (let i = 0; i < 600 && path === ""; i++) {
+      const segment = await SharedMemory.open(n).catch(() => undefined);
+      if (segment !== undefined) {
+        const length = new Int32Array(segment.buffer, 0, 8)[4]!;
+        if (length > 0) path = new TextDecoder().decode(new Uint8Array(segment.buffer, 64, length));
+        segment.close();
+      }
+      if (path === "") await pause(50);
+    }
+    assert.notEqual(path, "", "the creator laid out a doorbell path");
+    stranger = await rt.connectUnix(path);
+    let strangerEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (strangerEnded = resolve));
+    stranger.start({ data() {}, end: () => strangerEnded() });
+    stranger.write(new Uint8Array([1, 0, 0, 0, 9, 9, 9, 9, 9]));
+    const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % 3]!;
+    child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), "open", n, "park"], {
+      cwd: rt.fromFileUrl(ROOT),
+      stdio: "null",
+    });
+    channel = await creating;
+    await ended; // the creator hung up on the stranger once it had its peer
+    await roundTrips(channel, `with a stranger on the bell, ${peer} child`);
+    await channel.close();
+    assert.equal((await child.exited).code, 0);
+  } finally {
+    abort.abort();
+    await creating.catch(() => {});
+    await channel?.close();
+    stranger?.close();
+    child?.kill("SIGKILL");
+    await child?.exited;
+  }
+});
+
+test("a peer SIGKILLed while this side sleeps: receive() rejects with ClosedError, it does not hang", {
+  timeout: 120_000,
+}, async () => {
+  const rt = await runtime();
+  const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % 3]!;
+  await withEcho(peer, "open", { mine: "park", theirs: "park" }, {}, async (channel, kill) => {
+    await roundTrips(channel, "before the kill");
+    const pending = channel.receive({ timeout: 60_000 }).then(() => undefined, (e: unknown) => e);
+    await pause(50); // asleep by now
+    await kill();
+    const e = await pending;
+    assert.ok(e instanceof ClosedError && /died|closed/.test(e.message), `receive() ended with ${e}`);
+  });
+});
