@@ -76,7 +76,7 @@ export async function nativeFloor(options: NativeFloorOptions = {}): Promise<Nat
   }
   const rt = await runtime();
   const binary = await nativeRingBinary(options);
-  const out = await run(rt, [binary, ...args], timeout, "the ring program");
+  const out = await runToEnd(rt, [binary, ...args], timeout, "the ring program");
   if (out.code !== 0) {
     throw new Error(`${FAIL}: the ring program failed (${exitText(out)}): ${out.stderr.trim() || "no message"}`);
   }
@@ -171,12 +171,12 @@ async function build(rt: Runtime, source: string, o: { compiler: string; timeout
   if ((await rt.fileInfo(binary))?.type === "file") return binary;
   // The runtime API has no mkdir or rename: the system's tools do it. The build goes to a name of this process's
   // own and is renamed into place, so runners building at the same time never run a half-written binary.
-  const mkdir = await run(rt, ["mkdir", "-p", dir], o.timeout, "mkdir");
+  const mkdir = await runToEnd(rt, ["mkdir", "-p", dir], o.timeout, "mkdir");
   if (mkdir.code !== 0) throw new Error(`${FAIL}: cannot make the cache directory ${dir}: ${mkdir.stderr.trim()}`);
   const partial = `${binary}.${rt.pid}.tmp`;
   let cc: Output;
   try {
-    cc = await run(rt, [o.compiler, ...FLAGS, "-o", partial, source], o.timeout, `the C compiler "${o.compiler}"`);
+    cc = await runToEnd(rt, [o.compiler, ...FLAGS, "-o", partial, source], o.timeout, `the C compiler "${o.compiler}"`);
   } catch (e) {
     if ((e as Error).name === "NotFoundError") {
       throw new Error(`${FAIL}: the C compiler "${o.compiler}" was not found (install cc, e.g. gcc or clang)`);
@@ -187,7 +187,7 @@ async function build(rt: Runtime, source: string, o: { compiler: string; timeout
     await rt.removeFile(partial).catch(() => {});
     throw new Error(`${FAIL}: ${o.compiler} could not build ${source} (${exitText(cc)}):\n${cc.stderr.trim()}`);
   }
-  const mv = await run(rt, ["mv", "-f", partial, binary], o.timeout, "mv");
+  const mv = await runToEnd(rt, ["mv", "-f", partial, binary], o.timeout, "mv");
   if (mv.code !== 0) throw new Error(`${FAIL}: cannot move the build into ${binary}: ${mv.stderr.trim()}`);
   // Builds of older sources are of no more use: the cache keeps one.
   for (const name of await rt.readDir(dir).catch(() => [])) {
@@ -198,7 +198,7 @@ async function build(rt: Runtime, source: string, o: { compiler: string; timeout
   return binary;
 }
 
-interface Output {
+export interface Output {
   code: number | null;
   signal: string | null;
   stdout: string;
@@ -208,7 +208,7 @@ interface Output {
 const exitText = (o: Output) => (o.code === null ? `killed by ${o.signal}` : `exit status ${o.code}`);
 
 /** Runs `argv` to the end and collects its output; kills it after `timeout` ms. */
-async function run(rt: Runtime, argv: string[], timeout: number, what: string): Promise<Output> {
+export async function runToEnd(rt: Runtime, argv: string[], timeout: number, what: string): Promise<Output> {
   const child = rt.spawn(argv, { stdio: "pipe", stderr: "pipe" });
   const chunks: Uint8Array[] = [];
   const stdout = new Promise<void>((resolve) => {

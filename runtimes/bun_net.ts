@@ -210,6 +210,9 @@ function socketStream(socket: Socket<State>): ByteStream {
     unref() {
       socket.unref();
     },
+    ref() {
+      socket.ref();
+    },
   };
 }
 

@@ -56,6 +56,8 @@ export interface ByteStream {
   close(): void;
   /** Lets the process exit while this stream is open (sockets only; reading goes on while something else runs). */
   unref?(): void;
+  /** Undoes `unref()`: the open stream keeps the process alive again. */
+  ref?(): void;
 }
 
 /** A listening socket. */

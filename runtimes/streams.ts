@@ -66,6 +66,9 @@ export function socketStream(socket: Socket): ByteStream {
     unref() {
       socket.unref();
     },
+    ref() {
+      socket.ref();
+    },
   };
 }
 

@@ -29,6 +29,7 @@ export class Doorbell {
   /**
    * Takes over `stream` (a connected Unix stream socket), which no longer keeps the process alive by itself. With
    * `hello`, the first four bytes that arrive are the connecting process's pid (little-endian), handed to it.
+   * While a wait is pending, the stream keeps the process alive (`ref`).
    */
   constructor(stream: ByteStream, hello?: (pid: number) => void) {
     this.#stream = stream;
@@ -101,20 +102,28 @@ export class Doorbell {
   }
 
   /**
-   * Resolves when the bell rings, after `ms`, or when `signal` aborts; never rejects. A timer runs meanwhile, so
-   * the wait keeps the process alive.
+   * Resolves when the bell rings, after `ms` (Infinity: no time limit), or when `signal` aborts; never rejects.
+   * While a wait is pending the connection keeps the process alive. Once the connection ended, a wait lasts its
+   * whole time (at most `silentMs`): the caller's own checks end it.
    */
-  wait(ms: number, signal?: AbortSignal): Promise<void> {
+  wait(ms: number, signal?: AbortSignal, silentMs = 100): Promise<void> {
     return new Promise((resolve) => {
       let unlisten = () => {};
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const done = () => {
-        clearTimeout(timer);
-        this.#wakers.delete(done);
+        if (timer !== undefined) clearTimeout(timer);
+        if (this.#wakers.delete(done) && this.#wakers.size === 0) this.#stream.unref?.();
         unlisten();
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, ms));
-      if (!this.#silent) this.#wakers.add(done);
+      // A timer per wait costs more than the wake-up itself on a busy machine (Node re-arms its timer list): only
+      // a deadline, or a silent bell, gets one.
+      const limit = this.#silent ? Math.min(ms, silentMs) : ms;
+      if (limit !== Infinity) timer = setTimeout(done, Math.max(0, limit));
+      if (!this.#silent) {
+        if (this.#wakers.size === 0) this.#stream.ref?.();
+        this.#wakers.add(done);
+      }
       unlisten = onAbort(signal, done);
     });
   }

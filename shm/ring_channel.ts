@@ -97,6 +97,8 @@ export class RingChannel implements AsyncDisposable {
   #handle: ShmHandle | undefined;
   readonly #receiveIdle: Idle;
   readonly #sendIdle: Idle;
+  /** Whether the peer slept when this side last sent: its answer comes after a wake-up. */
+  #peerParked = false;
   /** When the peer's liveness was last checked (performance.now()). */
   #checked = -Infinity;
 
@@ -252,7 +254,9 @@ export class RingChannel implements AsyncDisposable {
 
   /** Wakes the peer if it announced that it sleeps for data (the first to see the announcement takes it). */
   #wakeConsumer(): void {
-    if (this.#p.out.takeConsumerSleeping()) this.#wake(this.#p.outBase + I_WRITE);
+    const parked = this.#p.out.takeConsumerSleeping();
+    this.#peerParked = parked;
+    if (parked) this.#wake(this.#p.outBase + I_WRITE);
   }
 
   /** Wakes the peer if it announced that it sleeps for room. */
@@ -510,7 +514,7 @@ export class RingChannel implements AsyncDisposable {
       const idle = this.#receiveIdle;
       const now = performance.now();
       const deadline = timeout === undefined ? Infinity : now + timeout;
-      const spinUs = idle.next();
+      const spinUs = idle.next(this.#peerParked);
       const spinUntil = now + spinUs / 1000;
       let spinning = spinUs > 0;
       let spins = 0;
@@ -565,7 +569,7 @@ export class RingChannel implements AsyncDisposable {
         input.consumerSleeping = true;
         const w = input.writePosition();
         if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {
-          await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal);
+          await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal, deadline);
         }
         input.consumerSleeping = false;
       }
@@ -575,9 +579,20 @@ export class RingChannel implements AsyncDisposable {
     }
   }
 
-  /** Sleeps until the peer wakes us, the time passes, or `signal` aborts (which wakes our own wait). */
-  #sleep(index: number, value: number, ms: number, signal: AbortSignal | undefined): Promise<void> {
-    if (this.#p.bell) return this.#p.bell.wait(ms, signal);
+  /**
+   * Sleeps until the peer wakes us, the time passes, or `signal` aborts (which wakes our own wait). With a doorbell
+   * that still sounds the wait needs no time limit but the caller's `deadline` (performance.now() time): a peer
+   * that dies ends the doorbell's connection. Otherwise it lasts at most `ms`, and the caller checks the peer.
+   */
+  #sleep(
+    index: number,
+    value: number,
+    ms: number,
+    signal: AbortSignal | undefined,
+    deadline = Infinity,
+  ): Promise<void> {
+    const bell = this.#p.bell;
+    if (bell && !bell.silent) return bell.wait(deadline - performance.now(), signal, ms);
     const wait = this.#p.waiter.wait(index, value, ms);
     if (signal === undefined) return wait;
     return wait.finally(onAbort(signal, () => this.#p.waiter.wake(index)));

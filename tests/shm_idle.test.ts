@@ -21,20 +21,21 @@ function name(): string {
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test("the spin budget: runs out to nothing, probes every 16th wait, comes back whole when a spin pays", () => {
+test("the spin: stops when spins keep running out, probes after 16 waits (then 32...), spins again once one pays", () => {
   const idle = new Idle("spin-then-park", 50, 2);
   assert.equal(idle.next(), 50);
-  for (const want of [12.5, 3.125, 0]) {
-    idle.ranOut();
-    assert.equal(idle.next(), want);
-  }
-  const budgets = Array.from({ length: 32 }, () => idle.next());
-  assert.equal(budgets.filter((b) => b === 50).length, 2, "two probes in 32 waits");
-  assert.equal(budgets.filter((b) => b === 0).length, 30);
-  idle.found();
+  assert.equal(idle.next(true), 200, "a peer that was asleep answers after its wake-up: a longer spin");
+  for (let i = 0; i < 5; i++) idle.ranOut();
+  assert.equal(idle.next(), 50, "five misses in a row are a hiccup");
+  idle.ranOut();
+  const parked = Array.from({ length: 16 }, () => idle.next());
+  assert.deepEqual(parked, [...Array(15).fill(0), 200], "15 waits parked, then a long probe");
+  idle.ranOut(); // the probe ran out: twice as long parked
+  assert.equal(Array.from({ length: 32 }, () => idle.next()).filter((b) => b === 0).length, 31);
+  idle.found(); // that probe paid: spinning again
   assert.equal(idle.next(), 50);
   assert.equal(new Idle("spin-then-park", 50, 1).next(), 0, "one CPU: never spin");
-  assert.equal(new Idle("park", 50, 8).next(), 0);
+  assert.equal(new Idle("park", 50, 8).next(true), 0);
   assert.equal(new Idle("spin", 50, 1).next(), Infinity);
   assert.equal(idleOption(undefined), "spin-then-park");
   assert.throws(

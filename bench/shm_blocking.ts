@@ -1,0 +1,133 @@
+/**
+ * The shm channel's waiting path against a Unix socket, when the CPUs are not free: 8-byte round trips (await send
+ * + await receive, one at a time, every one timed into an HdrHistogram) over `shm` (default idle strategy, or
+ * `--idle`) and over ipckit's Unix socket channel, with the same peer runtime, under four conditions, each in a
+ * fresh driver process:
+ * - `free`: nothing else runs;
+ * - `busy`: one CPU-bound process beside the pair (2 cores here: three runnable processes);
+ * - `one core`: the driver, its peers (and so both sides) pinned to CPU 0 with `taskset -c 0`;
+ * - `one core, busy`: the same plus the CPU-bound process on CPU 0.
+ * Figures, not pass/fail: p50, mean, p99, max per transport and the shm/unix ratio of each (issue 18 aims at <= 1).
+ *
+ *   node --import tsx bench/shm_blocking.ts [--runtime deno|bun|node] [--rounds 4000] [--idle park] [--json]
+ *
+ * @module
+ */
+import { type Channel, type ChildProcess, runtime, runtimeArgv, type RuntimeName, shm, unix } from "../mod.ts";
+import { echoScript, guard, reap, ROOT, table } from "../cli/peers/launch.ts";
+import { runToEnd } from "./native_floor.ts";
+import { type Distribution, Latency } from "./stats.ts";
+
+const rt = await runtime();
+const args = rt.args();
+const opt = (flag: string, dflt: string) => {
+  const i = args.indexOf(flag);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+};
+const peer = opt("--runtime", rt.name) as RuntimeName;
+const ROUNDS = Number(opt("--rounds", "4000"));
+const IDLE = opt("--idle", "spin-then-park").split(",") as shm.IdleStrategy[];
+const SPIN = opt("--spin", "50");
+const self = rt.fromFileUrl(import.meta.url);
+
+/** One condition's figures: per transport (`shm <idle strategy>`, `unix`). */
+type Figures = Record<string, Distribution>;
+
+/** Times `n` round trips into `lat`. */
+async function timed(channel: Channel, n: number, lat: Latency | undefined): Promise<void> {
+  const m = new Uint8Array(8);
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await channel.send(m);
+    await channel.receive();
+    lat?.record((performance.now() - t) * 1000);
+  }
+}
+
+/**
+ * The driver: starts a shm echo peer per idle strategy and a Unix socket echo peer (they inherit its CPU
+ * affinity), then times round trips on each in turn, in blocks, so that all see the same moments of the machine.
+ */
+async function drive(): Promise<Figures> {
+  const script = rt.fromFileUrl(new URL("./peers/shm_echo.ts", import.meta.url));
+  const children: ChildProcess[] = [];
+  const channels: [string, Channel][] = [];
+  const dir = await rt.makeTempDir("ipckit-bench-");
+  const listener = await unix.listen(`${dir}/u.sock`);
+  try {
+    for (const idle of IDLE) {
+      const name = `/ipckit-bench-blocking-${rt.pid}-${idle}`;
+      const ac = new AbortController();
+      const pending = shm.create(name, { capacity: 1 << 16, idle, spin: Number(SPIN), signal: ac.signal });
+      const child = rt.spawn([...runtimeArgv(peer, script), name, "echo", SPIN, idle], { cwd: ROOT, stdio: "null" });
+      children.push(child);
+      channels.push([
+        `shm ${idle}`,
+        await guard(child, pending, `shm echo peer on ${peer}`).catch((e) => {
+          ac.abort();
+          throw e;
+        }),
+      ]);
+    }
+    const echo = rt.spawn([...runtimeArgv(peer, echoScript()), `unix=${dir}/u.sock`], { cwd: ROOT, stdio: "null" });
+    children.push(echo);
+    channels.push(["unix", await guard(echo, listener.accept(), `unix echo peer on ${peer}`)]);
+    const lat = new Map(channels.map(([k]) => [k, new Latency()]));
+    for (const [, c] of channels) await timed(c, 500, undefined);
+    const BLOCK = 250;
+    for (let done = 0; done < ROUNDS; done += BLOCK) {
+      for (const [k, c] of channels) await timed(c, BLOCK, lat.get(k));
+    }
+    return Object.fromEntries([...lat].map(([k, l]) => [k, l.summary()]));
+  } finally {
+    for (const [, c] of channels) await c.close();
+    for (const child of children) await reap(child, "echo peer");
+    await listener.close();
+    await rt.removeDir(dir);
+  }
+}
+
+if (args.includes("--driver")) {
+  console.log(JSON.stringify(await drive()));
+} else {
+  const conditions = [
+    { name: "free", pin: false, hog: false },
+    { name: "busy", pin: false, hog: true },
+    { name: "one core", pin: true, hog: false },
+    { name: "one core, busy", pin: true, hog: true },
+  ];
+  const results: { condition: string; figures: Figures }[] = [];
+  console.log(
+    `ipckit shm waiting path: parent ${rt.name} ${rt.version} <-> peer ${peer}; ${ROUNDS} round trips each; ` +
+      `idle ${IDLE}, spin ${SPIN} us; ${rt.availableCpus()} CPUs`,
+  );
+  for (const c of conditions) {
+    const pin = c.pin ? ["taskset", "-c", "0"] : [];
+    const hog = c.hog ? rt.spawn([...pin, "sh", "-c", "while :; do :; done"], { stdio: "null" }) : undefined;
+    try {
+      const argv = [...pin, ...runtimeArgv(rt.name, self), "--driver", "--runtime", peer, "--rounds", `${ROUNDS}`];
+      const out = await runToEnd(
+        rt,
+        [...argv, "--idle", IDLE.join(","), "--spin", SPIN],
+        600_000,
+        `the ${c.name} driver`,
+      );
+      if (out.code !== 0) throw new Error(`Cannot measure "${c.name}": the driver failed: ${out.stderr}`);
+      results.push({ condition: c.name, figures: JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Figures });
+    } finally {
+      hog?.kill("SIGKILL");
+      await hog?.exited;
+    }
+  }
+  if (args.includes("--json")) console.log(JSON.stringify({ peer, idle: IDLE, results }));
+  const f = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+  const rows = [["condition", "transport", "p50 us", "mean us", "p99 us", "max us"]];
+  for (const { condition, figures } of results) {
+    for (const [t, d] of Object.entries(figures)) rows.push([condition, t, f(d.p50), f(d.mean), f(d.p99), f(d.max)]);
+    for (const t of Object.keys(figures).filter((k) => k !== "unix")) {
+      const r = (k: "p50" | "mean" | "p99" | "max") => (figures[t]![k] / figures.unix![k]).toFixed(2);
+      rows.push([condition, `${t} / unix`, r("p50"), r("mean"), r("p99"), r("max")]);
+    }
+  }
+  console.log(table(rows));
+}
