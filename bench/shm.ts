@@ -1,15 +1,20 @@
 /**
- * The shared memory channel against its floor and against a Unix socket, in one run:
- * - round trip of an 8-byte and a 1 KiB message over `shm` (await send + await receive on both sides, spinning),
- *   over a raw JavaScript spin on the same kind of segment (Atomics on two words, no channel: the floor for JS),
- *   and over ipckit's Unix socket channel;
- * - one-way throughput of 64-byte and 64 KiB messages over `shm`, with `send()` (a promise per message) and with
- *   `trySend()` (none), into a peer that takes them with `tryReceive()`.
- * Round trips are timed one by one into an HdrHistogram over all `--reps` repetitions (p50, p99, p99.9, max; the
- * 8-byte p50 also as a ratio to the raw spin floor of the same run); the other figures are medians of the
- * repetitions. The peer runs on `--runtime` (default: this runtime). Figures, not pass/fail.
+ * The shared memory channel against its floors and against a Unix socket, between this runtime (the parent) and
+ * a peer of `--runtime`, in one run:
+ * - round trip of an 8-byte and a 1 KiB message over `shm` (await send + await receive on both sides, the default
+ *   idle strategy) and of 8 bytes with `trySend`/`tryReceive` (both sides busy, no promises); the raw JavaScript
+ *   spin on the same kind of segment (Atomics on two words of one cache line, no channel: the floor for JS); the
+ *   Unix socket channel;
+ * - one-way throughput into a peer that copies every payload out of the ring: 64-byte messages with `send()` +
+ *   `receive()`, `trySend()` + `tryReceive()`, `sendMany()` (batches of 64) + `receiveMany()`, and `sendMany()` +
+ *   `drain()` (the peer reads each message where it lies, no copy); 64 KiB messages
+ *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer).
+ * Round trips are timed one by one into an HdrHistogram over all `--reps` repetitions (p50, p99, p99.9, max); the
+ * trySend round trip and the raw spin, too short to time one by one, are medians of repetitions of long loops.
+ * The two processes may share a core or not, as the scheduler places them (this machine has 2). Figures, not
+ * pass/fail. `--json` prints the rows as one JSON line instead of the table (`bench/suite.ts` collects them).
  *
- *   node --import tsx bench/shm.ts [--runtime deno|bun|node] [--reps 5] [--spin 50]
+ *   node --import tsx bench/shm.ts [--runtime deno|bun|node] [--reps 5] [--spin 50] [--only latency,throughput]
  *   npx bun bench/shm.ts --runtime deno
  *   npx deno run -A bench/shm.ts
  *
@@ -17,7 +22,8 @@
  */
 import { type Channel, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm, unix } from "../mod.ts";
 import { echoScript, guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
-import { type Distribution, Latency } from "./stats.ts";
+import type { LatencyRow, ThroughputRow } from "./report.ts";
+import { Latency } from "./stats.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -28,8 +34,14 @@ const opt = (flag: string, dflt: string) => {
 const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const SPIN = opt("--spin", "50");
+const ONLY = new Set(opt("--only", "latency,unix,throughput,death").split(","));
+const JSON_OUT = args.includes("--json");
+const pair = `${rt.name}-${peer}`;
 const peerScript = (file: string) => rt.fromFileUrl(new URL(`./peers/${file}`, import.meta.url));
 const tag = `/ipckit-bench-${rt.pid}`;
+
+/** The sink's APIs (the second word of its header). */
+const SINK = { receive: 0, receiveMany: 1, receiveInto: 2, drain: 3 } as const;
 
 function spawn(file: string, ...rest: string[]) {
   return rt.spawn([...runtimeArgv(peer, peerScript(file)), ...rest], { cwd: ROOT, stdio: "null" });
@@ -47,28 +59,18 @@ async function shmPeer(mode: "echo" | "spin" | "sink", capacity: number) {
   return { channel, child, close: async () => (await channel.close(), await reap(child, "shm peer")) };
 }
 
-async function roundTrips(ch: Channel, size: number, n: number): Promise<number> {
-  const m = new Uint8Array(size);
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    await ch.send(m);
-    await ch.receive();
-  }
-  return ((performance.now() - t0) * 1000) / n;
-}
-
-/** Times each of `n` round trips into `lat`: p50 shows the typical case, p99 and beyond the sleeps. */
-async function eachRoundTrip(ch: Channel, size: number, n: number, lat: Latency): Promise<void> {
+/** Times each of `n` round trips into `lat`. */
+async function eachRoundTrip(ch: Channel, size: number, n: number, lat: Latency | undefined): Promise<void> {
   const m = new Uint8Array(size);
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     await ch.send(m);
     await ch.receive();
-    lat.record((performance.now() - t) * 1000);
+    lat?.record((performance.now() - t) * 1000);
   }
 }
 
-/** Raw floor: Atomics ping-pong on a segment with the spin peer. */
+/** Raw floor: Atomics ping-pong on a segment with the spin peer, mean microseconds per round trip of each rep. */
 async function rawSpin(n: number, reps: number): Promise<number[]> {
   const seg = await SharedMemory.create(`${tag}-spin`, { size: 4096 });
   const w = new Int32Array(seg.buffer, 0, 16);
@@ -100,15 +102,26 @@ async function rawSpin(n: number, reps: number): Promise<number[]> {
   return out;
 }
 
-/** Messages per second and bytes per second, one way, into the sink. */
-async function oneWay(ch: Channel & { trySend(m: Uint8Array): boolean }, size: number, count: number, sync: boolean) {
+type Api = "await send" | "trySend" | "sendMany";
+
+/** Messages and bytes per second, one way, into the sink taking them with `sink`. */
+async function oneWay(ch: shm.ShmChannel, size: number, count: number, api: Api, sink: number) {
   const m = new Uint8Array(size);
+  const batch = Array.from({ length: 64 }, () => m);
   const header = new Uint8Array(8);
   new DataView(header.buffer).setUint32(0, count, true);
+  new DataView(header.buffer).setUint32(4, sink, true);
   const t0 = performance.now();
   await ch.send(header);
-  if (sync) {
+  if (api === "trySend") {
     for (let i = 0; i < count; i++) if (!ch.trySend(m)) await ch.send(m);
+  } else if (api === "sendMany") {
+    for (let i = 0; i < count; i += 64) {
+      const k = Math.min(64, count - i);
+      const part = k === 64 ? batch : batch.slice(0, k);
+      const sent = ch.trySendMany(part);
+      if (sent < k) await ch.sendMany(part.slice(sent));
+    }
   } else {
     for (let i = 0; i < count; i++) await ch.send(m);
   }
@@ -117,34 +130,37 @@ async function oneWay(ch: Channel & { trySend(m: Uint8Array): boolean }, size: n
   return { msgs: count / s, bytes: (count * size) / s };
 }
 
+const latency: LatencyRow[] = [];
+const throughput: ThroughputRow[] = [];
+const notes: string[] = [];
 const rows: string[][] = [["measure", "value", "unit", "note"]];
-let roundTrip8: Distribution | undefined;
 const fmt = (x: number, d = 3) => x.toFixed(d);
-console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${peer}; ${REPS} reps; spin ${SPIN} us`);
+if (!JSON_OUT) {
+  console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${peer}; ${REPS} reps; spin ${SPIN} us`);
+}
 
-// Round trips.
-{
+if (ONLY.has("latency")) {
   const echo = await shmPeer("echo", 1 << 20);
   try {
     for (const size of [8, 1024]) {
-      const n = 20_000;
-      await roundTrips(echo.channel, size, 2000);
+      await eachRoundTrip(echo.channel, size, 2000, undefined);
       const lat = new Latency();
-      for (let r = 0; r < REPS; r++) await eachRoundTrip(echo.channel, size, n, lat);
+      for (let r = 0; r < REPS; r++) await eachRoundTrip(echo.channel, size, 20_000, lat);
       const d = lat.summary();
-      if (size === 8) roundTrip8 = d;
+      latency.push({ transport: `shm ${size} B`, pair, ...d });
       rows.push([`shm round trip ${size} B, p50`, fmt(d.p50), "us", "await send + await receive"]);
       rows.push([
         `shm round trip ${size} B, tail`,
         `${fmt(d.p99, 1)} / ${fmt(d.p999, 1)} / ${fmt(d.max, 0)}`,
         "us",
-        `p99 / p99.9 / max of ${d.count} (HdrHistogram); a side preempted past its spin sleeps`,
+        `p99 / p99.9 / max of ${d.count} (HdrHistogram)`,
       ]);
     }
   } finally {
     await echo.close();
   }
   const spinner = await shmPeer("spin", 1 << 20);
+  let trySendP50 = NaN;
   try {
     const run = (n: number) => {
       const m = new Uint8Array(8);
@@ -159,27 +175,34 @@ console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${pe
     run(10_000);
     const xs: number[] = [];
     for (let r = 0; r < REPS; r++) xs.push(run(200_000));
-    rows.push(["shm round trip 8 B, trySend/tryReceive", fmt(median(xs)), "us", "both sides busy, no promises"]);
+    trySendP50 = median(xs);
+    latency.push({ transport: "shm 8 B trySend", pair, p50: trySendP50, count: REPS * 200_000 });
+    rows.push(["shm round trip 8 B, trySend/tryReceive", fmt(trySendP50), "us", "both sides busy; median of means"]);
   } finally {
     await spinner.close();
   }
-  const raw = await rawSpin(200_000, REPS);
-  rows.push(["raw JS spin round trip (floor)", fmt(median(raw)), "us", "Atomics on a segment, no channel"]);
-  if (roundTrip8 !== undefined) {
-    rows.push(["shm 8 B p50 / floor", fmt(roundTrip8.p50 / median(raw), 2), "x", "same run; issue 18 aims at <= 2"]);
-  }
+  const raw = median(await rawSpin(200_000, REPS));
+  latency.push({ transport: "raw JS spin (floor)", pair, p50: raw, count: REPS * 200_000 });
+  rows.push(["raw JS spin round trip (floor)", fmt(raw), "us", "Atomics on a segment, no channel; median of means"]);
+  const p50 = latency.find((r) => r.transport === "shm 8 B")!.p50;
+  rows.push(["shm 8 B p50 / floor", fmt(p50 / raw, 2), "x", "same run; issue 18 aims at <= 2"]);
+  rows.push(["shm 8 B trySend / floor", fmt(trySendP50 / raw, 2), "x", "same run; issue 18 aims at <= 1.5"]);
+  notes.push(`${pair}: 8 B p50 ${fmt(p50 / raw, 2)}x and trySend ${fmt(trySendP50 / raw, 2)}x the raw JS spin`);
 }
-{
+
+if (ONLY.has("unix")) {
   const dir = await rt.makeTempDir("ipckit-bench-");
   const path = `${dir}/u.sock`;
   const listener = await unix.listen(path);
   const child = rt.spawn([...runtimeArgv(peer, echoScript()), `unix=${path}`], { cwd: ROOT, stdio: "null" });
   try {
     const ch = await guard(child, listener.accept(), `unix echo peer on ${peer}`);
-    await roundTrips(ch, 8, 2000);
-    const xs: number[] = [];
-    for (let r = 0; r < REPS; r++) xs.push(await roundTrips(ch, 8, 5000));
-    rows.push(["unix channel round trip 8 B", fmt(median(xs), 1), "us", "same runtimes, for comparison"]);
+    await eachRoundTrip(ch, 8, 2000, undefined);
+    const lat = new Latency();
+    for (let r = 0; r < REPS; r++) await eachRoundTrip(ch, 8, 4000, lat);
+    const d = lat.summary();
+    latency.push({ transport: "unix 8 B", pair, ...d });
+    rows.push(["unix channel round trip 8 B, p50", fmt(d.p50, 1), "us", `p99 ${fmt(d.p99, 1)}, max ${fmt(d.max, 0)}`]);
     await ch.close();
     await reap(child, "unix echo peer");
   } finally {
@@ -188,47 +211,62 @@ console.log(`ipckit shm benchmark: parent ${rt.name} ${rt.version} <-> peer ${pe
   }
 }
 
-// Throughput.
-{
+if (ONLY.has("throughput")) {
   const sink = await shmPeer("sink", 4 << 20);
+  const runs: [number, number, Api, keyof typeof SINK, string][] = [
+    [64, 1_000_000, "await send", "receive", "await send"],
+    [64, 2_000_000, "trySend", "receive", "trySend"],
+    [64, 4_000_000, "sendMany", "receiveMany", "sendMany (64), receiveMany"],
+    [64, 8_000_000, "sendMany", "drain", "sendMany (64), drain"],
+    [65536, 20_000, "trySend", "receive", "trySend, fresh arrays"],
+    [65536, 40_000, "trySend", "receiveInto", "trySend, receiveInto"],
+  ];
   try {
-    for (const [size, count] of [[64, 1_000_000], [65536, 40_000]] as const) {
-      for (const sync of [false, true]) {
-        await oneWay(sink.channel, size, count / 10, sync);
-        const msgs: number[] = [];
-        const bytes: number[] = [];
-        for (let r = 0; r < REPS; r++) {
-          const x = await oneWay(sink.channel, size, count, sync);
-          msgs.push(x.msgs);
-          bytes.push(x.bytes);
-        }
-        const how = sync ? "trySend" : "await send";
-        rows.push([
-          `shm one-way ${size} B, ${how}`,
-          fmt(median(msgs) / 1e6, 2),
-          "M msg/s",
-          `${fmt(median(bytes) / 1e9, 2)} GB/s`,
-        ]);
+    for (const [size, count, api, how, label] of runs) {
+      await oneWay(sink.channel, size, count / 10, api, SINK[how]);
+      const msgs: number[] = [];
+      const bytes: number[] = [];
+      for (let r = 0; r < REPS; r++) {
+        const x = await oneWay(sink.channel, size, count, api, SINK[how]);
+        msgs.push(x.msgs);
+        bytes.push(x.bytes);
       }
+      throughput.push({
+        transport: "shm",
+        api: label,
+        pair,
+        size,
+        msgsPerSec: median(msgs),
+        bytesPerSec: median(bytes),
+      });
+      rows.push([
+        `shm one-way ${size} B, ${label}`,
+        fmt(median(msgs) / 1e6, 2),
+        "M msg/s",
+        `${fmt(median(bytes) / 1e9, 2)} GB/s`,
+      ]);
     }
   } finally {
     await sink.close();
   }
 }
-// Peer death: how long until a waiting receive() learns that the peer was SIGKILLed.
-{
+
+// Peer death: how long until a sleeping receive() learns that the peer was SIGKILLed.
+if (ONLY.has("death")) {
   const victim = await shmPeer("echo", 4096);
   const pending = victim.channel.receive().then(() => NaN, () => performance.now());
   await new Promise((r) => setTimeout(r, 200)); // let both sides go to sleep
   const t0 = performance.now();
   victim.child.kill("SIGKILL");
   await victim.child.exited;
-  rows.push([
-    "peer SIGKILLed -> receive() rejects",
-    fmt((await pending) - t0, 1),
-    "ms",
-    "liveness checked every 100 ms",
-  ]);
+  const ms = (await pending) - t0;
+  rows.push(["peer SIGKILLed -> receive() rejects", fmt(ms, 1), "ms", "its doorbell connection ends"]);
+  notes.push(`${pair}: a SIGKILLed peer is seen in ${fmt(ms, 1)} ms`);
   await victim.channel.close();
 }
-console.log(table(rows));
+
+if (JSON_OUT) {
+  console.log(JSON.stringify({ pair, runtimes: { [rt.name]: rt.version }, latency, throughput, notes }));
+} else {
+  console.log(table(rows));
+}

@@ -349,6 +349,47 @@ export class Ring {
   }
 
   /**
+   * Consumer: hands up to `max` messages to `handler` where they lie, without copying them: `data` is the ring's
+   * data area and the message is `data.subarray(offset, offset + length)`, valid only during the call (the space
+   * is the producer's again once the handler returned). A message that wraps around the end of the area is handed
+   * as a fresh copy (`offset` 0). R is published every 32 messages and at the end. Returns how many were handled.
+   * A corrupt record ends the batch as in {@linkcode tryReadMany}; an exception from `handler` ends it too, after
+   * its message counts as taken, and is thrown on.
+   */
+  drain(
+    handler: (data: Uint8Array, offset: number, length: number) => void,
+    max: number,
+    limit = this.maxMessage,
+  ): number {
+    const cap = this.capacity;
+    const data = this.#data;
+    let r = Atomics.load(this.words, I_READ);
+    let k = 0;
+    try {
+      for (; k < max;) {
+        let n: number;
+        try {
+          n = this.#peek(r, limit);
+        } catch (e) {
+          if (k === 0) throw e;
+          break;
+        }
+        if (n < 0) break;
+        const at = r & (cap - 1);
+        const start = at + 8 === cap ? 0 : at + 8;
+        r = (r + ((8 + n + 7) & ~7)) | 0;
+        k++;
+        if (start + n <= cap) handler(data, start, n);
+        else handler(this.#take((r - ((8 + n + 7) & ~7)) | 0, n), 0, n);
+        if ((k & 31) === 0) Atomics.store(this.words, I_READ, r);
+      }
+    } finally {
+      if (k > 0) Atomics.store(this.words, I_READ, r);
+    }
+    return k;
+  }
+
+  /**
    * Consumer: copies the next message into `target` and returns its length, or undefined when the ring is empty.
    *
    * @throws {RangeError} when the message is larger than `target` (it stays in the ring).
@@ -374,13 +415,13 @@ export class Ring {
   }
 
   /**
-   * Consumer: takes up to `max` messages (fresh copies) into `into`, publishing R once. Returns how many it took.
-   * A corrupt or too large record ends the batch: what came before it is taken (and returned), and the next call
+   * Consumer: takes up to `max` messages (fresh copies) into `into`, publishing R once every 32 messages and at
+   * the end (a producer waiting for room need not wait for a long batch to end). Returns how many it took. A
+   * corrupt or too large record ends the batch: what came before it is taken (and returned), and the next call
    * throws.
    */
   tryReadMany(into: Uint8Array[], max: number, limit = this.maxMessage): number {
-    const r0 = Atomics.load(this.words, I_READ);
-    let r = r0;
+    let r = Atomics.load(this.words, I_READ);
     let k = 0;
     try {
       for (; k < max; k++) {
@@ -388,6 +429,7 @@ export class Ring {
         if (n < 0) break;
         into.push(this.#take(r, n));
         r = (r + ((8 + n + 7) & ~7)) | 0;
+        if ((k & 31) === 31) Atomics.store(this.words, I_READ, r);
       }
     } catch (e) {
       if (k === 0) throw e;

@@ -22,7 +22,8 @@ type Op =
   | { op: "sendMany"; sizes: number[] }
   | { op: "receive" }
   | { op: "receiveMany"; max: number }
-  | { op: "receiveInto"; room: number };
+  | { op: "receiveInto"; room: number }
+  | { op: "drain"; max: number };
 
 const ops = (max: number): fc.Arbitrary<Op[]> => {
   const size = fc.oneof(fc.integer({ min: 0, max }), fc.constantFrom(0, 1, 7, 8, 9, max));
@@ -33,12 +34,13 @@ const ops = (max: number): fc.Arbitrary<Op[]> => {
       fc.record({ op: fc.constant("receive" as const) }),
       fc.record({ op: fc.constant("receiveMany" as const), max: fc.integer({ min: 1, max: 10 }) }),
       fc.record({ op: fc.constant("receiveInto" as const), room: fc.integer({ min: 0, max }) }),
+      fc.record({ op: fc.constant("drain" as const), max: fc.integer({ min: 1, max: 10 }) }),
     ),
     { maxLength: 150 },
   );
 };
 
-test("property: sends, batches and reads into buffers keep order and boundaries through wrap-around and a full ring, whatever stale bytes the ring holds", async () => {
+test("property: sends, batches, drains and reads into buffers keep order and boundaries through wrap-around and a full ring, whatever stale bytes the ring holds", async () => {
   await fc.assert(
     fc.asyncProperty(
       fc.constantFrom(64, 128, 256, 1024).chain((capacity) => fc.tuple(fc.constant(capacity), ops(capacity - 8))),
@@ -102,6 +104,12 @@ test("property: sends, batches and reads into buffers keep order and boundaries 
               const got = b.tryReceiveMany(step.max);
               assert.equal(got.length, Math.min(step.max, queue.length));
               for (const m of got) took(m);
+            } else if (step.op === "drain") {
+              const seen: Uint8Array[] = [];
+              const n = b.tryDrain((data, offset, length) => seen.push(data.slice(offset, offset + length)), step.max);
+              assert.equal(n, Math.min(step.max, queue.length));
+              assert.equal(seen.length, n);
+              for (const m of seen) took(m);
             } else {
               const target = new Uint8Array(step.room);
               if (queue.length === 0) assert.equal(b.tryReceiveInto(target), undefined);
@@ -165,6 +173,31 @@ test("sendMany checks every message before it writes one; bad arguments get clea
   }
 });
 
+test("drain: a handler that throws gets its error back, its message counts as received, the channel goes on", async () => {
+  const [a, handle] = shm.pair({ capacity: 1024 });
+  const b = shm.fromHandle(handle);
+  try {
+    assert.equal(a.trySendMany([1, 2, 3].map((n) => new Uint8Array([n]))), 3);
+    const seen: number[] = [];
+    const boom = new Error("boom");
+    assert.throws(() =>
+      b.tryDrain((data, offset) => {
+        seen.push(data[offset]!);
+        if (data[offset] === 2) throw boom;
+      }), (e) => e === boom);
+    assert.deepEqual(seen, [1, 2]);
+    assert.deepEqual(await b.receive(), new Uint8Array([3]), "the rest is still there, in order");
+    assert.equal(b.closed, false);
+    await a.send(new Uint8Array([4]));
+    assert.equal(await b.drain(() => {}, { timeout: 30_000 }), 1);
+    assert.throws(() => b.tryDrain("x" as never), TypeError);
+    assert.throws(() => b.tryDrain(() => {}, 0), RangeError);
+    assert.equal(b.tryDrain(() => {}), 0);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 /** A channel with a batch-sending child of `peer`; the child is gone when `fn` returned or threw. */
 async function withBatchChild(
   peer: RuntimeName,
@@ -202,29 +235,33 @@ async function withBatchChild(
 }
 
 for (const peer of RUNTIMES) {
-  test(`a ${peer} child's batches arrive whole and in order, read by receiveMany, receiveInto and receive in turn`, {
-    timeout: 120_000,
-  }, async () => {
-    const seed = SEED + peer.length;
-    const count = 3000;
-    const maxSize = 600;
-    await withBatchChild(peer, { seed, count, maxSize, capacity: 4096 }, async (channel) => {
-      const buffer = new Uint8Array(maxSize);
-      let i = 0;
-      const check = (m: Uint8Array) => {
-        const wrong = differs(m, seed, i, maxSize);
-        assert.equal(wrong, undefined, `seed ${seed}: ${wrong}`);
-        i++;
-      };
-      while (i < count) {
-        const how = i % 3;
-        if (how === 0) { for (const m of await channel.receiveMany({ max: 25, timeout: 60_000 })) check(m); }
-        else if (how === 1) check(buffer.subarray(0, await channel.receiveInto(buffer, { timeout: 60_000 })));
-        else check(await channel.receive({ timeout: 60_000 }));
-      }
-      await assert.rejects(channel.receive({ timeout: 60_000 }), ClosedError);
-    });
-  });
+  test(
+    `a ${peer} child's batches arrive whole and in order, read by receiveMany, receiveInto, receive and drain in turn`,
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const seed = SEED + peer.length;
+      const count = 3000;
+      const maxSize = 600;
+      await withBatchChild(peer, { seed, count, maxSize, capacity: 4096 }, async (channel) => {
+        const buffer = new Uint8Array(maxSize);
+        let i = 0;
+        const check = (m: Uint8Array) => {
+          const wrong = differs(m, seed, i, maxSize);
+          assert.equal(wrong, undefined, `seed ${seed}: ${wrong}`);
+          i++;
+        };
+        while (i < count) {
+          const how = i % 3;
+          if (how === 0) { for (const m of await channel.receiveMany({ max: 25, timeout: 60_000 })) check(m); }
+          else if (how === 1) check(buffer.subarray(0, await channel.receiveInto(buffer, { timeout: 60_000 })));
+          else check(await channel.receive({ timeout: 60_000 }));
+        }
+        await assert.rejects(channel.receive({ timeout: 60_000 }), ClosedError);
+      });
+    },
+  );
 }
 
 test("a child SIGKILLed mid-batch: what it published arrives whole and in order, then ClosedError; no torn message", {

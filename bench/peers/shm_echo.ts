@@ -4,8 +4,9 @@
  * - `spin`: the same without promises: `tryReceive`/`trySend` in a busy loop (both sides busy);
  * - `sink`: reads a header (u32 count, u32 api; little-endian), takes that many messages as fast as it can with
  *   that api (0: `tryReceive`, falling back to `receive()` when the ring is empty; 1: `tryReceiveMany`/
- *   `receiveMany`; 2: `tryReceiveInto`/`receiveInto` one reused buffer), acknowledges with one 8-byte message;
- *   repeats. Every payload is copied out of the ring (touched once).
+ *   `receiveMany`, up to 256 at a time; 2: `tryReceiveInto`/`receiveInto` one reused buffer; 3: `tryDrain`/`drain`, reading each message's first and last
+ *   byte where it lies), acknowledges with one 8-byte message (carrying nothing);
+ *   repeats. Every payload but drain's is copied out of the ring.
  * Exits when the parent closes.
  *
  *   shm_echo.ts <name> [echo|spin|sink] [spin-us] [spin-then-park|park|spin]
@@ -16,6 +17,10 @@ import { ClosedError, runtime, shm } from "../../mod.ts";
 
 const rt = await runtime();
 const [name, mode = "echo", spin = "50", idle = "spin-then-park"] = rt.args();
+let sum = 0;
+const touch = (data: Uint8Array, offset: number, length: number) => {
+  sum += length > 0 ? data[offset]! + data[offset + length - 1]! : 0;
+};
 const channel = await shm.open(name!, { wait: 30_000, spin: Number(spin), idle: idle as shm.IdleStrategy });
 try {
   if (mode === "echo") {
@@ -37,11 +42,19 @@ try {
         for (; got < count; got++) if (channel.tryReceive() === undefined) await channel.receive();
       } else if (api === 1) {
         while (got < count) {
-          const batch = channel.tryReceiveMany(count - got);
-          got += batch.length > 0 ? batch.length : (await channel.receiveMany({ max: count - got })).length;
+          const max = Math.min(256, count - got);
+          const batch = channel.tryReceiveMany(max);
+          got += batch.length > 0 ? batch.length : (await channel.receiveMany({ max })).length;
         }
-      } else {
+      } else if (api === 2) {
         for (; got < count; got++) if (channel.tryReceiveInto(into) === undefined) await channel.receiveInto(into);
+      } else {
+        // Where the messages lie: each one's bytes are read (summed), none is copied.
+        while (got < count) {
+          const max = count - got;
+          const n = channel.tryDrain(touch, max);
+          got += n > 0 ? n : await channel.drain(touch, { max });
+        }
       }
       await channel.send(new Uint8Array(8));
     }

@@ -1,7 +1,7 @@
 /**
  * Fuzz target: the shared-memory ring read by a consumer (and written by a producer) whose peer wrote anything it
  * liked into the shared header and data area: positions, lengths, magic, capacity. The ring must attach or refuse
- * with ProtocolError, and every read (one message, a batch, into a buffer) return a message no larger than the ring allows, nothing, or a ProtocolError /
+ * with ProtocolError, and every read (one message, a batch, a drain, into a buffer) return a message no larger than the ring allows, nothing, or a ProtocolError /
  * MessageTooLargeError; no read or write may leave the data area, however the header lies.
  */
 import fc from "fast-check";
@@ -53,11 +53,16 @@ export const target: FuzzTarget<Input> = {
       try {
         // The three ways to read: one message, a batch, into a buffer.
         const got: Uint8Array[] = [];
-        if (i % 3 === 0) {
+        if (i % 4 === 0) {
           const m = ring.tryRead();
           if (m !== undefined) got.push(m);
-        } else if (i % 3 === 1) {
+        } else if (i % 4 === 1) {
           ring.tryReadMany(got, 3);
+        } else if (i % 4 === 3) {
+          ring.drain((data, offset, length) => {
+            if (offset < 0 || offset + length > data.byteLength) throw new Error("a drained message left the data");
+            got.push(data.slice(offset, offset + length));
+          }, 3);
         } else {
           const into = new Uint8Array(capacity);
           const n = ring.tryReadInto(into);
