@@ -214,12 +214,12 @@ if (ONLY.has("unix")) {
 if (ONLY.has("throughput")) {
   const sink = await shmPeer("sink", 4 << 20);
   const runs: [number, number, Api, keyof typeof SINK, string][] = [
-    [64, 1_000_000, "await send", "receive", "await send"],
+    [64, 1_000_000, "await send", "receive", "send"],
     [64, 2_000_000, "trySend", "receive", "trySend"],
-    [64, 4_000_000, "sendMany", "receiveMany", "sendMany (64), receiveMany"],
-    [64, 8_000_000, "sendMany", "drain", "sendMany (64), drain"],
-    [65536, 20_000, "trySend", "receive", "trySend, fresh arrays"],
-    [65536, 40_000, "trySend", "receiveInto", "trySend, receiveInto"],
+    [64, 4_000_000, "sendMany", "receiveMany", "batch, receiveMany"],
+    [64, 8_000_000, "sendMany", "drain", "batch, drain"],
+    [65536, 20_000, "trySend", "receive", "fresh arrays"],
+    [65536, 40_000, "trySend", "receiveInto", "receiveInto"],
   ];
   try {
     for (const [size, count, api, how, label] of runs) {
