@@ -119,7 +119,10 @@ if (args.includes("--driver")) {
       await hog?.exited;
     }
   }
-  if (args.includes("--json")) console.log(JSON.stringify({ peer, idle: IDLE, results }));
+  if (args.includes("--json")) {
+    console.log(JSON.stringify({ peer, idle: IDLE, results }));
+    rt.exit(0);
+  }
   const f = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
   const rows = [["condition", "transport", "p50 us", "mean us", "p99 us", "max us"]];
   for (const { condition, figures } of results) {

@@ -45,7 +45,9 @@ interface PairRun {
 async function jsonOf(argv: string[], what: string): Promise<unknown> {
   const out = await runToEnd(rt, argv, 30 * 60_000, what);
   if (out.code !== 0) throw new Error(`Cannot run ${what}: ${out.stderr.trim() || `exit ${out.code}`}`);
-  return JSON.parse(out.stdout.trim().split("\n").at(-1)!);
+  const line = out.stdout.trim().split("\n").findLast((l) => l.startsWith("{"));
+  if (line === undefined) throw new Error(`Cannot read what ${what} measured: no JSON line in its output`);
+  return JSON.parse(line);
 }
 
 const runs: PairRun[] = [];
