@@ -175,5 +175,5 @@ const report: BenchReport = {
 };
 const svg = await renderChart(report);
 await writeFile(`${root}/${OUT}.svg`, svg);
-await writeFile(`${root}/${OUT}.json`, JSON.stringify({ ...report, blocking, runs }, null, 1) + "\n");
+await writeFile(`${root}/${OUT}.json`, JSON.stringify({ ...report, blocking, runs }, null, 2) + "\n");
 console.log(`\nWrote ${OUT}.svg and ${OUT}.json`);
