@@ -15,6 +15,7 @@
  */
 import { type Channel, fileQueue, runtime, runtimeArgv, type RuntimeName, udp, unixDgram } from "../mod.ts";
 import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "../cli/peers/launch.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -33,10 +34,7 @@ if (args[0] === "peer") {
   }
   await channel.close();
 } else {
-  const opt = (flag: string, dflt: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-  };
+  const { opt } = flags(args);
   const peer = opt("--runtime", rt.name) as RuntimeName;
   const iterations = Number(opt("--iterations", "2000"));
   const reps = Number(opt("--reps", "5"));

@@ -13,6 +13,7 @@
  */
 import { mq, runtime, runtimeArgv, type RuntimeName } from "../mod.ts";
 import { guard, median, reap, ROOT, roundTrip, startEcho, table, timeRoundTrips } from "../cli/peers/launch.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -22,10 +23,7 @@ if (args[0] === "peer") {
   for await (const m of channel) await channel.send(m);
   await channel.close();
 } else {
-  const opt = (flag: string, dflt: string) => {
-    const i = args.indexOf(flag);
-    return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-  };
+  const { opt } = flags(args);
   const peer = opt("--runtime", rt.name) as RuntimeName;
   const iterations = Number(opt("--iterations", "2000"));
   const reps = Number(opt("--reps", "5"));

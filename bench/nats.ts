@@ -15,13 +15,11 @@
 import { nats, Pool, rpc, runtime, runtimeArgv, type RuntimeName, tcp, unix } from "../mod.ts";
 import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { startNatsServer } from "../tests/helpers/nats_server.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const peer = opt("--runtime", "node") as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const CALLS = Number(opt("--calls", "5000"));

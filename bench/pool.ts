@@ -10,13 +10,11 @@
  */
 import { Pool, runtime, type RuntimeName } from "../mod.ts";
 import { median, table } from "../cli/peers/launch.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const SIZE = Number(opt("--size", "2"));
 const TASKS = Number(opt("--tasks", "50000"));
 const REPS = Number(opt("--reps", "5"));

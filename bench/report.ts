@@ -21,6 +21,7 @@
  * @module
  */
 import { runtime } from "../mod.ts";
+import type { Distribution } from "./stats.ts";
 
 /** The machine a run was measured on. */
 export interface Machine {
@@ -80,14 +81,7 @@ export interface BenchReport {
 /** What the C ring (`bench/native/ring.c`) measured in one run: the native floor of the shm channel. */
 export interface NativeFloor {
   /** 8-byte round trips, each timed, in microseconds (nearest-rank percentiles of the sorted samples). */
-  readonly roundTrip8: {
-    readonly count: number;
-    readonly p50: number;
-    readonly p99: number;
-    readonly p999: number;
-    readonly max: number;
-    readonly mean: number;
-  };
+  readonly roundTrip8: Distribution;
   /** 64-byte messages one way, each published on its own. */
   readonly oneWay64: { readonly count: number; readonly msgsPerSec: number };
   /** 64-byte messages one way, published once per `batch`. */

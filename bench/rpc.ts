@@ -16,13 +16,11 @@
 import { rpc, runtime, runtimeArgv, type RuntimeName, shm, tcp, unix } from "../mod.ts";
 import { birpcOverLines } from "./peers/birpc_lines.ts";
 import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const CALLS = Number(opt("--calls", "5000"));

@@ -24,13 +24,11 @@ import { type Channel, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm
 import { echoScript, guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 import type { LatencyRow, ThroughputRow } from "./report.ts";
 import { Latency } from "./stats.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const SPIN = opt("--spin", "50");

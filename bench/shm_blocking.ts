@@ -17,13 +17,11 @@ import { type Channel, type ChildProcess, runtime, runtimeArgv, type RuntimeName
 import { echoScript, guard, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { runToEnd } from "./native_floor.ts";
 import { type Distribution, Latency } from "./stats.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const peer = opt("--runtime", rt.name) as RuntimeName;
 const ROUNDS = Number(opt("--rounds", "4000"));
 const IDLE = opt("--idle", "spin-then-park").split(",") as shm.IdleStrategy[];

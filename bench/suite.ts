@@ -19,13 +19,11 @@ import { table } from "../cli/peers/launch.ts";
 import { renderChart } from "./chart.ts";
 import { nativeFloor, nativeFloorRows, runToEnd } from "./native_floor.ts";
 import { type BenchReport, type LatencyRow, machineInfo, type ThroughputRow } from "./report.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const ALL = ["node", "deno", "bun"] as const;
 const PAIRS = opt("--pairs", ALL.flatMap((a) => ALL.map((b) => `${a}-${b}`)).join(",")).split(",");
 const REPS = opt("--reps", "3");

@@ -20,13 +20,11 @@
 import { Condition, Mutex, runtime, runtimeArgv, type RuntimeName, SharedMemory, SpinLock } from "../mod.ts";
 import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { READY, STOP, TURN } from "./peers/sync_peer.ts";
+import { flags } from "./args.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const opt = (flag: string, dflt: string) => {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const { opt } = flags(args);
 const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const N = 2_000_000;
