@@ -4,19 +4,25 @@
  * parts of an end are made, is `shm/ring_channel_layout.ts`). The public face, `shm.ShmChannel`, adds the Channel
  * contract's capabilities and iteration on top (`transports/shm.ts`).
  *
- * - **Framing**: each message is one record of the ring (a length word, then the bytes); a message over
+ * One class of about 700 lines, most of it the documented forms of sending and receiving (one at a time, batches,
+ * into a buffer, in place): they all share the turn-taking, wake-up, liveness and close state of an end. The layout,
+ * the ring, the doorbell, the waits and the idle strategy are each in their own file.
+ *
+ * - **Framing**: each message is one record of the ring (a length and a commit word, then the bytes); a message over
  *   `maxMessage` is refused before anything is written, and one arriving over it breaks the channel (both sides
- *   learn it).
- * - **Waiting**: `receive()` on an empty ring (and `send()` on a full one) first spins for `spin` microseconds,
- *   looking at the ring once per microtask turn, so code already queued (the handler that will send a reply, say)
- *   runs while it spins. Then it sleeps without freezing the event loop (`shm/wait.ts`: futex(2) off the main
- *   thread between processes, `Atomics.waitAsync` between threads). A side that publishes wakes the other only when
- *   it announced that it sleeps. Sleeps last at most 100 ms; between them the peer is checked (`os/liveness.ts`), so
- *   a dead peer process ends `receive()`/`send()` with `ClosedError` within about 100 ms, `receive()` only after the
- *   messages the peer wrote whole before it died (as a socket delivers its buffer before the end).
+ *   learn it). Batches are published, and taken, with one atomic store.
+ * - **Waiting**: `receive()` on an empty ring (and `send()` on a full one) spins as its idle strategy says
+ *   (`shm/idle.ts`), looking at the ring once per microtask turn, so code already queued (the handler that will send
+ *   a reply, say) runs while it spins. Then it parks without freezing the event loop: between processes on the
+ *   doorbell (`shm/doorbell.ts`: a socket the event loop polls; futex(2) off the main thread when there is none),
+ *   between threads with `Atomics.waitAsync`. A side that publishes wakes the other only when it announced that it
+ *   sleeps (the first to see the announcement takes it). A dead peer process ends its doorbell connection, so
+ *   `receive()`/`send()` end with `ClosedError` at once (without a doorbell, its liveness is read every 100 ms,
+ *   `os/liveness.ts`), `receive()` only after the messages the peer wrote whole before it died (as a socket delivers
+ *   its buffer before the end).
  * - **Order**: waiting sends (and receives) take turns, and the no-wait forms step aside while one waits.
- * - **Close**: flags in both rings, then every sleeper on the channel is woken; the memory is released once no
- *   pending call of this end uses it.
+ * - **Close**: flags in both rings, then every sleeper on the channel is woken (the doorbell is closed); the memory
+ *   is released once no pending call of this end uses it.
  *
  * @module
  */
