@@ -107,46 +107,50 @@ test("pool: a process pool of Deno, Bun and Node workers computes the right resu
   });
 });
 
-test(
-  'pool: worker processes on shared memory (transport "shm"): results, a SIGKILLed worker, nothing left in /dev/shm',
-  LONG,
-  async () => {
-    const rt = await runtime();
-    const pool = new Pool<Handlers>({
-      worker: WORKER,
-      kind: "process",
-      runtime: ["deno", "bun", "node"],
-      size: 3,
-      concurrency: 4,
-      transport: "shm",
-      restartDelay: 10,
-      signals: false,
-    });
-    try {
-      await pool.ready();
-      assert.deepEqual(
-        await Promise.all(Array.from({ length: 300 }, (_, i) => pool.run(i))),
-        Array.from({ length: 300 }, (_, i) => i * i),
-      );
-      const victim = pool.stats.workers[2]!.id!;
-      const tasks = Array.from({ length: 60 }, (_, i) => pool.run(i, { idempotent: true }));
-      rt.kill(victim, "SIGKILL");
-      assert.deepEqual(await Promise.all(tasks), Array.from({ length: 60 }, (_, i) => i * i));
-      // Its death is seen within about 100 ms (the shm channel checks the peer's pid while it sleeps).
-      await until("the worker to be replaced", () => {
-        const w = pool.stats.workers[2];
-        return w?.state === "ready" && w.id !== victim;
+for (const transport of ["shm", "pipe"] as const) {
+  test(
+    `pool: worker processes on ${
+      transport === "shm" ? "shared memory (the default)" : "pipes"
+    }: results, a SIGKILLed worker, nothing left in /dev/shm`,
+    LONG,
+    async () => {
+      const rt = await runtime();
+      const pool = new Pool<Handlers>({
+        worker: WORKER,
+        kind: "process",
+        runtime: ["deno", "bun", "node"],
+        size: 3,
+        concurrency: 4,
+        transport,
+        restartDelay: 10,
+        signals: false,
       });
-      assert.ok(pool.stats.restarts >= 1);
-    } finally {
-      await pool.close();
-    }
-    // This pool's segments only (`/ipckit-pool-<master pid>-<n>`): other test files run pools at the same time.
-    const mine = `ipckit-pool-${rt.pid}-`;
-    const left = (await import("node:fs")).readdirSync("/dev/shm").filter((f) => f.startsWith(mine));
-    assert.deepEqual(left, []);
-  },
-);
+      try {
+        await pool.ready();
+        assert.deepEqual(
+          await Promise.all(Array.from({ length: 300 }, (_, i) => pool.run(i))),
+          Array.from({ length: 300 }, (_, i) => i * i),
+        );
+        const victim = pool.stats.workers[2]!.id!;
+        const tasks = Array.from({ length: 60 }, (_, i) => pool.run(i, { idempotent: true }));
+        rt.kill(victim, "SIGKILL");
+        assert.deepEqual(await Promise.all(tasks), Array.from({ length: 60 }, (_, i) => i * i));
+        // Its death is seen at once: its end of the doorbell (shm) or of the pipes closes.
+        await until("the worker to be replaced", () => {
+          const w = pool.stats.workers[2];
+          return w?.state === "ready" && w.id !== victim;
+        });
+        assert.ok(pool.stats.restarts >= 1);
+      } finally {
+        await pool.close();
+      }
+      // This pool's segments only (`/ipckit-pool-<master pid>-<n>`): other test files run pools at the same time.
+      const mine = `ipckit-pool-${rt.pid}-`;
+      const left = (await import("node:fs")).readdirSync("/dev/shm").filter((f) => f.startsWith(mine));
+      assert.deepEqual(left, []);
+    },
+  );
+}
 
 test("pool: random SIGKILLs of workers during 10 000 tasks: each settles exactly once, none is lost (property)", {
   timeout: 600_000,
