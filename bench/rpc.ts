@@ -1,11 +1,11 @@
 /**
  * RPC call costs over shm, Unix socket and TCP, next to birpc over the same kind of Unix socket, in one run:
- * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call): the median call and the
- *   mean (total time / calls, which carries the tail: a side preempted past its spin sleeps), in us;
+ * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call), each timed into an
+ *   HdrHistogram over all repetitions: p50, p99, p99.9, max and mean, in us;
  * - pipelined: `--batch` calls in flight at once, in calls per second.
  * Over shm, the bare channel's echo of 8 bytes is measured the same way, as the floor under RPC.
  * The server is a child on `--runtime` (`bench/peers/rpc_server.ts`); birpc's server is a Node child (birpc over
- * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Medians of `--reps`.
+ * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Pipelined: medians of `--reps`.
  * Pin to one CPU (`taskset -c 0`) to see software costs; unpinned, shm spins on the other CPU and avoids wake-ups.
  *
  *   node --import tsx bench/rpc.ts [--runtime deno|bun|node] [--reps 5] [--calls 5000] [--batch 1000]
@@ -16,6 +16,7 @@
 import { rpc, runtime, runtimeArgv, type RuntimeName, shm, tcp, unix } from "../mod.ts";
 import { birpcOverLines } from "./peers/birpc_lines.ts";
 import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
+import { type Distribution, Latency } from "./stats.ts";
 import { flags } from "./args.ts";
 
 const rt = await runtime();
@@ -30,34 +31,33 @@ const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url))
 
 type Add = (a: number, b: number) => Promise<number>;
 
-async function measure(add: Add): Promise<{ us: number; p50: number; perSecond: number }> {
+/** Sequential calls, each timed into one HdrHistogram over all repetitions; pipelined calls/s, median of REPS. */
+async function measure(add: Add): Promise<{ calls: Distribution; perSecond: number }> {
   for (let i = 0; i < 20_000; i++) await add(i, 1); // warm-up: let the JIT settle on both sides
-  const us: number[] = [];
-  const p50: number[] = [];
+  const lat = new Latency();
   const perSecond: number[] = [];
-  const each = new Float64Array(CALLS);
   for (let r = 0; r < REPS; r++) {
-    let t0 = performance.now();
     for (let i = 0; i < CALLS; i++) {
       const t = performance.now();
       if ((await add(i, 1)) !== i + 1) throw new Error("wrong sum");
-      each[i] = performance.now() - t;
+      lat.record((performance.now() - t) * 1000);
     }
-    us.push(((performance.now() - t0) * 1000) / CALLS);
-    p50.push(median([...each]) * 1000);
-    t0 = performance.now();
+    const t0 = performance.now();
     for (let done = 0; done < CALLS * 4; done += BATCH) {
       await Promise.all(Array.from({ length: BATCH }, (_, i) => add(i, 1)));
     }
     perSecond.push((CALLS * 4) / ((performance.now() - t0) / 1000));
   }
-  return { us: median(us), p50: median(p50), perSecond: median(perSecond) };
+  return { calls: lat.summary(), perSecond: median(perSecond) };
 }
 
 const dir = await rt.makeTempDir("ipckit-bench-rpc-");
-const rows: string[][] = [["transport", "call p50 (us)", "call mean (us)", "pipelined (calls/s)"]];
-const row = (label: string, m: { us: number; p50: number; perSecond: number }) =>
-  rows.push([label, m.p50.toFixed(1), m.us.toFixed(1), Math.round(m.perSecond).toString()]);
+const rows: string[][] = [["transport", "call p50", "p99", "p99.9", "max", "mean (us)", "pipelined (calls/s)"]];
+const row = (label: string, m: { calls: Distribution; perSecond: number }) => {
+  const d = m.calls;
+  const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  rows.push([label, f(d.p50), f(d.p99), f(d.p999), f(d.max), f(d.mean), Math.round(m.perSecond).toString()]);
+};
 const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
   rt.spawn([...runtimeArgv(runtimeName, SERVER), kind, address], { cwd: ROOT, stdio: "null" });
 try {
@@ -122,7 +122,9 @@ try {
     await reap(child, "birpc server");
     server.close();
   }
-  console.log(`RPC add(i, 1): ${rt.name} client -> ${peer} server, medians of ${REPS}\n`);
+  console.log(
+    `RPC add(i, 1): ${rt.name} client -> ${peer} server; calls timed one by one over ${REPS} reps, pipelined medians\n`,
+  );
   console.log(table(rows));
 } finally {
   await rt.removeDir(dir);
