@@ -128,11 +128,6 @@ export class Doorbell {
     });
   }
 
-  /** Wakes every wait of this side, now. */
-  wakeSelf(): void {
-    this.#wakeAll();
-  }
-
   /** Closes the connection (the peer's waits wake) and wakes this side's waits. Idempotent. */
   close(): void {
     this.#silent = true;
@@ -152,6 +147,8 @@ export class DoorbellListener {
   readonly #dir: string;
   #server: Server | undefined;
   readonly #bells = new Map<number, Doorbell>();
+  /** Every connection not handed out yet, said who it is or not: closed with the listener. */
+  readonly #open = new Set<Doorbell>();
   #arrived = () => {};
 
   /** @internal Use {@linkcode Doorbell.listen}. */
@@ -169,6 +166,7 @@ export class DoorbellListener {
         this.#bells.set(pid, bell);
         this.#arrived();
       });
+      this.#open.add(bell);
     });
   }
 
@@ -182,6 +180,7 @@ export class DoorbellListener {
       const bell = this.#bells.get(pid);
       if (bell !== undefined) {
         this.#bells.delete(pid);
+        this.#open.delete(bell);
         return bell;
       }
       signal?.throwIfAborted();
@@ -199,9 +198,13 @@ export class DoorbellListener {
     }
   }
 
-  /** Stops listening, closes the connections nobody took, and removes the socket and its directory. */
+  /**
+   * Stops listening, closes the connections nobody took (also one that never said who it is), and removes the
+   * socket and its directory.
+   */
   async close(): Promise<void> {
-    for (const bell of this.#bells.values()) bell.close();
+    for (const bell of this.#open) bell.close();
+    this.#open.clear();
     this.#bells.clear();
     await this.#server?.close().catch(() => {});
     await this.#rt.removeDir(this.#dir).catch(() => {});

@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClosedError, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm } from "../mod.ts";
 import { Idle, idleOption } from "../shm/idle.ts";
+import { within } from "../async/mod.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
@@ -152,53 +153,66 @@ test("without a doorbell (the creator's socket path does not fit), both sides wa
   }
 });
 
-test("a stranger that connects to the doorbell first, with a false pid and garbage, does not take the peer's place", {
-  timeout: 120_000,
-}, async () => {
-  const rt = await runtime();
-  const n = name();
-  const abort = new AbortController();
-  const creating = shm.create(n, { capacity: 4096, signal: abort.signal });
-  let stranger: Awaited<ReturnType<typeof rt.connectUnix>> | undefined;
-  let child: ReturnType<typeof rt.spawn> | undefined;
-  let channel: shm.ShmChannel | undefined;
-  try {
-    // Read the doorbell's path from the segment's header (64..191, length at byte 16), as any process could.
-    let path = "";
-    for (let i = 0; i < 600 && path === ""; i++) {
-      const segment = await SharedMemory.open(n).catch(() => undefined);
-      if (segment !== undefined) {
-        const length = new Int32Array(segment.buffer, 0, 8)[4]!;
-        if (length > 0) path = new TextDecoder().decode(new Uint8Array(segment.buffer, 64, length));
-        segment.close();
+test(
+  "strangers on the doorbell (a false pid and garbage, or silence) do not take the peer's place and are hung up on",
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const rt = await runtime();
+    const n = name();
+    const abort = new AbortController();
+    const creating = shm.create(n, { capacity: 4096, signal: abort.signal });
+    let stranger: Awaited<ReturnType<typeof rt.connectUnix>> | undefined;
+    let silent: Awaited<ReturnType<typeof rt.connectUnix>> | undefined;
+    let child: ReturnType<typeof rt.spawn> | undefined;
+    let channel: shm.ShmChannel | undefined;
+    try {
+      // Read the doorbell's path from the segment's header (64..191, length at byte 16), as any process could.
+      let path = "";
+      for (let i = 0; i < 600 && path === ""; i++) {
+        const segment = await SharedMemory.open(n).catch(() => undefined);
+        if (segment !== undefined) {
+          const length = new Int32Array(segment.buffer, 0, 8)[4]!;
+          if (length > 0) path = new TextDecoder().decode(new Uint8Array(segment.buffer, 64, length));
+          segment.close();
+        }
+        if (path === "") await pause(50);
       }
-      if (path === "") await pause(50);
+      assert.notEqual(path, "", "the creator laid out a doorbell path");
+      stranger = await rt.connectUnix(path);
+      let strangerEnded!: () => void;
+      const ended = new Promise<void>((resolve) => (strangerEnded = resolve));
+      stranger.start({ data() {}, end: () => strangerEnded() });
+      stranger.write(new Uint8Array([1, 0, 0, 0, 9, 9, 9, 9, 9]));
+      // And one that connects and says nothing at all.
+      silent = await rt.connectUnix(path);
+      let silentEnded!: () => void;
+      const silentEnd = new Promise<void>((resolve) => (silentEnded = resolve));
+      silent.start({ data() {}, end: () => silentEnded() });
+      const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % 3]!;
+      child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), "open", n, "park"], {
+        cwd: rt.fromFileUrl(ROOT),
+        stdio: "null",
+      });
+      channel = await creating;
+      // The creator hung up on the strangers once it had its peer (bounded: a hang here is the failure).
+      assert.ok(await within(ended, 30_000), "the stranger with a false pid was hung up on");
+      assert.ok(await within(silentEnd, 30_000), "the silent stranger was hung up on");
+      await roundTrips(channel, `with a stranger on the bell, ${peer} child`);
+      await channel.close();
+      assert.equal((await child.exited).code, 0);
+    } finally {
+      abort.abort();
+      await creating.catch(() => {});
+      await channel?.close();
+      stranger?.close();
+      silent?.close();
+      child?.kill("SIGKILL");
+      await child?.exited;
     }
-    assert.notEqual(path, "", "the creator laid out a doorbell path");
-    stranger = await rt.connectUnix(path);
-    let strangerEnded!: () => void;
-    const ended = new Promise<void>((resolve) => (strangerEnded = resolve));
-    stranger.start({ data() {}, end: () => strangerEnded() });
-    stranger.write(new Uint8Array([1, 0, 0, 0, 9, 9, 9, 9, 9]));
-    const peer = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % 3]!;
-    child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), "open", n, "park"], {
-      cwd: rt.fromFileUrl(ROOT),
-      stdio: "null",
-    });
-    channel = await creating;
-    await ended; // the creator hung up on the stranger once it had its peer
-    await roundTrips(channel, `with a stranger on the bell, ${peer} child`);
-    await channel.close();
-    assert.equal((await child.exited).code, 0);
-  } finally {
-    abort.abort();
-    await creating.catch(() => {});
-    await channel?.close();
-    stranger?.close();
-    child?.kill("SIGKILL");
-    await child?.exited;
-  }
-});
+  },
+);
 
 test("a peer SIGKILLed while this side sleeps: receive() rejects with ClosedError, it does not hang", {
   timeout: 120_000,
