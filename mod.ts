@@ -58,7 +58,7 @@ export type { TlsClientOptions, TlsServerOptions } from "./runtimes/runtime.ts";
 
 // RPC over any channel
 export * as rpc from "./rpc/rpc.ts";
-export type { CallContext, CallOptions, RemoteApi, RpcOptions } from "./rpc/peer.ts";
+export type { CallContext, CallOptions, CallSink, RemoteApi, RpcOptions } from "./rpc/peer.ts";
 export { RpcPeer } from "./rpc/peer.ts";
 export type { RpcServer } from "./rpc/rpc.ts";
 export { type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./rpc/cluster.ts";

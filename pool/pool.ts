@@ -62,6 +62,9 @@ import { Scheduler } from "./scheduler.ts";
 import { installSignals } from "./signals.ts";
 import { Supervisor } from "./supervisor.ts";
 
+/** The options of a task run without any: one frozen object, not one per task. */
+const NO_OPTIONS: RunOptions = Object.freeze({});
+
 export type { PoolOptions, PoolStats, RunOptions } from "./options.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -128,9 +131,12 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     this.kind = kind;
     this.#o = settings;
     // The scheduler and the supervisor need each other: the scheduler asks for the workers only once it runs.
+    const workers = () => this.#workers;
     this.#tasks = new Scheduler(settings, this.#events, {
-      members: () => this.#workers.members(),
-      slotOf: (member) => this.#workers.slotOf(member),
+      get slots() {
+        return workers().slots;
+      },
+      slotOf: (member) => workers().slotOf(member),
     });
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
       closed: () => this.#closed,
@@ -152,7 +158,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
    */
   run(
     task: H extends { run(task: infer T): unknown } ? T : unknown,
-    options: RunOptions = {},
+    options: RunOptions = NO_OPTIONS,
   ): Promise<H extends { run(...args: never[]): infer R } ? Awaited<R> : unknown> {
     return this.#submit("run", [task], options) as never;
   }
@@ -161,7 +167,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   call<M extends keyof H & string>(
     method: M,
     args: H[M] extends AnyFunction ? Parameters<H[M]> : unknown[],
-    options: RunOptions = {},
+    options: RunOptions = NO_OPTIONS,
   ): Promise<H[M] extends AnyFunction ? Awaited<ReturnType<H[M]>> : unknown> {
     return this.#submit(method, args as unknown[], options) as never;
   }

@@ -9,6 +9,7 @@
 import { onAbort, Waiters } from "../async/mod.ts";
 import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors.ts";
 import type { EventLog } from "./events.ts";
+import type { CallSink } from "../rpc/peer.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
 
@@ -18,8 +19,8 @@ export interface Task {
   readonly method: string;
   readonly args: unknown[];
   readonly options: RunOptions;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: unknown) => void;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
   settled: boolean;
   attempts: number;
   retriesLeft: number;
@@ -31,8 +32,8 @@ export interface Task {
 
 /** What the scheduler needs to know of the workers (the supervisor knows it). */
 export interface Workers {
-  /** The members of the slots, in slot order (undefined for a slot without one). */
-  members(): Iterable<Member<Task> | undefined>;
+  /** The worker slots in order, each with its member (undefined while it has none). Read, never changed. */
+  readonly slots: readonly { readonly member: Member<Task> | undefined }[];
   /** The slot of a member, for events; -1 when it has none. */
   slotOf(member: Member<Task>): number;
 }
@@ -71,30 +72,32 @@ export class Scheduler {
         new QueueFullError(`Cannot queue the task: the queue holds maxQueue (${this.#o.maxQueue})`),
       );
     }
-    return new Promise((resolve, reject) => {
-      const task: Task = {
-        id: this.#nextId++,
-        method,
-        args,
-        options,
-        resolve,
-        reject,
-        settled: false,
-        attempts: 0,
-        retriesLeft: options.idempotent ? this.#o.retries : 0,
-        member: undefined,
-        timer: undefined,
-        unlisten: undefined,
-      };
-      if (options.signal) {
-        task.unlisten = onAbort(options.signal, () => {
-          // Queued: it never reaches a worker. Running: the RPC call carries the cancel to the handler.
-          if (task.member === undefined) this.settle(task, false, abortError(options.signal!));
-        });
-      }
-      this.#queue.push(task);
-      this.schedule();
-    });
+    const task: Task = {
+      id: this.#nextId++,
+      method,
+      args,
+      options,
+      resolve: NOOP,
+      reject: NOOP,
+      settled: false,
+      attempts: 0,
+      retriesLeft: options.idempotent ? this.#o.retries : 0,
+      member: undefined,
+      timer: undefined,
+      unlisten: undefined,
+    };
+    // One executor for every task (no closure per task): it takes the task from `forExecutor`.
+    forExecutor = task;
+    const promise = new Promise(takeResolvers);
+    if (options.signal) {
+      task.unlisten = onAbort(options.signal, () => {
+        // Queued: it never reaches a worker. Running: the RPC call carries the cancel to the handler.
+        if (task.member === undefined) this.settle(task, false, abortError(options.signal!));
+      });
+    }
+    this.#queue.push(task);
+    this.schedule();
+    return promise;
   }
 
   /** Settles `task` once: later calls do nothing. */
@@ -154,7 +157,9 @@ export class Scheduler {
 
   #pick(): Member<Task> | undefined {
     let best: Member<Task> | undefined;
-    for (const m of this.#workers.members()) {
+    const slots = this.#workers.slots;
+    for (let i = 0; i < slots.length; i++) {
+      const m = slots[i]!.member;
       if (!m || m.state !== "ready" || m.running.size >= this.#o.concurrency) continue;
       if (!best || m.running.size < best.running.size) best = m;
       if (best.running.size === 0) break;
@@ -169,21 +174,12 @@ export class Scheduler {
     if (this.#o.taskTimeout !== undefined) {
       task.timer = setTimeout(() => this.#hung(task, member), this.#o.taskTimeout);
     }
-    const { signal, timeout } = task.options;
-    member.peer.callWith(task.method, task.args, {
-      ...(signal ? { signal } : {}),
-      ...(timeout === undefined ? {} : { timeout }),
-    }).then(
-      (value) => this.#finished(task, member, true, value),
-      (error) => {
-        // ClosedError: the connection ended, so the worker died or was stopped. The task stays in member.running,
-        // and the worker's end (the supervisor) decides: run it again, or WorkerDiedError.
-        if (!(error instanceof ClosedError)) this.#finished(task, member, false, error);
-      },
-    );
+    // The run options are the call options (signal, timeout); the answer comes to the Attempt: no promise.
+    member.peer.callInto(task.method, task.args, task.options, new Attempt(this, task, member));
   }
 
-  #finished(task: Task, member: Member<Task>, ok: boolean, value: unknown): void {
+  /** The answer of one attempt of `task` on `member` (see Attempt). */
+  finished(task: Task, member: Member<Task>, ok: boolean, value: unknown): void {
     if (task.member !== member) return; // an earlier attempt, already handled
     member.running.delete(task);
     member.done++;
@@ -244,8 +240,46 @@ export class Scheduler {
     if (this.#drainWaiters.length === 0) return;
     const empty = this.#queueHead >= this.#queue.length || this.#queue.slice(this.#queueHead).every((t) => t.settled);
     let idle = true;
-    for (const m of this.#workers.members()) if (m && m.running.size > 0) idle = false;
+    for (const { member } of this.#workers.slots) if (member && member.running.size > 0) idle = false;
     if (!(empty && idle) && !this.#failed) return;
     this.endDrain();
   }
+}
+
+/**
+ * One attempt of a task on a member: where the RPC peer hands the answer (a CallSink), one object per dispatch
+ * instead of a promise and its two callbacks.
+ */
+class Attempt implements CallSink {
+  method = "";
+  cleanup: () => void = NOOP;
+  readonly #scheduler: Scheduler;
+  readonly #task: Task;
+  readonly #member: Member<Task>;
+
+  constructor(scheduler: Scheduler, task: Task, member: Member<Task>) {
+    this.#scheduler = scheduler;
+    this.#task = task;
+    this.#member = member;
+  }
+
+  resolve(value: unknown): void {
+    this.#scheduler.finished(this.#task, this.#member, true, value);
+  }
+
+  reject(error: unknown): void {
+    // ClosedError: the connection ended, so the worker died or was stopped. The task stays in member.running, and
+    // the worker's end (the supervisor) decides: run it again, or WorkerDiedError.
+    if (!(error instanceof ClosedError)) this.#scheduler.finished(this.#task, this.#member, false, error);
+  }
+}
+
+const NOOP = () => {};
+
+let forExecutor: Task | undefined;
+/** The executor of every task's promise: hands its resolvers to the task being submitted. */
+function takeResolvers(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  forExecutor!.resolve = resolve;
+  forExecutor!.reject = reject;
+  forExecutor = undefined;
 }

@@ -102,8 +102,9 @@ export class Supervisor implements Workers {
     }
   }
 
-  *members(): Iterable<Member<Task> | undefined> {
-    for (const slot of this.#slots) yield slot.member;
+  /** The worker slots, in order (the scheduler reads their members). */
+  get slots(): readonly Slot[] {
+    return this.#slots;
   }
 
   slotOf(member: Member<Task>): number {

@@ -112,13 +112,19 @@ export interface CallOptions {
 }
 
 const NOOP = () => {};
+const RESOLVED = Promise.resolve();
 /** How long `close()` waits for its BYE to go out before it closes anyway (a peer that reads nothing). */
 const BYE_WAIT_MS = 2000;
 
-interface Pending {
+/** Where the answer of one call goes (see {@linkcode RpcPeer.callInto}). */
+export interface CallSink {
+  /** The method called (set by the peer). */
   method: string;
+  /** Called once with the result (or, for a streaming handler, the AsyncIterable). */
   resolve(value: unknown): void;
+  /** Called once with the error (a `RemoteError`, `ClosedError`, `TimeoutError`, the signal's reason...). */
   reject(error: unknown): void;
+  /** The peer's own: set by the peer, called before the answer. */
   cleanup(): void;
 }
 
@@ -165,7 +171,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   /** Notifications whose handler has not settled yet (they count toward maxInFlight with the calls served). */
   #notifying = 0;
   #nextId = 1;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new Map<number, CallSink>();
   readonly #streams = new Map<number, RemoteStream>();
   readonly #serving = new Map<number, Call>();
   #helloSeen = false;
@@ -212,45 +218,48 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   /** Calls `method` with `params` and per-call options (cancellation, deadline). */
   callWith(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
-    if (typeof method !== "string") return Promise.reject(new TypeError("Cannot call: the method must be a string"));
-    if (this.#ended) return Promise.reject(this.#ended);
+    return new Promise<unknown>((resolve, reject) => {
+      this.callInto(method, params, options, { method, resolve, reject, cleanup: NOOP });
+    });
+  }
+
+  /**
+   * Calls `method` as {@linkcode callWith} does, but hands the answer to `sink` (its `resolve` or `reject`, once)
+   * instead of a promise: for a caller that already keeps one object per call (the pool's tasks), no promise and
+   * no reaction per call. `sink.cleanup` is this peer's: it is set here, and called before the answer.
+   */
+  callInto(method: string, params: unknown[], options: CallOptions, sink: CallSink): void {
+    if (typeof method !== "string") return sink.reject(new TypeError("Cannot call: the method must be a string"));
+    if (this.#ended) return sink.reject(this.#ended);
     const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (signal?.aborted) return sink.reject(abortError(signal));
     const timeout = options.timeout ?? this.#timeout;
     if (timeout !== undefined && !(timeout >= 0)) {
-      return Promise.reject(new RangeError(`Cannot call "${method}" with timeout ${timeout}: it must be >= 0 ms`));
+      return sink.reject(new RangeError(`Cannot call "${method}" with timeout ${timeout}: it must be >= 0 ms`));
     }
     const id = this.#nextId++;
+    sink.method = method;
+    sink.cleanup = NOOP;
+    this.#pending.set(id, sink);
     // No timer for a deadline a timer cannot hold (it would fire at once): such a deadline means none.
     if (signal === undefined && (timeout === undefined || timeout > MAX_DEADLINE)) {
-      // The common case: no timer, no listener, no closures beyond the promise's own.
-      return new Promise<unknown>((resolve, reject) => {
-        this.#pending.set(id, { method, resolve, reject, cleanup: NOOP });
-        this.#send([CALL, id, method, params, null, this.#window]).catch((e) => this.#settle(id, e, false));
-      });
+      // The common case: no timer, no listener, no closure.
+      return this.#sendCall(id, [CALL, id, method, params, null, this.#window]);
     }
-    return new Promise<unknown>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let unlisten = NOOP;
-      const p: Pending = {
-        method,
-        resolve,
-        reject,
-        cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          unlisten();
-        },
-      };
-      this.#pending.set(id, p);
-      if (timeout !== undefined && timeout <= MAX_DEADLINE) {
-        timer = setTimeout(
-          () => this.#giveUp(id, new TimeoutError(`Remote call "${method}" timed out after ${timeout} ms`)),
-          timeout,
-        );
-      }
-      unlisten = onAbort(signal, () => this.#giveUp(id, abortError(signal!)));
-      this.#send([CALL, id, method, params, timeout ?? null, this.#window]).catch((e) => this.#settle(id, e, false));
-    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let unlisten = NOOP;
+    sink.cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      unlisten();
+    };
+    if (timeout !== undefined && timeout <= MAX_DEADLINE) {
+      timer = setTimeout(
+        () => this.#giveUp(id, new TimeoutError(`Remote call "${method}" timed out after ${timeout} ms`)),
+        timeout,
+      );
+    }
+    unlisten = onAbort(signal, () => this.#giveUp(id, abortError(signal!)));
+    this.#sendCall(id, [CALL, id, method, params, timeout ?? null, this.#window]);
   }
 
   /** Calls `method` without waiting for (or getting) a reply. Resolves once the message is sent. */
@@ -291,10 +300,24 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     let bytes: Uint8Array;
     try {
       bytes = this.#encode(message);
+      if (this.channel.trySend?.(bytes)) return RESOLVED;
     } catch (e) {
       return Promise.reject(e);
     }
     return this.channel.send(bytes);
+  }
+
+  /** Sends call `id`; a failure (the codec refuses it, the channel is closed) rejects that call. */
+  #sendCall(id: number, message: unknown[]): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#encode(message);
+      // Taken at once (a shared-memory ring with room): no promise, no reaction.
+      if (this.channel.trySend?.(bytes)) return;
+    } catch (e) {
+      return this.#settle(id, e, false);
+    }
+    this.channel.send(bytes).catch((e) => this.#settle(id, e, false));
   }
 
   /** Sends a message that answers the peer (a reply, a stream item, a credit): it counts toward the outbox. */

@@ -40,7 +40,7 @@ export interface ServeOptions extends Omit<RpcOptions, "handlers"> {
   maxBatch?: number;
 }
 
-export { type CallContext, type CallOptions, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
+export { type CallContext, type CallOptions, type CallSink, type RemoteApi, type RpcOptions, RpcPeer } from "./peer.ts";
 
 /** A server on a Listener: one RpcPeer per accepted connection. */
 export interface RpcServer extends AsyncDisposable {

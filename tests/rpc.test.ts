@@ -1,6 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cbor, json, ProtocolError, rpc, shm } from "../mod.ts";
+import {
+  type CallSink,
+  cbor,
+  ClosedError,
+  json,
+  MethodNotFoundError,
+  ProtocolError,
+  RemoteError,
+  rpc,
+  shm,
+  TimeoutError,
+} from "../mod.ts";
 import { rpcConformanceFor } from "./conformance/registry.ts";
 import { handlers } from "./helpers/rpc_handlers.ts";
 
@@ -70,3 +81,55 @@ test("rpc: bad arguments are TypeErrors", () => {
   assert.throws(() => rpc.connect(a, { exposeStack: 1 as never }), TypeError);
   assert.throws(() => rpc.serve(a, {}, { protocol: "jsonrpc", maxBatch: -1 }), RangeError);
 });
+
+test(
+  "rpc: callInto hands each answer to its sink once: a result, a remote error, a deadline, the end",
+  LONG,
+  async () => {
+    const [a, h] = shm.pair({ spin: 0 });
+    const server = rpc.serve(a, handlers);
+    const client = rpc.connect<typeof handlers>(shm.fromHandle(h));
+    /** A sink that records what it got, and resolves when it got it. */
+    const sink = () => {
+      const got: Array<["resolve" | "reject", unknown]> = [];
+      let answered!: () => void;
+      const done = new Promise<void>((r) => (answered = r));
+      const s: CallSink = {
+        method: "",
+        cleanup: () => {},
+        resolve: (v) => (got.push(["resolve", v]), answered()),
+        reject: (e) => (got.push(["reject", e]), answered()),
+      };
+      return { s, got, done };
+    };
+    try {
+      const ok = sink(), failed = sink(), late = sink(), unknown = sink();
+      client.callInto("add", [2, 3], {}, ok.s);
+      client.callInto("fail", ["no"], {}, failed.s);
+      client.callInto("sleep", [60_000], { timeout: 20 }, late.s);
+      client.callInto("nope", [], {}, unknown.s);
+      await Promise.all([ok.done, failed.done, late.done, unknown.done]);
+      assert.deepEqual(ok.got, [["resolve", 5]]);
+      assert.equal(ok.s.method, "add", "the peer names the method on the sink");
+      assert.equal(failed.got.length, 1);
+      assert.ok(failed.got[0]![1] instanceof RemoteError && failed.got[0]![1].remoteName === "RangeError");
+      assert.equal(late.got.length, 1);
+      assert.ok(late.got[0]![1] instanceof TimeoutError);
+      assert.ok(unknown.got[0]![1] instanceof MethodNotFoundError);
+      // Refused before anything is sent: a bad method, a bad timeout; and a call pending when the connection ends.
+      const bad = sink(), range = sink(), pending = sink();
+      client.callInto(42 as never, [], {}, bad.s);
+      client.callInto("add", [1, 1], { timeout: -1 }, range.s);
+      client.callInto("sleep", [60_000], {}, pending.s);
+      await client.close();
+      await Promise.all([bad.done, range.done, pending.done]);
+      assert.ok(bad.got[0]![1] instanceof TypeError);
+      assert.ok(range.got[0]![1] instanceof RangeError);
+      assert.ok(pending.got[0]![1] instanceof ClosedError);
+      for (const x of [ok, failed, late, unknown, bad, range, pending]) assert.equal(x.got.length, 1, "answered once");
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  },
+);

@@ -6,7 +6,18 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type CallContext, cbor, type Channel, ProtocolError, QueueFullError, RemoteError, rpc, unix } from "../mod.ts";
+import {
+  type CallContext,
+  cbor,
+  type Channel,
+  MessageTooLargeError,
+  ProtocolError,
+  QueueFullError,
+  RemoteError,
+  rpc,
+  shm,
+  unix,
+} from "../mod.ts";
 import { runtime } from "../runtimes/detect.ts";
 import { END, RawSocket } from "./helpers/raw_socket.ts";
 
@@ -352,5 +363,72 @@ test(
         await listener.close();
       }
     });
+  },
+);
+
+// Over shared memory the server answers with the ring's trySend when it has room (no promise per reply), and with
+// send() when it has none: the same guarantees must hold on both paths, against a raw peer.
+
+test(
+  "rpc hostile (shm): replies that fill the ring wait their turn: all answered, in order, none lost",
+  LONG,
+  async () => {
+    const CALLS = 300;
+    const handlers = { blob: (i: number) => new Uint8Array(1024).fill(i & 0xff) };
+    const [serverEnd, handle] = shm.pair({ capacity: 16 * 1024, spin: 0 });
+    const server = rpc.serve(serverEnd, handlers);
+    const raw = shm.fromHandle(handle);
+    try {
+      await send(raw, HELLO);
+      // Every call goes before any reply is read: the 16 KiB reply ring fills after ~15 replies, the rest wait.
+      for (let id = 1; id <= CALLS; id++) await send(raw, [CALL, id, "blob", [id], null, 16]);
+      await sleep(50);
+      let next = 1;
+      while (next <= CALLS) {
+        const m = await receive(raw);
+        if (m[0] !== RESULT) continue;
+        assert.equal(m[1], next, "replies arrive in the order of the calls");
+        assert.deepEqual(m[2], new Uint8Array(1024).fill(next & 0xff));
+        next++;
+      }
+    } finally {
+      await raw.close();
+      await server.close();
+    }
+  },
+);
+
+test(
+  "rpc hostile (shm): a result over maxMessage is answered with an error; a call over it rejects, the channel lives",
+  LONG,
+  async () => {
+    const handlers = { big: () => new Uint8Array(256 * 1024), small: () => 1 };
+    const [serverEnd, handle] = shm.pair({ maxMessage: 64 * 1024, spin: 0 });
+    const server = rpc.serve(serverEnd, handlers);
+    const raw = shm.fromHandle(handle, 64 * 1024);
+    try {
+      await send(raw, HELLO);
+      await send(raw, [CALL, 1, "big", [], null, 16]);
+      const [, id, wire] = await receiveKind(raw, ERROR) as [number, number, { name: string; message: string }];
+      assert.equal(id, 1);
+      assert.equal(wire.name, "MessageTooLargeError");
+      assert.match(wire.message, /exceeds maxMessage/);
+      await send(raw, [CALL, 2, "small", [], null, 16]);
+      assert.deepEqual(await receiveKind(raw, RESULT), [RESULT, 2, 1]);
+    } finally {
+      await raw.close();
+      await server.close();
+    }
+    // The calling side: a call too large for the ring is refused at once, and the next one goes through.
+    const [a, h] = shm.pair({ maxMessage: 64 * 1024, spin: 0 });
+    const echo = rpc.serve(a, { echo: (x: unknown) => x });
+    const client = rpc.connect<{ echo(x: unknown): unknown }>(shm.fromHandle(h, 64 * 1024));
+    try {
+      await assert.rejects(client.api.echo(new Uint8Array(128 * 1024)), MessageTooLargeError);
+      assert.equal(await client.api.echo("still here"), "still here");
+    } finally {
+      await client.close();
+      await echo.close();
+    }
   },
 );

@@ -52,6 +52,12 @@ export interface Channel extends AsyncIterable<Uint8Array>, AsyncDisposable {
   send(message: Uint8Array, options?: SendOptions): Promise<void>;
   /** Receives the next message; rejects with `ClosedError` once the channel has ended and is drained. */
   receive(options?: ReceiveOptions): Promise<Uint8Array>;
+  /**
+   * Sends without waiting, where the transport can tell at once: true when the message was taken (in order: never
+   * ahead of a `send()` still waiting), false when it would have to wait (then `send()` it). Throws what `send()`
+   * would reject with. Optional: RPC uses it when there (no promise per message), and `send()` otherwise.
+   */
+  trySend?(message: Uint8Array): boolean;
   /** Closes this end; idempotent. The peer receives every message sent before, then the end. */
   close(): Promise<void>;
   /** True once `close()` was called or the channel ended. */
