@@ -2,13 +2,14 @@
  * RPC call costs over shm, Unix socket and TCP, next to birpc over the same kind of Unix socket, in one run:
  * - sequential: one `add(i, 1)` call awaited after the other (the round trip of a call), each timed into an
  *   HdrHistogram over all repetitions: p50, p99, p99.9, max and mean, in us;
- * - pipelined: `--batch` calls in flight at once, in calls per second.
+ * - pipelined, in calls per second: `--window` calls (64) in flight, the next window sent once they all returned;
+ *   and `--batch` calls (1000) at once the same way, where the caller's thousand pending promises cost their share.
  * Over shm, the bare channel's echo of 8 bytes is measured the same way, as the floor under RPC.
  * The server is a child on `--runtime` (`bench/peers/rpc_server.ts`); birpc's server is a Node child (birpc over
  * node:net with newline-delimited JSON, the way its README wires a socket). ipckit uses CBOR. Pipelined: medians of `--reps`.
  * Pin to one CPU (`taskset -c 0`) to see software costs; unpinned, shm spins on the other CPU and avoids wake-ups.
  *
- *   node --import tsx bench/rpc.ts [--runtime deno|bun|node] [--reps 5] [--calls 5000] [--batch 1000]
+ *   node --import tsx bench/rpc.ts [--runtime deno|bun|node] [--reps 5] [--calls 5000] [--window 64] [--batch 1000]
  *     [--only shm,unix,tcp,birpc]
  *
  * @module
@@ -26,37 +27,62 @@ const peer = opt("--runtime", rt.name) as RuntimeName;
 const REPS = Number(opt("--reps", "5"));
 const CALLS = Number(opt("--calls", "5000"));
 const BATCH = Number(opt("--batch", "1000"));
+const WINDOW = Number(opt("--window", "64"));
 const ONLY = new Set(opt("--only", "shm,unix,tcp,birpc").split(","));
 const SERVER = rt.fromFileUrl(new URL("./peers/rpc_server.ts", import.meta.url));
 
 type Add = (a: number, b: number) => Promise<number>;
 
-/** Sequential calls, each timed into one HdrHistogram over all repetitions; pipelined calls/s, median of REPS. */
-async function measure(add: Add): Promise<{ calls: Distribution; perSecond: number }> {
+/** What one transport measured: sequential calls, and pipelined calls/s in windows and in batches. */
+interface Measured {
+  calls: Distribution;
+  windowed: number;
+  batched: number;
+}
+
+/** Calls per second, `inFlight` at a time, over CALLS * 20 calls. */
+async function pipelined(add: Add, inFlight: number): Promise<number> {
+  const t0 = performance.now();
+  for (let done = 0; done < CALLS * 20; done += inFlight) {
+    await Promise.all(Array.from({ length: inFlight }, (_, i) => add(i, 1)));
+  }
+  return (CALLS * 20) / ((performance.now() - t0) / 1000);
+}
+
+/** Sequential calls, each timed into one HdrHistogram over all repetitions; pipelined calls/s, medians of REPS. */
+async function measure(add: Add): Promise<Measured> {
   for (let i = 0; i < 20_000; i++) await add(i, 1); // warm-up: let the JIT settle on both sides
   const lat = new Latency();
-  const perSecond: number[] = [];
+  const windowed: number[] = [];
+  const batched: number[] = [];
   for (let r = 0; r < REPS; r++) {
     for (let i = 0; i < CALLS; i++) {
       const t = performance.now();
       if ((await add(i, 1)) !== i + 1) throw new Error("wrong sum");
       lat.record((performance.now() - t) * 1000);
     }
-    const t0 = performance.now();
-    for (let done = 0; done < CALLS * 4; done += BATCH) {
-      await Promise.all(Array.from({ length: BATCH }, (_, i) => add(i, 1)));
-    }
-    perSecond.push((CALLS * 4) / ((performance.now() - t0) / 1000));
+    windowed.push(await pipelined(add, WINDOW));
+    batched.push(await pipelined(add, BATCH));
   }
-  return { calls: lat.summary(), perSecond: median(perSecond) };
+  return { calls: lat.summary(), windowed: median(windowed), batched: median(batched) };
 }
 
 const dir = await rt.makeTempDir("ipckit-bench-rpc-");
-const rows: string[][] = [["transport", "call p50", "p99", "p99.9", "max", "mean (us)", "pipelined (calls/s)"]];
-const row = (label: string, m: { calls: Distribution; perSecond: number }) => {
+const rows: string[][] = [[
+  "transport",
+  "call p50",
+  "p99",
+  "p99.9",
+  "max",
+  "mean (us)",
+  `${WINDOW} in flight (calls/s)`,
+  `${BATCH} in flight (calls/s)`,
+]];
+const row = (label: string, m: Measured) => {
   const d = m.calls;
   const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-  rows.push([label, f(d.p50), f(d.p99), f(d.p999), f(d.max), f(d.mean), Math.round(m.perSecond).toString()]);
+  const n = (x: number) => Math.round(x).toString();
+  rows.push([label, f(d.p50), f(d.p99), f(d.p999), f(d.max), f(d.mean), n(m.windowed), n(m.batched)]);
 };
 const spawn = (kind: string, address: string, runtimeName: RuntimeName = peer) =>
   rt.spawn([...runtimeArgv(runtimeName, SERVER), kind, address], { cwd: ROOT, stdio: "null" });
