@@ -113,6 +113,8 @@ export interface CallOptions {
 
 const NOOP = () => {};
 const RESOLVED = Promise.resolve();
+/** Results settled in one turn of the read loop at most: the rest wait a turn, so a flood cannot hold the loop. */
+const MAX_RESULTS_PER_TURN = 256;
 /** How long `close()` waits for its BYE to go out before it closes anyway (a peer that reads nothing). */
 const BYE_WAIT_MS = 2000;
 
@@ -397,15 +399,24 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     let end: Error = new ClosedError("Cannot complete the RPC call: the peer closed the connection");
     try {
       // receive() rather than `for await`: two promise turns less per message.
+      let held: unknown;
       for (;;) {
         // Replies back up (the peer does not read them): read no more calls until half of them went out.
         if (this.#outbox.full) {
           await this.#outbox.drained();
           if (this.#ended) break;
         }
-        const bytes = await this.channel.receive();
+        let message: unknown;
+        if (held === undefined) message = this.#codec.decode(await this.channel.receive());
+        else {
+          // A message read behind replies: its turn comes after what the replies' callers do next.
+          message = held;
+          held = undefined;
+          await null;
+        }
         if (this.#ended) break;
-        this.#dispatch(this.#codec.decode(bytes));
+        this.#dispatch(message);
+        held = this.#settleWaitingResults();
       }
     } catch (e) {
       end = e instanceof ClosedError
@@ -420,6 +431,24 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     this.#end(end);
     await this.channel.close().catch(() => {});
+  }
+
+  /**
+   * Settles the calls whose results already wait in the channel, without a promise turn each (a pool's master gets
+   * them in bursts); only results, only from a channel that can be read without waiting. Returns the first message
+   * of another kind, read but not handled (it waits for the next turn), or undefined.
+   */
+  #settleWaitingResults(): unknown {
+    const channel = this.channel;
+    if (channel.tryReceive === undefined) return undefined;
+    for (let n = 0; n < MAX_RESULTS_PER_TURN && !this.#ended; n++) {
+      const bytes = channel.tryReceive();
+      if (bytes === undefined) return undefined;
+      const message = this.#codec.decode(bytes);
+      if (kindOf(message) !== RESULT) return message;
+      this.#dispatch(message);
+    }
+    return undefined;
   }
 
   #end(error: Error): void {

@@ -432,3 +432,73 @@ test(
     }
   },
 );
+
+test(
+  "rpc hostile (shm): results waiting together settle at once; a message behind them runs after their callers resume",
+  LONG,
+  async () => {
+    const order: string[] = [];
+    const [clientEnd, handle] = shm.pair({ spin: 0 });
+    const client = rpc.connect(clientEnd, { handlers: { seen: (tag: string) => void order.push(`handler ${tag}`) } });
+    const raw = shm.fromHandle(handle); // the server, by hand
+    try {
+      await send(raw, HELLO);
+      const CALLS = 1000; // more than one turn's worth of results
+      const calls = Array.from(
+        { length: CALLS },
+        (_, i) => client.call("add", i, 1).then((v) => order.push(`result ${v}`)),
+      );
+      const ids: number[] = [];
+      while (ids.length < CALLS) {
+        const m = await receive(raw);
+        if (m[0] === CALL) {
+          ids.push(m[1] as number);
+        }
+      }
+      // Every result, then a call of the server's, then a result for no call and a notification, all before the
+      // client reads any of them.
+      const frames = ids.map((id, i) => cbor.encode([RESULT, id, i + 1]));
+      frames.push(cbor.encode([CALL, 1, "seen", ["call"], null, 16]));
+      frames.push(cbor.encode([RESULT, 999_999, "nobody asked"]));
+      frames.push(cbor.encode([NOTIFY, "seen", ["notification"]]));
+      let sent = 0;
+      while (sent < frames.length) sent += raw.trySendMany(frames, sent) || (await sleep(1), 0);
+      await Promise.all(calls);
+      assert.equal((await receiveKind(raw, RESULT))[1], 1, "the server's call is answered");
+      while (order.length < CALLS + 2) await sleep(1);
+      assert.deepEqual(order.slice(0, CALLS), Array.from({ length: CALLS }, (_, i) => `result ${i + 1}`));
+      assert.deepEqual(order.slice(CALLS), ["handler call", "handler notification"]);
+    } finally {
+      await raw.close();
+      await client.close();
+    }
+  },
+);
+
+test(
+  "rpc hostile (shm): a broken message among waiting results ends the connection with ProtocolError",
+  LONG,
+  async () => {
+    const [clientEnd, handle] = shm.pair({ spin: 0 });
+    const client = rpc.connect(clientEnd);
+    const raw = shm.fromHandle(handle);
+    try {
+      await send(raw, HELLO);
+      const first = client.call("add", 1, 1), second = client.call("add", 2, 2);
+      const ids: number[] = [];
+      while (ids.length < 2) {
+        const m = await receive(raw);
+        if (m[0] === CALL) ids.push(m[1] as number);
+      }
+      // The first result, then bytes that are no RPC message, in one batch: the first call settles, the second
+      // rejects with the connection's end.
+      raw.trySendMany([cbor.encode([RESULT, ids[0], 2]), new Uint8Array([0xff, 0x00, 0x13])]);
+      assert.equal(await first, 2);
+      await assert.rejects(second, ProtocolError);
+      await client.done;
+    } finally {
+      await raw.close();
+      await client.close();
+    }
+  },
+);

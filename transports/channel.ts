@@ -58,6 +58,11 @@ export interface Channel extends AsyncIterable<Uint8Array>, AsyncDisposable {
    * would reject with. Optional: RPC uses it when there (no promise per message), and `send()` otherwise.
    */
   trySend?(message: Uint8Array): boolean;
+  /**
+   * Receives without waiting: the next message, or undefined when none is there yet. Throws what `receive()` would
+   * reject with once the channel ended and everything was received. Optional, as `trySend`.
+   */
+  tryReceive?(): Uint8Array | undefined;
   /** Closes this end; idempotent. The peer receives every message sent before, then the end. */
   close(): Promise<void>;
   /** True once `close()` was called or the channel ended. */
