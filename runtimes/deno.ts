@@ -98,6 +98,8 @@ export const runtime: Runtime = {
   args: () => [...Deno.args],
   env: (name) => Deno.env.get(name),
   exit: (code) => Deno.exit(code),
+  onProcessExit: (fn) => globalThis.addEventListener("unload", () => fn(), { once: true }),
+  ffiAllowed: () => Deno.permissions.querySync({ name: "ffi" }).state === "granted",
   stdio() {
     return (stdioStream ??= webStream({
       readable: Deno.stdin.readable,

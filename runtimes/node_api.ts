@@ -222,6 +222,7 @@ export const nodeApi = {
   args: () => process.argv.slice(2),
   env: (name: string) => process.env[name],
   exit: (code: number): never => process.exit(code),
+  onProcessExit: (fn: () => void): void => void process.once("exit", () => fn()),
   spawn,
   printError: (text: string) => void fs.writeSync(2, text),
   onSignal,
@@ -264,6 +265,7 @@ export const nodeApi = {
   readTextFile: (p: string) =>
     fs.promises.readFile(p, "utf8").catch((e) => Promise.reject(mapNodeError(e, `Cannot read "${p}"`))),
   availableCpus: () => os.availableParallelism(),
+  ffiAllowed: () => true,
   isTerminal: (fd: number) => isatty(fd),
   makeTempDir: (prefix: string) => fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)),
   removeDir: (p: string) => fs.promises.rm(p, { recursive: true, force: true }),

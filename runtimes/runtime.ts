@@ -226,6 +226,11 @@ export interface Runtime {
   env(name: string): string | undefined;
   /** Ends this process. */
   exit(code: number): never;
+  /**
+   * Runs `fn` once when this process exits: its event loop ran dry, or `exit()` was called. Not when a signal kills
+   * it (SIGKILL, or a SIGTERM nobody handles): what `fn` would have removed, the owner records let `ipckit clean` find.
+   */
+  onProcessExit(fn: () => void): void;
 
   /** Starts a child process. `cmd[0]` is the program. */
   spawn(cmd: string[], options?: SpawnOptions): ChildProcess;
@@ -283,6 +288,11 @@ export interface Runtime {
   readTextFile(path: string): Promise<string>;
   /** How many CPUs this process may run on now (its affinity mask, e.g. 1 under `taskset -c 0`). */
   availableCpus(): number;
+  /**
+   * Whether this process may load native libraries without asking: false only on Deno without `--allow-ffi`, where
+   * trying would prompt the user (or fail). For what is optional (the stats segment), not for what needs FFI anyway.
+   */
+  ffiAllowed(): boolean;
   /** Whether a file descriptor of this process (0, 1, 2) is a terminal. */
   isTerminal(fd: number): boolean;
   /** A fresh private temporary directory. */
