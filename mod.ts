@@ -151,6 +151,9 @@ export * as resources from "./resources.ts";
 // Whether a process or thread named by a pid/tid and start time still lives (zombie- and pid-reuse-safe)
 export * as liveness from "./liveness.ts";
 
+// Live counters of every ipckit process (what `ipckit stats` reads)
+export * as stats from "./stats.ts";
+
 // Runtimes
 export { runtime, runtimeName } from "./runtimes/detect.ts";
 export { runtimeArgv } from "./runtimes/argv.ts";

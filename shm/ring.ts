@@ -49,6 +49,10 @@
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
 import { allocate, copy } from "../runtimes/bytes.ts";
 import type { Identity } from "../os/liveness.ts";
+import { Counters } from "./stats.ts";
+
+/** Where a ring that nobody watches counts. */
+const UNWATCHED = new Counters("channel", "");
 
 /** Header size; the data area follows. */
 export const RING_HEADER = 192;
@@ -113,6 +117,9 @@ export class Ring {
   // The producer's last look at R: read again only when there seems to be no room, which saves a cache miss on
   // most messages.
   #readSeen = 0;
+  /** This side's counters, and where in them: messages at `#countAt`, their bytes at `#countAt + 1`. */
+  #counters = UNWATCHED;
+  #countAt = 0;
 
   private constructor(buffer: ArrayBufferLike, offset: number, capacity: number) {
     this.offset = offset;
@@ -210,6 +217,18 @@ export class Ring {
     return Atomics.load(this.words, I_READ);
   }
 
+  /** Counts what this side writes (or reads) through this ring into `counters`: messages at `at`, bytes at `at + 1`. */
+  countInto(counters: Counters, at: number): void {
+    this.#counters = counters;
+    this.#countAt = at;
+  }
+
+  #count(messages: number, bytes: number): void {
+    const v = this.#counters.values;
+    v[this.#countAt]! += messages;
+    v[this.#countAt + 1]! += bytes;
+  }
+
   /**
    * Free bytes for the producer at write position `w`, from the last R seen when `size` bytes fit in it, else from
    * R read again.
@@ -264,6 +283,7 @@ export class Ring {
     this.#put(w, message, free);
     Atomics.store(this.#slots, ((w & (this.capacity - 1)) >> 2) + 1, (w + 1) | 0);
     Atomics.store(this.words, I_WRITE, (w + size) | 0);
+    this.#count(1, message.byteLength);
     return true;
   }
 
@@ -279,12 +299,14 @@ export class Ring {
     const cap = this.capacity;
     let w = w0;
     let i = from;
+    let bytes = 0;
     for (; i < to; i++) {
       const m = messages[i]!;
       const size = (8 + m.byteLength + 7) & ~7;
       const free = this.#free(w, size);
       if (free < size) break;
       this.#put(w, m, free);
+      bytes += m.byteLength;
       // Every commit word but the first now: they are seen only after the first, which is stored last.
       if (w !== w0) this.#slots[((w & (cap - 1)) >> 2) + 1] = (w + 1) | 0;
       w = (w + size) | 0;
@@ -292,6 +314,7 @@ export class Ring {
     if (w === w0) return 0;
     Atomics.store(this.#slots, ((w0 & (cap - 1)) >> 2) + 1, (w0 + 1) | 0);
     Atomics.store(this.words, I_WRITE, w);
+    this.#count(i - from, bytes);
     return i - from;
   }
 
@@ -345,6 +368,7 @@ export class Ring {
     if (n < 0) return undefined;
     const out = this.#take(r, n);
     Atomics.store(this.words, I_READ, (r + ((8 + n + 7) & ~7)) | 0);
+    this.#count(1, n);
     return out;
   }
 
@@ -365,6 +389,7 @@ export class Ring {
     const data = this.#data;
     let r = Atomics.load(this.words, I_READ);
     let k = 0;
+    let bytes = 0;
     try {
       for (; k < max;) {
         let n: number;
@@ -379,12 +404,16 @@ export class Ring {
         const start = at + 8 === cap ? 0 : at + 8;
         r = (r + ((8 + n + 7) & ~7)) | 0;
         k++;
+        bytes += n;
         if (start + n <= cap) handler(data, start, n);
         else handler(this.#take((r - ((8 + n + 7) & ~7)) | 0, n), 0, n);
         if ((k & 31) === 0) Atomics.store(this.words, I_READ, r);
       }
     } finally {
-      if (k > 0) Atomics.store(this.words, I_READ, r);
+      if (k > 0) {
+        Atomics.store(this.words, I_READ, r);
+        this.#count(k, bytes);
+      }
     }
     return k;
   }
@@ -411,6 +440,7 @@ export class Ring {
     target.set(this.#data.subarray(start, start + first));
     if (first < n) target.set(this.#data.subarray(0, n - first), first);
     Atomics.store(this.words, I_READ, (r + ((8 + n + 7) & ~7)) | 0);
+    this.#count(1, n);
     return n;
   }
 
@@ -423,18 +453,23 @@ export class Ring {
   tryReadMany(into: Uint8Array[], max: number, limit = this.maxMessage): number {
     let r = Atomics.load(this.words, I_READ);
     let k = 0;
+    let bytes = 0;
     try {
       for (; k < max; k++) {
         const n = this.#peek(r, limit);
         if (n < 0) break;
         into.push(this.#take(r, n));
+        bytes += n;
         r = (r + ((8 + n + 7) & ~7)) | 0;
         if ((k & 31) === 31) Atomics.store(this.words, I_READ, r);
       }
     } catch (e) {
       if (k === 0) throw e;
     }
-    if (k > 0) Atomics.store(this.words, I_READ, r);
+    if (k > 0) {
+      Atomics.store(this.words, I_READ, r);
+      this.#count(k, bytes);
+    }
     return k;
   }
 

@@ -31,7 +31,11 @@ import { abortError, ClosedError, MessageTooLargeError, ProtocolError, TimeoutEr
 import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
 import type { Doorbell } from "./doorbell.ts";
 import { Idle, type IdleStrategy } from "./idle.ts";
+import { type Counters, track } from "./stats.ts";
 import type { Waiter } from "./wait.ts";
+
+// Where a channel's counters are (`COUNTERS.channel` of shm/stats.ts).
+const MESSAGES_OUT = 0, MESSAGES_IN = 2, SLEEPS = 4, WAKES = 5, CAPACITY = 6;
 
 /** Longest single sleep; liveness and flags are re-checked in between. */
 export const SLEEP_MS = 100;
@@ -112,6 +116,8 @@ export class RingChannel implements AsyncDisposable {
   #peerParked = false;
   /** When the peer's liveness was last checked (performance.now()). */
   #checked = -Infinity;
+  /** This end's live counters (`shm/stats.ts`): messages and bytes each way, sleeps, wake-ups of the peer. */
+  readonly #stats: Counters;
 
   /** @internal Use `shm.create`, `shm.open`, `shm.pair` or `shm.fromHandle`. */
   constructor(parts: ChannelParts, handle?: ShmHandle) {
@@ -126,6 +132,11 @@ export class RingChannel implements AsyncDisposable {
       throw new RangeError(`Cannot use maxMessage ${max}: it must be an integer from 0 to ${ringMax} (capacity - 8)`);
     }
     this.maxMessage = max;
+    const named = /"(.*)"/.exec(parts.description);
+    this.#stats = track("channel", named ? named[1]! : `thread pair, side ${handle?.side ?? "?"}`);
+    this.#stats.values[CAPACITY] = parts.out.capacity;
+    parts.out.countInto(this.#stats, MESSAGES_OUT);
+    parts.in.countInto(this.#stats, MESSAGES_IN);
   }
 
   /** True once `close()` was called or the peer ended the channel. */
@@ -277,6 +288,7 @@ export class RingChannel implements AsyncDisposable {
 
   /** Wakes the peer, asleep on the word at `index`: through the doorbell if there is one. */
   #wake(index: number): void {
+    this.#stats.values[WAKES]!++;
     if (this.#p.bell) this.#p.bell.ring();
     else this.#p.waiter.wake(index);
   }
@@ -319,6 +331,7 @@ export class RingChannel implements AsyncDisposable {
         this.#checkPeer(performance.now());
         // As in receive: announce the sleep, then try once more before sleeping.
         out.producerSleeping = true;
+        this.#stats.values[SLEEPS]!++;
         const r = out.readPosition();
         if (put()) {
           out.producerSleeping = false;
@@ -660,6 +673,7 @@ export class RingChannel implements AsyncDisposable {
         // Announce the sleep, then look again: a message published before the flag was seen is found here, and
         // one published after it wakes us (or changes the word, so the wait returns at once).
         input.consumerSleeping = true;
+        this.#stats.values[SLEEPS]!++;
         const w = input.writePosition();
         if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {
           await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal, deadline);
@@ -717,6 +731,7 @@ export class RingChannel implements AsyncDisposable {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    this.#stats.close();
     const p = this.#p;
     p.out.setFlag(PRODUCER_CLOSED);
     p.in.setFlag(CONSUMER_CLOSED);

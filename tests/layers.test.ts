@@ -17,7 +17,7 @@
  * - `shm/`, then `sync/`: shared segments and rings, then the primitives placed in them (sync/ may import shm/).
  * - `transports/`, `rpc/`, `pool/`.
  * - `resources.ts`: `ipckit ls`/`clean`, the loop over every kind of named object (channels' included), so above
- *   the transports; only mod.ts and cli/ use it.
+ *   the transports; only mod.ts and cli/ use it. With it `stats.ts`, the public face of `shm/stats.ts`.
  * - `mod.ts` (the public entry point), then `cli/` (which imports mod.ts).
  */
 import { test } from "node:test";
@@ -40,7 +40,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["transports/"],
   ["rpc/"],
   ["pool/"],
-  ["resources.ts"],
+  ["resources.ts", "stats.ts"],
   ["mod.ts"],
   ["cli/"],
 ];
