@@ -64,6 +64,8 @@ export interface PoolOptions {
   nats?: NatsPoolOptions;
   /** Ring size of a shared-memory channel, in bytes (the largest message is 8 bytes less). 1 MiB. */
   capacity?: number;
+  /** The pool's name in `ipckit stats` (its first 52 bytes). Default: `thread pool <n>` or `process pool <n>`. */
+  name?: string;
 }
 
 /** Options of one task. */
@@ -101,7 +103,7 @@ export interface PoolStats {
 
 /** The options with every default filled in (what the scheduler, the supervisor and the pool read). */
 export type Settings =
-  & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats">>
+  & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats" | "name">>
   & PoolOptions;
 
 /** What `resolveOptions()` makes of a pool's options. */
@@ -166,6 +168,9 @@ export function resolveOptions(options: PoolOptions): Resolved {
     capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
   };
   if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
+  if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) {
+    throw new TypeError(`Cannot name a pool ${JSON.stringify(o.name)}: the name must be a non-empty string`);
+  }
   const launch = worker === undefined || transport === "nats" ? undefined : {
     kind,
     worker,

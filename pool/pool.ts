@@ -61,6 +61,9 @@ import {
 import { Scheduler } from "./scheduler.ts";
 import { installSignals } from "./signals.ts";
 import { Supervisor } from "./supervisor.ts";
+import { type Counters, track } from "../shm/stats.ts";
+
+let pools = 0;
 
 /** The options of a task run without any: one frozen object, not one per task. */
 const NO_OPTIONS: RunOptions = Object.freeze({});
@@ -119,6 +122,8 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   #closed = false;
   readonly #events = new EventLog();
   #signals: Disposable | undefined;
+  /** The live counters (`ipckit stats`). */
+  readonly #stats: Counters;
 
   /**
    * Starts the workers (in the background: tasks queue until one is ready).
@@ -132,12 +137,16 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     this.#o = settings;
     // The scheduler and the supervisor need each other: the scheduler asks for the workers only once it runs.
     const workers = () => this.#workers;
+    this.#stats = track("pool", options.name ?? `${kind} pool ${++pools}`);
     this.#tasks = new Scheduler(settings, this.#events, {
       get slots() {
         return workers().slots;
       },
       slotOf: (member) => workers().slotOf(member),
-    });
+      get restarts() {
+        return workers().restarts;
+      },
+    }, this.#stats);
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
       closed: () => this.#closed,
       stopping: () => this.#closed || this.#closing !== undefined,
@@ -340,5 +349,6 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     this.#tasks.endDrain();
     this.#events.emit({ type: "closed" });
     this.#events.end();
+    this.#stats.close();
   }
 }

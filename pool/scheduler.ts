@@ -10,6 +10,7 @@ import { onAbort, Waiters } from "../async/mod.ts";
 import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors.ts";
 import type { EventLog } from "./events.ts";
 import type { CallSink } from "../rpc/peer.ts";
+import type { Counters } from "../shm/stats.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
 
@@ -36,6 +37,8 @@ export interface Workers {
   readonly slots: readonly { readonly member: Member<Task> | undefined }[];
   /** The slot of a member, for events; -1 when it has none. */
   slotOf(member: Member<Task>): number;
+  /** Workers started again after dying, so far. */
+  readonly restarts: number;
 }
 
 /** The task queue and its dispatch to workers. */
@@ -54,10 +57,14 @@ export class Scheduler {
   /** `close()` waiting for the queue and the workers to empty. */
   readonly #drainWaiters = new Waiters<void>();
 
-  constructor(settings: Settings, events: EventLog, workers: Workers) {
+  /** The live counters (`ipckit stats`): `COUNTERS.pool` of shm/stats.ts. */
+  readonly #stats: Counters;
+
+  constructor(settings: Settings, events: EventLog, workers: Workers, stats: Counters) {
     this.#o = settings;
     this.#events = events;
     this.#workers = workers;
+    this.#stats = stats;
   }
 
   /** Tasks waiting for a worker. */
@@ -96,6 +103,7 @@ export class Scheduler {
       });
     }
     this.#queue.push(task);
+    this.#stats.values[SUBMITTED]!++;
     this.schedule();
     return promise;
   }
@@ -108,9 +116,11 @@ export class Scheduler {
     task.unlisten?.();
     if (ok) {
       this.counters.done++;
+      this.#stats.values[DONE]!++;
       task.resolve(value);
     } else {
       this.counters.failed++;
+      this.#stats.values[FAILED]!++;
       task.reject(value);
     }
     this.#checkDrained();
@@ -119,6 +129,7 @@ export class Scheduler {
   /** Puts a task whose worker died first in line, to run again. */
   requeue(task: Task): void {
     this.counters.retried++;
+    this.#stats.values[RETRIED]!++;
     this.#queue.splice(this.#queueHead, 0, task);
   }
 
@@ -152,7 +163,25 @@ export class Scheduler {
       this.#queue = this.#queue.slice(this.#queueHead);
       this.#queueHead = 0;
     }
+    this.#gauges();
     this.#checkDrained();
+  }
+
+  /** The pool's "now" counters: queued and running tasks, ready workers, restarts so far. */
+  #gauges(): void {
+    const v = this.#stats.values;
+    const slots = this.#workers.slots;
+    let running = 0, ready = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const m = slots[i]!.member;
+      if (!m) continue;
+      running += m.running.size;
+      if (m.state === "ready") ready++;
+    }
+    v[QUEUED] = this.#queue.length - this.#queueHead;
+    v[RUNNING] = running;
+    v[WORKERS] = ready;
+    v[RESTARTS] = this.#workers.restarts;
   }
 
   #pick(): Member<Task> | undefined {
@@ -275,6 +304,8 @@ class Attempt implements CallSink {
 }
 
 const NOOP = () => {};
+// Where the pool's counters are (`COUNTERS.pool` of shm/stats.ts).
+const SUBMITTED = 0, DONE = 1, FAILED = 2, RETRIED = 3, RESTARTS = 4, QUEUED = 5, RUNNING = 6, WORKERS = 7;
 
 let forExecutor: Task | undefined;
 /** The executor of every task's promise: hands its resolvers to the task being submitted. */
