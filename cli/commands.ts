@@ -24,6 +24,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "remove the objects of dead owners, and stale records",
     run: async (args) => (await import("./records.ts")).clean(args),
   },
+  stats: {
+    usage: "ipckit stats [--json] [--watch] [--interval MS]",
+    summary: "the live counters of every ipckit process on this machine (channels, pools)",
+    run: async (args) => (await import("./stats.ts")).statsCommand(args),
+  },
   bench: {
     usage: "ipckit bench [--runtime deno,bun,node] [--transport unix,tcp,pipe,fifo,shm,mq] [--quick] [--iterations N]",
     summary: "round trips per transport with a child of each runtime",

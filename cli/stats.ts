@@ -1,0 +1,51 @@
+/**
+ * `ipckit stats`: the live counters of every ipckit process on this machine, read from their stats segments
+ * (`shm/stats.ts`), once or every second (`--watch`); `--json` prints one JSON array per sample, for scripts.
+ *
+ * @module
+ */
+import { stats } from "../mod.ts";
+import { parse, type Spec, UsageError } from "./args.ts";
+import { columns } from "./format.ts";
+import { age } from "./records.ts";
+
+const SPEC: Spec = { json: "flag", watch: "flag", interval: "value" };
+
+/** The counters of one object, shortly: `messagesOut=12 bytesOut=96 ...`, the zero ones left out. */
+export function shownCounters(counters: Record<string, number>): string {
+  return Object.entries(counters).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`).join(" ") || "-";
+}
+
+/** The text of one sample: a table per process, and the segments that could not be read. */
+export function render(all: Array<stats.ProcessStats | stats.Unreadable>, now = Date.now()): string {
+  if (all.length === 0) return "no ipckit process keeps stats on this machine";
+  const out: string[] = [];
+  for (const p of all) {
+    if ("error" in p) {
+      out.push(`${p.segment}: unreadable: ${p.error}`, "");
+      continue;
+    }
+    out.push(`pid ${p.pid} (${p.runtime}), up ${age(p.since, now)}, ${p.objects.length} objects`);
+    const rows = [["kind", "name", "state", "counters"]];
+    for (const o of p.objects) rows.push([o.kind, o.name, o.state, shownCounters(o.counters)]);
+    if (p.objects.length > 0) out.push(columns(rows));
+    out.push("");
+  }
+  return out.join("\n").trimEnd();
+}
+
+/** `ipckit stats [--json] [--watch] [--interval MS]`. */
+export async function statsCommand(args: readonly string[]): Promise<number> {
+  const opts = parse(args, SPEC);
+  const interval = opts.interval === undefined ? 1000 : Number(opts.interval);
+  if (!Number.isInteger(interval) || interval < 100) {
+    throw new UsageError(`--interval must be an integer of at least 100 (ms), not "${opts.interval}"`);
+  }
+  for (;;) {
+    const all = await stats.listStats();
+    console.log(opts.json ? JSON.stringify(all) : render(all));
+    if (!opts.watch) return 0;
+    await new Promise((r) => setTimeout(r, interval));
+    if (!opts.json) console.log("");
+  }
+}
