@@ -188,7 +188,8 @@ function runJob(job) {
   const [cmd, ...args] = job.argv ?? commands[job.runtime](job.file);
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry };
+    // Stats segments off (a child killed by a test would leave its own behind): the stats tests turn them on.
+    const env = { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", IPCKIT_REGISTRY: registry, IPCKIT_STATS: "off" };
     env.IPCKIT_TS_LOADER = tsLoader;
     if (compiledDir === undefined) delete env.IPCKIT_TS_COMPILED;
     else env.IPCKIT_TS_COMPILED = compiledDir;
