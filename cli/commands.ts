@@ -29,6 +29,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "the live counters of every ipckit process on this machine (channels, pools)",
     run: async (args) => (await import("./stats.ts")).statsCommand(args),
   },
+  top: {
+    usage: "ipckit top [--sort rate|name|pid] [--interval MS]",
+    summary: "a live view of every ipckit process and its objects, with rates (s: sort, q: quit)",
+    run: async (args) => (await import("./top.ts")).top(args),
+  },
   bench: {
     usage: "ipckit bench [--runtime deno,bun,node] [--transport unix,tcp,pipe,fifo,shm,mq] [--quick] [--iterations N]",
     summary: "round trips per transport with a child of each runtime",

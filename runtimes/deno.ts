@@ -100,6 +100,11 @@ export const runtime: Runtime = {
   exit: (code) => Deno.exit(code),
   onProcessExit: (fn) => globalThis.addEventListener("unload", () => fn(), { once: true }),
   ffiAllowed: () => Deno.permissions.querySync({ name: "ffi" }).state === "granted",
+  terminalSize: () => (Deno.stdout.isTerminal() ? Deno.consoleSize() : undefined),
+  setRawInput: (on) => {
+    if (!Deno.stdin.isTerminal()) throw new Error("Cannot read keys: stdin is not a terminal");
+    Deno.stdin.setRaw(on);
+  },
   stdio() {
     return (stdioStream ??= webStream({
       readable: Deno.stdin.readable,

@@ -267,6 +267,12 @@ export const nodeApi = {
   availableCpus: () => os.availableParallelism(),
   ffiAllowed: () => true,
   isTerminal: (fd: number) => isatty(fd),
+  terminalSize: () =>
+    process.stdout.isTTY ? { columns: process.stdout.columns ?? 80, rows: process.stdout.rows ?? 24 } : undefined,
+  setRawInput: (on: boolean) => {
+    if (!process.stdin.isTTY) throw new Error("Cannot read keys: stdin is not a terminal");
+    process.stdin.setRawMode(on);
+  },
   makeTempDir: (prefix: string) => fs.promises.mkdtemp(path.join(os.tmpdir(), prefix)),
   removeDir: (p: string) => fs.promises.rm(p, { recursive: true, force: true }),
   fromFileUrl: (u: URL | string) => fileURLToPath(u),

@@ -295,6 +295,14 @@ export interface Runtime {
   ffiAllowed(): boolean;
   /** Whether a file descriptor of this process (0, 1, 2) is a terminal. */
   isTerminal(fd: number): boolean;
+  /** The terminal's size in characters (stdout's), or undefined when stdout is no terminal. */
+  terminalSize(): { columns: number; rows: number } | undefined;
+  /**
+   * Puts stdin's terminal in raw mode (keys arrive one by one, unechoed; Ctrl-C is a byte, not a signal) or back.
+   *
+   * @throws {Error} when stdin is no terminal.
+   */
+  setRawInput(on: boolean): void;
   /** A fresh private temporary directory. */
   makeTempDir(prefix: string): Promise<string>;
   /** Removes a directory and its contents. */

@@ -30,6 +30,7 @@ export const NEEDS = [
   ["nats-server", "nats-server"],
   ["openssl", "openssl"],
   ["ip", "iproute2"],
+  ["tmux", "tmux"],
 ];
 
 /** Whether `command` is on the PATH (or in the sbin directories, where ip and nats-server live). */

@@ -4,6 +4,8 @@
  *   stats_peer.ts count <k>      stats on; a shm pair sends k messages of 10 bytes one way, then the process prints
  *                                `ready <its stats segment>` and stays until killed
  *   stats_peer.ts read <segment> prints another process's stats segment, as JSON (or `error <message>`)
+ *   stats_peer.ts load           stats on; a shm pair sends a 100-byte message every millisecond or so, for ever;
+ *                                prints `ready <its stats segment>` once the segment is there
  *   stats_peer.ts exit           stats on; a shm pair, closed; prints `made <its stats segment>` and ends (its event
  *                                loop runs dry: the exit hook removes the segment)
  *
@@ -25,6 +27,19 @@ if (mode === "count") {
   while (segmentName() === undefined) await new Promise((r) => setTimeout(r, 10));
   console.log(`ready ${segmentName()}`);
   setInterval(() => {}, 1000); // stays, with its channels open, until the test kills it
+} else if (mode === "load") {
+  stats.setStats(true);
+  const [a, handle] = shm.pair({ capacity: 1 << 16 });
+  const b = shm.fromHandle(handle);
+  void (async () => {
+    for (;;) await b.receive();
+  })();
+  while (segmentName() === undefined) await new Promise((r) => setTimeout(r, 10));
+  console.log(`ready ${segmentName()}`);
+  for (;;) {
+    await a.send(new Uint8Array(100));
+    await new Promise((r) => setTimeout(r, 1));
+  }
 } else if (mode === "exit") {
   stats.setStats(true);
   const [a, handle] = shm.pair();

@@ -1,0 +1,178 @@
+/**
+ * `ipckit top`: a live terminal view of every ipckit process on this machine and its objects, from their stats
+ * segments (`shm/stats.ts`), redrawn every second: rates from the counters' differences, the current values beside.
+ * Keys: `s` changes the order (rate, name, pid), `q` (or Ctrl-C) quits. Plain ANSI: works over SSH and in tmux.
+ *
+ * @module
+ */
+import { runtime, stats } from "../mod.ts";
+import { parse, type Spec, UsageError } from "./args.ts";
+import { columns } from "./format.ts";
+
+const SPEC: Spec = { sort: "value", interval: "value" };
+const SORTS = ["rate", "name", "pid"] as const;
+type Sort = (typeof SORTS)[number];
+
+/** One row of the view: an object of a process, with its rates over the last interval. */
+export interface Row {
+  pid: number;
+  runtime: string;
+  kind: string;
+  name: string;
+  state: string;
+  /** Messages (channels) or tasks done (pools) per second. */
+  rate: number;
+  /** Megabytes per second, both ways (channels). */
+  mbps: number | undefined;
+  /** Wake-ups of the peer per second (channels). */
+  wakes: number | undefined;
+  /** The current values, shortly. */
+  now: string;
+}
+
+type Sample = Map<string, Record<string, number>>;
+
+const keyOf = (p: stats.ProcessStats, o: stats.ObjectStats) => `${p.segment}\0${o.kind}\0${o.name}`;
+
+/** The rows of one sample, with rates against the `previous` one taken `seconds` before (0: no rates yet). */
+export function rows(
+  all: Array<stats.ProcessStats | stats.Unreadable>,
+  previous: Sample,
+  seconds: number,
+): { rows: Row[]; sample: Sample } {
+  const sample: Sample = new Map();
+  const out: Row[] = [];
+  for (const p of all) {
+    if ("error" in p) continue;
+    for (const o of p.objects) {
+      const c = o.counters;
+      sample.set(keyOf(p, o), c);
+      const before = previous.get(keyOf(p, o));
+      const per = (k: string) => (before && seconds > 0 ? Math.max(0, (c[k]! - (before[k] ?? 0)) / seconds) : 0);
+      const channel = o.kind === "channel";
+      out.push({
+        pid: p.pid,
+        runtime: p.runtime,
+        kind: o.kind,
+        name: o.name,
+        state: o.state,
+        rate: channel ? per("messagesOut") + per("messagesIn") : per("done"),
+        mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
+        wakes: channel ? per("wakes") : undefined,
+        now: channel
+          ? `out ${c.messagesOut} in ${c.messagesIn}`
+          : `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`,
+      });
+    }
+  }
+  return { rows: out, sample };
+}
+
+/** Orders rows: by rate (highest first), by name, or by pid. */
+export function sorted(list: Row[], by: Sort): Row[] {
+  const copy = [...list];
+  if (by === "rate") copy.sort((a, b) => b.rate - a.rate || a.name.localeCompare(b.name));
+  else if (by === "name") copy.sort((a, b) => a.name.localeCompare(b.name) || a.pid - b.pid);
+  else copy.sort((a, b) => a.pid - b.pid || a.name.localeCompare(b.name));
+  return copy;
+}
+
+const rate = (x: number | undefined, digits = 0) =>
+  x === undefined ? "-" : x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** One screen: a title line, then the table, cut to `size`. */
+export function frame(
+  list: Row[],
+  processes: number,
+  unreadable: number,
+  by: Sort,
+  size: { columns: number; rows: number },
+  when = new Date(),
+): string {
+  const title = `ipckit top  ${when.toTimeString().slice(0, 8)}  ${processes} processes, ${list.length} objects` +
+    (unreadable > 0 ? `, ${unreadable} unreadable` : "") + `  sort: ${by} (s: change, q: quit)`;
+  const table = columns(
+    [
+      ["PID", "RUNTIME", "KIND", "NAME", "STATE", "RATE/S", "MB/S", "WAKES/S", "NOW"],
+      ...list.map((r) => [
+        String(r.pid),
+        r.runtime,
+        r.kind,
+        r.name,
+        r.state,
+        rate(r.rate),
+        rate(r.mbps, 2),
+        rate(r.wakes),
+        r.now,
+      ]),
+    ],
+    new Set([5, 6, 7]),
+  );
+  const lines = [
+    title,
+    "",
+    ...(list.length === 0 ? ["no ipckit process keeps stats on this machine"] : table.split("\n")),
+  ];
+  return lines.slice(0, Math.max(1, size.rows - 1)).map((l) => l.slice(0, size.columns)).join("\n");
+}
+
+/** `ipckit top [--sort rate|name|pid] [--interval MS]`. */
+export async function top(args: readonly string[]): Promise<number> {
+  const opts = parse(args, SPEC);
+  let by = (opts.sort ?? "rate") as Sort;
+  if (!SORTS.includes(by)) throw new UsageError(`--sort must be one of ${SORTS.join(", ")}, not "${opts.sort}"`);
+  const interval = opts.interval === undefined ? 1000 : Number(opts.interval);
+  if (!Number.isInteger(interval) || interval < 100) {
+    throw new UsageError(`--interval must be an integer of at least 100 (ms), not "${opts.interval}"`);
+  }
+  const rt = await runtime();
+  if (rt.terminalSize() === undefined || !rt.isTerminal(0)) {
+    throw new UsageError("ipckit top needs a terminal; `ipckit stats --watch` prints the same for scripts");
+  }
+  const io = rt.stdio();
+  const encoder = new TextEncoder();
+  let quit!: () => void;
+  const quitting = new Promise<void>((r) => (quit = r));
+  let redraw = () => {};
+  rt.setRawInput(true);
+  io.start({
+    data: (keys) => {
+      for (const k of keys) {
+        if (k === 0x71 || k === 0x51 || k === 0x03) quit(); // q, Q, Ctrl-C
+        else if (k === 0x73 || k === 0x53) {
+          by = SORTS[(SORTS.indexOf(by) + 1) % SORTS.length]!;
+          redraw();
+        }
+      }
+    },
+    end: () => quit(),
+  });
+  io.write(encoder.encode("\x1b[?25l")); // hide the cursor
+  try {
+    let previous: Sample = new Map();
+    let last = 0;
+    let shown: { list: Row[]; processes: number; unreadable: number } = { list: [], processes: 0, unreadable: 0 };
+    redraw = () => {
+      const size = rt.terminalSize() ?? { columns: 120, rows: 40 };
+      const text = frame(sorted(shown.list, by), shown.processes, shown.unreadable, by, size);
+      io.write(encoder.encode(`\x1b[H\x1b[2J${text.replaceAll("\n", "\r\n")}\r\n`));
+    };
+    for (;;) {
+      const all = await stats.listStats();
+      const now = performance.now();
+      const r = rows(all, previous, last === 0 ? 0 : (now - last) / 1000);
+      previous = r.sample;
+      last = now;
+      const unreadable = all.filter((p) => "error" in p).length;
+      shown = { list: r.rows, processes: all.length - unreadable, unreadable };
+      redraw();
+      const tick = new Promise<boolean>((res) => setTimeout(() => res(false), interval));
+      if (await Promise.race([tick, quitting.then(() => true)])) break;
+    }
+  } finally {
+    io.write(encoder.encode("\x1b[H\x1b[2J\x1b[?25h")); // clear, show the cursor
+    rt.setRawInput(false);
+    io.close();
+  }
+  return 0;
+}
