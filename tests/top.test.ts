@@ -93,7 +93,7 @@ test(
   },
 );
 
-test("ipckit top without a terminal says so and points to ipckit stats --watch", LONG, async () => {
+test("ipckit top without a terminal says so and points to ipckit stats --watch", LONG, () => {
   const [cmd, ...args] = runtimeArgv(rt.name, CLI);
   const r = spawnSync(cmd!, [...args, "top"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   assert.equal(r.status, 2);
