@@ -310,24 +310,32 @@ test(
   },
 );
 
+const OVERSIZE = { big: () => new Uint8Array(256 * 1024), small: () => 1 };
+
+/**
+ * A raw peer calls `big` (a result over the 64 KiB maxMessage of the channel) on a server of OVERSIZE: the answer is
+ * an ERROR naming MessageTooLargeError, and the next call is answered.
+ */
+async function oversizeResult(server: { close(): Promise<void> }, raw: Channel): Promise<void> {
+  try {
+    await send(raw, HELLO);
+    await send(raw, [CALL, 1, "big", [], null, 16]);
+    const [, id, wire] = await receiveKind(raw, ERROR) as [number, number, { name: string; message: string }];
+    assert.equal(id, 1);
+    assert.equal(wire.name, "MessageTooLargeError");
+    assert.match(wire.message, /exceeds maxMessage/);
+    await send(raw, [CALL, 2, "small", [], null, 16]);
+    assert.deepEqual(await receiveKind(raw, RESULT), [RESULT, 2, 1]);
+  } finally {
+    await raw.close();
+    await server.close();
+  }
+}
+
 test("rpc hostile: a result over the channel's maxMessage is answered with an error, not dropped", LONG, async () => {
-  const handlers = { big: () => new Uint8Array(256 * 1024), small: () => 1 };
   await withUnix(async (path) => {
-    const server = rpc.serve(await unix.listen(path, { maxMessage: 64 * 1024 }), handlers);
-    const raw = await unix.connect(path, { maxMessage: 64 * 1024 });
-    try {
-      await send(raw, HELLO);
-      await send(raw, [CALL, 1, "big", [], null, 16]);
-      const [, id, wire] = await receiveKind(raw, ERROR) as [number, number, { name: string; message: string }];
-      assert.equal(id, 1);
-      assert.equal(wire.name, "MessageTooLargeError");
-      assert.match(wire.message, /exceeds maxMessage/);
-      await send(raw, [CALL, 2, "small", [], null, 16]);
-      assert.deepEqual(await receiveKind(raw, RESULT), [RESULT, 2, 1]);
-    } finally {
-      await raw.close();
-      await server.close();
-    }
+    const server = rpc.serve(await unix.listen(path, { maxMessage: 64 * 1024 }), OVERSIZE);
+    await oversizeResult(server, await unix.connect(path, { maxMessage: 64 * 1024 }));
   });
 });
 
@@ -402,23 +410,9 @@ test(
   "rpc hostile (shm): a result over maxMessage is answered with an error; a call over it rejects, the channel lives",
   LONG,
   async () => {
-    const handlers = { big: () => new Uint8Array(256 * 1024), small: () => 1 };
+    // The serving side: the reply goes with trySend, which throws MessageTooLargeError at once.
     const [serverEnd, handle] = shm.pair({ maxMessage: 64 * 1024, spin: 0 });
-    const server = rpc.serve(serverEnd, handlers);
-    const raw = shm.fromHandle(handle, 64 * 1024);
-    try {
-      await send(raw, HELLO);
-      await send(raw, [CALL, 1, "big", [], null, 16]);
-      const [, id, wire] = await receiveKind(raw, ERROR) as [number, number, { name: string; message: string }];
-      assert.equal(id, 1);
-      assert.equal(wire.name, "MessageTooLargeError");
-      assert.match(wire.message, /exceeds maxMessage/);
-      await send(raw, [CALL, 2, "small", [], null, 16]);
-      assert.deepEqual(await receiveKind(raw, RESULT), [RESULT, 2, 1]);
-    } finally {
-      await raw.close();
-      await server.close();
-    }
+    await oversizeResult(rpc.serve(serverEnd, OVERSIZE), shm.fromHandle(handle, 64 * 1024));
     // The calling side: a call too large for the ring is refused at once, and the next one goes through.
     const [a, h] = shm.pair({ maxMessage: 64 * 1024, spin: 0 });
     const echo = rpc.serve(a, { echo: (x: unknown) => x });
