@@ -20,7 +20,7 @@ export interface Row {
   kind: string;
   name: string;
   state: string;
-  /** Messages (channels) or tasks done (pools) per second. */
+  /** Messages (channels), tasks done (pools), or calls made and served (RPC) per second. */
   rate: number;
   /** Megabytes per second, both ways (channels). */
   mbps: number | undefined;
@@ -50,18 +50,22 @@ export function rows(
       const before = previous.get(keyOf(p, o));
       const per = (k: string) => (before && seconds > 0 ? Math.max(0, (c[k]! - (before[k] ?? 0)) / seconds) : 0);
       const channel = o.kind === "channel";
+      const pool = o.kind === "pool";
       out.push({
         pid: p.pid,
         runtime: p.runtime,
         kind: o.kind,
         name: o.name,
         state: o.state,
-        rate: channel ? per("messagesOut") + per("messagesIn") : per("done"),
+        rate: channel ? per("messagesOut") + per("messagesIn") : pool ? per("done") : per("calls") + per("served"),
         mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
         wakes: channel ? per("wakes") : undefined,
         now: channel
           ? `out ${c.messagesOut} in ${c.messagesIn}`
-          : `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`,
+          : pool
+          ? `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`
+          : `in flight ${c.calls! - c.callsSettled! + c.served! - c.servedDone!} calls ${c.calls} failed ` +
+            `${c.callsFailed} served ${c.served} failed ${c.servedFailed}`,
       });
     }
   }

@@ -38,6 +38,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from "../errors.ts";
+import { type Counters, track } from "../shm/stats.ts";
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
@@ -90,6 +91,8 @@ export type RemoteApi<H> = {
 export interface RpcOptions extends ServerLimits {
   /** How messages are encoded: `cbor` (default; Uint8Array travels as bytes) or `json`. Both sides must agree. */
   codec?: Codec;
+  /** This connection's name in `ipckit stats` (its first 52 bytes). Default `rpc <n>`. */
+  name?: string;
   /** The handlers this side serves (own function properties only). */
   handlers?: object;
   /** The default deadline of every call, in milliseconds (none by default). */
@@ -113,6 +116,9 @@ export interface CallOptions {
 
 const NOOP = () => {};
 const RESOLVED = Promise.resolve();
+// Where a peer's counters are (`COUNTERS.rpc` of shm/stats.ts).
+const CALLS = 0, CALLS_FAILED = 1, CALLS_SETTLED = 2, SERVED = 3, SERVED_FAILED = 4, SERVED_DONE = 5;
+let peers = 0;
 /** Results settled in one turn of the read loop at most: the rest wait a turn, so a flood cannot hold the loop. */
 const MAX_RESULTS_PER_TURN = 256;
 /** How long `close()` waits for its BYE to go out before it closes anyway (a peer that reads nothing). */
@@ -176,12 +182,15 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   readonly #pending = new Map<number, CallSink>();
   readonly #streams = new Map<number, RemoteStream>();
   readonly #serving = new Map<number, Call>();
+  /** The live counters (`ipckit stats`): `COUNTERS.rpc` of shm/stats.ts. */
+  readonly #stats: Counters;
   #helloSeen = false;
   #ended: Error | undefined;
   readonly #done: Promise<void>;
 
   constructor(channel: Channel, options: RpcOptions = {}) {
     this.channel = channel;
+    this.#stats = track("rpc", options.name ?? `rpc ${++peers}`);
     this.#codec = options.codec ?? cbor;
     this.#timeout = options.timeout;
     this.#window = options.window ?? 16;
@@ -243,6 +252,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     sink.method = method;
     sink.cleanup = NOOP;
     this.#pending.set(id, sink);
+    this.#stats.values[CALLS]!++;
     // No timer for a deadline a timer cannot hold (it would fire at once): such a deadline means none.
     if (signal === undefined && (timeout === undefined || timeout > MAX_DEADLINE)) {
       // The common case: no timer, no listener, no closure.
@@ -391,8 +401,13 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     if (!p) return;
     this.#pending.delete(id);
     p.cleanup();
+    const v = this.#stats.values;
+    v[CALLS_SETTLED]!++;
     if (ok) p.resolve(value);
-    else p.reject(value);
+    else {
+      v[CALLS_FAILED]!++;
+      p.reject(value);
+    }
   }
 
   async #loop(): Promise<void> {
@@ -454,6 +469,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   #end(error: Error): void {
     if (this.#ended) return;
     this.#ended = error;
+    this.#stats.close();
     this.#outbox.wake();
     for (const id of [...this.#pending.keys()]) this.#settle(id, error, false);
     for (const s of this.#streams.values()) s.fail(error);
@@ -603,6 +619,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       }]);
     }
     const call = new Call(method as string, this as RpcPeer, credit ?? 16);
+    this.#stats.values[SERVED]!++;
     let result: unknown;
     try {
       result = fn.apply(call, params);
@@ -611,6 +628,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     // A plain value from a synchronous handler: reply at once, with nothing to cancel or time out.
     if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+      this.#stats.values[SERVED_DONE]!++;
       return this.#answer(id, [RESULT, id, result]);
     }
     // A promise or a stream runs on: the caller may cancel it, and its deadline applies.
@@ -629,9 +647,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   #finish(id: number, call: Call): void {
     if (call.timer !== undefined) clearTimeout(call.timer);
     this.#serving.delete(id);
+    this.#stats.values[SERVED_DONE]!++;
   }
 
   #fail(id: number, call: Call, error: unknown): void {
+    this.#stats.values[SERVED_FAILED]!++;
     this.#finish(id, call);
     if (!call.aborted) this.#answer(id, [ERROR, id, toWire(error, this.#exposeStack)]);
   }

@@ -108,7 +108,8 @@ export const COUNTERS = {
     "running", // now
     "workers", // now: workers ready
   ],
-  rpc: ["calls", "callsFailed", "served", "servedFailed", "inFlight" /* now */],
+  // in flight: calls - callsSettled (made here), served - servedDone (run here)
+  rpc: ["calls", "callsFailed", "callsSettled", "served", "servedFailed", "servedDone"],
 } as const satisfies Record<StatsKind, readonly string[]>;
 
 /**

@@ -14,6 +14,7 @@ import {
   Pool,
   ProtocolError,
   resources,
+  rpc,
   runtime,
   runtimeArgv,
   type RuntimeName,
@@ -129,6 +130,40 @@ test("stats: a pool's counters (submitted, done, workers) under its name", LONG,
   }
   await mine("stats test pool", (o) => o.state === "closed");
   assert.throws(() => new Pool({ worker: POOL_WORKER, name: "" }), TypeError);
+});
+
+test("stats: an RPC connection's counters: calls made, failed and settled, served, failed and done", LONG, async () => {
+  const [a, handle] = shm.pair();
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const server = rpc.serve(a, {
+    add: (x: number, y: number) => x + y,
+    fail: () => {
+      throw new Error("no");
+    },
+    wait: () => held,
+  }, { name: "stats test server" });
+  const client = rpc.connect<{ add(x: number, y: number): number; fail(): void; wait(): void }>(
+    shm.fromHandle(handle),
+    { name: "stats test client" },
+  );
+  try {
+    for (let i = 0; i < 5; i++) assert.equal(await client.api.add(i, 1), i + 1);
+    await assert.rejects(client.api.fail());
+    const waiting = client.api.wait();
+    const c = await mine("stats test client", (o) => o.counters.calls === 7 && o.counters.callsSettled === 6);
+    assert.deepEqual([c.kind, c.counters.callsFailed, c.counters.served], ["rpc", 1, 0]);
+    const s = await mine("stats test server", (o) => o.counters.served === 7 && o.counters.servedDone === 6);
+    assert.equal(s.counters.servedFailed, 1);
+    release();
+    await waiting;
+    await mine("stats test client", (o) => o.counters.callsSettled === 7);
+    await mine("stats test server", (o) => o.counters.servedDone === 7);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+  await mine("stats test client", (o) => o.state === "closed");
 });
 
 for (const other of RUNTIMES) {
