@@ -32,3 +32,4 @@ export {
   type StatsKind,
   type Unreadable,
 } from "./shm/stats.ts";
+export { prometheusText } from "./shm/stats_prometheus.ts";

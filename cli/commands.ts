@@ -25,7 +25,7 @@ const COMMANDS: Record<string, Command> = {
     run: async (args) => (await import("./records.ts")).clean(args),
   },
   stats: {
-    usage: "ipckit stats [--json] [--watch] [--interval MS]",
+    usage: "ipckit stats [--json | --prometheus] [--watch] [--interval MS]",
     summary: "the live counters of every ipckit process on this machine (channels, pools)",
     run: async (args) => (await import("./stats.ts")).statsCommand(args),
   },

@@ -1,6 +1,7 @@
 /**
  * `ipckit stats`: the live counters of every ipckit process on this machine, read from their stats segments
- * (`shm/stats.ts`), once or every second (`--watch`); `--json` prints one JSON array per sample, for scripts.
+ * (`shm/stats.ts`), once or every second (`--watch`); `--json` prints one JSON array per sample, for scripts, and
+ * `--prometheus` the Prometheus text format (`shm/stats_prometheus.ts`).
  *
  * @module
  */
@@ -9,7 +10,7 @@ import { parse, type Spec, UsageError } from "./args.ts";
 import { columns } from "./format.ts";
 import { age } from "./records.ts";
 
-const SPEC: Spec = { json: "flag", watch: "flag", interval: "value" };
+const SPEC: Spec = { json: "flag", prometheus: "flag", watch: "flag", interval: "value" };
 
 /** The counters of one object, shortly: `messagesOut=12 bytesOut=96 ...`, the zero ones left out. */
 export function shownCounters(counters: Record<string, number>): string {
@@ -34,16 +35,18 @@ export function render(all: Array<stats.ProcessStats | stats.Unreadable>, now = 
   return out.join("\n").trimEnd();
 }
 
-/** `ipckit stats [--json] [--watch] [--interval MS]`. */
+/** `ipckit stats [--json | --prometheus] [--watch] [--interval MS]`. */
 export async function statsCommand(args: readonly string[]): Promise<number> {
   const opts = parse(args, SPEC);
+  if (opts.json && opts.prometheus) throw new UsageError("--json and --prometheus: choose one");
   const interval = opts.interval === undefined ? 1000 : Number(opts.interval);
   if (!Number.isInteger(interval) || interval < 100) {
     throw new UsageError(`--interval must be an integer of at least 100 (ms), not "${opts.interval}"`);
   }
   for (;;) {
     const all = await stats.listStats();
-    console.log(opts.json ? JSON.stringify(all) : render(all));
+    if (opts.prometheus) console.log(stats.prometheusText(all).trimEnd());
+    else console.log(opts.json ? JSON.stringify(all) : render(all));
     if (!opts.watch) return 0;
     await new Promise((r) => setTimeout(r, interval));
     if (!opts.json) console.log("");

@@ -357,3 +357,80 @@ test("ipckit stats (--json too) shows this process's objects; a bad --interval i
     await b.close();
   }
 });
+
+/** Parses Prometheus text (format 0.0.4) strictly: the families (TYPE) and their samples with labels. */
+function parsePrometheus(
+  text: string,
+): Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }> {
+  const families = new Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }>();
+  let current: string | undefined;
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("# HELP ")) continue;
+    const type = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
+    if (type) {
+      assert.ok(!families.has(type[1]!), `one TYPE line per family: ${type[1]}`);
+      families.set(type[1]!, { type: type[2]!, samples: [] });
+      current = type[1];
+      continue;
+    }
+    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(sample, `a sample line: ${JSON.stringify(line)}`);
+    assert.equal(sample[1], current, `a sample under its own TYPE: ${line}`);
+    const labels: Record<string, string> = {};
+    const body = sample[2] ?? "";
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(?:,|$)/y;
+    let at = 0;
+    while (at < body.length) {
+      re.lastIndex = at;
+      const m = re.exec(body);
+      assert.ok(m, `labels: ${body}`);
+      labels[m[1]!] = m[2]!.replace(/\\([\\"n])/g, (_, c: string) => (c === "n" ? "\n" : c));
+      at = re.lastIndex;
+    }
+    families.get(current!)!.samples.push({ labels, value: Number(sample[3]) });
+  }
+  return families;
+}
+
+test("stats: Prometheus text parses line by line, counts what passed, and escapes any name", LONG, async () => {
+  const odd = 'we"ird\\name\nx';
+  const [a, handle] = shm.pair();
+  const b = shm.fromHandle(handle);
+  const pool = new Pool<{ run(n: number): number }>({ worker: POOL_WORKER, size: 1, name: odd });
+  try {
+    for (let i = 0; i < 3; i++) await a.send(new Uint8Array(4));
+    for (let i = 0; i < 3; i++) await b.receive();
+    await pool.run(2);
+    await mine(odd, (o) => o.counters.done === 1);
+    await mine("thread pair, side 0", (o) => o.counters.messagesOut === 3);
+    const text = stats.prometheusText(await stats.listStats());
+    const families = parsePrometheus(text);
+    const mineOnly = (name: string) =>
+      families.get(name)!.samples.filter((s) => s.labels.pid === String(rt.pid) && s.labels.state === "live");
+    const out = mineOnly("ipckit_channel_messages_total").find((s) =>
+      s.labels.name === "thread pair, side 0" && s.labels.direction === "out"
+    );
+    assert.equal(out?.value, 3);
+    assert.equal(families.get("ipckit_channel_messages_total")!.type, "counter");
+    assert.equal(families.get("ipckit_pool_workers")!.type, "gauge");
+    const done = mineOnly("ipckit_pool_tasks_total").find((s) => s.labels.name === odd && s.labels.outcome === "done");
+    assert.equal(done?.value, 1, "the odd name comes back whole");
+    assert.equal(families.get("ipckit_stats_unreadable_segments")!.samples.length, 1);
+    // The CLI prints the same text.
+    const logged: string[] = [];
+    const log = console.log;
+    console.log = (...xs: unknown[]) => void logged.push(xs.join(" "));
+    try {
+      assert.equal(await main(["stats", "--prometheus"]), 0);
+    } finally {
+      console.log = log;
+    }
+    assert.ok(parsePrometheus(logged.join("\n")).has("ipckit_channel_bytes_total"));
+    assert.equal(await main(["stats", "--json", "--prometheus"], { out: () => {}, err: () => {} }), 2);
+  } finally {
+    await pool.close();
+    await a.close();
+    await b.close();
+  }
+});
