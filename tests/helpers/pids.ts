@@ -4,7 +4,7 @@
  * - {@linkcode spawnUnreaped}: a child whose parent never reaps it, so that once killed it stays a zombie (a
  *   runtime's own spawn reaps its children at once, which hides zombies);
  * - {@linkcode takePid}: a new, unrelated process that gets a given (free) pid, by writing
- *   `/proc/sys/kernel/ns_last_pid` as root and forking, retried until the pid is hit (other processes fork too).
+ *   `/proc/sys/kernel/ns_last_pid` as root and forking, retried until the pid is hit (other processes fork too: one that got it first is waited out, for up to 60 s).
  */
 import type { ChildProcess } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
@@ -23,9 +23,14 @@ while True:
 `;
 
 const TAKER = `
-import os, sys
+import os, sys, time
 target = int(sys.argv[1])
-for attempt in range(500):
+deadline = time.time() + 60
+while time.time() < deadline:
+    if os.path.exists(f"/proc/{target}"):
+        # Another process got it first (the other runners fork too): wait until it is free again.
+        time.sleep(0.005)
+        continue
     try:
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write(str(target - 1))
