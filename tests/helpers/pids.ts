@@ -4,7 +4,8 @@
  * - {@linkcode spawnUnreaped}: a child whose parent never reaps it, so that once killed it stays a zombie (a
  *   runtime's own spawn reaps its children at once, which hides zombies);
  * - {@linkcode takePid}: a new, unrelated process that gets a given (free) pid, by writing
- *   `/proc/sys/kernel/ns_last_pid` as root and forking, retried until the pid is hit (other processes fork too: one that got it first is waited out, for up to 60 s).
+ *   `/proc/sys/kernel/ns_last_pid` as root and forking, retried until the pid is hit (other processes fork too: one
+ *   that got it first is waited out, for up to 60 s).
  */
 import type { ChildProcess } from "../../mod.ts";
 import { runtime } from "../../runtimes/detect.ts";
