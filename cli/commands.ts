@@ -34,6 +34,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "a live view of every ipckit process and its objects, with rates (s: sort, q: quit)",
     run: async (args) => (await import("./top.ts")).top(args),
   },
+  monitor: {
+    usage: "ipckit monitor --web [--port N] [--host H] [--interval MS]",
+    summary: "the same in a browser, live, with charts, /metrics and a clean button (127.0.0.1:8019 by default)",
+    run: async (args) => (await import("./monitor.ts")).monitor(args),
+  },
   bench: {
     usage: "ipckit bench [--runtime deno,bun,node] [--transport unix,tcp,pipe,fifo,shm,mq] [--quick] [--iterations N]",
     summary: "round trips per transport with a child of each runtime",

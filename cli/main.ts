@@ -5,6 +5,9 @@
  *   ipckit ls [--json] [--all]          objects recorded by ipckit, with owner pid and whether the owner is alive
  *   ipckit clean [--dry-run] [--force] [--json]   remove the objects of dead owners that are still the objects
  *                                       recorded (and stale records); --force: also those of records without identity
+ *   ipckit stats [--json | --prometheus]  every ipckit process's live counters
+ *   ipckit top                          the same live in the terminal, with rates
+ *   ipckit monitor --web [--port N]     the same live in a browser, with charts, /metrics and a clean button
  *   ipckit bench [--runtime ...] [--quick]   round trips per transport, a table per runtime
  *   ipckit demo                         one process talking to a Deno, a Bun and a Node child
  *   ipckit worker --nats URL --module F  a pool worker on any host, joining a Pool over NATS

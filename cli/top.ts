@@ -28,6 +28,8 @@ export interface Row {
   wakes: number | undefined;
   /** The current values, shortly. */
   now: string;
+  /** The counters as read. */
+  counters: Record<string, number>;
 }
 
 type Sample = Map<string, Record<string, number>>;
@@ -66,6 +68,7 @@ export function rows(
           ? `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`
           : `in flight ${c.calls! - c.callsSettled! + c.served! - c.servedDone!} calls ${c.calls} failed ` +
             `${c.callsFailed} served ${c.served} failed ${c.servedFailed}`,
+        counters: c,
       });
     }
   }

@@ -4,6 +4,7 @@
  * ```text
  * <out>/esm/**.js, .d.ts       ES modules (esm/package.json: {"type": "module"})
  * <out>/script/**.js, .d.ts    CommonJS   (script/package.json: {"type": "commonjs"})
+ * <out>/esm/web/, script/web/  the web monitor's page, as it is (cli/monitor finds it at ../web/ from its module)
  * <out>/package.json           from the root package.json; one export per deno.json export, import and require
  * <out>/README.md, LICENSE
  * ```
@@ -28,6 +29,7 @@ import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   copyFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -46,6 +48,9 @@ export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..
 
 /** Directories whose files never ship. */
 const NOT_SHIPPED = ["tests", "bench", "examples", "scripts", "npm", "coverage", "node_modules"];
+
+/** Directories of files that ship as they are, beside the compiled modules of each module system (not code). */
+const ASSETS = ["web"];
 
 /** The npm `bin` commands: command name -> the export whose ESM module it runs. */
 const BIN: Record<string, string> = { ipckit: "./cli" };
@@ -384,6 +389,10 @@ export function build(out: string, root: string = ROOT): BuildResult {
   }
   checkResolves(esm, root);
   checkResolves(cjs, root);
+  for (const dir of ASSETS) {
+    if (!existsSync(join(root, dir))) fail(`${dir}/ is missing`);
+    for (const system of ["esm", "script"]) cpSync(join(root, dir), join(target, system, dir), { recursive: true });
+  }
   writeFileSync(join(target, "esm", "package.json"), `${JSON.stringify({ type: "module" }, null, 2)}\n`);
   writeFileSync(join(target, "script", "package.json"), `${JSON.stringify({ type: "commonjs" }, null, 2)}\n`);
   const manifest = packageJson(pkg, entries);

@@ -1,0 +1,122 @@
+/**
+ * What the web monitor (`cli/monitor.ts`) shows, one sample at a time: every ipckit process's objects from their
+ * stats segments, with rates from the counters' differences (the same as `ipckit top`'s, `cli/top.ts`), the few
+ * numbers charted per kind, and what dead processes left behind (from the owner records, `resources.ts`).
+ *
+ * @module
+ */
+import { resources, stats } from "../mod.ts";
+import { shownName } from "./records.ts";
+import { rows } from "./top.ts";
+
+/** The kinds of object the page shows. */
+export type ShownKind = "channel" | "pool" | "rpc";
+
+/** The numbers charted for each kind of object the page shows: rates per second first, then current values. */
+export const SERIES = {
+  channel: ["msg/s", "MB/s"],
+  pool: ["tasks/s", "queued", "running", "workers"],
+  rpc: ["calls/s", "in flight"],
+} as const satisfies Record<ShownKind, readonly string[]>;
+
+/** One object of one process, as the page gets it. */
+export interface MonitorObject {
+  /** Unique in a sample, the same from one sample to the next while the object lives. */
+  key: string;
+  pid: number;
+  runtime: string;
+  kind: ShownKind;
+  name: string;
+  state: "live" | "closed";
+  /** The charted numbers, named as in {@linkcode SERIES}. */
+  series: Record<string, number>;
+  /** The counters as read. */
+  counters: Record<string, number>;
+}
+
+/** An object that a dead process left behind, from its owner record. */
+export interface Leftover {
+  kind: string;
+  name: string;
+  pid: number;
+  runtime: string;
+  created: number;
+  /** Whether `clean` can tell it is still the object recorded (else only `ipckit clean --force` removes it). */
+  verified: boolean;
+}
+
+/** One sample: what the page shows at time `t`. */
+export interface MonitorSample {
+  /** When it was read, ms since the epoch. */
+  t: number;
+  processes: { pid: number; runtime: string; since: number; objects: number }[];
+  unreadable: { segment: string; error: string }[];
+  objects: MonitorObject[];
+  leftovers: Leftover[];
+}
+
+/** Reads samples one after another, each with rates against the one before. */
+export class Sampler {
+  #previous = new Map<string, Record<string, number>>();
+  #last = 0;
+  #leftovers: Leftover[] = [];
+  #leftoversAt = -Infinity;
+
+  /** Reads a sample now. Leftovers are read again at most once a second (they cost a look at every record). */
+  async read(): Promise<MonitorSample> {
+    const all = await stats.listStats();
+    const now = performance.now();
+    const r = rows(all, this.#previous, this.#last === 0 ? 0 : (now - this.#last) / 1000);
+    this.#previous = r.sample;
+    this.#last = now;
+    if (now - this.#leftoversAt >= 1000) {
+      this.#leftovers = await leftovers();
+      this.#leftoversAt = now;
+    }
+    const seen = new Map<string, number>();
+    const objects = r.rows.filter((row) => Object.hasOwn(SERIES, row.kind)).map((row): MonitorObject => {
+      const base = `${row.pid}/${row.kind}/${row.name}/${row.state}`;
+      const n = seen.get(base) ?? 0;
+      seen.set(base, n + 1);
+      const c = row.counters;
+      const kind = row.kind as ShownKind;
+      return {
+        key: n === 0 ? base : `${base}/${n}`,
+        pid: row.pid,
+        runtime: row.runtime,
+        kind,
+        name: row.name,
+        state: row.state as "live" | "closed",
+        series: kind === "channel"
+          ? { "msg/s": row.rate, "MB/s": row.mbps ?? 0 }
+          : kind === "pool"
+          ? { "tasks/s": row.rate, queued: c.queued!, running: c.running!, workers: c.workers! }
+          : { "calls/s": row.rate, "in flight": c.calls! - c.callsSettled! + c.served! - c.servedDone! },
+        counters: c,
+      };
+    });
+    const processes = all.flatMap((p) =>
+      "error" in p ? [] : [{ pid: p.pid, runtime: p.runtime, since: p.since, objects: p.objects.length }]
+    );
+    const unreadable = all.flatMap((p) => ("error" in p ? [{ segment: p.segment, error: p.error }] : []));
+    return { t: Date.now(), processes, unreadable, objects, leftovers: this.#leftovers };
+  }
+
+  /** Reads the leftovers again at the next sample (after a clean). */
+  forget(): void {
+    this.#leftoversAt = -Infinity;
+  }
+}
+
+/** The objects whose owner is dead and that are still there (what `ipckit ls` counts for `ipckit clean`). */
+async function leftovers(): Promise<Leftover[]> {
+  const found = await resources.list().catch(() => []);
+  return found.filter((r) => r.status === "dead").map((r) => ({
+    kind: r.kind,
+    name: shownName(r),
+    pid: r.pid,
+    runtime: r.runtime,
+    created: r.created,
+    verified: r.object === "same",
+  }));
+}
