@@ -25,6 +25,7 @@ import {
 import { main } from "../cli/commands.ts";
 import { parseStats, segmentName, STATS_PREFIX } from "../shm/stats.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
+import { parsePrometheus } from "./helpers/prometheus.ts";
 
 const LONG = { timeout: 120_000 };
 const rt = await runtime();
@@ -357,41 +358,6 @@ test("ipckit stats (--json too) shows this process's objects; a bad --interval i
     await b.close();
   }
 });
-
-/** Parses Prometheus text (format 0.0.4) strictly: the families (TYPE) and their samples with labels. */
-function parsePrometheus(
-  text: string,
-): Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }> {
-  const families = new Map<string, { type: string; samples: { labels: Record<string, string>; value: number }[] }>();
-  let current: string | undefined;
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    if (line.startsWith("# HELP ")) continue;
-    const type = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
-    if (type) {
-      assert.ok(!families.has(type[1]!), `one TYPE line per family: ${type[1]}`);
-      families.set(type[1]!, { type: type[2]!, samples: [] });
-      current = type[1];
-      continue;
-    }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(sample, `a sample line: ${JSON.stringify(line)}`);
-    assert.equal(sample[1], current, `a sample under its own TYPE: ${line}`);
-    const labels: Record<string, string> = {};
-    const body = sample[2] ?? "";
-    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(?:,|$)/y;
-    let at = 0;
-    while (at < body.length) {
-      re.lastIndex = at;
-      const m = re.exec(body);
-      assert.ok(m, `labels: ${body}`);
-      labels[m[1]!] = m[2]!.replace(/\\([\\"n])/g, (_, c: string) => (c === "n" ? "\n" : c));
-      at = re.lastIndex;
-    }
-    families.get(current!)!.samples.push({ labels, value: Number(sample[3]) });
-  }
-  return families;
-}
 
 test("stats: Prometheus text parses line by line, counts what passed, and escapes any name", LONG, async () => {
   const odd = 'we"ird\\name\nx';
