@@ -11,6 +11,8 @@
  * | nats-server  | nats-server    | the NATS transport, RPC and pool over NATS                           |
  * | openssl      | openssl        | throw-away certificate authorities (TLS tests)                       |
  * | ip           | iproute2       | simulated hosts (veth pairs)                                         |
+ * | tmux         | tmux           | `ipckit top` in a real terminal                                      |
+ * | chromium     | chromium       | the web monitor's page in a real browser (playwright-core drives it) |
  *
  * When some are missing: as root with apt-get, it says so on one line and installs them (`apt-get update`, then
  * `apt-get install -y`); otherwise it stops at once, naming the packages and the command to run.
@@ -31,6 +33,7 @@ export const NEEDS = [
   ["openssl", "openssl"],
   ["ip", "iproute2"],
   ["tmux", "tmux"],
+  ["chromium", "chromium"],
 ];
 
 /** Whether `command` is on the PATH (or in the sbin directories, where ip and nats-server live). */
