@@ -1,5 +1,5 @@
 /**
- * Child of `tests/stats.test.ts`, of any runtime:
+ * Child of the stats tests (`tests/stats.test.ts`, `top.test.ts`, `monitor.test.ts`), of any runtime:
  *
  *   stats_peer.ts count <k>      stats on; a shm pair sends k messages of 10 bytes one way, then the process prints
  *                                `ready <its stats segment>` and stays until killed
@@ -8,10 +8,12 @@
  *                                prints `ready <its stats segment>` once the segment is there
  *   stats_peer.ts exit           stats on; a shm pair, closed; prints `made <its stats segment>` and ends (its event
  *                                loop runs dry: the exit hook removes the segment)
+ *   stats_peer.ts leave <name>   stats on; a shm pair passes one message, and a shared memory segment <name> is made;
+ *                                prints `ready <its stats segment>` and stays until killed (a SIGKILL leaves both)
  *
  * @module
  */
-import { runtime, shm, stats } from "../../mod.ts";
+import { runtime, SharedMemory, shm, stats } from "../../mod.ts";
 import { segmentName } from "../../shm/stats.ts";
 
 const rt = await runtime();
@@ -48,6 +50,16 @@ if (mode === "count") {
   console.log(`made ${segmentName()}`);
   await a.close();
   await b.close();
+} else if (mode === "leave") {
+  stats.setStats(true);
+  await SharedMemory.create(arg!, { size: 4096 });
+  const [a, handle] = shm.pair();
+  const b = shm.fromHandle(handle);
+  await a.send(new Uint8Array(1));
+  await b.receive();
+  while (segmentName() === undefined) await new Promise((r) => setTimeout(r, 10));
+  console.log(`ready ${segmentName()}`);
+  setInterval(() => {}, 1000);
 } else if (mode === "read") {
   try {
     console.log(JSON.stringify(await stats.readStats(arg!)));
