@@ -29,6 +29,11 @@ export interface Launch {
   transport: "pipe" | "shm";
   /** The shm ring size, in bytes. */
   capacity: number;
+  /**
+   * The pool's name in `ipckit stats`: each worker's connection is named after it, so the calls of every worker
+   * count and are timed together, per method (`<name> · call <method>`).
+   */
+  name?: string;
 }
 
 /** Where a member is in its life. */
@@ -98,6 +103,7 @@ export class Member<T = unknown> {
   static async start<T>(launch: Launch): Promise<Member<T>> {
     const rt = await runtime();
     let member: Member<T>;
+    const named = launch.name === undefined ? {} : { name: launch.name };
     if (launch.kind === "thread") {
       const [here, handle] = shm.pair({ capacity: launch.capacity });
       let w: WorkerHandle;
@@ -116,7 +122,7 @@ export class Member<T = unknown> {
         void here.close(); // ends the peer: its pending calls reject
       });
       w.postMessage({ ipckitPool: handle });
-      member = new Member<T>("thread", rt.name, id, new RpcPeer(here), () => void w.terminate(), exited);
+      member = new Member<T>("thread", rt.name, id, new RpcPeer(here, named), () => void w.terminate(), exited);
     } else {
       const argv = Array.isArray(launch.worker)
         ? launch.worker
@@ -125,10 +131,24 @@ export class Member<T = unknown> {
       const cwd = launch.cwd === undefined ? {} : { cwd: launch.cwd };
       if (launch.transport === "shm") {
         const { channel, child } = await spawnOnShm(argv, env, cwd, launch);
-        member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+        member = new Member<T>(
+          "process",
+          launch.runtime,
+          child.pid,
+          new RpcPeer(channel, named),
+          kill(child),
+          child.exited,
+        );
       } else {
         const { channel, child } = await pipe.spawn(argv, { over: "fds", env, ...cwd });
-        member = new Member<T>("process", launch.runtime, child.pid, new RpcPeer(channel), kill(child), child.exited);
+        member = new Member<T>(
+          "process",
+          launch.runtime,
+          child.pid,
+          new RpcPeer(channel, named),
+          kill(child),
+          child.exited,
+        );
       }
     }
     try {

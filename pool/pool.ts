@@ -132,12 +132,14 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
    */
   constructor(options: PoolOptions) {
     const { settings, kind, runtimes, launch } = resolveOptions(options);
+    const name = options.name ?? `${kind} pool ${++pools}`;
+    if (launch) launch.name = name;
     this.size = settings.size;
     this.kind = kind;
     this.#o = settings;
     // The scheduler and the supervisor need each other: the scheduler asks for the workers only once it runs.
     const workers = () => this.#workers;
-    this.#stats = track("pool", options.name ?? `${kind} pool ${++pools}`);
+    this.#stats = track("pool", name);
     this.#tasks = new Scheduler(settings, this.#events, {
       get slots() {
         return workers().slots;
@@ -350,5 +352,6 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     this.#events.emit({ type: "closed" });
     this.#events.end();
     this.#stats.close();
+    this.#tasks.close();
   }
 }

@@ -11,6 +11,7 @@ import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors
 import type { EventLog } from "./events.ts";
 import type { CallSink } from "../rpc/peer.ts";
 import type { Counters } from "../shm/stats.ts";
+import { type Latency, latency, releaseLatency, UNTIMED } from "../shm/stats_latency.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
 
@@ -29,6 +30,10 @@ export interface Task {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Stops listening to the task's abort signal. */
   unlisten: (() => void) | undefined;
+  /** When it was queued, if its wait is timed (`<pool> · wait`); UNTIMED once its wait was counted. */
+  queuedAt: number;
+  /** Its wait is not counted yet. */
+  waiting: boolean;
 }
 
 /** What the scheduler needs to know of the workers (the supervisor knows it). */
@@ -59,12 +64,20 @@ export class Scheduler {
 
   /** The live counters (`ipckit stats`): `COUNTERS.pool` of shm/stats.ts. */
   readonly #stats: Counters;
+  /** How long tasks wait for a worker (`<pool> · wait`); the run time is each method's (`<pool> · call <m>`). */
+  readonly #wait: Latency;
 
   constructor(settings: Settings, events: EventLog, workers: Workers, stats: Counters) {
     this.#o = settings;
     this.#events = events;
     this.#workers = workers;
     this.#stats = stats;
+    this.#wait = latency(`${stats.name} · wait`);
+  }
+
+  /** The pool closed: its wait-time slot is given back. */
+  close(): void {
+    releaseLatency(this.#wait);
   }
 
   /** Tasks waiting for a worker. */
@@ -92,6 +105,8 @@ export class Scheduler {
       member: undefined,
       timer: undefined,
       unlisten: undefined,
+      queuedAt: this.#wait.start(),
+      waiting: true,
     };
     // One executor for every task (no closure per task): it takes the task from `forExecutor`.
     forExecutor = task;
@@ -114,6 +129,7 @@ export class Scheduler {
     task.settled = true;
     if (task.timer !== undefined) clearTimeout(task.timer);
     task.unlisten?.();
+    if (task.waiting) this.#waited(task, false); // it never reached a worker
     if (ok) {
       this.counters.done++;
       this.#stats.values[DONE]!++;
@@ -196,7 +212,15 @@ export class Scheduler {
     return best;
   }
 
+  /** Counts the task's wait (once: a task run again after its worker died waited already). */
+  #waited(task: Task, ok: boolean): void {
+    task.waiting = false;
+    this.#wait.end(task.queuedAt, ok);
+    task.queuedAt = UNTIMED;
+  }
+
   #begin(task: Task, member: Member<Task>): void {
+    if (task.waiting) this.#waited(task, true);
     task.attempts++;
     task.member = member;
     member.running.add(task);

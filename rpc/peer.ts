@@ -39,6 +39,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { type Counters, track } from "../shm/stats.ts";
+import { type Latency, LatencyFamily, UNTIMED } from "../shm/stats_latency.ts";
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
@@ -134,6 +135,10 @@ export interface CallSink {
   reject(error: unknown): void;
   /** The peer's own: set by the peer, called before the answer. */
   cleanup(): void;
+  /** The peer's own: the call's latency slot (`ipckit stats`), set by the peer. */
+  latency?: Latency | undefined;
+  /** The peer's own: when the call started, if it is one that is timed. */
+  started?: number;
 }
 
 /**
@@ -184,13 +189,19 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   readonly #serving = new Map<number, Call>();
   /** The live counters (`ipckit stats`): `COUNTERS.rpc` of shm/stats.ts. */
   readonly #stats: Counters;
+  /** Per method: calls made from here and calls served here, counted and timed (`<name> · call <method>`). */
+  readonly #callTimes: LatencyFamily;
+  readonly #serveTimes: LatencyFamily;
   #helloSeen = false;
   #ended: Error | undefined;
   readonly #done: Promise<void>;
 
   constructor(channel: Channel, options: RpcOptions = {}) {
     this.channel = channel;
-    this.#stats = track("rpc", options.name ?? `rpc ${++peers}`);
+    const name = options.name ?? `rpc ${++peers}`;
+    this.#stats = track("rpc", name);
+    this.#callTimes = new LatencyFamily(`${name} · call `);
+    this.#serveTimes = new LatencyFamily(`${name} · serve `);
     this.#codec = options.codec ?? cbor;
     this.#timeout = options.timeout;
     this.#window = options.window ?? 16;
@@ -230,7 +241,14 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   /** Calls `method` with `params` and per-call options (cancellation, deadline). */
   callWith(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      this.callInto(method, params, options, { method, resolve, reject, cleanup: NOOP });
+      this.callInto(method, params, options, {
+        method,
+        resolve,
+        reject,
+        cleanup: NOOP,
+        latency: undefined,
+        started: 0,
+      });
     });
   }
 
@@ -253,6 +271,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     sink.cleanup = NOOP;
     this.#pending.set(id, sink);
     this.#stats.values[CALLS]!++;
+    const latency = sink.latency = this.#callTimes.of(method);
+    sink.started = latency.start();
     // No timer for a deadline a timer cannot hold (it would fire at once): such a deadline means none.
     if (signal === undefined && (timeout === undefined || timeout > MAX_DEADLINE)) {
       // The common case: no timer, no listener, no closure.
@@ -401,6 +421,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     if (!p) return;
     this.#pending.delete(id);
     p.cleanup();
+    p.latency?.end(p.started ?? UNTIMED, ok);
     const v = this.#stats.values;
     v[CALLS_SETTLED]!++;
     if (ok) p.resolve(value);
@@ -472,6 +493,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     this.#stats.close();
     this.#outbox.wake();
     for (const id of [...this.#pending.keys()]) this.#settle(id, error, false);
+    this.#callTimes.close();
+    this.#serveTimes.close();
     for (const s of this.#streams.values()) s.fail(error);
     this.#streams.clear();
     for (const s of this.#serving.values()) s.cancel(error);
@@ -528,6 +551,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         this.#streams.set(id, stream);
         // The deadline and the signal still apply while the stream runs: keep them, but settle the promise.
         this.#pending.delete(id);
+        p.latency?.end(p.started ?? UNTIMED, true); // timed to its first answer
+        this.#stats.values[CALLS_SETTLED]!++;
         p.resolve(stream);
         return;
       }
@@ -620,6 +645,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     const call = new Call(method as string, this as RpcPeer, credit ?? 16);
     this.#stats.values[SERVED]!++;
+    const latency = call.latency = this.#serveTimes.of(method as string);
+    call.started = latency.start();
     let result: unknown;
     try {
       result = fn.apply(call, params);
@@ -629,6 +656,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     // A plain value from a synchronous handler: reply at once, with nothing to cancel or time out.
     if (result === null || (typeof result !== "object" && typeof result !== "function")) {
       this.#stats.values[SERVED_DONE]!++;
+      latency.end(call.started, true);
       return this.#answer(id, [RESULT, id, result]);
     }
     // A promise or a stream runs on: the caller may cancel it, and its deadline applies.
@@ -644,15 +672,16 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     } else this.#reply(id, call, result);
   }
 
-  #finish(id: number, call: Call): void {
+  #finish(id: number, call: Call, ok = true): void {
     if (call.timer !== undefined) clearTimeout(call.timer);
     this.#serving.delete(id);
     this.#stats.values[SERVED_DONE]!++;
+    call.latency?.end(call.started, ok);
   }
 
   #fail(id: number, call: Call, error: unknown): void {
     this.#stats.values[SERVED_FAILED]!++;
-    this.#finish(id, call);
+    this.#finish(id, call, false);
     if (!call.aborted) this.#answer(id, [ERROR, id, toWire(error, this.#exposeStack)]);
   }
 

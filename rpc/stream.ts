@@ -9,6 +9,7 @@ import { Fifo, Waiters } from "../async/mod.ts";
 import { ProtocolError } from "../errors.ts";
 import type { CallContext, RpcPeer } from "./peer.ts";
 import { describe, MAX_WINDOW } from "./protocol.ts";
+import type { Latency } from "../shm/stats_latency.ts";
 
 /**
  * A call being served: the handler's `this`. Its AbortSignal is made on first use only (most handlers never look),
@@ -22,6 +23,9 @@ export class Call implements CallContext {
   wake: (() => void) | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   aborted = false;
+  /** The peer's own: the method's latency slot (`ipckit stats`) and when this call started, if it is timed. */
+  latency: Latency | undefined;
+  started = -1;
   #controller: AbortController | undefined;
   #reason: unknown;
 

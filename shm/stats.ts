@@ -28,7 +28,7 @@
  * | offset in slot | size | slot field                                                           |
  * | -------------- | ---- | -------------------------------------------------------------------- |
  * | 0              | 4    | state: 0 free, 1 live, 2 closed (its counters stay until reused)      |
- * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc                                        |
+ * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc, 4 latency, 5 lock, 6 semaphore        |
  * | 8              | 4    | generation: bumped each time the slot is taken                       |
  * | 12             | 4    | name length in bytes (at most 52)                                     |
  * | 16             | 52   | name, UTF-8                                                           |
@@ -67,6 +67,8 @@ const SLOT = 256;
 const SLOTS = 255;
 const NAME_BYTES = 52;
 const COUNTERS_AT = 72;
+/** Buckets of a latency slot, after its three counters (shm/stats_latency.ts says what they hold). */
+export const LATENCY_BUCKETS = 20;
 /** Counters per slot. */
 export const COUNTER_SLOTS = (SLOT - COUNTERS_AT) / 8;
 
@@ -76,8 +78,8 @@ const S_STATE = 0, S_KIND = 1, S_GENERATION = 2, S_NAME_LENGTH = 3;
 const FREE = 0, LIVE = 1, CLOSED = 2;
 
 /** What a slot counts. */
-export type StatsKind = "channel" | "pool" | "rpc";
-const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc"]; // codes 1, 2, 3
+export type StatsKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore";
+const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc", "latency", "lock", "semaphore"]; // codes 1 to 6
 
 /**
  * The counters of each kind, in slot order. Counts only grow; the ones marked "now" are the current value.
@@ -110,6 +112,21 @@ export const COUNTERS = {
   ],
   // in flight: calls - callsSettled (made here), served - servedDone (run here)
   rpc: ["calls", "callsFailed", "callsSettled", "served", "servedFailed", "servedDone"],
+  // then LATENCY_BUCKETS buckets of the timed operations (shm/stats_latency.ts), read as ObjectStats.buckets
+  latency: ["count", "failed", "sumUs"],
+  // an observed Mutex (sync/lock_stats.ts), as this process uses it
+  lock: [
+    "acquired",
+    "contended", // acquisitions that had to wait
+    "ownerDied", // taken over from an owner that died holding it
+    "gaveUp", // waits that timed out or were aborted
+    "waiting", // now
+    "holder", // now: the thread of this process that holds it (its tid, or a thread id), 0 when none here does
+    "heldSince", // now: when that thread took it, ms since the epoch (0: not held here)
+    "longestHoldUs",
+  ],
+  // an observed Semaphore, as this process uses it
+  semaphore: ["acquired", "contended", "gaveUp", "released", "waiting", "value"],
 } as const satisfies Record<StatsKind, readonly string[]>;
 
 /**
@@ -311,6 +328,11 @@ export interface ObjectStats {
   name: string;
   state: "live" | "closed";
   counters: Record<string, number>;
+  /**
+   * Kind `latency` only: how many of the timed operations took [2^k, 2^(k+1)) microseconds, bucket k (the first
+   * from 0, the last to Infinity); `quantile()` reads p50 or p99 from them.
+   */
+  buckets?: number[];
 }
 
 /** One process's stats segment, as read. */
@@ -360,13 +382,21 @@ export function parseStats(segment: string, bytes: Uint8Array): ProcessStats {
     if ((state !== LIVE && state !== CLOSED) || kind === undefined) continue;
     const length = Math.min(view.getUint32(at + 12, true), NAME_BYTES);
     const counters: Record<string, number> = {};
-    COUNTERS[kind].forEach((key, k) => (counters[key] = view.getFloat64(at + COUNTERS_AT + k * 8, true)));
-    objects.push({
+    const names = COUNTERS[kind];
+    names.forEach((key, k) => (counters[key] = view.getFloat64(at + COUNTERS_AT + k * 8, true)));
+    const o: ObjectStats = {
       kind,
       name: decoder.decode(bytes.subarray(at + 16, at + 16 + length)),
       state: state === LIVE ? "live" : "closed",
       counters,
-    });
+    };
+    if (kind === "latency") {
+      o.buckets = Array.from(
+        { length: LATENCY_BUCKETS },
+        (_, k) => view.getFloat64(at + COUNTERS_AT + (names.length + k) * 8, true),
+      );
+    }
+    objects.push(o);
   }
   return {
     segment,
