@@ -12,6 +12,7 @@
 import type { SharedMemory } from "../shm/segment.ts";
 import { type Guard, guard, type SyncHandle, SyncPrimitive, type WaitOptions } from "./primitive.ts";
 import { fromHandle, placeIn, type Steps, words } from "./words.ts";
+import { checkName, SemaphoreStats } from "./lock_stats.ts";
 
 const COUNT = 0;
 const SLEEPERS = 1;
@@ -52,6 +53,8 @@ export class Semaphore extends SyncPrimitive {
   /** Bytes a Semaphore takes in shared memory. */
   static readonly BYTES = 8;
   readonly #w = words(this);
+  /** Set by observe(): this process's counters of it. */
+  #stats: SemaphoreStats | undefined;
 
   /**
    * A new Semaphore with `initial` permits (0 by default), on its own SharedArrayBuffer.
@@ -108,6 +111,25 @@ export class Semaphore extends SyncPrimitive {
     return s;
   }
 
+  /**
+   * Shows this semaphore in `ipckit stats`, `ipckit top` and the web monitor under `name`, as this process uses it:
+   * acquisitions, waits, waits given up, releases, waiters now and the count (`COUNTERS.semaphore` of the stats
+   * module). An unobserved semaphore pays nothing. Returns this.
+   *
+   * @throws {TypeError} for an empty name.
+   *
+   * @example
+   * ```ts
+   * import { Semaphore } from "ipckit";
+   * const slots = new Semaphore(4).observe("download slots");
+   * using _permit = await slots.acquire(); // counted: acquired 1, value 3
+   * ```
+   */
+  observe(name: string): this {
+    this.#stats = new SemaphoreStats(this, checkName(name, "Semaphore"));
+    return this;
+  }
+
   /** The current count (a snapshot). */
   get value(): number {
     return Atomics.load(this.#w.i32, this.#w.base + COUNT);
@@ -120,7 +142,10 @@ export class Semaphore extends SyncPrimitive {
     for (;;) {
       const c = Atomics.load(i32, base + COUNT);
       if (c < n) return false;
-      if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) return true;
+      if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) {
+        this.#stats?.acquired(c - n);
+        return true;
+      }
     }
   }
 
@@ -139,15 +164,23 @@ export class Semaphore extends SyncPrimitive {
   /** The wait of `acquire()` and `acquireSync()`: counted in SLEEPERS while it lasts, so that releases wake it. */
   *#acquireSteps(n: number): Steps<void> {
     const { i32, base } = this.#w;
+    const stats = this.#stats;
+    let took = false;
+    stats?.waiting();
     Atomics.add(i32, base + SLEEPERS, 1);
     try {
       for (;;) {
         const c = Atomics.load(i32, base + COUNT);
         if (c < n) yield { index: COUNT, value: c };
-        else if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) return;
+        else if (Atomics.compareExchange(i32, base + COUNT, c, c - n) === c) {
+          took = true;
+          stats?.acquired(c - n);
+          return;
+        }
       }
     } finally {
       Atomics.sub(i32, base + SLEEPERS, 1);
+      stats?.waited(took);
     }
   }
 
@@ -166,7 +199,10 @@ export class Semaphore extends SyncPrimitive {
     for (;;) {
       const c = Atomics.load(i32, base + COUNT);
       if (c > MAX - n) throw new RangeError(`Cannot release ${n} permits: the count ${c} would exceed ${MAX}`);
-      if (Atomics.compareExchange(i32, base + COUNT, c, c + n) === c) break;
+      if (Atomics.compareExchange(i32, base + COUNT, c, c + n) === c) {
+        this.#stats?.released(c + n);
+        break;
+      }
     }
     if (Atomics.load(i32, base + SLEEPERS) > 0) this.#w.waiter.wake(base + COUNT);
   }
