@@ -17,6 +17,31 @@ export function shownCounters(counters: Record<string, number>): string {
   return Object.entries(counters).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`).join(" ") || "-";
 }
 
+/** A time in microseconds, shortly: `3.1us`, `61us`, `1.2ms`, `2.5s`. */
+export function shownTime(us: number): string {
+  if (Number.isNaN(us)) return "-";
+  if (us < 10) return `${us.toFixed(1)}us`;
+  if (us < 1000) return `${Math.round(us)}us`;
+  if (us < 1e6) return `${(us / 1000).toPrecision(2)}ms`;
+  return `${(us / 1e6).toPrecision(2)}s`;
+}
+
+/** An object's counters, shortly; a latency slot's with the p50 and p99 of its timed operations. */
+function shownObject(o: stats.ObjectStats, now = Date.now()): string {
+  if (o.kind === "lock") {
+    const { heldSince, longestHoldUs, ...counters } = o.counters;
+    const held = heldSince ? ` heldFor=${shownTime((now - heldSince!) * 1000)}` : "";
+    const longest = longestHoldUs ? ` longestHold=${shownTime(longestHoldUs)}` : "";
+    return `${shownCounters(counters)}${held}${longest}`;
+  }
+  const { sumUs: _, ...counters } = o.counters;
+  if (o.kind !== "latency" || !o.buckets) return shownCounters(o.counters);
+  const timed = o.buckets.reduce((a, b) => a + b, 0);
+  const text = shownCounters(counters);
+  if (timed === 0) return text;
+  return `${text} p50=${shownTime(stats.quantile(o.buckets, 0.5))} p99=${shownTime(stats.quantile(o.buckets, 0.99))}`;
+}
+
 /** The text of one sample: a table per process, and the segments that could not be read. */
 export function render(all: Array<stats.ProcessStats | stats.Unreadable>, now = Date.now()): string {
   if (all.length === 0) return "no ipckit process keeps stats on this machine";
@@ -28,7 +53,7 @@ export function render(all: Array<stats.ProcessStats | stats.Unreadable>, now = 
     }
     out.push(`pid ${p.pid} (${p.runtime}), up ${age(p.since, now)}, ${p.objects.length} objects`);
     const rows = [["kind", "name", "state", "counters"]];
-    for (const o of p.objects) rows.push([o.kind, o.name, o.state, shownCounters(o.counters)]);
+    for (const o of p.objects) rows.push([o.kind, o.name, o.state, shownObject(o, now)]);
     if (p.objects.length > 0) out.push(columns(rows));
     out.push("");
   }

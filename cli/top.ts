@@ -8,6 +8,7 @@
 import { runtime, stats } from "../mod.ts";
 import { parse, type Spec, UsageError } from "./args.ts";
 import { columns } from "./format.ts";
+import { shownTime } from "./stats.ts";
 
 const SPEC: Spec = { sort: "value", interval: "value" };
 const SORTS = ["rate", "name", "pid"] as const;
@@ -20,7 +21,10 @@ export interface Row {
   kind: string;
   name: string;
   state: string;
-  /** Messages (channels), tasks done (pools), or calls made and served (RPC) per second. */
+  /**
+   * Per second: messages (channels), tasks done (pools), calls made and served (RPC), operations begun (latency),
+   * acquisitions (locks, semaphores).
+   */
   rate: number;
   /** Megabytes per second, both ways (channels). */
   mbps: number | undefined;
@@ -48,31 +52,65 @@ export function rows(
     if ("error" in p) continue;
     for (const o of p.objects) {
       const c = o.counters;
-      sample.set(keyOf(p, o), c);
+      // A latency slot's buckets are kept with its counters, for the quantiles of the last interval.
+      const kept = o.buckets ? { ...c, ...Object.fromEntries(o.buckets.map((n, k) => [`b${k}`, n])) } : c;
+      sample.set(keyOf(p, o), kept);
       const before = previous.get(keyOf(p, o));
       const per = (k: string) => (before && seconds > 0 ? Math.max(0, (c[k]! - (before[k] ?? 0)) / seconds) : 0);
       const channel = o.kind === "channel";
-      const pool = o.kind === "pool";
       out.push({
         pid: p.pid,
         runtime: p.runtime,
         kind: o.kind,
         name: o.name,
         state: o.state,
-        rate: channel ? per("messagesOut") + per("messagesIn") : pool ? per("done") : per("calls") + per("served"),
+        rate: channel
+          ? per("messagesOut") + per("messagesIn")
+          : o.kind === "pool"
+          ? per("done")
+          : o.kind === "rpc"
+          ? per("calls") + per("served")
+          : o.kind === "latency"
+          ? per("count")
+          : per("acquired"),
         mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
         wakes: channel ? per("wakes") : undefined,
-        now: channel
-          ? `out ${c.messagesOut} in ${c.messagesIn}`
-          : pool
-          ? `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`
-          : `in flight ${c.calls! - c.callsSettled! + c.served! - c.servedDone!} calls ${c.calls} failed ` +
-            `${c.callsFailed} served ${c.served} failed ${c.servedFailed}`,
+        now: shownNow(o, before),
         counters: c,
       });
     }
   }
   return { rows: out, sample };
+}
+
+/** An object's current values, shortly; a latency slot's p50 and p99 over the last interval (else since it began). */
+export function shownNow(o: stats.ObjectStats, before: Record<string, number> | undefined): string {
+  const c = o.counters;
+  switch (o.kind) {
+    case "channel":
+      return `out ${c.messagesOut} in ${c.messagesIn}`;
+    case "pool":
+      return `queued ${c.queued} running ${c.running} workers ${c.workers} done ${c.done} failed ${c.failed}`;
+    case "rpc":
+      return `in flight ${c.calls! - c.callsSettled! + c.served! - c.servedDone!} calls ${c.calls} failed ` +
+        `${c.callsFailed} served ${c.served} failed ${c.servedFailed}`;
+    case "latency": {
+      const all = o.buckets ?? [];
+      const recent = before ? all.map((n, k) => n - (before[`b${k}`] ?? 0)) : all;
+      const b = recent.some((n) => n > 0) ? recent : all;
+      const q = (x: number) => shownTime(stats.quantile(b, x));
+      return `p50 ${q(0.5)} p99 ${q(0.99)} count ${c.count} failed ${c.failed}`;
+    }
+    case "lock": {
+      const held = c.holder
+        ? `held here by ${c.holder} for ${shownTime((Date.now() - c.heldSince!) * 1000)}`
+        : "not held here";
+      return `${held} waiting ${c.waiting} contended ${c.contended} gave up ${c.gaveUp} owner died ${c.ownerDied} ` +
+        `longest ${shownTime(c.longestHoldUs!)}`;
+    }
+    case "semaphore":
+      return `value ${c.value} waiting ${c.waiting} acquired ${c.acquired} released ${c.released} gave up ${c.gaveUp}`;
+  }
 }
 
 /** Orders rows: by rate (highest first), by name, or by pid. */

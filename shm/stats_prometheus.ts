@@ -16,14 +16,34 @@
  * | `ipckit_pool_workers`               | gauge   | workers ready now                                         |
  * | `ipckit_rpc_calls_total`            | counter | calls made, by `outcome`: made, failed, settled           |
  * | `ipckit_rpc_served_total`           | counter | calls served, by `outcome`: run, failed, done             |
+ * | `ipckit_operations_total`           | counter | timed operations (latency slots), by `outcome`: begun,    |
+ * |                                     |         | failed                                                    |
+ * | `ipckit_latency_seconds`            | histogram | how long the timed ones took (one in 8 is timed):       |
+ * |                                     |         | `_bucket{le}` (2 us doubling to 0.52 s, then +Inf),       |
+ * |                                     |         | `_sum`, `_count`                                          |
+ * | `ipckit_lock_acquisitions_total`    | counter | an observed mutex taken by this process                   |
+ * | `ipckit_lock_contended_total`       | counter | of those, the ones that waited                            |
+ * | `ipckit_lock_owner_died_total`      | counter | taken over from an owner that died holding it             |
+ * | `ipckit_lock_gave_up_total`         | counter | waits that timed out or were aborted                      |
+ * | `ipckit_lock_waiting`               | gauge   | callers of this process waiting now                       |
+ * | `ipckit_lock_holder_thread`         | gauge   | the thread of this process holding it (tid), 0 for none   |
+ * | `ipckit_lock_held_since_seconds`    | gauge   | when it took it (Unix time), 0 when none here holds it    |
+ * | `ipckit_lock_longest_hold_seconds`  | gauge   | the longest hold by this process                          |
+ * | `ipckit_semaphore_acquisitions_total` | counter | permits taken by this process (calls)                   |
+ * | `ipckit_semaphore_contended_total`  | counter | of those, the ones that waited                            |
+ * | `ipckit_semaphore_gave_up_total`    | counter | waits that timed out or were aborted                      |
+ * | `ipckit_semaphore_releases_total`   | counter | permits given back by this process (calls)                |
+ * | `ipckit_semaphore_waiting`          | gauge   | callers of this process waiting now                       |
+ * | `ipckit_semaphore_value`            | gauge   | the count when this process last changed it               |
  * | `ipckit_stats_unreadable_segments`  | gauge   | stats segments that could not be read                     |
  *
  * @module
  */
 import type { ObjectStats, ProcessStats, Unreadable } from "./stats.ts";
+import { bucketCeilingUs } from "./stats_latency.ts";
 
 interface Metric {
-  readonly type: "counter" | "gauge";
+  readonly type: "counter" | "gauge" | "histogram";
   readonly help: string;
   readonly samples: string[];
 }
@@ -51,8 +71,10 @@ function number(v: number): string {
 export function prometheusText(all: ReadonlyArray<ProcessStats | Unreadable>): string {
   const metrics = new Map<string, Metric>();
   const add = (name: string, type: Metric["type"], help: string, labels: string, value: number) => {
-    let m = metrics.get(name);
-    if (!m) metrics.set(name, m = { type, help, samples: [] });
+    // A histogram's samples (_bucket, _sum, _count) are one family, named without the suffix.
+    const family = type === "histogram" ? name.replace(/_(bucket|sum|count)$/, "") : name;
+    let m = metrics.get(family);
+    if (!m) metrics.set(family, m = { type, help, samples: [] });
     m.samples.push(`${labels === "" ? name : `${name}{${labels}}`} ${number(value)}`);
   };
   let unreadable = 0;
@@ -74,11 +96,10 @@ export function prometheusText(all: ReadonlyArray<ProcessStats | Unreadable>): s
   return `${out.join("\n")}\n`;
 }
 
-function samples(
-  o: ObjectStats,
-  base: string,
-  add: (name: string, type: Metric["type"], help: string, labels: string, value: number) => void,
-): void {
+/** Adds one sample: a histogram's `_bucket`, `_sum` and `_count` go to the family without the suffix. */
+type Add = (name: string, type: Metric["type"], help: string, labels: string, value: number) => void;
+
+function samples(o: ObjectStats, base: string, add: Add): void {
   const c = o.counters;
   if (o.kind === "channel") {
     for (const [direction, messages, bytes] of [["out", "messagesOut", "bytesOut"], ["in", "messagesIn", "bytesIn"]]) {
@@ -104,6 +125,43 @@ function samples(
       add("ipckit_pool_tasks", "gauge", "Tasks now, by status.", `${base},status="${status}"`, c[status]!);
     }
     add("ipckit_pool_workers", "gauge", "Workers ready now.", base, c.workers!);
+  } else if (o.kind === "lock") {
+    add("ipckit_lock_acquisitions_total", "counter", "Times this process took the mutex.", base, c.acquired!);
+    add("ipckit_lock_contended_total", "counter", "Of those, the ones that waited.", base, c.contended!);
+    add("ipckit_lock_owner_died_total", "counter", "Taken over from an owner that died.", base, c.ownerDied!);
+    add("ipckit_lock_gave_up_total", "counter", "Waits that timed out or were aborted.", base, c.gaveUp!);
+    add("ipckit_lock_waiting", "gauge", "Callers of this process waiting now.", base, c.waiting!);
+    add("ipckit_lock_holder_thread", "gauge", "The thread of this process holding it, 0 for none.", base, c.holder!);
+    add(
+      "ipckit_lock_held_since_seconds",
+      "gauge",
+      "When that thread took it (Unix time), 0.",
+      base,
+      c.heldSince! / 1000,
+    );
+    add("ipckit_lock_longest_hold_seconds", "gauge", "The longest hold by this process.", base, c.longestHoldUs! / 1e6);
+  } else if (o.kind === "semaphore") {
+    add("ipckit_semaphore_acquisitions_total", "counter", "Acquisitions by this process.", base, c.acquired!);
+    add("ipckit_semaphore_contended_total", "counter", "Of those, the ones that waited.", base, c.contended!);
+    add("ipckit_semaphore_gave_up_total", "counter", "Waits that timed out or were aborted.", base, c.gaveUp!);
+    add("ipckit_semaphore_releases_total", "counter", "Releases by this process.", base, c.released!);
+    add("ipckit_semaphore_waiting", "gauge", "Callers of this process waiting now.", base, c.waiting!);
+    add("ipckit_semaphore_value", "gauge", "The count when this process last changed it.", base, c.value!);
+  } else if (o.kind === "latency") {
+    for (const [outcome, v] of [["begun", c.count!], ["failed", c.failed!]] as const) {
+      add("ipckit_operations_total", "counter", "Timed operations, by outcome.", `${base},outcome="${outcome}"`, v);
+    }
+    const help = "How long the timed operations took (one in 8 is timed).";
+    let below = 0;
+    const buckets = o.buckets ?? [];
+    buckets.forEach((n, k) => {
+      below += n;
+      const le = bucketCeilingUs(k);
+      const bound = le === Infinity ? "+Inf" : String(le / 1e6);
+      add("ipckit_latency_seconds_bucket", "histogram", help, `${base},le="${bound}"`, below);
+    });
+    add("ipckit_latency_seconds_sum", "histogram", help, base, c.sumUs! / 1e6);
+    add("ipckit_latency_seconds_count", "histogram", help, base, below);
   } else {
     const calls = { made: c.calls!, failed: c.callsFailed!, settled: c.callsSettled! };
     const served = { run: c.served!, failed: c.servedFailed!, done: c.servedDone! };
