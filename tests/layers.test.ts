@@ -45,8 +45,18 @@ const LAYERS: readonly (readonly string[])[] = [
   ["cli/"],
 ];
 
-/** Top-level folders that are not part of the library. */
-const NOT_LIBRARY = new Set(["tests", "bench", "examples", "scripts", "npm", "coverage", "docs", "node_modules"]);
+/** Top-level folders that are not part of the library (web/: the page the monitor serves, browser code). */
+const NOT_LIBRARY = new Set([
+  "tests",
+  "bench",
+  "examples",
+  "scripts",
+  "npm",
+  "coverage",
+  "docs",
+  "node_modules",
+  "web",
+]);
 const SOURCE = /\.(?:ts|js|mjs)$/;
 
 /** The unit of a path relative to ROOT (`"transports/unix.ts"` -> `"transports/"`, `"mod.ts"` -> `"mod.ts"`). */
