@@ -338,4 +338,48 @@ describe("the npm package", () => {
     const listed = JSON.parse(await ok([join(app, "node_modules", ".bin", "ipckit"), "ls", "--json"], app));
     assert.ok(Array.isArray(listed), JSON.stringify(listed));
   });
+
+  test(
+    "ipckit monitor --web serves its page (web/) and uPlot (the uplot dependency) from the installed package",
+    LONG,
+    async () => {
+      const child = spawn(join(app, "node_modules", ".bin", "ipckit"), ["monitor", "--web", "--port", "0"], {
+        cwd: app,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      children.add(child);
+      const closed = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+      try {
+        let out = "";
+        const url = await new Promise<string>((resolve, reject) => {
+          child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+            out += d;
+            const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+            if (m) resolve(m[1]!);
+          });
+          void closed.then((code) => reject(new Error(`ipckit monitor exited with ${code}: ${out}`)));
+        });
+        const types: Array<[string, RegExp]> = [
+          ["", /^text\/html/],
+          ["app.js", /^text\/javascript/],
+          ["style.css", /^text\/css/],
+          ["uplot.js", /^text\/javascript/],
+          ["uplot.css", /^text\/css/],
+          ["metrics", /^text\/plain; version=0\.0\.4/],
+        ];
+        for (const [path, type] of types) {
+          const r = await fetch(`${url}${path}`);
+          assert.equal(r.status, 200, path);
+          assert.match(r.headers.get("content-type") ?? "", type, path);
+          const text = await r.text();
+          if (path === "uplot.js") assert.match(text, /uPlot/);
+        }
+      } finally {
+        child.kill("SIGTERM");
+        assert.equal(await closed, 0, "SIGTERM closes it");
+        children.delete(child);
+      }
+    },
+  );
 });
