@@ -65,7 +65,7 @@ const ops = {
   count: ({ selector }) => page.evaluate((s) => document.querySelectorAll(s).length, selector),
   click: ({ selector }) => page.click(selector, { timeout: TIMEOUT }),
   errors: () => errors,
-  screenshot: ({ path }) => page.screenshot({ path }),
+  screenshot: async ({ path }) => void (await page.screenshot({ path })),
 };
 
 async function serve() {
