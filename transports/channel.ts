@@ -25,6 +25,7 @@ import { Fifo } from "../async/fifo.ts";
 import { Waiters } from "../async/waiters.ts";
 import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../errors.ts";
 import { DEFAULT_MAX_MESSAGE, MAX_FRAME } from "./framing.ts";
+import { type Counters, track } from "../shm/stats.ts";
 
 /** What a transport can promise. */
 export interface Capabilities {
@@ -163,6 +164,9 @@ export function receiveFrom<T>(waiters: Waiters<T>, description: string, options
   );
 }
 
+// Where a channel's counters are (`COUNTERS.channel` of shm/stats.ts).
+const MESSAGES_OUT = 0, BYTES_OUT = 1, MESSAGES_IN = 2, BYTES_IN = 3, ERRORS = 7;
+
 /**
  * The shared half of every channel. A transport extends it and implements `_send`, `_close` and (optionally)
  * `_pause`/`_resume`; it reports incoming messages with `deliver()` and the end with `end()`.
@@ -183,12 +187,18 @@ export abstract class BaseChannel implements Channel {
   #endError: Error | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /**
+   * This end's live counters (`ipckit stats`, named by its description): messages and bytes each way, the end by
+   * an error; a transport adds what it knows (a NATS channel: sends that waited for credit, as `sleeps`).
+   */
+  protected readonly stats: Counters;
 
   constructor(description: string, options: ChannelOptions = {}, transportMax?: number) {
     const limits = channelLimits(options, transportMax);
     this.maxMessage = limits.maxMessage;
     this.highWaterMark = limits.highWaterMark;
     this.description = description;
+    this.stats = track("channel", description);
   }
 
   /** Writes one validated message. Must not reorder messages. */
@@ -229,6 +239,9 @@ export abstract class BaseChannel implements Channel {
       );
     }
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
+    const v = this.stats.values;
+    v[MESSAGES_OUT]!++;
+    v[BYTES_OUT]! += message.byteLength;
     try {
       return this._send(message, options?.signal) ?? Promise.resolve();
     } catch (e) {
@@ -267,6 +280,9 @@ export abstract class BaseChannel implements Channel {
   /** Hands one received message to a waiting `receive()` or queues it. */
   protected deliver(message: Uint8Array): void {
     if (this.#closed) return; // closed locally: discard until the peer's end
+    const v = this.stats.values;
+    v[MESSAGES_IN]!++;
+    v[BYTES_IN]! += message.byteLength;
     if (this.#waiters.wake(message)) return;
     this.#queue.push(message);
     this.#queuedBytes += message.byteLength + MESSAGE_OVERHEAD;
@@ -284,11 +300,14 @@ export abstract class BaseChannel implements Channel {
     if (this.#endError !== undefined) return;
     this.#endError = error ?? new ClosedError(`Cannot receive on ${this.description}: the peer closed it`);
     this.#waiters.fail(this.#endError);
+    if (!(this.#endError instanceof ClosedError)) this.stats.values[ERRORS]!++;
+    this.stats.close();
   }
 
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    this.stats.close();
     this.#waiters.fail(new ClosedError(`Cannot receive on ${this.description}: it is closed`));
     this.#queue.clear();
     this.#queuedBytes = 0;

@@ -71,6 +71,9 @@ interface Blocked {
   drop?: () => void;
 }
 
+/** Where the count of sends that waited for credit is (`sleeps` of `COUNTERS.channel`, shm/stats.ts). */
+const SLEEPS = 4;
+
 /** One end of a channel. Made by `nats.listen` (accepted side) and `nats.connect`. */
 export class NatsChannel extends BaseChannel {
   readonly capabilities: Capabilities = capabilities;
@@ -277,6 +280,7 @@ export class NatsChannel extends BaseChannel {
         });
       }
       this.#blocked.push(entry);
+      this.stats.values[SLEEPS]!++; // waits for credit
       if (this.#blocked.length === 1) this.#flush();
     });
   }

@@ -21,6 +21,7 @@
  */
 import { ClosedError, IpcError, NotFoundError, PermissionError, TimeoutError } from "../errors.ts";
 import { loadNats, type NatsConnectionLike } from "../runtimes/nats.ts";
+import { type Counters, track } from "../shm/stats.ts";
 
 /** TLS settings, passed to nats.js as they are (file paths or PEM strings). */
 export interface NatsTlsOptions {
@@ -60,6 +61,9 @@ export type NatsTarget = { link: NatsLink } | NatsLinkOptions;
 
 let clients = 0;
 
+// Where a link's counters are (`COUNTERS.nats` of shm/stats.ts).
+const CONNECTED = 0, DISCONNECTS = 1, RECONNECTS = 2, CHANNELS = 3;
+
 /**
  * A connection to a NATS server. Channels, listeners and services made on it are listed here so that a lost
  * connection ends them all at once.
@@ -78,6 +82,7 @@ let clients = 0;
  * await Promise.all([client.close(), peer.close(), server.close()]);
  * ```
  */
+
 export class NatsLink implements AsyncDisposable {
   /** The nats.js connection (for subjects and features of NATS that ipckit does not wrap). */
   readonly connection: NatsConnectionLike;
@@ -87,10 +92,14 @@ export class NatsLink implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #lost: Error | undefined;
   #holds = 0;
+  /** The live counters (`ipckit stats`): `COUNTERS.nats` of shm/stats.ts. */
+  readonly #stats: Counters;
 
-  private constructor(connection: NatsConnectionLike) {
+  private constructor(connection: NatsConnectionLike, name: string) {
     this.connection = connection;
     this.maxPayload = connection.info?.max_payload ?? 1024 * 1024;
+    this.#stats = track("nats", `${name} ${this.server}`);
+    this.#stats.values[CONNECTED] = 1;
     void this.#watch();
   }
 
@@ -104,9 +113,10 @@ export class NatsLink implements AsyncDisposable {
     const o = checkOptions(options);
     const { connect } = await loadNats();
     const servers = o.servers ?? "127.0.0.1:4222";
+    const name = o.name ?? `ipckit-${++clients}`;
     const config: Record<string, unknown> = {
       servers,
-      name: o.name ?? `ipckit-${++clients}`,
+      name,
       timeout: o.timeout ?? 10_000,
       ...(o.user === undefined ? {} : { user: o.user }),
       ...(o.pass === undefined ? {} : { pass: o.pass }),
@@ -115,7 +125,7 @@ export class NatsLink implements AsyncDisposable {
       ...o.options,
     };
     try {
-      return new NatsLink(await connect(config));
+      return new NatsLink(await connect(config), name);
     } catch (e) {
       throw connectError(e, redact(servers));
     }
@@ -126,7 +136,7 @@ export class NatsLink implements AsyncDisposable {
     if (connection === null || typeof connection !== "object" || typeof connection.publish !== "function") {
       throw new TypeError("Cannot wrap a NATS connection: give the object nats.js connect() resolved with");
     }
-    return new NatsLink(connection);
+    return new NatsLink(connection, "nats link");
   }
 
   /** The server this link is connected to, without credentials. */
@@ -146,7 +156,11 @@ export class NatsLink implements AsyncDisposable {
       return () => {};
     }
     this.#users.add(user);
-    return () => this.#users.delete(user);
+    this.#stats.values[CHANNELS] = this.#users.size;
+    return () => {
+      this.#users.delete(user);
+      this.#stats.values[CHANNELS] = this.#users.size;
+    };
   }
 
   /**
@@ -180,19 +194,30 @@ export class NatsLink implements AsyncDisposable {
   async #watch(): Promise<void> {
     try {
       for await (const s of this.connection.status()) {
-        if (s.type === "disconnect") this.#lose(new ClosedError(`The NATS connection to ${this.server} was lost`));
+        const v = this.#stats.values;
+        if (s.type === "disconnect") {
+          v[CONNECTED] = 0;
+          v[DISCONNECTS]!++;
+          this.#lose(new ClosedError(`The NATS connection to ${this.server} was lost`));
+        } else if (s.type === "reconnect") {
+          v[CONNECTED] = 1;
+          v[RECONNECTS]!++;
+        }
       }
     } catch {
       // the status iterator ends with the connection
     }
     await this.connection.closed();
+    this.#stats.values[CONNECTED] = 0;
     this.#lose(new ClosedError(`The NATS connection to ${this.server} is closed`));
+    this.#stats.close();
   }
 
   #lose(error: Error): void {
     const users = [...this.#users];
     this.#users.clear();
     for (const u of users) u.linkLost(error);
+    this.#stats.values[CHANNELS] = this.#users.size;
     if (this.connection.isClosed()) this.#lost ??= error;
   }
 }
