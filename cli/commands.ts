@@ -35,7 +35,7 @@ const COMMANDS: Record<string, Command> = {
     run: async (args) => (await import("./top.ts")).top(args),
   },
   monitor: {
-    usage: "ipckit monitor --web [--port N] [--host H] [--interval MS]",
+    usage: "ipckit monitor --web [--port N] [--host H [--insecure]] [--interval MS]",
     summary: "the same in a browser, live, with charts, /metrics and a clean button (127.0.0.1:8019 by default)",
     run: async (args) => (await import("./monitor.ts")).monitor(args),
   },

@@ -24,7 +24,7 @@ import { type HttpAnswer, type HttpRequest, type HttpStream, packageFile, type T
 import { parse, type Spec, UsageError } from "./args.ts";
 import { type MonitorSample, Sampler, SERIES } from "./monitor_sample.ts";
 
-const SPEC: Spec = { web: "flag", port: "value", host: "value", interval: "value" };
+const SPEC: Spec = { web: "flag", port: "value", host: "value", interval: "value", insecure: "flag" };
 /** How long a page looks back when it opens. */
 const HISTORY_MS = 5 * 60_000;
 /** Pages open at once (each holds a connection and is sent every sample). */
@@ -45,8 +45,8 @@ const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9
 /**
  * Parses `ipckit monitor`'s arguments.
  *
- * @throws {UsageError} without `--web`, for a port that is not 0-65535, a host that is no address or host name, or
- *   an interval under 100 ms.
+ * @throws {UsageError} without `--web`, for a port that is not 0-65535, a host that is no address or host name, a
+ *   host other than loopback without `--insecure`, or an interval under 100 ms.
  */
 export function monitorOptions(args: readonly string[]): MonitorOptions {
   const opts = parse(args, SPEC);
@@ -61,6 +61,14 @@ export function monitorOptions(args: readonly string[]): MonitorOptions {
   const host = raw.startsWith("[") && raw.endsWith("]") ? raw.slice(1, -1) : raw;
   if (!IPV4.test(host) && !IPV6.test(host) && !HOSTNAME.test(host)) {
     throw new UsageError(`--host must be an IP address or a host name, not "${raw}"`);
+  }
+  // As every ipckit listener beyond this machine: no plain, unauthenticated server there unless asked for in so many
+  // words (the page shows every process's counters and can clean dead processes' objects).
+  if (!isLoopback(host) && opts.insecure !== true) {
+    throw new UsageError(
+      `--host ${raw} serves the monitor beyond this machine, in plain HTTP and to anyone who reaches it: add ` +
+        "--insecure to do so anyway (or keep it on 127.0.0.1 and reach it through `ssh -L 8019:127.0.0.1:8019`)",
+    );
   }
   const interval = opts.interval === undefined ? 1000 : Number(opts.interval);
   if (!Number.isInteger(interval) || interval < 100 || interval > 3_600_000) {
@@ -287,7 +295,7 @@ export async function startMonitor(options: Omit<MonitorOptions, "web">): Promis
   };
 }
 
-/** `ipckit monitor --web [--port N] [--host H] [--interval MS]`: serves until SIGINT (Ctrl-C) or SIGTERM. */
+/** `ipckit monitor --web [--port N] [--host H [--insecure]] [--interval MS]`: serves until SIGINT (Ctrl-C) or SIGTERM. */
 export async function monitor(args: readonly string[]): Promise<number> {
   const options = monitorOptions(args);
   const rt = await runtime();

@@ -287,6 +287,8 @@ test("ipckit monitor: bad arguments are usage errors (exit 2)", LONG, async () =
     [["--web", "--port", "-1"], /--port must be an integer/],
     [["--web", "--host", "not a host"], /--host must be an IP address or a host name/],
     [["--web", "--host", "http://127.0.0.1"], /--host must be/],
+    [["--web", "--host", "0.0.0.0"], /beyond this machine, in plain HTTP .* add --insecure/],
+    [["--web", "--host", "192.168.1.9", "--port", "0"], /add --insecure/],
     [["--web", "--interval", "5"], /--interval must be an integer from 100/],
     [["--web", "--interval", "1.5e3x"], /--interval must be/],
     [["--web", "--verbose"], /unknown option "--verbose"/],
@@ -296,7 +298,10 @@ test("ipckit monitor: bad arguments are usage errors (exit 2)", LONG, async () =
     const code = await main(["monitor", ...args], { out: () => {}, err: (t) => void err.push(t) });
     assert.equal(code, 2, args.join(" "));
     assert.match(err.join(""), message, args.join(" "));
-    assert.match(err.join(""), /usage: ipckit monitor --web \[--port N\] \[--host H\] \[--interval MS\]/);
+    assert.match(
+      err.join(""),
+      /usage: ipckit monitor --web \[--port N\] \[--host H \[--insecure\]\] \[--interval MS\]/,
+    );
   }
   // And from the command itself.
   const [cmd, ...rest] = runtimeArgv(rt.name, CLI);
