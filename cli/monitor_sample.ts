@@ -7,16 +7,20 @@
  */
 import { resources, stats } from "../mod.ts";
 import { shownName } from "./records.ts";
-import { rows } from "./top.ts";
+import { type Row, rows } from "./top.ts";
 
 /** The kinds of object the page shows. */
-export type ShownKind = "channel" | "pool" | "rpc";
+export type ShownKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats";
 
 /** The numbers charted for each kind of object the page shows: rates per second first, then current values. */
 export const SERIES = {
   channel: ["msg/s", "MB/s"],
   pool: ["tasks/s", "queued", "running", "workers"],
   rpc: ["calls/s", "in flight"],
+  latency: ["p50 us", "p99 us"],
+  lock: ["acquired/s", "waiting"],
+  semaphore: ["acquired/s", "value", "waiting"],
+  nats: ["connected", "channels"],
 } as const satisfies Record<ShownKind, readonly string[]>;
 
 /** One object of one process, as the page gets it. */
@@ -87,11 +91,7 @@ export class Sampler {
         kind,
         name: row.name,
         state: row.state as "live" | "closed",
-        series: kind === "channel"
-          ? { "msg/s": row.rate, "MB/s": row.mbps ?? 0 }
-          : kind === "pool"
-          ? { "tasks/s": row.rate, queued: c.queued!, running: c.running!, workers: c.workers! }
-          : { "calls/s": row.rate, "in flight": c.calls! - c.callsSettled! + c.served! - c.servedDone! },
+        series: seriesOf(kind, row),
         counters: c,
       };
     });
@@ -105,6 +105,27 @@ export class Sampler {
   /** Reads the leftovers again at the next sample (after a clean). */
   forget(): void {
     this.#leftoversAt = -Infinity;
+  }
+}
+
+/** The charted numbers of one object (NaN where there is nothing to chart: a latency slot with nothing timed). */
+function seriesOf(kind: ShownKind, row: Row): Record<string, number> {
+  const c = row.counters;
+  switch (kind) {
+    case "channel":
+      return { "msg/s": row.rate, "MB/s": row.mbps ?? 0 };
+    case "pool":
+      return { "tasks/s": row.rate, queued: c.queued!, running: c.running!, workers: c.workers! };
+    case "rpc":
+      return { "calls/s": row.rate, "in flight": c.calls! - c.callsSettled! + c.served! - c.servedDone! };
+    case "latency":
+      return { "p50 us": row.p50 ?? NaN, "p99 us": row.p99 ?? NaN, "ops/s": row.rate };
+    case "lock":
+      return { "acquired/s": row.rate, waiting: c.waiting! };
+    case "semaphore":
+      return { "acquired/s": row.rate, value: c.value!, waiting: c.waiting! };
+    case "nats":
+      return { connected: c.connected!, channels: c.channels! };
   }
 }
 

@@ -30,6 +30,9 @@ export interface Row {
   mbps: number | undefined;
   /** Wake-ups of the peer per second (channels). */
   wakes: number | undefined;
+  /** Latency slots: p50 and p99 in microseconds over the last interval (since the slot began before that). */
+  p50: number | undefined;
+  p99: number | undefined;
   /** The current values, shortly. */
   now: string;
   /** The counters as read. */
@@ -72,15 +75,32 @@ export function rows(
           ? per("calls") + per("served")
           : o.kind === "latency"
           ? per("count")
+          : o.kind === "nats"
+          ? per("reconnects")
           : per("acquired"),
         mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
         wakes: channel ? per("wakes") : undefined,
+        ...(o.kind === "latency" ? recentQuantiles(o, before) : { p50: undefined, p99: undefined }),
         now: shownNow(o, before),
         counters: c,
       });
     }
   }
   return { rows: out, sample };
+}
+
+/**
+ * A latency slot's p50 and p99 (microseconds) of the operations timed since `before` (its counters and buckets,
+ * `b0`...), or since it began when none were (NaN when none ever were).
+ */
+export function recentQuantiles(
+  o: stats.ObjectStats,
+  before: Record<string, number> | undefined,
+): { p50: number; p99: number } {
+  const all = o.buckets ?? [];
+  const recent = before ? all.map((n, k) => n - (before[`b${k}`] ?? 0)) : all;
+  const b = recent.some((n) => n > 0) ? recent : all;
+  return { p50: stats.quantile(b, 0.5), p99: stats.quantile(b, 0.99) };
 }
 
 /** An object's current values, shortly; a latency slot's p50 and p99 over the last interval (else since it began). */
@@ -95,11 +115,8 @@ export function shownNow(o: stats.ObjectStats, before: Record<string, number> | 
       return `in flight ${c.calls! - c.callsSettled! + c.served! - c.servedDone!} calls ${c.calls} failed ` +
         `${c.callsFailed} served ${c.served} failed ${c.servedFailed}`;
     case "latency": {
-      const all = o.buckets ?? [];
-      const recent = before ? all.map((n, k) => n - (before[`b${k}`] ?? 0)) : all;
-      const b = recent.some((n) => n > 0) ? recent : all;
-      const q = (x: number) => shownTime(stats.quantile(b, x));
-      return `p50 ${q(0.5)} p99 ${q(0.99)} count ${c.count} failed ${c.failed}`;
+      const { p50, p99 } = recentQuantiles(o, before);
+      return `p50 ${shownTime(p50)} p99 ${shownTime(p99)} count ${c.count} failed ${c.failed}`;
     }
     case "lock": {
       const held = c.holder
@@ -110,6 +127,9 @@ export function shownNow(o: stats.ObjectStats, before: Record<string, number> | 
     }
     case "semaphore":
       return `value ${c.value} waiting ${c.waiting} acquired ${c.acquired} released ${c.released} gave up ${c.gaveUp}`;
+    case "nats":
+      return `${c.connected ? "connected" : "disconnected"} channels ${c.channels} disconnects ${c.disconnects} ` +
+        `reconnects ${c.reconnects}`;
   }
 }
 

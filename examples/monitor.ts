@@ -1,6 +1,7 @@
 /**
- * A load to watch: a pool of two worker processes (on the other runtimes) fed batches of tasks, and an RPC
- * client and server over a shm channel, each object counting in this process's stats segment. While it runs,
+ * A load to watch: a pool of two worker processes (on the other runtimes) fed batches of tasks, an RPC client and
+ * server over a shm channel (each method timed), and an observed mutex and semaphore, each object counting in this
+ * process's stats segment. While it runs,
  * `ipckit top` shows it in a terminal and `ipckit monitor --web` in a browser (with /metrics); at the end it reads
  * its own counters back, as any other process would. This one file is both: started as a pool worker it serves the
  * task, otherwise it is the load.
@@ -10,7 +11,7 @@
  *
  * @module
  */
-import { Pool, pool, rpc, runtime, type RuntimeName, shm, stats } from "../mod.ts";
+import { Mutex, Pool, pool, rpc, runtime, type RuntimeName, Semaphore, shm, stats } from "../mod.ts";
 
 const rt = await runtime();
 stats.setStats(true); // on by default; the test runner turns them off (IPCKIT_STATS=off)
@@ -47,19 +48,29 @@ if (rt.env("IPCKIT_POOL_WORKER")) {
     shm.fromHandle(handle),
     { name: "calculator (client)" },
   );
+  const totals = new Mutex().observe("totals lock"); // shown with its holder and its longest hold
+  const slowSlots = new Semaphore(2).observe("slow call slots"); // two slow calls at a time
   try {
     await workers.ready();
     console.log(`load running for ${seconds} s: pid ${rt.pid} (${rt.name}), workers on ${others.join(" and ")}`);
     const end = Date.now() + seconds * 1000;
     const slow = (async () => {
-      while (Date.now() < end) await Promise.all(Array.from({ length: 4 }, (_, i) => client.api.slow(150 + 50 * i)));
+      while (Date.now() < end) {
+        await Promise.all(Array.from({ length: 4 }, async (_, i) => {
+          using _slot = await slowSlots.acquire();
+          return await client.api.slow(150 + 50 * i);
+        }));
+      }
     })();
     let tasks = 0;
     let calls = 0;
     while (Date.now() < end) {
       const batch = Array.from({ length: 40 }, (_, i) => workers.run(20_000 + i));
       for (let i = 0; i < 50; i++) await client.api.add(i, calls++);
-      tasks += (await Promise.all(batch)).length;
+      const done = await Promise.all(batch);
+      await totals.lock();
+      tasks += done.length;
+      totals.unlock();
       await sleep(20);
     }
     await slow;
@@ -70,6 +81,9 @@ if (rt.env("IPCKIT_POOL_WORKER")) {
     console.log(`ran ${tasks} tasks and ${calls} calls (and the slow ones)`);
     console.log(`stats: pool "squares" done ${find("squares")?.done}, workers ${find("squares")?.workers}`);
     console.log(`stats: rpc "calculator (client)" calls ${find("calculator (client)")?.calls}`);
+    const add = objects.find((o) => o.name === "calculator (client) · call add");
+    console.log(`stats: add's p50 ${add?.buckets ? stats.quantile(add.buckets, 0.5).toFixed(1) : "?"} us`);
+    console.log(`stats: "totals lock" acquired ${find("totals lock")?.acquired}`);
   } finally {
     await client.close();
     await server.close();

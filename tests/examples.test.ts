@@ -31,7 +31,8 @@ const EXPECTED: Record<string, string | RegExp> = {
   "file_lock.ts": /parent and child took turns: 6 holds, child exited with 0/,
   "file_queue.ts": /every job done: 20 of 20, none lost after the consumer was killed/,
   "master_worker.ts": /tasks per runtime:[\s\S]*0 lost/,
-  "monitor.ts": /stats: pool "squares" done \d+, workers 2[\s\S]*stats: rpc "calculator \(client\)" calls \d+/,
+  "monitor.ts":
+    /stats: pool "squares" done \d+, workers 2[\s\S]*stats: rpc "calculator \(client\)" calls \d+[\s\S]*add's p50 \d+\.\d us[\s\S]*"totals lock" acquired [1-9]/,
   "mq.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1/,
   "nats_pool.ts":
     /tasks per runtime:[\s\S]*workers: [\s\S]*the calculator service answered 100 calls; sum of answers 5050/,

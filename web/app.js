@@ -33,11 +33,52 @@ const NUMBERS = {
     ["served", (o) => count(o.counters.served)],
     ["failed", (o) => count(o.counters.callsFailed + o.counters.servedFailed)],
   ],
+  latency: [
+    ["p50 us", (o) => time(o.series["p50 us"])],
+    ["p99 us", (o) => time(o.series["p99 us"])],
+    ["ops/s", (o) => rate(o.series["ops/s"])],
+    ["count", (o) => count(o.counters.count)],
+    ["failed", (o) => count(o.counters.failed)],
+  ],
+  lock: [
+    ["acquired/s", (o) => rate(o.series["acquired/s"])],
+    ["waiting", (o) => count(o.series.waiting)],
+    ["holder", (o) => (o.counters.holder ? `thread ${o.counters.holder}` : "none here")],
+    ["held for", (o) => (o.counters.heldSince ? age(o.counters.heldSince) : "-")],
+    ["contended", (o) => count(o.counters.contended)],
+    ["owner died", (o) => count(o.counters.ownerDied)],
+    ["gave up", (o) => count(o.counters.gaveUp)],
+    ["longest hold", (o) => time(o.counters.longestHoldUs)],
+  ],
+  semaphore: [
+    ["acquired/s", (o) => rate(o.series["acquired/s"])],
+    ["value", (o) => count(o.series.value)],
+    ["waiting", (o) => count(o.series.waiting)],
+    ["acquired", (o) => count(o.counters.acquired)],
+    ["released", (o) => count(o.counters.released)],
+    ["gave up", (o) => count(o.counters.gaveUp)],
+  ],
+  nats: [
+    ["connected", (o) => (o.series.connected ? "yes" : "no")],
+    ["channels", (o) => count(o.series.channels)],
+    ["disconnects", (o) => count(o.counters.disconnects)],
+    ["reconnects", (o) => count(o.counters.reconnects)],
+  ],
 };
+/** Kinds whose charted numbers share one scale (a latency's p50 and p99). */
+const ONE_SCALE = new Set(["latency"]);
 
 const numberFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const count = (x) => numberFormat.format(x);
 const rate = (x) => (x < 10 && x > 0 ? x.toFixed(1) : numberFormat.format(x));
+/** A time in microseconds, shortly ("-" when there is none: NaN arrives as null). */
+function time(us) {
+  if (us === null || us === undefined || Number.isNaN(us)) return "-";
+  if (us < 10) return `${us.toFixed(1)} us`;
+  if (us < 1000) return `${Math.round(us)} us`;
+  if (us < 1e6) return `${(us / 1000).toPrecision(2)} ms`;
+  return `${(us / 1e6).toPrecision(2)} s`;
+}
 
 /** How long ago `t` (ms since the epoch) was, shortly. */
 function age(t, now = Date.now()) {
@@ -120,6 +161,7 @@ const clock = (t) => new Date(t * 1000).toLocaleTimeString("en-GB");
 
 function chartOptions(kind, width) {
   const names = SERIES[kind] ?? [];
+  const one = ONE_SCALE.has(kind);
   const axis = { stroke: "#64748b", grid: { stroke: "#eef2f7" }, ticks: { show: false }, font: "11px sans-serif" };
   return {
     width,
@@ -142,14 +184,14 @@ function chartOptions(kind, width) {
         space: 24,
         grid: { show: false },
         values: (_u, ticks) => ticks.map(short),
-        show: names.length > 1,
+        show: names.length > 1 && !one,
       },
     ],
     series: [
       {},
       ...names.map((label, i) => ({
         label,
-        scale: i === 0 ? "y" : "y2",
+        scale: i === 0 || one ? "y" : "y2",
         stroke: COLORS[i % COLORS.length],
         width: i === 0 ? 2 : 1.5,
         fill: i === 0 ? "rgba(37, 99, 235, 0.08)" : undefined,
@@ -214,7 +256,7 @@ function render() {
   const order = [...tracked.values()].sort((a, b) =>
     a.object.pid - b.object.pid || a.object.name.localeCompare(b.object.name)
   );
-  const shown = { channel: 0, pool: 0, rpc: 0 };
+  const shown = { channel: 0, pool: 0, rpc: 0, latency: 0, lock: 0, semaphore: 0, nats: 0 };
   for (const entry of order) {
     const o = entry.object;
     if (o.state === "closed") closed++;
