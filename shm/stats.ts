@@ -28,7 +28,7 @@
  * | offset in slot | size | slot field                                                           |
  * | -------------- | ---- | -------------------------------------------------------------------- |
  * | 0              | 4    | state: 0 free, 1 live, 2 closed (its counters stay until reused)      |
- * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc, 4 latency, 5 lock, 6 semaphore        |
+ * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc, 4 latency, 5 lock, 6 semaphore, 7 nats |
  * | 8              | 4    | generation: bumped each time the slot is taken                       |
  * | 12             | 4    | name length in bytes (at most 52)                                     |
  * | 16             | 52   | name, UTF-8                                                           |
@@ -67,7 +67,15 @@ const SLOT = 256;
 const SLOTS = 255;
 const NAME_BYTES = 52;
 const COUNTERS_AT = 72;
-/** Buckets of a latency slot, after its three counters (shm/stats_latency.ts says what they hold). */
+/**
+ * Buckets of a latency slot, after its three counters (shm/stats_latency.ts says what they hold).
+ *
+ * @example
+ * ```ts
+ * import { stats } from "ipckit";
+ * console.log(stats.LATENCY_BUCKETS); // 20: 2 us doubling to 0.52 s, the last open
+ * ```
+ */
 export const LATENCY_BUCKETS = 20;
 /** Counters per slot. */
 export const COUNTER_SLOTS = (SLOT - COUNTERS_AT) / 8;
@@ -78,8 +86,8 @@ const S_STATE = 0, S_KIND = 1, S_GENERATION = 2, S_NAME_LENGTH = 3;
 const FREE = 0, LIVE = 1, CLOSED = 2;
 
 /** What a slot counts. */
-export type StatsKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore";
-const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc", "latency", "lock", "semaphore"]; // codes 1 to 6
+export type StatsKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats";
+const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc", "latency", "lock", "semaphore", "nats"]; // codes 1 to 7
 
 /**
  * The counters of each kind, in slot order. Counts only grow; the ones marked "now" are the current value.
@@ -98,7 +106,8 @@ export const COUNTERS = {
     "bytesIn",
     "sleeps", // this side parked, waiting for a message or for room
     "wakes", // this side woke its parked peer
-    "capacity", // now: the ring's size in bytes, each way
+    "capacity", // now: the ring's size in bytes, each way (shm)
+    "errors", // the channel ended with an error (a broken frame, a peer that stopped answering...)
   ],
   pool: [
     "submitted",
@@ -127,6 +136,8 @@ export const COUNTERS = {
   ],
   // an observed Semaphore, as this process uses it
   semaphore: ["acquired", "contended", "gaveUp", "released", "waiting", "value"],
+  // a NATS link (connection): whether it is connected now, how often it dropped and came back, channels on it now
+  nats: ["connected", "disconnects", "reconnects", "channels"],
 } as const satisfies Record<StatsKind, readonly string[]>;
 
 /**

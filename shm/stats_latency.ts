@@ -20,7 +20,15 @@
  */
 import { type Counters, LATENCY_BUCKETS, track } from "./stats.ts";
 
-/** One operation in this many is timed. */
+/**
+ * One operation in this many is timed (all are counted).
+ *
+ * @example
+ * ```ts
+ * import { stats } from "ipckit";
+ * console.log(stats.SAMPLE_EVERY); // 8: a slot's buckets hold about count / 8 operations
+ * ```
+ */
 export const SAMPLE_EVERY = 8;
 /** How many buckets a latency slot has. */
 export { LATENCY_BUCKETS } from "./stats.ts";
@@ -34,12 +42,28 @@ export function bucketOf(us: number): number {
   return Math.min(LATENCY_BUCKETS - 1, Math.floor(Math.log2(us)));
 }
 
-/** The lower bound of bucket `k` in microseconds (0 for the first). */
+/**
+ * The lower bound of bucket `k` in microseconds (0 for the first).
+ *
+ * @example
+ * ```ts
+ * import { stats } from "ipckit";
+ * console.log(stats.bucketFloorUs(0), stats.bucketFloorUs(1), stats.bucketFloorUs(10)); // 0 2 1024
+ * ```
+ */
 export function bucketFloorUs(k: number): number {
   return k === 0 ? 0 : 2 ** k;
 }
 
-/** The upper bound of bucket `k` in microseconds (Infinity for the last). */
+/**
+ * The upper bound of bucket `k` in microseconds (Infinity for the last).
+ *
+ * @example
+ * ```ts
+ * import { stats } from "ipckit";
+ * console.log(stats.bucketCeilingUs(0), stats.bucketCeilingUs(stats.LATENCY_BUCKETS - 1)); // 2 Infinity
+ * ```
+ */
 export function bucketCeilingUs(k: number): number {
   return k >= LATENCY_BUCKETS - 1 ? Infinity : 2 ** (k + 1);
 }

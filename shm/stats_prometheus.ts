@@ -9,7 +9,8 @@
  * | `ipckit_channel_bytes_total`        | counter | their bytes                                               |
  * | `ipckit_channel_sleeps_total`       | counter | times this side parked, waiting for a message or for room |
  * | `ipckit_channel_wakes_total`        | counter | times this side woke its parked peer                      |
- * | `ipckit_channel_capacity_bytes`     | gauge   | the ring's size, each way                                 |
+ * | `ipckit_channel_capacity_bytes`     | gauge   | the ring's size, each way (shm)                           |
+ * | `ipckit_channel_errors_total`       | counter | ends by an error (a broken frame, a silent peer...)       |
  * | `ipckit_pool_tasks_total`           | counter | tasks by `outcome`: submitted, done, failed, retried      |
  * | `ipckit_pool_restarts_total`        | counter | workers started again after dying                         |
  * | `ipckit_pool_tasks`                 | gauge   | tasks now, by `status`: queued, running                   |
@@ -35,6 +36,10 @@
  * | `ipckit_semaphore_releases_total`   | counter | permits given back by this process (calls)                |
  * | `ipckit_semaphore_waiting`          | gauge   | callers of this process waiting now                       |
  * | `ipckit_semaphore_value`            | gauge   | the count when this process last changed it               |
+ * | `ipckit_nats_connected`             | gauge   | 1 while the NATS link is connected                        |
+ * | `ipckit_nats_disconnects_total`     | counter | times it dropped                                          |
+ * | `ipckit_nats_reconnects_total`      | counter | times it came back                                        |
+ * | `ipckit_nats_channels`              | gauge   | channels on it now                                        |
  * | `ipckit_stats_unreadable_segments`  | gauge   | stats segments that could not be read                     |
  *
  * @module
@@ -116,6 +121,7 @@ function samples(o: ObjectStats, base: string, add: Add): void {
     add("ipckit_channel_sleeps_total", "counter", "Times this side parked waiting.", base, c.sleeps!);
     add("ipckit_channel_wakes_total", "counter", "Times this side woke its parked peer.", base, c.wakes!);
     add("ipckit_channel_capacity_bytes", "gauge", "The ring's size, each way.", base, c.capacity!);
+    add("ipckit_channel_errors_total", "counter", "Ends by an error.", base, c.errors ?? 0);
   } else if (o.kind === "pool") {
     for (const outcome of ["submitted", "done", "failed", "retried"]) {
       add("ipckit_pool_tasks_total", "counter", "Tasks by outcome.", `${base},outcome="${outcome}"`, c[outcome]!);
@@ -147,6 +153,11 @@ function samples(o: ObjectStats, base: string, add: Add): void {
     add("ipckit_semaphore_releases_total", "counter", "Releases by this process.", base, c.released!);
     add("ipckit_semaphore_waiting", "gauge", "Callers of this process waiting now.", base, c.waiting!);
     add("ipckit_semaphore_value", "gauge", "The count when this process last changed it.", base, c.value!);
+  } else if (o.kind === "nats") {
+    add("ipckit_nats_connected", "gauge", "1 while the NATS link is connected.", base, c.connected!);
+    add("ipckit_nats_disconnects_total", "counter", "Times the NATS link dropped.", base, c.disconnects!);
+    add("ipckit_nats_reconnects_total", "counter", "Times the NATS link came back.", base, c.reconnects!);
+    add("ipckit_nats_channels", "gauge", "Channels on the NATS link now.", base, c.channels!);
   } else if (o.kind === "latency") {
     for (const [outcome, v] of [["begun", c.count!], ["failed", c.failed!]] as const) {
       add("ipckit_operations_total", "counter", "Timed operations, by outcome.", `${base},outcome="${outcome}"`, v);
