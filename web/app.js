@@ -76,8 +76,9 @@ function time(us) {
   if (us === null || us === undefined || Number.isNaN(us)) return "-";
   if (us < 10) return `${us.toFixed(1)} us`;
   if (us < 1000) return `${Math.round(us)} us`;
-  if (us < 1e6) return `${(us / 1000).toPrecision(2)} ms`;
-  return `${(us / 1e6).toPrecision(2)} s`;
+  if (us < 1e4) return `${(us / 1000).toFixed(1)} ms`;
+  if (us < 1e6) return `${Math.round(us / 1000)} ms`;
+  return `${(us / 1e6).toFixed(us < 1e7 ? 1 : 0)} s`;
 }
 
 /** How long ago `t` (ms since the epoch) was, shortly. */
