@@ -153,6 +153,8 @@ export class LatencyFamily {
   readonly #max: number;
   readonly #slots = new Map<string, Latency>();
   #other: Latency | undefined;
+  #lastKey: string | undefined;
+  #last: Latency | undefined;
 
   constructor(prefix: string, max = 32) {
     this.#prefix = prefix;
@@ -161,8 +163,14 @@ export class LatencyFamily {
 
   /** The slot of `key`. */
   of(key: string): Latency {
-    const l = this.#slots.get(key);
-    if (l) return l;
+    if (key === this.#lastKey) return this.#last!; // the same method again: no lookup
+    const l = this.#slots.get(key) ?? this.#take(key);
+    this.#lastKey = key;
+    this.#last = l;
+    return l;
+  }
+
+  #take(key: string): Latency {
     if (this.#slots.size < this.#max) {
       const made = latency(`${this.#prefix}${key}`);
       this.#slots.set(key, made);
@@ -177,5 +185,6 @@ export class LatencyFamily {
     this.#slots.clear();
     if (this.#other) releaseLatency(this.#other);
     this.#other = undefined;
+    this.#lastKey = this.#last = undefined;
   }
 }
