@@ -36,6 +36,8 @@ export interface MonitorObject {
   series: Record<string, number>;
   /** The counters as read. */
   counters: Record<string, number>;
+  /** Shm channels between two processes: bytes sent to this side not read yet (see cli/top.ts `Row.queued`). */
+  queued?: number;
 }
 
 /** An object that a dead process left behind, from its owner record. */
@@ -93,6 +95,7 @@ export class Sampler {
         state: row.state as "live" | "closed",
         series: seriesOf(kind, row),
         counters: c,
+        ...(row.queued === undefined ? {} : { queued: row.queued }),
       };
     });
     const processes = all.flatMap((p) =>

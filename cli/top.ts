@@ -30,6 +30,11 @@ export interface Row {
   mbps: number | undefined;
   /** Wake-ups of the peer per second (channels). */
   wakes: number | undefined;
+  /**
+   * Shm channels between two processes: bytes sent to this side and not read yet (the peer's `bytesOut` less this
+   * side's `bytesIn`: the fill of the ring this side reads, payload bytes), from both processes' segments.
+   */
+  queued: number | undefined;
   /** Latency slots: p50 and p99 in microseconds over the last interval (since the slot began before that). */
   p50: number | undefined;
   p99: number | undefined;
@@ -51,6 +56,7 @@ export function rows(
 ): { rows: Row[]; sample: Sample } {
   const sample: Sample = new Map();
   const out: Row[] = [];
+  const peers = shmEnds(all);
   for (const p of all) {
     if ("error" in p) continue;
     for (const o of p.objects) {
@@ -61,6 +67,7 @@ export function rows(
       const before = previous.get(keyOf(p, o));
       const per = (k: string) => (before && seconds > 0 ? Math.max(0, (c[k]! - (before[k] ?? 0)) / seconds) : 0);
       const channel = o.kind === "channel";
+      const queued = channel ? queuedFor(p.pid, o, peers) : undefined;
       out.push({
         pid: p.pid,
         runtime: p.runtime,
@@ -80,13 +87,41 @@ export function rows(
           : per("acquired"),
         mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
         wakes: channel ? per("wakes") : undefined,
+        queued,
         ...(o.kind === "latency" ? recentQuantiles(o, before) : { p50: undefined, p99: undefined }),
-        now: shownNow(o, before),
+        now: shownNow(o, before) + (queued === undefined ? "" : ` queued ${queued} B`),
         counters: c,
       });
     }
   }
   return { rows: out, sample };
+}
+
+/** The live ends of shm channels (a capacity, a segment's name) by name, with their process. */
+function shmEnds(
+  all: Array<stats.ProcessStats | stats.Unreadable>,
+): Map<string, { pid: number; o: stats.ObjectStats }[]> {
+  const ends = new Map<string, { pid: number; o: stats.ObjectStats }[]>();
+  for (const p of all) {
+    if ("error" in p) continue;
+    for (const o of p.objects) {
+      if (o.kind !== "channel" || o.state !== "live" || !o.counters.capacity || !o.name.startsWith("/")) continue;
+      const list = ends.get(o.name) ?? [];
+      list.push({ pid: p.pid, o });
+      ends.set(o.name, list);
+    }
+  }
+  return ends;
+}
+
+/** Bytes waiting for `o` (of process `pid`) in its ring, when its channel has exactly one other end, elsewhere. */
+function queuedFor(pid: number, o: stats.ObjectStats, ends: ReturnType<typeof shmEnds>): number | undefined {
+  const list = ends.get(o.name);
+  if (!list || list.length !== 2 || list[0]!.pid === list[1]!.pid) return undefined;
+  const peer = list.find((e) => e.pid !== pid);
+  if (!peer) return undefined;
+  // Two segments read one after the other: a message counted by one and not yet by the other reads as 0, not < 0.
+  return Math.max(0, peer.o.counters.bytesOut! - o.counters.bytesIn!);
 }
 
 /**

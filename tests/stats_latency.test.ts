@@ -285,3 +285,28 @@ test("ipckit top's rows: a latency slot's p50 and p99 over the last interval, lo
   };
   assert.equal(shownNow(sem, undefined), "value 1 waiting 0 acquired 3 released 2 gave up 0");
 });
+
+test("ipckit top's rows: a shm channel's two ends in two processes give the bytes queued for each", () => {
+  const end = (bytesOut: number, bytesIn: number): stats.ObjectStats => ({
+    kind: "channel",
+    name: "/ipckit-pair",
+    state: "live",
+    counters: { messagesOut: 1, bytesOut, messagesIn: 1, bytesIn, sleeps: 0, wakes: 0, capacity: 1024, errors: 0 },
+  });
+  const proc = (pid: number, objects: stats.ObjectStats[]): stats.ProcessStats => ({
+    segment: `/ipckit-stats-${pid}-0-0`,
+    pid,
+    runtime: "node",
+    since: 0,
+    objects,
+  });
+  const two = rows([proc(1, [end(100, 10)]), proc(2, [end(10, 60)])], new Map(), 0).rows;
+  assert.deepEqual(two.map((r) => r.queued), [0, 40], "side 2 has 40 of side 1's 100 bytes still to read");
+  assert.match(two[1]!.now, / queued 40 B$/);
+  // A read of one segment just before a message that the other already counts: never below 0.
+  assert.deepEqual(rows([proc(1, [end(5, 0)]), proc(2, [end(0, 9)])], new Map(), 0).rows.map((r) => r.queued), [0, 0]);
+  // Not two ends in two processes: nothing to pair.
+  assert.equal(rows([proc(1, [end(100, 10)])], new Map(), 0).rows[0]!.queued, undefined);
+  const three = rows([proc(1, [end(1, 1)]), proc(2, [end(1, 1)]), proc(3, [end(1, 1)])], new Map(), 0).rows;
+  assert.ok(three.every((r) => r.queued === undefined));
+});

@@ -17,6 +17,7 @@ const NUMBERS = {
     ["MB/s", (o) => o.series["MB/s"].toFixed(2)],
     ["sent", (o) => count(o.counters.messagesOut)],
     ["received", (o) => count(o.counters.messagesIn)],
+    ["queued in", (o) => (o.queued === undefined || o.queued === null ? "-" : `${count(o.queued)} B`)],
   ],
   pool: [
     ["tasks/s", (o) => rate(o.series["tasks/s"])],
