@@ -10,7 +10,7 @@ import { shownName } from "./records.ts";
 import { type Row, rows } from "./top.ts";
 
 /** The kinds of object the page shows. */
-export type ShownKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats";
+export type ShownKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats" | "worker";
 
 /** The numbers charted for each kind of object the page shows: rates per second first, then current values. */
 export const SERIES = {
@@ -21,6 +21,7 @@ export const SERIES = {
   lock: ["acquired/s", "waiting"],
   semaphore: ["acquired/s", "value", "waiting"],
   nats: ["connected", "channels"],
+  worker: ["tasks/s", "running"],
 } as const satisfies Record<ShownKind, readonly string[]>;
 
 /** One object of one process, as the page gets it. */
@@ -129,6 +130,8 @@ function seriesOf(kind: ShownKind, row: Row): Record<string, number> {
       return { "acquired/s": row.rate, value: c.value!, waiting: c.waiting! };
     case "nats":
       return { connected: c.connected!, channels: c.channels! };
+    case "worker":
+      return { "tasks/s": row.rate, running: c.running! };
   }
 }
 

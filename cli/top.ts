@@ -84,6 +84,8 @@ export function rows(
           ? per("count")
           : o.kind === "nats"
           ? per("reconnects")
+          : o.kind === "worker"
+          ? per("done")
           : per("acquired"),
         mbps: channel ? (per("bytesOut") + per("bytesIn")) / 1e6 : undefined,
         wakes: channel ? per("wakes") : undefined,
@@ -96,6 +98,9 @@ export function rows(
   }
   return { rows: out, sample };
 }
+
+/** A worker slot's `state` counter, as a word. */
+export const WORKER_STATES = ["none", "starting", "ready", "draining", "stopping", "dead"];
 
 /** The live ends of shm channels (a capacity, a segment's name) by name, with their process. */
 function shmEnds(
@@ -165,6 +170,9 @@ export function shownNow(o: stats.ObjectStats, before: Record<string, number> | 
     case "nats":
       return `${c.connected ? "connected" : "disconnected"} channels ${c.channels} disconnects ${c.disconnects} ` +
         `reconnects ${c.reconnects}`;
+    case "worker":
+      return `${WORKER_STATES[c.state!] ?? "?"} ${c.state ? `id ${c.id} ` : ""}running ${c.running} done ${c.done} ` +
+        `restarts ${c.restarts}`;
   }
 }
 

@@ -10,7 +10,7 @@ import { onAbort, Waiters } from "../async/mod.ts";
 import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors.ts";
 import type { EventLog } from "./events.ts";
 import type { CallSink } from "../rpc/peer.ts";
-import type { Counters } from "../shm/stats.ts";
+import { type Counters, track } from "../shm/stats.ts";
 import { type Latency, latency, releaseLatency, UNTIMED } from "../shm/stats_latency.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
@@ -38,8 +38,11 @@ export interface Task {
 
 /** What the scheduler needs to know of the workers (the supervisor knows it). */
 export interface Workers {
-  /** The worker slots in order, each with its member (undefined while it has none). Read, never changed. */
-  readonly slots: readonly { readonly member: Member<Task> | undefined }[];
+  /**
+   * The worker slots in order, each with its member (undefined while it has none) and how often it was restarted.
+   * Read, never changed.
+   */
+  readonly slots: readonly { readonly member: Member<Task> | undefined; readonly restarts: number }[];
   /** The slot of a member, for events; -1 when it has none. */
   slotOf(member: Member<Task>): number;
   /** Workers started again after dying, so far. */
@@ -66,6 +69,8 @@ export class Scheduler {
   readonly #stats: Counters;
   /** How long tasks wait for a worker (`<pool> · wait`); the run time is each method's (`<pool> · call <m>`). */
   readonly #wait: Latency;
+  /** Each worker slot's counters (`COUNTERS.worker`: `<pool> worker <i>`), made as slots appear. */
+  readonly #slotStats: Counters[] = [];
 
   constructor(settings: Settings, events: EventLog, workers: Workers, stats: Counters) {
     this.#o = settings;
@@ -75,9 +80,11 @@ export class Scheduler {
     this.#wait = latency(`${stats.name} · wait`);
   }
 
-  /** The pool closed: its wait-time slot is given back. */
+  /** The pool closed: its wait-time slot and its workers' slots are given back. */
   close(): void {
     releaseLatency(this.#wait);
+    this.#gauges(); // the workers' last state (stopped: none)
+    for (const c of this.#slotStats) c.close();
   }
 
   /** Tasks waiting for a worker. */
@@ -189,8 +196,20 @@ export class Scheduler {
     const slots = this.#workers.slots;
     let running = 0, ready = 0;
     for (let i = 0; i < slots.length; i++) {
-      const m = slots[i]!.member;
-      if (!m) continue;
+      const slot = slots[i]!;
+      const m = slot.member;
+      const w = (this.#slotStats[i] ??= track("worker", `${this.#stats.name} worker ${i}`)).values;
+      w[W_SLOT] = i;
+      w[W_RESTARTS] = slot.restarts;
+      if (!m) {
+        w[W_STATE] = 0;
+        w[W_RUNNING] = 0;
+        continue;
+      }
+      w[W_ID] = m.id;
+      w[W_STATE] = STATE_CODES[m.state];
+      w[W_RUNNING] = m.running.size;
+      w[W_DONE] = m.done;
       running += m.running.size;
       if (m.state === "ready") ready++;
     }
@@ -329,6 +348,9 @@ class Attempt implements CallSink {
 
 const NOOP = () => {};
 // Where the pool's counters are (`COUNTERS.pool` of shm/stats.ts).
+// Where a worker slot's counters are (`COUNTERS.worker`), and its states' codes.
+const W_SLOT = 0, W_ID = 1, W_STATE = 2, W_RUNNING = 3, W_DONE = 4, W_RESTARTS = 5;
+const STATE_CODES = { starting: 1, ready: 2, draining: 3, stopping: 4, dead: 5 } as const;
 const SUBMITTED = 0, DONE = 1, FAILED = 2, RETRIED = 3, RESTARTS = 4, QUEUED = 5, RUNNING = 6, WORKERS = 7;
 
 let forExecutor: Task | undefined;

@@ -28,7 +28,7 @@
  * | offset in slot | size | slot field                                                           |
  * | -------------- | ---- | -------------------------------------------------------------------- |
  * | 0              | 4    | state: 0 free, 1 live, 2 closed (its counters stay until reused)      |
- * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc, 4 latency, 5 lock, 6 semaphore, 7 nats |
+ * | 4              | 4    | kind: 1 channel, 2 pool, 3 rpc, 4 latency, 5 lock, 6 semaphore, 7 nats, 8 worker |
  * | 8              | 4    | generation: bumped each time the slot is taken                       |
  * | 12             | 4    | name length in bytes (at most 52)                                     |
  * | 16             | 52   | name, UTF-8                                                           |
@@ -86,8 +86,8 @@ const S_STATE = 0, S_KIND = 1, S_GENERATION = 2, S_NAME_LENGTH = 3;
 const FREE = 0, LIVE = 1, CLOSED = 2;
 
 /** What a slot counts. */
-export type StatsKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats";
-const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc", "latency", "lock", "semaphore", "nats"]; // codes 1 to 7
+export type StatsKind = "channel" | "pool" | "rpc" | "latency" | "lock" | "semaphore" | "nats" | "worker";
+const KINDS: readonly StatsKind[] = ["channel", "pool", "rpc", "latency", "lock", "semaphore", "nats", "worker"]; // 1-8
 
 /**
  * The counters of each kind, in slot order. Counts only grow; the ones marked "now" are the current value.
@@ -138,6 +138,9 @@ export const COUNTERS = {
   semaphore: ["acquired", "contended", "gaveUp", "released", "waiting", "value"],
   // a NATS link (connection): whether it is connected now, how often it dropped and came back, channels on it now
   nats: ["connected", "disconnects", "reconnects", "channels"],
+  // a pool's worker slot (`<pool> worker <i>`): `id` its worker's pid (a thread: a number unique in the process);
+  // `state` 0 none (being restarted, or given up), 1 starting, 2 ready, 3 draining, 4 stopping, 5 dead
+  worker: ["slot", "id", "state", "running", "done", "restarts"],
 } as const satisfies Record<StatsKind, readonly string[]>;
 
 /**

@@ -40,6 +40,11 @@
  * | `ipckit_nats_disconnects_total`     | counter | times it dropped                                          |
  * | `ipckit_nats_reconnects_total`      | counter | times it came back                                        |
  * | `ipckit_nats_channels`              | gauge   | channels on it now                                        |
+ * | `ipckit_worker_state`               | gauge   | a pool's worker slot: 0 none, 1 starting, 2 ready,        |
+ * |                                     |         | 3 draining, 4 stopping, 5 dead (label `name`: pool + slot) |
+ * | `ipckit_worker_tasks`               | gauge   | tasks running on it now                                   |
+ * | `ipckit_worker_tasks_done_total`    | counter | tasks its current worker finished                         |
+ * | `ipckit_worker_restarts_total`      | counter | times the slot's worker was started again                 |
  * | `ipckit_stats_unreadable_segments`  | gauge   | stats segments that could not be read                     |
  *
  * @module
@@ -158,6 +163,11 @@ function samples(o: ObjectStats, base: string, add: Add): void {
     add("ipckit_nats_disconnects_total", "counter", "Times the NATS link dropped.", base, c.disconnects!);
     add("ipckit_nats_reconnects_total", "counter", "Times the NATS link came back.", base, c.reconnects!);
     add("ipckit_nats_channels", "gauge", "Channels on the NATS link now.", base, c.channels!);
+  } else if (o.kind === "worker") {
+    add("ipckit_worker_state", "gauge", "0 none, 1 starting, 2 ready, 3 draining, 4 stopping, 5 dead.", base, c.state!);
+    add("ipckit_worker_tasks", "gauge", "Tasks running on the worker now.", base, c.running!);
+    add("ipckit_worker_tasks_done_total", "counter", "Tasks the slot's current worker finished.", base, c.done!);
+    add("ipckit_worker_restarts_total", "counter", "Times the slot's worker was started again.", base, c.restarts!);
   } else if (o.kind === "latency") {
     for (const [outcome, v] of [["begun", c.count!], ["failed", c.failed!]] as const) {
       add("ipckit_operations_total", "counter", "Timed operations, by outcome.", `${base},outcome="${outcome}"`, v);

@@ -107,8 +107,9 @@ test(
 );
 
 test("stats latency: a pool's wait, and its methods' run times under the pool's name", LONG, async () => {
-  const pool = new Pool<{ run(n: number): number; sleep(ms: number): number }>({
+  const pool = new Pool<{ run(n: number): number; sleep(ms: number): number; whoami(): unknown; die(code: number): void }>({
     worker: POOL_WORKER,
+    kind: "process", // the slot's id is then its worker's pid
     size: 1,
     name: "lat pool",
   });
@@ -124,10 +125,26 @@ test("stats latency: a pool's wait, and its methods' run times under the pool's 
     assert.equal(run.counters.count, 5);
     assert.equal(sum(run.buckets!.slice(0, bucketOf(32_768))), 0, "each ran 40 ms or more");
     assert.equal(named(objects, "lat pool · call run")?.counters.count, 50);
+    // The worker slot: ready, its pid, what it ran; killed, it is restarted and the slot says so.
+    const worker = named(objects, "lat pool worker 0")!;
+    assert.equal(worker.kind, "worker");
+    const pid = (await pool.call("whoami", [])) as { pid: number };
+    assert.deepEqual(
+      [worker.counters.slot, worker.counters.state, worker.counters.running, worker.counters.done],
+      [0, 2, 0, 55],
+    );
+    assert.equal(worker.counters.id, pid.pid);
+    await pool.call("die", [1], { idempotent: false }).catch(() => {});
+    const again = await mineWhen((os) => {
+      const w = named(os, "lat pool worker 0");
+      return w?.counters.restarts === 1 && w.counters.state === 2;
+    });
+    assert.notEqual(named(again, "lat pool worker 0")!.counters.id, pid.pid, "a new worker");
   } finally {
     await pool.close();
   }
-  await mineWhen((os) => named(os, "lat pool · wait")?.state === "closed");
+  const closed = await mineWhen((os) => named(os, "lat pool · wait")?.state === "closed");
+  assert.equal(named(closed, "lat pool worker 0")?.state, "closed");
 });
 
 test("stats latency: Prometheus histograms are cumulative, end in +Inf and count what was timed", LONG, async () => {

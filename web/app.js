@@ -59,6 +59,14 @@ const NUMBERS = {
     ["released", (o) => count(o.counters.released)],
     ["gave up", (o) => count(o.counters.gaveUp)],
   ],
+  worker: [
+    ["tasks/s", (o) => rate(o.series["tasks/s"])],
+    ["running", (o) => count(o.series.running)],
+    ["state", (o) => ["none", "starting", "ready", "draining", "stopping", "dead"][o.counters.state] ?? "?"],
+    ["id", (o) => (o.counters.state ? String(o.counters.id) : "-")],
+    ["done", (o) => count(o.counters.done)],
+    ["restarts", (o) => count(o.counters.restarts)],
+  ],
   nats: [
     ["connected", (o) => (o.series.connected ? "yes" : "no")],
     ["channels", (o) => count(o.series.channels)],
@@ -258,7 +266,7 @@ function render() {
   const order = [...tracked.values()].sort((a, b) =>
     a.object.pid - b.object.pid || a.object.name.localeCompare(b.object.name)
   );
-  const shown = { channel: 0, pool: 0, rpc: 0, latency: 0, lock: 0, semaphore: 0, nats: 0 };
+  const shown = { channel: 0, pool: 0, rpc: 0, latency: 0, lock: 0, semaphore: 0, nats: 0, worker: 0 };
   for (const entry of order) {
     const o = entry.object;
     if (o.state === "closed") closed++;
