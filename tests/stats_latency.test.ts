@@ -107,7 +107,9 @@ test(
 );
 
 test("stats latency: a pool's wait, and its methods' run times under the pool's name", LONG, async () => {
-  const pool = new Pool<{ run(n: number): number; sleep(ms: number): number; whoami(): unknown; die(code: number): void }>({
+  const pool = new Pool<
+    { run(n: number): number; sleep(ms: number): number; whoami(): unknown; die(code: number): void }
+  >({
     worker: POOL_WORKER,
     kind: "process", // the slot's id is then its worker's pid
     size: 1,
