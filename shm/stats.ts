@@ -108,6 +108,7 @@ export const COUNTERS = {
     "wakes", // this side woke its parked peer
     "capacity", // now: the ring's size in bytes, each way (shm)
     "errors", // the channel ended with an error (a broken frame, a peer that stopped answering...)
+    "credit", // now (NATS): bytes this side may still send before the peer grants more
   ],
   pool: [
     "submitted",

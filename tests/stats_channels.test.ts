@@ -78,6 +78,13 @@ test("stats channels: a NATS link is connected with its channels; a stopped serv
     await client.send(new Uint8Array(8));
     await peer.receive();
     const [up] = await mine(name, (os) => os[0]?.counters.channels! >= 2);
+    // The channels count too: the 8 bytes went out of the client and into the accepted end, within the credit.
+    const ends = (await stats.listStats()).flatMap((p) => ("pid" in p && p.pid === rt.pid ? p.objects : []))
+      .filter((o) => o.kind === "channel" && o.state === "live" && o.counters.capacity! > 0 && !o.name.startsWith("/"));
+    const sender = ends.find((o) => o.counters.bytesOut === 8);
+    assert.ok(sender, JSON.stringify(ends));
+    assert.ok(sender.counters.credit! > 0 && sender.counters.credit! <= sender.counters.capacity!, "credit left");
+    assert.ok(ends.some((o) => o.counters.bytesIn === 8));
     assert.deepEqual([up!.kind, up!.counters.connected, up!.counters.disconnects], ["nats", 1, 0]);
     await server.stop();
     const [down] = await mine(name, (os) => os[0]?.state === "closed");

@@ -71,8 +71,11 @@ interface Blocked {
   drop?: () => void;
 }
 
-/** Where the count of sends that waited for credit is (`sleeps` of `COUNTERS.channel`, shm/stats.ts). */
-const SLEEPS = 4;
+/**
+ * Where a NATS channel's own counters are in `COUNTERS.channel` (shm/stats.ts): sends that waited for credit
+ * (`sleeps`), the peer's window (`capacity`), and the credit this side has now (`credit`).
+ */
+const SLEEPS = 4, CAPACITY = 6, CREDIT_NOW = 8;
 
 /** One end of a channel. Made by `nats.listen` (accepted side) and `nats.connect`. */
 export class NatsChannel extends BaseChannel {
@@ -132,6 +135,8 @@ export class NatsChannel extends BaseChannel {
     this.#peerWindow = peerGreeting.window;
     this.#peerBeat = clampBeat(peerGreeting.heartbeat, s.maxHeartbeat);
     this.#credit = peerGreeting.window;
+    this.stats.values[CAPACITY] = peerGreeting.window;
+    this.stats.values[CREDIT_NOW] = this.#credit;
     this.#window = s.window;
     this.#allowed = s.window;
     this.#waiting = waiting;
@@ -176,6 +181,7 @@ export class NatsChannel extends BaseChannel {
           );
         }
         this.#credit += frame.bytes;
+        this.stats.values[CREDIT_NOW] = this.#credit;
         this.#flush();
         return;
       case END:
@@ -319,6 +325,7 @@ export class NatsChannel extends BaseChannel {
     out[0] = type;
     out.set(piece, 1);
     this.#credit -= piece.byteLength + OVERHEAD;
+    this.stats.values[CREDIT_NOW] = this.#credit;
     this.#raw(out);
   }
 
