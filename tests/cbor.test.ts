@@ -525,3 +525,30 @@ test("typed(): a raw peer's hostile CBOR frames each reject one receive(), and t
     await rt.removeDir(dir);
   }
 });
+
+test("cbor: short ASCII strings read back exact when they share the decoder's cache slots (collisions, 4000 names)", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 16 }),
+        {
+          minLength: 1,
+          maxLength: 4000,
+        },
+      ),
+      (names) => {
+        // Encoded as keys and as values, decoded twice in a different order: each comes back as itself.
+        const encoded = names.map((n) => cbor.encode([n, { [n]: n }]));
+        for (const order of [encoded, [...encoded].reverse()]) {
+          const back = order.map((b) => cbor.decode(b) as [string, Record<string, string>]);
+          const expected = order === encoded ? names : [...names].reverse();
+          back.forEach(([s, o], i) => {
+            assert.equal(s, expected[i]);
+            assert.deepEqual(Object.entries(o), [[expected[i], expected[i]]]);
+          });
+        }
+      },
+    ),
+    { numRuns: 20, seed: SEED, verbose: true },
+  );
+});

@@ -409,8 +409,43 @@ function typedArray(tag: number, offset: number): ArrayBufferView {
   return new Class(bytes.buffer, 0, n / size);
 }
 
+/**
+ * Short ASCII strings decoded lately (method names, map keys), by a hash of their bytes: the same bytes give back
+ * the same string, with no allocation, and a string whose hash V8 already knows (a Map lookup by it is faster).
+ * A slot holds one string; a collision replaces it.
+ */
+const recent: (string | undefined)[] = new Array(1024).fill(undefined);
+
+/** A short ASCII string at `at`, from `recent` if it is there (n <= 16); undefined when a byte is not ASCII. */
+function shortAscii(n: number): string | undefined {
+  let h = n;
+  for (let i = at; i < at + n; i++) h = Math.imul(h ^ data[i]!, 0x01000193);
+  const slot = (h ^ (h >>> 15)) & 1023;
+  const hit = recent[slot];
+  if (hit !== undefined && hit.length === n) {
+    let i = 0;
+    while (i < n && hit.charCodeAt(i) === data[at + i]) i++;
+    if (i === n) {
+      at += n;
+      return hit;
+    }
+  }
+  let s = "";
+  for (let i = at; i < at + n; i++) {
+    const c = data[i]!;
+    if (c >= 0x80) return undefined;
+    s += String.fromCharCode(c);
+  }
+  at += n;
+  return (recent[slot] = s);
+}
+
 /** A UTF-8 string of `n` bytes at `at`: ASCII by hand, the rest through TextDecoder. */
 function text(n: number): string {
+  if (n <= 16) {
+    const s = shortAscii(n);
+    if (s !== undefined) return s;
+  }
   const end = at + n;
   if (n <= 32) {
     let s = "";
