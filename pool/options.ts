@@ -66,6 +66,13 @@ export interface PoolOptions {
   capacity?: number;
   /** The pool's name in `ipckit stats` (its first 52 bytes). Default: `thread pool <n>` or `process pool <n>`. */
   name?: string;
+  /**
+   * Milliseconds of waiting worth one priority level (default 1000; `Infinity`: strict priority). A queued task is
+   * overtaken only by tasks of higher priority queued less than `(their priority - its priority) * priorityAging`
+   * ms after it: with the default, a task of priority 0 is passed over by priority-1 tasks queued within the
+   * second after it, and then runs before any queued later.
+   */
+  priorityAging?: number;
 }
 
 /** Options of one task. */
@@ -76,6 +83,11 @@ export interface RunOptions {
   timeout?: number;
   /** The task may run again if its worker dies before it finishes (it is safe to run twice). Default false. */
   idempotent?: boolean;
+  /**
+   * Higher runs first: a finite number, 0 by default; tasks of one priority run in the order they were queued.
+   * Waiting counts too (the pool's `priorityAging`), so a task is not held back for ever by more urgent ones.
+   */
+  priority?: number;
 }
 
 /** Counters and per-worker state, for monitoring. */
@@ -166,6 +178,7 @@ export function resolveOptions(options: PoolOptions): Resolved {
     signals: o.signals ?? true,
     drainTimeout: nonNegative("drainTimeout", o.drainTimeout ?? 30_000),
     capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
+    priorityAging: aging(o.priorityAging ?? 1000),
   };
   if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
   if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) {
@@ -208,6 +221,11 @@ function workerTarget(worker: URL | string | string[], kind: "thread" | "process
 export function positiveInt(name: string, v: number, infinite = false): number {
   if ((infinite && v === Infinity) || (Number.isInteger(v) && v >= 1)) return v;
   throw new RangeError(`Cannot use ${name} ${v}: it must be an integer >= 1`);
+}
+
+function aging(v: number): number {
+  if (typeof v === "number" && v > 0) return v; // Infinity included: strict priority
+  throw new RangeError(`Cannot use priorityAging ${v}: it must be a number of ms > 0 (Infinity: strict priority)`);
 }
 
 function nonNegative(name: string, v: number): number {

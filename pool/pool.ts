@@ -337,6 +337,11 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     if (options.timeout !== undefined && !(options.timeout >= 0)) {
       return Promise.reject(new RangeError(`Cannot run a task with timeout ${options.timeout}: it must be >= 0 ms`));
     }
+    if (options.priority !== undefined && !Number.isFinite(options.priority)) {
+      return Promise.reject(
+        new RangeError(`Cannot run a task with priority ${String(options.priority)}: it must be a finite number`),
+      );
+    }
     return this.#tasks.submit(method, args, options);
   }
 

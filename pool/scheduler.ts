@@ -14,6 +14,7 @@ import { type Counters, track } from "../shm/stats.ts";
 import { type Latency, latency, releaseLatency, UNTIMED } from "../shm/stats_latency.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
+import { TaskQueue } from "./task_queue.ts";
 
 /** One task, from `run()` until it settles. */
 export interface Task {
@@ -30,8 +31,12 @@ export interface Task {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Stops listening to the task's abort signal. */
   unlisten: (() => void) | undefined;
-  /** When it was queued, if its wait is timed (`<pool> · wait`); UNTIMED once its wait was counted. */
+  /** Higher runs first (`RunOptions.priority`, 0 by default). */
+  readonly priority: number;
+  /** When it was queued (performance.now(); 0 with strict priority, where it does not count). */
   queuedAt: number;
+  /** When its wait started, if it is timed (`<pool> · wait`); UNTIMED once its wait was counted. */
+  waitStarted: number;
   /** Its wait is not counted yet. */
   waiting: boolean;
 }
@@ -56,8 +61,9 @@ export class Scheduler {
   readonly #o: Settings;
   readonly #events: EventLog;
   readonly #workers: Workers;
-  #queue: Task[] = [];
-  #queueHead = 0;
+  readonly #queue: TaskQueue<Task>;
+  /** Whether waiting counts toward a task's rank (finite `priorityAging`): then each task's time is read. */
+  readonly #aging: boolean;
   #nextId = 1;
   /** Set once nothing can run any more (every slot gave up): the pool counts as drained from then on. */
   #failed: Error | undefined;
@@ -78,6 +84,8 @@ export class Scheduler {
     this.#workers = workers;
     this.#stats = stats;
     this.#wait = latency(`${stats.name} · wait`);
+    this.#queue = new TaskQueue(settings.priorityAging);
+    this.#aging = Number.isFinite(settings.priorityAging);
   }
 
   /** The pool closed: its wait-time slot and its workers' slots are given back. */
@@ -89,16 +97,17 @@ export class Scheduler {
 
   /** Tasks waiting for a worker. */
   get queued(): number {
-    return this.#queue.length - this.#queueHead;
+    return this.#queue.size;
   }
 
   /** Queues a task (the pool checked that it may run); rejects with `QueueFullError` past `maxQueue`. */
   submit(method: string, args: unknown[], options: RunOptions): Promise<unknown> {
-    if (this.#queue.length - this.#queueHead >= this.#o.maxQueue) {
+    if (this.#queue.size >= this.#o.maxQueue) {
       return Promise.reject(
         new QueueFullError(`Cannot queue the task: the queue holds maxQueue (${this.#o.maxQueue})`),
       );
     }
+    const now = this.#aging ? performance.now() : 0;
     const task: Task = {
       id: this.#nextId++,
       method,
@@ -112,7 +121,9 @@ export class Scheduler {
       member: undefined,
       timer: undefined,
       unlisten: undefined,
-      queuedAt: this.#wait.start(),
+      priority: options.priority ?? 0,
+      queuedAt: now,
+      waitStarted: this.#aging ? this.#wait.startAt(now) : this.#wait.start(),
       waiting: true,
     };
     // One executor for every task (no closure per task): it takes the task from `forExecutor`.
@@ -153,7 +164,7 @@ export class Scheduler {
   requeue(task: Task): void {
     this.counters.retried++;
     this.#stats.values[RETRIED]!++;
-    this.#queue.splice(this.#queueHead, 0, task);
+    this.#queue.pushFirst(task);
   }
 
   /** Nothing can run any more: rejects every queued task with `error`, and the pool counts as drained. */
@@ -164,27 +175,15 @@ export class Scheduler {
 
   /** Rejects every queued task with `error` and empties the queue. */
   failQueued(error: unknown): void {
-    for (let i = this.#queueHead; i < this.#queue.length; i++) this.settle(this.#queue[i]!, false, error);
-    this.#queue = [];
-    this.#queueHead = 0;
+    for (const task of this.#queue.takeAll()) this.settle(task, false, error);
   }
 
   /** Hands queued tasks to ready workers with room. */
   schedule(): void {
-    while (this.#queueHead < this.#queue.length) {
-      const task = this.#queue[this.#queueHead]!;
-      if (task.settled) {
-        this.#queueHead++;
-        continue;
-      }
+    while (this.#queue.peek() !== undefined) {
       const member = this.#pick();
       if (!member) break;
-      this.#queueHead++;
-      this.#begin(task, member);
-    }
-    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#queueHead);
-      this.#queueHead = 0;
+      this.#begin(this.#queue.shift()!, member);
     }
     this.#gauges();
     this.#checkDrained();
@@ -213,7 +212,7 @@ export class Scheduler {
       running += m.running.size;
       if (m.state === "ready") ready++;
     }
-    v[QUEUED] = this.#queue.length - this.#queueHead;
+    v[QUEUED] = this.#queue.size;
     v[RUNNING] = running;
     v[WORKERS] = ready;
     v[RESTARTS] = this.#workers.restarts;
@@ -234,8 +233,8 @@ export class Scheduler {
   /** Counts the task's wait (once: a task run again after its worker died waited already). */
   #waited(task: Task, ok: boolean): void {
     task.waiting = false;
-    this.#wait.end(task.queuedAt, ok);
-    task.queuedAt = UNTIMED;
+    this.#wait.end(task.waitStarted, ok);
+    task.waitStarted = UNTIMED;
   }
 
   #begin(task: Task, member: Member<Task>): void {
@@ -310,7 +309,7 @@ export class Scheduler {
 
   #checkDrained(): void {
     if (this.#drainWaiters.length === 0) return;
-    const empty = this.#queueHead >= this.#queue.length || this.#queue.slice(this.#queueHead).every((t) => t.settled);
+    const empty = this.#queue.allSettled();
     let idle = true;
     for (const { member } of this.#workers.slots) if (member && member.running.size > 0) idle = false;
     if (!(empty && idle) && !this.#failed) return;

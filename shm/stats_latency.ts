@@ -116,6 +116,12 @@ export class Latency {
     return (this.#n++ & (SAMPLE_EVERY - 1)) === 0 ? performance.now() : UNTIMED;
   }
 
+  /** {@linkcode start} for a caller that read the clock already (`now`: its performance.now()). */
+  startAt(now: number): number {
+    this.counters.values[COUNT]!++;
+    return (this.#n++ & (SAMPLE_EVERY - 1)) === 0 ? now : UNTIMED;
+  }
+
   /** The operation that {@linkcode start} returned `started` for ended (`ok`: without an error). */
   end(started: number, ok: boolean): void {
     const v = this.counters.values;
