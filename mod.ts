@@ -65,7 +65,7 @@ export { type ClusterCallOptions, type ClusterOptions, RpcCluster } from "./rpc/
 
 // Master-Worker pool
 export * as pool from "./pool/mod.ts";
-export { Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool/pool.ts";
+export { type BroadcastAnswer, Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool/pool.ts";
 export type { PoolEvent } from "./pool/events.ts";
 export type { NatsPoolOptions } from "./pool/remote.ts";
 

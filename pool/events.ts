@@ -15,6 +15,7 @@ export type PoolEvent =
     | { type: "worker-failed"; slot: number; error: string }
     | { type: "worker-restart"; slot: number; delay: number }
     | { type: "worker-hung"; slot: number; id: number; task?: number }
+    | { type: "worker-recycle"; slot: number; id: number; done: number }
     | { type: "crash-loop"; slot: number; error: string }
     | { type: "task-retry"; task: number; id: number }
     | { type: "task-lost"; task: number; id: number }

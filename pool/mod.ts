@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool.ts";
+export { type BroadcastAnswer, Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool.ts";
 export { worker, type WorkerHandlers } from "./worker.ts";
 export type { PoolEvent } from "./events.ts";
 export type { NatsPoolOptions } from "./remote.ts";

@@ -73,6 +73,11 @@ export interface PoolOptions {
    * second after it, and then runs before any queued later.
    */
   priorityAging?: number;
+  /**
+   * A worker that ran this many tasks is replaced (tinypool's `maxTasksPerWorker`: against leaks that a restart
+   * clears): a new one takes the slot's new tasks, the old one finishes its own, then stops. None by default.
+   */
+  maxTasksPerWorker?: number;
 }
 
 /** Options of one task. */
@@ -89,6 +94,11 @@ export interface RunOptions {
    */
   priority?: number;
 }
+
+/** One worker's answer to `pool.broadcast()`: its slot, its id (pid, or a thread's number), and its value or error. */
+export type BroadcastAnswer<T> =
+  | { slot: number; id: number; ok: true; value: T }
+  | { slot: number; id: number; ok: false; error: unknown };
 
 /** Counters and per-worker state, for monitoring. */
 export interface PoolStats {
@@ -179,6 +189,9 @@ export function resolveOptions(options: PoolOptions): Resolved {
     drainTimeout: nonNegative("drainTimeout", o.drainTimeout ?? 30_000),
     capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
     priorityAging: aging(o.priorityAging ?? 1000),
+    maxTasksPerWorker: o.maxTasksPerWorker === undefined
+      ? Infinity
+      : positiveInt("maxTasksPerWorker", o.maxTasksPerWorker),
   };
   if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
   if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) {

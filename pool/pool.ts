@@ -51,6 +51,7 @@ import { onAbort, Waiters, within } from "../async/mod.ts";
 import { abortError, ClosedError } from "../errors.ts";
 import { EventLog, type PoolEvent } from "./events.ts";
 import {
+  type BroadcastAnswer,
   type PoolOptions,
   type PoolStats,
   positiveInt,
@@ -68,7 +69,7 @@ let pools = 0;
 /** The options of a task run without any: one frozen object, not one per task. */
 const NO_OPTIONS: RunOptions = Object.freeze({});
 
-export type { PoolOptions, PoolStats, RunOptions } from "./options.ts";
+export type { BroadcastAnswer, PoolOptions, PoolStats, RunOptions } from "./options.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyFunction = (...args: any[]) => any;
@@ -148,6 +149,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       get restarts() {
         return workers().restarts;
       },
+      recycle: (member) => workers().recycle(member),
     }, this.#stats);
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
       closed: () => this.#closed,
@@ -181,6 +183,56 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     options: RunOptions = NO_OPTIONS,
   ): Promise<H[M] extends AnyFunction ? Awaited<ReturnType<H[M]>> : unknown> {
     return this.#submit(method, args as unknown[], options) as never;
+  }
+
+  /**
+   * Calls the worker handler `method` with `args` on every ready worker, once each, now: not through the queue, and
+   * alongside what each is running (to reload configuration, warm a cache, collect each worker's numbers). Workers
+   * that are starting, draining or being restarted are left out. Resolves, once every call settled, with one answer
+   * per worker in slot order: `{ slot, id, ok: true, value }` or `{ slot, id, ok: false, error }` (the handler's
+   * `RemoteError`, `TimeoutError` past `timeout`, `ClosedError` if it died); a worker's failure does not fail the rest.
+   *
+   * @throws {ClosedError} when the pool is closing or closed.
+   *
+   * @example
+   * ```ts
+   * import { Pool, pool, runtime } from "ipckit";
+   * const rt = await runtime();
+   * if (rt.parentPort() !== null) {
+   *   let greeting = "hello";
+   *   await pool.worker({ run: (name: string) => `${greeting}, ${name}`, configure: (g: string) => void (greeting = g) });
+   * } else {
+   *   await using greeters = new Pool<{ run(name: string): string; configure(g: string): void }>({
+   *     worker: new URL(import.meta.url),
+   *     size: 2,
+   *   });
+   *   await greeters.ready();
+   *   const answers = await greeters.broadcast("configure", ["hi"]);
+   *   console.log(answers.length, answers.every((a) => a.ok)); // 2 true
+   *   console.log(await greeters.run("you")); // "hi, you"
+   * }
+   * ```
+   */
+  async broadcast<M extends keyof H & string>(
+    method: M,
+    args: H[M] extends AnyFunction ? Parameters<H[M]> : unknown[],
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<Array<BroadcastAnswer<H[M] extends AnyFunction ? Awaited<ReturnType<H[M]>> : unknown>>> {
+    if (this.#closing || this.#closed) throw new ClosedError("Cannot broadcast: the pool is closed");
+    if (options.timeout !== undefined && !(options.timeout >= 0)) {
+      throw new RangeError(`Cannot broadcast with timeout ${options.timeout}: it must be >= 0 ms`);
+    }
+    const calls = this.#workers.slots.flatMap((slot) => {
+      const m = slot.member;
+      if (!m || m.state !== "ready") return [];
+      return [
+        m.peer.callWith(method, args as unknown[], options).then(
+          (value) => ({ slot: slot.index, id: m.id, ok: true as const, value }),
+          (error: unknown) => ({ slot: slot.index, id: m.id, ok: false as const, error }),
+        ),
+      ];
+    });
+    return (await Promise.all(calls)) as never;
   }
 
   /**
@@ -241,9 +293,44 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
 
   /**
    * Resolves once every worker has started and answered (tasks do not need this: they queue until a worker is
-   * ready). Rejects with `WorkerDiedError` when the pool fails, `ClosedError` once it is closed.
+   * ready). With `room`, instead: once the queue has room for `room` more tasks (`maxQueue` less the queued ones),
+   * whatever the workers do: the backpressure a producer awaits before it queues more (piscina's `drain`), where
+   * `run()` past `maxQueue` rejects. Rejects with `WorkerDiedError` when the pool fails, `ClosedError` once it is
+   * closing or closed.
+   *
+   * @throws {RangeError} for a `room` that is not an integer from 1 to `maxQueue` (it could never come).
+   *
+   * @example
+   * ```ts
+   * import { Pool, pool, runtime } from "ipckit";
+   * if ((await runtime()).parentPort() !== null) {
+   *   await pool.worker((n: number) => n * 2); // the worker thread: this same module
+   * } else {
+   *   await using doubler = new Pool<{ run(n: number): number }>({ worker: new URL(import.meta.url), maxQueue: 100 });
+   *   const results: Promise<number>[] = [];
+   *   for (let i = 0; i < 1000; i++) {
+   *     await doubler.ready({ room: 1 }); // never more than 100 queued, and no QueueFullError
+   *     results.push(doubler.run(i));
+   *   }
+   *   console.log((await Promise.all(results)).at(-1)); // 1998
+   * }
+   * ```
    */
-  ready(): Promise<void> {
+  ready(options: { room?: number } = {}): Promise<void> {
+    const room = options.room;
+    if (room !== undefined) {
+      if (!Number.isInteger(room) || room < 1 || room > this.#o.maxQueue) {
+        return Promise.reject(
+          new RangeError(
+            `Cannot wait for room for ${room} tasks: it must be an integer from 1 to maxQueue (${this.#o.maxQueue})`,
+          ),
+        );
+      }
+      if (this.#closing || this.#closed) {
+        return Promise.reject(new ClosedError("Cannot wait for room in the queue: the pool is closed"));
+      }
+      return this.#tasks.whenRoom(room);
+    }
     const ready = this.#readyWaiters.wait();
     this.#checkReady();
     return ready;
@@ -293,6 +380,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   close(options: { timeout?: number } = {}): Promise<void> {
     this.#closing ??= (async () => {
       this.#events.emit({ type: "drain" });
+      this.#tasks.failRoom(new ClosedError("Cannot wait for room in the queue: the pool is closing"));
       const drained = this.#tasks.drained();
       if (options.timeout === undefined) await drained;
       else await within(drained, options.timeout);
@@ -352,6 +440,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     this.#workers.stopProbing();
     this.#signals?.[Symbol.dispose]();
     this.#tasks.failQueued(reason);
+    this.#tasks.failRoom(reason);
     await this.#workers.stop(reason);
     this.#tasks.endDrain();
     this.#events.emit({ type: "closed" });

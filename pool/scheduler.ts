@@ -52,6 +52,8 @@ export interface Workers {
   slotOf(member: Member<Task>): number;
   /** Workers started again after dying, so far. */
   readonly restarts: number;
+  /** `member` ran `maxTasksPerWorker` tasks: replace it. */
+  recycle(member: Member<Task>): void;
 }
 
 /** The task queue and its dispatch to workers. */
@@ -70,6 +72,8 @@ export class Scheduler {
   readonly #idle = new Set<() => void>();
   /** `close()` waiting for the queue and the workers to empty. */
   readonly #drainWaiters = new Waiters<void>();
+  /** `ready({ room })` callers waiting for room in the queue. */
+  #roomWaiters: { room: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   /** The live counters (`ipckit stats`): `COUNTERS.pool` of shm/stats.ts. */
   readonly #stats: Counters;
@@ -171,6 +175,7 @@ export class Scheduler {
   fail(error: Error): void {
     this.#failed = error;
     this.failQueued(error);
+    this.failRoom(error);
   }
 
   /** Rejects every queued task with `error` and empties the queue. */
@@ -187,6 +192,28 @@ export class Scheduler {
     }
     this.#gauges();
     this.#checkDrained();
+    if (this.#roomWaiters.length > 0) this.#checkRoom();
+  }
+
+  /** Resolves once the queue has room for `room` more tasks (`maxQueue` less the tasks queued). */
+  whenRoom(room: number): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#o.maxQueue - this.#queue.size >= room) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#roomWaiters.push({ room, resolve, reject }));
+  }
+
+  /** Ends every `whenRoom()` wait with `error` (the pool closes or failed). */
+  failRoom(error: unknown): void {
+    const waiting = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const w of waiting) w.reject(error);
+  }
+
+  #checkRoom(): void {
+    const free = this.#o.maxQueue - this.#queue.size;
+    const waiting = this.#roomWaiters;
+    this.#roomWaiters = waiting.filter((w) => w.room > free);
+    for (const w of waiting) if (w.room <= free) w.resolve();
   }
 
   /** The pool's "now" counters: queued and running tasks, ready workers, restarts so far. */
@@ -256,6 +283,7 @@ export class Scheduler {
     member.done++;
     task.member = undefined;
     this.settle(task, ok, value);
+    if (member.done >= this.#o.maxTasksPerWorker) this.#workers.recycle(member);
     if (member.running.size === 0) this.wakeIdle();
     this.schedule();
   }

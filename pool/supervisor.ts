@@ -285,31 +285,71 @@ export class Supervisor implements Workers {
       if (this.#pool.stopping()) return;
       const old = slot.member;
       if (!old || slot.gaveUp || slot.restarting) continue;
-      if (old.remote) {
-        // Not ours to start: let it finish, then close it; its supervisor starts the new version.
-        old.state = "draining";
-        await this.#tasks.whenIdle(old);
-        old.stop();
-        await old.gone;
-        continue;
-      }
-      let fresh: Member<Task>;
-      try {
-        fresh = await Member.start<Task>({ ...this.#launch!, runtime: slot.runtime });
-      } catch (e) {
-        this.#events.emit({ type: "worker-failed", slot: slot.index, error: String((e as Error)?.message ?? e) });
-        continue; // keep the old one
-      }
-      if (this.#pool.stopping() || slot.member !== old) {
-        fresh.stop(0);
-        continue;
-      }
+      await this.#replacing(slot, old);
+    }
+  }
+
+  /** Replacements under way (reload, recycling): `stop()` waits for them, so no worker starts after it. */
+  readonly #replacements = new Set<Promise<void>>();
+
+  /** Runs `#replace`, known to `stop()` while it runs. */
+  #replacing(slot: Slot, old: Member<Task>): Promise<void> {
+    const p = this.#replace(slot, old).finally(() => this.#replacements.delete(p));
+    this.#replacements.add(p);
+    return p;
+  }
+
+  /**
+   * Replaces a worker that ran `maxTasksPerWorker` tasks (it takes no new task from now on: draining), as `reload()`
+   * replaces one: a new worker takes the slot's new tasks, the old one finishes its own, then stops.
+   */
+  recycle(member: Member<Task>): void {
+    const slot = this.#slots.find((s) => s.member === member);
+    if (!slot || member.state !== "ready" || this.#pool.stopping()) return;
+    member.state = "draining";
+    this.#events.emit({ type: "worker-recycle", slot: slot.index, id: member.id, done: member.done });
+    void this.#replacing(slot, member);
+  }
+
+  /** Starts a worker for `slot` and retires `old` (it finishes what it runs, then stops). */
+  async #replace(slot: Slot, old: Member<Task>): Promise<void> {
+    if (old.remote) {
+      // Not ours to start: let it finish, then close it; its supervisor starts the new version.
       old.state = "draining";
-      this.#adopt(slot, fresh);
+      return await this.#retire(old);
+    }
+    let fresh: Member<Task>;
+    try {
+      fresh = await Member.start<Task>({ ...this.#launch!, runtime: slot.runtime });
+    } catch (e) {
+      this.#events.emit({ type: "worker-failed", slot: slot.index, error: String((e as Error)?.message ?? e) });
+      if (old.state === "draining") old.state = "ready"; // keep the old one
       this.#tasks.schedule();
-      await this.#tasks.whenIdle(old);
+      return;
+    }
+    if (this.#pool.stopping() || slot.member !== old) {
+      fresh.stop(0);
+      await fresh.gone;
+      return;
+    }
+    old.state = "draining";
+    this.#adopt(slot, fresh);
+    this.#tasks.schedule();
+    await this.#retire(old);
+  }
+
+  /** Workers replaced that finish what they run before they stop; `stop()` stops them at once. */
+  readonly #retiring = new Set<Member<Task>>();
+
+  /** Lets `old` finish its tasks, then stops it (or sooner: `stop()`, or it dies). */
+  async #retire(old: Member<Task>): Promise<void> {
+    this.#retiring.add(old);
+    try {
+      await Promise.race([this.#tasks.whenIdle(old), old.gone]);
       old.stop();
       await old.gone;
+    } finally {
+      this.#retiring.delete(old);
     }
   }
 
@@ -320,12 +360,14 @@ export class Supervisor implements Workers {
 
   /** Rejects the running tasks with `reason`, stops every worker and waits until they are gone. */
   async stop(reason: Error): Promise<void> {
-    const members = this.#slots.flatMap((s) => (s.member ? [s.member] : []));
+    const members = new Set([...this.#slots.flatMap((s) => (s.member ? [s.member] : [])), ...this.#retiring]);
     for (const m of members) {
       for (const task of m.running) this.#tasks.settle(task, false, reason);
       m.stop();
     }
-    await Promise.all(members.map((m) => m.gone));
+    await Promise.all([...members].map((m) => m.gone));
+    // A worker being started to replace another is stopped as soon as it is up (#replace sees the pool stopping).
+    await Promise.all(this.#replacements);
     await this.#remote?.close();
   }
 }

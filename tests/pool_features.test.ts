@@ -1,0 +1,123 @@
+/**
+ * Pool features around the queue: `ready({ room })` (backpressure that can be awaited), `broadcast()` (every ready
+ * worker once), and `maxTasksPerWorker` (recycling). Each on Deno, Bun and Node; no timing is asserted: a task that
+ * holds the worker is released by the test (an abort), so what is queued meanwhile is known.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ClosedError, Pool, type PoolEvent, QueueFullError, RemoteError } from "../mod.ts";
+
+const LONG = { timeout: 120_000 };
+const WORKER = new URL("./helpers/pool_worker.ts", import.meta.url);
+
+/** The worker's methods these tests call (tests/helpers/pool_worker.ts). */
+type Api = {
+  run(n: number): number;
+  sleep(ms: number): number;
+  whoami(): { pid: number; runtime: string };
+  fail(message: string): never;
+};
+
+/** Lets every queued microtask and a few event loop turns run. */
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+};
+
+test(
+  "pool ready({ room }): waits while the queue is full, resolves when a task leaves it; bad rooms and close",
+  LONG,
+  async () => {
+    const pool = new Pool<Api>({ worker: WORKER, size: 1, maxQueue: 3 });
+    try {
+      await pool.ready();
+      const gate = new AbortController();
+      const held = pool.call("sleep", [60_000], { signal: gate.signal }).catch(() => {});
+      const queued = [1, 2, 3].map((n) => pool.run(n));
+      await assert.rejects(pool.run(4), QueueFullError);
+      let roomFor1 = false, roomFor3 = false;
+      const one = pool.ready({ room: 1 }).then(() => void (roomFor1 = true));
+      const three = pool.ready({ room: 3 }).then(() => void (roomFor3 = true));
+      await settle();
+      assert.deepEqual([roomFor1, roomFor3], [false, false], "the queue is full and the worker held");
+      gate.abort(); // the worker takes the queued tasks one by one
+      await held;
+      await one;
+      await Promise.all(queued);
+      await three;
+      assert.equal(pool.stats.queued, 0);
+      await pool.ready({ room: 3 }); // room now: at once
+      await assert.rejects(pool.ready({ room: 4 }), RangeError, "more than maxQueue could never come");
+      await assert.rejects(pool.ready({ room: 0 }), RangeError);
+      await assert.rejects(pool.ready({ room: 1.5 }), RangeError);
+      // Waiting for room when the pool closes: ClosedError.
+      const gate2 = new AbortController();
+      const held2 = pool.call("sleep", [60_000], { signal: gate2.signal }).catch(() => {});
+      const more = [5, 6, 7].map((n) => pool.run(n).catch((e) => e));
+      const waiting = pool.ready({ room: 2 });
+      const closing = pool.close();
+      await assert.rejects(waiting, ClosedError);
+      await assert.rejects(pool.ready({ room: 1 }), ClosedError);
+      gate2.abort();
+      await held2;
+      assert.deepEqual(await Promise.all(more), [25, 36, 49], "close() drains what was queued");
+      await closing;
+    } finally {
+      await pool.close();
+    }
+  },
+);
+
+for (const kind of ["thread", "process"] as const) {
+  test(`pool broadcast (${kind}s): every ready worker answers once, a failure stays its own`, LONG, async () => {
+    const pool = new Pool<Api>({ worker: WORKER, kind, size: 3 });
+    try {
+      await pool.ready();
+      const answers = await pool.broadcast("whoami", []);
+      assert.deepEqual(answers.map((a) => a.slot), [0, 1, 2]);
+      assert.equal(new Set(answers.map((a) => a.id)).size, 3, "three workers, one answer each");
+      for (const a of answers) {
+        assert.ok(a.ok);
+        if (kind === "process") assert.equal(a.value.pid, a.id, "the id is the worker's pid");
+      }
+      const failed = await pool.broadcast("fail", ["no"]);
+      assert.ok(failed.every((a) => !a.ok && a.error instanceof RemoteError));
+      // Tasks still run after, and broadcast alongside a running task does not wait for it.
+      const gate = new AbortController();
+      const held = pool.call("sleep", [60_000], { signal: gate.signal }).catch(() => {});
+      assert.equal((await pool.broadcast("run", [3])).filter((a) => a.ok && a.value === 9).length, 3);
+      gate.abort();
+      await held;
+      await assert.rejects(pool.broadcast("run", [1], { timeout: -1 }), RangeError);
+    } finally {
+      await pool.close();
+    }
+    await assert.rejects(pool.broadcast("run", [1]), ClosedError);
+  });
+}
+
+test("pool maxTasksPerWorker: a worker that ran its share is replaced; no task is lost", LONG, async () => {
+  const events: PoolEvent[] = [];
+  const pool = new Pool<Api>({ worker: WORKER, kind: "process", size: 1, maxTasksPerWorker: 3 });
+  const log = (async () => {
+    for await (const e of pool.events()) events.push(e);
+  })();
+  try {
+    const pids: number[] = [];
+    for (let i = 0; i < 7; i++) pids.push((await pool.call("whoami", [])).pid);
+    assert.deepEqual(
+      [pids[0] === pids[1] && pids[1] === pids[2], pids[3] === pids[4] && pids[4] === pids[5]],
+      [true, true],
+      String(pids),
+    );
+    assert.equal(new Set(pids).size, 3, `a new worker after every 3 tasks: ${pids}`);
+    // Many at once: each settles once, with its result, across the replacements.
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => pool.run(i)));
+    assert.deepEqual(results, Array.from({ length: 20 }, (_, i) => i * i));
+    assert.ok(events.filter((e) => e.type === "worker-recycle").length >= 2);
+    assert.ok(!events.some((e) => e.type === "task-lost"));
+  } finally {
+    await pool.close();
+    await log;
+  }
+  assert.throws(() => new Pool({ worker: WORKER, maxTasksPerWorker: 0 }), RangeError);
+});
