@@ -16,6 +16,8 @@ export type PoolEvent =
     | { type: "worker-restart"; slot: number; delay: number }
     | { type: "worker-hung"; slot: number; id: number; task?: number }
     | { type: "worker-recycle"; slot: number; id: number; done: number }
+    | { type: "worker-grow"; slot: number; size: number }
+    | { type: "worker-shrink"; slot: number; id: number; size: number }
     | { type: "crash-loop"; slot: number; error: string }
     | { type: "task-retry"; task: number; id: number }
     | { type: "task-lost"; task: number; id: number }

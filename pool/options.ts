@@ -78,6 +78,15 @@ export interface PoolOptions {
    * clears): a new one takes the slot's new tasks, the old one finishes its own, then stops. None by default.
    */
   maxTasksPerWorker?: number;
+  /**
+   * An elastic pool: it starts `size` workers, starts more while tasks wait and no worker has room, up to `maxSize`,
+   * and stops those past `minSize` that ran nothing for `idleTimeout` ms (to twice that). Both default to `size`
+   * (a fixed pool). Not with `transport: "nats"` (workers join by themselves there).
+   */
+  minSize?: number;
+  maxSize?: number;
+  /** How long a worker past `minSize` may stay idle before it stops, in ms. Default 10 000. */
+  idleTimeout?: number;
 }
 
 /** Options of one task. */
@@ -189,11 +198,25 @@ export function resolveOptions(options: PoolOptions): Resolved {
     drainTimeout: nonNegative("drainTimeout", o.drainTimeout ?? 30_000),
     capacity: positiveInt("capacity", o.capacity ?? 1 << 20),
     priorityAging: aging(o.priorityAging ?? 1000),
+    minSize: positiveInt("minSize", o.minSize ?? Math.min(size, o.maxSize ?? size)),
+    maxSize: positiveInt("maxSize", o.maxSize ?? Math.max(size, o.minSize ?? size)),
+    idleTimeout: positiveInt("idleTimeout", o.idleTimeout ?? 10_000),
     maxTasksPerWorker: o.maxTasksPerWorker === undefined
       ? Infinity
       : positiveInt("maxTasksPerWorker", o.maxTasksPerWorker),
   };
   if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
+  if (!(settings.minSize <= size && size <= settings.maxSize)) {
+    throw new RangeError(
+      `Cannot make a pool of ${size} workers with minSize ${settings.minSize} and maxSize ${settings.maxSize}: ` +
+        "it needs minSize <= size <= maxSize",
+    );
+  }
+  if (transport === "nats" && (o.minSize !== undefined || o.maxSize !== undefined)) {
+    throw new TypeError(
+      "Cannot make a NATS pool elastic: its workers join by themselves (size is how many to wait for)",
+    );
+  }
   if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) {
     throw new TypeError(`Cannot name a pool ${JSON.stringify(o.name)}: the name must be a non-empty string`);
   }

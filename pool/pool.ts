@@ -150,6 +150,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
         return workers().restarts;
       },
       recycle: (member) => workers().recycle(member),
+      grow: (waiting) => workers().grow(waiting),
     }, this.#stats);
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
       closed: () => this.#closed,

@@ -47,13 +47,19 @@ export interface Workers {
    * The worker slots in order, each with its member (undefined while it has none) and how often it was restarted.
    * Read, never changed.
    */
-  readonly slots: readonly { readonly member: Member<Task> | undefined; readonly restarts: number }[];
+  readonly slots: readonly {
+    readonly index: number;
+    readonly member: Member<Task> | undefined;
+    readonly restarts: number;
+  }[];
   /** The slot of a member, for events; -1 when it has none. */
   slotOf(member: Member<Task>): number;
   /** Workers started again after dying, so far. */
   readonly restarts: number;
   /** `member` ran `maxTasksPerWorker` tasks: replace it. */
   recycle(member: Member<Task>): void;
+  /** `waiting` tasks found no worker with room: an elastic pool may start more. */
+  grow(waiting: number): void;
 }
 
 /** The task queue and its dispatch to workers. */
@@ -79,8 +85,8 @@ export class Scheduler {
   readonly #stats: Counters;
   /** How long tasks wait for a worker (`<pool> · wait`); the run time is each method's (`<pool> · call <m>`). */
   readonly #wait: Latency;
-  /** Each worker slot's counters (`COUNTERS.worker`: `<pool> worker <i>`), made as slots appear. */
-  readonly #slotStats: Counters[] = [];
+  /** Each worker slot's counters (`COUNTERS.worker`: `<pool> worker <i>`) by slot index, made as slots appear. */
+  readonly #slotStats = new Map<number, Counters>();
 
   constructor(settings: Settings, events: EventLog, workers: Workers, stats: Counters) {
     this.#o = settings;
@@ -96,7 +102,7 @@ export class Scheduler {
   close(): void {
     releaseLatency(this.#wait);
     this.#gauges(); // the workers' last state (stopped: none)
-    for (const c of this.#slotStats) c.close();
+    for (const c of this.#slotStats.values()) c.close();
   }
 
   /** Tasks waiting for a worker. */
@@ -190,6 +196,7 @@ export class Scheduler {
       if (!member) break;
       this.#begin(this.#queue.shift()!, member);
     }
+    if (this.#queue.size > 0) this.#workers.grow(this.#queue.size);
     this.#gauges();
     this.#checkDrained();
     if (this.#roomWaiters.length > 0) this.#checkRoom();
@@ -224,8 +231,12 @@ export class Scheduler {
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       const m = slot.member;
-      const w = (this.#slotStats[i] ??= track("worker", `${this.#stats.name} worker ${i}`)).values;
-      w[W_SLOT] = i;
+      let c = this.#slotStats.get(slot.index);
+      if (c === undefined) {
+        this.#slotStats.set(slot.index, c = track("worker", `${this.#stats.name} worker ${slot.index}`));
+      }
+      const w = c.values;
+      w[W_SLOT] = slot.index;
       w[W_RESTARTS] = slot.restarts;
       if (!m) {
         w[W_STATE] = 0;
@@ -240,9 +251,20 @@ export class Scheduler {
       if (m.state === "ready") ready++;
     }
     v[QUEUED] = this.#queue.size;
+    if (this.#slotStats.size > slots.length) this.#closeGoneSlots(slots);
     v[RUNNING] = running;
     v[WORKERS] = ready;
     v[RESTARTS] = this.#workers.restarts;
+  }
+
+  /** An elastic pool stopped workers: their slots' counters say closed. */
+  #closeGoneSlots(slots: Workers["slots"]): void {
+    const present = new Set(slots.map((s) => s.index));
+    for (const [index, c] of this.#slotStats) {
+      if (present.has(index)) continue;
+      c.close();
+      this.#slotStats.delete(index);
+    }
   }
 
   #pick(): Member<Task> | undefined {

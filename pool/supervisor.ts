@@ -69,6 +69,11 @@ export class Supervisor implements Workers {
   #slots: Slot[] = [];
   #nextSlot = 0;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
+  readonly #runtimes: RuntimeName[];
+  /** Elastic pools (`maxSize` > `minSize`): looks for idle workers past `minSize` every `idleTimeout` ms. */
+  #idleCheck: ReturnType<typeof setInterval> | undefined;
+  /** Per member, its `done` count at the last idle check (unchanged and nothing running: idle since). */
+  readonly #doneAtCheck = new WeakMap<Member<Task>, number>();
 
   /** Starts the workers (or, over NATS, takes those that join) in the background, and the heartbeat. */
   constructor(
@@ -84,6 +89,7 @@ export class Supervisor implements Workers {
     this.#events = events;
     this.#tasks = tasks;
     this.#pool = pool;
+    this.#runtimes = runtimes;
     if (launch === undefined) {
       this.#remote = new RemoteWorkers<Task>(settings.nats!, settings.startTimeout);
       this.#remote.start(
@@ -99,6 +105,43 @@ export class Supervisor implements Workers {
     if (settings.heartbeat > 0) {
       this.#heartbeat = setInterval(() => this.#probe(), settings.heartbeat);
       unref(this.#heartbeat);
+    }
+    if (launch && settings.maxSize > settings.minSize) {
+      this.#idleCheck = setInterval(() => this.#shrink(), settings.idleTimeout);
+      unref(this.#idleCheck);
+    }
+  }
+
+  /**
+   * Tasks are waiting and no worker has room: an elastic pool starts workers, up to `maxSize`, one per waiting task
+   * beyond those already starting.
+   */
+  grow(waiting: number): void {
+    if (this.#launch === undefined || this.#slots.length >= this.#o.maxSize || this.#pool.stopping()) return;
+    let starting = 0;
+    for (const s of this.#slots) if (s.restarting || s.member?.state === "starting") starting++;
+    while (starting < waiting && this.#slots.length < this.#o.maxSize) {
+      const slot = newSlot(this.#nextSlot++, this.#runtimes[this.#slots.length % this.#runtimes.length]!);
+      this.#slots.push(slot);
+      this.#events.emit({ type: "worker-grow", slot: slot.index, size: this.#slots.length });
+      void this.#spawn(slot);
+      starting++;
+    }
+  }
+
+  /** Stops workers past `minSize` that ran nothing since the last check (idle for `idleTimeout` to twice that). */
+  #shrink(): void {
+    if (this.#pool.stopping()) return;
+    for (const slot of [...this.#slots]) {
+      if (this.#slots.length <= this.#o.minSize) return;
+      const m = slot.member;
+      if (!m || m.state !== "ready" || m.running.size > 0) continue;
+      const before = this.#doneAtCheck.get(m);
+      this.#doneAtCheck.set(m, m.done);
+      if (before !== m.done) continue; // it ran something since the last look (or this is the first look)
+      this.#slots = this.#slots.filter((s) => s !== slot);
+      this.#events.emit({ type: "worker-shrink", slot: slot.index, id: m.id, size: this.#slots.length });
+      void this.#retire(m);
     }
   }
 
@@ -353,9 +396,10 @@ export class Supervisor implements Workers {
     }
   }
 
-  /** Stops probing. */
+  /** Stops probing (and looking for idle workers). */
   stopProbing(): void {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    if (this.#idleCheck !== undefined) clearInterval(this.#idleCheck);
   }
 
   /** Rejects the running tasks with `reason`, stops every worker and waits until they are gone. */

@@ -121,3 +121,56 @@ test("pool maxTasksPerWorker: a worker that ran its share is replaced; no task i
   }
   assert.throws(() => new Pool({ worker: WORKER, maxTasksPerWorker: 0 }), RangeError);
 });
+
+/** Polls `ok` until it holds (at most 60 s; no timing is asserted). */
+async function until(ok: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 60_000;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+for (const kind of ["thread", "process"] as const) {
+  test(
+    `pool minSize/maxSize (${kind}s): grows while tasks wait, never past maxSize, shrinks back when idle`,
+    LONG,
+    async () => {
+      const events: PoolEvent[] = [];
+      const pool = new Pool<Api>({ worker: WORKER, kind, size: 1, maxSize: 3, idleTimeout: 100 });
+      const log = (async () => {
+        for await (const e of pool.events()) events.push(e);
+      })();
+      try {
+        await pool.ready();
+        const gate = new AbortController();
+        const held = Array.from(
+          { length: 6 },
+          () => pool.call("sleep", [60_000], { signal: gate.signal }).catch(() => {}),
+        );
+        await until(() => pool.stats.running === 3, "three workers running the held tasks");
+        assert.equal(pool.stats.workers.length, 3, "maxSize");
+        assert.equal(pool.stats.queued, 3);
+        assert.equal(events.filter((e) => e.type === "worker-grow").length, 2);
+        gate.abort();
+        await Promise.all(held);
+        await until(() => pool.stats.workers.length === 1, "the pool back to minSize (1)");
+        assert.equal(events.filter((e) => e.type === "worker-shrink").length, 2);
+        assert.equal(await pool.run(3), 9, "it still runs tasks");
+      } finally {
+        await pool.close();
+        await log;
+      }
+    },
+  );
+}
+
+test("pool minSize/maxSize: sizes out of order and elastic NATS pools are refused", () => {
+  assert.throws(() => new Pool({ worker: WORKER, size: 2, minSize: 3 }), RangeError);
+  assert.throws(() => new Pool({ worker: WORKER, size: 4, maxSize: 3 }), RangeError);
+  assert.throws(() => new Pool({ worker: WORKER, size: 1, maxSize: 2, idleTimeout: 0 }), RangeError);
+  assert.throws(
+    () => new Pool({ transport: "nats", nats: { servers: "127.0.0.1:1" }, maxSize: 4 }),
+    /Cannot make a NATS pool elastic/,
+  );
+});
