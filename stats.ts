@@ -32,5 +32,12 @@ export {
   type StatsKind,
   type Unreadable,
 } from "./shm/stats.ts";
-export { bucketCeilingUs, bucketFloorUs, LATENCY_BUCKETS, quantile, SAMPLE_EVERY } from "./shm/stats_latency.ts";
+export {
+  bucketCeilingUs,
+  bucketFloorUs,
+  LATENCY_BUCKETS,
+  type LatencySummary,
+  quantile,
+  SAMPLE_EVERY,
+} from "./shm/stats_latency.ts";
 export { prometheusText } from "./shm/stats_prometheus.ts";

@@ -7,6 +7,7 @@
  */
 import { runtimeName } from "../runtimes/detect.ts";
 import type { RuntimeName } from "../runtimes/runtime.ts";
+import type { LatencySummary } from "../shm/stats_latency.ts";
 import type { Launch } from "./member.ts";
 import { type NatsPoolOptions, RemoteWorkers } from "./remote.ts";
 
@@ -130,6 +131,12 @@ export interface PoolStats {
     done: number;
     restarts: number;
   }>;
+  /**
+   * How long tasks waited for a worker, and how long they ran (from dispatch to answer, every method), in
+   * microseconds: one task in 8 is timed (`stats` module, latency slots `<pool> · wait` and `<pool> · call <m>`).
+   */
+  waitTime: LatencySummary;
+  runTime: LatencySummary;
 }
 
 /** The options with every default filled in (what the scheduler, the supervisor and the pool read). */

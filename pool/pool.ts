@@ -63,6 +63,8 @@ import { Scheduler } from "./scheduler.ts";
 import { installSignals } from "./signals.ts";
 import { Supervisor } from "./supervisor.ts";
 import { type Counters, track } from "../shm/stats.ts";
+import { latenciesNamed, summarize } from "../shm/stats_latency.ts";
+import { INFO } from "./worker.ts";
 
 let pools = 0;
 
@@ -354,7 +356,20 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   get stats(): PoolStats {
     const { done, failed, retried } = this.#tasks.counters;
     const { running, workers } = this.#workers.stats(this.kind);
-    return { done, failed, retried, restarts: this.#workers.restarts, queued: this.#tasks.queued, running, workers };
+    // Run time: the workers' connections (named after the pool) time each method; the pool's own probe is not a task.
+    const calls = `${this.#stats.name} · call `;
+    const run = latenciesNamed(calls).filter((l) => l.counters.name !== `${calls}${INFO}`);
+    return {
+      done,
+      failed,
+      retried,
+      restarts: this.#workers.restarts,
+      queued: this.#tasks.queued,
+      running,
+      workers,
+      waitTime: this.#tasks.waitTime,
+      runTime: summarize(run),
+    };
   }
 
   /**

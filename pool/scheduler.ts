@@ -11,7 +11,14 @@ import { abortError, ClosedError, QueueFullError, TimeoutError } from "../errors
 import type { EventLog } from "./events.ts";
 import type { CallSink } from "../rpc/peer.ts";
 import { type Counters, track } from "../shm/stats.ts";
-import { type Latency, latency, releaseLatency, UNTIMED } from "../shm/stats_latency.ts";
+import {
+  type Latency,
+  latency,
+  type LatencySummary,
+  releaseLatency,
+  summarize,
+  UNTIMED,
+} from "../shm/stats_latency.ts";
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
 import { TaskQueue } from "./task_queue.ts";
@@ -103,6 +110,11 @@ export class Scheduler {
     releaseLatency(this.#wait);
     this.#gauges(); // the workers' last state (stopped: none)
     for (const c of this.#slotStats.values()) c.close();
+  }
+
+  /** How long tasks waited for a worker (the `<pool> · wait` slot). */
+  get waitTime(): LatencySummary {
+    return summarize([this.#wait]);
   }
 
   /** Tasks waiting for a worker. */

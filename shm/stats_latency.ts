@@ -133,7 +133,49 @@ export class Latency {
   }
 }
 
+/** What a latency slot (or several) says, for a program: see {@linkcode summarize}. */
+export interface LatencySummary {
+  /** Operations begun. */
+  count: number;
+  /** Of those, ended with an error. */
+  failed: number;
+  /** Operations timed (one in {@linkcode SAMPLE_EVERY}). */
+  timed: number;
+  /** The median and the 99th percentile of the timed ones, in microseconds; NaN when none was timed. */
+  p50: number;
+  p99: number;
+  /** Their mean, in microseconds; NaN when none was timed. */
+  mean: number;
+}
+
+/** Adds up latency slots (their counts and buckets) into one summary. */
+export function summarize(slots: readonly Latency[]): LatencySummary {
+  const buckets = new Array<number>(LATENCY_BUCKETS).fill(0);
+  let count = 0, failed = 0, sum = 0;
+  for (const l of slots) {
+    const v = l.counters.values;
+    count += v[COUNT]!;
+    failed += v[FAILED]!;
+    sum += v[SUM_US]!;
+    for (let k = 0; k < LATENCY_BUCKETS; k++) buckets[k]! += v[BUCKET0 + k]!;
+  }
+  const timed = buckets.reduce((a, b) => a + b, 0);
+  return {
+    count,
+    failed,
+    timed,
+    p50: quantile(buckets, 0.5),
+    p99: quantile(buckets, 0.99),
+    mean: timed === 0 ? NaN : sum / timed,
+  };
+}
+
 const shared = new Map<string, Latency>();
+
+/** The latency slots of this process whose names start with `prefix` (a connection's or a pool's). */
+export function latenciesNamed(prefix: string): Latency[] {
+  return [...shared.values()].filter((l) => l.counters.name.startsWith(prefix));
+}
 
 /** The latency slot named `name` in this process (made on first use); give it back with {@linkcode releaseLatency}. */
 export function latency(name: string): Latency {

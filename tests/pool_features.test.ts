@@ -174,3 +174,19 @@ test("pool minSize/maxSize: sizes out of order and elastic NATS pools are refuse
     /Cannot make a NATS pool elastic/,
   );
 });
+
+test("pool stats: wait and run times of the tasks (one in 8 timed), the pool's own probes left out", LONG, async () => {
+  const pool = new Pool<Api>({ worker: WORKER, size: 2, heartbeat: 10 });
+  try {
+    await Promise.all(Array.from({ length: 20 }, (_, i) => pool.run(i)));
+    await assert.rejects(pool.call("fail", ["no"]));
+    await new Promise((r) => setTimeout(r, 50)); // heartbeat probes run meanwhile: they are not tasks
+    const { waitTime, runTime } = pool.stats;
+    assert.deepEqual([waitTime.count, waitTime.failed, waitTime.timed], [21, 0, Math.ceil(21 / 8)]);
+    assert.deepEqual([runTime.count, runTime.failed], [21, 1], "the failed task ran, and failed");
+    assert.equal(runTime.timed, Math.ceil(20 / 8) + 1, "per method: run 3 of 20, fail 1 of 1");
+    for (const t of [waitTime, runTime]) assert.ok(t.p50 >= 0 && t.p99 >= t.p50 && t.mean >= 0, JSON.stringify(t));
+  } finally {
+    await pool.close();
+  }
+});
