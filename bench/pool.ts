@@ -1,6 +1,7 @@
 /**
- * Trivial-task throughput of ipckit's Pool (threads, and processes of each runtime), next to tinypool and piscina
- * (Node only: they run on worker_threads), in one run. The task squares a number. Two ways to feed a pool, each
+ * Trivial-task throughput of ipckit's Pool (threads, and processes of each runtime), next to tinypool, piscina,
+ * workerpool and poolifier (Node only: they run on worker_threads; workerpool's process mode on child_process too),
+ * in one run. The task squares a number. Two ways to feed a pool, each
  * timed over `--tasks` tasks after a warm-up, medians of `--reps`, in tasks per second:
  * - **all at once**: every task submitted before the first settles (`Promise.all` of `--tasks` runs): the pool
  *   and the caller hold them all, so the garbage collector's work on tens of thousands of live promises counts;
@@ -23,7 +24,7 @@ const SIZE = Number(opt("--size", "2"));
 const TASKS = Number(opt("--tasks", "50000"));
 const REPS = Number(opt("--reps", "5"));
 const WINDOW = Number(opt("--window", "1000"));
-const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina").split(","));
+const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina,workerpool,poolifier").split(","));
 const IPCKIT_WORKER = new URL("./peers/pool_square.ts", import.meta.url);
 const JS_WORKER = new URL("./peers/square.mjs", import.meta.url);
 
@@ -47,6 +48,12 @@ async function rate(run: (n: number) => Promise<unknown>, window: number): Promi
 /** The row of one pool: all at once, then in windows. */
 async function measure(label: string, run: (n: number) => Promise<unknown>): Promise<void> {
   rows.push([label, fmt(await rate(run, TASKS)), fmt(await rate(run, WINDOW))]);
+}
+
+/** An installed package's version, from its package.json in node_modules. */
+async function versionOf(name: string): Promise<string> {
+  const { readFileSync } = await import("node:fs");
+  return JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")).version;
 }
 
 const rows: string[][] = [["pool", `all ${TASKS} at once (tasks/s)`, `${WINDOW} at a time (tasks/s)`]];
@@ -112,6 +119,26 @@ if (rt.name === "node" && ONLY.has("piscina")) {
     await measure(`piscina, concurrentTasksPerWorker ${concurrentTasksPerWorker}`, (n) => pool.run(n));
     await pool.destroy();
   }
+}
+if (rt.name === "node" && ONLY.has("workerpool")) {
+  const { default: workerpool } = await import("workerpool");
+  const version = (await import("workerpool/package.json", { with: { type: "json" } })).default.version;
+  const script = new URL("./peers/square_workerpool.mjs", import.meta.url).pathname;
+  for (const workerType of ["thread", "process"] as const) {
+    const pool = workerpool.pool(script, { minWorkers: SIZE, maxWorkers: SIZE, workerType });
+    await measure(
+      `workerpool ${version}, ${workerType}es`.replace("threades", "threads"),
+      (n) => pool.exec("square", [n]),
+    );
+    await pool.terminate();
+  }
+}
+if (rt.name === "node" && ONLY.has("poolifier")) {
+  const { FixedThreadPool } = await import("poolifier");
+  const version = await versionOf("poolifier"); // its exports leave package.json out
+  const pool = new FixedThreadPool(SIZE, new URL("./peers/square_poolifier.mjs", import.meta.url).pathname);
+  await measure(`poolifier ${version}, threads`, (n) => pool.execute(n));
+  await pool.destroy();
 }
 console.log(
   `Pool throughput, trivial task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
