@@ -103,6 +103,13 @@ export interface RunOptions {
    * Waiting counts too (the pool's `priorityAging`), so a task is not held back for ever by more urgent ones.
    */
   priority?: number;
+  /**
+   * Tasks with the same key (a string or a number: a user, a tenant, a cache shard) run on the same worker while it
+   * lives: the first goes to the least busy worker and binds the key to it, the next ones wait for that worker
+   * (in their priority order) even if others are free. When it dies or is replaced the key is free again, and its
+   * waiting tasks go first to whichever worker takes them next. The last 100 000 keys are remembered.
+   */
+  affinity?: string | number;
 }
 
 /** One worker's answer to `pool.broadcast()`: its slot, its id (pid, or a thread's number), and its value or error. */

@@ -441,6 +441,12 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     if (options.timeout !== undefined && !(options.timeout >= 0)) {
       return Promise.reject(new RangeError(`Cannot run a task with timeout ${options.timeout}: it must be >= 0 ms`));
     }
+    const key = options.affinity;
+    if (key !== undefined && typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
+      return Promise.reject(
+        new TypeError(`Cannot run a task with affinity ${String(key)}: it must be a string or a finite number`),
+      );
+    }
     if (options.priority !== undefined && !Number.isFinite(options.priority)) {
       return Promise.reject(
         new RangeError(`Cannot run a task with priority ${String(options.priority)}: it must be a finite number`),

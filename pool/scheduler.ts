@@ -77,6 +77,10 @@ export class Scheduler {
   readonly #events: EventLog;
   readonly #workers: Workers;
   readonly #queue: TaskQueue<Task>;
+  /** Affinity: the worker each key (`RunOptions.affinity`) is bound to while it lives, oldest binding first. */
+  readonly #boundTo = new Map<string | number, Member<Task>>();
+  /** Keyed tasks waiting for the worker their key is bound to (it had no room), per worker. */
+  readonly #bound = new Map<Member<Task>, TaskQueue<Task>>();
   /** Whether waiting counts toward a task's rank (finite `priorityAging`): then each task's time is read. */
   readonly #aging: boolean;
   #nextId = 1;
@@ -117,14 +121,16 @@ export class Scheduler {
     return summarize([this.#wait]);
   }
 
-  /** Tasks waiting for a worker. */
+  /** Tasks waiting for a worker (in the queue, and keyed ones waiting for their own worker). */
   get queued(): number {
-    return this.#queue.size;
+    let n = this.#queue.size;
+    for (const q of this.#bound.values()) n += q.size;
+    return n;
   }
 
   /** Queues a task (the pool checked that it may run); rejects with `QueueFullError` past `maxQueue`. */
   submit(method: string, args: unknown[], options: RunOptions): Promise<unknown> {
-    if (this.#queue.size >= this.#o.maxQueue) {
+    if (this.queued >= this.#o.maxQueue) {
       return Promise.reject(
         new QueueFullError(`Cannot queue the task: the queue holds maxQueue (${this.#o.maxQueue})`),
       );
@@ -157,7 +163,10 @@ export class Scheduler {
         if (task.member === undefined) this.settle(task, false, abortError(options.signal!));
       });
     }
-    this.#queue.push(task);
+    const key = options.affinity;
+    const owner = key === undefined ? undefined : this.#boundTo.get(key);
+    if (owner === undefined) this.#queue.push(task);
+    else this.#waitFor(owner, task);
     this.#stats.values[SUBMITTED]!++;
     this.schedule();
     return promise;
@@ -199,14 +208,56 @@ export class Scheduler {
   /** Rejects every queued task with `error` and empties the queue. */
   failQueued(error: unknown): void {
     for (const task of this.#queue.takeAll()) this.settle(task, false, error);
+    for (const q of this.#bound.values()) for (const task of q.takeAll()) this.settle(task, false, error);
+    this.#bound.clear();
+  }
+
+  /** A keyed task waits for `member`, the worker its key is bound to. */
+  #waitFor(member: Member<Task>, task: Task): void {
+    let q = this.#bound.get(member);
+    if (q === undefined) this.#bound.set(member, q = new TaskQueue(this.#o.priorityAging));
+    q.push(task);
+  }
+
+  /** `member` is gone: its keys are free again, and the keyed tasks that waited for it go first in the queue. */
+  memberGone(member: Member<Task>): void {
+    for (const [key, m] of this.#boundTo) if (m === member) this.#boundTo.delete(key);
+    const q = this.#bound.get(member);
+    if (q === undefined) return;
+    this.#bound.delete(member);
+    for (const task of q.takeAll()) if (!task.settled) this.#queue.pushFirst(task);
+  }
+
+  /** Binds `key` to `member` (a bounded number of keys is remembered: the oldest binding goes first). */
+  #bind(key: string | number, member: Member<Task>): void {
+    this.#boundTo.set(key, member);
+    if (this.#boundTo.size > MAX_KEYS) this.#boundTo.delete(this.#boundTo.keys().next().value!);
   }
 
   /** Hands queued tasks to ready workers with room. */
   schedule(): void {
-    while (this.#queue.peek() !== undefined) {
+    // Keyed tasks waiting for their own worker go first when it has room.
+    if (this.#bound.size > 0) {
+      for (const [m, q] of this.#bound) {
+        while (m.state === "ready" && m.running.size < this.#o.concurrency && q.peek() !== undefined) {
+          this.#begin(q.shift()!, m);
+        }
+      }
+    }
+    for (let task = this.#queue.peek(); task !== undefined; task = this.#queue.peek()) {
+      const key = task.options.affinity;
+      const owner = key === undefined ? undefined : this.#boundTo.get(key);
+      if (owner !== undefined) {
+        // Bound since it was queued (an earlier task of its key went first): to that worker, or wait for it.
+        this.#queue.shift();
+        if (owner.state === "ready" && owner.running.size < this.#o.concurrency) this.#begin(task, owner);
+        else this.#waitFor(owner, task);
+        continue;
+      }
       const member = this.#pick();
       if (!member) break;
       this.#begin(this.#queue.shift()!, member);
+      if (key !== undefined) this.#bind(key, member);
     }
     if (this.#queue.size > 0) this.#workers.grow(this.#queue.size);
     this.#gauges();
@@ -217,7 +268,7 @@ export class Scheduler {
   /** Resolves once the queue has room for `room` more tasks (`maxQueue` less the tasks queued). */
   whenRoom(room: number): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
-    if (this.#o.maxQueue - this.#queue.size >= room) return Promise.resolve();
+    if (this.#o.maxQueue - this.queued >= room) return Promise.resolve();
     return new Promise((resolve, reject) => this.#roomWaiters.push({ room, resolve, reject }));
   }
 
@@ -229,7 +280,7 @@ export class Scheduler {
   }
 
   #checkRoom(): void {
-    const free = this.#o.maxQueue - this.#queue.size;
+    const free = this.#o.maxQueue - this.queued;
     const waiting = this.#roomWaiters;
     this.#roomWaiters = waiting.filter((w) => w.room > free);
     for (const w of waiting) if (w.room <= free) w.resolve();
@@ -262,7 +313,7 @@ export class Scheduler {
       running += m.running.size;
       if (m.state === "ready") ready++;
     }
-    v[QUEUED] = this.#queue.size;
+    v[QUEUED] = this.queued;
     if (this.#slotStats.size > slots.length) this.#closeGoneSlots(slots);
     v[RUNNING] = running;
     v[WORKERS] = ready;
@@ -371,7 +422,8 @@ export class Scheduler {
 
   #checkDrained(): void {
     if (this.#drainWaiters.length === 0) return;
-    const empty = this.#queue.allSettled();
+    let empty = this.#queue.allSettled();
+    for (const q of this.#bound.values()) empty &&= q.allSettled();
     let idle = true;
     for (const { member } of this.#workers.slots) if (member && member.running.size > 0) idle = false;
     if (!(empty && idle) && !this.#failed) return;
@@ -409,6 +461,8 @@ class Attempt implements CallSink {
 
 const NOOP = () => {};
 // Where the pool's counters are (`COUNTERS.pool` of shm/stats.ts).
+/** Keys of `RunOptions.affinity` remembered at most (the oldest binding is forgotten past it). */
+const MAX_KEYS = 100_000;
 // Where a worker slot's counters are (`COUNTERS.worker`), and its states' codes.
 const W_SLOT = 0, W_ID = 1, W_STATE = 2, W_RUNNING = 3, W_DONE = 4, W_RESTARTS = 5;
 const STATE_CODES = { starting: 1, ready: 2, draining: 3, stopping: 4, dead: 5 } as const;

@@ -254,6 +254,7 @@ export class Supervisor implements Workers {
       }
     }
     member.running.clear();
+    this.#tasks.memberGone(member);
     this.#tasks.wakeIdle();
     if (member.remote) {
       this.#slots = this.#slots.filter((s) => s !== slot); // its place goes with it: workers join, not restart
@@ -387,6 +388,8 @@ export class Supervisor implements Workers {
   /** Lets `old` finish its tasks, then stops it (or sooner: `stop()`, or it dies). */
   async #retire(old: Member<Task>): Promise<void> {
     this.#retiring.add(old);
+    this.#tasks.memberGone(old); // its keys go to the worker that takes their next task
+    this.#tasks.schedule();
     try {
       await Promise.race([this.#tasks.whenIdle(old), old.gone]);
       old.stop();

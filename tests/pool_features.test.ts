@@ -5,6 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { ClosedError, Pool, type PoolEvent, QueueFullError, RemoteError } from "../mod.ts";
 
 const LONG = { timeout: 120_000 };
@@ -186,6 +187,73 @@ test("pool stats: wait and run times of the tasks (one in 8 timed), the pool's o
     assert.deepEqual([runTime.count, runTime.failed], [21, 1], "the failed task ran, and failed");
     assert.equal(runTime.timed, Math.ceil(20 / 8) + 1, "per method: run 3 of 20, fail 1 of 1");
     for (const t of [waitTime, runTime]) assert.ok(t.p50 >= 0 && t.p99 >= t.p50 && t.mean >= 0, JSON.stringify(t));
+  } finally {
+    await pool.close();
+  }
+});
+
+for (const kind of ["thread", "process"] as const) {
+  test(
+    `pool affinity (${kind}s): a key's tasks run on one worker while it lives; its death moves the key`,
+    LONG,
+    async () => {
+      type Who = { pid: number; runtime: string; worker: string };
+      const pool = new Pool<Api & { whoami(): Who; die(code: number): void }>({ worker: WORKER, kind, size: 3 });
+      try {
+        await pool.ready();
+        const where = (key: string | number) => pool.call("whoami", [], { affinity: key }).then((w) => w.worker);
+        // Many at once, three keys and unkeyed work between them: each key stays on one worker.
+        const runs = Array.from({ length: 60 }, (_, i) => (i % 4 === 3 ? pool.run(i) : where(["a", "b", 7][i % 4]!)));
+        const seen = await Promise.all(runs);
+        for (const key of [0, 1, 2]) {
+          const workers = new Set(seen.filter((_, i) => i % 4 === key));
+          assert.equal(workers.size, 1, `key ${["a", "b", 7][key]} ran on ${[...workers]}`);
+        }
+        // Its worker dies: the key moves to another one, and stays there.
+        const first = await where("a");
+        await pool.call("die", [1], { affinity: "a" }).catch(() => {});
+        const after = new Set(await Promise.all(Array.from({ length: 10 }, () => where("a"))));
+        assert.equal(after.size, 1);
+        assert.ok(!after.has(first), "not the dead worker");
+        await assert.rejects(pool.run(1, { affinity: NaN }), TypeError);
+        await assert.rejects(pool.run(1, { affinity: {} as unknown as string }), TypeError);
+      } finally {
+        await pool.close();
+      }
+    },
+  );
+}
+
+test("pool affinity: any mix of keys and priorities keeps each key on one worker (property)", LONG, async () => {
+  type Who = { pid: number; runtime: string; worker: string };
+  const pool = new Pool<Api & { whoami(): Who }>({ worker: WORKER, size: 3, concurrency: 2 });
+  const seed = Date.now() % 2 ** 31;
+  try {
+    await pool.ready();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({ key: fc.option(fc.integer({ min: 0, max: 5 })), priority: fc.integer({ min: 0, max: 2 }) }),
+          {
+            minLength: 1,
+            maxLength: 80,
+          },
+        ),
+        async (tasks) => {
+          const ran = await Promise.all(
+            tasks.map(({ key, priority }) =>
+              pool.call("whoami", [], key === null ? { priority } : { affinity: key, priority }).then((w) => w.worker)
+            ),
+          );
+          const byKey = new Map<number, Set<string>>();
+          tasks.forEach(({ key }, i) => key !== null && byKey.set(key, (byKey.get(key) ?? new Set()).add(ran[i]!)));
+          return [...byKey.values()].every((workers) => workers.size === 1);
+        },
+      ),
+      { numRuns: 25, seed },
+    );
+  } catch (e) {
+    throw new Error(`the affinity property failed with seed ${seed}: ${(e as Error).message}`);
   } finally {
     await pool.close();
   }

@@ -5,11 +5,13 @@ import * as pool from "../../pool/worker.ts";
 import { runtime } from "../../runtimes/detect.ts";
 
 const rt = await runtime();
+/** This worker, among all of one test (threads share a pid). */
+const WORKER_ID = crypto.randomUUID();
 
 await pool.worker({
   run: (n: number) => n * n,
-  /** Where the task ran: this worker's pid and runtime (a thread shares the master's pid). */
-  whoami: () => ({ pid: rt.pid, runtime: rt.name }),
+  /** Where the task ran: this worker's pid and runtime (a thread shares the master's pid), and which worker it is. */
+  whoami: () => ({ pid: rt.pid, runtime: rt.name, worker: WORKER_ID }),
   async sleep(this: CallContext, ms: number) {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, ms);
