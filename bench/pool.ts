@@ -1,14 +1,16 @@
 /**
- * Trivial-task throughput of ipckit's Pool (threads, and processes of each runtime), next to tinypool, piscina,
- * workerpool and poolifier (Node only: they run on worker_threads; workerpool's process mode on child_process too),
- * in one run. The task squares a number. Two ways to feed a pool, each
+ * Task throughput of ipckit's Pool (threads, and processes of each runtime), next to tinypool, piscina, workerpool
+ * and poolifier (Node only: they run on worker_threads; workerpool's process mode on child_process too), in one run.
+ * `--task` says which (`bench/peers/pool_tasks.mjs`, the same for every pool): `trivial` squares a number (50 000
+ * tasks a round by default), `cpu` burns 1 ms first (2000), `bytes` sends a 64 KiB array and gets its length back
+ * (5000; piscina also with the array moved instead of copied, its `transferList`). Two ways to feed a pool, each
  * timed over `--tasks` tasks after a warm-up, medians of `--reps`, in tasks per second:
  * - **all at once**: every task submitted before the first settles (`Promise.all` of `--tasks` runs): the pool
  *   and the caller hold them all, so the garbage collector's work on tens of thousands of live promises counts;
  * - **in windows**: `--window` tasks submitted, awaited, then the next ones (a caller feeding a stream of work
  *   with bounded memory).
  *
- *   node --import tsx bench/pool.ts [--size 2] [--tasks 50000] [--window 1000] [--reps 5]
+ *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes] [--size 2] [--tasks N] [--window 1000] [--reps 5]
  *   npx bun bench/pool.ts        npx deno run -A bench/pool.ts
  *
  * @module
@@ -21,12 +23,19 @@ const rt = await runtime();
 const args = rt.args();
 const { opt } = flags(args);
 const SIZE = Number(opt("--size", "2"));
-const TASKS = Number(opt("--tasks", "50000"));
+const TASK = opt("--task", "trivial") as "trivial" | "cpu" | "bytes";
+if (!["trivial", "cpu", "bytes"].includes(TASK)) throw new Error(`--task ${TASK}: trivial, cpu or bytes`);
+const TASKS = Number(opt("--tasks", { trivial: "50000", cpu: "2000", bytes: "5000" }[TASK]));
 const REPS = Number(opt("--reps", "5"));
-const WINDOW = Number(opt("--window", "1000"));
+const WINDOW = Math.min(TASKS, Number(opt("--window", "1000")));
 const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina,workerpool,poolifier").split(","));
 const IPCKIT_WORKER = new URL("./peers/pool_square.ts", import.meta.url);
-const JS_WORKER = new URL("./peers/square.mjs", import.meta.url);
+const JS_WORKER = new URL("./peers/pool_tasks.mjs", import.meta.url);
+const PAYLOAD = new Uint8Array(64 * 1024);
+/** The argument of task `i`. */
+const argOf = (i: number): number | Uint8Array => (TASK === "bytes" ? PAYLOAD : i);
+/** What task 7 answers. */
+const EXPECTED = TASK === "bytes" ? PAYLOAD.byteLength : 49;
 
 /** Tasks per second of `run` over TASKS tasks fed `window` at a time, median of REPS after one warm-up round. */
 async function rate(run: (n: number) => Promise<unknown>, window: number): Promise<number> {
@@ -34,7 +43,7 @@ async function rate(run: (n: number) => Promise<unknown>, window: number): Promi
     const t0 = performance.now();
     for (let done = 0; done < TASKS; done += window) {
       const results = await Promise.all(Array.from({ length: Math.min(window, TASKS - done) }, (_, i) => run(i)));
-      if (results[7] !== 49) throw new Error(`wrong result ${results[7]}`);
+      if (results[7] !== EXPECTED) throw new Error(`wrong result ${results[7]}`);
     }
     const seconds = (performance.now() - t0) / 1000;
     return TASKS / seconds;
@@ -60,9 +69,13 @@ const rows: string[][] = [["pool", `all ${TASKS} at once (tasks/s)`, `${WINDOW} 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 async function ipckit(label: string, options: ConstructorParameters<typeof Pool>[0]) {
-  const pool = new Pool<{ run(n: number): number }>({ ...options, signals: false, maxQueue: TASKS * 2 });
+  const pool = new Pool<Record<typeof TASK, (arg: unknown) => number>>({
+    ...options,
+    signals: false,
+    maxQueue: TASKS * 2,
+  });
   try {
-    await measure(label, (n) => pool.run(n));
+    await measure(label, (n) => pool.call(TASK, [argOf(n)]));
   } finally {
     await pool.close();
   }
@@ -102,7 +115,7 @@ if (rt.name === "node" && ONLY.has("tinypool")) {
     await measure(
       `tinypool ${(await import("tinypool/package.json", { with: { type: "json" } })).default.version}` +
         `, concurrentTasksPerWorker ${concurrentTasksPerWorker}`,
-      (n) => pool.run(n),
+      (n) => pool.run({ kind: TASK, arg: argOf(n) }),
     );
     await pool.destroy();
   }
@@ -116,7 +129,16 @@ if (rt.name === "node" && ONLY.has("piscina")) {
       maxThreads: SIZE,
       concurrentTasksPerWorker,
     });
-    await measure(`piscina, concurrentTasksPerWorker ${concurrentTasksPerWorker}`, (n) => pool.run(n));
+    const version = await versionOf("piscina");
+    const label = `piscina ${version}, concurrentTasksPerWorker ${concurrentTasksPerWorker}`;
+    await measure(label, (n) => pool.run({ kind: TASK, arg: argOf(n) }));
+    if (TASK === "bytes") {
+      // Moved, not copied: a fresh array per task (a moved one is gone from the sender), as a caller would do.
+      await measure(`${label}, moved (transferList)`, () => {
+        const fresh = new Uint8Array(PAYLOAD.byteLength);
+        return pool.run({ kind: TASK, arg: fresh }, { transferList: [fresh.buffer] });
+      });
+    }
     await pool.destroy();
   }
 }
@@ -128,7 +150,7 @@ if (rt.name === "node" && ONLY.has("workerpool")) {
     const pool = workerpool.pool(script, { minWorkers: SIZE, maxWorkers: SIZE, workerType });
     await measure(
       `workerpool ${version}, ${workerType}es`.replace("threades", "threads"),
-      (n) => pool.exec("square", [n]),
+      (n) => pool.exec(TASK, [argOf(n)]),
     );
     await pool.terminate();
   }
@@ -137,10 +159,10 @@ if (rt.name === "node" && ONLY.has("poolifier")) {
   const { FixedThreadPool } = await import("poolifier");
   const version = await versionOf("poolifier"); // its exports leave package.json out
   const pool = new FixedThreadPool(SIZE, new URL("./peers/square_poolifier.mjs", import.meta.url).pathname);
-  await measure(`poolifier ${version}, threads`, (n) => pool.execute(n));
+  await measure(`poolifier ${version}, threads`, (n) => pool.execute({ kind: TASK, arg: argOf(n) }));
   await pool.destroy();
 }
 console.log(
-  `Pool throughput, trivial task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
+  `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
 );
 console.log(table(rows));

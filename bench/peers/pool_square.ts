@@ -1,4 +1,6 @@
-/** The task of bench/pool.ts for ipckit's pool: squares a number. */
+/** The tasks of bench/pool.ts for ipckit's pool (`bench/peers/pool_tasks.mjs`): one handler per kind, `run` squares. */
 import { pool } from "../../mod.ts";
+// @ts-types="./pool_tasks.d.mts"
+import { tasks } from "./pool_tasks.mjs";
 
-await pool.worker((n: number) => n * n);
+await pool.worker({ run: tasks.trivial, ...tasks });

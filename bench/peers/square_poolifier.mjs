@@ -1,3 +1,4 @@
-// The task of bench/pool.ts for poolifier (threads): its worker module exports a ThreadWorker.
+// The tasks of bench/pool.ts for poolifier (threads): its worker module exports a ThreadWorker of `{ kind, arg }`.
 import { ThreadWorker } from "poolifier";
-export default new ThreadWorker((n) => n * n);
+import entry from "./pool_tasks.mjs";
+export default new ThreadWorker(entry);

@@ -1,3 +1,4 @@
-// The task of bench/pool.ts for workerpool (threads and processes): its worker registers the function by name.
+// The tasks of bench/pool.ts for workerpool (threads and processes): its worker registers them by name.
 import workerpool from "workerpool";
-workerpool.worker({ square: (n) => n * n });
+import { tasks } from "./pool_tasks.mjs";
+workerpool.worker(tasks);

@@ -1,2 +1,0 @@
-// The task of bench/pool.ts for tinypool and piscina (plain JavaScript: their workers load it themselves).
-export default (n) => n * n;
