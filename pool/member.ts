@@ -129,27 +129,17 @@ export class Member<T = unknown> {
         : runtimeArgv(launch.runtime, rt.fromFileUrl(launch.worker)); // a .js worker runs on node without tsx
       const env = { ...launch.env, [ENV_KIND]: "process", [ENV_PARENT]: String(rt.pid) };
       const cwd = launch.cwd === undefined ? {} : { cwd: launch.cwd };
-      if (launch.transport === "shm") {
-        const { channel, child } = await spawnOnShm(argv, env, cwd, launch);
-        member = new Member<T>(
-          "process",
-          launch.runtime,
-          child.pid,
-          new RpcPeer(channel, named),
-          kill(child),
-          child.exited,
-        );
-      } else {
-        const { channel, child } = await pipe.spawn(argv, { over: "fds", env, ...cwd });
-        member = new Member<T>(
-          "process",
-          launch.runtime,
-          child.pid,
-          new RpcPeer(channel, named),
-          kill(child),
-          child.exited,
-        );
-      }
+      const { channel, child } = launch.transport === "shm"
+        ? await spawnOnShm(argv, env, cwd, launch)
+        : await pipe.spawn(argv, { over: "fds", env, ...cwd });
+      member = new Member<T>(
+        "process",
+        launch.runtime,
+        child.pid,
+        new RpcPeer(channel, named),
+        kill(child),
+        child.exited,
+      );
     }
     try {
       const info = await member.peer.callWith(INFO, [], { timeout: launch.startTimeout }) as WorkerInfo;

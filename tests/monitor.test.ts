@@ -20,6 +20,7 @@ import { main } from "../cli/commands.ts";
 import { hostAllowed } from "../cli/monitor.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { parsePrometheus } from "./helpers/prometheus.ts";
+import { type LineChild as Child, spawnWithLines } from "./helpers/child_lines.ts";
 
 const LONG = { timeout: 240_000 };
 const rt = await runtime();
@@ -29,37 +30,8 @@ const BROWSER = rt.fromFileUrl(new URL("./helpers/browser.mjs", import.meta.url)
 const OTHER = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 1) % RUNTIMES.length]!;
 const THIRD = RUNTIMES[(RUNTIMES.indexOf(rt.name) + 2) % RUNTIMES.length]!;
 
-/** A child and its stdout's lines as they come. */
-interface Child {
-  child: ChildProcess;
-  line(): Promise<string>;
-}
-
 function start(argv: string[], env: Record<string, string>): Child {
-  const child = rt.spawn(argv, { stdio: "pipe", env });
-  let buffer = "";
-  const waiting: ((l: string) => void)[] = [];
-  const lines: string[] = [];
-  const decoder = new TextDecoder();
-  child.stdio!.start({
-    data: (d) => {
-      buffer += decoder.decode(d, { stream: true });
-      for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
-        const l = buffer.slice(0, i);
-        buffer = buffer.slice(i + 1);
-        const w = waiting.shift();
-        if (w) w(l);
-        else lines.push(l);
-      }
-    },
-    end: () => {
-      for (const w of waiting.splice(0)) w("(the child's output ended)");
-    },
-  });
-  return {
-    child,
-    line: () => lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise((r) => waiting.push(r)),
-  };
+  return spawnWithLines(rt, argv, env);
 }
 
 /** A stats peer of runtime `on` (tests/helpers/stats_peer.ts); resolves once it printed `ready <segment>`. */

@@ -26,6 +26,7 @@ import { main } from "../cli/commands.ts";
 import { parseStats, segmentName, STATS_PREFIX } from "../shm/stats.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { parsePrometheus } from "./helpers/prometheus.ts";
+import { type LineChild, spawnWithLines } from "./helpers/child_lines.ts";
 
 const LONG = { timeout: 120_000 };
 const rt = await runtime();
@@ -59,31 +60,8 @@ async function mine(name: string, ok: (o: stats.ObjectStats) => boolean = () => 
 }
 
 /** A child of `runtime` running tests/helpers/stats_peer.ts; its stdout's lines as they come. */
-function peer(on: RuntimeName, ...args: string[]): { child: ChildProcess; line: () => Promise<string> } {
-  const child = rt.spawn([...runtimeArgv(on, PEER), ...args], { stdio: "pipe", env: { IPCKIT_STATS: "on" } });
-  let buffer = "";
-  const waiting: ((l: string) => void)[] = [];
-  const lines: string[] = [];
-  const decoder = new TextDecoder();
-  child.stdio!.start({
-    data: (d) => {
-      buffer += decoder.decode(d, { stream: true });
-      for (let i = buffer.indexOf("\n"); i >= 0; i = buffer.indexOf("\n")) {
-        const l = buffer.slice(0, i);
-        buffer = buffer.slice(i + 1);
-        const w = waiting.shift();
-        if (w) w(l);
-        else lines.push(l);
-      }
-    },
-    end: () => {
-      for (const w of waiting.splice(0)) w("(the child's output ended)");
-    },
-  });
-  return {
-    child,
-    line: () => lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise((r) => waiting.push(r)),
-  };
+function peer(on: RuntimeName, ...args: string[]): LineChild {
+  return spawnWithLines(rt, [...runtimeArgv(on, PEER), ...args], { IPCKIT_STATS: "on" });
 }
 
 const exited = (c: ChildProcess) => c.exited.then(() => {});
