@@ -7,7 +7,8 @@
  *
  * Only observed primitives count (one branch on an unobserved one): a program may hold thousands of locks in a
  * shared struct, and a slot each would fill the segment. An observed mutex reads the clock when it is taken and when
- * it is released (tens of nanoseconds each). The slot is closed when the primitive is garbage-collected.
+ * it is released (tens of nanoseconds each). The slot is closed when the primitive is garbage-collected (never while
+ * this process holds it: a held observed mutex is kept reachable until it is unlocked).
  *
  * @module
  */
@@ -20,19 +21,27 @@ const LONGEST_HOLD_US = 7;
 const S_ACQUIRED = 0, S_CONTENDED = 1, S_GAVE_UP = 2, S_RELEASED = 3, S_WAITING = 4, S_VALUE = 5;
 
 const closing = new FinalizationRegistry<Counters>((c) => c.close());
+/**
+ * Observed mutexes this process holds: kept reachable while held, so that a lock taken and never given back stays
+ * shown even when the program dropped its last reference to the object (what a monitor is for).
+ */
+const holding = new Set<object>();
 
 /** The counters of one observed mutex in this process. */
 export class MutexStats {
   readonly #c: Counters;
+  readonly #owner: object;
   #since = 0;
 
   constructor(owner: object, name: string) {
     this.#c = track("lock", name);
+    this.#owner = owner;
     closing.register(owner, this.#c);
   }
 
   /** Taken by thread `id` of this process (`tookOver`: from an owner that died holding it). */
   acquired(id: number, tookOver: boolean): void {
+    holding.add(this.#owner);
     const v = this.#c.values;
     v[ACQUIRED]!++;
     if (tookOver) v[OWNER_DIED]!++;
@@ -43,6 +52,7 @@ export class MutexStats {
 
   /** Released by its holder here. */
   released(): void {
+    holding.delete(this.#owner);
     const v = this.#c.values;
     const held = (performance.now() - this.#since) * 1000;
     if (held > v[LONGEST_HOLD_US]!) v[LONGEST_HOLD_US] = held;

@@ -10,6 +10,9 @@ const rt = await runtime();
 const memory = await SharedMemory.open(rt.args()[0]!);
 const lock = Mutex.in(memory, 0).observe("held lock");
 await lock.lock();
+// Nothing reads `lock` any more (JavaScriptCore may collect such a binding): a collection now, where the runtime offers
+// one, must not take the held lock's slot away.
+(globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true);
 while (segmentName() === undefined) await new Promise((r) => setTimeout(r, 10));
 console.log(`held ${segmentName()}`);
 setInterval(() => {}, 60_000); // holds it until killed
