@@ -44,6 +44,8 @@ import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
 import { Call, checkCredit, RemoteStream } from "./stream.ts";
+import { PendingCalls } from "./pending.ts";
+import { decodeMessage, encodeCall, encodeResult } from "./wire_cbor.ts";
 import {
   BYE,
   CALL,
@@ -116,6 +118,7 @@ export interface CallOptions {
 }
 
 const NOOP = () => {};
+const NO_OPTIONS: CallOptions = Object.freeze({});
 const RESOLVED = Promise.resolve();
 // Where a peer's counters are (`COUNTERS.rpc` of shm/stats.ts).
 const CALLS = 0, CALLS_FAILED = 1, CALLS_SETTLED = 2, SERVED = 3, SERVED_FAILED = 4, SERVED_DONE = 5;
@@ -174,6 +177,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   readonly api: RemoteApi<Remote>;
   readonly channel: Channel;
   readonly #codec: Codec;
+  /** The default `cbor` codec: CALL and RESULT take `wire_cbor.ts`'s path. */
+  readonly #cbor: boolean;
   readonly #handlers = new Map<string, AnyFunction>();
   readonly #timeout: number | undefined;
   readonly #window: number;
@@ -184,7 +189,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   /** Notifications whose handler has not settled yet (they count toward maxInFlight with the calls served). */
   #notifying = 0;
   #nextId = 1;
-  readonly #pending = new Map<number, CallSink>();
+  readonly #pending = new PendingCalls<CallSink>();
   readonly #streams = new Map<number, RemoteStream>();
   readonly #serving = new Map<number, Call>();
   /** The live counters (`ipckit stats`): `COUNTERS.rpc` of shm/stats.ts. */
@@ -203,6 +208,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     this.#callTimes = new LatencyFamily(`${name} · call `);
     this.#serveTimes = new LatencyFamily(`${name} · serve `);
     this.#codec = options.codec ?? cbor;
+    this.#cbor = this.#codec === cbor;
     this.#timeout = options.timeout;
     this.#window = options.window ?? 16;
     if (!checkCredit(this.#window)) {
@@ -239,7 +245,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   }
 
   /** Calls `method` with `params` and per-call options (cancellation, deadline). */
-  callWith(method: string, params: unknown[], options: CallOptions = {}): Promise<unknown> {
+  callWith(method: string, params: unknown[], options: CallOptions = NO_OPTIONS): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
       this.callInto(method, params, options, {
         method,
@@ -276,7 +282,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     // No timer for a deadline a timer cannot hold (it would fire at once): such a deadline means none.
     if (signal === undefined && (timeout === undefined || timeout > MAX_DEADLINE)) {
       // The common case: no timer, no listener, no closure.
-      return this.#sendCall(id, [CALL, id, method, params, null, this.#window]);
+      return this.#sendCall(id, method, params, null);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     let unlisten = NOOP;
@@ -291,7 +297,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       );
     }
     unlisten = onAbort(signal, () => this.#giveUp(id, abortError(signal!)));
-    this.#sendCall(id, [CALL, id, method, params, timeout ?? null, this.#window]);
+    this.#sendCall(id, method, params, timeout ?? null);
   }
 
   /** Calls `method` without waiting for (or getting) a reply. Resolves once the message is sent. */
@@ -316,15 +322,23 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     return this.close();
   }
 
+  #decode(bytes: Uint8Array): unknown {
+    return this.#cbor ? decodeMessage(bytes) : this.#codec.decode(bytes);
+  }
+
   /** Encodes a message; a value the codec cannot encode is a TypeError. */
   #encode(message: unknown[]): Uint8Array {
     try {
       return this.#codec.encode(message);
     } catch (e) {
-      throw new TypeError(`Cannot encode an RPC message with ${this.#codec.name}: ${(e as Error)?.message}`, {
-        cause: e,
-      });
+      throw this.#encodeError(e);
     }
+  }
+
+  #encodeError(e: unknown): TypeError {
+    return new TypeError(`Cannot encode an RPC message with ${this.#codec.name}: ${(e as Error)?.message}`, {
+      cause: e,
+    });
   }
 
   /** Sends a message of this side's own (a call, a notification, BYE). */
@@ -340,10 +354,16 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   }
 
   /** Sends call `id`; a failure (the codec refuses it, the channel is closed) rejects that call. */
-  #sendCall(id: number, message: unknown[]): void {
+  #sendCall(id: number, method: string, params: unknown[], timeout: number | null): void {
     let bytes: Uint8Array;
     try {
-      bytes = this.#encode(message);
+      bytes = this.#cbor
+        ? encodeCall(id, method, params, timeout, this.#window)
+        : this.#codec.encode([CALL, id, method, params, timeout, this.#window]);
+    } catch (e) {
+      return this.#settle(id, this.#encodeError(e), false);
+    }
+    try {
       // Taken at once (a shared-memory ring with room): no promise, no reaction.
       if (this.channel.trySend?.(bytes)) return;
     } catch (e) {
@@ -387,6 +407,27 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     }
     void this.#outbox.send(bytes, (e) => {
       if (e instanceof MessageTooLargeError) this.#fallback(id, e, last);
+    });
+  }
+
+  /** Sends the RESULT of call `id` (see `#answer`). */
+  #result(id: number, value: unknown): void {
+    if (!this.#cbor) return this.#answer(id, [RESULT, id, value]);
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeResult(id, value);
+    } catch (e) {
+      return this.#fallback(id, this.#encodeError(e), false);
+    }
+    try {
+      // Taken at once (a shared-memory ring with room): no closure for the error, no promise.
+      if (this.channel.trySend?.(bytes)) return;
+    } catch (e) {
+      if (e instanceof MessageTooLargeError) this.#fallback(id, e, false);
+      return; // a closed channel: the caller hears of it from the channel's end
+    }
+    void this.#outbox.send(bytes, (e) => {
+      if (e instanceof MessageTooLargeError) this.#fallback(id, e, false);
     });
   }
 
@@ -443,7 +484,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
           if (this.#ended) break;
         }
         let message: unknown;
-        if (held === undefined) message = this.#codec.decode(await this.channel.receive());
+        if (held === undefined) message = this.#decode(await this.channel.receive());
         else {
           // A message read behind replies: its turn comes after what the replies' callers do next.
           message = held;
@@ -452,6 +493,10 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         }
         if (this.#ended) break;
         this.#dispatch(message);
+        // Let what the message set going run first (a caller resumed by its result sends its next call, a handler's
+        // reply goes out): the bookkeeping below and the next wait are this side's, off the round trip's path.
+        await null;
+        if (this.#ended) break;
         held = this.#settleWaitingResults();
       }
     } catch (e) {
@@ -480,7 +525,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     for (let n = 0; n < MAX_RESULTS_PER_TURN && !this.#ended; n++) {
       const bytes = channel.tryReceive();
       if (bytes === undefined) return undefined;
-      const message = this.#codec.decode(bytes);
+      const message = this.#decode(bytes);
       if (kindOf(message) !== RESULT) return message;
       this.#dispatch(message);
     }
@@ -492,7 +537,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     this.#ended = error;
     this.#stats.close();
     this.#outbox.wake();
-    for (const id of [...this.#pending.keys()]) this.#settle(id, error, false);
+    for (const id of this.#pending.ids()) this.#settle(id, error, false);
     this.#callTimes.close();
     this.#serveTimes.close();
     for (const s of this.#streams.values()) s.fail(error);
@@ -620,7 +665,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
 
   #serve(msg: unknown[]): void {
     const id = this.#id(msg);
-    const [, , method, params, timeout, credit] = msg;
+    const method = msg[2], params = msg[3], timeout = msg[4], credit = msg[5];
     // Two calls under one id would share one entry: the first could then never be cancelled nor counted.
     if (this.#serving.has(id)) {
       throw new ProtocolError(`Cannot read an RPC message: call id ${id} is already in flight`);
@@ -657,7 +702,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     if (result === null || (typeof result !== "object" && typeof result !== "function")) {
       this.#stats.values[SERVED_DONE]!++;
       latency.end(call.started, true);
-      return this.#answer(id, [RESULT, id, result]);
+      return this.#result(id, result);
     }
     // A promise or a stream runs on: the caller may cancel it, and its deadline applies.
     this.#serving.set(id, call);
@@ -692,7 +737,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return;
     }
     this.#finish(id, call);
-    this.#answer(id, [RESULT, id, result]);
+    this.#result(id, result);
   }
 
   async #stream(id: number, call: Call, source: AsyncIterable<unknown>): Promise<void> {

@@ -29,7 +29,7 @@ import { ProtocolError } from "../errors.ts";
 import { copy } from "../runtimes/bytes.ts";
 import { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";
 
-export { type CborLimits, decodeCbor, DEFAULT_LIMITS } from "./cbor_decode.ts";
+export { type CborLimits, decodeCbor, decodeCborRest, DEFAULT_LIMITS } from "./cbor_decode.ts";
 
 /** How a CBOR codec reads and writes: the decoder's limits, and whether cbor-x's richer values are allowed. */
 export interface CborSettings extends CborLimits {
@@ -104,6 +104,43 @@ export function encodeCbor(value: unknown, settings: CborSettings = DEFAULT_SETT
     if (buf.length > 1 << 20) shrink();
   }
 }
+
+/**
+ * A message its caller frames by hand: heads and single bytes written directly, plain values through the encoder,
+ * one buffer and one copy out. For a protocol's hot messages (RPC's CALL and RESULT, `rpc/wire.ts`): byte for byte
+ * what {@linkcode encodeCbor} writes for the same value with the default settings, without the per-item dispatch of
+ * the parts that are always alike. `begin()`, then the parts, then `end()` (or `abort()` when a part threw), in one
+ * synchronous run; a getter that encodes meanwhile gets a buffer of its own, as with `encodeCbor`.
+ */
+export const cborFrame = {
+  /** Starts a frame (plain data, default limits). @throws {Error} inside another encode (a getter that frames). */
+  begin(): void {
+    if (encoding) throw new Error("Cannot start a CBOR frame inside another encode");
+    encoding = true;
+    pos = 0;
+    maxDepth = DEFAULT_SETTINGS.maxDepth;
+    maxBignum = DEFAULT_SETTINGS.maxBignumBytes;
+    extended = false;
+  },
+  /** A head: major type and argument (a non-negative integer below 2^53), in the shortest form. */
+  head,
+  /** A value at `depth` levels down (1 for an item of the message's array). @throws {TypeError} as encodeCbor. */
+  value(v: unknown, depth: number): void {
+    item(v, depth);
+  },
+  /** The frame's bytes, fresh. */
+  end(): Uint8Array {
+    encoding = false;
+    const out = copy(buf, 0, pos);
+    if (buf.length > 1 << 20) shrink();
+    return out;
+  },
+  /** Ends a frame whose part threw. */
+  abort(): void {
+    encoding = false;
+    if (buf.length > 1 << 20) shrink();
+  },
+};
 
 /** An encode started from inside another (a getter that encodes): a buffer of its own, the outer state kept. */
 function reentered(value: unknown, settings: CborSettings): Uint8Array {

@@ -79,6 +79,39 @@ export function decodeCbor(bytes: Uint8Array, limits: CborLimits = DEFAULT_LIMIT
   }
 }
 
+/**
+ * Decodes the items from `offset` to the end of `bytes` into `out`, from index `from` to its end: the rest of a
+ * message whose first bytes the caller read by hand (RPC's CALL and RESULT, `rpc/wire_cbor.ts`). The items are at
+ * `depth` in the message, `counted` is the number of items the part before declared (they count toward the budget,
+ * as in decodeCbor): the same bytes pass or fail here as there.
+ *
+ * @throws {ProtocolError} as decodeCbor (the offsets in its message are the message's).
+ */
+export function decodeCborRest(
+  bytes: Uint8Array,
+  offset: number,
+  depth: number,
+  counted: number,
+  out: unknown[],
+  from: number,
+  limits: CborLimits = DEFAULT_LIMITS,
+): void {
+  data = bytes;
+  at = offset;
+  maxDepth = limits.maxDepth;
+  maxBignum = limits.maxBignumBytes;
+  budget = bytes.length - counted;
+  try {
+    for (let i = from; i < out.length; i++) out[i] = read(depth);
+    if (at !== bytes.length) fail(`the item ends ${bytes.length - at} bytes before the message does`, at);
+  } catch (e) {
+    if (e instanceof RangeError) fail(`it is beyond what this runtime can build (${e.message})`, at);
+    throw e;
+  } finally {
+    data = EMPTY;
+  }
+}
+
 function fail(what: string, offset: number): never {
   throw new ProtocolError(`Cannot decode a CBOR message of ${data.length} bytes: at byte ${offset}, ${what}`);
 }
