@@ -42,10 +42,11 @@ import { type Counters, track } from "../shm/stats.ts";
 import { type Latency, LatencyFamily, UNTIMED } from "../shm/stats_latency.ts";
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
+import { cborFrame } from "../transports/cbor.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
 import { Call, checkCredit, RemoteStream } from "./stream.ts";
 import { PendingCalls } from "./pending.ts";
-import { decodeMessage, encodeCall, encodeResult } from "./wire_cbor.ts";
+import { decodeMessage, writeCall, writeResult, written } from "./wire_cbor.ts";
 import {
   BYE,
   CALL,
@@ -356,16 +357,23 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   /** Sends call `id`; a failure (the codec refuses it, the channel is closed) rejects that call. */
   #sendCall(id: number, method: string, params: unknown[], timeout: number | null): void {
     let bytes: Uint8Array;
+    const channel = this.channel;
     try {
-      bytes = this.#cbor
-        ? encodeCall(id, method, params, timeout, this.#window)
-        : this.#codec.encode([CALL, id, method, params, timeout, this.#window]);
+      if (this.#cbor) {
+        const n = writeCall(id, method, params, timeout, this.#window);
+        // Copied from the encoder's buffer into the ring (with room): no array, no promise, no reaction.
+        try {
+          if (channel.trySendPart?.(cborFrame.buffer, n)) return;
+        } catch (e) {
+          return this.#settle(id, e, false);
+        }
+        bytes = written(n);
+      } else bytes = this.#codec.encode([CALL, id, method, params, timeout, this.#window]);
     } catch (e) {
       return this.#settle(id, this.#encodeError(e), false);
     }
     try {
-      // Taken at once (a shared-memory ring with room): no promise, no reaction.
-      if (this.channel.trySend?.(bytes)) return;
+      if (channel.trySend?.(bytes)) return;
     } catch (e) {
       return this.#settle(id, e, false);
     }
@@ -413,20 +421,24 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   /** Sends the RESULT of call `id` (see `#answer`). */
   #result(id: number, value: unknown): void {
     if (!this.#cbor) return this.#answer(id, [RESULT, id, value]);
-    let bytes: Uint8Array;
+    let n: number;
     try {
-      bytes = encodeResult(id, value);
+      n = writeResult(id, value);
     } catch (e) {
       return this.#fallback(id, this.#encodeError(e), false);
     }
+    const channel = this.channel;
+    let bytes: Uint8Array | undefined;
     try {
-      // Taken at once (a shared-memory ring with room): no closure for the error, no promise.
-      if (this.channel.trySend?.(bytes)) return;
+      // Taken at once (a shared-memory ring with room): no array, no closure for the error, no promise.
+      if (channel.trySendPart !== undefined) {
+        if (channel.trySendPart(cborFrame.buffer, n)) return;
+      } else if (channel.trySend?.(bytes = written(n))) return;
     } catch (e) {
       if (e instanceof MessageTooLargeError) this.#fallback(id, e, false);
       return; // a closed channel: the caller hears of it from the channel's end
     }
-    void this.#outbox.send(bytes, (e) => {
+    void this.#outbox.send(bytes ?? written(n), (e) => {
       if (e instanceof MessageTooLargeError) this.#fallback(id, e, false);
     });
   }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { copy } from "../runtimes/bytes.ts";
 import { cborFrame, decodeCbor, decodeCborRest } from "../transports/cbor.ts";
 import { CALL, RESULT } from "./protocol.ts";
 
@@ -20,17 +21,18 @@ const TWO_32 = 2 ** 32;
 const ARRAY = 4, UINT = 0, SIMPLE = 7, NULL = 22;
 
 /**
- * `[CALL, id, method, params, timeout, window]` as the `cbor` codec writes it.
+ * Writes `[CALL, id, method, params, timeout, window]` as the `cbor` codec does, into the encoder's buffer
+ * (`cborFrame.buffer`, valid until the next encode); returns its length.
  *
  * @throws {TypeError} for params the codec refuses (as it would).
  */
-export function encodeCall(
+export function writeCall(
   id: number,
   method: string,
   params: unknown[],
   timeout: number | null,
   window: number,
-): Uint8Array {
+): number {
   const f = cborFrame;
   f.begin();
   try {
@@ -43,7 +45,7 @@ export function encodeCall(
     if (timeout === null) f.head(SIMPLE, NULL);
     else f.value(timeout, 1);
     f.head(UINT, window); // an integer from 1 to 2^20 (checked by the peer)
-    return f.end();
+    return f.finish();
   } catch (e) {
     f.abort();
     throw e;
@@ -51,11 +53,11 @@ export function encodeCall(
 }
 
 /**
- * `[RESULT, id, value]` as the `cbor` codec writes it.
+ * Writes `[RESULT, id, value]` as the `cbor` codec does, into the encoder's buffer; returns its length.
  *
  * @throws {TypeError} for a value the codec refuses (as it would).
  */
-export function encodeResult(id: number, value: unknown): Uint8Array {
+export function writeResult(id: number, value: unknown): number {
   const f = cborFrame;
   f.begin();
   try {
@@ -64,11 +66,32 @@ export function encodeResult(id: number, value: unknown): Uint8Array {
     if (id < TWO_32) f.head(UINT, id);
     else f.value(id, 1);
     f.value(value, 1);
-    return f.end();
+    return f.finish();
   } catch (e) {
     f.abort();
     throw e;
   }
+}
+
+/** What the last `write...` wrote, as fresh bytes. */
+export function written(length: number): Uint8Array {
+  return copy(cborFrame.buffer, 0, length);
+}
+
+/** {@linkcode writeCall}, as fresh bytes. */
+export function encodeCall(
+  id: number,
+  method: string,
+  params: unknown[],
+  timeout: number | null,
+  window: number,
+): Uint8Array {
+  return written(writeCall(id, method, params, timeout, window));
+}
+
+/** {@linkcode writeResult}, as fresh bytes. */
+export function encodeResult(id: number, value: unknown): Uint8Array {
+  return written(writeResult(id, value));
 }
 
 /**

@@ -250,8 +250,7 @@ export class Ring {
    * Writes the record of `message` at position `w` (its length and payload; not its commit word) and returns its
    * size. When `size < free`, the next record's commit word is zeroed (see the layout).
    */
-  #put(w: number, message: Uint8Array, free: number): number {
-    const n = message.byteLength;
+  #put(w: number, message: Uint8Array, free: number, n: number = message.byteLength): number {
     const size = (8 + n + 7) & ~7;
     const cap = this.capacity;
     const at = w & (cap - 1);
@@ -262,28 +261,28 @@ export class Ring {
       for (let i = 0; i < n; i++) data[start + i] = message[i]!;
     } else {
       const first = Math.min(n, cap - start);
-      data.set(first === n ? message : message.subarray(0, first), start);
-      if (first < n) data.set(message.subarray(first), 0);
+      data.set(first === message.byteLength ? message : message.subarray(0, first), start);
+      if (first < n) data.set(message.subarray(first, n), 0);
     }
     if (size < free) this.#slots[(((at + size) & (cap - 1)) >> 2) + 1] = 0;
     return size;
   }
 
   /**
-   * Producer: appends one message if there is room. Returns false (and writes nothing) when the ring is full.
-   * The caller checks `message.byteLength <= maxMessage` first.
+   * Producer: appends one message (the first `n` bytes of `message`) if there is room. Returns false (and writes
+   * nothing) when the ring is full. The caller checks `n <= maxMessage` and `n <= message.byteLength` first.
    *
    * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
    */
-  tryWrite(message: Uint8Array): boolean {
+  tryWrite(message: Uint8Array, n: number = message.byteLength): boolean {
     const w = Atomics.load(this.words, I_WRITE);
-    const size = (8 + message.byteLength + 7) & ~7;
+    const size = (8 + n + 7) & ~7;
     const free = this.#free(w, size);
     if (free < size) return false;
-    this.#put(w, message, free);
+    this.#put(w, message, free, n);
     Atomics.store(this.#slots, ((w & (this.capacity - 1)) >> 2) + 1, (w + 1) | 0);
     Atomics.store(this.words, I_WRITE, (w + size) | 0);
-    this.#count(1, message.byteLength);
+    this.#count(1, n);
     return true;
   }
 

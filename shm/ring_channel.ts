@@ -360,11 +360,28 @@ export class RingChannel implements AsyncDisposable {
     return this.#tryWrite(this.#p.out, message);
   }
 
+  /**
+   * Sends the first `length` bytes of `data` as one message, as {@linkcode trySend} does: for a sender that built the
+   * message in a buffer of its own (RPC's encoder), no array of the message's size is made.
+   *
+   * @throws as {@linkcode trySend}; `RangeError` when `length` is not an integer from 0 to `data.byteLength`.
+   */
+  trySendPart(data: Uint8Array, length: number): boolean {
+    if (!(Number.isInteger(length) && length >= 0 && length <= data.byteLength)) {
+      throw new RangeError(`Cannot send ${length} bytes of a message of ${data.byteLength}`);
+    }
+    if (this.#writers > 0) return false; // keep order behind sends that wait
+    const refused = this.#sendRefused();
+    if (refused) throw refused;
+    if (length > this.maxMessage) throw this.#tooLarge(length);
+    return this.#tryWrite(this.#p.out, data, length);
+  }
+
   /** Writes one message if there is room, and wakes the consumer if it sleeps. */
-  #tryWrite(out: Ring, message: Uint8Array): boolean {
+  #tryWrite(out: Ring, message: Uint8Array, length: number = message.byteLength): boolean {
     let done: boolean;
     try {
-      done = out.tryWrite(message);
+      done = out.tryWrite(message, length);
     } catch (e) {
       throw this.#corrupt(e);
     }

@@ -19,6 +19,7 @@ const CHILD = new URL("./helpers/shm_batch_child.ts", import.meta.url);
 
 type Op =
   | { op: "send"; size: number }
+  | { op: "sendPart"; size: number; extra: number }
   | { op: "sendMany"; sizes: number[] }
   | { op: "receive" }
   | { op: "receiveMany"; max: number }
@@ -30,6 +31,7 @@ const ops = (max: number): fc.Arbitrary<Op[]> => {
   return fc.array(
     fc.oneof(
       fc.record({ op: fc.constant("send" as const), size }),
+      fc.record({ op: fc.constant("sendPart" as const), size, extra: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ op: fc.constant("sendMany" as const), sizes: fc.array(size, { maxLength: 12 }) }),
       fc.record({ op: fc.constant("receive" as const) }),
       fc.record({ op: fc.constant("receiveMany" as const), max: fc.integer({ min: 1, max: 10 }) }),
@@ -80,6 +82,14 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
               const m = poisoned(step.size, w);
               const ok = fits(step.size);
               assert.equal(a.trySend(m), ok);
+              if (ok) put(m);
+            } else if (step.op === "sendPart") {
+              // The first `size` bytes of a larger buffer (what RPC's encoder hands over): the rest never goes.
+              const m = poisoned(step.size, w);
+              const larger = new Uint8Array(step.size + step.extra).fill(0xee);
+              larger.set(m);
+              const ok = fits(step.size);
+              assert.equal(a.trySendPart(larger, step.size), ok);
               if (ok) put(m);
             } else if (step.op === "sendMany") {
               const batch: Uint8Array[] = [];
@@ -145,6 +155,24 @@ test("sendMany and receiveMany wait: a batch larger than the ring goes through i
     await a.send(new Uint8Array([5, 6]));
     assert.equal(await b.receiveInto(buffer, { timeout: 30_000 }), 2);
     assert.deepEqual(buffer.subarray(0, 2), new Uint8Array([5, 6]));
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("trySendPart: a length out of range is a RangeError, over maxMessage MessageTooLargeError; nothing is sent", async () => {
+  const [a, handle] = shm.pair({ capacity: 256 });
+  const b = shm.fromHandle(handle);
+  try {
+    const data = new Uint8Array(300).fill(7);
+    for (const bad of [-1, 301, 1.5, NaN]) assert.throws(() => a.trySendPart(data, bad), RangeError, `length ${bad}`);
+    assert.throws(() => a.trySendPart(data, 300), (e: Error) => e.name === "MessageTooLargeError");
+    assert.equal(b.tryReceive(), undefined);
+    assert.equal(a.trySendPart(data, 0), true);
+    assert.equal(a.trySendPart(data.subarray(10), 3), true);
+    assert.deepEqual(b.tryReceiveMany(), [new Uint8Array(0), new Uint8Array([7, 7, 7])]);
+    await b.close();
+    assert.throws(() => a.trySendPart(data, 1), ClosedError);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }

@@ -106,16 +106,17 @@ export function encodeCbor(value: unknown, settings: CborSettings = DEFAULT_SETT
 }
 
 /**
- * A message its caller frames by hand: heads and single bytes written directly, plain values through the encoder,
- * one buffer and one copy out. For a protocol's hot messages (RPC's CALL and RESULT, `rpc/wire.ts`): byte for byte
+ * A message its caller frames by hand: heads written directly, plain values through the encoder, into the encoder's
+ * own buffer, which the caller copies from (into a shared-memory ring: no array of the message's size). For a protocol's hot messages (RPC's CALL and RESULT, `rpc/wire.ts`): byte for byte
  * what {@linkcode encodeCbor} writes for the same value with the default settings, without the per-item dispatch of
- * the parts that are always alike. `begin()`, then the parts, then `end()` (or `abort()` when a part threw), in one
+ * the parts that are always alike. `begin()`, then the parts, then `finish()` (or `abort()` when a part threw), in one
  * synchronous run; a getter that encodes meanwhile gets a buffer of its own, as with `encodeCbor`.
  */
 export const cborFrame = {
   /** Starts a frame (plain data, default limits). @throws {Error} inside another encode (a getter that frames). */
   begin(): void {
     if (encoding) throw new Error("Cannot start a CBOR frame inside another encode");
+    if (buf.length > 1 << 20) shrink(); // a frame finished with `finish()` left it large
     encoding = true;
     pos = 0;
     maxDepth = DEFAULT_SETTINGS.maxDepth;
@@ -128,12 +129,17 @@ export const cborFrame = {
   value(v: unknown, depth: number): void {
     item(v, depth);
   },
-  /** The frame's bytes, fresh. */
-  end(): Uint8Array {
+  /**
+   * Ends the frame and returns its length: its bytes are the first ones of {@linkcode cborFrame.buffer}, valid until
+   * the next encode: a sender copies them at once.
+   */
+  finish(): number {
     encoding = false;
-    const out = copy(buf, 0, pos);
-    if (buf.length > 1 << 20) shrink();
-    return out;
+    return pos;
+  },
+  /** The encoder's buffer: after `finish()`, the frame's bytes are at its start. */
+  get buffer(): Uint8Array {
+    return buf;
   },
   /** Ends a frame whose part threw. */
   abort(): void {

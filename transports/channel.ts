@@ -60,6 +60,11 @@ export interface Channel extends AsyncIterable<Uint8Array>, AsyncDisposable {
    */
   trySend?(message: Uint8Array): boolean;
   /**
+   * `trySend` of the first `length` bytes of `data` (copied at once): for a sender that built the message in a
+   * buffer of its own and would otherwise copy it out first. Optional; RPC uses it when there.
+   */
+  trySendPart?(data: Uint8Array, length: number): boolean;
+  /**
    * Receives without waiting: the next message, or undefined when none is there yet. Throws what `receive()` would
    * reject with once the channel ended and everything was received. Optional, as `trySend`.
    */
