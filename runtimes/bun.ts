@@ -4,12 +4,13 @@
  *
  * @module
  */
-import { nodeApi, openFifoFd } from "./node_api.ts";
+import { UnsupportedError } from "../errors.ts";
+import { nodeApi, openFifoFd, worker } from "./node_api.ts";
 import { connectTcp, connectUnix, listenTcp, listenUnix } from "./bun_net.ts";
 import { webStream } from "./streams.ts";
 import { detachStdout } from "./stdout.ts";
 import { closeSync } from "node:fs";
-import type { ByteStream, Runtime } from "./runtime.ts";
+import { type ByteStream, type Runtime, WORKER_LIMITS_UNSUPPORTED } from "./runtime.ts";
 
 /** A FileSink writes pipes correctly (a node:net Socket over a non-blocking FIFO fd fails with EAGAIN). */
 function sinkWriter(sink: ReturnType<ReturnType<typeof Bun.file>["writer"]>) {
@@ -70,5 +71,13 @@ export const runtime: Runtime = {
   },
   async openFifo(path, mode, signal) {
     return fdStream(await openFifoFd(path, mode, signal), mode);
+  },
+  // Bun's Worker takes resourceLimits and ignores them (a thread limited to 32 MiB grew past 600): refused, not
+  // pretended.
+  worker(url, options) {
+    if (options?.resourceLimits !== undefined) {
+      throw new UnsupportedError(`Cannot limit a worker thread's resources on Bun: ${WORKER_LIMITS_UNSUPPORTED.bun}`);
+    }
+    return worker(url, options);
   },
 };

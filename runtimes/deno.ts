@@ -7,10 +7,11 @@
  */
 import { O_CLOEXEC, O_PATH } from "../ffi/constants.ts";
 import { native } from "../ffi/native.ts";
-import { mapNodeError, nodeApi } from "./node_api.ts";
+import { UnsupportedError } from "../errors.ts";
+import { mapNodeError, nodeApi, worker } from "./node_api.ts";
 import { webStream } from "./streams.ts";
 import { detachStdout } from "./stdout.ts";
-import type { ByteStream, Runtime, SignalName } from "./runtime.ts";
+import { type ByteStream, type Runtime, type SignalName, WORKER_LIMITS_UNSUPPORTED } from "./runtime.ts";
 
 async function writeAll(w: { write(p: Uint8Array): Promise<number> }, chunk: Uint8Array): Promise<void> {
   let off = 0;
@@ -94,6 +95,12 @@ export const runtime: Runtime = {
   ...nodeApi,
   name: "deno",
   version: Deno.version.deno,
+  worker(url, options) {
+    if (options?.resourceLimits !== undefined) {
+      throw new UnsupportedError(`Cannot limit a worker thread's resources on Deno: ${WORKER_LIMITS_UNSUPPORTED.deno}`);
+    }
+    return worker(url, options);
+  },
   pid: Deno.pid,
   args: () => [...Deno.args],
   env: (name) => Deno.env.get(name),

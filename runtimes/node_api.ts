@@ -32,6 +32,7 @@ import type {
   SignalName,
   SpawnOptions,
   WorkerHandle,
+  WorkerOptions,
 } from "./runtime.ts";
 
 /** Maps a `node:` error with a `code` to ipckit's error classes; other errors pass through. */
@@ -167,8 +168,11 @@ function onSignal(signal: SignalName, fn: () => void): Disposable {
  * calls its `register()` if it exports one, then imports `url`: Node workers do not inherit the main thread's module
  * hooks.
  */
-export function worker(url: URL, options: { name?: string } = {}, hooks?: string): WorkerHandle {
-  const name = options.name === undefined ? {} : { name: options.name };
+export function worker(url: URL, options: WorkerOptions = {}, hooks?: string): WorkerHandle {
+  const name = {
+    ...(options.name === undefined ? {} : { name: options.name }),
+    ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+  };
   const w = hooks === undefined ? new Worker(url, name) : new Worker(
     `import(${JSON.stringify(hooks)}).then((m) => { m.register?.(); return import(${JSON.stringify(url.href)}); })`,
     { ...name, eval: true },
@@ -244,6 +248,10 @@ export const nodeApi = {
   },
   worker,
   parentPort,
+  memoryUsage: () => {
+    const m = process.memoryUsage();
+    return { rss: m.rss, heapUsed: m.heapUsed };
+  },
   bindUdp,
   removeFile: async (p: string) => {
     try {

@@ -11,6 +11,45 @@ export type RuntimeName = "deno" | "bun" | "node";
 /** The runtimes, in detection order. */
 export const RUNTIMES: readonly RuntimeName[] = ["deno", "bun", "node"];
 
+/**
+ * Limits of a worker thread's JS engine (node:worker_threads' `resourceLimits`), in MiB. A thread that passes
+ * `maxOldGenerationSizeMb` or `maxYoungGenerationSizeMb` ends (its `onExit` comes, with code 1) instead of growing.
+ */
+export interface ResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
+
+/**
+ * Why a runtime's worker threads cannot take {@linkcode ResourceLimits}, or undefined where they can. Measured (Node
+ * 20, Deno 2.9.6, Bun 1.4.5): a Node thread past `maxOldGenerationSizeMb: 32` ends with `ERR_WORKER_OUT_OF_MEMORY`;
+ * Bun accepts the option and ignores it (the thread grew past 600 MiB of heap); Deno ends a thread that passes the
+ * limit in its top-level code, but one that passes it in a message handler (where pool tasks run) stops without
+ * ending or reporting (12 of 12 runs), which would hang its tasks. Both adapters refuse the option.
+ */
+export const WORKER_LIMITS_UNSUPPORTED: Readonly<Record<RuntimeName, string | undefined>> = {
+  node: undefined,
+  deno: "a Deno thread that reaches them in a message handler stops without ending (it would hang its tasks)",
+  bun: "Bun's Worker ignores them",
+};
+
+/** Options of {@linkcode Runtime.worker}. */
+export interface WorkerOptions {
+  name?: string;
+  /** Engine limits of the thread, where the runtime honours them ({@linkcode WORKER_LIMITS_UNSUPPORTED}). */
+  resourceLimits?: ResourceLimits;
+}
+
+/** What {@linkcode Runtime.memoryUsage} reports, in bytes. */
+export interface MemoryUsage {
+  /** The resident set of the whole process (every thread's). */
+  rss: number;
+  /** The JS heap in use of this thread (its isolate or VM): a worker thread's own. */
+  heapUsed: number;
+}
+
 /** Signals ipckit can send and handle. SIGUSR1 is left out on purpose: Node and Deno start an inspector on it. */
 export type SignalName =
   | "SIGHUP"
@@ -271,8 +310,14 @@ export interface Runtime {
    */
   openFifo(path: string, mode: "read" | "write", signal?: AbortSignal): Promise<ByteStream>;
 
-  /** Starts a worker thread on a module. */
-  worker(url: URL, options?: { name?: string }): WorkerHandle;
+  /**
+   * Starts a worker thread on a module.
+   *
+   * @throws {UnsupportedError} for `resourceLimits` where the runtime does not honour them (Bun, Deno).
+   */
+  worker(url: URL, options?: WorkerOptions): WorkerHandle;
+  /** This process's resident set and this thread's JS heap, in bytes (cheap enough for a few calls a second). */
+  memoryUsage(): MemoryUsage;
   /** The port to the parent thread when this code runs in a worker thread; null on the main thread. */
   parentPort(): ParentPort | null;
 
