@@ -11,11 +11,28 @@ export type PoolEvent =
   & { time: number; lost?: number }
   & (
     | { type: "worker-ready"; slot: number; id: number; runtime: string }
-    | { type: "worker-exit"; slot: number; id: number; code: number | null; signal: string | null; expected: boolean }
+    | {
+      type: "worker-exit";
+      slot: number;
+      id: number;
+      code: number | null;
+      signal: string | null;
+      expected: boolean;
+      /** What a thread died of, when it said (its uncaught error, or `ERR_WORKER_OUT_OF_MEMORY`). */
+      error?: string;
+    }
     | { type: "worker-failed"; slot: number; error: string }
     | { type: "worker-restart"; slot: number; delay: number }
     | { type: "worker-hung"; slot: number; id: number; task?: number }
-    | { type: "worker-recycle"; slot: number; id: number; done: number }
+    | {
+      type: "worker-recycle";
+      slot: number;
+      id: number;
+      done: number;
+      /** `maxTasksPerWorker` reached, or `maxMemory` passed (then `memory`: the bytes it held). */
+      reason: "tasks" | "memory";
+      memory?: number;
+    }
     | { type: "worker-grow"; slot: number; size: number }
     | { type: "worker-shrink"; slot: number; id: number; size: number }
     | { type: "crash-loop"; slot: number; error: string }

@@ -9,7 +9,13 @@ import { ClosedError, TimeoutError } from "../errors.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { runtime } from "../runtimes/detect.ts";
-import { type ChildProcess, type RuntimeName, RUNTIMES, type WorkerHandle } from "../runtimes/runtime.ts";
+import {
+  type ChildProcess,
+  type ResourceLimits,
+  type RuntimeName,
+  RUNTIMES,
+  type WorkerHandle,
+} from "../runtimes/runtime.ts";
 import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";
@@ -29,6 +35,8 @@ export interface Launch {
   transport: "pipe" | "shm";
   /** The shm ring size, in bytes. */
   capacity: number;
+  /** A thread's engine limits (`PoolOptions.resourceLimits`). */
+  resourceLimits?: ResourceLimits;
   /**
    * The pool's name in `ipckit stats`: each worker's connection is named after it, so the calls of every worker
    * count and are timed together, per method (`<name> · call <method>`).
@@ -45,6 +53,8 @@ export interface MemberExit {
   signal: string | null;
   /** True when the pool stopped it (close, reload, terminate); false when it died on its own or hung. */
   expected: boolean;
+  /** What a thread died of, when it said (its uncaught error, or `ERR_WORKER_OUT_OF_MEMORY` past resourceLimits). */
+  error?: string;
 }
 
 let threads = 0;
@@ -66,6 +76,14 @@ export class Member<T = unknown> {
   remote = false;
   /** The host a remote worker runs on, as it said. */
   host: string | undefined;
+  /** A thread's side path for transferred buffers (`RunOptions.transfer`): posts to the thread itself. */
+  post: ((message: unknown, transfer: ArrayBuffer[]) => void) | undefined;
+  /** Its memory at the last look (`maxMemory`), in bytes; when that look began (performance.now()); one under way. */
+  memory: number | undefined;
+  sampledAt = -Infinity;
+  sampling = false;
+  /** A look at its memory due at the end of the interval (tasks finished since the last one). */
+  sampleTimer: ReturnType<typeof setTimeout> | undefined;
   /** Resolves once, when the worker is gone (its connection ended, and it was made sure to stop). */
   readonly gone: Promise<MemberExit>;
   #expected = false;
@@ -77,7 +95,7 @@ export class Member<T = unknown> {
     id: number,
     peer: RpcPeer,
     kill: () => void,
-    exited: Promise<{ code: number | null; signal: string | null }>,
+    exited: Promise<{ code: number | null; signal: string | null; error?: string }>,
   ) {
     this.kind = kind;
     this.runtime = rt;
@@ -108,21 +126,30 @@ export class Member<T = unknown> {
       const [here, handle] = shm.pair({ capacity: launch.capacity });
       let w: WorkerHandle;
       try {
-        w = rt.worker(launch.worker as URL, { name: `ipckit-pool-${threads + 1}` });
+        w = rt.worker(launch.worker as URL, {
+          name: `ipckit-pool-${threads + 1}`,
+          ...(launch.resourceLimits === undefined ? {} : { resourceLimits: launch.resourceLimits }),
+        });
       } catch (e) {
         await here.close();
         throw e;
       }
       const id = ++threads;
-      let exit!: (s: { code: number | null; signal: string | null }) => void;
-      const exited = new Promise<{ code: number | null; signal: string | null }>((r) => (exit = r));
-      w.onError(() => {}); // an uncaught error ends the thread: reported through onExit
+      let exit!: (s: { code: number | null; signal: string | null; error?: string }) => void;
+      const exited = new Promise<{ code: number | null; signal: string | null; error?: string }>((r) => (exit = r));
+      let error: string | undefined;
+      // An uncaught error (or the engine's memory limit) ends the thread: reported through onExit, with what it was.
+      w.onError((e) => {
+        const code = (e as { code?: unknown })?.code;
+        error ??= `${typeof code === "string" ? `${code}: ` : ""}${(e as Error)?.message ?? String(e)}`;
+      });
       w.onExit((code) => {
-        exit({ code, signal: null });
+        exit({ code, signal: null, ...(error === undefined ? {} : { error }) });
         void here.close(); // ends the peer: its pending calls reject
       });
       w.postMessage({ ipckitPool: handle });
       member = new Member<T>("thread", rt.name, id, new RpcPeer(here, named), () => void w.terminate(), exited);
+      member.post = (message, transfer) => w.postMessage(message, transfer);
     } else {
       const argv = Array.isArray(launch.worker)
         ? launch.worker

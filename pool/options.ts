@@ -6,7 +6,8 @@
  * @module
  */
 import { runtimeName } from "../runtimes/detect.ts";
-import type { RuntimeName } from "../runtimes/runtime.ts";
+import { UnsupportedError } from "../errors.ts";
+import { type ResourceLimits, type RuntimeName, WORKER_LIMITS_UNSUPPORTED } from "../runtimes/runtime.ts";
 import type { LatencySummary } from "../shm/stats_latency.ts";
 import type { Launch } from "./member.ts";
 import { type NatsPoolOptions, RemoteWorkers } from "./remote.ts";
@@ -80,6 +81,21 @@ export interface PoolOptions {
    */
   maxTasksPerWorker?: number;
   /**
+   * A worker that holds more than this many bytes is replaced, as by `maxTasksPerWorker` (tinypool's
+   * `maxMemoryLimitBeforeRecycle`): a worker process's resident set, a worker thread's own JS heap (`heapUsed`: its
+   * ArrayBuffers are outside it). The pool asks the worker after a task, at most every 100 ms (and an idle worker on
+   * each `heartbeat`), so the trivial-task path stays as it is; a worker can pass the limit by what it allocates in
+   * that time. None by default.
+   */
+  maxMemory?: number;
+  /**
+   * Thread pools on Node: the engine limits of each worker thread (node:worker_threads' `resourceLimits`, in MiB). A
+   * thread that passes them ends at once and is replaced; its tasks are handled as for any worker that died. Deno and
+   * Bun refuse them with `UnsupportedError` (Bun's threads ignore them; a Deno thread that reaches them while it runs
+   * a task stops without ending): use `maxMemory` there.
+   */
+  resourceLimits?: ResourceLimits;
+  /**
    * An elastic pool: it starts `size` workers, starts more while tasks wait and no worker has room, up to `maxSize`,
    * and stops those past `minSize` that ran nothing for `idleTimeout` ms (to twice that). Both default to `size`
    * (a fixed pool). Not with `transport: "nats"` (workers join by themselves there).
@@ -110,6 +126,16 @@ export interface RunOptions {
    * waiting tasks go first to whichever worker takes them next. The last 100 000 keys are remembered.
    */
   affinity?: string | number;
+  /**
+   * ArrayBuffers to move to the worker instead of copying (piscina's `transferList`): they are detached here as
+   * `run()` returns (`byteLength` 0), and a worker thread gets the very memory, wherever they are in the arguments.
+   * A worker process cannot share this memory: the bytes are copied to it as any argument is, and the buffers are
+   * detached here all the same, so code behaves alike on both kinds. A task with a transfer runs at most once (a
+   * worker that dies takes the buffers with it): `idempotent` does not re-run it. A task refused (bad list, full
+   * queue, closed pool) leaves them whole. With a transfer, a thread's arguments travel as a structured clone (an
+   * ArrayBuffer stays one) instead of ipckit's CBOR. Not with `map()`; results come back copied.
+   */
+  transfer?: ArrayBuffer[];
 }
 
 /** One worker's answer to `pool.broadcast()`: its slot, its id (pid, or a thread's number), and its value or error. */
@@ -137,6 +163,8 @@ export interface PoolStats {
     running: number;
     done: number;
     restarts: number;
+    /** The worker's memory at the last look, in bytes (see `maxMemory`; only pools with `maxMemory` look). */
+    memory?: number;
   }>;
   /**
    * How long tasks waited for a worker, and how long they ran (from dispatch to answer, every method), in
@@ -148,7 +176,12 @@ export interface PoolStats {
 
 /** The options with every default filled in (what the scheduler, the supervisor and the pool read). */
 export type Settings =
-  & Required<Omit<PoolOptions, "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats" | "name">>
+  & Required<
+    Omit<
+      PoolOptions,
+      "env" | "cwd" | "taskTimeout" | "runtime" | "worker" | "transport" | "nats" | "name" | "resourceLimits"
+    >
+  >
   & PoolOptions;
 
 /** What `resolveOptions()` makes of a pool's options. */
@@ -218,7 +251,9 @@ export function resolveOptions(options: PoolOptions): Resolved {
     maxTasksPerWorker: o.maxTasksPerWorker === undefined
       ? Infinity
       : positiveInt("maxTasksPerWorker", o.maxTasksPerWorker),
+    maxMemory: o.maxMemory === undefined ? Infinity : bytes("maxMemory", o.maxMemory),
   };
+  if (o.resourceLimits !== undefined) checkLimits(o.resourceLimits, kind, transport, here);
   if (o.taskTimeout !== undefined) nonNegative("taskTimeout", o.taskTimeout);
   if (!(settings.minSize <= size && size <= settings.maxSize)) {
     throw new RangeError(
@@ -240,6 +275,7 @@ export function resolveOptions(options: PoolOptions): Resolved {
     transport,
     startTimeout: settings.startTimeout,
     capacity: settings.capacity,
+    ...(o.resourceLimits === undefined ? {} : { resourceLimits: { ...o.resourceLimits } }),
     ...(o.env === undefined ? {} : { env: o.env }),
     ...(o.cwd === undefined ? {} : { cwd: o.cwd }),
   };
@@ -273,9 +309,46 @@ export function positiveInt(name: string, v: number, infinite = false): number {
   throw new RangeError(`Cannot use ${name} ${v}: it must be an integer >= 1`);
 }
 
+const LIMITS = ["maxOldGenerationSizeMb", "maxYoungGenerationSizeMb", "codeRangeSizeMb", "stackSizeMb"];
+
+/**
+ * Checks `resourceLimits`: thread pools only, each a number of MiB > 0, on a runtime that honours them.
+ *
+ * @throws {TypeError} / {RangeError} for a process pool, an unknown key, a bad number; {@linkcode UnsupportedError}
+ * on a runtime whose threads do not honour them (Bun, Deno).
+ */
+function checkLimits(limits: ResourceLimits, kind: "thread" | "process", transport: string, here: RuntimeName): void {
+  if (kind !== "thread" || transport === "nats") {
+    throw new TypeError(
+      "Cannot use resourceLimits with worker processes: they limit worker threads (use maxMemory, or the runtime's " +
+        "own flags in the worker's argv, e.g. --max-old-space-size)",
+    );
+  }
+  if (limits === null || typeof limits !== "object") {
+    throw new TypeError("Cannot use resourceLimits: it must be an object of limits in MiB");
+  }
+  for (const [key, v] of Object.entries(limits)) {
+    if (!LIMITS.includes(key)) {
+      throw new TypeError(`Cannot use resourceLimits.${key}: the limits are ${LIMITS.join(", ")}`);
+    }
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
+      throw new RangeError(`Cannot use resourceLimits.${key} ${v}: it must be a number of MiB > 0`);
+    }
+  }
+  const why = WORKER_LIMITS_UNSUPPORTED[here];
+  if (why !== undefined) {
+    throw new UnsupportedError(`Cannot limit worker threads with resourceLimits on ${here}: ${why}; use maxMemory`);
+  }
+}
+
 function aging(v: number): number {
   if (typeof v === "number" && v > 0) return v; // Infinity included: strict priority
   throw new RangeError(`Cannot use priorityAging ${v}: it must be a number of ms > 0 (Infinity: strict priority)`);
+}
+
+function bytes(name: string, v: number): number {
+  if (Number.isInteger(v) && v >= 1) return v;
+  throw new RangeError(`Cannot use ${name} ${v}: it must be a number of bytes, an integer >= 1 (e.g. 512 * 2 ** 20)`);
 }
 
 function nonNegative(name: string, v: number): number {

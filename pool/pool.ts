@@ -64,7 +64,7 @@ import { installSignals } from "./signals.ts";
 import { Supervisor } from "./supervisor.ts";
 import { type Counters, track } from "../shm/stats.ts";
 import { latenciesNamed, summarize } from "../shm/stats_latency.ts";
-import { INFO } from "./worker.ts";
+import { INFO, MEMORY } from "./worker.ts";
 
 let pools = 0;
 
@@ -152,6 +152,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
         return workers().restarts;
       },
       recycle: (member) => workers().recycle(member),
+      checkMemory: (member) => workers().checkMemory(member),
       grow: (waiting) => workers().grow(waiting),
     }, this.#stats);
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
@@ -261,8 +262,11 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
    */
   async *map<T, R = H extends { run(...args: never[]): infer R } ? Awaited<R> : unknown>(
     items: Iterable<T> | AsyncIterable<T>,
-    options: Omit<RunOptions, "signal"> & { concurrency?: number; signal?: AbortSignal } = {},
+    options: Omit<RunOptions, "signal" | "transfer"> & { concurrency?: number; signal?: AbortSignal } = {},
   ): AsyncGenerator<R, void, undefined> {
+    if ((options as RunOptions).transfer !== undefined) {
+      throw new TypeError("Cannot map with transfer: one list cannot move to every task (use run() per item)");
+    }
     const limit = positiveInt("concurrency", options.concurrency ?? this.size * this.#o.concurrency);
     const ac = new AbortController();
     const unlisten = onAbort(options.signal, () => ac.abort(options.signal!.reason));
@@ -356,9 +360,10 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
   get stats(): PoolStats {
     const { done, failed, retried } = this.#tasks.counters;
     const { running, workers } = this.#workers.stats(this.kind);
-    // Run time: the workers' connections (named after the pool) time each method; the pool's own probe is not a task.
+    // Run time: the workers' connections (named after the pool) time each method; the pool's own probes are no tasks.
     const calls = `${this.#stats.name} · call `;
-    const run = latenciesNamed(calls).filter((l) => l.counters.name !== `${calls}${INFO}`);
+    const own = new Set([`${calls}${INFO}`, `${calls}${MEMORY}`]);
+    const run = latenciesNamed(calls).filter((l) => !own.has(l.counters.name));
     return {
       done,
       failed,

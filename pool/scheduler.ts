@@ -22,6 +22,8 @@ import {
 import type { Member } from "./member.ts";
 import type { RunOptions, Settings } from "./options.ts";
 import { TaskQueue } from "./task_queue.ts";
+import { moveTransfer } from "./transfer.ts";
+import { TRANSFERRED } from "./worker.ts";
 
 /** One task, from `run()` until it settles. */
 export interface Task {
@@ -46,6 +48,8 @@ export interface Task {
   waitStarted: number;
   /** Its wait is not counted yet. */
   waiting: boolean;
+  /** The buffers its arguments move to a worker thread (`RunOptions.transfer`), taken from the caller already. */
+  readonly buffers: ArrayBuffer[] | undefined;
 }
 
 /** What the scheduler needs to know of the workers (the supervisor knows it). */
@@ -65,6 +69,8 @@ export interface Workers {
   readonly restarts: number;
   /** `member` ran `maxTasksPerWorker` tasks: replace it. */
   recycle(member: Member<Task>): void;
+  /** `member` finished a task in a pool with `maxMemory`: look at its memory (at most every so often). */
+  checkMemory(member: Member<Task>): void;
   /** `waiting` tasks found no worker with room: an elastic pool may start more. */
   grow(waiting: number): void;
 }
@@ -83,6 +89,8 @@ export class Scheduler {
   readonly #bound = new Map<Member<Task>, TaskQueue<Task>>();
   /** Whether waiting counts toward a task's rank (finite `priorityAging`): then each task's time is read. */
   readonly #aging: boolean;
+  /** Whether workers are recycled by their memory (`maxMemory`): then it is looked at after tasks. */
+  readonly #memoryLimit: boolean;
   #nextId = 1;
   /** Set once nothing can run any more (every slot gave up): the pool counts as drained from then on. */
   #failed: Error | undefined;
@@ -107,6 +115,7 @@ export class Scheduler {
     this.#wait = latency(`${stats.name} · wait`);
     this.#queue = new TaskQueue(settings.priorityAging);
     this.#aging = Number.isFinite(settings.priorityAging);
+    this.#memoryLimit = Number.isFinite(settings.maxMemory);
   }
 
   /** The pool closed: its wait-time slot and its workers' slots are given back. */
@@ -128,12 +137,24 @@ export class Scheduler {
     return n;
   }
 
-  /** Queues a task (the pool checked that it may run); rejects with `QueueFullError` past `maxQueue`. */
+  /**
+   * Queues a task (the pool checked that it may run); rejects with `QueueFullError` past `maxQueue`, and with
+   * `TypeError` for a bad transfer list.
+   */
   submit(method: string, args: unknown[], options: RunOptions): Promise<unknown> {
     if (this.queued >= this.#o.maxQueue) {
       return Promise.reject(
         new QueueFullError(`Cannot queue the task: the queue holds maxQueue (${this.#o.maxQueue})`),
       );
+    }
+    // A transfer list moves the buffers now, as the task is taken (a task refused keeps the caller's buffers).
+    let buffers: ArrayBuffer[] | undefined;
+    if (options.transfer !== undefined) {
+      try {
+        ({ args, buffers } = moveTransfer(args, options.transfer));
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
     const now = this.#aging ? performance.now() : 0;
     const task: Task = {
@@ -145,7 +166,8 @@ export class Scheduler {
       reject: NOOP,
       settled: false,
       attempts: 0,
-      retriesLeft: options.idempotent ? this.#o.retries : 0,
+      // Its transferred buffers go with the worker it runs on: never run twice.
+      retriesLeft: options.idempotent && buffers === undefined ? this.#o.retries : 0,
       member: undefined,
       timer: undefined,
       unlisten: undefined,
@@ -153,6 +175,7 @@ export class Scheduler {
       queuedAt: now,
       waitStarted: this.#aging ? this.#wait.startAt(now) : this.#wait.start(),
       waiting: true,
+      buffers,
     };
     // One executor for every task (no closure per task): it takes the task from `forExecutor`.
     forExecutor = task;
@@ -358,7 +381,32 @@ export class Scheduler {
       task.timer = setTimeout(() => this.#hung(task, member), this.#o.taskTimeout);
     }
     // The run options are the call options (signal, timeout); the answer comes to the Attempt: no promise.
-    member.peer.callInto(task.method, task.args, task.options, new Attempt(this, task, member));
+    if (task.buffers !== undefined && member.post !== undefined) return this.#transfer(task, member);
+    const attempt = new Attempt(this, task, member);
+    try {
+      member.peer.callInto(task.method, task.args, task.options, attempt);
+    } catch (e) {
+      // Arguments that cannot be sent (too large for the ring, not encodable): the task fails, in a turn of its own
+      // (not inside this dispatch loop).
+      queueMicrotask(() => attempt.reject(e));
+    }
+  }
+
+  /** A task with a transfer list, to a worker thread: its arguments by postMessage (moved), then the call. */
+  #transfer(task: Task, member: Member<Task>): void {
+    const attempt = new Attempt(this, task, member);
+    const id = nextTransfer++;
+    try {
+      member.post!({ ipckitTask: id, args: task.args }, task.buffers!);
+    } catch (e) {
+      const error = new TypeError(`Cannot move task ${task.id} to its worker thread`, { cause: e });
+      return queueMicrotask(() => attempt.reject(error));
+    }
+    try {
+      member.peer.callInto(TRANSFERRED, [task.method, id], task.options, attempt);
+    } catch (e) {
+      queueMicrotask(() => attempt.reject(e));
+    }
   }
 
   /** The answer of one attempt of `task` on `member` (see Attempt). */
@@ -369,6 +417,7 @@ export class Scheduler {
     task.member = undefined;
     this.settle(task, ok, value);
     if (member.done >= this.#o.maxTasksPerWorker) this.#workers.recycle(member);
+    else if (this.#memoryLimit) this.#workers.checkMemory(member);
     if (member.running.size === 0) this.wakeIdle();
     this.schedule();
   }
@@ -468,6 +517,8 @@ const W_SLOT = 0, W_ID = 1, W_STATE = 2, W_RUNNING = 3, W_DONE = 4, W_RESTARTS =
 const STATE_CODES = { starting: 1, ready: 2, draining: 3, stopping: 4, dead: 5 } as const;
 const SUBMITTED = 0, DONE = 1, FAILED = 2, RETRIED = 3, RESTARTS = 4, QUEUED = 5, RUNNING = 6, WORKERS = 7;
 
+/** The number the next transferred arguments are posted under (one sequence for the process: threads are its own). */
+let nextTransfer = 1;
 let forExecutor: Task | undefined;
 /** The executor of every task's promise: hands its resolvers to the task being submitted. */
 function takeResolvers(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {

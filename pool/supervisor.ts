@@ -15,7 +15,7 @@ import { type Launch, Member, type MemberExit } from "./member.ts";
 import type { PoolStats, Settings } from "./options.ts";
 import { RemoteWorkers } from "./remote.ts";
 import type { Scheduler, Task, Workers } from "./scheduler.ts";
-import { INFO } from "./worker.ts";
+import { INFO, MEMORY } from "./worker.ts";
 
 interface Slot {
   readonly index: number;
@@ -39,6 +39,8 @@ export interface PoolState {
 }
 
 const MAX_BACKOFF = 5000;
+/** How often a busy worker's memory is looked at, at most (`maxMemory`), in ms. */
+const MEMORY_SAMPLE_MS = 100;
 
 function newSlot(index: number, runtime: RuntimeName): Slot {
   return {
@@ -183,6 +185,7 @@ export class Supervisor implements Workers {
         running: m?.running.size ?? 0,
         done: m?.done ?? 0,
         restarts: s.restarts,
+        ...(m?.memory === undefined ? {} : { memory: m.memory }),
       };
     });
     return { running, workers };
@@ -319,7 +322,39 @@ export class Supervisor implements Workers {
           m.kill();
         }
       });
+      // An idle worker's memory too: the last task's look may have been skipped (too soon after the one before).
+      if (Number.isFinite(this.#o.maxMemory)) this.#sample(m);
     }
+  }
+
+  /**
+   * `member` finished a task (pool with `maxMemory`): asks for its memory if none was asked for in the last
+   * `MEMORY_SAMPLE_MS`, and recycles it when it holds more than `maxMemory` (a process its rss, a thread its heap).
+   */
+  checkMemory(member: Member<Task>): void {
+    if (member.sampling || member.sampleTimer !== undefined) return;
+    const wait = member.sampledAt + MEMORY_SAMPLE_MS - performance.now();
+    if (wait <= 0) return this.#sample(member);
+    // Too soon after the last look: one look when the interval ends, for what the tasks since then did (a burst of
+    // short tasks that leak must not go unseen until the next heartbeat).
+    member.sampleTimer = setTimeout(() => {
+      member.sampleTimer = undefined;
+      this.#sample(member);
+    }, wait);
+    unref(member.sampleTimer);
+  }
+
+  #sample(member: Member<Task>): void {
+    if (member.sampling || member.state !== "ready" || this.#pool.stopping()) return;
+    member.sampling = true;
+    member.sampledAt = performance.now();
+    member.peer.callWith(MEMORY, [], { timeout: 10_000 }).then((usage) => {
+      const u = usage as { rss?: unknown; heapUsed?: unknown } | null;
+      const bytes = member.kind === "thread" ? u?.heapUsed : u?.rss;
+      if (typeof bytes !== "number") return;
+      member.memory = bytes;
+      if (bytes > this.#o.maxMemory) this.recycle(member, bytes);
+    }).catch(() => {}).finally(() => (member.sampling = false)); // a worker that died, or one without the handler
   }
 
   /** Replaces the workers one at a time; see `Pool.reload()`. */
@@ -344,14 +379,21 @@ export class Supervisor implements Workers {
   }
 
   /**
-   * Replaces a worker that ran `maxTasksPerWorker` tasks (it takes no new task from now on: draining), as `reload()`
-   * replaces one: a new worker takes the slot's new tasks, the old one finishes its own, then stops.
+   * Replaces a worker that ran `maxTasksPerWorker` tasks, or holds `memory` bytes past `maxMemory` (it takes no new
+   * task from now on: draining), as `reload()` replaces one: a new worker takes the slot's new tasks, the old one
+   * finishes its own, then stops.
    */
-  recycle(member: Member<Task>): void {
+  recycle(member: Member<Task>, memory?: number): void {
     const slot = this.#slots.find((s) => s.member === member);
     if (!slot || member.state !== "ready" || this.#pool.stopping()) return;
     member.state = "draining";
-    this.#events.emit({ type: "worker-recycle", slot: slot.index, id: member.id, done: member.done });
+    this.#events.emit({
+      type: "worker-recycle",
+      slot: slot.index,
+      id: member.id,
+      done: member.done,
+      ...(memory === undefined ? { reason: "tasks" as const } : { reason: "memory" as const, memory }),
+    });
     void this.#replacing(slot, member);
   }
 
@@ -422,6 +464,7 @@ export class Supervisor implements Workers {
 function describe(exit: MemberExit, remote = false): string {
   if (remote) return exit.expected ? "was stopped" : "disconnected (its channel ended or stopped answering)";
   if (exit.signal) return `was killed by ${exit.signal}`;
+  if (exit.error !== undefined) return `died (${exit.error})`;
   if (exit.code !== null) return `exited with code ${exit.code}`;
   return "stopped";
 }

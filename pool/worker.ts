@@ -26,7 +26,7 @@
 import { UnsupportedError } from "../errors.ts";
 import { PR_SET_PDEATHSIG, SIGKILL } from "../ffi/constants.ts";
 import { native } from "../ffi/native.ts";
-import { RpcPeer } from "../rpc/peer.ts";
+import { type CallContext, RpcPeer } from "../rpc/peer.ts";
 import { runtime } from "../runtimes/detect.ts";
 import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
@@ -39,6 +39,15 @@ export const ENV_PARENT = "IPCKIT_POOL_PARENT";
 export const ENV_SHM = "IPCKIT_POOL_SHM";
 /** The handler every worker serves besides the user's: who it is (also the pool's liveness probe). */
 export const INFO = "ipckit.pool.info";
+/** The worker's memory, for `maxMemory`: `{ rss, heapUsed }` in bytes. */
+export const MEMORY = "ipckit.pool.memory";
+/**
+ * A task whose arguments came to a worker thread by postMessage, with their transferred buffers
+ * (`RunOptions.transfer`): called with the task's method and the number the arguments were posted under.
+ */
+export const TRANSFERRED = "ipckit.pool.transferred";
+/** The handlers a worker serves besides the user's. */
+const RESERVED = [INFO, MEMORY, TRANSFERRED];
 
 /** What `INFO` answers. */
 export interface WorkerInfo {
@@ -96,6 +105,8 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   let done: () => void;
   let host: string | undefined;
   const joining = joiningState();
+  /** Reserved handlers of this kind of worker (threads: tasks with transferred buffers). */
+  let extra: Record<string, AnyFunction> = {};
   if (joining) {
     // Started by `ipckit worker --nats`: join a pool over NATS; the command exits when this resolves.
     joining.served = true;
@@ -116,10 +127,12 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
     }
     const handle = await new Promise<shm.ShmHandle>((resolve) => {
       port.onMessage((m) => {
-        const h = (m as { ipckitPool?: shm.ShmHandle } | null)?.ipckitPool;
-        if (h) resolve(h);
+        const message = m as { ipckitPool?: shm.ShmHandle; ipckitTask?: number; args?: unknown[] } | null;
+        if (typeof message?.ipckitTask === "number") arrived(message.ipckitTask, message.args ?? []);
+        else if (message?.ipckitPool) resolve(message.ipckitPool);
       });
     });
+    extra = { [TRANSFERRED]: transferred(table) };
     channel = shm.fromHandle(handle);
     done = () => port.close();
   }
@@ -132,7 +145,7 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   // The master is this worker's own supervisor: it sees task errors with their stacks (as a local call would), and it
   // bounds the tasks in flight itself (`concurrency` per worker), so the RPC server's per-connection cap must not.
   const peer = new RpcPeer(channel, {
-    handlers: { ...table, [INFO]: () => info },
+    handlers: { ...table, ...extra, [INFO]: () => info, [MEMORY]: () => rt.memoryUsage() },
     exposeStack: true,
     maxInFlight: MAX_TASKS_IN_FLIGHT,
   });
@@ -180,8 +193,56 @@ function handlerTable(handlers: WorkerHandlers): Record<string, AnyFunction> {
   if (Object.keys(table).length === 0) {
     throw new TypeError("Cannot serve as a pool worker: handlers must be a function or an object of functions");
   }
-  if (INFO in table) throw new TypeError(`Cannot serve as a pool worker: "${INFO}" is a reserved handler name`);
+  for (const name of RESERVED) {
+    if (name in table) throw new TypeError(`Cannot serve as a pool worker: "${name}" is a reserved handler name`);
+  }
   return table;
+}
+
+/**
+ * Arguments that came by postMessage (with their transferred buffers) before their call came over the ring, by the
+ * number they were posted under; and calls that came first, waiting for their arguments. The master posts the
+ * arguments before it sends the call, but the two paths are not ordered with each other.
+ */
+const parked = new Map<number, unknown[]>();
+const waiting = new Map<number, (args: unknown[]) => void>();
+
+function arrived(id: number, args: unknown[]): void {
+  const call = waiting.get(id);
+  if (call === undefined) parked.set(id, args);
+  else {
+    waiting.delete(id);
+    call(args);
+  }
+}
+
+/** The context a handler sees: its own method's name; the call's signal and peer (read from the call itself). */
+function ownContext(call: CallContext, method: string): CallContext {
+  return {
+    get signal() {
+      return call.signal;
+    },
+    method,
+    peer: call.peer,
+  };
+}
+
+/** The `TRANSFERRED` handler: runs `method` with the arguments posted under `id`, as soon as they are here. */
+function transferred(table: Record<string, AnyFunction>): AnyFunction {
+  return function (this: CallContext, method: string, id: number): unknown {
+    const fn = Object.hasOwn(table, method) ? table[method] : undefined;
+    if (fn === undefined) throw new TypeError(`Cannot run a task: the worker has no method ${JSON.stringify(method)}`);
+    const context = ownContext(this, method);
+    const args = parked.get(id);
+    if (args !== undefined) {
+      parked.delete(id);
+      return fn.apply(context, args);
+    }
+    return new Promise<unknown[]>((resolve) => waiting.set(id, resolve)).then((a) => {
+      context.signal.throwIfAborted(); // cancelled while its arguments were on their way
+      return fn.apply(context, a);
+    });
+  };
 }
 
 /** Asks the kernel to SIGKILL this process when its parent dies; exits now if the parent is gone already. */
