@@ -3,14 +3,23 @@
  * and poolifier (Node only: they run on worker_threads; workerpool's process mode on child_process too), in one run.
  * `--task` says which (`bench/peers/pool_tasks.mjs`, the same for every pool): `trivial` squares a number (50 000
  * tasks a round by default), `cpu` burns 1 ms first (2000), `bytes` sends a 64 KiB array and gets its length back
- * (5000; piscina also with the array moved instead of copied, its `transferList`). Two ways to feed a pool, each
+ * (5000; also with a fresh array moved instead of copied: ipckit's `transfer`, tinypool's and piscina's
+ * `transferList`, poolifier's `execute(data, name, signal, transferList)`). Two ways to feed a pool, each
  * timed over `--tasks` tasks after a warm-up, medians of `--reps`, in tasks per second:
  * - **all at once**: every task submitted before the first settles (`Promise.all` of `--tasks` runs): the pool
  *   and the caller hold them all, so the garbage collector's work on tens of thousands of live promises counts;
  * - **in windows**: `--window` tasks submitted, awaited, then the next ones (a caller feeding a stream of work
  *   with bounded memory).
  *
- *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes] [--size 2] [--tasks N] [--window 1000] [--reps 5]
+ * `--task priority` is the priority mix instead: `--low` tasks of 1 ms CPU (20 000) queued at priority low, then
+ * `--high` ones (1000) at priority high; it reports when the last high one settled, their latencies' p50 and p99
+ * (from their submission), and when everything had drained (medians of `--reps`). ipckit: `priority` 0 and 1 (the
+ * default `priorityAging`); poolifier 5: its priorities belong to task functions (`bench/peers/prio_poolifier.mjs`,
+ * with `enableTasksQueue`); piscina, tinypool and workerpool have no per-task priority: piscina in FIFO order is the
+ * baseline.
+ *
+ *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes|priority] [--size 2] [--tasks N] [--window 1000]
+ *     [--reps 5] [--low 20000] [--high 1000]
  *   npx bun bench/pool.ts        npx deno run -A bench/pool.ts
  *
  * @module
@@ -23,9 +32,15 @@ const rt = await runtime();
 const args = rt.args();
 const { opt } = flags(args);
 const SIZE = Number(opt("--size", "2"));
-const TASK = opt("--task", "trivial") as "trivial" | "cpu" | "bytes";
-if (!["trivial", "cpu", "bytes"].includes(TASK)) throw new Error(`--task ${TASK}: trivial, cpu or bytes`);
+const MODE = opt("--task", "trivial") as "trivial" | "cpu" | "bytes" | "priority";
+if (!["trivial", "cpu", "bytes", "priority"].includes(MODE)) {
+  throw new Error(`--task ${MODE}: trivial, cpu, bytes or priority`);
+}
+/** The task each pool runs (the priority mix runs 1 ms CPU tasks). */
+const TASK = MODE === "priority" ? "cpu" : MODE;
 const TASKS = Number(opt("--tasks", { trivial: "50000", cpu: "2000", bytes: "5000" }[TASK]));
+const LOW = Number(opt("--low", "20000"));
+const HIGH = Number(opt("--high", "1000"));
 const REPS = Number(opt("--reps", "5"));
 const WINDOW = Math.min(TASKS, Number(opt("--window", "1000")));
 const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina,workerpool,poolifier").split(","));
@@ -72,13 +87,62 @@ async function ipckit(label: string, options: ConstructorParameters<typeof Pool>
   const pool = new Pool<Record<typeof TASK, (arg: unknown) => number>>({
     ...options,
     signals: false,
-    maxQueue: TASKS * 2,
+    maxQueue: Math.max(TASKS, LOW + HIGH) * 2,
   });
   try {
+    if (MODE === "priority") {
+      return await mix(label, (n, high) => pool.call(TASK, [n], high ? HIGH_PRIORITY : LOW_PRIORITY));
+    }
     await measure(label, (n) => pool.call(TASK, [argOf(n)]));
+    if (TASK === "bytes" && options.kind === "thread") {
+      // Moved, not copied: a fresh array per task (a moved one is gone from the sender), as a caller would do.
+      await measure(`${label}, moved (transfer)`, () => {
+        const fresh = new Uint8Array(PAYLOAD.byteLength);
+        return pool.call(TASK, [fresh], { transfer: [fresh.buffer] });
+      });
+    }
   } finally {
     await pool.close();
   }
+}
+
+const LOW_PRIORITY = { priority: 0 }, HIGH_PRIORITY = { priority: 1 };
+
+/**
+ * The priority mix on one pool: LOW tasks queued, then HIGH ones; when the last high one settled, their latencies'
+ * p50 and p99, and when all had, in ms from the first high submission (medians of REPS after a smaller warm-up).
+ */
+async function mix(label: string, run: (n: number, high: boolean) => Promise<unknown>): Promise<void> {
+  const round = async (low: number, high: number) => {
+    const lows = Array.from({ length: low }, (_, i) => run(i, false));
+    const t0 = performance.now();
+    let last = 0;
+    const latencies: number[] = [];
+    const highs = Array.from({ length: high }, (_, i) => {
+      const at = performance.now();
+      return run(i, true).then((r) => {
+        if (i === 7 && r !== EXPECTED) throw new Error(`wrong result ${r}`);
+        const now = performance.now();
+        latencies.push(now - at);
+        last = Math.max(last, now - t0);
+      });
+    });
+    await Promise.all(highs);
+    await Promise.all(lows);
+    const all = performance.now() - t0;
+    latencies.sort((a, b) => a - b);
+    const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
+    return [last, q(0.5), q(0.99), all];
+  };
+  await round(Math.min(LOW, 1000), Math.min(HIGH, 100));
+  const runs: number[][] = [];
+  for (let r = 0; r < REPS; r++) runs.push(await round(LOW, HIGH));
+  const ms = (n: number) => n.toFixed(1);
+  rows.push([label, ...[0, 1, 2, 3].map((k) => ms(median(runs.map((x) => x[k]!))))]);
+}
+
+if (MODE === "priority") {
+  rows[0] = ["pool", `${HIGH} high done (ms)`, "high p50 (ms)", "high p99 (ms)", `all ${LOW + HIGH} done (ms)`];
 }
 
 if (ONLY.has("ipckit")) {
@@ -90,20 +154,22 @@ if (ONLY.has("ipckit")) {
       concurrency,
     });
   }
-  for (const transport of ["pipe", "shm"] as const) {
+  for (const transport of MODE === "priority" ? ["shm"] as const : ["pipe", "shm"] as const) {
+    // The priority mix: one task at a time per worker, as poolifier's queue runs them (16 would start 32 lows first).
+    const concurrency = MODE === "priority" ? 1 : 16;
     for (const r of ["node", "bun", "deno"] as RuntimeName[]) {
-      await ipckit(`ipckit processes (${r}) on ${transport}, concurrency 16`, {
+      await ipckit(`ipckit processes (${r}) on ${transport}, concurrency ${concurrency}`, {
         worker: IPCKIT_WORKER,
         kind: "process",
         runtime: r,
         size: SIZE,
-        concurrency: 16,
+        concurrency,
         transport,
       });
     }
   }
 }
-if (rt.name === "node" && ONLY.has("tinypool")) {
+if (rt.name === "node" && ONLY.has("tinypool") && MODE !== "priority") {
   const { default: Tinypool } = await import("tinypool");
   for (const concurrentTasksPerWorker of [1, 16]) {
     const pool = new Tinypool({
@@ -117,6 +183,12 @@ if (rt.name === "node" && ONLY.has("tinypool")) {
         `, concurrentTasksPerWorker ${concurrentTasksPerWorker}`,
       (n) => pool.run({ kind: TASK, arg: argOf(n) }),
     );
+    if (TASK === "bytes") {
+      await measure(`tinypool, concurrentTasksPerWorker ${concurrentTasksPerWorker}, moved (transferList)`, () => {
+        const fresh = new Uint8Array(PAYLOAD.byteLength);
+        return pool.run({ kind: TASK, arg: fresh }, { transferList: [fresh.buffer] });
+      });
+    }
     await pool.destroy();
   }
 }
@@ -131,6 +203,12 @@ if (rt.name === "node" && ONLY.has("piscina")) {
     });
     const version = await versionOf("piscina");
     const label = `piscina ${version}, concurrentTasksPerWorker ${concurrentTasksPerWorker}`;
+    if (MODE === "priority") {
+      // No per-task priority (only a custom TaskQueue): FIFO, the baseline.
+      await mix(`${label} (FIFO: no priorities)`, (n) => pool.run({ kind: TASK, arg: n }));
+      await pool.destroy();
+      continue;
+    }
     await measure(label, (n) => pool.run({ kind: TASK, arg: argOf(n) }));
     if (TASK === "bytes") {
       // Moved, not copied: a fresh array per task (a moved one is gone from the sender), as a caller would do.
@@ -142,7 +220,7 @@ if (rt.name === "node" && ONLY.has("piscina")) {
     await pool.destroy();
   }
 }
-if (rt.name === "node" && ONLY.has("workerpool")) {
+if (rt.name === "node" && ONLY.has("workerpool") && MODE !== "priority") {
   const { default: workerpool } = await import("workerpool");
   const version = (await import("workerpool/package.json", { with: { type: "json" } })).default.version;
   const script = new URL("./peers/square_workerpool.mjs", import.meta.url).pathname;
@@ -163,11 +241,34 @@ if (rt.name === "node" && ONLY.has("workerpool")) {
 if (rt.name === "node" && ONLY.has("poolifier")) {
   const { FixedThreadPool } = await import("poolifier");
   const version = await versionOf("poolifier"); // its exports leave package.json out
-  const pool = new FixedThreadPool(SIZE, new URL("./peers/square_poolifier.mjs", import.meta.url).pathname);
-  await measure(`poolifier ${version}, threads`, (n) => pool.execute({ kind: TASK, arg: argOf(n) }));
-  await pool.destroy();
+  if (MODE === "priority") {
+    // Priorities live in its per-worker task queues: enableTasksQueue (one task at a time per worker, as ipckit's).
+    const pool = new FixedThreadPool(SIZE, new URL("./peers/prio_poolifier.mjs", import.meta.url).pathname, {
+      enableTasksQueue: true,
+      tasksQueueOptions: { concurrency: 1 },
+    });
+    await mix(
+      `poolifier ${version}, threads (task function priorities)`,
+      (n, high) => pool.execute(n, high ? "high" : "low"),
+    );
+    await pool.destroy();
+  } else {
+    const pool = new FixedThreadPool(SIZE, new URL("./peers/square_poolifier.mjs", import.meta.url).pathname);
+    const label = `poolifier ${version}, threads`;
+    await measure(label, (n) => pool.execute({ kind: TASK, arg: argOf(n) }));
+    if (TASK === "bytes") {
+      await measure(`${label}, moved (transferList)`, () => {
+        const fresh = new Uint8Array(PAYLOAD.byteLength);
+        return pool.execute({ kind: TASK, arg: fresh }, undefined, undefined, [fresh.buffer]);
+      });
+    }
+    await pool.destroy();
+  }
 }
 console.log(
-  `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
+  MODE === "priority"
+    ? `Pool priority mix: ${rt.name} master, ${SIZE} workers, ${LOW} low-priority tasks of 1 ms CPU then ${HIGH} ` +
+      `high-priority ones, medians of ${REPS}\n`
+    : `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
 );
 console.log(table(rows));
