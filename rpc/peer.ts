@@ -42,7 +42,7 @@ import { type Counters, track } from "../shm/stats.ts";
 import { type Latency, LatencyFamily, UNTIMED } from "../shm/stats_latency.ts";
 import type { Channel } from "../transports/channel.ts";
 import { cbor, type Codec } from "../transports/codec.ts";
-import { cborFrame } from "../transports/cbor.ts";
+import { frameBuffer } from "../transports/cbor.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
 import { Call, checkCredit, RemoteStream } from "./stream.ts";
 import { PendingCalls } from "./pending.ts";
@@ -363,7 +363,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
         const n = writeCall(id, method, params, timeout, this.#window);
         // Copied from the encoder's buffer into the ring (with room): no array, no promise, no reaction.
         try {
-          if (channel.trySendPart?.(cborFrame.buffer, n)) return;
+          if (channel.trySendPart?.(frameBuffer(), n)) return;
         } catch (e) {
           return this.#settle(id, e, false);
         }
@@ -432,7 +432,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     try {
       // Taken at once (a shared-memory ring with room): no array, no closure for the error, no promise.
       if (channel.trySendPart !== undefined) {
-        if (channel.trySendPart(cborFrame.buffer, n)) return;
+        if (channel.trySendPart(frameBuffer(), n)) return;
       } else if (channel.trySend?.(bytes = written(n))) return;
     } catch (e) {
       if (e instanceof MessageTooLargeError) this.#fallback(id, e, false);

@@ -12,7 +12,16 @@
  * @module
  */
 import { copy } from "../runtimes/bytes.ts";
-import { cborFrame, decodeCbor, decodeCborRest } from "../transports/cbor.ts";
+import {
+  abortFrame,
+  beginFrame,
+  decodeCbor,
+  decodeCborRest,
+  finishFrame,
+  frameBuffer,
+  frameValue,
+  head,
+} from "../transports/cbor.ts";
 import { CALL, RESULT } from "./protocol.ts";
 
 /** Integers from here on are floats in ipckit's CBOR (see `number()` in transports/cbor.ts). */
@@ -22,7 +31,7 @@ const ARRAY = 4, UINT = 0, SIMPLE = 7, NULL = 22;
 
 /**
  * Writes `[CALL, id, method, params, timeout, window]` as the `cbor` codec does, into the encoder's buffer
- * (`cborFrame.buffer`, valid until the next encode); returns its length.
+ * (`frameBuffer()`, valid until the next encode); returns its length.
  *
  * @throws {TypeError} for params the codec refuses (as it would).
  */
@@ -33,21 +42,18 @@ export function writeCall(
   timeout: number | null,
   window: number,
 ): number {
-  const f = cborFrame;
-  f.begin();
+  let p = beginFrame();
   try {
-    f.head(ARRAY, 6);
-    f.head(UINT, CALL);
-    if (id < TWO_32) f.head(UINT, id);
-    else f.value(id, 1);
-    f.value(method, 1);
-    f.value(params, 1);
-    if (timeout === null) f.head(SIMPLE, NULL);
-    else f.value(timeout, 1);
-    f.head(UINT, window); // an integer from 1 to 2^20 (checked by the peer)
-    return f.finish();
+    p = head(p, ARRAY, 6);
+    p = head(p, UINT, CALL);
+    p = id < TWO_32 ? head(p, UINT, id) : frameValue(p, id, 1);
+    p = frameValue(p, method, 1);
+    p = frameValue(p, params, 1);
+    p = timeout === null ? head(p, SIMPLE, NULL) : frameValue(p, timeout, 1);
+    p = head(p, UINT, window); // an integer from 1 to 2^20 (checked by the peer)
+    return finishFrame(p);
   } catch (e) {
-    f.abort();
+    abortFrame();
     throw e;
   }
 }
@@ -58,24 +64,22 @@ export function writeCall(
  * @throws {TypeError} for a value the codec refuses (as it would).
  */
 export function writeResult(id: number, value: unknown): number {
-  const f = cborFrame;
-  f.begin();
+  let p = beginFrame();
   try {
-    f.head(ARRAY, 3);
-    f.head(UINT, RESULT);
-    if (id < TWO_32) f.head(UINT, id);
-    else f.value(id, 1);
-    f.value(value, 1);
-    return f.finish();
+    p = head(p, ARRAY, 3);
+    p = head(p, UINT, RESULT);
+    p = id < TWO_32 ? head(p, UINT, id) : frameValue(p, id, 1);
+    p = frameValue(p, value, 1);
+    return finishFrame(p);
   } catch (e) {
-    f.abort();
+    abortFrame();
     throw e;
   }
 }
 
 /** What the last `write...` wrote, as fresh bytes. */
 export function written(length: number): Uint8Array {
-  return copy(cborFrame.buffer, 0, length);
+  return copy(frameBuffer(), 0, length);
 }
 
 /** {@linkcode writeCall}, as fresh bytes. */
