@@ -46,7 +46,7 @@ import { frameBuffer } from "../transports/cbor.ts";
 import { checkLimits, Outbox, type ServerLimits } from "./limits.ts";
 import { Call, checkCredit, RemoteStream } from "./stream.ts";
 import { PendingCalls } from "./pending.ts";
-import { decodeMessage, writeCall, writeResult, written } from "./wire_cbor.ts";
+import { decodeMessage, decodeMessageAt, writeCall, writeResult, written } from "./wire_cbor.ts";
 import {
   BYE,
   CALL,
@@ -119,6 +119,11 @@ export interface CallOptions {
 }
 
 const NOOP = () => {};
+/** What a message that decodes to undefined reads as (`kindOf` refuses it): undefined means "none" to receiveWith. */
+const UNDEFINED_MESSAGE = Object.freeze({});
+/** Reads an RPC message where it lies in the channel (see `RingChannel.receiveWith`). */
+const readMessage = (data: Uint8Array, offset: number, length: number): unknown =>
+  decodeMessageAt(data, offset, length) ?? UNDEFINED_MESSAGE;
 const NO_OPTIONS: CallOptions = Object.freeze({});
 const RESOLVED = Promise.resolve();
 // Where a peer's counters are (`COUNTERS.rpc` of shm/stats.ts).
@@ -180,6 +185,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
   readonly #codec: Codec;
   /** The default `cbor` codec: CALL and RESULT take `wire_cbor.ts`'s path. */
   readonly #cbor: boolean;
+  /** With `#cbor`, over a channel that lends its bytes (`receiveWith`): messages decoded where they lie. */
+  readonly #inPlace: boolean;
   readonly #handlers = new Map<string, AnyFunction>();
   readonly #timeout: number | undefined;
   readonly #window: number;
@@ -210,6 +217,7 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     this.#serveTimes = new LatencyFamily(`${name} · serve `);
     this.#codec = options.codec ?? cbor;
     this.#cbor = this.#codec === cbor;
+    this.#inPlace = this.#cbor && channel.receiveWith !== undefined && channel.tryReceiveWith !== undefined;
     this.#timeout = options.timeout;
     this.#window = options.window ?? 16;
     if (!checkCredit(this.#window)) {
@@ -496,8 +504,11 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
           if (this.#ended) break;
         }
         let message: unknown;
-        if (held === undefined) message = this.#decode(await this.channel.receive());
-        else {
+        if (held === undefined) {
+          message = this.#inPlace
+            ? await this.channel.receiveWith!(readMessage)
+            : this.#decode(await this.channel.receive());
+        } else {
           // A message read behind replies: its turn comes after what the replies' callers do next.
           message = held;
           held = undefined;
@@ -535,9 +546,15 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
     const channel = this.channel;
     if (channel.tryReceive === undefined) return undefined;
     for (let n = 0; n < MAX_RESULTS_PER_TURN && !this.#ended; n++) {
-      const bytes = channel.tryReceive();
-      if (bytes === undefined) return undefined;
-      const message = this.#decode(bytes);
+      let message: unknown;
+      if (this.#inPlace) {
+        message = channel.tryReceiveWith!(readMessage);
+        if (message === undefined) return undefined;
+      } else {
+        const bytes = channel.tryReceive();
+        if (bytes === undefined) return undefined;
+        message = this.#decode(bytes);
+      }
       if (kindOf(message) !== RESULT) return message;
       this.#dispatch(message);
     }

@@ -17,6 +17,7 @@ import {
   beginFrame,
   decodeCbor,
   decodeCborRest,
+  DEFAULT_LIMITS,
   finishFrame,
   frameBuffer,
   frameValue,
@@ -108,33 +109,46 @@ export function encodeResult(id: number, value: unknown): Uint8Array {
 export function decodeMessage(bytes: Uint8Array): unknown {
   // Byte strings decode as views of the input: make them plain Uint8Arrays, not Node Buffers (as the codec does).
   if (bytes.constructor !== Uint8Array) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = bytes.length;
-  const kind = bytes[1];
+  return fast(bytes, 0, bytes.length, false) ?? decodeCbor(bytes);
+}
+
+/**
+ * {@linkcode decodeMessage} of the `length` bytes at `offset` in `data`, read where they lie (a shared-memory ring's
+ * data area): byte strings and typed arrays come out as copies, since the ring's space goes back to its producer
+ * once this returns. For `RingChannel.receiveWith`.
+ *
+ * @throws {ProtocolError} as the codec.
+ */
+export function decodeMessageAt(data: Uint8Array, offset: number, length: number): unknown {
+  return fast(data, offset, offset + length, true) ?? decodeCbor(data.slice(offset, offset + length));
+}
+
+/** A CALL or RESULT decoded by hand from `data[start..end)`, or undefined for anything else (the codec's turn). */
+function fast(data: Uint8Array, start: number, end: number, copy: boolean): unknown[] | undefined {
+  const n = end - start;
+  const kind = data[start + 1];
   // [RESULT, id, value] or [CALL, id, method, params, timeout, window]: an array of 3 or 6, the kind, a uint id.
-  const items = bytes[0] === 0x83 && kind === RESULT ? 3 : bytes[0] === 0x86 && kind === CALL ? 6 : 0;
-  if (items !== 0 && n >= items + 1) {
-    const ib = bytes[2]!;
-    let id = -1, at = 3;
-    if (ib < 24) id = ib;
-    else if (ib === 24) id = bytes[at++]!;
-    else if (ib === 25) {
-      id = (bytes[3]! << 8) | bytes[4]!;
-      at = 5;
-    } else if (ib === 26 && n >= 7) {
-      id = ((bytes[3]! << 24) | (bytes[4]! << 16) | (bytes[5]! << 8) | bytes[6]!) >>> 0;
-      at = 7;
-    }
-    if (id >= 0 && at < n) {
-      const out = new Array<unknown>(items);
-      out[0] = kind;
-      out[1] = id;
-      try {
-        decodeCborRest(bytes, at, 1, items, out, 2);
-        return out;
-      } catch {
-        // the codec reads it again and says what is wrong
-      }
-    }
+  const items = data[start] === 0x83 && kind === RESULT ? 3 : data[start] === 0x86 && kind === CALL ? 6 : 0;
+  if (items === 0 || n < items + 1) return undefined;
+  const ib = data[start + 2]!;
+  let id = -1, at = start + 3;
+  if (ib < 24) id = ib;
+  else if (ib === 24) id = data[at++]!;
+  else if (ib === 25) {
+    id = (data[at]! << 8) | data[at + 1]!;
+    at += 2;
+  } else if (ib === 26 && n >= 7) {
+    id = ((data[at]! << 24) | (data[at + 1]! << 16) | (data[at + 2]! << 8) | data[at + 3]!) >>> 0;
+    at += 4;
   }
-  return decodeCbor(bytes);
+  if (id < 0 || at >= end) return undefined;
+  const out = new Array<unknown>(items);
+  out[0] = kind;
+  out[1] = id;
+  try {
+    decodeCborRest(data, at, 1, items, out, 2, DEFAULT_LIMITS, start, end, copy);
+    return out;
+  } catch {
+    return undefined; // the codec reads it again and says what is wrong
+  }
 }

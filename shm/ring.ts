@@ -375,6 +375,32 @@ export class Ring {
   }
 
   /**
+   * Consumer: hands the next message to `read` where it lies (`data` is the ring's data area, the message its
+   * `length` bytes at `offset`, valid only during the call; a message that wraps around the end of the area is a
+   * fresh copy at offset 0) and returns what `read` returned, or undefined when there is none. The message counts as
+   * taken once `read` returned or threw (what it threw is thrown on).
+   *
+   * @throws {ProtocolError} / {MessageTooLargeError} as {@linkcode tryRead}.
+   */
+  tryReadWith<T>(
+    read: (data: Uint8Array, offset: number, length: number) => T,
+    limit = this.maxMessage,
+  ): T | undefined {
+    const r = Atomics.load(this.words, I_READ);
+    const n = this.#peek(r, limit);
+    if (n < 0) return undefined;
+    const cap = this.capacity;
+    const at = r & (cap - 1);
+    const start = at + 8 === cap ? 0 : at + 8;
+    try {
+      return start + n <= cap ? read(this.#data, start, n) : read(this.#take(r, n), 0, n);
+    } finally {
+      Atomics.store(this.words, I_READ, (r + ((8 + n + 7) & ~7)) | 0);
+      this.#count(1, n);
+    }
+  }
+
+  /**
    * Consumer: hands up to `max` messages to `handler` where they lie, without copying them: `data` is the ring's
    * data area and the message is `data.subarray(offset, offset + length)`, valid only during the call (the space
    * is the producer's again once the handler returned). A message that wraps around the end of the area is handed

@@ -106,6 +106,8 @@ export class RingChannel implements AsyncDisposable {
   /** Set when the incoming ring cannot be read any more (corrupt, or a message over our limit). */
   #broken: ClosedError | undefined;
   #readers = 0;
+  #lastRead: unknown;
+  #lastReader: ((ring: Ring) => unknown) | undefined;
   #readTurn: Promise<void> = Promise.resolve();
   #writers = 0;
   #writeTurn: Promise<void> = Promise.resolve();
@@ -407,6 +409,63 @@ export class RingChannel implements AsyncDisposable {
    */
   receive(options?: { signal?: AbortSignal; timeout?: number }): Promise<Uint8Array> {
     return this.#take(this.#readOne, options);
+  }
+
+  /**
+   * Receives the next message as `read` makes it, where it lies in the ring: `read(data, offset, length)` sees the
+   * message as `data.subarray(offset, offset + length)`, valid only during the call (keep a copy of what you keep:
+   * the space goes back to the producer), and what it returns (anything but undefined) is what this resolves with.
+   * No array per message: RPC's decoder reads its messages this way. Waits (spins, then sleeps) while there is none.
+   * What `read` throws rejects the receive after its message counted as received, and the channel goes on; a `read`
+   * that returns undefined is a `TypeError` of that kind.
+   *
+   * @throws as {@linkcode receive}.
+   */
+  receiveWith<T>(
+    read: (data: Uint8Array, offset: number, length: number) => T,
+    options?: { signal?: AbortSignal; timeout?: number },
+  ): Promise<T> {
+    let reader: (ring: Ring) => T | undefined;
+    try {
+      reader = this.#reader(read);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#take(reader, options);
+  }
+
+  /**
+   * {@linkcode receiveWith} without waiting: what `read` returned, or undefined when no message is there.
+   *
+   * @throws as {@linkcode tryReceive}, and what `read` throws.
+   */
+  tryReceiveWith<T>(read: (data: Uint8Array, offset: number, length: number) => T): T | undefined {
+    return this.#tryTake(this.#reader(read));
+  }
+
+  /** The ring reader of `read` (the last one is kept: a caller passes the same function every time). */
+  #reader<T>(read: (data: Uint8Array, offset: number, length: number) => T): (ring: Ring) => T | undefined {
+    if (read === this.#lastRead) return this.#lastReader as (ring: Ring) => T | undefined;
+    if (typeof read !== "function") {
+      throw new TypeError(`Cannot receive on ${this.#p.description}: read must be a function`);
+    }
+    const limit = this.maxMessage;
+    const guarded = (data: Uint8Array, offset: number, length: number): T => {
+      let value: T;
+      try {
+        value = read(data, offset, length);
+      } catch (error) {
+        throw new HandlerFailure(error);
+      }
+      if (value === undefined) {
+        throw new HandlerFailure(new TypeError("Cannot receive with a read function that returned undefined"));
+      }
+      return value;
+    };
+    const reader = (ring: Ring) => ring.tryReadWith(guarded, limit);
+    this.#lastRead = read;
+    this.#lastReader = reader;
+    return reader;
   }
 
   /**

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Buffer } from "node:buffer";
 import { cbor } from "../mod.ts";
-import { decodeMessage, encodeCall, encodeResult } from "../rpc/wire_cbor.ts";
+import { decodeMessage, decodeMessageAt, encodeCall, encodeResult } from "../rpc/wire_cbor.ts";
 import { PendingCalls } from "../rpc/pending.ts";
 
 const SEED = Date.now() ^ 0x3d1e;
@@ -22,6 +22,8 @@ const plainData = fc.letrec((tie) => ({
     fc.string(),
     fc.string({ unit: "binary" }),
     fc.uint8Array({ maxLength: 64 }),
+    fc.int32Array({ maxLength: 4 }),
+    fc.float64Array({ maxLength: 3, noDefaultInfinity: true, noNaN: true }),
     fc.array(tie("value"), { maxLength: 5 }),
     fc.dictionary(fc.string(), tie("value"), { maxKeys: 4, noNullPrototype: true }),
   ),
@@ -92,8 +94,23 @@ test("rpc wire: any message decodes to what the codec decodes, and a broken one 
     },
   );
   fc.assert(
-    fc.property(fc.oneof(mutated, fc.uint8Array({ maxLength: 24 })), (bytes) => {
-      assert.deepStrictEqual(outcome(decodeMessage, bytes), outcome(cbor.decode, bytes));
+    fc.property(fc.oneof(mutated, fc.uint8Array({ maxLength: 24 })), fc.nat(16), fc.nat(16), (bytes, before, after) => {
+      const expected = outcome(cbor.decode, bytes);
+      assert.deepStrictEqual(outcome(decodeMessage, bytes), expected);
+      // Where it lies in a larger area (a ring's), with other bytes around it: the same, and nothing in the value
+      // is a view of the area (the ring's space goes back to its producer).
+      const area = new Uint8Array(before + bytes.length + after).fill(0xa5);
+      area.set(bytes, before);
+      const atArea = outcome((b) => decodeMessageAt(b, before, bytes.length), area);
+      assert.deepStrictEqual(atArea, expected);
+      const views: ArrayBufferView[] = [];
+      const walk = (v: unknown): void => {
+        if (ArrayBuffer.isView(v)) views.push(v);
+        else if (Array.isArray(v)) v.forEach(walk);
+        else if (v !== null && typeof v === "object") Object.values(v).forEach(walk);
+      };
+      walk((atArea as { value?: unknown }).value);
+      for (const v of views) assert.notEqual(v.buffer, area.buffer, "a byte string is a copy, not a view of the area");
     }),
     { numRuns: 2000, seed: SEED, verbose: true },
   );

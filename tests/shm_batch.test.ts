@@ -22,6 +22,7 @@ type Op =
   | { op: "sendPart"; size: number; extra: number }
   | { op: "sendMany"; sizes: number[] }
   | { op: "receive" }
+  | { op: "receiveWith" }
   | { op: "receiveMany"; max: number }
   | { op: "receiveInto"; room: number }
   | { op: "drain"; max: number };
@@ -34,6 +35,7 @@ const ops = (max: number): fc.Arbitrary<Op[]> => {
       fc.record({ op: fc.constant("sendPart" as const), size, extra: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ op: fc.constant("sendMany" as const), sizes: fc.array(size, { maxLength: 12 }) }),
       fc.record({ op: fc.constant("receive" as const) }),
+      fc.record({ op: fc.constant("receiveWith" as const) }),
       fc.record({ op: fc.constant("receiveMany" as const), max: fc.integer({ min: 1, max: 10 }) }),
       fc.record({ op: fc.constant("receiveInto" as const), room: fc.integer({ min: 0, max }) }),
       fc.record({ op: fc.constant("drain" as const), max: fc.integer({ min: 1, max: 10 }) }),
@@ -110,6 +112,11 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
             } else if (step.op === "receive") {
               if (queue.length === 0) assert.equal(b.tryReceive(), undefined);
               else took(b.tryReceive());
+            } else if (step.op === "receiveWith") {
+              // Read where it lies: the copy made inside `read` is the message (a wrapped one is a copy already).
+              const got = b.tryReceiveWith((data, offset, length) => data.slice(offset, offset + length));
+              if (queue.length === 0) assert.equal(got, undefined);
+              else took(got);
             } else if (step.op === "receiveMany") {
               const got = b.tryReceiveMany(step.max);
               assert.equal(got.length, Math.min(step.max, queue.length));
@@ -173,6 +180,42 @@ test("trySendPart: a length out of range is a RangeError, over maxMessage Messag
     assert.deepEqual(b.tryReceiveMany(), [new Uint8Array(0), new Uint8Array([7, 7, 7])]);
     await b.close();
     assert.throws(() => a.trySendPart(data, 1), ClosedError);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("receiveWith: what read returns, where the message lies; a read that throws or returns undefined fails that receive, the message counted, the channel on", async () => {
+  const [a, handle] = shm.pair({ capacity: 256 });
+  const b = shm.fromHandle(handle);
+  try {
+    const sum = (data: Uint8Array, offset: number, length: number) => {
+      let s = 0;
+      for (let i = offset; i < offset + length; i++) s += data[i]!;
+      return s;
+    };
+    const pending = b.receiveWith(sum); // waits
+    assert.equal(a.trySend(new Uint8Array([1, 2, 3])), true);
+    assert.equal(await pending, 6);
+    a.trySend(new Uint8Array([9]));
+    assert.throws(() =>
+      b.tryReceiveWith(() => {
+        throw new RangeError("mine");
+      }), /mine/);
+    a.trySend(new Uint8Array([5]));
+    await assert.rejects(b.receiveWith(() => undefined), TypeError);
+    a.trySend(new Uint8Array([7, 7]));
+    assert.equal(b.tryReceiveWith(sum), 14, "the two failed reads each took their message, the channel goes on");
+    assert.equal(b.tryReceiveWith(sum), undefined);
+    assert.throws(() => b.tryReceiveWith(42 as never), TypeError);
+    // Messages that wrap around the end of the ring come whole too.
+    for (let k = 0; k < 40; k++) {
+      const m = new Uint8Array(37 + (k % 5)).fill(k);
+      assert.equal(a.trySend(m), true);
+      assert.equal(b.tryReceiveWith(sum), k * m.length, `message ${k}`);
+    }
+    await a.close();
+    await assert.rejects(b.receiveWith(sum), ClosedError);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }

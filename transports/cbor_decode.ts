@@ -42,6 +42,11 @@ export const DEFAULT_LIMITS: CborLimits = { maxDepth: 500, maxBignumBytes: 4096 
 const EMPTY = new Uint8Array(0);
 let data: Uint8Array = EMPTY;
 let at = 0;
+/** The message is `data` from `base` to `end` (all of it, but for `decodeCborRest` over a shared-memory ring). */
+let base = 0;
+let end = 0;
+/** Byte strings and typed arrays as copies, not views of `data` (memory the caller takes back after the decode). */
+let copying = false;
 let maxDepth = DEFAULT_LIMITS.maxDepth;
 let maxBignum = DEFAULT_LIMITS.maxBignumBytes;
 /** Items the arrays and maps read so far may still declare: never more than the message's length in all. */
@@ -63,12 +68,15 @@ const REFUSED = "refused: plain data only by default (cborCodec({ extended: true
 export function decodeCbor(bytes: Uint8Array, limits: CborLimits = DEFAULT_LIMITS): unknown {
   data = bytes;
   at = 0;
+  base = 0;
+  end = bytes.length;
+  copying = false;
   maxDepth = limits.maxDepth;
   maxBignum = limits.maxBignumBytes;
   budget = bytes.length;
   try {
     const v = read(0);
-    if (at !== bytes.length) fail(`the item ends ${bytes.length - at} bytes before the message does`, at);
+    if (at !== end) fail(`the item ends ${end - at} bytes before the message does`, at);
     return v;
   } catch (e) {
     // The stack ran out before maxDepth (a caller already deep in it), or a runtime size limit: still the peer's.
@@ -80,12 +88,14 @@ export function decodeCbor(bytes: Uint8Array, limits: CborLimits = DEFAULT_LIMIT
 }
 
 /**
- * Decodes the items from `offset` to the end of `bytes` into `out`, from index `from` to its end: the rest of a
- * message whose first bytes the caller read by hand (RPC's CALL and RESULT, `rpc/wire_cbor.ts`). The items are at
- * `depth` in the message, `counted` is the number of items the part before declared (they count toward the budget,
- * as in decodeCbor): the same bytes pass or fail here as there.
+ * Decodes the items from `offset` to the message's end into `out`, from index `from` to its end: the rest of a
+ * message whose first bytes the caller read by hand (RPC's CALL and RESULT, `rpc/wire_cbor.ts`). The message is
+ * `bytes` from `start` to `stop` (all of it by default); `copy`: byte strings and typed arrays come out as copies,
+ * not views of `bytes` (for a message read where it lies in a shared-memory ring, whose space goes back to the
+ * producer). The items are at `depth` in the message, `counted` is the number of items the part before declared
+ * (they count toward the budget, as in decodeCbor): the same bytes pass or fail here as there.
  *
- * @throws {ProtocolError} as decodeCbor (the offsets in its message are the message's).
+ * @throws {ProtocolError} as decodeCbor.
  */
 export function decodeCborRest(
   bytes: Uint8Array,
@@ -95,15 +105,21 @@ export function decodeCborRest(
   out: unknown[],
   from: number,
   limits: CborLimits = DEFAULT_LIMITS,
+  start = 0,
+  stop: number = bytes.length,
+  copy = false,
 ): void {
   data = bytes;
   at = offset;
+  base = start;
+  end = stop;
+  copying = copy;
   maxDepth = limits.maxDepth;
   maxBignum = limits.maxBignumBytes;
-  budget = bytes.length - counted;
+  budget = stop - start - counted;
   try {
     for (let i = from; i < out.length; i++) out[i] = read(depth);
-    if (at !== bytes.length) fail(`the item ends ${bytes.length - at} bytes before the message does`, at);
+    if (at !== end) fail(`the item ends ${end - at} bytes before the message does`, at);
   } catch (e) {
     if (e instanceof RangeError) fail(`it is beyond what this runtime can build (${e.message})`, at);
     throw e;
@@ -113,11 +129,11 @@ export function decodeCborRest(
 }
 
 function fail(what: string, offset: number): never {
-  throw new ProtocolError(`Cannot decode a CBOR message of ${data.length} bytes: at byte ${offset}, ${what}`);
+  throw new ProtocolError(`Cannot decode a CBOR message of ${end - base} bytes: at byte ${offset - base}, ${what}`);
 }
 
 function truncated(): never {
-  fail("it ends inside an item", data.length);
+  fail("it ends inside an item", end);
 }
 
 function tooDeep(offset: number): never {
@@ -126,7 +142,7 @@ function tooDeep(offset: number): never {
 
 /** Reads `n` (4 or 8) bytes at `at` into the scratch space. */
 function toScratch(n: number): void {
-  if (at + n > data.length) truncated();
+  if (at + n > end) truncated();
   for (let i = 0; i < n; i++) scratch[i] = data[at + i]!;
   at += n;
 }
@@ -137,21 +153,21 @@ function argument(ai: number): number {
   let n: number;
   switch (ai) {
     case 24:
-      if (at + 1 > data.length) truncated();
+      if (at + 1 > end) truncated();
       return data[at++]!;
     case 25:
-      if (at + 2 > data.length) truncated();
+      if (at + 2 > end) truncated();
       n = (data[at]! << 8) | data[at + 1]!;
       at += 2;
       return n;
     case 26:
-      if (at + 4 > data.length) truncated();
+      if (at + 4 > end) truncated();
       n = uint32(at);
       at += 4;
       return n;
     case 27:
       // A 64-bit length or tag number: exact up to 2^53, and far past any message's length beyond.
-      if (at + 8 > data.length) truncated();
+      if (at + 8 > end) truncated();
       n = uint32(at) * TWO_32 + uint32(at + 4);
       at += 8;
       return n;
@@ -173,7 +189,7 @@ function uint64(): bigint {
 }
 
 function read(depth: number): unknown {
-  if (at >= data.length) truncated();
+  if (at >= end) truncated();
   const ib = data[at++]!;
   const major = ib >> 5;
   const ai = ib & 31;
@@ -184,14 +200,14 @@ function read(depth: number): unknown {
       return ai === 27 ? -1n - uint64() : -1 - argument(ai);
     case 2: {
       const n = argument(ai);
-      if (n > data.length - at) truncated();
-      const out = data.subarray(at, at + n);
+      if (n > end - at) truncated();
+      const out = copying ? data.slice(at, at + n) : data.subarray(at, at + n);
       at += n;
       return out;
     }
     case 3: {
       const n = argument(ai);
-      if (n > data.length - at) truncated();
+      if (n > end - at) truncated();
       return text(n);
     }
     case 4: {
@@ -200,7 +216,7 @@ function read(depth: number): unknown {
       const n = argument(ai);
       // Every item takes a byte at least: a count past what is left (or past the budget) is a lie, refused before
       // anything is allocated for it.
-      if (n > data.length - at || (budget -= n) < 0) fail(`an array of ${n} items cannot fit`, at);
+      if (n > end - at || (budget -= n) < 0) fail(`an array of ${n} items cannot fit`, at);
       const out = new Array(n);
       for (let i = 0; i < n; i++) out[i] = read(depth + 1);
       return out;
@@ -209,7 +225,7 @@ function read(depth: number): unknown {
       if (depth >= maxDepth) tooDeep(at - 1);
       if (ai === 31) return indefiniteObject(depth);
       const n = argument(ai);
-      if (n * 2 > data.length - at || (budget -= n * 2) < 0) fail(`a map of ${n} entries cannot fit`, at);
+      if (n * 2 > end - at || (budget -= n * 2) < 0) fail(`a map of ${n} entries cannot fit`, at);
       const out: Record<string, unknown> = {};
       for (let i = 0; i < n; i++) {
         let key = read(depth + 1);
@@ -237,7 +253,7 @@ function read(depth: number): unknown {
         case 23:
           return undefined;
         case 25: {
-          if (at + 2 > data.length) truncated();
+          if (at + 2 > end) truncated();
           const h = (data[at]! << 8) | data[at + 1]!;
           at += 2;
           return half(h);
@@ -251,7 +267,7 @@ function read(depth: number): unknown {
         case 31:
           return fail("a break (0xff) outside an indefinite-length item", at - 1);
       }
-      if (ai === 24 && at >= data.length) truncated();
+      if (ai === 24 && at >= end) truncated();
       return fail(`the simple value ${ai === 24 ? data[at] : ai} is ` + REFUSED, at - 1);
   }
 }
@@ -279,7 +295,7 @@ function objectKey(key: unknown): string {
 /** Runs `each` until the break byte that ends an indefinite-length item. */
 function untilBreak(each: () => void): void {
   for (;;) {
-    if (at >= data.length) truncated();
+    if (at >= end) truncated();
     if (data[at] === 0xff) {
       at++;
       return;
@@ -307,7 +323,7 @@ function indefiniteObject(depth: number): Record<string, unknown> {
 
 /** The major type of the next item, or -1 at the end of the message. */
 function nextMajor(): number {
-  return at < data.length ? data[at]! >> 5 : -1;
+  return at < end ? data[at]! >> 5 : -1;
 }
 
 /** Reads tag `tag`'s content (the tag's head began at `offset`). */
@@ -357,12 +373,12 @@ const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
 
 /** The unsigned bignum in the byte string that follows a tag 2 or 3: its hexadecimal, then one BigInt (linear). */
 function bignum(offset: number): bigint {
-  const ib = at < data.length ? data[at]! : -1;
+  const ib = at < end ? data[at]! : -1;
   if (ib >> 5 !== 2 || (ib & 31) === 31) fail("a bignum (tag 2 or 3) must hold a byte string", offset);
   at++;
   const n = argument(ib & 31);
   if (n > maxBignum) fail(`a bignum of ${n} bytes is longer than the limit of ${maxBignum} (maxBignumBytes)`, offset);
-  if (n > data.length - at) truncated();
+  if (n > end - at) truncated();
   const digits = new Uint8Array(3 + 2 * n);
   digits.set([0x30, 0x78, 0x30]); // "0x0"
   for (let i = 0, j = 3; i < n; i++, j += 2) {
@@ -384,7 +400,7 @@ function map(depth: number): Map<unknown, unknown> {
     return out;
   }
   const n = argument(ai);
-  if (n * 2 > data.length - at || (budget -= n * 2) < 0) fail(`a map of ${n} entries cannot fit`, at);
+  if (n * 2 > end - at || (budget -= n * 2) < 0) fail(`a map of ${n} entries cannot fit`, at);
   for (let i = 0; i < n; i++) out.set(read(depth + 1), read(depth + 1));
   return out;
 }
@@ -418,16 +434,16 @@ function typedArray(tag: number, offset: number): ArrayBufferView {
   const kind = TYPED[tag - 64];
   if (kind === undefined) return fail(`tag ${tag} (a float16, float128 or reserved typed array) is ` + REFUSED, offset);
   const [Class, size, little] = kind;
-  const ib = at < data.length ? data[at]! : -1;
+  const ib = at < end ? data[at]! : -1;
   if (ib >> 5 !== 2 || (ib & 31) === 31) fail(`tag ${tag} (a typed array) must hold a byte string`, offset);
   at++;
   const n = argument(ib & 31);
-  if (n > data.length - at) truncated();
+  if (n > end - at) truncated();
   if (n % size !== 0) fail(`tag ${tag} holds ${n} bytes, not a whole number of ${size}-byte elements`, offset);
   const start = data.byteOffset + at;
   at += n;
   if (size === 1 || little === LITTLE_ENDIAN) {
-    if (start % size === 0) return new Class(data.buffer, start, n / size);
+    if (start % size === 0 && !copying) return new Class(data.buffer, start, n / size);
     return new Class(data.slice(at - n, at).buffer, 0, n / size);
   }
   // The other byte order: swap each element's bytes into a fresh array.
@@ -479,22 +495,22 @@ function text(n: number): string {
     const s = shortAscii(n);
     if (s !== undefined) return s;
   }
-  const end = at + n;
+  const stop = at + n;
   if (n <= 32) {
     let s = "";
     let i = at;
-    for (; i < end; i++) {
+    for (; i < stop; i++) {
       const c = data[i]!;
       if (c >= 0x80) break;
       s += String.fromCharCode(c);
     }
-    if (i === end) {
-      at = end;
+    if (i === stop) {
+      at = stop;
       return s;
     }
   }
-  const s = fromUtf8.decode(data.subarray(at, end));
-  at = end;
+  const s = fromUtf8.decode(data.subarray(at, stop));
+  at = stop;
   return s;
 }
 

@@ -69,6 +69,15 @@ export interface Channel extends AsyncIterable<Uint8Array>, AsyncDisposable {
    * reject with once the channel ended and everything was received. Optional, as `trySend`.
    */
   tryReceive?(): Uint8Array | undefined;
+  /**
+   * Receives the next message as `read` makes it from the bytes where they lie (`data.subarray(offset, offset +
+   * length)`, valid only during the call): no array per message. Resolves with what `read` returned (never
+   * undefined: a `read` that returns undefined is a TypeError). What `read` throws rejects the receive, its message
+   * counted as received. Optional; RPC uses it when there.
+   */
+  receiveWith?<T>(read: (data: Uint8Array, offset: number, length: number) => T, options?: ReceiveOptions): Promise<T>;
+  /** `receiveWith` without waiting: what `read` returned, or undefined when no message is there yet. Optional. */
+  tryReceiveWith?<T>(read: (data: Uint8Array, offset: number, length: number) => T): T | undefined;
   /** Closes this end; idempotent. The peer receives every message sent before, then the end. */
   close(): Promise<void>;
   /** True once `close()` was called or the channel ended. */
