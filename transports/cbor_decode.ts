@@ -27,6 +27,7 @@
  * @module
  */
 import { ProtocolError } from "../errors.ts";
+import { copy } from "../runtimes/bytes.ts";
 
 /** The sizes the decoder accepts. */
 export interface CborLimits {
@@ -201,7 +202,8 @@ function read(depth: number): unknown {
     case 2: {
       const n = argument(ai);
       if (n > end - at) truncated();
-      const out = copying ? data.slice(at, at + n) : data.subarray(at, at + n);
+      // A copy with set(), not slice(): slice() of external memory (a mapped segment) is slow on Node.
+      const out = copying ? copy(data, at, at + n) : data.subarray(at, at + n);
       at += n;
       return out;
     }
