@@ -40,9 +40,38 @@ class MemoryChannel extends BaseChannel {
   }
 }
 
-/** Two connected channels. */
-export function memoryPair(options: ChannelOptions = {}): [BaseChannel, BaseChannel] {
-  const a = new MemoryChannel(options), b = new MemoryChannel(options);
+/**
+ * A memory channel that also lends its messages as the shm channel does (`receiveWith`): `read` sees the message at an
+ * offset inside a larger area that is overwritten (0xee) the moment `read` returns, so a reader that keeps a view of
+ * it (a decoder returning byte strings as views) sees its values change, as it would when a ring's producer reused the
+ * space. `tryReceiveWith` never has a message ready (it may say so).
+ */
+class LendingChannel extends MemoryChannel {
+  receiveWith<T>(read: (data: Uint8Array, offset: number, length: number) => T, options?: { timeout?: number }) {
+    return this.receive(options).then((m) => lend(m, read));
+  }
+
+  tryReceiveWith<T>(_read: (data: Uint8Array, offset: number, length: number) => T): T | undefined {
+    return undefined;
+  }
+}
+
+function lend<T>(m: Uint8Array, read: (data: Uint8Array, offset: number, length: number) => T): T {
+  const area = new Uint8Array(m.byteLength + 16).fill(0xa5);
+  area.set(m, 7);
+  try {
+    const value = read(area, 7, m.byteLength);
+    if (value === undefined) throw new TypeError("Cannot receive with a read function that returned undefined");
+    return value;
+  } finally {
+    area.fill(0xee);
+  }
+}
+
+/** Two connected channels (`lend`: they offer `receiveWith`, see LendingChannel). */
+export function memoryPair(options: ChannelOptions & { lend?: boolean } = {}): [BaseChannel, BaseChannel] {
+  const Class = options.lend ? LendingChannel : MemoryChannel;
+  const a = new Class(options), b = new Class(options);
   a.other = b;
   b.other = a;
   return [a, b];
