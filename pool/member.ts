@@ -203,13 +203,14 @@ export class Member<T = unknown> {
   }
 
   /**
-   * Adopts a worker that joined from elsewhere (over NATS) once it answers. It cannot be killed from here:
+   * Adopts a worker that joined from elsewhere (over NATS) once it answers; its connection is named `name` (the
+   * pool's) in `ipckit stats`. It cannot be killed from here:
    * "kill" and "stop" close its channel, and the worker exits when it sees that.
    *
    * @throws {ClosedError} / {@linkcode TimeoutError} when it does not answer within `startTimeout`.
    */
-  static async remote<T>(channel: Channel, startTimeout: number): Promise<Member<T>> {
-    const peer = new RpcPeer(channel);
+  static async remote<T>(channel: Channel, startTimeout: number, name?: string): Promise<Member<T>> {
+    const peer = new RpcPeer(channel, name === undefined ? {} : { name });
     let info: WorkerInfo;
     try {
       info = await peer.callWith(INFO, [], { timeout: startTimeout }) as WorkerInfo;

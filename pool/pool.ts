@@ -157,6 +157,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
     }, this.#stats);
     this.#workers = new Supervisor(settings, launch, runtimes, this.#events, this.#tasks, {
       closed: () => this.#closed,
+      name,
       stopping: () => this.#closed || this.#closing !== undefined,
       changed: () => this.#checkReady(),
     });

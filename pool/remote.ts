@@ -62,7 +62,15 @@ export class RemoteWorkers<T> {
   #closing: Promise<void> | undefined;
   readonly #starting = new Set<Promise<unknown>>();
 
-  constructor(private readonly options: NatsPoolOptions, private readonly startTimeout: number) {
+  /**
+   * @param name the pool's name: each joining worker's connection is named after it (its calls' latency slots are
+   * `<name> · call <method>`, as a local worker's).
+   */
+  constructor(
+    private readonly options: NatsPoolOptions,
+    private readonly startTimeout: number,
+    private readonly name?: string,
+  ) {
     this.subject = options.subject ?? DEFAULT_SUBJECT;
   }
 
@@ -134,7 +142,7 @@ export class RemoteWorkers<T> {
       const timeout = Math.max(1, Math.min(this.startTimeout, 10_000));
       await authenticate(channel, { secret, role: "server", timeout });
     }
-    return await Member.remote<T>(channel, this.startTimeout);
+    return await Member.remote<T>(channel, this.startTimeout, this.name);
   }
 
   /** Stops accepting workers; closes the link if the pool opened it. Idempotent. */

@@ -30,6 +30,8 @@ interface Slot {
 
 /** What the supervisor needs to know of the pool. */
 export interface PoolState {
+  /** The pool's name (`ipckit stats`): remote workers' connections are named after it, as local ones are. */
+  readonly name: string;
   /** True once the pool is shut down. */
   closed(): boolean;
   /** True once the pool is closing (draining) or shut down: no worker is started or restarted any more. */
@@ -93,7 +95,7 @@ export class Supervisor implements Workers {
     this.#pool = pool;
     this.#runtimes = runtimes;
     if (launch === undefined) {
-      this.#remote = new RemoteWorkers<Task>(settings.nats!, settings.startTimeout);
+      this.#remote = new RemoteWorkers<Task>(settings.nats!, settings.startTimeout, pool.name);
       this.#remote.start(
         (member) => this.#join(member),
         (error) => this.fail(error, "Cannot take workers from NATS"),

@@ -290,3 +290,49 @@ test(
     }
   },
 );
+
+test(
+  "Pool over NATS: priorities, broadcast and the wait/run times apply to remote workers of every runtime",
+  LONG,
+  async () => {
+    const s = subject();
+    const workers = await Promise.all(RUNTIMES.map((r) => spawnWorker(r, server.url, s)));
+    try {
+      await using p = new Pool<Handlers>({
+        transport: "nats",
+        nats: { servers: server.url, subject: s, heartbeat: HEARTBEAT },
+        size: 3,
+        signals: false,
+      });
+      await p.ready();
+      // Broadcast: every live remote worker answers once, each its own process.
+      const answers = await p.broadcast("whoami", []);
+      assert.equal(answers.length, 3);
+      assert.ok(answers.every((a) => a.ok), JSON.stringify(answers));
+      assert.deepEqual(answers.map((a) => a.ok && a.value.runtime).sort(), ["bun", "deno", "node"]);
+      assert.deepEqual(new Set(answers.map((a) => a.id)), new Set(p.stats.workers.map((w) => w.id)));
+      // Priorities: two workers busy for long, one for a short while; what waits then goes through that one worker,
+      // one task at a time, so the order the tasks end in is the order the queue handed them out in.
+      const busy = [p.call("sleep", [400]), p.call("sleep", [5000]), p.call("sleep", [5000])];
+      for (let i = 0; i < 200 && p.stats.running < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(p.stats.running, 3, "the three workers are busy");
+      const order: string[] = [];
+      const queued = [
+        ...Array.from({ length: 4 }, (_, i) => p.run(i, { priority: 0 }).then(() => order.push(`low${i}`))),
+        ...Array.from({ length: 3 }, (_, i) => p.run(i, { priority: 5 }).then(() => order.push(`high${i}`))),
+      ];
+      assert.equal(p.stats.queued, 7);
+      await Promise.all(queued);
+      assert.deepEqual(order, ["high0", "high1", "high2", "low0", "low1", "low2", "low3"]);
+      await Promise.all(busy);
+      // The wait and run times count what ran: 3 + 7 tasks waited in the queue (a broadcast does not); the run
+      // times count every call the workers ran, the broadcast's three too.
+      const { waitTime, runTime } = p.stats;
+      assert.equal(waitTime.count, 10);
+      assert.equal(runTime.count, 13);
+      assert.ok(runTime.p99 >= runTime.p50 && waitTime.p99 >= waitTime.p50, JSON.stringify({ waitTime, runTime }));
+    } finally {
+      await killAll(workers);
+    }
+  },
+);
