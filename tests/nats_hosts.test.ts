@@ -113,10 +113,10 @@ test("many hosts: RPC servers on two hosts in one queue group serve a client her
   try {
     for (let i = 0; i < 600 && ready.size < 2; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(ready.size, 2, "both servers announced themselves");
-    await using calc = rpc.cluster<{ whoami(): { pid: number } }>(() => nats.connect(s, { link }), { sessions: 12 });
+    await using calc = rpc.cluster<{ whoami(): { pid: number } }>(() => nats.connect(s, { link }), { sessions: 24 });
     await calc.ready();
-    const pids = new Set((await Promise.all(Array.from({ length: 48 }, () => calc.api.whoami()))).map((w) => w.pid));
-    assert.deepEqual(pids, new Set(servers.map((c) => c.pid))); // 12 sessions on 2 servers: all on one is 2^-11
+    const pids = new Set((await Promise.all(Array.from({ length: 96 }, () => calc.api.whoami()))).map((w) => w.pid));
+    assert.deepEqual(pids, new Set(servers.map((c) => c.pid))); // 24 sessions on 2 servers: all on one is 2^-23
   } finally {
     sub.unsubscribe();
     await killAll(servers);
