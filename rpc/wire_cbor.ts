@@ -47,7 +47,7 @@ export function writeCall(
   try {
     p = head(p, ARRAY, 6);
     p = head(p, UINT, CALL);
-    p = id < TWO_32 ? head(p, UINT, id) : frameValue(p, id, 1);
+    p = writeId(p, id);
     p = frameValue(p, method, 1);
     p = frameValue(p, params, 1);
     p = timeout === null ? head(p, SIMPLE, NULL) : frameValue(p, timeout, 1);
@@ -69,13 +69,21 @@ export function writeResult(id: number, value: unknown): number {
   try {
     p = head(p, ARRAY, 3);
     p = head(p, UINT, RESULT);
-    p = id < TWO_32 ? head(p, UINT, id) : frameValue(p, id, 1);
+    p = writeId(p, id);
     p = frameValue(p, value, 1);
     return finishFrame(p);
   } catch (e) {
     abortFrame();
     throw e;
   }
+}
+
+/**
+ * An id: a head by hand for the ids a caller makes (1 to 2^32 - 1), the codec for the rest (a peer's 0, -0, negative
+ * or large id, which a server answers with: the codec writes -1 as a negative integer, -0 and 2^32 as floats).
+ */
+function writeId(p: number, id: number): number {
+  return id > 0 && id < TWO_32 && Number.isInteger(id) ? head(p, UINT, id) : frameValue(p, id, 1);
 }
 
 /** What the last `write...` wrote, as fresh bytes. */

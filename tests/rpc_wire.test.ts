@@ -29,9 +29,14 @@ const plainData = fc.letrec((tie) => ({
   ),
 })).value;
 
-/** Ids on every head size, and past 2^32 (written as floats there, as the codec does). */
+/**
+ * Ids on every head size, past 2^32 (written as floats there, as the codec does), and the ones a hostile peer sends
+ * and a server answers with: 0, -0, negative.
+ */
 const ids = fc.oneof(
   fc.integer({ min: 1, max: 23 }),
+  fc.constantFrom(0, -0, -1, -24, -(2 ** 32), 2 ** 32 - 1, 2 ** 32),
+  fc.integer({ min: -(2 ** 40), max: -1 }),
   fc.integer({ min: 24, max: 0xffff }),
   fc.integer({ min: 0x10000, max: 2 ** 32 - 1 }),
   fc.integer({ min: 2 ** 32, max: Number.MAX_SAFE_INTEGER }),
