@@ -128,11 +128,12 @@ export function decodeMessage(bytes: Uint8Array): unknown {
  * @throws {ProtocolError} as the codec.
  */
 export function decodeMessageAt(data: Uint8Array, offset: number, length: number): unknown {
-  return fast(data, offset, offset + length, true) ?? decodeCbor(data.slice(offset, offset + length));
+  // A copy with set(), not slice(): slice() of mapped memory is slow on Node until its caller is optimized.
+  return fast(data, offset, offset + length, true) ?? decodeCbor(copy(data, offset, offset + length));
 }
 
 /** A CALL or RESULT decoded by hand from `data[start..end)`, or undefined for anything else (the codec's turn). */
-function fast(data: Uint8Array, start: number, end: number, copy: boolean): unknown[] | undefined {
+function fast(data: Uint8Array, start: number, end: number, copyViews: boolean): unknown[] | undefined {
   const n = end - start;
   const kind = data[start + 1];
   // [RESULT, id, value] or [CALL, id, method, params, timeout, window]: an array of 3 or 6, the kind, a uint id.
@@ -154,7 +155,7 @@ function fast(data: Uint8Array, start: number, end: number, copy: boolean): unkn
   out[0] = kind;
   out[1] = id;
   try {
-    decodeCborRest(data, at, 1, items, out, 2, DEFAULT_LIMITS, start, end, copy);
+    decodeCborRest(data, at, 1, items, out, 2, DEFAULT_LIMITS, start, end, copyViews);
     return out;
   } catch {
     return undefined; // the codec reads it again and says what is wrong
