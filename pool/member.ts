@@ -5,7 +5,7 @@
  * @module
  */
 import { within } from "../async/mod.ts";
-import { ClosedError, TimeoutError } from "../errors.ts";
+import { ClosedError, TimeoutError, WorkerDiedError } from "../errors.ts";
 import { RpcPeer } from "../rpc/peer.ts";
 import { runtimeArgv } from "../runtimes/argv.ts";
 import { runtime } from "../runtimes/detect.ts";
@@ -19,7 +19,7 @@ import {
 import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";
-import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, type WorkerInfo } from "./worker.ts";
+import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, MOVED, type WorkerInfo } from "./worker.ts";
 
 /** How to start one worker. */
 export interface Launch {
@@ -78,6 +78,9 @@ export class Member<T = unknown> {
   host: string | undefined;
   /** A thread's side path for transferred buffers (`RunOptions.transfer`): posts to the thread itself. */
   post: ((message: unknown, transfer: ArrayBuffer[]) => void) | undefined;
+  /** Results a thread moved (`pool.move`) that came before their answer over the ring, by number; and answers first. */
+  readonly #moved = new Map<number, unknown>();
+  readonly #claims = new Map<number, (value: unknown) => void>();
   /** Its memory at the last look (`maxMemory`), in bytes; when that look began (performance.now()); one under way. */
   memory: number | undefined;
   sampledAt = -Infinity;
@@ -109,6 +112,57 @@ export class Member<T = unknown> {
       // A crashed worker is exiting already: give it a moment, so its own exit status is the one reported.
       if (!(await within(exited, GRACE))) kill();
       return { ...(await exited), expected: this.#expected };
+    });
+  }
+
+  /** The number a thread's answer names its moved result by (`{ [MOVED]: n }`), or undefined for any other answer. */
+  movedNumber(value: unknown): number | undefined {
+    if (this.post === undefined || value === null || typeof value !== "object" || !Object.hasOwn(value, MOVED)) {
+      return undefined;
+    }
+    const n = (value as Record<string, unknown>)[MOVED];
+    return typeof n === "number" ? n : undefined;
+  }
+
+  /** A result the thread posted (moved) under `n`. */
+  arrived(n: number, value: unknown): void {
+    const claim = this.#claims.get(n);
+    if (claim === undefined) this.#moved.set(n, value);
+    else {
+      this.#claims.delete(n);
+      claim(value);
+    }
+  }
+
+  /**
+   * Hands the result moved under `n` to `take`, now or when it comes. The two paths are not ordered with each other;
+   * a thread that dies between them leaves `take` uncalled (its task is settled by the death, as any running task).
+   */
+  claim(n: number, take: (value: unknown) => void): void {
+    if (this.#moved.has(n)) {
+      const value = this.#moved.get(n);
+      this.#moved.delete(n);
+      take(value);
+    } else this.#claims.set(n, take);
+  }
+
+  /**
+   * `value` as the handler returned it: a thread's moved result (`{ [MOVED]: n }` over the ring) once it came, or the
+   * value itself. Rejects with {@linkcode WorkerDiedError} if the thread ends before its moved result came.
+   */
+  unmoved(value: unknown): unknown {
+    const n = this.movedNumber(value);
+    if (n === undefined) return value;
+    return new Promise((resolve, reject) => {
+      this.claim(n, resolve);
+      void this.gone.then(() =>
+        reject(
+          new WorkerDiedError(`Worker thread ${this.id} ended before its result came`, {
+            worker: this.id,
+            attempts: 1,
+          }),
+        )
+      );
     });
   }
 
@@ -148,8 +202,20 @@ export class Member<T = unknown> {
         void here.close(); // ends the peer: its pending calls reject
       });
       w.postMessage({ ipckitPool: handle });
-      member = new Member<T>("thread", rt.name, id, new RpcPeer(here, named), () => void w.terminate(), exited);
+      const made = member = new Member<T>(
+        "thread",
+        rt.name,
+        id,
+        new RpcPeer(here, named),
+        () => void w.terminate(),
+        exited,
+      );
       member.post = (message, transfer) => w.postMessage(message, transfer);
+      // Results the thread moved (`pool.move`): they come beside the ring, their answer over it names them.
+      w.onMessage((m) => {
+        const moved = m as { ipckitResult?: unknown; value?: unknown } | null;
+        if (typeof moved?.ipckitResult === "number") made.arrived(moved.ipckitResult, moved.value);
+      });
     } else {
       const argv = Array.isArray(launch.worker)
         ? launch.worker

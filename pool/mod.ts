@@ -4,6 +4,6 @@
  * @module
  */
 export { type BroadcastAnswer, Pool, type PoolOptions, type PoolStats, type RunOptions } from "./pool.ts";
-export { worker, type WorkerHandlers } from "./worker.ts";
+export { move, worker, type WorkerHandlers } from "./worker.ts";
 export type { PoolEvent } from "./events.ts";
 export type { NatsPoolOptions } from "./remote.ts";

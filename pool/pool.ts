@@ -231,7 +231,7 @@ export class Pool<H = { run(task: unknown): unknown }> implements AsyncDisposabl
       const m = slot.member;
       if (!m || m.state !== "ready") return [];
       return [
-        m.peer.callWith(method, args as unknown[], options).then(
+        m.peer.callWith(method, args as unknown[], options).then((value) => m.unmoved(value)).then(
           (value) => ({ slot: slot.index, id: m.id, ok: true as const, value }),
           (error: unknown) => ({ slot: slot.index, id: m.id, ok: false as const, error }),
         ),

@@ -498,7 +498,11 @@ class Attempt implements CallSink {
   }
 
   resolve(value: unknown): void {
-    this.#scheduler.finished(this.#task, this.#member, true, value);
+    const member = this.#member;
+    // A thread's result moved by postMessage (`pool.move`): the answer over the ring only names it.
+    const n = member.movedNumber(value);
+    if (n !== undefined) return member.claim(n, (moved) => this.#scheduler.finished(this.#task, member, true, moved));
+    this.#scheduler.finished(this.#task, member, true, value);
   }
 
   reject(error: unknown): void {

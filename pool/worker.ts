@@ -48,6 +48,84 @@ export const MEMORY = "ipckit.pool.memory";
 export const TRANSFERRED = "ipckit.pool.transferred";
 /** The handlers a worker serves besides the user's. */
 const RESERVED = [INFO, MEMORY, TRANSFERRED];
+/**
+ * A worker thread's answer whose value went by postMessage (see {@linkcode move}): `{ [MOVED]: n }` over the ring,
+ * the value posted under `n`.
+ */
+export const MOVED = "ipckit.pool.moved";
+
+/** A handler's result to move to the master rather than copy (see {@linkcode move}). */
+class Moved {
+  constructor(readonly value: unknown, readonly transfer: ArrayBuffer[]) {}
+}
+
+/**
+ * Marks a handler's result to be moved to the master instead of copied (piscina's `Piscina.move`): return
+ * `move(value, [buffers])` from the handler. In a worker thread the buffers are transferred (detached here, the master
+ * gets the same memory: no copy); in a worker process, or over NATS, the value is copied as any result. The transfer
+ * list is checked when the handler returns: ArrayBuffers, each once, none detached nor shared.
+ *
+ * @example
+ * ```ts
+ * import { Pool, pool, runtime } from "ipckit";
+ * if ((await runtime()).parentPort() !== null) {
+ *   await pool.worker((n: number) => {
+ *     const out = new Float64Array(n).fill(1);
+ *     return pool.move(out, [out.buffer]); // the master gets this array, not a copy
+ *   });
+ * } else {
+ *   await using p = new Pool<{ run(n: number): Float64Array }>({ worker: new URL(import.meta.url), size: 1 });
+ *   console.log((await p.run(1_000_000)).length); // 1000000
+ * }
+ * ```
+ */
+export function move<T>(value: T, transfer: ArrayBuffer[]): T {
+  return new Moved(value, transfer) as T;
+}
+
+let nextMoved = 1;
+
+/**
+ * `fn` with its results unwrapped from {@linkcode move}: posted with their buffers by `post` (a worker thread: the
+ * ring carries the number they went under) or, without `post`, returned as they are (copied).
+ */
+function movable(
+  fn: AnyFunction,
+  post: ((message: unknown, transfer: ArrayBuffer[]) => void) | undefined,
+): AnyFunction {
+  const unwrap = (r: unknown): unknown => {
+    if (!(r instanceof Moved)) return r;
+    if (post === undefined) return r.value;
+    checkMoved(r.transfer);
+    const n = nextMoved++;
+    post({ ipckitResult: n, value: r.value }, r.transfer);
+    return { [MOVED]: n };
+  };
+  return function (this: CallContext, ...args: unknown[]): unknown {
+    const r = fn.apply(this, args);
+    if (r instanceof Moved) return unwrap(r);
+    if (r !== null && typeof r === "object" && typeof (r as PromiseLike<unknown>).then === "function") {
+      return (r as PromiseLike<unknown>).then(unwrap);
+    }
+    return r;
+  };
+}
+
+/** A result's transfer list, checked as `RunOptions.transfer` is. @throws {TypeError} naming what is wrong. */
+function checkMoved(transfer: unknown): void {
+  if (!Array.isArray(transfer)) throw new TypeError("Cannot move a result: transfer must be an array of ArrayBuffers");
+  const seen = new Set<unknown>();
+  for (const [i, b] of transfer.entries()) {
+    if (!(b instanceof ArrayBuffer)) {
+      throw new TypeError(
+        `Cannot move a result: transfer item ${i} is not an ArrayBuffer (a SharedArrayBuffer or a typed array is not ` +
+          "moved; give a typed array's .buffer)",
+      );
+    }
+    if (seen.has(b)) throw new TypeError(`Cannot move a result: transfer item ${i} is listed twice`);
+    seen.add(b);
+  }
+}
 
 /** What `INFO` answers. */
 export interface WorkerInfo {
@@ -107,6 +185,8 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   const joining = joiningState();
   /** Reserved handlers of this kind of worker (threads: tasks with transferred buffers). */
   let extra: Record<string, AnyFunction> = {};
+  /** A worker thread's way to its master beside the ring (moved results). */
+  let post: ((message: unknown, transfer: ArrayBuffer[]) => void) | undefined;
   if (joining) {
     // Started by `ipckit worker --nats`: join a pool over NATS; the command exits when this resolves.
     joining.served = true;
@@ -133,6 +213,7 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
       });
     });
     extra = { [TRANSFERRED]: transferred(table) };
+    post = (message, transfer) => port.postMessage(message, transfer);
     channel = shm.fromHandle(handle);
     done = () => port.close();
   }
@@ -144,8 +225,11 @@ export async function worker(handlers: WorkerHandlers): Promise<void> {
   };
   // The master is this worker's own supervisor: it sees task errors with their stacks (as a local call would), and it
   // bounds the tasks in flight itself (`concurrency` per worker), so the RPC server's per-connection cap must not.
+  // Results marked with move(): posted with their buffers to the parent thread, copied over any other channel.
+  const served: Record<string, AnyFunction> = {};
+  for (const [name, fn] of Object.entries({ ...table, ...extra })) served[name] = movable(fn, post);
   const peer = new RpcPeer(channel, {
-    handlers: { ...table, ...extra, [INFO]: () => info, [MEMORY]: () => rt.memoryUsage() },
+    handlers: { ...served, [INFO]: () => info, [MEMORY]: () => rt.memoryUsage() },
     exposeStack: true,
     maxInFlight: MAX_TASKS_IN_FLIGHT,
   });

@@ -19,6 +19,11 @@ type Api = {
   shared(o: { buffer: ArrayBuffer; view: Float64Array }): { same: boolean; first: number; length: number };
   hold(b: ArrayBuffer, ms: number): number;
   die(b: unknown): never;
+  made(n: number, start: number): Uint8Array;
+  madeLater(n: number, ms: number): { out: Uint8Array; n: number };
+  detachedHere(): boolean | undefined;
+  badMove(how: string): Uint8Array;
+  moveAndDie(n: number): never;
 };
 
 /** A buffer of `n` bytes with a pattern, and what the worker's `seen()` makes of it. */
@@ -177,5 +182,56 @@ test("pool transfer: misuse is refused with clear errors, and the caller's buffe
     assert.equal(ab.byteLength, 16, "a closed pool takes nothing");
   } finally {
     await pool.close();
+  }
+});
+
+for (const kind of ["thread", "process"] as const) {
+  test(`pool.move (${kind}s): a handler's result moved back whole, sync or async, big or small`, LONG, async () => {
+    const pool = new Pool<Api>({ worker: WORKER, kind, size: 1, concurrency: 4 });
+    try {
+      const n = kind === "thread" ? 64 << 20 : 512 << 10; // a process's result goes over its 1 MiB channel
+      const big = await pool.call("made", [n, 3]);
+      assert.equal(big.constructor, Uint8Array);
+      assert.equal(big.byteLength, n);
+      assert.deepEqual([big[0], big[1], big[n - 1]], [3, 4, (3 + n - 1) & 255]);
+      // In a thread the worker's array went with the result (detached there); a process copied it (still there).
+      assert.equal(await pool.call("detachedHere", []), kind === "thread");
+      // Many at once, some async, with their answers and their moved values arriving in any order.
+      const one = (i: number): Promise<number> =>
+        i % 3 === 0
+          ? pool.call("madeLater", [i + 1, i % 7]).then((r) => r.out.byteLength + r.n)
+          : pool.call("made", [i + 1, i]).then((r) => r.byteLength + r[0]!);
+      const out = await Promise.all(Array.from({ length: 40 }, (_, i) => one(i)));
+      assert.deepEqual(out, Array.from({ length: 40 }, (_, i) => i % 3 === 0 ? 2 * (i + 1) : i + 1 + (i & 255)));
+      // A wrong transfer list: the call fails with what is wrong, the worker goes on.
+      const misuse: [string, RegExp][] = [["typed", /not an ArrayBuffer/], ["twice", /listed twice/], [
+        "none",
+        /must be an array/,
+      ]];
+      // In a process the value is copied: the list is not looked at.
+      if (kind === "thread") {
+        for (const [how, words] of misuse) await assert.rejects(pool.call("badMove", [how]), words);
+      }
+      assert.equal(await pool.run(4), 16);
+    } finally {
+      await pool.close();
+    }
+  });
+}
+
+test("pool.move (threads): a thread that dies before its moved result came settles the task once", LONG, async () => {
+  const pool = new Pool<Api>({ worker: WORKER, size: 1, restartDelay: 10 });
+  try {
+    await pool.ready();
+    const e = await pool.call("moveAndDie", [1024]).then(() => undefined, (e) => e);
+    assert.ok(e instanceof WorkerDiedError, String(e));
+    // A broadcast of a moved result answers with the value, from every worker (the replacement, once it is up).
+    await pool.ready();
+    const answers = await pool.broadcast("made", [16, 9]);
+    assert.equal(answers.length, 1);
+    assert.ok(answers[0]!.ok && answers[0]!.value.byteLength === 16 && answers[0]!.value[0] === 9, String(answers));
+    assert.equal(pool.stats.done + pool.stats.failed, 1);
+  } finally {
+    await pool.terminate();
   }
 });

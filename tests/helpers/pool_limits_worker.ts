@@ -7,6 +7,8 @@ import * as pool from "../../pool/worker.ts";
 import { runtime } from "../../runtimes/detect.ts";
 
 const rt = await runtime();
+/** The last array `made` moved. */
+let lastMoved: Uint8Array | undefined;
 /** What `leak` keeps for ever (until the worker is replaced). */
 const kept: number[][] = [];
 
@@ -57,6 +59,40 @@ await pool.worker({
   },
   /** What this worker holds now. */
   memory: () => rt.memoryUsage(),
+  /**
+   * Makes `n` bytes counting up from `start` and moves them back (`pool.move`); `after` says whether this side's
+   * array was detached once it went (the master reads it with `detachedHere`).
+   */
+  made(n: number, start: number) {
+    const out = new Uint8Array(n).map((_, i) => (start + i) & 255);
+    lastMoved = out;
+    return pool.move(out, [out.buffer]);
+  },
+  /** The same, async, after `ms`. */
+  async madeLater(n: number, ms: number) {
+    await new Promise((r) => setTimeout(r, ms));
+    const out = new Uint8Array(n).fill(7);
+    lastMoved = out;
+    return pool.move({ out, n }, [out.buffer]);
+  },
+  /** Whether the last array this worker moved is detached here now (0 bytes long). */
+  detachedHere: () => lastMoved === undefined ? undefined : lastMoved.byteLength === 0,
+  /** A result whose transfer list is wrong: `how` says how. */
+  badMove(how: string) {
+    const out = new Uint8Array(8);
+    if (how === "typed") return pool.move(out, [out as unknown as ArrayBuffer]);
+    if (how === "twice") return pool.move(out, [out.buffer, out.buffer]);
+    return pool.move(out, "nope" as unknown as ArrayBuffer[]);
+  },
+  /** Moves a result, then dies before the master can have taken it (a thread: its answer never comes). */
+  moveAndDie(n: number) {
+    const out = new Uint8Array(n);
+    setTimeout(() => {
+      if (rt.env("IPCKIT_POOL_WORKER") === "process") rt.exit(1);
+      throw new Error("the worker thread crashes on purpose");
+    });
+    return new Promise(() => void out);
+  },
   /** Allocates until the engine gives up (a thread past its resourceLimits ends). */
   oom() {
     const hoard: number[][] = [];
