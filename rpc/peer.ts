@@ -381,7 +381,8 @@ export class RpcPeer<Remote = Record<string, AnyFunction>> implements AsyncDispo
       return this.#settle(id, this.#encodeError(e), false);
     }
     try {
-      if (channel.trySend?.(bytes)) return;
+      // (A channel that refused the part just now would refuse the whole too: straight to send().)
+      if (!(this.#cbor && channel.trySendPart) && channel.trySend?.(bytes)) return;
     } catch (e) {
       return this.#settle(id, e, false);
     }
