@@ -1,7 +1,7 @@
 // The async toolkit (async/): each helper on its own, including the ways callers give up.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Backoff, Deadline, delay, Fifo, onAbort, retry, Turns, Waiters, within } from "../async/mod.ts";
+import { Backoff, Deadline, delay, Fifo, onAbort, retry, Turns, Turnstile, Waiters, within } from "../async/mod.ts";
 import { TimeoutError } from "../errors.ts";
 
 describe("onAbort", () => {
@@ -112,6 +112,39 @@ describe("Turns", () => {
     assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "rejected", "fulfilled"]);
     await turns.idle();
     assert.equal(turns.pending, 0);
+  });
+});
+
+describe("Turnstile", () => {
+  test("a caller that finds it free goes at once; the others go one at a time in arrival order, also after a failure", async () => {
+    const gate = new Turnstile();
+    const log: string[] = [];
+    let inside = 0;
+    const job = async (name: string, fail = false) => {
+      const wait = gate.enter();
+      try {
+        if (wait) await wait;
+        assert.equal(inside++, 0, `${name} overlapped another caller`);
+        await delay(1);
+        log.push(name);
+        inside--;
+        if (fail) throw new Error(name);
+      } finally {
+        gate.leave();
+      }
+    };
+    assert.equal(gate.enter(), undefined, "a free turnstile makes no promise");
+    gate.leave();
+    const idleBefore = gate.idle();
+    const all = [job("a"), job("b", true), job("c")];
+    assert.equal(gate.inside, 3);
+    const idle = gate.idle();
+    const settled = await Promise.allSettled(all);
+    await idleBefore;
+    await idle;
+    assert.deepEqual(log, ["a", "b", "c"]);
+    assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "rejected", "fulfilled"]);
+    assert.equal(gate.inside, 0);
   });
 });
 
