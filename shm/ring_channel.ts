@@ -161,7 +161,7 @@ export class RingChannel implements AsyncDisposable {
     }
     const refused = this.#sendRefused();
     if (refused) return Promise.reject(refused);
-    if (message.byteLength > this.maxMessage) return Promise.reject(this.#tooLarge(message.byteLength));
+    if (message.length > this.maxMessage) return Promise.reject(this.#tooLarge(message.length));
     if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
     try {
       if (this.#writes.inside === 0 && this.#p.out.tryWrite(message)) {
@@ -241,7 +241,7 @@ export class RingChannel implements AsyncDisposable {
       if (!(m instanceof Uint8Array)) {
         throw new TypeError(`Cannot send on ${this.#p.description}: message ${i} is not a Uint8Array`);
       }
-      if (m.byteLength > this.maxMessage) throw this.#tooLarge(m.byteLength);
+      if (m.length > this.maxMessage) throw this.#tooLarge(m.length);
     }
   }
 
@@ -358,7 +358,7 @@ export class RingChannel implements AsyncDisposable {
     if (this.#writes.inside > 0) return false; // keep order behind sends that wait
     const refused = this.#sendRefused();
     if (refused) throw refused;
-    if (message.byteLength > this.maxMessage) throw this.#tooLarge(message.byteLength);
+    if (message.length > this.maxMessage) throw this.#tooLarge(message.length);
     return this.#tryWrite(this.#p.out, message);
   }
 
@@ -369,8 +369,8 @@ export class RingChannel implements AsyncDisposable {
    * @throws as {@linkcode trySend}; `RangeError` when `length` is not an integer from 0 to `data.byteLength`.
    */
   trySendPart(data: Uint8Array, length: number): boolean {
-    if (!(Number.isInteger(length) && length >= 0 && length <= data.byteLength)) {
-      throw new RangeError(`Cannot send ${length} bytes of a message of ${data.byteLength}`);
+    if (!(Number.isInteger(length) && length >= 0 && length <= data.length)) {
+      throw new RangeError(`Cannot send ${length} bytes of a message of ${data.length}`);
     }
     if (this.#writes.inside > 0) return false; // keep order behind sends that wait
     const refused = this.#sendRefused();
@@ -380,7 +380,7 @@ export class RingChannel implements AsyncDisposable {
   }
 
   /** Writes one message if there is room, and wakes the consumer if it sleeps. */
-  #tryWrite(out: Ring, message: Uint8Array, length: number = message.byteLength): boolean {
+  #tryWrite(out: Ring, message: Uint8Array, length: number = message.length): boolean {
     let done: boolean;
     try {
       done = out.tryWrite(message, length);
