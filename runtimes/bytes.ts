@@ -37,10 +37,14 @@ export function copy(src: Uint8Array, start = 0, end = src.length): Uint8Array {
     for (let i = 0; i < n; i++) out[i] = src[start + i]!;
     return out;
   }
-  // Not slice(): on Node, until the JIT optimizes its caller, slice() of a typed array over external memory (a
-  // mapped segment) copies at 0.5-1.8 GB/s here, against 8-20 GB/s for set().
+  // On Node and Bun one slice() beats a fresh array and set() (38 against 59 ns for 64 bytes on Node, 28 against 48
+  // on Bun); on Deno slice() allocates a fresh buffer (0.8 us).
+  if (!POOLED && n <= SLICE_MAX) return src.slice(start, end);
+  // Not slice() past SLICE_MAX: on Node, until the JIT optimizes its caller, slice() of a typed array over external
+  // memory (a mapped segment) copies at 0.5-1.8 GB/s here, against 8-20 GB/s for set().
   const out = allocate(n);
   out.set(start === 0 && end === src.length ? src : src.subarray(start, end));
   return out;
 }
 const SMALL = 32;
+const SLICE_MAX = 256;
