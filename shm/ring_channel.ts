@@ -693,7 +693,9 @@ export class RingChannel implements AsyncDisposable {
   ): Promise<T> {
     const turn = this.#reads.enter();
     try {
-      if (turn) await turn;
+      // A receive that found the turnstile free has just looked at the ring (`#take`): its first look here comes a turn
+      // later.
+      await (turn ?? DONE);
       const input = this.#p.in;
       const idle = this.#receiveIdle;
       // The clock is read first only for a timeout: otherwise at the eighth look (performance.now() costs 40-90 ns,
