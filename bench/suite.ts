@@ -69,10 +69,25 @@ if (!args.includes("--no-blocking")) {
 const f = (x: number, d = 2) => x.toFixed(d);
 const lat = (r: PairRun, t: string) => r.latency.find((l) => l.transport === t);
 const put = (r: PairRun, size: number, api: string) => r.throughput.find((t) => t.size === size && t.api === api);
-const rows = [["pair", "8 B p50 us", "p99", "floor us", "x floor", "trySend us", "x floor", "unix p50"]];
+const rows = [[
+  "pair",
+  "8 B p50 us",
+  "p99",
+  "floor us",
+  "x floor",
+  "floor timed p50",
+  "x (same timing)",
+  "loop mean us",
+  "x floor",
+  "trySend us",
+  "x floor",
+  "unix p50",
+]];
 for (const r of runs) {
   const shm8 = lat(r, "shm 8 B")!;
   const raw = lat(r, "raw JS spin (floor)")!;
+  const rawTimed = lat(r, "raw JS spin, timed each (floor)");
+  const mean = lat(r, "shm 8 B, loop mean");
   const trySend = lat(r, "shm 8 B trySend")!;
   rows.push([
     r.pair,
@@ -80,13 +95,20 @@ for (const r of runs) {
     f(shm8.p99 ?? NaN, 1),
     f(raw.p50, 3),
     f(shm8.p50 / raw.p50),
+    f(rawTimed?.p50 ?? NaN, 3),
+    f(shm8.p50 / (rawTimed?.p50 ?? NaN)),
+    f(mean?.p50 ?? NaN, 3),
+    f((mean?.p50 ?? NaN) / raw.p50),
     f(trySend.p50),
     f(trySend.p50 / raw.p50),
     f(lat(r, "unix 8 B")?.p50 ?? NaN, 1),
   ]);
 }
-rows.push(["C ring", f(native.latency.p50, 3), f(native.latency.p99 ?? NaN, 1), "", "", "", "", ""]);
-console.log("\nLatency: round trip, await send/receive (HdrHistogram) and trySend/tryReceive, against the raw JS spin");
+rows.push(["C ring", f(native.latency.p50, 3), f(native.latency.p99 ?? NaN, 1), "", "", "", "", "", "", "", "", ""]);
+console.log(
+  "\nLatency: round trip, await send/receive (HdrHistogram, each timed) and trySend/tryReceive (means of loops), " +
+    "against the raw JS spin: its loop mean, and its p50 timed one by one as the await p50 is; the await loop's mean",
+);
 console.log(table(rows));
 
 const apis = ["send", "trySend", "batch, receiveMany", "batch, drain"];
