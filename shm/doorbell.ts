@@ -107,6 +107,13 @@ export class Doorbell {
    * whole time (at most `silentMs`): the caller's own checks end it.
    */
   wait(ms: number, signal?: AbortSignal, silentMs = 100): Promise<void> {
+    if (ms === Infinity && signal === undefined && !this.#silent) {
+      // The usual wait (no limit, no signal): only a ring or the end settles it, and both go through `#wakeAll`.
+      return new Promise((resolve) => {
+        if (this.#wakers.size === 0) this.#stream.ref?.();
+        this.#wakers.add(resolve);
+      });
+    }
     return new Promise((resolve) => {
       let unlisten = () => {};
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -136,7 +143,11 @@ export class Doorbell {
   }
 
   #wakeAll(): void {
-    for (const wake of [...this.#wakers]) wake();
+    if (this.#wakers.size === 0) return;
+    const wakers = [...this.#wakers];
+    this.#wakers.clear();
+    this.#stream.unref?.();
+    for (const wake of wakers) wake();
   }
 }
 

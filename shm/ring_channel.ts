@@ -785,7 +785,9 @@ export class RingChannel implements AsyncDisposable {
     deadline = Infinity,
   ): Promise<void> {
     const bell = this.#p.bell;
-    if (bell && !bell.silent) return bell.wait(deadline - performance.now(), signal, ms);
+    if (bell && !bell.silent) {
+      return bell.wait(deadline === Infinity ? Infinity : deadline - performance.now(), signal, ms);
+    }
     const wait = this.#p.waiter.wait(index, value, ms);
     if (signal === undefined) return wait;
     return wait.finally(onAbort(signal, () => this.#p.waiter.wake(index)));
