@@ -14,17 +14,41 @@ const POOLED = runtimeName() === "deno";
 const SLAB = 64 * 1024;
 const MAX_POOLED = 4096;
 let slab = new Uint8Array(SLAB);
+/** The slab as Int32s, for copies four bytes at a time. */
+let slab32 = new Int32Array(slab.buffer);
 let used = 0;
 
 /** A zero-filled (when fresh) byte array of `n` bytes, pooled when small. Its contents are the caller's to set. */
 export function allocate(n: number): Uint8Array {
   if (!POOLED || n > MAX_POOLED) return new Uint8Array(n);
-  if (used + n > SLAB) {
-    slab = new Uint8Array(SLAB);
-    used = 0;
-  }
+  if (used + n > SLAB) newSlab();
   const view = slab.subarray(used, used + n);
   used += (n + 7) & ~7; // keep views 8-aligned
+  return view;
+}
+
+function newSlab(): void {
+  slab = new Uint8Array(SLAB);
+  slab32 = new Int32Array(slab.buffer);
+  used = 0;
+}
+
+/**
+ * A copy of the `n` bytes at `start` of `bytes`, where `words` views the same memory as Int32s from the same byte
+ * offset and `start` is a multiple of 4 (a ring's record). On Deno a small one is copied into the slab four bytes at
+ * a time (a set() needs a subarray of the source: 64 bytes took 67 ns that way, 35 this way); elsewhere as
+ * {@linkcode copy}.
+ */
+export function copyWords(bytes: Uint8Array, words: Int32Array, start: number, n: number): Uint8Array {
+  if (!POOLED || n <= SMALL || n > WORDS_MAX) return copy(bytes, start, start + n);
+  if (used + n > SLAB) newSlab();
+  const at = used >> 2;
+  const from = start >> 2;
+  const whole = n >> 2;
+  for (let i = 0; i < whole; i++) slab32[at + i] = words[from + i]!;
+  for (let i = whole << 2; i < n; i++) slab[used + i] = bytes[start + i]!;
+  const view = slab.subarray(used, used + n);
+  used += (n + 7) & ~7;
   return view;
 }
 
@@ -48,3 +72,5 @@ export function copy(src: Uint8Array, start = 0, end = src.length): Uint8Array {
 }
 const SMALL = 32;
 const SLICE_MAX = 256;
+/** Past this, set() (a memcpy) beats a loop of words even with its subarray. */
+const WORDS_MAX = 256;

@@ -47,7 +47,7 @@
  * @module
  */
 import { MessageTooLargeError, ProtocolError } from "../errors.ts";
-import { allocate, copy } from "../runtimes/bytes.ts";
+import { allocate, copyWords } from "../runtimes/bytes.ts";
 import type { Identity } from "../os/liveness.ts";
 import { Counters } from "./stats.ts";
 
@@ -392,7 +392,7 @@ export class Ring {
     const at = r & (cap - 1);
     const start = at + 8 === cap ? 0 : at + 8;
     const first = Math.min(n, cap - start);
-    if (first === n) return copy(this.#data, start, start + n);
+    if (first === n) return copyWords(this.#data, this.#slots, start, n);
     const out = allocate(n);
     out.set(this.#data.subarray(start, cap));
     out.set(this.#data.subarray(0, n - first), first);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { AlreadyExistsError, ClosedError, NotFoundError, ProtocolError, SharedMemory, shm } from "../mod.ts";
 import { RingChannel } from "../shm/ring_channel.ts";
 import { CHANNEL_HEADER, channelSize, initLayout, threadParts } from "../shm/ring_channel_layout.ts";
-import { Ring, ringSize } from "../shm/ring.ts";
+import { I_READ, I_WRITE, Ring, ringSize } from "../shm/ring.ts";
 import { identify } from "../os/liveness.ts";
 import { conformance } from "./conformance/registry.ts";
 import { shmNames } from "./conformance/fixtures.ts";
@@ -66,6 +66,28 @@ test("a corrupt ring record rejects receive() with ProtocolError and ends the ch
   await assert.rejects(b.receive(), ClosedError);
   await assert.rejects(a.send(new Uint8Array(1)), ClosedError);
   await Promise.all([a.close(), b.close()]);
+});
+
+test("each end of a ring keeps its own position: a peer rewriting W or R in the header moves neither, and a read position no honest consumer writes is a ProtocolError once the producer needs it", () => {
+  const buffer = new SharedArrayBuffer(ringSize(256));
+  Ring.init(buffer, 0, 256);
+  const producer = Ring.attach(buffer, 0);
+  const consumer = Ring.attach(buffer, 0);
+  const words = new Int32Array(buffer, 0, 48);
+  assert.equal(producer.tryWrite(new Uint8Array([1])), true);
+  assert.deepEqual(consumer.tryRead(), new Uint8Array([1]));
+  // The hostile side scribbles over both positions.
+  words[I_WRITE] = 12_345;
+  words[I_READ] = 8;
+  assert.equal(producer.tryWrite(new Uint8Array([2, 2])), true);
+  assert.deepEqual(consumer.tryRead(), new Uint8Array([2, 2]), "the consumer read on from its own position");
+  assert.equal(consumer.tryRead(), undefined);
+  // R now claims the consumer read more than was ever written: the producer trusts its last look at R until the
+  // ring seems full, then reads R again and refuses it.
+  words[I_READ] = 4096;
+  assert.throws(() => {
+    for (let i = 0; i < 64; i++) producer.tryWrite(new Uint8Array(24));
+  }, ProtocolError);
 });
 
 test("shm.open() attaches only once the creator has recorded itself, never taking a creator mid-setup for dead", async () => {
