@@ -199,6 +199,18 @@ export async function awaitOpener(
   return { peer: out.owner("consumer"), bell: Atomics.load(head, I_ATTACHED) === WITH_BELL };
 }
 
+/**
+ * The creator's side without waiting: once the opener attached to the channel laid out in `buffer` (by
+ * `initLayout` with the creator recorded), its identity and whether it attached with a doorbell; undefined until
+ * then. For a creator that learns of the attach another way (the shm listener: its client says so on their
+ * connection), so that nothing blocks in a futex wait meanwhile.
+ */
+export function attachedOpener(buffer: ArrayBufferLike): { peer: Identity; bell: boolean } | undefined {
+  const attached = Atomics.load(new Int32Array(buffer, 0, HEADER / 4), I_ATTACHED);
+  if (attached === 0) return undefined;
+  return { peer: rings(buffer, 0).out.owner("consumer"), bell: attached === WITH_BELL };
+}
+
 /** The doorbell path the creator laid out in `segment`, if any. */
 export function bellPath(segment: SharedMemory): string | undefined {
   const head = new Int32Array(segment.buffer, 0, HEADER / 4);

@@ -14,6 +14,9 @@
  * Messages larger than the ring (`capacity - 8` bytes) are rejected with `MessageTooLargeError`; choose the
  * capacity for the largest message. A full ring makes `send()` wait (backpressure).
  *
+ * A server with many clients: `shm.listen(name)` and `shm.connect(name)` (`transports/shm_listener.ts`) give each
+ * client a channel of its own, made as `create`/`open` make one, after a rendezvous on a Unix socket.
+ *
  * @example
  * ```ts
  * import { runtime, shm } from "ipckit";
@@ -54,6 +57,7 @@ import { checkName, SharedMemory } from "../shm/segment.ts";
 import { type Capabilities, type Channel, messageIterator } from "./channel.ts";
 
 export { channelSize } from "../shm/ring_channel_layout.ts";
+export { connect, listen, type ShmConnectOptions, ShmListener, type ShmListenOptions } from "./shm_listener.ts";
 export type { ShmHandle } from "../shm/ring_channel.ts";
 export type { IdleStrategy } from "../shm/idle.ts";
 
