@@ -42,6 +42,13 @@ export const ENTRIES: readonly Entry[] = [
   { name: "pipe_fds", load: module(() => import("./fixtures_pipe_fds.ts")), suite: "channel", file: "pipe" },
   { name: "shm", load: () => builtIn("shm"), suite: "channel", file: "shm", rpc: {} },
   {
+    name: "shm_listener",
+    load: module(() => import("./fixtures_shm_listener.ts")),
+    suite: "channel",
+    file: "shm_listener",
+    rpc: { file: "shm_listener" },
+  },
+  {
     name: "mq",
     load: module(() => import("./fixtures_mq.ts")),
     suite: "channel",
