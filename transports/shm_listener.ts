@@ -341,9 +341,9 @@ interface ListenerContext {
  * ```ts
  * import { ClosedError, runtime, shm } from "ipckit";
  * const listener = await shm.listen(`/ipckit-closing-${(await runtime()).pid}`, { capacity: 4096 });
- * const waiting = listener.accept();
+ * const waiting = listener.accept().catch((e) => e instanceof ClosedError);
  * await listener.close();
- * console.log(await waiting.catch((e) => e instanceof ClosedError)); // true
+ * console.log(await waiting); // true: a pending accept() rejects with ClosedError
  * ```
  */
 export class ShmListener extends QueuedListener<ShmChannel> {
