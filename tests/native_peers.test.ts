@@ -76,8 +76,16 @@ for (const peer of [...PEERS, ...(arch() === "x64" ? [PYTHON_PLAIN] : [])]) {
         await session(rt, peer, role, uniqueName(), ["echo"], 128, async (s) => {
           assert.equal(s.maxMessage, 120);
           // Sends and receives at once: both rings fill up, so both sides wait for room and wake each other.
+          // One at a time and in batches of 2 to 6 (sendMany publishes a batch with one store: its first commit word,
+          // written last), in turn.
           const sending = (async () => {
-            for (let i = 0; i < ECHOED; i++) await s.channel.send(messageOf(i, s.maxMessage));
+            for (let i = 0, k = 1; i < ECHOED; k = (k + 1) % 7) {
+              const batch = [];
+              for (const end = Math.min(ECHOED, i + Math.max(k, 1)); i < end; i++) {
+                batch.push(messageOf(i, s.maxMessage));
+              }
+              await (batch.length === 1 ? s.channel.send(batch[0]!) : s.channel.sendMany(batch));
+            }
           })();
           for (let i = 0; i < ECHOED; i++) {
             const got = await s.channel.receive(WAIT);
@@ -102,8 +110,10 @@ for (const peer of PEERS) {
       { timeout: 2 * PEER_DEADLINE_MS },
       async () => {
         await session(rt, peer, role, uniqueName(), ["send", "2000"], 256, async (s) => {
-          for (let i = 0; i < 2000; i++) {
-            assert.deepEqual(await s.channel.receive(WAIT), messageOf(i, s.maxMessage), `message ${i}`);
+          // One at a time, then what is waiting at once (receiveMany), in turn.
+          for (let i = 0; i < 2000;) {
+            const got = i % 2 === 0 ? [await s.channel.receive(WAIT)] : await s.channel.receiveMany(WAIT);
+            for (const m of got) assert.deepEqual(m, messageOf(i, s.maxMessage), `message ${i++}`);
           }
           await assert.rejects(s.channel.receive(WAIT), ClosedError);
           assert.equal(await s.peer.line(), "sent 2000");
