@@ -53,7 +53,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -72,6 +71,10 @@
 #ifndef __linux__
 #error "ipckit_ring.h needs Linux (futex(2))"
 #endif
+
+/* futex(2) operations (as <linux/futex.h>, which needs the kernel headers installed). */
+#define IPCKIT_SHM__FUTEX_WAIT 0
+#define IPCKIT_SHM__FUTEX_WAKE 1
 
 /* The layout version this header speaks (the channel's and each ring's version word). */
 #define IPCKIT_SHM_VERSION 2u
@@ -169,11 +172,11 @@ static inline long ipckit_shm__futex_wait(unsigned char *p, uint32_t value, int6
   ts.tv_sec = (time_t)(ms / 1000);
   ts.tv_nsec = (long)(ms % 1000) * 1000000L;
   /* Not FUTEX_PRIVATE_FLAG: the waker is another process. */
-  return syscall(SYS_futex, (uint32_t *)(void *)p, FUTEX_WAIT, value, &ts, NULL, 0);
+  return syscall(SYS_futex, (uint32_t *)(void *)p, IPCKIT_SHM__FUTEX_WAIT, value, &ts, NULL, 0);
 }
 
 static inline void ipckit_shm__futex_wake(unsigned char *p) {
-  syscall(SYS_futex, (uint32_t *)(void *)p, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+  syscall(SYS_futex, (uint32_t *)(void *)p, IPCKIT_SHM__FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
 }
 
 static inline int64_t ipckit_shm__now_ms(void) {
