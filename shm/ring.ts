@@ -325,6 +325,83 @@ export class Ring {
   }
 
   /**
+   * Producer: where the payload of a message of `n` bytes would go if it were written now (a data offset; its bytes
+   * run on from there, past the end of the data area they continue at 0), or -1 when there is no room. Writes
+   * nothing: the caller fills the bytes there (or elsewhere, see {@linkcode commitLoan}) and then commits them, with no
+   * other write in between. The caller checks `n <= maxMessage` first.
+   *
+   * @throws {ProtocolError} when the positions are impossible (more used bytes than the capacity, not aligned).
+   */
+  reserve(n: number): number {
+    const w = this.#write;
+    const size = (8 + n + 7) & ~7;
+    if (this.#free(w, size) < size) return -1;
+    const at = w & (this.capacity - 1);
+    return at + 8 === this.capacity ? 0 : at + 8;
+  }
+
+  /**
+   * Producer: publishes the message whose `length` bytes were filled in where {@linkcode reserve} said (for a
+   * reservation of at least `length` bytes), or are in `wrapped`, a message that runs past the end of the data area:
+   * they are copied in here.
+   *
+   * @throws {ProtocolError} when the positions are impossible, or say there is no room any more.
+   */
+  commitLoan(length: number, wrapped?: Uint8Array): void {
+    const w = this.#write;
+    const size = (8 + length + 7) & ~7;
+    const free = this.#free(w, size);
+    if (free < size) throw badPositions("commit to", w, this.#readSeen, this.capacity); // R went back: a hostile peer
+    const cap = this.capacity;
+    const at = w & (cap - 1);
+    this.#slots[at >> 2] = length;
+    if (wrapped !== undefined) {
+      const start = at + 8 === cap ? 0 : at + 8;
+      const first = Math.min(length, cap - start);
+      this.#data.set(wrapped.subarray(0, first), start);
+      if (first < length) this.#data.set(wrapped.subarray(first, length), 0);
+    }
+    if (size < free) this.#slots[(((at + size) & (cap - 1)) >> 2) + 1] = 0;
+    this.#publish(w, (w + size) | 0);
+    this.#count(1, length);
+  }
+
+  /**
+   * Consumer: the committed message at R without taking it: its length (-1 when none is there), its bytes at
+   * {@linkcode lentAt} in {@linkcode view} (or, when they wrap around the end, a copy: {@linkcode lentCopy}).
+   * {@linkcode releaseLoan} takes it.
+   *
+   * @throws {ProtocolError} / {MessageTooLargeError} as {@linkcode tryRead}.
+   */
+  lend(limit = this.maxMessage): number {
+    return this.#peek(this.#read, limit);
+  }
+
+  /** The data offset of the payload of the message at R (see {@linkcode lend}), or -1 when it wraps. */
+  lentAt(n: number): number {
+    const cap = this.capacity;
+    const at = this.#read & (cap - 1);
+    const start = at + 8 === cap ? 0 : at + 8;
+    return start + n <= cap ? start : -1;
+  }
+
+  /** A copy of the `n` bytes of the message at R (for one whose bytes wrap). */
+  lentCopy(n: number): Uint8Array {
+    return this.#take(this.#read, n);
+  }
+
+  /** `n` bytes of the data area from `offset`, as a view (no copy): valid as long as the ring's memory is. */
+  view(offset: number, n: number): Uint8Array {
+    return this.#data.subarray(offset, offset + n);
+  }
+
+  /** Consumer: takes the message of `n` bytes at R that {@linkcode lend} showed. */
+  releaseLoan(n: number): void {
+    this.#consumed((this.#read + ((8 + n + 7) & ~7)) | 0);
+    this.#count(1, n);
+  }
+
+  /**
    * Producer: appends `messages[from]`, `messages[from + 1]`... while they fit, and publishes them together (one
    * atomic store makes them all visible). Returns how many were written (0 when the first does not fit). The caller
    * checks every length against `maxMessage` first.

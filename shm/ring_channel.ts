@@ -27,7 +27,8 @@
  * @module
  */
 import { onAbort, Turnstile } from "../async/mod.ts";
-import { abortError, ClosedError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import { abortError, ClosedError, IpcError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import { type LoanOwner, ReceiveLoan, SendLoan } from "./loan.ts";
 import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
 import type { Doorbell } from "./doorbell.ts";
 import { Idle, type IdleStrategy } from "./idle.ts";
@@ -123,6 +124,17 @@ export class RingChannel implements AsyncDisposable {
   #checked = -Infinity;
   /** This end's live counters (`shm/stats.ts`): messages and bytes each way, sleeps, wake-ups of the peer. */
   readonly #stats: Counters;
+  /** The loan out each way (one at a time), and what ends them (`shm/loan.ts`). */
+  #sendLoan: SendLoan | undefined;
+  #sendLoanWraps = false;
+  #receiveLoan: ReceiveLoan | undefined;
+  readonly #loans: LoanOwner = {
+    commit: (loan, length) => this.#commitLoan(loan, length),
+    abandon: (loan) => {
+      if (loan === this.#sendLoan) this.#sendLoan = undefined;
+    },
+    release: (loan) => this.#releaseLoan(loan),
+  };
 
   /** @internal Use `shm.create`, `shm.open`, `shm.pair` or `shm.fromHandle`. */
   constructor(parts: ChannelParts, handle?: ShmHandle) {
@@ -272,6 +284,11 @@ export class RingChannel implements AsyncDisposable {
 
   #sendRefused(): Error | undefined {
     if (this.#closed) return new ClosedError(`Cannot send on ${this.#p.description}: it is closed`);
+    if (this.#sendLoan) {
+      return new IpcError(
+        `Cannot send on ${this.#p.description}: a loan of ${this.#sendLoan.bytes.length} bytes is out (commit() or abandon() it first)`,
+      );
+    }
     if (this.#peerGone) return this.#peerGone;
     if (this.#p.out.flagsSeen & CONSUMER_CLOSED) {
       return new ClosedError(`Cannot send on ${this.#p.description}: the peer closed it`);
@@ -629,6 +646,128 @@ export class RingChannel implements AsyncDisposable {
     };
   }
 
+  /**
+   * Lends `length` bytes of the ring to fill in place, if there is room now (see `shm/loan.ts`): write the message
+   * into `loan.bytes`, then `loan.commit()`. No copy of the message is made (but for one that would wrap around the
+   * end of the ring). Until the loan is committed or abandoned, other sends on this end are refused. Undefined when
+   * there is no room, or a waiting send holds the turn.
+   *
+   * @throws {ClosedError} when this end or the peer closed; {@linkcode MessageTooLargeError} over `maxMessage`;
+   * {@linkcode IpcError} while another loan is out; `RangeError` when `length` is not a non-negative integer.
+   */
+  tryLoan(length: number): SendLoan | undefined {
+    this.#checkLoanLength(length);
+    if (this.#writes.inside > 0) return undefined;
+    const refused = this.#sendRefused();
+    if (refused) throw refused;
+    return this.#lendOut(length);
+  }
+
+  /**
+   * {@linkcode tryLoan} that waits (spins, then sleeps) for room.
+   *
+   * @throws as {@linkcode tryLoan}; the signal's reason when it aborts the wait.
+   *
+   * @example
+   * ```ts
+   * import { shm } from "ipckit";
+   * const [a, handle] = shm.pair({ capacity: 1 << 20 });
+   * const b = shm.fromHandle(handle);
+   * const loan = await a.loan(64 * 1024);
+   * loan.bytes.fill(1); // written straight into the ring
+   * loan.commit();
+   * using got = await b.receiveLoan(); // and read straight from it
+   * console.log(got.bytes.length); // 65536
+   * got.release();
+   * await a.close();
+   * await b.close();
+   * ```
+   */
+  loan(length: number, options?: { signal?: AbortSignal }): Promise<SendLoan> {
+    let loan: SendLoan | undefined;
+    try {
+      this.#checkLoanLength(length);
+      const refused = this.#sendRefused();
+      if (refused) throw refused;
+      if (options?.signal?.aborted) throw abortError(options.signal);
+      if (this.#writes.inside === 0 && (loan = this.#lendOut(length)) !== undefined) return Promise.resolve(loan);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#sendSlow(() => (loan = this.#lendOut(length)) !== undefined, options?.signal).then(() => loan!);
+  }
+
+  #checkLoanLength(length: number): void {
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new RangeError(`Cannot lend ${length} bytes: the length must be a non-negative integer`);
+    }
+    if (length > this.maxMessage) throw this.#tooLarge(length);
+  }
+
+  /** A send loan of `length` bytes where the next message goes, or undefined when there is no room. */
+  #lendOut(length: number): SendLoan | undefined {
+    const out = this.#p.out;
+    let start: number;
+    try {
+      start = out.reserve(length);
+    } catch (e) {
+      throw this.#corrupt(e);
+    }
+    if (start < 0) return undefined;
+    this.#sendLoanWraps = start + length > out.capacity;
+    return this.#sendLoan = new SendLoan(
+      this.#loans,
+      this.#sendLoanWraps ? new Uint8Array(length) : out.view(start, length),
+    );
+  }
+
+  #commitLoan(loan: SendLoan, length: number): void {
+    if (loan !== this.#sendLoan) return;
+    this.#sendLoan = undefined;
+    const refused = this.#sendRefused();
+    if (refused) throw refused;
+    try {
+      this.#p.out.commitLoan(length, this.#sendLoanWraps ? loan.bytes : undefined);
+    } catch (e) {
+      throw this.#corrupt(e);
+    }
+    this.#wakeConsumer();
+  }
+
+  /**
+   * Receives the next message lent where it lies in the ring, without copying it (see `shm/loan.ts`), or undefined
+   * when none is there: read `loan.bytes`, then `loan.release()`. Until then other receives on this end are refused.
+   *
+   * @throws as {@linkcode tryReceive}; {@linkcode IpcError} while another received loan is out.
+   */
+  tryReceiveLoan(): ReceiveLoan | undefined {
+    return this.#tryTake(this.#lender);
+  }
+
+  /**
+   * {@linkcode tryReceiveLoan} that waits (spins, then sleeps) for a message.
+   *
+   * @throws as {@linkcode receive}; {@linkcode IpcError} while another received loan is out.
+   */
+  receiveLoan(options?: { signal?: AbortSignal; timeout?: number }): Promise<ReceiveLoan> {
+    return this.#take(this.#lender, options);
+  }
+
+  readonly #lender = (ring: Ring): ReceiveLoan | undefined => {
+    const n = ring.lend(this.maxMessage);
+    if (n < 0) return undefined;
+    const at = ring.lentAt(n);
+    return this.#receiveLoan = new ReceiveLoan(this.#loans, at < 0 ? ring.lentCopy(n) : ring.view(at, n));
+  };
+
+  #releaseLoan(loan: ReceiveLoan): void {
+    if (loan !== this.#receiveLoan) return;
+    this.#receiveLoan = undefined;
+    if (this.#closed) return; // the memory is gone; so is the peer's interest in the space
+    this.#p.in.releaseLoan(loan.bytes.length);
+    this.#wakeProducer();
+  }
+
   /** The no-wait form of every receive: what `read` takes now, or undefined. */
   #tryTake<T>(read: (ring: Ring) => T | undefined): T | undefined {
     if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
@@ -665,6 +804,9 @@ export class RingChannel implements AsyncDisposable {
   /** Runs `read` on the incoming ring; wakes the producer when something was taken. */
   #read<T>(read: (ring: Ring) => T | undefined): T | undefined {
     if (this.#broken) throw this.#broken;
+    if (this.#receiveLoan) {
+      throw new IpcError(`Cannot receive on ${this.#p.description}: a received loan is out (release() it first)`);
+    }
     let m: T | undefined;
     try {
       m = read(this.#p.in);

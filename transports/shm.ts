@@ -59,6 +59,7 @@ import { type Capabilities, type Channel, messageIterator } from "./channel.ts";
 export { channelSize } from "../shm/ring_channel_layout.ts";
 export { connect, listen, type ShmConnectOptions, ShmListener, type ShmListenOptions } from "./shm_listener.ts";
 export type { ShmHandle } from "../shm/ring_channel.ts";
+export { ReceiveLoan, SendLoan } from "../shm/loan.ts";
 export type { IdleStrategy } from "../shm/idle.ts";
 
 const DEFAULT_CAPACITY = 1 << 20;

@@ -1,0 +1,134 @@
+/**
+ * Loans of a shared-memory channel's ring: bytes lent to fill in place (`tryLoan`/`loan`, then `commit()`) and bytes
+ * lent to read in place (`tryReceiveLoan`/`receiveLoan`, then `release()`), with no copy of the message on either
+ * side (after iceoryx2's loans). One loan each way at a time per channel end: a send (or a receive) while one is
+ * out is refused with an `IpcError` that says which.
+ *
+ * **The bytes are a view of the ring.** ipckit cannot revoke a view of shared memory, so misuse is not an error it
+ * can raise but a rule of the API, as for a buffer handed to `write(2)`: after `commit()`, `abandon()` or
+ * `release()` the space is the peer's again, and writing through a kept view corrupts messages that come later
+ * (reading one reads them). Once the channel is closed, a kept view is detached (Deno, Bun) or reads zeros (Node):
+ * never freed memory. A message whose bytes would wrap around the end of the ring is lent as a copy (one copy, at
+ * `commit()` for a send loan, when lent for a received one).
+ *
+ * @module
+ */
+import { IpcError } from "../errors.ts";
+
+/** What a loan's channel end does when the loan ends. @internal */
+export interface LoanOwner {
+  commit(loan: SendLoan, length: number): void;
+  abandon(loan: SendLoan): void;
+  release(loan: ReceiveLoan): void;
+}
+
+/**
+ * Bytes of the ring lent to be filled in place: write the message into {@linkcode bytes}, then {@linkcode commit}
+ * (the first `length` bytes go). `using` abandons it unless it was committed.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * const [a, handle] = shm.pair({ capacity: 1 << 16 });
+ * const b = shm.fromHandle(handle);
+ * const loan = a.tryLoan(1000)!; // undefined when the ring has no room now; await a.loan(1000) waits
+ * loan.bytes.fill(7, 0, 600);
+ * loan.commit(600); // sends the first 600 bytes
+ * console.log((await b.receive()).length); // 600
+ * await a.close();
+ * await b.close();
+ * ```
+ */
+export class SendLoan implements Disposable {
+  /** The lent bytes: the ring's own memory (or, for a message that would wrap around its end, a buffer of its own). */
+  readonly bytes: Uint8Array;
+  #owner: LoanOwner | undefined;
+
+  /** @internal Use `tryLoan()` or `loan()` of a shm channel. */
+  constructor(owner: LoanOwner, bytes: Uint8Array) {
+    this.#owner = owner;
+    this.bytes = bytes;
+  }
+
+  /** True until committed or abandoned. */
+  get open(): boolean {
+    return this.#owner !== undefined;
+  }
+
+  /**
+   * Sends the first `length` bytes (all by default) as one message; the bytes are the peer's from now on.
+   *
+   * @throws {IpcError} when the loan was committed or abandoned already; {@linkcode ClosedError} when the channel
+   * closed meanwhile (nothing is sent); `RangeError` when `length` is not an integer from 0 to `bytes.length`.
+   */
+  commit(length: number = this.bytes.length): void {
+    const owner = this.#owner;
+    if (owner === undefined) throw new IpcError("Cannot commit a loan: it was committed or abandoned already");
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.bytes.length)) {
+      throw new RangeError(`Cannot commit ${length} bytes of a loan of ${this.bytes.length}`);
+    }
+    this.#owner = undefined;
+    owner.commit(this, length);
+  }
+
+  /** Gives the bytes back without sending anything; idempotent (and nothing once committed). */
+  abandon(): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    this.#owner = undefined;
+    owner.abandon(this);
+  }
+
+  /** Abandons the loan unless it was committed (`using loan = ...`). */
+  [Symbol.dispose](): void {
+    this.abandon();
+  }
+}
+
+/**
+ * A received message lent where it lies in the ring: read {@linkcode bytes}, then {@linkcode release} it (the next
+ * receive on the channel end is refused until then). `using` releases it.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit";
+ * const [a, handle] = shm.pair({ capacity: 1 << 16 });
+ * const b = shm.fromHandle(handle);
+ * await a.send(new Uint8Array([1, 2, 3]));
+ * {
+ *   using message = await b.receiveLoan();
+ *   console.log(message.bytes); // Uint8Array [1, 2, 3], not copied
+ * } // released here
+ * await a.close();
+ * await b.close();
+ * ```
+ */
+export class ReceiveLoan implements Disposable {
+  /** The message's bytes: the ring's own memory (a copy, for a message that wraps around the end of the ring). */
+  readonly bytes: Uint8Array;
+  #owner: LoanOwner | undefined;
+
+  /** @internal Use `tryReceiveLoan()` or `receiveLoan()` of a shm channel. */
+  constructor(owner: LoanOwner, bytes: Uint8Array) {
+    this.#owner = owner;
+    this.bytes = bytes;
+  }
+
+  /** True until released. */
+  get open(): boolean {
+    return this.#owner !== undefined;
+  }
+
+  /** Gives the message's space back to the producer; idempotent. Keep no view of `bytes` past this. */
+  release(): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    this.#owner = undefined;
+    owner.release(this);
+  }
+
+  /** Releases the loan (`using message = ...`). */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
