@@ -8,7 +8,9 @@
  * - one-way throughput into a peer that copies every payload out of the ring: 64-byte messages with `send()` +
  *   `receive()`, `trySend()` + `tryReceive()`, `sendMany()` (batches of 64) + `receiveMany()`, and `sendMany()` +
  *   `drain()` (the peer reads each message where it lies, no copy); 64 KiB messages
- *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer).
+ *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer);
+ *   64 KiB and 1 MiB messages copied in and out (`trySend()` of a buffer filled first, `receiveInto()`) against loans
+ *   (`loan()` filled in place, `receiveLoan()` read in place: no copy either side).
  * Round trips are timed one by one into an HdrHistogram over all `--reps` repetitions (p50, p99, p99.9, max); the
  * trySend round trip and the raw spin, too short to time one by one, are medians of repetitions of long loops. The
  * two reads of the clock around each timed round trip cost 80-170 ns here, which the loops do not pay: so the raw
@@ -42,7 +44,7 @@ const peerScript = (file: string) => rt.fromFileUrl(new URL(`./peers/${file}`, i
 const tag = `/ipckit-bench-${rt.pid}`;
 
 /** The sink's APIs (the second word of its header). */
-const SINK = { receive: 0, receiveMany: 1, receiveInto: 2, drain: 3 } as const;
+const SINK = { receive: 0, receiveMany: 1, receiveInto: 2, drain: 3, receiveLoan: 4 } as const;
 
 function spawn(file: string, ...rest: string[]) {
   return rt.spawn([...runtimeArgv(peer, peerScript(file)), ...rest], { cwd: ROOT, stdio: "null" });
@@ -129,7 +131,7 @@ async function rawSpin(n: number, reps: number, timed?: Latency): Promise<number
   return out;
 }
 
-type Api = "await send" | "trySend" | "sendMany";
+type Api = "await send" | "trySend" | "sendMany" | "loan";
 
 /** Messages and bytes per second, one way, into the sink taking them with `sink`. */
 async function oneWay(ch: shm.ShmChannel, size: number, count: number, api: Api, sink: number) {
@@ -141,7 +143,17 @@ async function oneWay(ch: shm.ShmChannel, size: number, count: number, api: Api,
   const t0 = performance.now();
   await ch.send(header);
   if (api === "trySend") {
-    for (let i = 0; i < count; i++) if (!ch.trySend(m)) await ch.send(m);
+    for (let i = 0; i < count; i++) {
+      if (size > 64) m.fill(i & 255); // large payloads are made before they are copied in (the loans fill in place)
+      if (!ch.trySend(m)) await ch.send(m);
+    }
+  } else if (api === "loan") {
+    // The payload is made where it goes (a fill here), against the fill of a buffer of its own and a copy below.
+    for (let i = 0; i < count; i++) {
+      const loan = ch.tryLoan(size) ?? await ch.loan(size);
+      loan.bytes.fill(i & 255);
+      loan.commit();
+    }
   } else if (api === "sendMany") {
     for (let i = 0; i < count; i += 64) {
       const k = Math.min(64, count - i);
@@ -259,6 +271,9 @@ if (ONLY.has("throughput")) {
     [64, 8_000_000, "sendMany", "drain", "batch, drain"],
     [65536, 20_000, "trySend", "receive", "fresh arrays"],
     [65536, 40_000, "trySend", "receiveInto", "receiveInto"],
+    [65536, 40_000, "loan", "receiveLoan", "loans"],
+    [1 << 20, 2_000, "trySend", "receiveInto", "receiveInto"],
+    [1 << 20, 2_000, "loan", "receiveLoan", "loans"],
   ];
   try {
     for (const [size, count, api, how, label] of runs) {

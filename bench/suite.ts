@@ -112,7 +112,7 @@ console.log(
 console.log(table(rows));
 
 const apis = ["send", "trySend", "batch, receiveMany", "batch, drain"];
-const t = [["pair", ...apis, "64 KiB fresh", "64 KiB into", "x C"]];
+const t = [["pair", ...apis, "64 KiB fresh", "64 KiB into", "x C", "64 KiB loans", "1 MiB into", "1 MiB loans"]];
 const c64k = native.throughput.find((x) => x.size === 65536)!;
 for (const r of runs) {
   const into = put(r, 65536, "receiveInto");
@@ -122,12 +122,27 @@ for (const r of runs) {
     f((put(r, 65536, "fresh arrays")?.bytesPerSec ?? NaN) / 1e9),
     f((into?.bytesPerSec ?? NaN) / 1e9),
     f((into?.bytesPerSec ?? NaN) / c64k.bytesPerSec),
+    f((put(r, 65536, "loans")?.bytesPerSec ?? NaN) / 1e9),
+    f((put(r, 1 << 20, "receiveInto")?.bytesPerSec ?? NaN) / 1e9),
+    f((put(r, 1 << 20, "loans")?.bytesPerSec ?? NaN) / 1e9),
   ]);
 }
-t.push(["C ring", ...native.throughput.filter((x) => x.size === 64).map((x) => f(x.msgsPerSec / 1e6)), "", "", "", ""]);
-t.push(["", "", "", "", "", "", f(c64k.bytesPerSec / 1e9), ""]);
+t.push([
+  "C ring",
+  ...native.throughput.filter((x) => x.size === 64).map((x) => f(x.msgsPerSec / 1e6)),
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+  "",
+]);
+t.push(["", "", "", "", "", "", f(c64k.bytesPerSec / 1e9), "", "", "", ""]);
 console.log(
-  "\nThroughput, one way: 64 B in M msg/s (batches of 64), 64 KiB in GB/s (C: publish each / batched; 64 KiB copied out)",
+  "\nThroughput, one way: 64 B in M msg/s (batches of 64), 64 KiB and 1 MiB in GB/s (C: publish each / batched; 64 KiB " +
+    "copied out); loans: filled in place and read in place, against a filled buffer copied in and copied out",
 );
 console.log(table(t));
 

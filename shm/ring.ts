@@ -385,9 +385,15 @@ export class Ring {
     return start + n <= cap ? start : -1;
   }
 
-  /** A copy of the `n` bytes of the message at R (for one whose bytes wrap). */
-  lentCopy(n: number): Uint8Array {
-    return this.#take(this.#read, n);
+  /** The `n` bytes of the message at R copied into `into` (for one whose bytes wrap); returns `into`. */
+  lentCopy(n: number, into: Uint8Array): Uint8Array {
+    const cap = this.capacity;
+    const at = this.#read & (cap - 1);
+    const start = at + 8 === cap ? 0 : at + 8;
+    const first = Math.min(n, cap - start);
+    into.set(this.#data.subarray(start, start + first));
+    if (first < n) into.set(this.#data.subarray(0, n - first), first);
+    return into;
   }
 
   /** `n` bytes of the data area from `offset`, as a view (no copy): valid as long as the ring's memory is. */

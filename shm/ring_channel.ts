@@ -47,6 +47,12 @@ const YIELD_MS = 10;
  * all (`await undefined` makes a promise each time: 20-30 % slower). */
 const DONE: Promise<void> = Promise.resolve();
 
+/** `n` bytes of `kept`, or of a larger buffer when it is too small (its bytes are not kept). */
+function scratch(kept: Uint8Array, n: number): Uint8Array {
+  const buffer = kept.buffer.byteLength >= n ? kept.buffer : new ArrayBuffer(Math.max(n, kept.buffer.byteLength * 2));
+  return new Uint8Array(buffer, 0, n);
+}
+
 /** What a drain handler threw, carried past the ring's own error handling. */
 class HandlerFailure {
   constructor(readonly error: unknown) {}
@@ -128,6 +134,10 @@ export class RingChannel implements AsyncDisposable {
   #sendLoan: SendLoan | undefined;
   #sendLoanWraps = false;
   #receiveLoan: ReceiveLoan | undefined;
+  /** Where a loan of a message that wraps around the end of the ring lives, each way: kept for the next (one loan at
+   * a time), as a fresh megabyte costs page faults on every use. */
+  #sendScratch: Uint8Array = new Uint8Array(0);
+  #receiveScratch: Uint8Array = new Uint8Array(0);
   readonly #loans: LoanOwner = {
     commit: (loan, length) => this.#commitLoan(loan, length),
     abandon: (loan) => {
@@ -717,7 +727,7 @@ export class RingChannel implements AsyncDisposable {
     this.#sendLoanWraps = start + length > out.capacity;
     return this.#sendLoan = new SendLoan(
       this.#loans,
-      this.#sendLoanWraps ? new Uint8Array(length) : out.view(start, length),
+      this.#sendLoanWraps ? (this.#sendScratch = scratch(this.#sendScratch, length)) : out.view(start, length),
     );
   }
 
@@ -757,7 +767,9 @@ export class RingChannel implements AsyncDisposable {
     const n = ring.lend(this.maxMessage);
     if (n < 0) return undefined;
     const at = ring.lentAt(n);
-    return this.#receiveLoan = new ReceiveLoan(this.#loans, at < 0 ? ring.lentCopy(n) : ring.view(at, n));
+    if (at >= 0) return this.#receiveLoan = new ReceiveLoan(this.#loans, ring.view(at, n));
+    this.#receiveScratch = scratch(this.#receiveScratch, n);
+    return this.#receiveLoan = new ReceiveLoan(this.#loans, ring.lentCopy(n, this.#receiveScratch));
   };
 
   #releaseLoan(loan: ReceiveLoan): void {

@@ -5,7 +5,7 @@
  * - `sink`: reads a header (u32 count, u32 api; little-endian), takes that many messages as fast as it can with
  *   that api (0: `tryReceive`, falling back to `receive()` when the ring is empty; 1: `tryReceiveMany`/
  *   `receiveMany`, up to 256 at a time; 2: `tryReceiveInto`/`receiveInto` one reused buffer; 3: `tryDrain`/`drain`, reading each message's first and last
- *   byte where it lies), acknowledges with one 8-byte message (carrying nothing);
+ *   byte where it lies; 4: `tryReceiveLoan`/`receiveLoan`, the same bytes read from the loan), acknowledges with one 8-byte message (carrying nothing);
  *   repeats. Every payload but drain's is copied out of the ring.
  * Exits when the parent closes.
  *
@@ -48,6 +48,12 @@ try {
         }
       } else if (api === 2) {
         for (; got < count; got++) if (channel.tryReceiveInto(into) === undefined) await channel.receiveInto(into);
+      } else if (api === 4) {
+        // Lent where they lie: each one's first and last byte read, none copied.
+        for (; got < count; got++) {
+          using m = channel.tryReceiveLoan() ?? await channel.receiveLoan();
+          touch(m.bytes, 0, m.bytes.length);
+        }
       } else {
         // Where the messages lie: each one's bytes are read (summed), none is copied.
         while (got < count) {
