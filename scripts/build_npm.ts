@@ -52,6 +52,9 @@ const NOT_SHIPPED = ["tests", "bench", "examples", "scripts", "npm", "coverage",
 /** Directories of files that ship as they are, beside the compiled modules of each module system (not code). */
 const ASSETS = ["web"];
 
+/** Directories that ship as they are at the package's top: the native peers' C header and Python module. */
+const NATIVE = ["include", "python"];
+
 /** The npm `bin` commands: command name -> the export whose ESM module it runs. */
 const BIN: Record<string, string> = { ipckit: "./cli" };
 
@@ -400,6 +403,10 @@ export function build(out: string, root: string = ROOT): BuildResult {
   for (const file of ["README.md", "LICENSE"]) {
     if (!existsSync(join(root, file))) fail(`${file} is missing`);
     copyFileSync(join(root, file), join(target, file));
+  }
+  for (const dir of NATIVE) {
+    if (!existsSync(join(root, dir))) fail(`${dir}/ is missing`);
+    cpSync(join(root, dir), join(target, dir), { recursive: true });
   }
   return { out: target, packageJson: manifest, sources: sources.map((f) => posix(relative(root, f))) };
 }

@@ -137,7 +137,9 @@ describe("the npm package", () => {
     assert.equal(JSON.parse(readFileSync(join(installed, "esm", "package.json"), "utf8")).type, "module");
     assert.equal(JSON.parse(readFileSync(join(installed, "script", "package.json"), "utf8")).type, "commonjs");
     const top = readdirSync(installed).sort();
-    assert.deepEqual(top, ["LICENSE", "README.md", "esm", "package.json", "script"]);
+    assert.deepEqual(top, ["LICENSE", "README.md", "esm", "include", "package.json", "python", "script"]);
+    assert.ok(existsSync(join(installed, "include", "ipckit_ring.h")), "the C header ships");
+    assert.ok(existsSync(join(installed, "python", "ipckit_ring.py")), "the Python module ships");
     for (const dir of ["esm", "script"]) {
       const shipped = readdirSync(join(installed, dir), { recursive: true }).map(String);
       for (const f of shipped) assert.doesNotMatch(f, /^(tests|bench|examples|scripts)\b|\.test\.|\.ts$(?<!\.d\.ts)/);
