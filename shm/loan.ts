@@ -22,6 +22,32 @@ export interface LoanOwner {
   release(loan: ReceiveLoan): void;
 }
 
+/** What both kinds of loan are: bytes, and the channel end they go back to, once. */
+abstract class Loan implements Disposable {
+  readonly bytes: Uint8Array;
+  #owner: LoanOwner | undefined;
+
+  /** @internal Made by a shm channel's loan methods. */
+  constructor(owner: LoanOwner, bytes: Uint8Array) {
+    this.#owner = owner;
+    this.bytes = bytes;
+  }
+
+  /** True until the loan ended. */
+  get open(): boolean {
+    return this.#owner !== undefined;
+  }
+
+  /** Ends the loan: its owner, the first time; undefined after. */
+  protected end(): LoanOwner | undefined {
+    const owner = this.#owner;
+    this.#owner = undefined;
+    return owner;
+  }
+
+  abstract [Symbol.dispose](): void;
+}
+
 /**
  * Bytes of the ring lent to be filled in place: write the message into {@linkcode bytes}, then {@linkcode commit}
  * (the first `length` bytes go). `using` abandons it unless it was committed.
@@ -39,20 +65,13 @@ export interface LoanOwner {
  * await b.close();
  * ```
  */
-export class SendLoan implements Disposable {
+export class SendLoan extends Loan {
   /** The lent bytes: the ring's own memory (or, for a message that would wrap around its end, a buffer of its own). */
-  readonly bytes: Uint8Array;
-  #owner: LoanOwner | undefined;
-
-  /** @internal Use `tryLoan()` or `loan()` of a shm channel. */
-  constructor(owner: LoanOwner, bytes: Uint8Array) {
-    this.#owner = owner;
-    this.bytes = bytes;
-  }
+  declare readonly bytes: Uint8Array;
 
   /** True until committed or abandoned. */
-  get open(): boolean {
-    return this.#owner !== undefined;
+  override get open(): boolean {
+    return super.open;
   }
 
   /**
@@ -62,21 +81,16 @@ export class SendLoan implements Disposable {
    * closed meanwhile (nothing is sent); `RangeError` when `length` is not an integer from 0 to `bytes.length`.
    */
   commit(length: number = this.bytes.length): void {
-    const owner = this.#owner;
-    if (owner === undefined) throw new IpcError("Cannot commit a loan: it was committed or abandoned already");
+    if (!this.open) throw new IpcError("Cannot commit a loan: it was committed or abandoned already");
     if (!(Number.isInteger(length) && length >= 0 && length <= this.bytes.length)) {
       throw new RangeError(`Cannot commit ${length} bytes of a loan of ${this.bytes.length}`);
     }
-    this.#owner = undefined;
-    owner.commit(this, length);
+    this.end()?.commit(this, length);
   }
 
   /** Gives the bytes back without sending anything; idempotent (and nothing once committed). */
   abandon(): void {
-    const owner = this.#owner;
-    if (owner === undefined) return;
-    this.#owner = undefined;
-    owner.abandon(this);
+    this.end()?.abandon(this);
   }
 
   /** Abandons the loan unless it was committed (`using loan = ...`). */
@@ -103,28 +117,18 @@ export class SendLoan implements Disposable {
  * await b.close();
  * ```
  */
-export class ReceiveLoan implements Disposable {
+export class ReceiveLoan extends Loan {
   /** The message's bytes: the ring's own memory (a copy, for a message that wraps around the end of the ring). */
-  readonly bytes: Uint8Array;
-  #owner: LoanOwner | undefined;
-
-  /** @internal Use `tryReceiveLoan()` or `receiveLoan()` of a shm channel. */
-  constructor(owner: LoanOwner, bytes: Uint8Array) {
-    this.#owner = owner;
-    this.bytes = bytes;
-  }
+  declare readonly bytes: Uint8Array;
 
   /** True until released. */
-  get open(): boolean {
-    return this.#owner !== undefined;
+  override get open(): boolean {
+    return super.open;
   }
 
   /** Gives the message's space back to the producer; idempotent. Keep no view of `bytes` past this. */
   release(): void {
-    const owner = this.#owner;
-    if (owner === undefined) return;
-    this.#owner = undefined;
-    owner.release(this);
+    this.end()?.release(this);
   }
 
   /** Releases the loan (`using message = ...`). */

@@ -12,6 +12,7 @@ import { ClosedError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod
 import { Ring } from "../shm/ring.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { differs } from "./helpers/shm_batch_data.ts";
+import { RingModel } from "./helpers/ring_model.ts";
 
 const SEED = Date.now() ^ 0xb47c;
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
@@ -52,9 +53,8 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
         const [a, handle] = shm.pair({ capacity, spin: 0 });
         const b = shm.fromHandle(handle);
         // The model: what is in the ring, and where the producer writes next.
-        const queue: Uint8Array[] = [];
-        let used = 0;
-        let w = 0;
+        const model = new RingModel(capacity);
+        const { queue } = model;
         // A payload whose every word where a later lap may put a commit word holds that commit word: only the
         // producer zeroing the next commit word keeps the consumer from taking these bytes for a record.
         const poisoned = (size: number, at: number): Uint8Array => {
@@ -66,28 +66,19 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
           }
           return m;
         };
-        const fits = (size: number) => Ring.recordSize(size) <= capacity - used;
-        const put = (m: Uint8Array) => {
-          queue.push(m);
-          used += Ring.recordSize(m.byteLength);
-          w += Ring.recordSize(m.byteLength);
-        };
-        const took = (m: Uint8Array | undefined) => {
-          const want = queue.shift();
-          assert.ok(want !== undefined && m !== undefined, `took ${m?.byteLength} bytes, expected ${want?.byteLength}`);
-          assert.deepEqual(m, want);
-          used -= Ring.recordSize(want.byteLength);
-        };
+        const fits = (size: number) => model.fits(size);
+        const put = (m: Uint8Array) => model.put(m);
+        const took = (m: Uint8Array | undefined) => model.took(m);
         try {
           for (const step of script) {
             if (step.op === "send") {
-              const m = poisoned(step.size, w);
+              const m = poisoned(step.size, model.w);
               const ok = fits(step.size);
               assert.equal(a.trySend(m), ok);
               if (ok) put(m);
             } else if (step.op === "sendPart") {
               // The first `size` bytes of a larger buffer (what RPC's encoder hands over): the rest never goes.
-              const m = poisoned(step.size, w);
+              const m = poisoned(step.size, model.w);
               const larger = new Uint8Array(step.size + step.extra).fill(0xee);
               larger.set(m);
               const ok = fits(step.size);
@@ -95,13 +86,13 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
               if (ok) put(m);
             } else if (step.op === "sendMany") {
               const batch: Uint8Array[] = [];
-              let at = w;
+              let at = model.w;
               for (const size of step.sizes) {
                 batch.push(poisoned(size, at));
                 at += Ring.recordSize(size);
               }
               let expected = 0;
-              let room = capacity - used;
+              let room = capacity - model.used;
               for (const m of batch) {
                 if (Ring.recordSize(m.byteLength) > room) break;
                 room -= Ring.recordSize(m.byteLength);

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ClosedError, IpcError, MessageTooLargeError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod.ts";
-import { Ring } from "../shm/ring.ts";
+import { RingModel } from "./helpers/ring_model.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { differs, message } from "./helpers/shm_batch_data.ts";
 
@@ -47,21 +47,13 @@ test("property: loans and copies keep order and boundaries through wrap-around a
       async ([capacity, script]) => {
         const [a, handle] = shm.pair({ capacity, spin: 0 });
         const b = shm.fromHandle(handle);
-        const queue: Uint8Array[] = [];
-        let used = 0;
+        const model = new RingModel(capacity);
+        const { queue } = model;
         let k = 0;
         const fill = (size: number) => new Uint8Array(size).map((_, j) => (k * 29 + j * 11) & 255);
-        const fits = (size: number) => Ring.recordSize(size) <= capacity - used;
-        const put = (m: Uint8Array) => {
-          queue.push(m);
-          used += Ring.recordSize(m.length);
-        };
-        const took = (m: Uint8Array | undefined) => {
-          const want = queue.shift();
-          assert.ok(want !== undefined && m !== undefined, `took ${m?.length} bytes, expected ${want?.length}`);
-          assert.deepEqual(m, want);
-          used -= Ring.recordSize(want.length);
-        };
+        const fits = (size: number) => model.fits(size);
+        const put = (m: Uint8Array) => model.put(m);
+        const took = (m: Uint8Array | undefined) => model.took(m);
         try {
           for (const step of script) {
             k++;
@@ -72,7 +64,11 @@ test("property: loans and copies keep order and boundaries through wrap-around a
               if (ok) put(m);
             } else if (step.op === "loan") {
               const loan = a.tryLoan(step.size);
-              assert.equal(loan !== undefined, fits(step.size), `a loan of ${step.size} with ${capacity - used} free`);
+              assert.equal(
+                loan !== undefined,
+                fits(step.size),
+                `a loan of ${step.size} with ${capacity - model.used} free`,
+              );
               if (loan === undefined) continue;
               assert.equal(loan.bytes.length, step.size);
               assert.throws(() => a.trySend(new Uint8Array(1)), IpcError, "a send while the loan is out");
