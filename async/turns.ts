@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { onAbort } from "./abort.ts";
 import { Fifo } from "./fifo.ts";
 
 /**
@@ -70,10 +71,27 @@ export class Turnstile {
     return this.#inside;
   }
 
-  /** Enters: undefined when the caller may go now, otherwise a promise that resolves at its turn. */
-  enter(): Promise<void> | undefined {
+  /**
+   * Enters: undefined when the caller may go now, otherwise a promise that resolves at its turn. When `signal` aborts
+   * before the turn came, the promise rejects with its reason and the caller is out already: it must not `leave()`.
+   */
+  enter(signal?: AbortSignal): Promise<void> | undefined {
     if (this.#inside++ === 0) return undefined;
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve, reject) => {
+      if (signal === undefined) return this.#waiting.push(resolve);
+      let unlisten = () => {};
+      const go = () => {
+        unlisten();
+        resolve();
+      };
+      this.#waiting.push(go);
+      unlisten = onAbort(signal, () => {
+        if (!this.#waiting.remove(go)) return; // its turn came first
+        this.#inside--;
+        this.#settleIdle();
+        reject(signal.reason);
+      });
+    });
   }
 
   /** Leaves: the next caller waiting goes. */
@@ -81,6 +99,10 @@ export class Turnstile {
     this.#inside--;
     const next = this.#waiting.shift();
     if (next) return next();
+    this.#settleIdle();
+  }
+
+  #settleIdle(): void {
     if (this.#inside === 0 && this.#idle.length > 0) {
       const idle = this.#idle;
       this.#idle = [];

@@ -327,9 +327,10 @@ export class RingChannel implements AsyncDisposable {
 
   /** Waits for room until `put()` says everything went (it wakes the consumer for what it wrote). */
   async #sendSlow(put: () => boolean, signal: AbortSignal | undefined): Promise<void> {
-    const turn = this.#writes.enter();
+    // Queued behind another waiting send, an abort ends the wait at once (the turnstile let go of this one then).
+    const turn = this.#writes.enter(signal);
+    if (turn) await turn.catch(() => Promise.reject(abortError(signal!)));
     try {
-      if (turn) await turn;
       const out = this.#p.out;
       const idle = this.#sendIdle;
       const spinUs = idle.next();
@@ -845,11 +846,12 @@ export class RingChannel implements AsyncDisposable {
     signal: AbortSignal | undefined,
     timeout: number | undefined,
   ): Promise<T> {
-    const turn = this.#reads.enter();
+    // Queued behind another waiting receive, an abort ends the wait at once (the turnstile let go of this one then). A
+    // receive that found the turnstile free has just looked at the ring (`#take`): its first look here comes a turn
+    // later.
+    const turn = this.#reads.enter(signal);
+    await (turn === undefined ? DONE : turn.catch(() => Promise.reject(abortError(signal!))));
     try {
-      // A receive that found the turnstile free has just looked at the ring (`#take`): its first look here comes a turn
-      // later.
-      await (turn ?? DONE);
       const input = this.#p.in;
       const idle = this.#receiveIdle;
       // The clock is read first only for a timeout: otherwise at the eighth look (performance.now() costs 40-90 ns,

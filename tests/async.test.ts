@@ -148,6 +148,32 @@ describe("Turnstile", () => {
   });
 });
 
+describe("Turnstile, abortable", () => {
+  test("a caller aborted while it waits for its turn leaves at once; the others keep their order; idle() comes", async () => {
+    const gate = new Turnstile();
+    assert.equal(gate.enter(), undefined);
+    const ac = new AbortController();
+    const second = gate.enter(ac.signal)!;
+    const third = gate.enter()!;
+    const early = new AbortController();
+    early.abort(new Error("before"));
+    await assert.rejects(gate.enter(early.signal)!, /before/, "an aborted signal rejects at once");
+    assert.equal(gate.inside, 3);
+    ac.abort(new Error("stop"));
+    await assert.rejects(second, /stop/);
+    assert.equal(gate.inside, 2, "the aborted caller is out");
+    let thirdWent = false;
+    void third.then(() => (thirdWent = true));
+    gate.leave(); // the first leaves: the third goes (the second is gone)
+    await third;
+    assert.equal(thirdWent, true);
+    const idle = gate.idle();
+    gate.leave();
+    await idle;
+    assert.equal(gate.inside, 0);
+  });
+});
+
 describe("Fifo", () => {
   test("keeps order through many pushes and shifts, remove() and clear()", () => {
     const q = new Fifo<number>();

@@ -158,6 +158,33 @@ test("sendMany and receiveMany wait: a batch larger than the ring goes through i
   }
 });
 
+test("a receive or send queued behind another that waits rejects at once when its signal aborts; the one ahead goes on", async () => {
+  const [a, handle] = shm.pair({ capacity: 256, spin: 0 });
+  const b = shm.fromHandle(handle);
+  try {
+    const first = b.receive({ timeout: 60_000 });
+    const ac = new AbortController();
+    const queued = b.receive({ signal: ac.signal });
+    ac.abort(new Error("gave up"));
+    await assert.rejects(queued, /gave up/);
+    assert.equal(a.trySend(new Uint8Array([1])), true);
+    assert.deepEqual(await first, new Uint8Array([1]));
+    // Sends: the ring full, one send waits for room and the one queued behind it is aborted.
+    assert.equal(a.trySend(new Uint8Array(200)), true);
+    const waiting = a.send(new Uint8Array(100));
+    const sendAc = new AbortController();
+    const queuedSend = a.send(new Uint8Array([9]), { signal: sendAc.signal });
+    sendAc.abort();
+    await assert.rejects(queuedSend, (e: Error) => e.name === "AbortError");
+    assert.equal((await b.receive({ timeout: 60_000 })).length, 200);
+    await waiting;
+    assert.equal((await b.receive({ timeout: 60_000 })).length, 100);
+    assert.equal(b.tryReceive(), undefined, "the aborted send sent nothing");
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 test("trySendPart: a length out of range is a RangeError, over maxMessage MessageTooLargeError; nothing is sent", async () => {
   const [a, handle] = shm.pair({ capacity: 256 });
   const b = shm.fromHandle(handle);
