@@ -113,6 +113,8 @@ export class RingChannel implements AsyncDisposable {
   readonly maxMessage: number;
   readonly #p: ChannelParts;
   #closed = false;
+  /** Why this end was closed, when not by `close()` (a listener's idle timeout): what its calls reject with. */
+  #closedBy: ClosedError | undefined;
   #peerGone: ClosedError | ProtocolError | undefined;
   /** Set when the incoming ring cannot be read any more (corrupt, or a message over our limit). */
   #broken: ClosedError | undefined;
@@ -293,7 +295,7 @@ export class RingChannel implements AsyncDisposable {
   }
 
   #sendRefused(): Error | undefined {
-    if (this.#closed) return new ClosedError(`Cannot send on ${this.#p.description}: it is closed`);
+    if (this.#closed) return this.#closedError("send");
     if (this.#sendLoan) {
       return new IpcError(
         `Cannot send on ${this.#p.description}: a loan of ${this.#sendLoan.bytes.length} bytes is out (commit() or abandon() it first)`,
@@ -783,7 +785,7 @@ export class RingChannel implements AsyncDisposable {
 
   /** The no-wait form of every receive: what `read` takes now, or undefined. */
   #tryTake<T>(read: (ring: Ring) => T | undefined): T | undefined {
-    if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
+    if (this.#closed) throw this.#closedError("receive");
     if (this.#reads.inside > 0) return undefined;
     const m = this.#read(read);
     // A plain look at the flags first (every empty poll passes here), then an ordered one before the ring again.
@@ -796,7 +798,7 @@ export class RingChannel implements AsyncDisposable {
 
   /** The waiting form of every receive. */
   #take<T>(read: (ring: Ring) => T | undefined, options?: { signal?: AbortSignal; timeout?: number }): Promise<T> {
-    if (this.#closed) return Promise.reject(new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`));
+    if (this.#closed) return Promise.reject(this.#closedError("receive"));
     if (this.#peerGone && !this.#p.in.readable()) return Promise.reject(this.#peerGone);
     const timeout = options?.timeout;
     if (timeout !== undefined && !(timeout >= 0)) {
@@ -863,7 +865,7 @@ export class RingChannel implements AsyncDisposable {
       let spins = 0;
       let yieldAt = 0;
       for (;;) {
-        if (this.#closed) throw new ClosedError(`Cannot receive on ${this.#p.description}: it is closed`);
+        if (this.#closed) throw this.#closedError("receive");
         const m = this.#read(read);
         if (m !== undefined) {
           if (spinning) idle.found();
@@ -966,6 +968,26 @@ export class RingChannel implements AsyncDisposable {
 
   #checkPeer(now: number): void {
     if (this.#peerDied(now)) throw this.#peerGone;
+  }
+
+  /** This end's calls after `close()`: `ClosedError`, saying why when something else than the user closed it. */
+  #closedError(op: "send" | "receive"): ClosedError {
+    return this.#closedBy ?? new ClosedError(`Cannot ${op} on ${this.#p.description}: it is closed`);
+  }
+
+  /** Messages this end sent and received so far: what a listener's idle watch looks at for traffic. */
+  get traffic(): number {
+    const v = this.#stats.values;
+    return v[MESSAGES_OUT]! + v[MESSAGES_IN]!;
+  }
+
+  /**
+   * @internal Closes this end as {@linkcode close} does, its pending and later calls rejecting with `reason` (a
+   * listener closing a channel idle too long).
+   */
+  closeWith(reason: ClosedError): Promise<void> {
+    if (!this.#closed) this.#closedBy = reason;
+    return this.close();
   }
 
   /**

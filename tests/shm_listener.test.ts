@@ -283,7 +283,70 @@ test("shm.listen/connect validate their options", async () => {
   await assert.rejects(shm.listen(name(), { capacity: 0 }), RangeError);
   await assert.rejects(shm.listen(name(), { maxPending: 0 }), RangeError);
   await assert.rejects(shm.listen(name(), { handshakeTimeout: -1 }), RangeError);
+  await assert.rejects(shm.listen(name(), { maxConnections: 0 }), RangeError);
+  await assert.rejects(shm.listen(name(), { idleTimeout: -1 }), RangeError);
   await assert.rejects(shm.listen(`/${"x".repeat(200)}`), RangeError);
   await assert.rejects(shm.connect(name(), { timeout: 0 }), RangeError);
   await assert.rejects(shm.connect(name()), NotFoundError);
+});
+
+test("beyond maxConnections a client is answered full; a closed channel frees its place", LONG, async () => {
+  const n = name();
+  const rejected: Error[] = [];
+  const listener = await shm.listen(n, { capacity: 4096, maxConnections: 2, onReject: (e) => rejected.push(e) });
+  const open: shm.ShmChannel[] = [];
+  try {
+    for (let i = 0; i < 2; i++) open.push(...await Promise.all([shm.connect(n), listener.accept()]));
+    assert.equal(listener.connections, 2);
+    const full = await raw(listener.path);
+    full.stream.write(request(rt.pid))?.catch(() => {});
+    await full.ended;
+    assert.equal(status(full.heard()), 4);
+    full.stream.close();
+    await assert.rejects(shm.connect(n), (e: IpcError) => e.code === "EAGAIN" && /maxConnections/.test(e.message));
+    assert.ok(rejected.length >= 2 && rejected.every((e) => /maxConnections/.test(e.message)));
+    assert.deepEqual(segments(n), []); // a refused client cost no segment
+    // The first pair closes: its place is free again once the served end is closed.
+    await Promise.all(open.splice(0, 2).map((c) => c.close()));
+    await until("the closed channel uncounted", () => listener.connections === 1);
+    const [client, served] = await Promise.all([shm.connect(n), listener.accept()]);
+    open.push(client, served);
+    await client.send(new Uint8Array([7]));
+    assert.deepEqual([...await served.receive()], [7]);
+  } finally {
+    await Promise.all(open.map((c) => c.close()));
+    await listener.close();
+  }
+});
+
+test("idleTimeout closes an accepted channel with no message either way; one in use stays", LONG, async () => {
+  const n = name();
+  const listener = await shm.listen(n, { capacity: 4096, idleTimeout: 1000 });
+  const [idleClient, idle] = await Promise.all([shm.connect(n), listener.accept()]);
+  const [busyClient, busy] = await Promise.all([shm.connect(n), listener.accept()]);
+  let talking = true;
+  const talk = (async () => {
+    for (let i = 0; talking; i++) {
+      await busyClient.send(new Uint8Array([i & 255]));
+      await busy.receive();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    // The idle channel's pending receive ends, saying why; the client hears the close as the peer's.
+    await assert.rejects(
+      idle.receive({ timeout: 120_000 }),
+      (e: Error) => e instanceof ClosedError && /idleTimeout/.test(e.message) && e.cause instanceof TimeoutError,
+    );
+    assert.ok(idle.closed);
+    await assert.rejects(idle.send(new Uint8Array([1])), (e: Error) => /idleTimeout/.test(e.message));
+    await assert.rejects(idleClient.receive({ timeout: 120_000 }), ClosedError);
+    await until("the idle channel uncounted", () => listener.connections === 1);
+    assert.ok(!busy.closed);
+  } finally {
+    talking = false;
+    await talk.catch(() => {});
+    await Promise.all([idleClient, idle, busyClient, busy].map((c) => c.close()));
+    await listener.close();
+  }
 });

@@ -239,12 +239,9 @@ export class StreamListener extends QueuedListener<ByteStream> {
  * A ByteStream that counts its traffic for the idle watch, knows when reading is paused, and reports its close
  * once (to free its place under maxConnections).
  */
-class TrackedStream implements ByteStream {
+class TrackedStream implements ByteStream, Watched {
   /** Chunks read plus writes made: the idle watch looks for a change. */
   activity = 0;
-  /** `activity` at the idle watch's last sweep, and how many sweeps in a row saw no change since. */
-  seen = 0;
-  quiet = 0;
   paused = false;
   readonly #inner: ByteStream;
   #onClose: (() => void) | undefined;
@@ -273,6 +270,12 @@ class TrackedStream implements ByteStream {
       },
       end: (e) => this.endReading(e),
     });
+  }
+
+  /** The idle watch closes it: reading ends with `error`. */
+  expire(error: ClosedError): void {
+    this.endReading(error);
+    this.close();
   }
 
   /** Ends the reading side once (the runtime's end, or the idle watch's). */
@@ -309,15 +312,27 @@ class TrackedStream implements ByteStream {
   }
 }
 
+/** What the idle watch looks at: a connection's traffic count, and how to close it. */
+export interface Watched {
+  /** Grows with traffic either way: the watch looks for a change. */
+  readonly activity: number;
+  /** This side does not read (its own queue is full): not the peer's silence. */
+  readonly paused: boolean;
+  readonly closed: boolean;
+  /** Closes the connection, its `receive()` rejecting with `error` once what was received is taken. */
+  expire(error: ClosedError): void;
+}
+
 /**
  * Closes accepted connections idle for `ms`. One timer for all of them, ticking every `ms / 4` while any is
  * watched: a connection is closed on the fourth tick in a row that saw no traffic, so between `ms` and 1.25 `ms`
  * after its last byte. The hot path only increments a counter.
  */
-class IdleWatch {
+export class IdleWatch {
   readonly #ms: number;
   readonly #description: string;
-  readonly #streams = new Set<TrackedStream>();
+  /** Each watched connection: its `activity` at the last sweep, and how many sweeps in a row saw no change since. */
+  readonly #watched = new Map<Watched, { seen: number; quiet: number }>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(ms: number, description: string) {
@@ -325,45 +340,42 @@ class IdleWatch {
     this.#description = description;
   }
 
-  add(stream: TrackedStream): void {
-    this.#streams.add(stream);
-    stream.seen = stream.activity;
-    stream.quiet = -1; // the first sweep may come at once: it does not count
+  add(item: Watched): void {
+    // The first sweep may come at once: it does not count.
+    this.#watched.set(item, { seen: item.activity, quiet: -1 });
     this.#timer ??= setInterval(() => this.#sweep(), Math.max(1, this.#ms / 4));
   }
 
   #sweep(): void {
-    for (const s of this.#streams) {
-      if (s.closed) {
-        this.#streams.delete(s);
+    for (const [item, look] of this.#watched) {
+      if (item.closed) {
+        this.#watched.delete(item);
         continue;
       }
-      if (s.activity !== s.seen || s.paused) {
-        // Traffic, or this side is not reading (its own queue is full): not the peer's silence.
-        s.seen = s.activity;
-        s.quiet = 0;
-      } else if (++s.quiet >= 4) {
-        this.#streams.delete(s);
-        this.#expire(s);
+      if (item.activity !== look.seen || item.paused) {
+        look.seen = item.activity;
+        look.quiet = 0;
+      } else if (++look.quiet >= 4) {
+        this.#watched.delete(item);
+        this.#expire(item);
       }
     }
-    if (this.#streams.size === 0) {
+    if (this.#watched.size === 0) {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
   }
 
-  #expire(s: TrackedStream): void {
+  #expire(item: Watched): void {
     const ms = this.#ms;
     const cause = new TimeoutError(
       `Cannot wait for traffic on a connection of ${this.#description}: timed out after ${ms} ms (idleTimeout)`,
     );
-    s.endReading(
+    item.expire(
       new ClosedError(
         `Cannot receive on a connection of ${this.#description}: nothing was sent or received for ${ms} ms (idleTimeout), so it was closed`,
         { cause },
       ),
     );
-    s.close();
   }
 }

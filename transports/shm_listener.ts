@@ -23,7 +23,7 @@
  * listener -> client, the reply (12 + L bytes)
  * 0       4     magic 0x4c435049
  * 4       4     status: 0 ok; 1 busy (too many rendezvous in progress); 2 bad request (magic or version);
- *               3 failed (the listener could not make a segment)
+ *               3 failed (the listener could not make a segment); 4 full (it serves `maxConnections` clients)
  * 8       4     L: length of the segment name (0 unless ok; at most 255)
  * 12      L     the segment name, UTF-8: the listener's name, "-", then 24 random hex digits
  *
@@ -46,7 +46,9 @@
  * any step leaves nothing: before the attach the listener removes the segment when the connection ends, after it
  * the name is gone already. A hostile client cannot stall others: a request is read into 16 bytes (more is not
  * kept), a rendezvous not finished within `handshakeTimeout` is dropped (segment removed, connection closed), at
- * most `maxPending` run at once (more get "busy"), and at most `backlog` channels wait for `accept()`. If the
+ * most `maxPending` run at once (more get "busy"), at most `backlog` channels wait for `accept()`, and with
+ * `maxConnections` at most that many channels are open at once (rendezvous in progress, waiting and accepted; more get
+ * "full"). With `idleTimeout`, an accepted channel over which no message went either way for that long is closed. If the
  * listener process dies, its socket file and the segments of rendezvous in progress stay, recorded: `ipckit clean`
  * removes them.
  *
@@ -97,14 +99,14 @@ import { ringCapacity } from "../shm/ring.ts";
 import { checkName, SharedMemory } from "../shm/segment.ts";
 import { checkHandshakeTimeout } from "./auth.ts";
 import { checkOnReject } from "./handshakes.ts";
-import { listenerLimits, QueuedListener } from "./listener.ts";
+import { IdleWatch, listenerLimits, QueuedListener, type Watched } from "./listener.ts";
 import { ShmChannel } from "./shm.ts";
 
 const MAGIC = 0x4c435049;
 const VERSION = 1;
 const REQUEST = 16;
 const REPLY_HEAD = 12;
-const OK = 0, BUSY = 1, BAD_REQUEST = 2, FAILED = 3;
+const OK = 0, BUSY = 1, BAD_REQUEST = 2, FAILED = 3, FULL = 4;
 const ATTACHED = new Uint8Array([1]);
 const MAX_NAME = 255;
 /** The shorter sun_path (macOS, Linux), less its NUL: a socket path that works on both. */
@@ -133,6 +135,17 @@ export interface ShmListenOptions {
   maxPending?: number;
   /** Channels waiting for `accept()`, at most; beyond it a new one is closed at once. 64 by default. */
   backlog?: number;
+  /**
+   * Channels open at once, at most: rendezvous in progress, channels waiting for `accept()`, and accepted ones not
+   * closed yet (each holds a segment of two rings). Beyond it a client is answered "full". No limit by default.
+   */
+  maxConnections?: number;
+  /**
+   * Milliseconds an accepted channel may go without a message either way; then the listener closes it (its
+   * `receive()` rejects with a `ClosedError` whose cause is a `TimeoutError`, the client's with the peer's close).
+   * 0 (the default): never.
+   */
+  idleTimeout?: number;
   /** Told about each client refused before its channel was ready (bad bytes, too slow, busy). */
   onReject?: (error: Error) => void;
 }
@@ -192,7 +205,11 @@ export async function listen(name: string, options: ShmListenOptions = {}): Prom
   if (!Number.isSafeInteger(maxPending) || maxPending < 1) {
     throw new RangeError(`Cannot ${what}: maxPending ${String(maxPending)} must be a positive integer`);
   }
-  const { backlog } = listenerLimits({ backlog: options.backlog ?? DEFAULT_BACKLOG }, `shm listener "${name}"`);
+  const limits = listenerLimits({
+    backlog: options.backlog ?? DEFAULT_BACKLOG,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    ...(options.idleTimeout === undefined ? {} : { idleTimeout: options.idleTimeout }),
+  }, `shm listener "${name}"`);
   if (new TextEncoder().encode(name).byteLength + 25 > MAX_NAME) {
     throw new RangeError(`Cannot ${what}: the name leaves no room for the clients' segment names (at most 230 bytes)`);
   }
@@ -210,7 +227,9 @@ export async function listen(name: string, options: ShmListenOptions = {}): Prom
       maxPending,
       onReject,
       removeDir: options.dir === undefined ? dir : undefined,
-    }, backlog);
+      maxConnections: limits.maxConnections,
+      idle: limits.idleTimeout > 0 ? new IdleWatch(limits.idleTimeout, `shm listener "${name}"`) : undefined,
+    }, limits.backlog);
     try {
       listener.attach(await rt.listenUnix(path, listener.onConnection, { mode: 0o600 }));
     } catch (e) {
@@ -293,7 +312,7 @@ export async function connect(name: string, options: ShmConnectOptions = {}): Pr
     while (inbox.length < REPLY_HEAD) await inbox.next(abort.signal, ended);
     const head = new DataView(inbox.bytes.buffer, inbox.bytes.byteOffset, REPLY_HEAD);
     const status = head.getUint32(4, true), length = head.getUint32(8, true);
-    if (head.getUint32(0, true) !== MAGIC || status > FAILED || (status === OK) !== (length > 0) || length > MAX_NAME) {
+    if (head.getUint32(0, true) !== MAGIC || status > FULL || (status === OK) !== (length > 0) || length > MAX_NAME) {
       throw new ProtocolError(`Cannot ${what}: its reply is not an ipckit shm listener's`);
     }
     if (status === BUSY) {
@@ -301,6 +320,11 @@ export async function connect(name: string, options: ShmConnectOptions = {}): Pr
     }
     if (status === BAD_REQUEST) throw new ProtocolError(`Cannot ${what}: it refused the request (another version?)`);
     if (status === FAILED) throw new IpcError(`Cannot ${what}: it could not make a segment for this client`);
+    if (status === FULL) {
+      throw new IpcError(`Cannot ${what}: it serves as many clients as it may (maxConnections); try again later`, {
+        code: "EAGAIN",
+      });
+    }
     while (inbox.length < REPLY_HEAD + length) await inbox.next(abort.signal, ended);
     const segmentName = new TextDecoder().decode(inbox.bytes.subarray(REPLY_HEAD, REPLY_HEAD + length));
     if (!segmentName.startsWith(`${name}-`)) throw new ProtocolError(`Cannot ${what}: it named a foreign segment`);
@@ -332,6 +356,24 @@ interface ListenerContext {
   onReject: ((error: Error) => void) | undefined;
   /** The default directory, removed when empty after close (a `dir` given is the caller's). */
   removeDir: string | undefined;
+  maxConnections: number;
+  /** Closes accepted channels idle for `idleTimeout`; undefined without one. */
+  idle: IdleWatch | undefined;
+}
+
+/** An accepted channel as the idle watch sees it: its messages either way are its traffic. */
+class WatchedChannel implements Watched {
+  readonly paused = false;
+  constructor(readonly channel: ShmChannel) {}
+  get activity(): number {
+    return this.channel.traffic;
+  }
+  get closed(): boolean {
+    return this.channel.closed;
+  }
+  expire(error: ClosedError): void {
+    void this.channel.closeWith(error);
+  }
 }
 
 /**
@@ -354,6 +396,8 @@ export class ShmListener extends QueuedListener<ShmChannel> {
   readonly #c: ListenerContext;
   #server: Server | undefined;
   readonly #pending = new Map<AbortController, Promise<unknown>>();
+  /** Channels made and not closed yet (waiting for `accept()` or accepted): with `#pending`, under maxConnections. */
+  #open = 0;
   #closing: Promise<void> | undefined;
 
   /** @internal Use {@linkcode listen}. */
@@ -374,6 +418,17 @@ export class ShmListener extends QueuedListener<ShmChannel> {
     return this.#pending.size;
   }
 
+  /** Clients' channels open now: waiting for `accept()`, or accepted and not closed yet. */
+  get connections(): number {
+    return this.#open;
+  }
+
+  /** Hands an accepted channel to the caller, watched for idleness when there is an `idleTimeout`. */
+  protected override adopt(channel: ShmChannel): ShmChannel {
+    this.#c.idle?.add(new WatchedChannel(channel));
+    return channel;
+  }
+
   /** Waits for the next client's channel; rejects with `ClosedError` after `close()`. */
   override accept(options: { signal?: AbortSignal } = {}): Promise<ShmChannel> {
     return super.accept(options) as Promise<ShmChannel>;
@@ -387,6 +442,12 @@ export class ShmListener extends QueuedListener<ShmChannel> {
   /** @internal The runtime hands over a new connection. */
   readonly onConnection = (stream: ByteStream): void => {
     if (this.#closing) return stream.close();
+    if (this.#open + this.#pending.size >= this.#c.maxConnections) {
+      this.#reject(
+        new IpcError(`Cannot accept a client on shm listener "${this.name}": it serves maxConnections clients already`),
+      );
+      return refuse(stream, FULL);
+    }
     if (this.#pending.size >= this.#c.maxPending) {
       this.#reject(
         new IpcError(`Cannot accept a client on shm listener "${this.name}": too many rendezvous in progress`),
@@ -455,6 +516,13 @@ export class ShmListener extends QueuedListener<ShmChannel> {
       }
       const bell = new Doorbell(handover);
       const parts = processParts(ffi, segment, 0, attached.peer, options, bell, rt.availableCpus());
+      // Counted from here until the channel is closed and its memory released (once).
+      const release = parts.release;
+      parts.release = () => {
+        this.#open--;
+        release();
+      };
+      this.#open++;
       return new ShmChannel(parts);
     } catch (e) {
       if (segment !== undefined) {
