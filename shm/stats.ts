@@ -35,7 +35,9 @@
  * | 72             | 184  | 23 f64 counters, their meaning per kind in {@linkcode COUNTERS}       |
  *
  * A slot is filled, then its state stored (atomically) last; a reader takes a slot whose state is 1 or 2 and whose
- * generation is the same before and after it copied the slot.
+ * generation is the same before and after it copied the slot. Within version 1 a kind only ever gains counters at
+ * the end of its list, and a new kind only a new number: a writer zeroes every counter it does not know, a reader
+ * skips a kind it does not know and the counters past its list.
  *
  * @module
  */
@@ -109,6 +111,7 @@ export const COUNTERS = {
     "capacity", // now: the ring's size in bytes, each way (shm)
     "errors", // the channel ended with an error (a broken frame, a peer that stopped answering...)
     "credit", // now (NATS): bytes this side may still send before the peer grants more
+    "lost", // a shm collector: records it skipped because their producer died before committing them
   ],
   pool: [
     "submitted",

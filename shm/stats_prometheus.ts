@@ -12,6 +12,7 @@
  * | `ipckit_channel_capacity_bytes`     | gauge   | the ring's size, each way (shm)                           |
  * | `ipckit_channel_errors_total`       | counter | ends by an error (a broken frame, a silent peer...)       |
  * | `ipckit_channel_credit_bytes`       | gauge   | a NATS channel: bytes it may still send before a grant    |
+ * | `ipckit_channel_lost_total`         | counter | a shm collector: records skipped, their producer died     |
  * | `ipckit_pool_tasks_total`           | counter | tasks by `outcome`: submitted, done, failed, retried      |
  * | `ipckit_pool_restarts_total`        | counter | workers started again after dying                         |
  * | `ipckit_pool_tasks`                 | gauge   | tasks now, by `status`: queued, running                   |
@@ -129,6 +130,13 @@ function samples(o: ObjectStats, base: string, add: Add): void {
     add("ipckit_channel_capacity_bytes", "gauge", "The ring's size, each way.", base, c.capacity!);
     add("ipckit_channel_errors_total", "counter", "Ends by an error.", base, c.errors ?? 0);
     add("ipckit_channel_credit_bytes", "gauge", "Bytes this side may still send (NATS credit).", base, c.credit ?? 0);
+    add(
+      "ipckit_channel_lost_total",
+      "counter",
+      "Records a shm collector skipped because their producer died.",
+      base,
+      c.lost ?? 0,
+    );
   } else if (o.kind === "pool") {
     for (const outcome of ["submitted", "done", "failed", "retried"]) {
       add("ipckit_pool_tasks_total", "counter", "Tasks by outcome.", `${base},outcome="${outcome}"`, c[outcome]!);
