@@ -330,6 +330,34 @@ export class WorkerDiedError extends IpcError {
 export class QueueFullError extends IpcError {}
 
 /**
+ * A subscriber of an `overwrite` publish-subscribe channel fell so far behind that the publisher overwrote messages
+ * it had not read yet (as tokio's broadcast channel reports `Lagged`). The subscriber goes on from the oldest message
+ * still there: receive again.
+ *
+ * @example
+ * ```ts
+ * import { shm } from "ipckit"; // LaggedError is shm.LaggedError too
+ * await using news = await shm.publisher({ capacity: 256, policy: "overwrite" });
+ * await using reader = await shm.subscriber(news.handle);
+ * for (let i = 0; i < 40; i++) news.tryPublish(new Uint8Array([i]));
+ * try {
+ *   await reader.receive();
+ * } catch (e) {
+ *   if (e instanceof shm.LaggedError) console.log(e.missed > 0); // true: the oldest were overwritten
+ * }
+ * console.log((await reader.receive())[0] > 0); // true: it goes on from the oldest still there
+ * ```
+ */
+export class LaggedError extends IpcError {
+  /** How many messages the subscriber missed. */
+  readonly missed: number;
+  constructor(message: string, missed: number, options: IpcErrorOptions = {}) {
+    super(message, options);
+    this.missed = missed;
+  }
+}
+
+/**
  * The error an aborted operation rejects with: the signal's reason when it is an Error, otherwise a
  * `DOMException` named `AbortError` (what `fetch` and Web Streams use).
  *

@@ -175,6 +175,7 @@ export {
   AlreadyExistsError,
   ClosedError,
   IpcError,
+  LaggedError,
   MessageTooLargeError,
   MethodNotFoundError,
   NotFoundError,

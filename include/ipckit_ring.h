@@ -38,7 +38,8 @@
  * layout version 3, this peer speaks 2").
  *
  * Threads: one thread per end, or one sending thread and one receiving thread (the two directions share nothing
- * but the error text). Not supported yet: ipckit's doorbell socket (wake-ups are futexes), publish-subscribe.
+ * but the error text). Not supported: ipckit's doorbell socket (wake-ups are futexes). Publish-subscribe is
+ * include/ipckit_pubsub.h, built on this header.
  */
 #ifndef IPCKIT_RING_H
 #define IPCKIT_RING_H

@@ -27,9 +27,15 @@ export function atomicsWaiter(words: Int32Array): Waiter {
     wait(index, value, timeoutMs) {
       const r = Atomics.waitAsync(words, index, value, timeoutMs);
       if (!r.async) return Promise.resolve();
-      // A pending waitAsync does not keep Deno's event loop alive: a timer does.
-      const keepAlive = setTimeout(() => {}, timeoutMs + 10);
-      return r.value.then(() => clearTimeout(keepAlive));
+      // A pending waitAsync does not keep Deno's event loop alive: a timer does. The timer also ends the wait: Deno's
+      // waitAsync can time out after it (the loop then finds nothing pending and ends with the wait unsettled).
+      return new Promise<void>((resolve) => {
+        const keepAlive = setTimeout(resolve, Math.min(timeoutMs, 2 ** 31 - 11) + 10);
+        r.value.then(() => {
+          clearTimeout(keepAlive);
+          resolve();
+        });
+      });
     },
     waitSync(index, value, timeoutMs) {
       Atomics.wait(words, index, value, timeoutMs);

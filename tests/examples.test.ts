@@ -45,6 +45,8 @@ const EXPECTED: Record<string, string | RegExp> = {
   "shm_deno_bun.ts": /client: sent 5, got 10[\s\S]*the client closed/,
   "shm_server.ts": /server: answered 30 calls from 3 clients; exit codes 0, 0, 0/,
   "shm_loans.ts": /64 frames of 1 MiB read in place by bun \(checksum 2016\)[\s\S]*the reader exited with code 0/,
+  "shm_pubsub.ts": /deno subscriber: 1000 prices[\s\S]*node subscriber: 1003 prices[\s\S]*exit codes 0, 0, 0/,
+  "shm_mpsc.ts": /collected 600 lines from 3 producers[\s\S]*in order per producer: true; lost to a killed producer: 1/,
   "signals.ts": /got SIGUSR2 from the \w+ child[\s\S]*child exited with code 0/,
   "sysv.ts": /urgent job 3[\s\S]*urgent job 6[\s\S]*ordinary job 1[\s\S]*consumer exited with 0/,
   "tcp.ts": /3 clients \(deno, bun, node\) got their answers/,

@@ -140,6 +140,8 @@ describe("the npm package", () => {
     assert.deepEqual(top, ["LICENSE", "README.md", "esm", "include", "package.json", "python", "script"]);
     assert.ok(existsSync(join(installed, "include", "ipckit_ring.h")), "the C header ships");
     assert.ok(existsSync(join(installed, "python", "ipckit_ring.py")), "the Python module ships");
+    assert.ok(existsSync(join(installed, "include", "ipckit_pubsub.h")), "the pub-sub C header ships");
+    assert.ok(existsSync(join(installed, "python", "ipckit_pubsub.py")), "the pub-sub Python module ships");
     for (const dir of ["esm", "script"]) {
       const shipped = readdirSync(join(installed, dir), { recursive: true }).map(String);
       for (const f of shipped) assert.doesNotMatch(f, /^(tests|bench|examples|scripts)\b|\.test\.|\.ts$(?<!\.d\.ts)/);

@@ -61,6 +61,8 @@ export { connect, listen, type ShmConnectOptions, ShmListener, type ShmListenOpt
 export type { ShmHandle } from "../shm/ring_channel.ts";
 export { ReceiveLoan, SendLoan } from "../shm/loan.ts";
 export type { IdleStrategy } from "../shm/idle.ts";
+export * from "./shm_mpsc.ts";
+export * from "./shm_pubsub.ts";
 
 const DEFAULT_CAPACITY = 1 << 20;
 

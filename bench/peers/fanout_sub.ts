@@ -1,0 +1,57 @@
+/**
+ * A subscriber of `bench/fanout.ts`: receives `latency + throughput` messages on one transport and prints what it
+ * measured as JSON: the one-way latency of the latency phase (the publisher's wall-clock stamp in bytes 0-7 against
+ * this process's clock; both read `performance.timeOrigin + performance.now()`), and the wall-clock time of the last
+ * message.
+ *
+ *   fanout_sub.ts pubsub <name> <latency> <throughput>
+ *   fanout_sub.ts spsc <name> <latency> <throughput>
+ *   fanout_sub.ts nats <url> <latency> <throughput> <subject>
+ *
+ * @module
+ */
+import { connect } from "@nats-io/transport-node";
+import { runtime, shm } from "../../mod.ts";
+import { Latency } from "../stats.ts";
+
+const rt = await runtime();
+const [kind, address, latencyArg, throughputArg, subject] = rt.args();
+const total = Number(latencyArg) + Number(throughputArg);
+const latency = new Latency();
+const now = () => performance.timeOrigin + performance.now();
+let got = 0;
+let last = 0;
+const take = (m: Uint8Array) => {
+  const t = now();
+  const view = new DataView(m.buffer, m.byteOffset, 16);
+  if (view.getFloat64(8, true) === 0) latency.record((t - view.getFloat64(0, true)) * 1000);
+  got++;
+  last = t;
+};
+
+if (kind === "pubsub") {
+  const sub = await shm.subscriber(address!, { wait: 30_000 });
+  console.log("ready");
+  while (got < total) take(await sub.receive());
+  await sub.close();
+} else if (kind === "spsc") {
+  const ch = await shm.open(address!, { wait: 30_000 });
+  console.log("ready");
+  while (got < total) take(await ch.receive());
+  await ch.close();
+} else {
+  const nc = await connect({ servers: address! });
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  nc.subscribe(subject!, {
+    callback: (_e, m) => {
+      take(m.data);
+      if (got === total) done();
+    },
+  });
+  await nc.flush();
+  console.log("ready");
+  await finished;
+  await nc.close();
+}
+console.log(JSON.stringify({ latency: latency.summary(), last }));
