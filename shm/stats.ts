@@ -111,7 +111,9 @@ export const COUNTERS = {
     "capacity", // now: the ring's size in bytes, each way (shm)
     "errors", // the channel ended with an error (a broken frame, a peer that stopped answering...)
     "credit", // now (NATS): bytes this side may still send before the peer grants more
-    "lost", // a shm collector: records it skipped because their producer died before committing them
+    // a shm collector: records it skipped because their producer died before committing them; a shm subscriber:
+    // messages it missed by lagging (the `missed` of its LaggedErrors)
+    "lost",
   ],
   pool: [
     "submitted",

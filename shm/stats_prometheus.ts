@@ -12,7 +12,8 @@
  * | `ipckit_channel_capacity_bytes`     | gauge   | the ring's size, each way (shm)                           |
  * | `ipckit_channel_errors_total`       | counter | ends by an error (a broken frame, a silent peer...)       |
  * | `ipckit_channel_credit_bytes`       | gauge   | a NATS channel: bytes it may still send before a grant    |
- * | `ipckit_channel_lost_total`         | counter | a shm collector: records skipped, their producer died     |
+ * | `ipckit_channel_lost_total`         | counter | a shm collector: records skipped, their producer died;    |
+ * |                                     |         | a shm subscriber: messages missed by lagging              |
  * | `ipckit_pool_tasks_total`           | counter | tasks by `outcome`: submitted, done, failed, retried      |
  * | `ipckit_pool_restarts_total`        | counter | workers started again after dying                         |
  * | `ipckit_pool_tasks`                 | gauge   | tasks now, by `status`: queued, running                   |
@@ -133,7 +134,7 @@ function samples(o: ObjectStats, base: string, add: Add): void {
     add(
       "ipckit_channel_lost_total",
       "counter",
-      "Records a shm collector skipped because their producer died.",
+      "Records a shm collector skipped because their producer died; messages a shm subscriber missed by lagging.",
       base,
       c.lost ?? 0,
     );

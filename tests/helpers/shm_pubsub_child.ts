@@ -14,10 +14,14 @@
  *   die <name> <count> <max>                  create a publisher (history: count), publish `count` messages, lend
  *                                             bytes and fill them without committing, print "ready", then sleep
  *                                             until killed
+ *   stats <name> <count>                      stats on; subscribe, print `ready <its stats segment>`, receive `count`
+ *                                             messages, print "received", and on SIGTERM close and exit (its exit
+ *                                             hook removes the stats segment)
  *
  * @module
  */
-import { ClosedError, runtime, shm } from "../../mod.ts";
+import { ClosedError, runtime, shm, stats } from "../../mod.ts";
+import { segmentName } from "../../shm/stats.ts";
 import { indexOf, message } from "./shm_pubsub_data.ts";
 
 const rt = await runtime();
@@ -98,6 +102,18 @@ if (role === "sub") {
   loan.bytes.fill(0xee); // filled, never committed: subscribers must not see it
   say("ready");
   await new Promise((r) => setTimeout(r, 600_000));
+} else if (role === "stats") {
+  stats.setStats(true);
+  const sub = await shm.subscriber(name!, { wait: 60_000 });
+  while (segmentName() === undefined) await new Promise((r) => setTimeout(r, 10));
+  const stay = setInterval(() => {}, 1000);
+  rt.onSignal("SIGTERM", () => {
+    clearInterval(stay);
+    void sub.close().then(() => rt.exit(0));
+  });
+  say(`ready ${segmentName()}`);
+  for (let i = 0; i < Number(rest[0]); i++) await sub.receive({ timeout: 60_000 });
+  say("received");
 } else {
   throw new Error(`unknown role ${role}`);
 }
