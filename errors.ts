@@ -345,7 +345,7 @@ export class QueueFullError extends IpcError {}
  * } catch (e) {
  *   if (e instanceof shm.LaggedError) console.log(e.missed > 0); // true: the oldest were overwritten
  * }
- * console.log((await reader.receive())[0] > 0); // true: it goes on from the oldest still there
+ * console.log((await reader.receive())[0]! > 0); // true: it goes on from the oldest still there
  * ```
  */
 export class LaggedError extends IpcError {
