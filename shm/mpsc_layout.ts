@@ -343,6 +343,9 @@ export class MpscRing {
       const t = Atomics.load(w, I_CLAIM);
       if (((t - this.#readSeen) >>> 0) + size > this.capacity) {
         const r = this.#readSeen = Atomics.load(w, I_READ);
+        // T and R are two loads: between them other producers may claim and the consumer take, so R may be past T,
+        // or T more than C past R. T unchanged across the load of R makes them one moment's: else look again.
+        if (Atomics.load(w, I_CLAIM) !== t) continue;
         const used = (t - r) >>> 0;
         if (used > this.capacity || ((t | r) & 7) !== 0) throw badPositions("write to", t, r, this.capacity);
         if (used + size > this.capacity) return -1;

@@ -6,6 +6,8 @@
  *   shm_mpsc_child.ts flood <name> <maxSize> <seed>          a producer that sends that stream until it is killed,
  *                                                            each message through a loan held open for a random spin
  *                                                            (so a SIGKILL lands mid-write most of the time)
+ *   shm_mpsc_child.ts burst <name> <count>                    a producer: `count` 8-byte messages (its number, twice) as
+ *                                                            fast as it can (`trySend`, `send` when full); then exits
  *   shm_mpsc_child.ts collect <name>                          a collector that waits to be killed (prints "ready")
  *   shm_mpsc_child.ts stats <name> <count>                    stats on; a producer sends `count` messages of 10 bytes,
  *                                                            prints `ready <slot> <its stats segment>`, and on SIGTERM
@@ -48,6 +50,13 @@ if (mode === "stats") {
           loan.bytes.set(m);
           loan.commit(m.length);
         }
+      }
+    } else if (mode === "burst") {
+      const m = new Uint8Array(8);
+      const words = new Uint32Array(m.buffer);
+      for (let i = 0; i < Number(rest[0]); i++) {
+        words[0] = words[1] = i;
+        if (!producer.trySend(m)) await producer.send(m, { timeout: 120_000 });
       }
     } else if (mode === "flood") {
       const [maxSize, seed] = rest.map(Number) as [number, number];
