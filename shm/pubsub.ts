@@ -64,6 +64,8 @@ export interface PublisherOptions {
   maxSubscribers?: number;
   /** Permission bits of the segment; 0o600 by default. */
   mode?: number;
+  /** Microseconds to spin before sleeping when a subscriber holds the ring full (`"block"`); 50 by default. */
+  spin?: number;
 }
 
 /** Options of {@linkcode subscriber}. */
@@ -116,6 +118,8 @@ export async function publisher(
   if (policy !== "block" && policy !== "overwrite") {
     throw new RangeError(`Cannot use policy ${String(policy)}: it must be "block" or "overwrite"`);
   }
+  const spinUs = options.spin ?? DEFAULT_SPIN_US;
+  if (typeof spinUs !== "number" || !(spinUs >= 0)) throw new RangeError(`Cannot use spin ${String(spinUs)}`);
   const g = geometry(capacity, slots, history);
   const ffi = await native();
   const me = selfThread(ffi);
@@ -123,14 +127,14 @@ export async function publisher(
     const buffer = new SharedArrayBuffer(g.size);
     initLayout(buffer, g, policy, history, me);
     const m = new PubSubMemory(buffer, "publish to in-process pub-sub");
-    return new Publisher({ m, waiter: atomicsWaiter(new Int32Array(buffer)), ffi, handle: { buffer } });
+    return new Publisher({ m, waiter: atomicsWaiter(new Int32Array(buffer)), ffi, handle: { buffer }, spinUs });
   }
   const segment = await SharedMemory.create(name, { size: g.size, mode: options.mode ?? 0o600 });
   try {
     initLayout(segment.buffer, g, policy, history, me);
     const m = new PubSubMemory(segment.buffer, `publish to pub-sub "${name}"`);
     const waiter = futexWaiter(ffi, new Int32Array(segment.buffer), segment.address);
-    return new Publisher({ m, waiter, ffi, name, segment });
+    return new Publisher({ m, waiter, ffi, name, segment, spinUs });
   } catch (e) {
     segment.unlink();
     segment.close();

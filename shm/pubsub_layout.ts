@@ -26,7 +26,8 @@
  * 76      52    reserved, 0
  * 128     4     tail position T: the oldest record still in the ring
  * 132     4     tail sequence: T's record's sequence number (a hint; readers check the record itself)
- * 136     4     publisher sleeping: 1 while the publisher waits for a subscriber (block policy)
+ * 136     4     publisher sleeping: 1 while the publisher waits for a subscriber (block policy); taken (1 -> 0)
+ *               by the first subscriber that steps, which then bumps progress and wakes it
  * 140     4     progress: bumped by a subscriber that read while the publisher sleeps (futex word)
  * 144     112   reserved, 0
  * 256     64*N  subscriber slots, one cache line each:

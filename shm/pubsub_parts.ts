@@ -33,7 +33,12 @@ export interface Parts {
   name?: string;
   segment?: SharedMemory;
   handle?: PubSubHandle;
+  /** Microseconds the publisher spins for room before it sleeps (50 when not given). */
+  spinUs?: number;
 }
+
+/** @internal What a spin awaits for one microtask turn: one resolved promise for all (`await undefined` makes one). */
+export const DONE: Promise<void> = Promise.resolve();
 
 /** @internal The deadline (`performance.now()` ms) of a wait of `timeout` ms; Infinity without one. */
 export function deadlineOf(timeout: number | undefined, what: string): number {

@@ -5,7 +5,7 @@
  *
  * Publishing a record at W: write payload and header, set `index[(s+1) mod K]` to the next position W', zero the
  * commit word at W' when W' is free space, store the commit word (atomically, last of the record), then W = W', then
- * S = s + 1, then wake subscribers if `sleepers` > 0.
+ * S = s + 1, then, if `sleepers` > 0, take the sleeping subscribers' flags and wake W once for them.
  *
  * Room: a record needs `W + size - T <= C`; the publisher moves T past the oldest records until it fits. Policy
  * `overwrite` moves T regardless. Policy `block` first stores the T it wants, then scans the active slots: a
@@ -343,7 +343,10 @@ export class SubscriberCore {
     this.r = (this.r + this.#size) >>> 0;
     this.seq = (this.seq + 1) >>> 0;
     this.#publish();
-    return Atomics.load(this.m.h, I_PUB_SLEEPING) !== 0;
+    // Taken (1 -> 0) by the first subscriber to see it: one wake-up, not one per subscriber per message while the
+    // publisher gets going. A publisher woken for another subscriber's step looks again and says it sleeps again.
+    const h = this.m.h;
+    return h[I_PUB_SLEEPING] !== 0 && Atomics.exchange(h, I_PUB_SLEEPING, 0) !== 0;
   }
 
   /** Throws LaggedError when T passed R (and R goes to T); otherwise checks that R is not past W. */

@@ -21,23 +21,28 @@ const latency = new Latency();
 const now = () => performance.timeOrigin + performance.now();
 let got = 0;
 let last = 0;
+const stamp = new Uint8Array(8);
+const stampView = new DataView(stamp.buffer);
+/** Takes one message: the latency phase's (bytes 8-15 hold 0) are timed; the clock is read then, and at the last. */
 const take = (m: Uint8Array) => {
-  const t = now();
-  const view = new DataView(m.buffer, m.byteOffset, 16);
-  if (view.getFloat64(8, true) === 0) latency.record((t - view.getFloat64(0, true)) * 1000);
   got++;
-  last = t;
+  if (m[15] === 0) {
+    const t = now();
+    stamp.set(m.subarray(0, 8));
+    latency.record((t - stampView.getFloat64(0, true)) * 1000);
+    last = t;
+  } else if (got === total) last = now();
 };
 
 if (kind === "pubsub") {
   const sub = await shm.subscriber(address!, { wait: 30_000 });
   console.log("ready");
-  while (got < total) take(await sub.receive());
+  while (got < total) take(sub.tryReceive() ?? await sub.receive());
   await sub.close();
 } else if (kind === "spsc") {
   const ch = await shm.open(address!, { wait: 30_000 });
   console.log("ready");
-  while (got < total) take(await ch.receive());
+  while (got < total) take(ch.tryReceive() ?? await ch.receive());
   await ch.close();
 } else {
   const nc = await connect({ servers: address! });
