@@ -300,10 +300,7 @@ export class Collector implements AsyncIterable<Delivery>, AsyncDisposable {
   #take(): Delivery | undefined {
     const m = this.#next();
     if (m === undefined) return undefined;
-    const end = m.start + m.length;
-    const data = end <= this.#ring.capacity
-      ? this.#ring.data.slice(m.start, end)
-      : this.#ring.copyOut(m.start, m.length, new Uint8Array(m.length));
+    const data = this.#ring.copy(m.start, m.length);
     const pid = this.#ring.pidOf(m.slot);
     this.#advance(m.size, m.slot);
     this.#counted(m.length);

@@ -75,6 +75,7 @@
  * @module
  */
 import { ProtocolError } from "../errors.ts";
+import { allocate, copyWords } from "../runtimes/bytes.ts";
 
 const MAGIC = 0x4D435049;
 const VERSION = 1;
@@ -476,6 +477,15 @@ export class MpscRing {
       used = (this.#claimSeen - r) >>> 0;
     }
     return used;
+  }
+
+  /**
+   * Consumer: a fresh copy of the `length` payload bytes at data offset `start` (wrapping). Pooled where making an
+   * array costs more than the copy (`runtimes/bytes.ts`: Deno).
+   */
+  copy(start: number, length: number): Uint8Array {
+    if (start + length <= this.capacity) return copyWords(this.data, this.#slots, start, length);
+    return this.copyOut(start, length, allocate(length));
   }
 
   /** Consumer: copies `length` bytes from data offset `start` (wrapping) into `into` at 0. */
