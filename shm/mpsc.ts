@@ -249,8 +249,15 @@ export class Collector implements AsyncIterable<Delivery>, AsyncDisposable {
     this.#wakeProducers();
   }
 
-  #wakeProducers(): void {
-    if (this.#ring.takeProducersSleeping()) {
+  /**
+   * Wakes the producers that wait for room, once at least a quarter of the ring is free (or with `now`): one wake-up
+   * for many messages. Woken for each message, producers outpacing the collector slept and woke on every one, and
+   * the collector spent half its time in futex calls (4 producers, 64 B messages).
+   */
+  #wakeProducers(now = false): void {
+    const ring = this.#ring;
+    if (!now && !(ring.producersWaiting && ring.roomy(this.#read))) return;
+    if (ring.takeProducersSleeping()) {
       this.#stats.values[WAKES]!++;
       this.#p.waiter.wake(I_READ);
     }
@@ -419,6 +426,7 @@ export class Collector implements AsyncIterable<Delivery>, AsyncDisposable {
           throw new TimeoutError(`Cannot receive on ${this.#p.description}: timed out after ${timeout} ms`);
         }
         this.#reap();
+        this.#wakeProducers(true); // the ring is empty: whoever waits for room has it
         const bell = this.#ring.announceSleep();
         try {
           if (look()) return got!;

@@ -24,7 +24,8 @@
  * 72      4       bell: a futex word the consumer sleeps on; a producer adds 1 and wakes it after a commit
  * 76      52      reserved, 0
  * 128     4       read position R: bytes ever consumed, modulo 2^32 (own cache line, a futex word)
- * 132     4       producers sleeping: 1 while some producer waits for R to change
+ * 132     4       producers sleeping: 1 once some producer waits for R to change; the consumer takes it (1 -> 0)
+ *                 and wakes them all once a quarter of the ring is free, or before it sleeps itself
  * 136     56      reserved, 0
  * 192     32 * S  producer slots, 32 bytes each (below)
  * 2240    C       data
@@ -436,7 +437,17 @@ export class MpscRing {
 
   /** Consumer: whether a producer announced a wait for room, taking the announcement. */
   takeProducersSleeping(): boolean {
-    return this.words[I_PRODUCERS_SLEEPING] !== 0 && Atomics.exchange(this.words, I_PRODUCERS_SLEEPING, 0) !== 0;
+    return Atomics.exchange(this.words, I_PRODUCERS_SLEEPING, 0) !== 0;
+  }
+
+  /** Consumer: whether some producer may wait for room (a plain look: a later ordered one repeats it). */
+  get producersWaiting(): boolean {
+    return this.words[I_PRODUCERS_SLEEPING] !== 0;
+  }
+
+  /** Consumer at `r`: whether at least a quarter of the ring is free (T read now). */
+  roomy(r: number): boolean {
+    return ((Atomics.load(this.words, I_CLAIM) - r) >>> 0) <= this.capacity - (this.capacity >> 2);
   }
 
   /**
