@@ -6,7 +6,8 @@
  *   subscriber (wall clock of one machine), p50 and p99 over all 4 subscribers (hdr-histogram);
  * - throughput: `--count` messages as fast as the publisher can, messages/s and MB/s until the last subscriber got
  *   the last one.
- * The subscribers run on `--runtime` (node by default). The nats-server is NATS_URL's, or one started here.
+ * The subscribers run on `--runtime` (node by default). The nats-server is NATS_URL's, or one started here. The shm
+ * rows run twice: subscribers copying each message out, and subscribers reading it where it lies (loans).
  *
  *   node --import tsx bench/fanout.ts [--runtime node|bun|deno] [--latency 2000] [--count 20000]
  *     [--only pubsub,spsc,nats]
@@ -94,31 +95,35 @@ const own = ONLY.includes("nats") && rt.env("NATS_URL") === undefined ? await st
 try {
   for (const size of SIZES) {
     const capacity = Math.max(1 << 20, size * 16);
-    if (ONLY.includes("pubsub")) {
-      const name = `/ipckit-bench-fanout-${rt.pid}`;
-      const pub = await shm.publisher(name, { capacity, maxSubscribers: SUBSCRIBERS });
-      try {
-        const r = await run(size, () => ["pubsub", name, `${LATENCY}`, `${COUNT}`], async (m) => {
-          if (!pub.tryPublish(m)) await pub.publish(m);
-        });
-        rows.push(row("shm pub-sub (written once)", size, r));
-        details.push(`pub-sub ${size} B: ${r.latency.map(formatDistribution).join("; ")}`);
-      } finally {
-        await pub.close();
+    for (const lent of [false, true]) {
+      const how = lent ? ", loans" : "";
+      const extra = lent ? ["loan"] : [];
+      if (ONLY.includes("pubsub")) {
+        const name = `/ipckit-bench-fanout-${rt.pid}`;
+        const pub = await shm.publisher(name, { capacity, maxSubscribers: SUBSCRIBERS });
+        try {
+          const r = await run(size, () => ["pubsub", name, `${LATENCY}`, `${COUNT}`, ...extra], async (m) => {
+            if (!pub.tryPublish(m)) await pub.publish(m);
+          });
+          rows.push(row(`shm pub-sub (written once)${how}`, size, r));
+          details.push(`pub-sub${how} ${size} B: ${r.latency.map(formatDistribution).join("; ")}`);
+        } finally {
+          await pub.close();
+        }
       }
-    }
-    if (ONLY.includes("spsc")) {
-      const names = Array.from({ length: SUBSCRIBERS }, (_, k) => `/ipckit-bench-fanout-${rt.pid}-${k}`);
-      const pending = names.map((n) => shm.create(n, { capacity }));
-      let channels: shm.ShmChannel[] = [];
-      const r = await run(size, (k) => ["spsc", names[k]!, `${LATENCY}`, `${COUNT}`], async (m) => {
-        if (channels.length === 0) channels = await Promise.all(pending);
-        for (const ch of channels) if (!ch.trySend(m)) await ch.send(m);
-      }).finally(async () => {
-        for (const ch of channels.length ? channels : await Promise.all(pending)) await ch.close();
-      });
-      rows.push(row("4 SPSC shm channels (written 4x)", size, r));
-      details.push(`spsc ${size} B: ${r.latency.map(formatDistribution).join("; ")}`);
+      if (ONLY.includes("spsc")) {
+        const names = Array.from({ length: SUBSCRIBERS }, (_, k) => `/ipckit-bench-fanout-${rt.pid}-${k}`);
+        const pending = names.map((n) => shm.create(n, { capacity }));
+        let channels: shm.ShmChannel[] = [];
+        const r = await run(size, (k) => ["spsc", names[k]!, `${LATENCY}`, `${COUNT}`, ...extra], async (m) => {
+          if (channels.length === 0) channels = await Promise.all(pending);
+          for (const ch of channels) if (!ch.trySend(m)) await ch.send(m);
+        }).finally(async () => {
+          for (const ch of channels.length ? channels : await Promise.all(pending)) await ch.close();
+        });
+        rows.push(row(`4 SPSC shm channels (written 4x)${how}`, size, r));
+        details.push(`spsc${how} ${size} B: ${r.latency.map(formatDistribution).join("; ")}`);
+      }
     }
     if (ONLY.includes("nats")) {
       const url = rt.env("NATS_URL") ?? own!.url;

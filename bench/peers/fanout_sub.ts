@@ -4,8 +4,11 @@
  * this process's clock; both read `performance.timeOrigin + performance.now()`), and the wall-clock time of the last
  * message.
  *
- *   fanout_sub.ts pubsub <name> <latency> <throughput>
- *   fanout_sub.ts spsc <name> <latency> <throughput>
+ *   fanout_sub.ts pubsub <name> <latency> <throughput> [loan]
+ *   fanout_sub.ts spsc <name> <latency> <throughput> [loan]
+ *
+ * With `loan`, each message is read where it lies in the ring (`receiveLoan()`: its first and last byte, then
+ * `release()`) instead of being copied out.
  *   fanout_sub.ts nats <url> <latency> <throughput> <subject>
  *
  * @module
@@ -16,6 +19,7 @@ import { Latency } from "../stats.ts";
 
 const rt = await runtime();
 const [kind, address, latencyArg, throughputArg, subject] = rt.args();
+const lent = subject === "loan";
 const total = Number(latencyArg) + Number(throughputArg);
 const latency = new Latency();
 const now = () => performance.timeOrigin + performance.now();
@@ -33,16 +37,34 @@ const take = (m: Uint8Array) => {
     last = t;
   } else if (got === total) last = now();
 };
+/** A lent message: read in place (its first and last byte, and the stamp), not copied. */
+let touched = 0;
+const takeLent = (m: Uint8Array) => {
+  touched += m[0]! + m[m.length - 1]!;
+  take(m);
+};
 
 if (kind === "pubsub") {
   const sub = await shm.subscriber(address!, { wait: 30_000 });
   console.log("ready");
-  while (got < total) take(sub.tryReceive() ?? await sub.receive());
+  if (lent) {
+    while (got < total) {
+      const loan = sub.tryReceiveLoan() ?? await sub.receiveLoan();
+      takeLent(loan.bytes);
+      loan.release();
+    }
+  } else while (got < total) take(sub.tryReceive() ?? await sub.receive());
   await sub.close();
 } else if (kind === "spsc") {
   const ch = await shm.open(address!, { wait: 30_000 });
   console.log("ready");
-  while (got < total) take(ch.tryReceive() ?? await ch.receive());
+  if (lent) {
+    while (got < total) {
+      const loan = ch.tryReceiveLoan() ?? await ch.receiveLoan();
+      takeLent(loan.bytes);
+      loan.release();
+    }
+  } else while (got < total) take(ch.tryReceive() ?? await ch.receive());
   await ch.close();
 } else {
   const nc = await connect({ servers: address! });
@@ -59,4 +81,4 @@ if (kind === "pubsub") {
   await finished;
   await nc.close();
 }
-console.log(JSON.stringify({ latency: latency.summary(), last }));
+console.log(JSON.stringify({ latency: latency.summary(), last, touched: touched & 1 }));
