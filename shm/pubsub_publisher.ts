@@ -163,6 +163,7 @@ export class Publisher implements AsyncDisposable {
    */
   async publish(message: Uint8Array, options: WaitOptions = {}): Promise<void> {
     const deadline = deadlineOf(options.timeout, `publish to ${this.#what}`);
+    if (options.signal?.aborted) throw abortError(options.signal); // as every send: an aborted call does nothing
     while (!this.tryPublish(message)) await this.#awaitRoom(recordSize(message.length), deadline, options.signal);
   }
 
@@ -188,6 +189,7 @@ export class Publisher implements AsyncDisposable {
    */
   async loan(size: number, options: WaitOptions = {}): Promise<SendLoan> {
     const deadline = deadlineOf(options.timeout, `lend bytes of ${this.#what}`);
+    if (options.signal?.aborted) throw abortError(options.signal);
     for (;;) {
       const loan = this.tryLoan(size);
       if (loan !== undefined) return loan;

@@ -136,6 +136,7 @@ export class Subscriber implements AsyncDisposable, AsyncIterable<Uint8Array> {
    */
   async receive(options: WaitOptions = {}): Promise<Uint8Array> {
     const deadline = deadlineOf(options.timeout, `receive from ${this.#what}`);
+    if (options.signal?.aborted) throw abortError(options.signal); // as every receive: an aborted call takes nothing
     for (;;) {
       const got = this.tryReceive();
       if (got !== undefined) return got;
@@ -175,6 +176,7 @@ export class Subscriber implements AsyncDisposable, AsyncIterable<Uint8Array> {
    */
   async receiveLoan(options: WaitOptions = {}): Promise<ReceiveLoan> {
     const deadline = deadlineOf(options.timeout, `receive from ${this.#what}`);
+    if (options.signal?.aborted) throw abortError(options.signal); // as every receive: an aborted call takes nothing
     for (;;) {
       const got = this.tryReceiveLoan();
       if (got !== undefined) return got;

@@ -49,6 +49,18 @@ export const ENTRIES: readonly Entry[] = [
     rpc: { file: "shm_listener" },
   },
   {
+    name: "shm_pubsub",
+    load: module(() => import("./fixtures_shm_pubsub.ts")),
+    suite: "channel",
+    file: "shm_pubsub",
+  },
+  {
+    name: "shm_mpsc",
+    load: module(() => import("./fixtures_shm_mpsc.ts")),
+    suite: "channel",
+    file: "shm_mpsc",
+  },
+  {
     name: "mq",
     load: module(() => import("./fixtures_mq.ts")),
     suite: "channel",
