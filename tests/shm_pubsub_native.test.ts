@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { runtime, runtimeArgv, type RuntimeName, SharedMemory, shm } from "../mod.ts";
 import { spawnWithLines } from "./helpers/child_lines.ts";
-import { run } from "./helpers/native_peers.ts";
+import { buildC } from "./helpers/native_peers.ts";
 import { takesSharedChecks } from "./helpers/runners.ts";
 import { indexOf, message } from "./helpers/shm_pubsub_data.ts";
 
@@ -29,23 +29,7 @@ const uniqueName = () => {
 
 before(async () => {
   dir = await rt.makeTempDir("ipckit-pubsub-native-");
-  cPeer = `${dir}/pubsub_peer`;
-  const status = await run(rt, [
-    "cc",
-    "-std=c11",
-    "-pedantic",
-    "-Wall",
-    "-Wextra",
-    "-Wconversion",
-    "-Werror",
-    "-O2",
-    "-I",
-    `${ROOT}/include`,
-    `${ROOT}/tests/fixtures/pubsub_peer.c`,
-    "-o",
-    cPeer,
-  ], ROOT);
-  assert.deepEqual(status, { code: 0, signal: null }, "cc builds tests/fixtures/pubsub_peer.c");
+  cPeer = await buildC(rt, ROOT, dir, "pubsub_peer");
 });
 
 after(async () => {

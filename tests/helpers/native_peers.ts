@@ -48,9 +48,9 @@ export async function run(rt: Runtime, argv: string[], cwd: string): Promise<Exi
   }
 }
 
-/** Builds the C peer into `dir` with strict warnings; its path. */
-export async function buildC(rt: Runtime, root: string, dir: string): Promise<string> {
-  const out = `${dir}/native_peer`;
+/** Builds a C peer, `tests/fixtures/<peer>.c`, into `dir` with strict warnings; its path. */
+export async function buildC(rt: Runtime, root: string, dir: string, peer = "native_peer"): Promise<string> {
+  const out = `${dir}/${peer}`;
   const status = await run(rt, [
     "cc",
     "-std=c11",
@@ -62,11 +62,11 @@ export async function buildC(rt: Runtime, root: string, dir: string): Promise<st
     "-O2",
     "-I",
     `${root}/include`,
-    `${root}/tests/fixtures/native_peer.c`,
+    `${root}/tests/fixtures/${peer}.c`,
     "-o",
     out,
   ], root);
-  assert.deepEqual(status, { code: 0, signal: null }, "cc builds tests/fixtures/native_peer.c");
+  assert.deepEqual(status, { code: 0, signal: null }, `cc builds tests/fixtures/${peer}.c`);
   return out;
 }
 
