@@ -91,7 +91,9 @@ export function rows(
         wakes: channel ? per("wakes") : undefined,
         queued,
         ...(o.kind === "latency" ? recentQuantiles(o, before) : { p50: undefined, p99: undefined }),
-        now: shownNow(o, before) + (queued === undefined ? "" : ` queued ${queued} B`),
+        // Records a collector skipped (dead producers), messages a subscriber missed (lagging): shown once there are.
+        now: shownNow(o, before) + (queued === undefined ? "" : ` queued ${queued} B`) +
+          (channel && (c.lost ?? 0) > 0 ? ` lost ${c.lost}` : ""),
         counters: c,
       });
     }

@@ -328,4 +328,12 @@ test("ipckit top's rows: a shm channel's two ends in two processes give the byte
   assert.equal(rows([proc(1, [end(100, 10)])], new Map(), 0).rows[0]!.queued, undefined);
   const three = rows([proc(1, [end(1, 1)]), proc(2, [end(1, 1)]), proc(3, [end(1, 1)])], new Map(), 0).rows;
   assert.ok(three.every((r) => r.queued === undefined));
+  // A collector that skipped dead producers' records (or a subscriber that lagged) says how many, once there are.
+  const collector = (lost: number): stats.ObjectStats => ({
+    ...end(0, 5),
+    name: "/logs (collector)",
+    counters: { ...end(0, 5).counters, lost },
+  });
+  assert.match(rows([proc(1, [collector(3)])], new Map(), 0).rows[0]!.now, / lost 3$/);
+  assert.doesNotMatch(rows([proc(1, [collector(0)])], new Map(), 0).rows[0]!.now, /lost/);
 });
