@@ -9,5 +9,6 @@ export { onAbort } from "./abort.ts";
 export { Backoff, delay, within } from "./delay.ts";
 export { Deadline, retry, type RetryOptions } from "./deadline.ts";
 export { Fifo } from "./fifo.ts";
+export { messageIterator } from "./message_iterator.ts";
 export { Turns, Turnstile } from "./turns.ts";
 export { type Waiter, Waiters, type WaitOptions } from "./waiters.ts";

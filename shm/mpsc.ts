@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { onAbort, Turnstile } from "../async/mod.ts";
+import { messageIterator, onAbort, Turnstile } from "../async/mod.ts";
 import { abortError, ClosedError, IpcError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
 import { type LoanOwner, ReceiveLoan } from "./loan.ts";
 import { CONSUMER_CLOSED, I_BELL, I_READ, type MpscRing, type Peek, type ProducerInfo } from "./mpsc_layout.ts";
@@ -452,15 +452,8 @@ export class Collector implements AsyncIterable<Delivery>, AsyncDisposable {
   }
 
   /** Iterates received messages until the collector is closed. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Delivery> {
-    for (;;) {
-      try {
-        yield await this.receive();
-      } catch (e) {
-        if (e instanceof ClosedError) return;
-        throw e;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Delivery> {
+    return messageIterator(this);
   }
 
   /** Closes the collector: producers' sends fail from now on; the name (of a named collector) is removed. */

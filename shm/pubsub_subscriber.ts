@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { onAbort } from "../async/mod.ts";
+import { messageIterator, onAbort } from "../async/mod.ts";
 import { abortError, ClosedError, IpcError, TimeoutError } from "../errors.ts";
 import { alive } from "../os/liveness.ts";
 import { type LoanOwner, ReceiveLoan } from "./loan.ts";
@@ -251,15 +251,8 @@ export class Subscriber implements AsyncDisposable, AsyncIterable<Uint8Array> {
   }
 
   /** Messages until the publisher closes (a `LaggedError` ends the loop: iterate again to go on). */
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      try {
-        yield await this.receive();
-      } catch (e) {
-        if (e instanceof ClosedError) return;
-        throw e;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return messageIterator(this);
   }
 
   /** Leaves: frees this subscriber's slot (the publisher no longer waits for it). Idempotent. */

@@ -23,6 +23,7 @@
  */
 import { Fifo } from "../async/fifo.ts";
 import { Waiters } from "../async/waiters.ts";
+import { messageIterator } from "../async/message_iterator.ts";
 import { abortError, ClosedError, MessageTooLargeError, TimeoutError } from "../errors.ts";
 import { DEFAULT_MAX_MESSAGE, MAX_FRAME } from "./framing.ts";
 import { type Counters, track } from "../shm/stats.ts";
@@ -342,19 +343,4 @@ export abstract class BaseChannel implements Channel {
   }
 }
 
-/**
- * An AsyncIterator over `receive()` that ends quietly at `ClosedError`. Leaving a `for await` early (`break`) does
- * not close the channel: it stays usable.
- */
-export function messageIterator<T>(source: { receive(): Promise<T> }): AsyncIterator<T> {
-  const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
-  const onValue = (value: T): IteratorResult<T> => ({ done: false, value });
-  const onError = (e: unknown): IteratorResult<T> => {
-    if (e instanceof ClosedError) return done;
-    throw e;
-  };
-  return {
-    next: () => source.receive().then(onValue, onError),
-    return: () => Promise.resolve(done),
-  };
-}
+export { messageIterator };
