@@ -9,6 +9,7 @@ import { NotFoundError, runtime, runtimeArgv, SharedMemory, shm, stats } from ".
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { spawnWithLines } from "./helpers/child_lines.ts";
 import { parsePrometheus } from "./helpers/prometheus.ts";
+import { statsObject } from "./helpers/stats_objects.ts";
 
 const LONG = { timeout: 120_000 };
 const rt = await runtime();
@@ -19,19 +20,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let names = 0;
 const segment = () => `/ipckit-mpsc-stats-${rt.pid}-${names++}`; // not /ipckit-stats-: that is a stats segment
 
-/** Objects named `name` in the segment of process `pid`, once `ok` accepts one (at most 60 s; no timing asserted). */
-async function find(pid: number, name: string, ok: (o: stats.ObjectStats) => boolean): Promise<stats.ObjectStats> {
-  const end = Date.now() + 60_000;
-  for (;;) {
-    const os = (await stats.listStats()).flatMap((p) => ("pid" in p && p.pid === pid ? p.objects : []))
-      .filter((o) => o.name === name);
-    const found = os.find(ok);
-    if (found) return found;
-    if (Date.now() > end) throw new Error(`timed out waiting for "${name}": last ${JSON.stringify(os)}`);
-    await sleep(20);
-  }
-}
-const mine = (name: string, ok: (o: stats.ObjectStats) => boolean) => find(rt.pid, name, ok);
+const mine = (name: string, ok: (o: stats.ObjectStats) => boolean) => statsObject(rt.pid, name, ok);
 
 test("stats mpsc: a thread collector and its producers count messages, bytes, sleeps and wake-ups", LONG, async () => {
   const collector = shm.threadCollector({ capacity: 1024 });

@@ -10,6 +10,7 @@ import { NotFoundError, runtime, runtimeArgv, shm, stats } from "../mod.ts";
 import { RUNTIMES } from "../runtimes/runtime.ts";
 import { spawnWithLines } from "./helpers/child_lines.ts";
 import { parsePrometheus } from "./helpers/prometheus.ts";
+import { statsObject } from "./helpers/stats_objects.ts";
 
 const LONG = { timeout: 120_000 };
 const rt = await runtime();
@@ -20,19 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let names = 0;
 const segment = () => `/ipckit-pubsub-stats-${rt.pid}-${names++}`; // not /ipckit-stats-: that is a stats segment
 
-/** The object named `name` in the segment of process `pid`, once `ok` accepts it (at most 60 s; no timing asserted). */
-async function find(pid: number, name: string, ok: (o: stats.ObjectStats) => boolean): Promise<stats.ObjectStats> {
-  const end = Date.now() + 60_000;
-  for (;;) {
-    const os = (await stats.listStats()).flatMap((p) => ("pid" in p && p.pid === pid ? p.objects : []))
-      .filter((o) => o.name === name);
-    const found = os.find(ok);
-    if (found) return found;
-    if (Date.now() > end) throw new Error(`timed out waiting for "${name}": last ${JSON.stringify(os)}`);
-    await sleep(20);
-  }
-}
-const mine = (name: string, ok: (o: stats.ObjectStats) => boolean) => find(rt.pid, name, ok);
+const mine = (name: string, ok: (o: stats.ObjectStats) => boolean) => statsObject(rt.pid, name, ok);
 const count = (o: stats.ObjectStats, ...keys: string[]) => keys.map((k) => o.counters[k]);
 
 test(
