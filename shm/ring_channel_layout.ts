@@ -29,7 +29,8 @@
 import { Backoff, onAbort, retry } from "../async/mod.ts";
 import { AlreadyExistsError, NotFoundError, ProtocolError } from "../errors.ts";
 import type { Native } from "../ffi/native.ts";
-import { alive, type Identity, self } from "../os/liveness.ts";
+import { alive, type Identity, procText, self } from "../os/liveness.ts";
+import { waitsForMyCpu } from "../os/sched.ts";
 import { Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
@@ -271,6 +272,7 @@ export function processParts(
     bell,
     maxMessage: options.maxMessage,
     peerAlive: () => alive(peer.id, peer.tag, ffi),
+    peerWaitsHere: () => waitsForMyCpu((path) => procText(ffi, path), peer.id, cpus),
     release: () => segment.close(),
   };
 }
