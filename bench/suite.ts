@@ -111,7 +111,7 @@ console.log(
 );
 console.log(table(rows));
 
-const apis = ["send", "trySend", "batch, receiveMany", "batch, drain"];
+const apis = ["send", "trySend", "trySend, receiveInto", "batch, receiveMany", "batch, drain"];
 const t = [["pair", ...apis, "64 KiB fresh", "64 KiB into", "x C", "64 KiB loans", "1 MiB into", "1 MiB loans"]];
 const c64k = native.throughput.find((x) => x.size === 65536)!;
 for (const r of runs) {
