@@ -46,8 +46,6 @@ export interface ProcStat {
   readonly state: string;
   /** Start time in clock ticks after boot. */
   readonly start: number;
-  /** The CPU it last ran on, or is queued on when runnable (field 39; -1 when the text has none). */
-  readonly cpu: number;
 }
 
 const TWO_32 = 2 ** 32;
@@ -61,10 +59,7 @@ export function parseStat(text: string): ProcStat | undefined {
   if (close < 0) return undefined;
   const fields = text.slice(close + 2).split(" "); // fields 3 (state) onwards
   const start = Number(fields[19]);
-  const cpu = fields.length > 36 ? Number(fields[36]) : -1;
-  return fields[0] && Number.isSafeInteger(start) && start >= 0
-    ? { state: fields[0], start, cpu: Number.isSafeInteger(cpu) ? cpu : -1 }
-    : undefined;
+  return fields[0] && Number.isSafeInteger(start) && start >= 0 ? { state: fields[0], start } : undefined;
 }
 
 /** The 32-bit tag of a start time (never 0: 0 means unknown). */
@@ -81,16 +76,7 @@ const latin1 = new TextDecoder("latin1");
  */
 export function readStat(ffi: Native, id: number): ProcStat | null | undefined {
   if (!Number.isSafeInteger(id) || id <= 0) return null;
-  const text = procText(ffi, `/proc/${id}/stat`);
-  return typeof text === "string" ? parseStat(text) ?? undefined : text;
-}
-
-/**
- * The text of a small procfs file (up to 1 KiB): `null` when it does not exist (for `/proc/<id>/...`: no such
- * process or thread), `undefined` when it cannot tell (no `/proc`, not readable). One open, one read, one close.
- */
-export function procText(ffi: Native, path: string): string | null | undefined {
-  const fd = ffi.call.open(ffi.cstring(path), O_RDONLY | O_CLOEXEC, 0);
+  const fd = ffi.call.open(ffi.cstring(`/proc/${id}/stat`), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) {
     const errno = ffi.errno();
     // ENOENT: no such process, or no /proc at all (told apart once). EACCES and the rest: cannot tell.
@@ -100,7 +86,7 @@ export function procText(ffi: Native, path: string): string | null | undefined {
     const n = ffi.call.read(fd, statBuffer, statBuffer.byteLength);
     // ESRCH on read: the process ended between the open and the read.
     if (n <= 0) return n === 0 ? undefined : ffi.errno() === ESRCH ? null : undefined;
-    return latin1.decode(statBuffer.subarray(0, n));
+    return parseStat(latin1.decode(statBuffer.subarray(0, n))) ?? undefined;
   } finally {
     ffi.call.close(fd);
   }

@@ -42,11 +42,6 @@ const MESSAGES_OUT = 0, MESSAGES_IN = 2, SLEEPS = 4, WAKES = 5, CAPACITY = 6;
 export const SLEEP_MS = 100;
 /** How long a spin runs before it lets timers and I/O run (a macrotask) and checks the peer. */
 const YIELD_MS = 10;
-/**
- * How long a receive's spin goes on past its time when the peer has not taken what this side sent and waits for this
- * CPU (`os/sched.ts`): two scheduler ticks at 250 Hz, for the kernel to move one of the two to an idle CPU.
- */
-const CROWDED_MS = 8;
 
 /** What a send that went at once returns, and what a spin awaits for one microtask turn: one resolved promise for
  * all (`await undefined` makes a promise each time: 20-30 % slower). */
@@ -95,11 +90,6 @@ export interface ChannelParts {
   maxMessage: number | undefined;
   /** Whether the peer still lives (always true for threads). */
   peerAlive: () => boolean;
-  /**
-   * Whether the peer process is runnable but queued on the CPU this side spins on, with another CPU idle
-   * (`os/sched.ts`); none for threads.
-   */
-  peerWaitsHere?: () => boolean;
   release: () => void;
 }
 
@@ -874,7 +864,6 @@ export class RingChannel implements AsyncDisposable {
       let spinning = spinUs > 0;
       let spins = 0;
       let yieldAt = 0;
-      let crowded = false;
       for (;;) {
         if (this.#closed) throw this.#closedError("receive");
         const m = this.#read(read);
@@ -905,13 +894,6 @@ export class RingChannel implements AsyncDisposable {
         }
         if (t >= deadline) {
           throw new TimeoutError(`Cannot receive on ${this.#p.description}: timed out after ${timeout} ms`);
-        }
-        if (spinning && t >= spinUntil && !crowded && this.#peerWaitsHere()) {
-          // The peer was woken (or never slept) but has not run since: it waits for this CPU while another is idle,
-          // where parking would keep the two on one CPU for hundreds of milliseconds. Spinning on lets the kernel
-          // see both runnable here and move one.
-          crowded = true;
-          spinUntil = t + CROWDED_MS;
         }
         if (spinning && t < spinUntil) {
           if (t >= yieldAt) {
@@ -982,16 +964,6 @@ export class RingChannel implements AsyncDisposable {
       }
     }
     return this.#peerGone !== undefined;
-  }
-
-  /**
-   * Whether the peer has not taken the last message this side sent, is not asleep, and waits for the CPU this side
-   * runs on (three procfs reads: asked only when a spin runs out).
-   */
-  #peerWaitsHere(): boolean {
-    const out = this.#p.out;
-    return this.#p.peerWaitsHere !== undefined && out.readPosition() !== out.writePosition() &&
-      !out.consumerSleeping && this.#p.peerWaitsHere();
   }
 
   #checkPeer(now: number): void {

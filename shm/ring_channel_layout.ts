@@ -29,8 +29,7 @@
 import { Backoff, onAbort, retry } from "../async/mod.ts";
 import { AlreadyExistsError, NotFoundError, ProtocolError } from "../errors.ts";
 import type { Native } from "../ffi/native.ts";
-import { alive, type Identity, procText, self } from "../os/liveness.ts";
-import { waitsForMyCpu } from "../os/sched.ts";
+import { alive, type Identity, self } from "../os/liveness.ts";
 import { Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
@@ -272,7 +271,6 @@ export function processParts(
     bell,
     maxMessage: options.maxMessage,
     peerAlive: () => alive(peer.id, peer.tag, ffi),
-    peerWaitsHere: () => waitsForMyCpu((path) => procText(ffi, path), peer.id, cpus),
     release: () => segment.close(),
   };
 }
