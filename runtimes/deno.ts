@@ -1,5 +1,6 @@
 /**
- * The Deno adapter: `node:` modules where they work as well, Deno's own APIs for stdio, FIFOs and signals.
+ * The Deno adapter: `node:` modules where they work as well (sockets, and `node:net` Sockets over the fds of FIFOs
+ * and pipes), Deno's own APIs for terminals, signals and the wait for a FIFO's other end.
  * Sockets stay on node:net: Deno.listen/Deno.connect measured slower (pinned 8-byte round trip, framed: Unix 43.0
  * vs 38.9 us, TCP 54.0 vs 49.3 us).
  *
