@@ -123,6 +123,19 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/** A remote fixture's result: its cleanup closes the channel, stops the child, then runs `after`. */
+export function remoteOf(channel: Channel, child: ChildProcess, after?: () => Promise<unknown>): Remote {
+  return {
+    channel,
+    child,
+    async cleanup() {
+      await channel.close();
+      await stopChild(child);
+      await after?.();
+    },
+  };
+}
+
 /** A raw fixture over a runtime server stream. */
 function rawOver(stream: ByteStream, channel: Channel, cleanup: () => Promise<void>): Raw {
   stream.start({ data() {}, end() {} });
@@ -169,15 +182,7 @@ export function listenerFixture(name: string, sides: ListenerSides): Pick<Fixtur
         await stopChild(child);
         await cleanup();
       }));
-      return {
-        channel,
-        child,
-        async cleanup() {
-          await channel.close();
-          await stopChild(child);
-          await cleanup();
-        },
-      };
+      return remoteOf(channel, child, cleanup);
     },
     childSide: (address, options) => sides.connect(address, options),
   };
@@ -268,15 +273,7 @@ export const fifoFixture: Fixture = {
       ["fifo", path, ...flags],
       () => removeDir(dir),
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await (await runtime()).removeDir(dir);
-      },
-    };
+    return remoteOf(channel, child, async () => (await runtime()).removeDir(dir));
   },
   childSide: (path, options) => fifo.open(path, { ...options, wait: CONNECT_TIMEOUT }),
   async raw(options = {}) {
@@ -314,14 +311,7 @@ export const pipeFixture: Fixture = {
       ...options,
       cwd: rt.fromFileUrl(ROOT),
     });
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-      },
-    };
+    return remoteOf(channel, child);
   },
   childSide: (_address, options) => pipe.stdio(options),
   raw(options = {}) {
@@ -412,14 +402,7 @@ export const shmFixture: Fixture = {
       rtName,
       ["shm", name, ...flags],
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-      },
-    };
+    return remoteOf(channel, child);
   },
   childSide: (name, options) => shm.open(name, { ...options, wait: CONNECT_TIMEOUT }),
   raw: "a shm channel has no byte stream; tests/shm.test.ts feeds the ring a corrupt record instead",

@@ -3,7 +3,7 @@
  * `peer.ts file_queue <dir> [flags]`. Every channel lives in a fresh temporary directory, removed by cleanup.
  */
 import * as fileQueue from "../../transports/file_queue.ts";
-import { CONNECT_TIMEOUT, createWithPeer, type Fixture, removeDir, stopChild, tempDir } from "./fixtures.ts";
+import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf, removeDir, tempDir } from "./fixtures.ts";
 
 export const fixture: Fixture = {
   name: "file_queue",
@@ -38,15 +38,7 @@ export const fixture: Fixture = {
       ["file_queue", path, ...flags],
       () => removeDir(dir),
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await removeDir(dir);
-      },
-    };
+    return remoteOf(channel, child, () => removeDir(dir));
   },
   childSide: (path, options) => fileQueue.channel(path, { ...options, wait: CONNECT_TIMEOUT }),
   raw: "a file queue carries CRC-checked records, not a byte stream: tests/file_queue.test.ts writes raw records " +

@@ -6,7 +6,7 @@
  * for, and within RLIMIT_MSGQUEUE): the suite's 4 MiB messages travel in pieces, which is what it checks.
  */
 import * as mq from "../../transports/mq.ts";
-import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
+import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
 
 /** Every channel name the fixture handed out, so a test can check no queue is left behind. */
 export const mqNames: Set<string> = new Set();
@@ -41,14 +41,7 @@ export const fixture: Fixture = {
       rtName,
       ["mq", name, ...flags],
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-      },
-    };
+    return remoteOf(channel, child);
   },
   childSide: (name, options) => mq.channel(name, { ...options, wait: CONNECT_TIMEOUT }),
   raw: "a message queue carries whole messages, not a byte stream: tests/mq.test.ts checks the wire format",

@@ -4,7 +4,7 @@
  * and connects with its own NATS connection, as a process on another host would.
  */
 import * as nats from "../../transports/nats.ts";
-import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
+import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
 
 let serverUrl: string | undefined;
 
@@ -62,15 +62,7 @@ export const fixture: Fixture = {
       () => listener.close(),
     );
     await listener.link.connection.flush();
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await listener.close(); // closes the link it opened
-      },
-    };
+    return remoteOf(channel, child, () => listener.close()); // closes the link it opened
   },
   childSide(address, options) {
     const [servers, s] = address.split("|") as [string, string];

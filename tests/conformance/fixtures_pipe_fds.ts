@@ -5,7 +5,7 @@
 import * as pipe from "../../transports/pipe.ts";
 import { runtime } from "../../runtimes/detect.ts";
 import { runtimeArgv } from "../../runtimes/argv.ts";
-import { type Fixture, stopChild } from "./fixtures.ts";
+import { type Fixture, remoteOf } from "./fixtures.ts";
 
 const PEER = new URL("./peer.ts", import.meta.url);
 const ROOT = new URL("../../", import.meta.url);
@@ -18,14 +18,7 @@ export const fixture: Fixture = {
     const rt = await runtime();
     const argv = [...runtimeArgv(rtName, rt.fromFileUrl(PEER)), "pipe_fds", "-", ...flags];
     const { channel, child } = await pipe.spawn(argv, { ...options, over: "fds", cwd: rt.fromFileUrl(ROOT) });
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-      },
-    };
+    return remoteOf(channel, child);
   },
   childSide: (_address, options) => pipe.inherited(options),
   raw: "the byte-level checks run on the stdio pipe fixture, which shares the framing code",

@@ -19,7 +19,7 @@ import { collector, producer } from "../../transports/shm_mpsc.ts";
 import type { Capabilities, Channel, ChannelOptions, ReceiveOptions, SendOptions } from "../../transports/channel.ts";
 import { messageIterator } from "../../transports/channel.ts";
 import type { ChannelCases } from "./channel.ts";
-import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
+import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
 
 /** Rings big enough for the suite's largest message (4 MiB) and its floods (3 MiB before reading). */
 const CAPACITY = 8 * 1024 * 1024;
@@ -184,15 +184,7 @@ export const fixture: Fixture & ChannelCases = {
         await removeName(theirs);
       },
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-        await removeName(theirs); // left by a child that was killed
-      },
-    };
+    return remoteOf(channel, child, () => removeName(theirs)); // left by a child that was killed
   },
   async childSide(address, options) {
     const [theirs, mine] = address.split(",") as [string, string];

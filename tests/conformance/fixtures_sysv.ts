@@ -8,7 +8,7 @@
  */
 import { AlreadyExistsError } from "../../errors.ts";
 import * as sysv from "../../transports/sysv.ts";
-import { CONNECT_TIMEOUT, createWithPeer, type Fixture, stopChild } from "./fixtures.ts";
+import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
 
 /** Every key the fixture handed out, so a test can check no queue is left behind. */
 export const sysvKeys: Set<number> = new Set();
@@ -54,14 +54,7 @@ export const fixture: Fixture = {
         ["sysv", String(k), ...flags],
       )
     );
-    return {
-      channel,
-      child,
-      async cleanup() {
-        await channel.close();
-        await stopChild(child);
-      },
-    };
+    return remoteOf(channel, child);
   },
   childSide: (k, options) => sysv.channel(Number(k), { ...options, wait: CONNECT_TIMEOUT }),
   raw: "a message queue carries whole messages, not a byte stream: tests/sysv.test.ts checks the wire format",
