@@ -51,7 +51,7 @@ async function openFifo(path: string, mode: "read" | "write", signal?: AbortSign
   try {
     if (!isFifo(ffi, handle)) throw new TypeError(`Cannot open FIFO "${path}": it is not a FIFO`);
     const at = `/proc/self/fd/${handle}`;
-    const file = await bothEnds(at, mode, signal);
+    const file = await bothEnds(at, path, mode, signal);
     try {
       const fd = ffi.call.open(ffi.cstring(at), (mode === "read" ? O_RDONLY : O_WRONLY) | O_NONBLOCK | O_CLOEXEC, 0);
       if (fd < 0) throw errnoError(ffi.errno(), `open FIFO "${path}"`);
@@ -64,8 +64,16 @@ async function openFifo(path: string, mode: "read" | "write", signal?: AbortSign
   }
 }
 
-/** Opens `at` (blocking on a Deno thread until the other end is open), or gives up when `signal` aborts. */
-async function bothEnds(at: string, mode: "read" | "write", signal?: AbortSignal): Promise<Deno.FsFile> {
+/**
+ * Opens `at`, the FIFO at `path` (blocking on a Deno thread until the other end is open), or gives up when `signal`
+ * aborts.
+ */
+async function bothEnds(
+  at: string,
+  path: string,
+  mode: "read" | "write",
+  signal?: AbortSignal,
+): Promise<Deno.FsFile> {
   let aborted = false;
   const pending = Deno.open(at, mode === "read" ? { read: true } : { write: true });
   const onAbort = async () => {
@@ -81,7 +89,7 @@ async function bothEnds(at: string, mode: "read" | "write", signal?: AbortSignal
   try {
     file = await pending;
   } catch (e) {
-    throw mapNodeError(e, `Cannot open FIFO "${at}"`);
+    throw mapNodeError(e, `Cannot open FIFO "${path}"`);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
