@@ -16,59 +16,41 @@ import type { Collector } from "../../shm/mpsc.ts";
 import type { Producer } from "../../shm/mpsc_producer.ts";
 import { SharedMemory } from "../../shm/segment.ts";
 import { collector, producer } from "../../transports/shm_mpsc.ts";
-import type { Capabilities, Channel, ChannelOptions, ReceiveOptions, SendOptions } from "../../transports/channel.ts";
-import { messageIterator } from "../../transports/channel.ts";
+import type { ChannelOptions, ReceiveOptions, SendOptions } from "../../transports/channel.ts";
 import type { ChannelCases } from "./channel.ts";
+import { DUPLEX_CAPACITY, duplexCapabilities, DuplexShmChannel, segmentNameIn } from "./duplex_shm.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
 
-/** Rings big enough for the suite's largest message (4 MiB) and its floods (3 MiB before reading). */
-const CAPACITY = 8 * 1024 * 1024;
 /** How often a waiting receive looks whether the peer's producer left. */
 const LOOK_MS = 50;
-const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: CAPACITY - 16,
-  crossHost: false,
-  datagram: false,
-};
 
 /** Every collector name the fixture handed out (each collector removes its own on close). */
 export const mpscNames: Set<string> = new Set();
 
 function collectorName(): string {
-  const name = `/ipckit-test-mp-${Math.random().toString(36).slice(2, 12)}`;
-  mpscNames.add(name);
-  return name;
+  return segmentNameIn(mpscNames, "mp");
 }
 
 const limit = (options: ChannelOptions) => options.maxMessage === undefined ? {} : { maxMessage: options.maxMessage };
 
 /** One side: receives on `col` from the peer's producer in slot `peer`, sends with `out` into the peer's collector. */
-class MpscChannel implements Channel {
-  readonly capabilities = capabilities;
+class MpscChannel extends DuplexShmChannel {
   readonly #col: Collector;
   readonly #out: Producer;
   readonly #peer: number;
-  #closed = false;
-  #ended = false;
-  #closing: Promise<void> | undefined;
   /** The last send: close() lets it settle first (sends settle in order). */
   #last: Promise<void> = Promise.resolve();
 
   constructor(col: Collector, out: Producer, peer: number) {
+    super();
     this.#col = col;
     this.#out = out;
     this.#peer = peer;
   }
 
-  get closed(): boolean {
-    return this.#closed || this.#ended;
-  }
-
   send(message: Uint8Array, options?: SendOptions): Promise<void> {
     // Between close() and the producer's close (which waits for the sends before it), refuse as the producer will.
-    if (this.#closed) return Promise.reject(new ClosedError("Cannot send on the many-producer pair: it is closed"));
+    if (this.closedHere) return Promise.reject(new ClosedError("Cannot send on the many-producer pair: it is closed"));
     const sent = this.#out.send(message, options);
     this.#last = sent.catch(() => {});
     return sent;
@@ -82,7 +64,9 @@ class MpscChannel implements Channel {
 
   async receive(options: ReceiveOptions = {}): Promise<Uint8Array> {
     const { signal, timeout } = options;
-    if (this.#ended && !this.#closed) throw new ClosedError("Cannot receive on the many-producer pair: the peer left");
+    if (this.ended && !this.closedHere) {
+      throw new ClosedError("Cannot receive on the many-producer pair: the peer left");
+    }
     if (timeout !== undefined && !(timeout >= 0)) return (await this.#col.receive(options)).data; // its RangeError
     const deadline = timeout === undefined ? Infinity : performance.now() + timeout;
     for (;;) {
@@ -92,7 +76,7 @@ class MpscChannel implements Channel {
       } catch (e) {
         if (!(e instanceof TimeoutError)) throw e;
         if (this.#peerGone()) {
-          this.#ended = true;
+          this.ended = true;
           throw new ClosedError("Cannot receive on the many-producer pair: the peer's producer closed or died");
         }
         if (performance.now() >= deadline) throw e;
@@ -101,22 +85,10 @@ class MpscChannel implements Channel {
   }
 
   /** Lets the sends before it settle, then closes the producer (the peer takes the rest) and the collector. */
-  close(): Promise<void> {
-    if (this.#closing) return this.#closing;
-    this.#closed = true;
-    return (this.#closing = (async () => {
-      await this.#last;
-      await this.#out.close();
-      await this.#col.close();
-    })());
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return messageIterator(this);
+  protected async closeSides(): Promise<void> {
+    await this.#last;
+    await this.#out.close();
+    await this.#col.close();
   }
 }
 
@@ -136,10 +108,10 @@ const removeName = (name: string) => SharedMemory.unlink(name).catch(() => {});
 
 export const fixture: Fixture & ChannelCases = {
   name: "shm_mpsc",
-  capabilities,
+  capabilities: duplexCapabilities,
   async pair(options = {}) {
     // One thread holds both sides: spinning cannot see the other side move, so do not spin.
-    const o = { ...limit(options), capacity: CAPACITY, spin: 0 };
+    const o = { ...limit(options), capacity: DUPLEX_CAPACITY, spin: 0 };
     const [ab, ba] = [collectorName(), collectorName()];
     const made: { close(): Promise<void> }[] = [];
     try {
@@ -166,7 +138,7 @@ export const fixture: Fixture & ChannelCases = {
   },
   async remote(rtName, flags, options = {}) {
     const [mine, theirs] = [collectorName(), collectorName()];
-    const col = await collector(mine, { ...limit(options), capacity: CAPACITY });
+    const col = await collector(mine, { ...limit(options), capacity: DUPLEX_CAPACITY });
     // The child makes its collector, then its producer into `mine`; a producer into `theirs` finds the child's slot.
     const { channel, child } = await createWithPeer(
       async (signal) => {
@@ -188,7 +160,7 @@ export const fixture: Fixture & ChannelCases = {
   },
   async childSide(address, options) {
     const [theirs, mine] = address.split(",") as [string, string];
-    const col = await collector(mine, { ...limit(options), capacity: CAPACITY });
+    const col = await collector(mine, { ...limit(options), capacity: DUPLEX_CAPACITY });
     try {
       const out = await producer(theirs, { wait: CONNECT_TIMEOUT });
       const slot = await peerSlot(col, `shm_mpsc child "${mine}"`).catch(async (e) => {

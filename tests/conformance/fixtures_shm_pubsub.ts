@@ -15,56 +15,37 @@
 import { abortError, ClosedError, MessageTooLargeError } from "../../errors.ts";
 import { type Publisher, publisher, type Subscriber, subscriber } from "../../shm/pubsub.ts";
 import { SharedMemory } from "../../shm/segment.ts";
-import type { Capabilities, Channel, ChannelOptions, ReceiveOptions, SendOptions } from "../../transports/channel.ts";
-import { messageIterator } from "../../transports/channel.ts";
+import type { ChannelOptions, ReceiveOptions, SendOptions } from "../../transports/channel.ts";
 import type { ChannelCases } from "./channel.ts";
+import { DUPLEX_CAPACITY, duplexCapabilities, DuplexShmChannel, segmentNameIn } from "./duplex_shm.ts";
 import { CONNECT_TIMEOUT, createWithPeer, type Fixture, remoteOf } from "./fixtures.ts";
-
-/** Rings big enough for the suite's largest message (4 MiB) and its floods (3 MiB before reading). */
-const CAPACITY = 8 * 1024 * 1024;
-const capabilities: Capabilities = {
-  ordered: true,
-  reliable: true,
-  maxMessage: CAPACITY - 16,
-  crossHost: false,
-  datagram: false,
-};
 
 /** Every segment name the fixture handed out (each side's publisher removes its own; cleanup the rest). */
 export const pubsubNames: Set<string> = new Set();
 
 function segmentName(): string {
-  const name = `/ipckit-test-ps-${Math.random().toString(36).slice(2, 12)}`;
-  pubsubNames.add(name);
-  return name;
+  return segmentNameIn(pubsubNames, "ps");
 }
 
 /** One side: publishes on `pub`, receives from `sub` (the peer's publisher). */
-class PubSubChannel implements Channel {
-  readonly capabilities = capabilities;
+class PubSubChannel extends DuplexShmChannel {
   readonly #pub: Publisher;
   readonly #sub: Subscriber;
   readonly #max: number;
-  #closed = false;
-  #ended = false;
-  #closing: Promise<void> | undefined;
   /** The last queued send: the next one starts after it settles. */
   #tail: Promise<unknown> = Promise.resolve();
   #waiting = 0;
 
   constructor(pub: Publisher, sub: Subscriber, options: ChannelOptions) {
+    super();
     this.#pub = pub;
     this.#sub = sub;
     this.#max = Math.min(options.maxMessage ?? pub.maxMessage, pub.maxMessage);
   }
 
-  get closed(): boolean {
-    return this.#closed || this.#ended;
-  }
-
   send(message: Uint8Array, options?: SendOptions): Promise<void> {
-    if (this.#closed) return Promise.reject(new ClosedError("Cannot send on the pub-sub pair: it is closed"));
-    if (this.#ended) return Promise.reject(new ClosedError("Cannot send on the pub-sub pair: the peer closed it"));
+    if (this.closedHere) return Promise.reject(new ClosedError("Cannot send on the pub-sub pair: it is closed"));
+    if (this.ended) return Promise.reject(new ClosedError("Cannot send on the pub-sub pair: the peer closed it"));
     if (message instanceof Uint8Array && message.byteLength > this.#max) {
       return Promise.reject(
         new MessageTooLargeError(
@@ -94,28 +75,16 @@ class PubSubChannel implements Channel {
     try {
       return await this.#sub.receive(options);
     } catch (e) {
-      if (e instanceof ClosedError && !this.#closed) this.#ended = true;
+      if (e instanceof ClosedError && !this.closedHere) this.ended = true;
       throw e;
     }
   }
 
   /** Delivers the sends queued before it, then ends this side's publishing and leaves the peer's. */
-  close(): Promise<void> {
-    if (this.#closing) return this.#closing;
-    this.#closed = true;
-    return (this.#closing = (async () => {
-      await this.#tail;
-      await this.#pub.close();
-      await this.#sub.close();
-    })());
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return messageIterator(this);
+  protected async closeSides(): Promise<void> {
+    await this.#tail;
+    await this.#pub.close();
+    await this.#sub.close();
   }
 }
 
@@ -132,14 +101,14 @@ const removeName = (name: string) => SharedMemory.unlink(name).catch(() => {});
 
 export const fixture: Fixture & ChannelCases = {
   name: "shm_pubsub",
-  capabilities,
+  capabilities: duplexCapabilities,
   async pair(options = {}) {
     const [ab, ba] = [segmentName(), segmentName()];
     // One thread holds both sides: spinning cannot see the other side move, so do not spin.
-    const pubA = await publisher(ab, { capacity: CAPACITY, spin: 0 });
+    const pubA = await publisher(ab, { capacity: DUPLEX_CAPACITY, spin: 0 });
     const made: { close(): Promise<void> }[] = [pubA];
     try {
-      const pubB = await publisher(ba, { capacity: CAPACITY, spin: 0 });
+      const pubB = await publisher(ba, { capacity: DUPLEX_CAPACITY, spin: 0 });
       made.push(pubB);
       const subOfA = await subscriber(ab, { spin: 0 });
       made.push(subOfA);
@@ -160,7 +129,7 @@ export const fixture: Fixture & ChannelCases = {
   },
   async remote(rtName, flags, options = {}) {
     const [mine, theirs] = [segmentName(), segmentName()];
-    const pub = await publisher(mine, { capacity: CAPACITY });
+    const pub = await publisher(mine, { capacity: DUPLEX_CAPACITY });
     // The child subscribes to `mine` before it creates `theirs`, and publishes once this side subscribed.
     const { channel, child } = await createWithPeer(
       async (signal) => new PubSubChannel(pub, await subscriber(theirs, { wait: CONNECT_TIMEOUT, signal }), options),
@@ -177,7 +146,7 @@ export const fixture: Fixture & ChannelCases = {
     const [theirs, mine] = address.split(",") as [string, string];
     const sub = await subscriber(theirs, { wait: CONNECT_TIMEOUT });
     try {
-      const pub = await publisher(mine, { capacity: CAPACITY });
+      const pub = await publisher(mine, { capacity: DUPLEX_CAPACITY });
       await peerJoined(pub, `shm_pubsub child "${mine}"`).catch(async (e) => {
         await pub.close();
         throw e;
