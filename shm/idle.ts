@@ -9,8 +9,10 @@
  *   waits, then spins once, four times as long, to find out whether spinning pays again; each such probe that
  *   runs out doubles the time parked (up to 256 waits), one that pays ends it. A spin that runs out on a
  *   machine whose CPUs are all taken burns the time slice a runnable task (perhaps the peer) waits for: measured
- *   here, a pair beside one CPU-bound process round-trips 1.5-2.9x slower spinning every time than parking. A
- *   process allowed on one CPU (`taskset -c 0`) never spins.
+ *   here, a pair beside one CPU-bound process round-trips 1.5-2.9x slower spinning every time than parking. So it
+ *   does not spin while the machine is crowded (more runnable tasks than its CPUs for a few milliseconds in a row,
+ *   `os/load.ts`): a pool's master and two workers on two CPUs do 12-25 % more tasks a second. A process allowed on
+ *   one CPU (`taskset -c 0`) never spins.
  * - `"park"`: never spin. The least CPU; every wait costs a wake-up (tens of microseconds).
  * - `"spin"`: never park. The lowest latency and a whole core while waiting; the event loop's timers and I/O run
  *   only every 10 ms of spinning, so give it a worker thread or a process of its own.
@@ -29,6 +31,7 @@ const LONG_SPIN = 4;
 const MAX_OFF = 256;
 /** Above this share of spins that ran out lately, a side parks at once. */
 const FAILING = 0.5;
+const NEVER = () => false;
 
 /**
  * The wait strategy option (`"spin-then-park"` when not given).
@@ -53,11 +56,16 @@ export class Idle {
   #off = 0;
   #offPeriod = PROBE_EVERY;
   #probing = false;
+  readonly #crowded: () => boolean;
 
-  /** `cpus`: how many CPUs this process may run on (with one, spinning only takes the time its peer needs). */
-  constructor(strategy: IdleStrategy, spinUs: number, cpus: number) {
+  /**
+   * `cpus`: how many CPUs this process may run on (with one, spinning only takes the time its peer needs);
+   * `crowded`: whether more tasks are runnable than those CPUs now (`os/load.ts`), when this side can tell.
+   */
+  constructor(strategy: IdleStrategy, spinUs: number, cpus: number, crowded: () => boolean = NEVER) {
     this.strategy = strategy;
     this.#spinUs = strategy === "park" || (strategy === "spin-then-park" && cpus <= 1) ? 0 : spinUs;
+    this.#crowded = crowded;
   }
 
   /**
@@ -68,6 +76,7 @@ export class Idle {
   next(peerParked = false): number {
     if (this.strategy === "spin") return Infinity;
     if (this.#off > 0 && --this.#off > 0) return 0;
+    if (this.#spinUs > 0 && this.#crowded()) return 0;
     this.#probing = this.#failures > FAILING;
     return this.#probing || peerParked ? this.#spinUs * LONG_SPIN : this.#spinUs;
   }

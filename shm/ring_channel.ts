@@ -85,6 +85,8 @@ export interface ChannelParts {
   idle?: IdleStrategy;
   /** How many CPUs this process may run on (1: never spin); 2 when not given. */
   cpus?: number;
+  /** Whether more tasks are runnable than those CPUs now (`os/load.ts`): a wait then parks without spinning. */
+  crowded?: (() => boolean) | undefined;
   /** The doorbell between processes (`shm/doorbell.ts`): sleeps and wakes go through it instead of the waiter. */
   bell?: Doorbell | undefined;
   maxMessage: number | undefined;
@@ -153,8 +155,8 @@ export class RingChannel implements AsyncDisposable {
     this.#p = parts;
     this.#handle = handle;
     const strategy = parts.idle ?? "spin-then-park";
-    this.#receiveIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2);
-    this.#sendIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2);
+    this.#receiveIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2, parts.crowded);
+    this.#sendIdle = new Idle(strategy, parts.spinUs, parts.cpus ?? 2, parts.crowded);
     const ringMax = parts.out.maxMessage;
     const max = parts.maxMessage ?? ringMax;
     if (!Number.isSafeInteger(max) || max < 0 || max > ringMax) {

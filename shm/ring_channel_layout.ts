@@ -28,8 +28,9 @@
  */
 import { Backoff, onAbort, retry } from "../async/mod.ts";
 import { AlreadyExistsError, NotFoundError, ProtocolError } from "../errors.ts";
-import type { Native } from "../ffi/native.ts";
+import { loadedNative, type Native } from "../ffi/native.ts";
 import { alive, type Identity, self } from "../os/liveness.ts";
+import { crowding } from "../os/load.ts";
 import { Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
@@ -268,6 +269,7 @@ export function processParts(
     spinUs: spinOption(options.spin),
     idle: idleOption(options.idle),
     cpus,
+    crowded: crowding(ffi, cpus),
     bell,
     maxMessage: options.maxMessage,
     peerAlive: () => alive(peer.id, peer.tag, ffi),
@@ -291,6 +293,7 @@ export function threadBuffer(capacity: number): SharedArrayBuffer {
 export function threadParts(handle: ShmHandle, maxMessage: number | undefined, cpus = 2): ChannelParts {
   const { out, in: input } = rings(handle.buffer, handle.side);
   const words = new Int32Array(handle.buffer);
+  const ffi = loadedNative();
   return {
     description: `shm thread channel (side ${handle.side})`,
     out,
@@ -301,6 +304,7 @@ export function threadParts(handle: ShmHandle, maxMessage: number | undefined, c
     spinUs: spinOption(handle.spin),
     idle: idleOption(handle.idle),
     cpus,
+    crowded: ffi ? crowding(ffi, cpus) : undefined,
     maxMessage,
     peerAlive: () => true,
     release: () => {},
