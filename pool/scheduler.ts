@@ -133,7 +133,7 @@ export class Scheduler {
   /** Tasks waiting for a worker (in the queue, and keyed ones waiting for their own worker). */
   get queued(): number {
     let n = this.#queue.size;
-    for (const q of this.#bound.values()) n += q.size;
+    if (this.#bound.size > 0) { for (const q of this.#bound.values()) n += q.size; }
     return n;
   }
 
@@ -190,7 +190,15 @@ export class Scheduler {
     const owner = key === undefined ? undefined : this.#boundTo.get(key);
     if (owner === undefined) this.#queue.push(task);
     else this.#waitFor(owner, task);
-    this.#stats.values[SUBMITTED]!++;
+    const v = this.#stats.values;
+    v[SUBMITTED]!++;
+    if (this.#pick() === undefined) {
+      // No worker has room: the task waits, and nothing else changed but the queue (the common case when tasks
+      // come faster than workers take them, so it does no more than it must).
+      v[QUEUED] = this.queued;
+      this.#workers.grow(this.#queue.size);
+      return promise;
+    }
     this.schedule();
     return promise;
   }

@@ -30,6 +30,8 @@ class Fifo<T> {
   items: T[] = [];
   head = 0;
 
+  constructor(readonly priority: number) {}
+
   get length(): number {
     return this.items.length - this.head;
   }
@@ -55,10 +57,11 @@ class Fifo<T> {
 /** The queue; see the module doc. */
 export class TaskQueue<T extends Queued> {
   readonly #aging: number;
-  /** One FIFO per priority. */
-  readonly #byPriority = new Map<number, Fifo<T>>();
+  /** One FIFO per priority, in an array (a pick runs once per task submitted and once per task handed out: a Map
+   * would make an iterator and an entry each time). */
+  #fifos: Fifo<T>[] = [];
   /** Tasks given back (their worker died): first in line, in the order they came back. */
-  readonly #again = new Fifo<T>();
+  readonly #again = new Fifo<T>(Infinity);
   #size = 0;
 
   /** `aging`: milliseconds of waiting worth one priority level (Infinity: strict priority). */
@@ -73,8 +76,15 @@ export class TaskQueue<T extends Queued> {
 
   /** Queues `t` behind the tasks of its priority. */
   push(t: T): void {
-    let fifo = this.#byPriority.get(t.priority);
-    if (fifo === undefined) this.#byPriority.set(t.priority, fifo = new Fifo());
+    const fifos = this.#fifos;
+    let fifo: Fifo<T> | undefined;
+    for (let i = 0; i < fifos.length; i++) {
+      if (fifos[i]!.priority === t.priority) {
+        fifo = fifos[i];
+        break;
+      }
+    }
+    if (fifo === undefined) fifos.push(fifo = new Fifo(t.priority));
     fifo.push(t);
     this.#size++;
   }
@@ -101,10 +111,10 @@ export class TaskQueue<T extends Queued> {
   /** Takes every task, in no particular order, and empties the queue. */
   takeAll(): T[] {
     const all: T[] = [];
-    for (const fifo of [this.#again, ...this.#byPriority.values()]) {
+    for (const fifo of [this.#again, ...this.#fifos]) {
       while (fifo.length > 0) all.push(fifo.shift());
     }
-    this.#byPriority.clear();
+    this.#fifos = [];
     this.#size = 0;
     return all;
   }
@@ -116,20 +126,29 @@ export class TaskQueue<T extends Queued> {
 
   /** The FIFO whose first task goes next, settled heads dropped on the way; undefined when none waits. */
   #best(): Fifo<T> | undefined {
-    this.#dropSettled(this.#again);
-    if (this.#again.length > 0) return this.#again;
+    if (this.#again.length > 0) {
+      this.#dropSettled(this.#again);
+      if (this.#again.length > 0) return this.#again;
+    }
+    const fifos = this.#fifos;
+    if (fifos.length === 1) {
+      const only = fifos[0]!;
+      this.#dropSettled(only);
+      return only.length > 0 ? only : undefined;
+    }
     let best: Fifo<T> | undefined;
     let bestRank = -Infinity;
     let bestAt = Infinity;
-    for (const [priority, fifo] of this.#byPriority) {
+    for (let i = 0; i < fifos.length; i++) {
+      const fifo = fifos[i]!;
       this.#dropSettled(fifo);
       const head = fifo.first();
       if (head === undefined) {
-        if (this.#byPriority.size > 1) this.#byPriority.delete(priority); // (keeps the usual one)
+        if (fifos.length > 1) fifos.splice(i--, 1); // (keeps the usual one)
         continue;
       }
       // Aging: Infinity makes the rank the priority alone (and 0 / Infinity is 0, not NaN: queuedAt is finite).
-      const rank = priority - head.queuedAt / this.#aging;
+      const rank = fifo.priority - head.queuedAt / this.#aging;
       if (rank > bestRank || (rank === bestRank && head.queuedAt < bestAt)) {
         best = fifo;
         bestRank = rank;
