@@ -118,10 +118,41 @@ function isFifo(ffi: Native, fd: number): boolean {
 
 let stdioStream: ByteStream | undefined;
 
+/**
+ * Deno's `node:child_process` tells a child started with extra fds to take them over (`DENO_EXTRA_STDIO_FDS`): a
+ * Deno child keeps copies of its fds 3 and 4 then, and reads from them by itself now and then (seen with strace: a
+ * copy of fd 3 read on one of its threads, taking a frame of a pool's task off the pipe, and the pool hung). So a
+ * command given fds runs through `env -u DENO_EXTRA_STDIO_FDS` (which execs it: the same pid), unless it cannot be
+ * found, where it is started as it is for the usual error.
+ */
+function withoutExtraStdio(argv: string[], fds: number[] | undefined): string[] {
+  const file = argv[0];
+  if (fds === undefined || fds.length === 0 || file === undefined || !executable(file)) return argv;
+  return [ENV, "-u", "DENO_EXTRA_STDIO_FDS", ...argv];
+}
+
+const ENV = "/usr/bin/env";
+
+/** Whether `file` (a path, or a name looked up on PATH) is an executable file; false when `env` itself is not. */
+function executable(file: string): boolean {
+  const runs = (path: string) => {
+    try {
+      const info = Deno.statSync(path);
+      return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  };
+  if (!runs(ENV)) return false;
+  if (file.includes("/")) return runs(file);
+  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => dir !== "" && runs(`${dir}/${file}`));
+}
+
 /** The Runtime for Deno. */
 export const runtime: Runtime = {
   ...nodeApi,
   name: "deno",
+  spawn: (argv, options) => nodeApi.spawn(withoutExtraStdio(argv, options?.fds), options),
   version: Deno.version.deno,
   worker(url, options) {
     if (options?.resourceLimits !== undefined) {

@@ -47,6 +47,29 @@ test("pipe over fds: the child keeps its stdout; pipe.create() gives a working c
   p.close();
 });
 
+for (const child of ["deno", "bun", "node"] as const) {
+  test(`pipe over fds to a ${child} child that reads files with node:fs between messages: every message comes back`, {
+    timeout: 120_000,
+  }, async () => {
+    const rt = await runtime();
+    const script = rt.fromFileUrl(new URL("./helpers/pipe_reading_child.ts", import.meta.url));
+    const { channel, child: proc } = await pipe.spawn(runtimeArgv(child, script), { over: "fds" });
+    try {
+      for (let i = 0; i < 200; i++) {
+        await channel.send(new Uint8Array([i, 7, 7, 7]));
+        assert.deepEqual([...await channel.receive({ timeout: 30_000 })], [i, 7, 7, 7], `message ${i}`);
+      }
+    } finally {
+      await channel.close();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise((r) => timer = setTimeout(r, 30_000, "late"));
+      if (await Promise.race([proc.exited, late]) === "late") rt.kill(proc.pid, "SIGKILL");
+      clearTimeout(timer);
+      await proc.exited;
+    }
+  });
+}
+
 test("pipe.inherited() in a process started without the pipes is an UnsupportedError", async () => {
   const rt = await runtime();
   const child = rt.spawn([
