@@ -18,19 +18,25 @@
  * with `enableTasksQueue`); piscina, tinypool and workerpool have no per-task priority: piscina in FIFO order is the
  * baseline.
  *
+ * Each pool runs in a process of its own (this script again, with `--case <n>`), as an application runs one kind
+ * of pool: in one process, the pools measured later ran code the JIT had compiled for the earlier ones (the
+ * shared-memory process pool did 404-465 k tasks/s 1000 at a time after the thread and pipe pools, 498-536 k alone).
+ * `--together` runs them all in this process instead.
+ *
  *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes|priority] [--size 2] [--tasks N] [--window 1000]
- *     [--reps 5] [--low 20000] [--high 1000]
+ *     [--reps 5] [--low 20000] [--high 1000] [--together]
  *   npx bun bench/pool.ts        npx deno run -A bench/pool.ts
  *
  * @module
  */
-import { Pool, runtime, type RuntimeName } from "../mod.ts";
+import { Pool, runtime, runtimeArgv, type RuntimeName } from "../mod.ts";
 import { median, table } from "../cli/peers/launch.ts";
 import { flags } from "./args.ts";
+import { runToEnd } from "./native_floor.ts";
 
 const rt = await runtime();
 const args = rt.args();
-const { opt } = flags(args);
+const { opt, has } = flags(args);
 const SIZE = Number(opt("--size", "2"));
 const MODE = opt("--task", "trivial") as "trivial" | "cpu" | "bytes" | "priority";
 if (!["trivial", "cpu", "bytes", "priority"].includes(MODE)) {
@@ -44,6 +50,15 @@ const HIGH = Number(opt("--high", "1000"));
 const REPS = Number(opt("--reps", "5"));
 const WINDOW = Math.min(TASKS, Number(opt("--window", "1000")));
 const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina,workerpool,poolifier").split(","));
+/** The one case this process measures (`--case`), or -1: every case, here or each in a child (`--together`). */
+const CASE = Number(opt("--case", "-1"));
+const ISOLATE = CASE < 0 && !has("--together");
+let cases = 0;
+/** Whether this process measures the next case (each pool block asks once, before it makes its pool). */
+function mine(): boolean {
+  const n = cases++;
+  return CASE < 0 ? !ISOLATE : CASE === n;
+}
 const IPCKIT_WORKER = new URL("./peers/pool_square.ts", import.meta.url);
 const JS_WORKER = new URL("./peers/pool_tasks.mjs", import.meta.url);
 const PAYLOAD = new Uint8Array(64 * 1024);
@@ -84,6 +99,7 @@ const rows: string[][] = [["pool", `all ${TASKS} at once (tasks/s)`, `${WINDOW} 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 async function ipckit(label: string, options: ConstructorParameters<typeof Pool>[0]) {
+  if (!mine()) return;
   const pool = new Pool<Record<typeof TASK, (arg: unknown) => number>>({
     ...options,
     signals: false,
@@ -172,6 +188,7 @@ if (ONLY.has("ipckit")) {
 if (rt.name === "node" && ONLY.has("tinypool") && MODE !== "priority") {
   const { default: Tinypool } = await import("tinypool");
   for (const concurrentTasksPerWorker of [1, 16]) {
+    if (!mine()) continue;
     const pool = new Tinypool({
       filename: JS_WORKER.href,
       minThreads: SIZE,
@@ -195,6 +212,7 @@ if (rt.name === "node" && ONLY.has("tinypool") && MODE !== "priority") {
 if (rt.name === "node" && ONLY.has("piscina")) {
   const { Piscina } = await import("piscina");
   for (const concurrentTasksPerWorker of [1, 16]) {
+    if (!mine()) continue;
     const pool = new Piscina({
       filename: JS_WORKER.href,
       minThreads: SIZE,
@@ -225,6 +243,7 @@ if (rt.name === "node" && ONLY.has("workerpool") && MODE !== "priority") {
   const version = (await import("workerpool/package.json", { with: { type: "json" } })).default.version;
   const script = new URL("./peers/square_workerpool.mjs", import.meta.url).pathname;
   for (const workerType of ["thread", "process"] as const) {
+    if (!mine()) continue;
     if (workerType === "process" && TASK === "bytes") {
       // Its process workers get JSON: a 64 KiB array as an object of 65 536 keys, ~50 tasks/s (minutes per round).
       rows.push([`workerpool ${version}, processes`, "skipped: JSON (~50/s)", "skipped"]);
@@ -238,7 +257,7 @@ if (rt.name === "node" && ONLY.has("workerpool") && MODE !== "priority") {
     await pool.terminate();
   }
 }
-if (rt.name === "node" && ONLY.has("poolifier")) {
+if (rt.name === "node" && ONLY.has("poolifier") && mine()) {
   const { FixedThreadPool } = await import("poolifier");
   const version = await versionOf("poolifier"); // its exports leave package.json out
   if (MODE === "priority") {
@@ -264,6 +283,22 @@ if (rt.name === "node" && ONLY.has("poolifier")) {
     }
     await pool.destroy();
   }
+}
+if (ISOLATE) {
+  const script = rt.fromFileUrl(import.meta.url);
+  for (let n = 0; n < cases; n++) {
+    const what = `bench/pool.ts --case ${n}`;
+    const out = await runToEnd(rt, [...runtimeArgv(rt.name, script), ...args, "--case", String(n)], 30 * 60_000, what);
+    const line = out.stdout.trim().split("\n").findLast((l) => l.startsWith("["));
+    if (out.code !== 0 || line === undefined) {
+      throw new Error(`Cannot run ${what}: ${out.stderr.trim() || `exit ${out.code}, no rows`}`);
+    }
+    rows.push(...JSON.parse(line) as string[][]);
+  }
+}
+if (CASE >= 0) {
+  console.log(JSON.stringify(rows.slice(1)));
+  rt.exit(0);
 }
 console.log(
   MODE === "priority"
