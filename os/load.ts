@@ -7,15 +7,16 @@
  * The count is the kernel's `nr_running`: the number before the slash in `/proc/loadavg` (tasks running or waiting
  * for a CPU, the reader among them), read with one `pread` of a file the process keeps open, at most once a
  * millisecond for the whole process (a wait that starts within a millisecond of the last look uses its answer).
- * One look over the CPUs is not enough: a garbage collector's or a compiler's thread runs for a few hundred
- * microseconds now and then beside a pair of processes that take turns on two CPUs; so it takes
- * {@linkcode CROWDED_LOOKS} looks in a row, a millisecond or more apart.
+ * One look over the CPUs is not enough: a garbage collector's or a compiler's thread runs now and then beside a pair of
+ * processes that take turns on two CPUs; so it takes {@linkcode CROWDED_LOOKS} looks in a row, a millisecond or more
+ * apart: the CPUs all taken for 7 ms or more.
  *
- * Measured here (2 CPUs, node-node unless said): a pool's master and two process workers, 1000 tasks at a time,
- * 460-466 k tasks/s spinning whatever the load, 519-567 k parking while crowded (Bun workers 413-553 k against
- * 543-554 k, Deno 394-405 k against 418-488 k); a pair beside one CPU-bound process, p99 round trip 1.75-1.91x the
- * Unix socket's before, 0.68-1.27x after. Parking after a single look cost the free pair its tail (p99 7-21 us
- * instead of 1.2).
+ * Measured here (2 CPUs, node-node unless said; medians of 15 rounds of 50 000 tasks, 1000 at a time): a pool's master
+ * and two process workers did 445-466 k tasks/s spinning whatever the load, 477-595 k parking while crowded (Bun
+ * workers 413-553 k against 543-554 k, Deno 394-405 k against 418-488 k, with 4 looks); a pair beside one CPU-bound
+ * process had a p99 round trip 1.75-1.91x the Unix socket's before, 0.68-1.27x after. Parking after one look cost a
+ * free pair its tail (8-byte p99 7-21 us instead of 1.2), after 4 looks now and then (deno-deno 4.4 us), after 8 not in
+ * 2 runs (1.2 us).
  *
  * Where there is no `/proc/loadavg` (macOS), or it cannot be read, the machine never counts as crowded.
  *
@@ -27,7 +28,7 @@ import type { Native } from "../ffi/native.ts";
 /** How long one look at the count serves, in ms. */
 export const LOOK_EVERY_MS = 1;
 /** How many looks in a row must find the CPUs all taken. */
-export const CROWDED_LOOKS = 4;
+export const CROWDED_LOOKS = 8;
 
 /** Runnable tasks in the text of `/proc/loadavg` (its fourth field, `running/total`), or undefined. */
 export function runnableIn(text: string): number | undefined {

@@ -10,8 +10,8 @@
  *   runs out doubles the time parked (up to 256 waits), one that pays ends it. A spin that runs out on a
  *   machine whose CPUs are all taken burns the time slice a runnable task (perhaps the peer) waits for: measured
  *   here, a pair beside one CPU-bound process round-trips 1.5-2.9x slower spinning every time than parking. So it
- *   does not spin while the machine is crowded (more runnable tasks than its CPUs for a few milliseconds in a row,
- *   `os/load.ts`): a pool's master and two workers on two CPUs do 12-25 % more tasks a second. A process allowed on
+ *   does not spin while the machine is crowded (more runnable tasks than its CPUs for 7 ms or more, `os/load.ts`):
+ *   a pool's master and two workers on two CPUs do 4-29 % more tasks a second 1000 at a time. A process allowed on
  *   one CPU (`taskset -c 0`) never spins.
  * - `"park"`: never spin. The least CPU; every wait costs a wake-up (tens of microseconds).
  * - `"spin"`: never park. The lowest latency and a whole core while waiting; the event loop's timers and I/O run
