@@ -52,7 +52,7 @@ export interface PoolOptions {
   /** Working directory of worker processes. */
   cwd?: string;
   /**
-   * How worker processes talk to the master: `"shm"` (the default: a shared-memory ring pair, 1.3-1.9x the tasks/s of
+   * How worker processes talk to the master: `"shm"` (the default: a shared-memory ring pair, 1.9-2.4x the tasks/s of
    * pipes here; waiting sides spin briefly while spinning pays, see the shm channel's `idle`) or `"pipe"` (two pipes
    * on fds 3 and 4; their stdio stays theirs either way). Worker threads always use a shared-memory ring pair on a
    * SharedArrayBuffer.
