@@ -19,7 +19,7 @@ import {
 import type { Channel } from "../transports/channel.ts";
 import * as pipe from "../transports/pipe.ts";
 import * as shm from "../transports/shm.ts";
-import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, MOVED, type WorkerInfo } from "./worker.ts";
+import { ENV_KIND, ENV_PARENT, ENV_SHM, INFO, loadNative, MOVED, type WorkerInfo } from "./worker.ts";
 
 /** How to start one worker. */
 export interface Launch {
@@ -177,6 +177,7 @@ export class Member<T = unknown> {
     let member: Member<T>;
     const named = launch.name === undefined ? {} : { name: launch.name };
     if (launch.kind === "thread") {
+      await loadNative(); // see loadNative: the master's end of the channel too
       const [here, handle] = shm.pair({ capacity: launch.capacity });
       let w: WorkerHandle;
       try {
