@@ -14,6 +14,7 @@
  * @module
  */
 import { IpcError } from "../errors.ts";
+import type { Ring } from "./ring.ts";
 
 /** What a loan's channel end does when the loan ends. @internal */
 export interface LoanOwner {
@@ -134,5 +135,71 @@ export class ReceiveLoan extends Loan {
   /** Releases the loan (`using message = ...`). */
   [Symbol.dispose](): void {
     this.release();
+  }
+}
+
+/** What a channel end does with the loans that end: publishes a committed send loan, takes a released receive loan. */
+export interface LoanEnds {
+  /** Publishes the message of `length` bytes filled where the send loan was lent (or in `wrapped`, to copy in). */
+  commit(length: number, wrapped: Uint8Array | undefined): void;
+  /** Takes the received message of `length` bytes that was lent (its space is the producer's again). */
+  release(length: number): void;
+}
+
+/** `n` bytes of `kept`, or of a larger buffer when it is too small (its bytes are not kept). */
+function scratch(kept: Uint8Array, n: number): Uint8Array {
+  const buffer = kept.buffer.byteLength >= n ? kept.buffer : new ArrayBuffer(Math.max(n, kept.buffer.byteLength * 2));
+  return new Uint8Array(buffer, 0, n);
+}
+
+/**
+ * The loans of one channel end: the one out each way, and where a loan of a message that wraps around the end of the
+ * ring lives (kept for the next, one loan at a time each way, as a fresh megabyte costs page faults on every use).
+ * @internal
+ */
+export class Loans implements LoanOwner {
+  /** The send loan out, if any: other sends are refused meanwhile. */
+  send: SendLoan | undefined;
+  /** The receive loan out, if any: other receives are refused meanwhile. */
+  receive: ReceiveLoan | undefined;
+  readonly #ends: LoanEnds;
+  #sendWraps = false;
+  #sendScratch: Uint8Array = new Uint8Array(0);
+  #receiveScratch: Uint8Array = new Uint8Array(0);
+
+  constructor(ends: LoanEnds) {
+    this.#ends = ends;
+  }
+
+  /** Lends `length` bytes of `ring` at data offset `start` (its reservation for the next message). */
+  lendSend(ring: Ring, start: number, length: number): SendLoan {
+    this.#sendWraps = start + length > ring.capacity;
+    const bytes = this.#sendWraps ? (this.#sendScratch = scratch(this.#sendScratch, length)) : ring.view(start, length);
+    return this.send = new SendLoan(this, bytes);
+  }
+
+  /** Lends the message of `n` bytes at the read position of `ring` (a copy when it wraps around the end). */
+  lendReceive(ring: Ring, n: number): ReceiveLoan {
+    const at = ring.lentAt(n);
+    const bytes = at >= 0
+      ? ring.view(at, n)
+      : ring.lentCopy(n, this.#receiveScratch = scratch(this.#receiveScratch, n));
+    return this.receive = new ReceiveLoan(this, bytes);
+  }
+
+  commit(loan: SendLoan, length: number): void {
+    if (loan !== this.send) return;
+    this.send = undefined;
+    this.#ends.commit(length, this.#sendWraps ? loan.bytes : undefined);
+  }
+
+  abandon(loan: SendLoan): void {
+    if (loan === this.send) this.send = undefined;
+  }
+
+  release(loan: ReceiveLoan): void {
+    if (loan !== this.receive) return;
+    this.receive = undefined;
+    this.#ends.release(loan.bytes.length);
   }
 }

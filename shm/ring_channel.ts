@@ -4,9 +4,10 @@
  * parts of an end are made, is `shm/ring_channel_layout.ts`). The public face, `shm.ShmChannel`, adds the Channel
  * contract's capabilities and iteration on top (`transports/shm.ts`).
  *
- * One class of about 700 lines, most of it the documented forms of sending and receiving (one at a time, batches,
- * into a buffer, in place): they all share the turn-taking, wake-up, liveness and close state of an end. The layout,
- * the ring, the doorbell, the waits and the idle strategy are each in their own file.
+ * One class of about 880 lines, most of it the documented forms of sending and receiving (one at a time, batches,
+ * into a buffer, in place) with their doc comments: they all share the turn-taking, wake-up, liveness and close state
+ * of an end. The layout, the ring, the doorbell, the waits, the idle strategy and the loans (which are out, and where
+ * one that wraps lives) are each in their own file.
  *
  * - **Framing**: each message is one record of the ring (a length and a commit word, then the bytes); a message over
  *   `maxMessage` is refused before anything is written, and one arriving over it breaks the channel (both sides
@@ -28,7 +29,7 @@
  */
 import { onAbort, Turnstile } from "../async/mod.ts";
 import { abortError, ClosedError, IpcError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
-import { type LoanOwner, ReceiveLoan, SendLoan } from "./loan.ts";
+import { Loans, type ReceiveLoan, type SendLoan } from "./loan.ts";
 import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
 import type { Doorbell } from "./doorbell.ts";
 import { Idle, type IdleStrategy } from "./idle.ts";
@@ -46,12 +47,6 @@ const YIELD_MS = 10;
 /** What a send that went at once returns, and what a spin awaits for one microtask turn: one resolved promise for
  * all (`await undefined` makes a promise each time: 20-30 % slower). */
 const DONE: Promise<void> = Promise.resolve();
-
-/** `n` bytes of `kept`, or of a larger buffer when it is too small (its bytes are not kept). */
-function scratch(kept: Uint8Array, n: number): Uint8Array {
-  const buffer = kept.buffer.byteLength >= n ? kept.buffer : new ArrayBuffer(Math.max(n, kept.buffer.byteLength * 2));
-  return new Uint8Array(buffer, 0, n);
-}
 
 /** What a drain handler threw, carried past the ring's own error handling. */
 class HandlerFailure {
@@ -135,20 +130,10 @@ export class RingChannel implements AsyncDisposable {
   /** This end's live counters (`shm/stats.ts`): messages and bytes each way, sleeps, wake-ups of the peer. */
   readonly #stats: Counters;
   /** The loan out each way (one at a time), and what ends them (`shm/loan.ts`). */
-  #sendLoan: SendLoan | undefined;
-  #sendLoanWraps = false;
-  #receiveLoan: ReceiveLoan | undefined;
-  /** Where a loan of a message that wraps around the end of the ring lives, each way: kept for the next (one loan at
-   * a time), as a fresh megabyte costs page faults on every use. */
-  #sendScratch: Uint8Array = new Uint8Array(0);
-  #receiveScratch: Uint8Array = new Uint8Array(0);
-  readonly #loans: LoanOwner = {
-    commit: (loan, length) => this.#commitLoan(loan, length),
-    abandon: (loan) => {
-      if (loan === this.#sendLoan) this.#sendLoan = undefined;
-    },
-    release: (loan) => this.#releaseLoan(loan),
-  };
+  readonly #loans = new Loans({
+    commit: (length, wrapped) => this.#commitLoan(length, wrapped),
+    release: (length) => this.#releaseLoan(length),
+  });
 
   /** @internal Use `shm.create`, `shm.open`, `shm.pair` or `shm.fromHandle`. */
   constructor(parts: ChannelParts, handle?: ShmHandle) {
@@ -298,9 +283,10 @@ export class RingChannel implements AsyncDisposable {
 
   #sendRefused(): Error | undefined {
     if (this.#closed) return this.#closedError("send");
-    if (this.#sendLoan) {
+    const loan = this.#loans.send;
+    if (loan) {
       return new IpcError(
-        `Cannot send on ${this.#p.description}: a loan of ${this.#sendLoan.bytes.length} bytes is out (commit() or abandon() it first)`,
+        `Cannot send on ${this.#p.description}: a loan of ${loan.bytes.length} bytes is out (commit() or abandon() it first)`,
       );
     }
     if (this.#peerGone) return this.#peerGone;
@@ -728,21 +714,15 @@ export class RingChannel implements AsyncDisposable {
     } catch (e) {
       throw this.#corrupt(e);
     }
-    if (start < 0) return undefined;
-    this.#sendLoanWraps = start + length > out.capacity;
-    return this.#sendLoan = new SendLoan(
-      this.#loans,
-      this.#sendLoanWraps ? (this.#sendScratch = scratch(this.#sendScratch, length)) : out.view(start, length),
-    );
+    return start < 0 ? undefined : this.#loans.lendSend(out, start, length);
   }
 
-  #commitLoan(loan: SendLoan, length: number): void {
-    if (loan !== this.#sendLoan) return;
-    this.#sendLoan = undefined;
+  /** Publishes a committed send loan (`wrapped`: its bytes, for a message that wraps around the end of the ring). */
+  #commitLoan(length: number, wrapped: Uint8Array | undefined): void {
     const refused = this.#sendRefused();
     if (refused) throw refused;
     try {
-      this.#p.out.commitLoan(length, this.#sendLoanWraps ? loan.bytes : undefined);
+      this.#p.out.commitLoan(length, wrapped);
     } catch (e) {
       throw this.#corrupt(e);
     }
@@ -770,18 +750,13 @@ export class RingChannel implements AsyncDisposable {
 
   readonly #lender = (ring: Ring): ReceiveLoan | undefined => {
     const n = ring.lend(this.maxMessage);
-    if (n < 0) return undefined;
-    const at = ring.lentAt(n);
-    if (at >= 0) return this.#receiveLoan = new ReceiveLoan(this.#loans, ring.view(at, n));
-    this.#receiveScratch = scratch(this.#receiveScratch, n);
-    return this.#receiveLoan = new ReceiveLoan(this.#loans, ring.lentCopy(n, this.#receiveScratch));
+    return n < 0 ? undefined : this.#loans.lendReceive(ring, n);
   };
 
-  #releaseLoan(loan: ReceiveLoan): void {
-    if (loan !== this.#receiveLoan) return;
-    this.#receiveLoan = undefined;
+  /** Takes a released receive loan of `length` bytes. */
+  #releaseLoan(length: number): void {
     if (this.#closed) return; // the memory is gone; so is the peer's interest in the space
-    this.#p.in.releaseLoan(loan.bytes.length);
+    this.#p.in.releaseLoan(length);
     this.#wakeProducer();
   }
 
@@ -821,7 +796,7 @@ export class RingChannel implements AsyncDisposable {
   /** Runs `read` on the incoming ring; wakes the producer when something was taken. */
   #read<T>(read: (ring: Ring) => T | undefined): T | undefined {
     if (this.#broken) throw this.#broken;
-    if (this.#receiveLoan) {
+    if (this.#loans.receive) {
       throw new IpcError(`Cannot receive on ${this.#p.description}: a received loan is out (release() it first)`);
     }
     let m: T | undefined;
