@@ -21,7 +21,8 @@
  * Each pool runs in a process of its own (this script again, with `--case <n>`), as an application runs one kind
  * of pool: in one process, the pools measured later ran code the JIT had compiled for the earlier ones (the
  * shared-memory process pool did 404-465 k tasks/s 1000 at a time after the thread and pipe pools, 498-536 k alone).
- * `--together` runs them all in this process instead.
+ * `--together` runs them all in this process instead. After the table, each ipckit pool's tasks/s as a ratio to
+ * piscina's with 16 tasks per worker (issue 18 aims at >= 5x on trivial tasks).
  *
  *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes|priority] [--size 2] [--tasks N] [--window 1000]
  *     [--reps 5] [--low 20000] [--high 1000] [--together]
@@ -307,3 +308,19 @@ console.log(
     : `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
 );
 console.log(table(rows));
+
+/** Each ipckit pool against piscina with 16 tasks per worker, per column (issue 18 aims at >= 5x on trivial tasks). */
+function againstPiscina(): string[][] {
+  const piscina = rows.find((r) => /^piscina .*concurrentTasksPerWorker 16$/.test(r[0]!));
+  if (MODE === "priority" || piscina === undefined) return [];
+  const number = (cell: string) => Number(cell.replaceAll(",", ""));
+  const out = [["ipckit pool / piscina c16", "all at once", `${WINDOW} at a time`]];
+  for (const r of rows.slice(1)) {
+    if (!r[0]!.startsWith("ipckit")) continue;
+    out.push([r[0]!, ...[1, 2].map((k) => `${(number(r[k]!) / number(piscina[k]!)).toFixed(2)}x`)]);
+  }
+  return out;
+}
+
+const ratios = againstPiscina();
+if (ratios.length > 0) console.log(`\n${table(ratios)}`);
