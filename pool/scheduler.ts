@@ -192,9 +192,10 @@ export class Scheduler {
     else this.#waitFor(owner, task);
     const v = this.#stats.values;
     v[SUBMITTED]!++;
-    if (this.#pick() === undefined) {
-      // No worker has room: the task waits, and nothing else changed but the queue (the common case when tasks
-      // come faster than workers take them, so it does no more than it must).
+    if (this.#queue.size > 1 && this.#pick() === undefined) {
+      // Tasks waited already and no worker has room: this one waits behind them, and nothing else changed but the
+      // queue (the common case when tasks come faster than workers take them). An empty queue goes straight to
+      // schedule(), which looks for a worker itself.
       v[QUEUED] = this.queued;
       this.#workers.grow(this.#queue.size);
       return promise;
