@@ -10,7 +10,9 @@
  * 0       4     magic 0x52435049 (the bytes "IPCR")
  * 4       4     version: 2
  * 8       4     capacity C: size of the data area in bytes, a power of two from 64 to 2^30
- * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed
+ * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed, bit 2 = the consumer fences before
+ *               it sleeps (the producer may publish with plain stores, see `os/fence.ts`), bit 3 = the producer
+ *               fences before it sleeps (the consumer may publish R with plain stores)
  * 16      4     producer pid (0 = none yet)
  * 20      4     consumer pid (0 = none yet)
  * 24      4     producer start-time tag (0 = unknown; see `os/liveness.ts`: start time in ticks modulo 2^32)
@@ -32,13 +34,14 @@
  *
  * **The commit word is how a consumer sees a message in one cache line** (the sequence-in-the-slot of LMAX's
  * Disruptor and Aeron): the producer writes the length and the payload, then stores `P + 1` into the commit word
- * of the record at P (an atomic store), then `W + size`. The consumer at R looks only at the commit word at R: equal
+ * of the record at P (a release: an atomic store, or a plain one on x86-64 when the consumer fences before it
+ * sleeps, see `os/fence.ts`), then `W + size`. The consumer at R looks only at the commit word at R: equal
  * to `R + 1`, the record is there, whatever W says yet. So a round trip moves the record's line each way and
  * nothing else; W is read only by a consumer going to sleep, and R only by a producer that sees no room (it keeps
  * the last R it read). Stale bytes never pass for a commit: before publishing a record, the producer zeroes the
  * commit word where the next record will start when that is free space (where it is not, the ring is full and
  * the word is the oldest unread record's, a lap behind: `P + 1 - C`). A batch of records is published by one
- * atomic store (the first record's commit word, written last; the others are written before it).
+ * release (the first record's commit word, written last; the others are written before it).
  *
  * A peer can write anything into a shared segment, so a reader trusts nothing it reads there: a length over the
  * ring's limit, or positions that claim more used bytes than the capacity, are a `ProtocolError`; no read or write
@@ -85,6 +88,17 @@ const I_PRODUCER_SLEEPING = 33;
 export const PRODUCER_CLOSED = 1;
 /** Flag: the consumer closed the ring (the producer's sends fail). */
 export const CONSUMER_CLOSED = 2;
+/** Flag: the consumer runs the heavy fence of `os/fence.ts` between announcing a sleep and its last look, so the
+ * producer may publish its records with plain stores. Set once, before the consumer's first read. */
+export const CONSUMER_FENCES = 4;
+/** Flag: the same of the producer (it fences before it sleeps for room), so the consumer may publish R plainly. */
+export const PRODUCER_FENCES = 8;
+
+/** What a caller's handler threw inside a read of the ring, carried past the ring's own error handling (a handler's
+ * error is the caller's, a corrupt ring is the channel's). */
+export class HandlerFailure {
+  constructor(readonly error: unknown) {}
+}
 
 /** The error for positions no honest peer writes: more used bytes than the capacity, or not a multiple of 8. */
 function badPositions(what: string, w: number, r: number, capacity: number): ProtocolError {
@@ -130,6 +144,8 @@ export class Ring {
   /** This side's counters, and where in them: messages at `#countAt`, their bytes at `#countAt + 1`. */
   #counters = UNWATCHED;
   #countAt = 0;
+  /** Whether this producer may publish with plain stores (see {@linkcode publishPlainly}). */
+  #plain = false;
 
   private constructor(buffer: ArrayBufferLike, offset: number, capacity: number) {
     this.offset = offset;
@@ -195,6 +211,15 @@ export class Ring {
   /** Sets a flag. */
   setFlag(flag: number): void {
     Atomics.or(this.words, I_FLAGS, flag);
+  }
+
+  /**
+   * Lets this end publish with plain stores when the other side fences before it sleeps (`CONSUMER_FENCES` for a
+   * producer's records, `PRODUCER_FENCES` for a consumer's R): only on x86-64, from a process registered for the
+   * other side's membarrier(2) (`os/fence.ts`).
+   */
+  publishPlainly(on: boolean): void {
+    this.#plain = on;
   }
 
   /** Records who one side is: its pid and start-time tag (the tag first, so a reader of the pid sees both). */
@@ -314,12 +339,18 @@ export class Ring {
   }
 
   /**
-   * Makes the records from `w` to `next` visible: the commit word of the first (an atomic store, after every other
-   * byte of them), then W. W is a plain store: nothing orders on it (a consumer sees records by their commit words and
-   * reads W only to sleep on it, and the wake-up that follows W is a system call, which publishes it first).
+   * Makes the records from `w` to `next` visible: the commit word of the first (after every other byte of them), then
+   * W. W is a plain store: nothing orders on it (a consumer sees records by their commit words and reads W only to
+   * sleep on it, and the wake-up that follows W is a system call, which publishes it first).
+   *
+   * The commit word is a plain store when this producer may ({@linkcode publishPlainly}) and the consumer said it
+   * fences before it sleeps (`CONSUMER_FENCES`): a release on x86-64, where an `Atomics.store` would wait for the
+   * record's cache line to come back from the consumer's CPU (see `os/fence.ts`). Otherwise an atomic store.
    */
   #publish(w: number, next: number): void {
-    Atomics.store(this.#slots, ((w & (this.capacity - 1)) >> 2) + 1, (w + 1) | 0);
+    const at = ((w & (this.capacity - 1)) >> 2) + 1;
+    if (this.#plain && (this.words[I_FLAGS]! & CONSUMER_FENCES) !== 0) this.#slots[at] = (w + 1) | 0;
+    else Atomics.store(this.#slots, at, (w + 1) | 0);
     this.#write = next;
     this.words[I_WRITE] = next;
   }
@@ -463,10 +494,14 @@ export class Ring {
     return n;
   }
 
-  /** Gives the space before read position `r` back to the producer (an atomic store: after every read of it). */
+  /**
+   * Gives the space before read position `r` back to the producer, after every read of it: a release, plain when
+   * this consumer may ({@linkcode publishPlainly}) and the producer fences before it sleeps (`PRODUCER_FENCES`).
+   */
   #consumed(r: number): void {
     this.#read = r;
-    Atomics.store(this.words, I_READ, r);
+    if (this.#plain && (this.words[I_FLAGS]! & PRODUCER_FENCES) !== 0) this.words[I_READ] = r;
+    else Atomics.store(this.words, I_READ, r);
   }
 
   /** A fresh copy of the `n` payload bytes of the record at `r`. */
@@ -530,7 +565,7 @@ export class Ring {
    * is the producer's again once the handler returned). A message that wraps around the end of the area is handed
    * as a fresh copy (`offset` 0). R is published every 32 messages and at the end. Returns how many were handled.
    * A corrupt record ends the batch as in {@linkcode tryReadMany}; an exception from `handler` ends it too, after
-   * its message counts as taken, and is thrown on.
+   * its message counts as taken, and is thrown on as a {@linkcode HandlerFailure} carrying it.
    */
   drain(
     handler: (data: Uint8Array, offset: number, length: number) => void,
@@ -557,8 +592,12 @@ export class Ring {
         r = (r + ((8 + n + 7) & ~7)) | 0;
         k++;
         bytes += n;
-        if (start + n <= cap) handler(data, start, n);
-        else handler(this.#take((r - ((8 + n + 7) & ~7)) | 0, n), 0, n);
+        try {
+          if (start + n <= cap) handler(data, start, n);
+          else handler(this.#take((r - ((8 + n + 7) & ~7)) | 0, n), 0, n);
+        } catch (e) {
+          throw new HandlerFailure(e);
+        }
         if ((k & 31) === 0) this.#consumed(r);
       }
     } finally {

@@ -30,7 +30,7 @@
 import { onAbort, Turnstile } from "../async/mod.ts";
 import { abortError, ClosedError, IpcError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
 import { Loans, type ReceiveLoan, type SendLoan } from "./loan.ts";
-import { CONSUMER_CLOSED, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
+import { CONSUMER_CLOSED, HandlerFailure, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
 import type { Doorbell } from "./doorbell.ts";
 import { Idle, type IdleStrategy } from "./idle.ts";
 import { type Counters, track } from "./stats.ts";
@@ -47,11 +47,6 @@ const YIELD_MS = 10;
 /** What a send that went at once returns, and what a spin awaits for one microtask turn: one resolved promise for
  * all (`await undefined` makes a promise each time: 20-30 % slower). */
 const DONE: Promise<void> = Promise.resolve();
-
-/** What a drain handler threw, carried past the ring's own error handling. */
-class HandlerFailure {
-  constructor(readonly error: unknown) {}
-}
 
 /** A turn of the event loop: timers and I/O run before it resolves. */
 function macrotask(): Promise<void> {
@@ -82,6 +77,12 @@ export interface ChannelParts {
   cpus?: number;
   /** Whether more tasks are runnable than those CPUs now (`os/load.ts`): a wait then parks without spinning. */
   crowded?: (() => boolean) | undefined;
+  /**
+   * The heavy fence (`os/fence.ts`) this end runs between announcing a sleep (for data, or for room) and its last look
+   * at the ring; given, the rings' flags say so (`CONSUMER_FENCES` on the incoming ring, `PRODUCER_FENCES` on the
+   * outgoing one), and the other side may publish with plain stores.
+   */
+  fence?: (() => void) | undefined;
   /** The doorbell between processes (`shm/doorbell.ts`): sleeps and wakes go through it instead of the waiter. */
   bell?: Doorbell | undefined;
   maxMessage: number | undefined;
@@ -117,8 +118,15 @@ export class RingChannel implements AsyncDisposable {
   #broken: ClosedError | undefined;
   /** Receives that wait take turns through it (a free one goes at once); sends that wait through `#writes`. */
   readonly #reads = new Turnstile();
+  // The last reader made for a caller's function (or `max`): a caller passes the same one every time, and a closure
+  // made per call costs more than the read of a few messages (an allocation, and on Node through tsx a `__name`).
   #lastRead: unknown;
   #lastReader: ((ring: Ring) => unknown) | undefined;
+  #lastDrain: unknown;
+  #lastDrainMax = 0;
+  #lastDrainer: ((ring: Ring) => number | undefined) | undefined;
+  #lastManyMax = 0;
+  #lastMany: ((ring: Ring) => Uint8Array[] | undefined) | undefined;
   readonly #writes = new Turnstile();
   #handle: ShmHandle | undefined;
   readonly #receiveIdle: Idle;
@@ -356,6 +364,7 @@ export class RingChannel implements AsyncDisposable {
         this.#checkPeer(performance.now());
         // As in receive: announce the sleep, then try once more before sleeping.
         out.producerSleeping = true;
+        this.#p.fence?.(); // R may have been published with a plain store (see receive's sleep)
         this.#stats.values[SLEEPS]!++;
         const r = out.readPosition();
         if (put()) {
@@ -608,43 +617,40 @@ export class RingChannel implements AsyncDisposable {
     handler: (data: Uint8Array, offset: number, length: number) => void,
     max = Infinity,
   ): (ring: Ring) => number | undefined {
+    if (handler === this.#lastDrain && max === this.#lastDrainMax) return this.#lastDrainer!;
     if (typeof handler !== "function") {
       throw new TypeError(`Cannot drain ${this.#p.description}: the handler must be a function`);
     }
     if (!(max === Infinity || (Number.isSafeInteger(max) && max >= 1))) {
       throw new RangeError(`Cannot drain up to ${max} messages: max must be a positive integer`);
     }
-    return (ring) => {
-      let failed: { error: unknown } | undefined;
-      const guarded = (data: Uint8Array, offset: number, length: number) => {
-        try {
-          handler(data, offset, length);
-        } catch (error) {
-          failed = { error };
-          throw error;
-        }
-      };
-      try {
-        const k = ring.drain(guarded, max, this.maxMessage);
-        return k > 0 ? k : undefined;
-      } catch (e) {
-        // The handler's own error is the caller's, not a broken ring: the channel goes on.
-        if (failed !== undefined) throw new HandlerFailure(failed.error);
-        throw e;
-      }
+    const limit = this.maxMessage;
+    // What the handler throws comes out of the ring as a HandlerFailure (`#read` throws it on, the channel goes on).
+    const drainer = (ring: Ring) => {
+      const k = ring.drain(handler, max, limit);
+      return k > 0 ? k : undefined;
     };
+    this.#lastDrain = handler;
+    this.#lastDrainMax = max;
+    this.#lastDrainer = drainer;
+    return drainer;
   }
 
   readonly #readOne = (ring: Ring): Uint8Array | undefined => ring.tryRead(this.maxMessage);
 
   #readMany(max = Infinity): (ring: Ring) => Uint8Array[] | undefined {
+    if (max === this.#lastManyMax) return this.#lastMany!;
     if (!(max === Infinity || (Number.isSafeInteger(max) && max >= 1))) {
       throw new RangeError(`Cannot receive up to ${max} messages: max must be a positive integer`);
     }
-    return (ring) => {
+    const limit = this.maxMessage;
+    const many = (ring: Ring) => {
       const out: Uint8Array[] = [];
-      return ring.tryReadMany(out, max, this.maxMessage) > 0 ? out : undefined;
+      return ring.tryReadMany(out, max, limit) > 0 ? out : undefined;
     };
+    this.#lastManyMax = max;
+    this.#lastMany = many;
+    return many;
   }
 
   /**
@@ -895,6 +901,9 @@ export class RingChannel implements AsyncDisposable {
         // Announce the sleep, then look again: a message published before the flag was seen is found here, and
         // one published after it wakes us (or changes the word, so the wait returns at once).
         input.consumerSleeping = true;
+        // A message the producer published with a plain store may still be in its CPU's store buffer, and its look
+        // at our announcement may have come before it: the fence makes one of the two seen (`os/fence.ts`).
+        this.#p.fence?.();
         this.#stats.values[SLEEPS]!++;
         const w = input.writePosition();
         if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {

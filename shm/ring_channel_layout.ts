@@ -31,7 +31,8 @@ import { AlreadyExistsError, NotFoundError, ProtocolError } from "../errors.ts";
 import { loadedNative, type Native } from "../ffi/native.ts";
 import { alive, type Identity, self } from "../os/liveness.ts";
 import { crowding } from "../os/load.ts";
-import { Ring, ringSize } from "./ring.ts";
+import { processFence } from "../os/fence.ts";
+import { CONSUMER_FENCES, PRODUCER_FENCES, Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
 import { type Doorbell, MAX_PATH } from "./doorbell.ts";
@@ -260,6 +261,7 @@ export function processParts(
   const words = new Int32Array(segment.buffer);
   const { out, in: input } = rings(segment.buffer, side);
   return {
+    fence: plainPublication(ffi, out, input),
     description: `shm channel "${segment.name}"`,
     out,
     in: input,
@@ -275,6 +277,20 @@ export function processParts(
     peerAlive: () => alive(peer.id, peer.tag, ffi),
     release: () => segment.close(),
   };
+}
+
+/**
+ * Plain publication where this process can fence (`os/fence.ts`): this end may publish plainly on both rings, and
+ * says on both that it fences before it sleeps. Returns that fence, or undefined.
+ */
+function plainPublication(ffi: Native, out: Ring, input: Ring): (() => void) | undefined {
+  const fence = processFence(ffi);
+  if (fence === undefined) return undefined;
+  out.publishPlainly(true);
+  input.publishPlainly(true);
+  out.setFlag(PRODUCER_FENCES);
+  input.setFlag(CONSUMER_FENCES);
+  return fence;
 }
 
 /** A SharedArrayBuffer laid out as a thread channel, both sides attached. */
@@ -295,6 +311,7 @@ export function threadParts(handle: ShmHandle, maxMessage: number | undefined, c
   const words = new Int32Array(handle.buffer);
   const ffi = loadedNative();
   return {
+    fence: ffi ? plainPublication(ffi, out, input) : undefined,
     description: `shm thread channel (side ${handle.side})`,
     out,
     in: input,

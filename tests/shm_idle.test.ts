@@ -9,9 +9,15 @@ import { ClosedError, runtime, runtimeArgv, type RuntimeName, SharedMemory, shm 
 import { Idle, idleOption } from "../shm/idle.ts";
 import { within } from "../async/mod.ts";
 import { shmNames } from "./conformance/fixtures.ts";
+import { arch } from "node:os";
+import { native } from "../ffi/native.ts";
+import { processFence } from "../os/fence.ts";
+import { CONSUMER_FENCES, PRODUCER_FENCES, ringSize } from "../shm/ring.ts";
+import { CHANNEL_HEADER } from "../shm/ring_channel_layout.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
 const CHILD = new URL("./helpers/shm_idle_child.ts", import.meta.url);
+const FENCE_CHILD = new URL("./helpers/shm_fence_child.ts", import.meta.url);
 const ROOT = new URL("..", import.meta.url);
 
 function name(): string {
@@ -131,6 +137,117 @@ for (const peer of RUNTIMES) {
       const theirs = strategies[(RUNTIMES.indexOf(peer) + 1) % 3]!;
       await withEcho(peer, "open", { mine, theirs }, {}, (channel) => {
         return roundTrips(channel, `${mine} here, ${theirs} in ${peer}`);
+      });
+    },
+  );
+}
+
+test("plain publication is on where this process can fence: both rings of a channel say their consumer and producer fence", async () => {
+  // The flags of a thread pair's rings, made in this process (which loaded FFI): what process channels set the same way.
+  const fenced = processFence(await native()) !== undefined;
+  assert.equal(fenced, arch() === "x64", "x86-64 with membarrier(2) fences; other machines publish with Atomics");
+  const [a, handle] = shm.pair({ capacity: 4096 });
+  const b = shm.fromHandle(handle);
+  try {
+    const head = new Int32Array(handle.buffer);
+    for (const ring of [CHANNEL_HEADER, CHANNEL_HEADER + ringSize(4096)]) {
+      const flags = Atomics.load(head, (ring + 12) / 4);
+      assert.equal(
+        flags & (CONSUMER_FENCES | PRODUCER_FENCES),
+        fenced ? 12 : 0,
+        `flags ${flags} of the ring at ${ring}`,
+      );
+    }
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+/**
+ * Runs a `shm_fence_child.ts` of `peer` in `role` over a channel of `capacity` this side created with `idle`; `fn`
+ * talks to it. The child is gone when this returns or throws.
+ */
+async function withFenceChild(
+  peer: RuntimeName,
+  role: "spin" | "park",
+  idle: shm.IdleStrategy,
+  seed: number,
+  fn: (channel: shm.ShmChannel) => Promise<void>,
+): Promise<void> {
+  const rt = await runtime();
+  const n = name();
+  const abort = new AbortController();
+  const mine = shm.create(n, { capacity: 4096, idle, signal: abort.signal });
+  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(FENCE_CHILD)), n, role, String(seed)], {
+    cwd: rt.fromFileUrl(ROOT),
+    stdio: "null",
+  });
+  const timer = setTimeout(() => abort.abort(new Error(`no channel with the ${peer} child in 60 s`)), 60_000);
+  let channel: shm.ShmChannel | undefined;
+  try {
+    channel = await Promise.race([
+      mine,
+      child.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
+    ]);
+    await fn(channel);
+    await channel.close();
+    assert.equal((await child.exited).code, 0, `the ${peer} child failed`);
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    await mine.catch(() => {});
+    await channel?.close();
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+}
+
+/** A counted wait of 0 to ~2 us, drawn from `seed` (returns the next seed). */
+function jitter(seed: number): number {
+  const next = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  let x = 0;
+  for (let k = 0; k < next % 2048; k++) x += k;
+  return x === -1 ? 0 : next;
+}
+
+for (const peer of RUNTIMES) {
+  test(
+    `plain publication with a ${peer} child: a side that parks just as the other publishes is woken, for data and for room`,
+    { timeout: 180_000 },
+    async () => {
+      const seed = (Date.now() % 1_000_000) + 1;
+      const says = `seed ${seed}`;
+      // This side parks, a pseudo-random 0-2 us after each send, while the child answers within a microsecond:
+      // its announcement lands again and again just as the child publishes (a lost wake-up hangs a doorbell's
+      // sleep, and the receive times out). The child's records and R come to us plainly.
+      await withFenceChild(peer, "spin", "park", seed, async (channel) => {
+        let s = seed;
+        for (let i = 0; i < 4000; i++) {
+          const m = new Uint8Array([i & 255, i >> 8]);
+          await channel.send(m);
+          s = jitter(s);
+          assert.deepEqual(await channel.receive({ timeout: 30_000 }), m, `round trip ${i}, ${says}`);
+        }
+      });
+      // The other way: the child parks (and waits 0-2 us after each reply), this side spins.
+      await withFenceChild(peer, "park", "spin", seed, async (channel) => {
+        for (let i = 0; i < 4000; i++) {
+          const m = new Uint8Array([i & 255, i >> 8]);
+          await channel.send(m);
+          assert.deepEqual(await channel.receive({ timeout: 30_000 }), m, `round trip ${i}, ${says}`);
+        }
+      });
+      // Sleeps for room: messages of 1000 bytes, four to a ring, sent and taken at once both ways, both sides parked.
+      await withEcho(peer, "open", { mine: "park", theirs: "park" }, {}, async (channel) => {
+        const n = 2000;
+        const sending = (async () => {
+          for (let i = 0; i < n; i++) await channel.send(new Uint8Array(1000).fill(i & 255));
+        })();
+        for (let i = 0; i < n; i++) {
+          const m = await channel.receive({ timeout: 30_000 });
+          assert.ok(m.length === 1000 && m[0] === (i & 255) && m[999] === (i & 255), `message ${i} of ${n}`);
+        }
+        await sending;
       });
     },
   );

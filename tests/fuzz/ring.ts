@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { MessageTooLargeError, ProtocolError } from "../../errors.ts";
-import { Ring, RING_HEADER, ringSize } from "../../shm/ring.ts";
+import { HandlerFailure, Ring, RING_HEADER, ringSize } from "../../shm/ring.ts";
 import type { FuzzTarget } from "./target.ts";
 
 interface Input {
@@ -82,7 +82,7 @@ export const target: FuzzTarget<Input> = {
         }
       } catch (e) {
         if (e instanceof ProtocolError || e instanceof MessageTooLargeError) break;
-        throw e;
+        throw e instanceof HandlerFailure ? e.error : e; // the drain handler's own check failed
       }
     }
     for (const n of writes) {
