@@ -7,7 +7,8 @@
  *   Unix socket channel;
  * - one-way throughput into a peer that copies every payload out of the ring: 64-byte messages with `send()` +
  *   `receive()`, `trySend()` + `tryReceive()`, `trySend()` + `receiveInto()` (one reused buffer: the sender's cost
- *   without an array per message on the other side), `sendMany()` (batches of 64) + `receiveMany()`, and `sendMany()` +
+ *   without an array per message on the other side), `trySend()` + `drain()` (the cost of single sends: no copy out
+ *   on the other side), `sendMany()` (batches of 64) + `receiveMany()`, and `sendMany()` +
  *   `drain()` (the peer reads each message where it lies, no copy); 64 KiB messages
  *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer);
  *   64 KiB and 1 MiB messages copied in and out (`trySend()` of a buffer filled first, `receiveInto()`) against loans
@@ -275,6 +276,7 @@ if (ONLY.has("throughput")) {
     [64, 1_000_000, "await send", "receive", "send"],
     [64, 2_000_000, "trySend", "receive", "trySend"],
     [64, 2_000_000, "trySend", "receiveInto", "trySend, receiveInto"],
+    [64, 4_000_000, "trySend", "drain", "trySend, drain"],
     [64, 4_000_000, "sendMany", "receiveMany", "batch, receiveMany"],
     [64, 8_000_000, "sendMany", "drain", "batch, drain"],
     [65536, 20_000, "trySend", "receive", "fresh arrays"],
