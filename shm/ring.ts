@@ -10,9 +10,8 @@
  * 0       4     magic 0x52435049 (the bytes "IPCR")
  * 4       4     version: 2
  * 8       4     capacity C: size of the data area in bytes, a power of two from 64 to 2^30
- * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed, bit 2 = the consumer fences before
- *               it sleeps (the producer may publish with plain stores, see `os/fence.ts`), bit 3 = the producer
- *               fences before it sleeps (the consumer may publish R with plain stores)
+ * 12      4     flags: bit 0 = the producer closed, bit 1 = the consumer closed, bit 2 = the consumer can fence
+ *               before it sleeps (the producer may publish with plain stores, see `os/fence.ts`)
  * 16      4     producer pid (0 = none yet)
  * 20      4     consumer pid (0 = none yet)
  * 24      4     producer start-time tag (0 = unknown; see `os/liveness.ts`: start time in ticks modulo 2^32)
@@ -20,7 +19,8 @@
  * 32      32    reserved, 0
  * 64      4     write position W: bytes ever published by the producer, modulo 2^32 (own cache line)
  * 68      4     consumer sleeping: 1 while the consumer waits for W to change (futex/Atomics.wait on W)
- * 72      56    reserved, 0
+ * 72      4     plain: 1 while the producer publishes with plain stores (the consumer then fences before it sleeps)
+ * 76      52    reserved, 0
  * 128     4     read position R: bytes ever consumed, modulo 2^32 (own cache line)
  * 132     4     producer sleeping: 1 while the producer waits for R to change (futex/Atomics.wait on R)
  * 136     56    reserved, 0
@@ -80,6 +80,7 @@ const I_CONSUMER_TAG = 7;
 /** Int32 index of the write position (a futex word). */
 export const I_WRITE = 16;
 const I_CONSUMER_SLEEPING = 17;
+const I_PLAIN = 18;
 /** Int32 index of the read position (a futex word). */
 export const I_READ = 32;
 const I_PRODUCER_SLEEPING = 33;
@@ -88,11 +89,12 @@ const I_PRODUCER_SLEEPING = 33;
 export const PRODUCER_CLOSED = 1;
 /** Flag: the consumer closed the ring (the producer's sends fail). */
 export const CONSUMER_CLOSED = 2;
-/** Flag: the consumer runs the heavy fence of `os/fence.ts` between announcing a sleep and its last look, so the
- * producer may publish its records with plain stores. Set once, before the consumer's first read. */
+/** Flag: the consumer runs the heavy fence of `os/fence.ts` between announcing a sleep and its last look whenever the
+ * producer says it publishes plainly (the `plain` word), so the producer may. Set once, before the first read. */
 export const CONSUMER_FENCES = 4;
-/** Flag: the same of the producer (it fences before it sleeps for room), so the consumer may publish R plainly. */
-export const PRODUCER_FENCES = 8;
+
+/** Publications in a row that find the consumer awake before a producer that may publishes plainly (see `#publish`). */
+export const PLAIN_AFTER = 64;
 
 /** What a caller's handler threw inside a read of the ring, carried past the ring's own error handling (a handler's
  * error is the caller's, a corrupt ring is the channel's). */
@@ -144,8 +146,11 @@ export class Ring {
   /** This side's counters, and where in them: messages at `#countAt`, their bytes at `#countAt + 1`. */
   #counters = UNWATCHED;
   #countAt = 0;
-  /** Whether this producer may publish with plain stores (see {@linkcode publishPlainly}). */
+  /** Whether this producer may publish with plain stores (see {@linkcode publishPlainly}), whether it does now (the
+   * `plain` word's value), and how many publications in a row found the consumer awake. */
+  #plainOk = false;
   #plain = false;
+  #awake = 0;
 
   private constructor(buffer: ArrayBufferLike, offset: number, capacity: number) {
     this.offset = offset;
@@ -214,12 +219,28 @@ export class Ring {
   }
 
   /**
-   * Lets this end publish with plain stores when the other side fences before it sleeps (`CONSUMER_FENCES` for a
-   * producer's records, `PRODUCER_FENCES` for a consumer's R): only on x86-64, from a process registered for the
-   * other side's membarrier(2) (`os/fence.ts`).
+   * Producer: lets this end publish with plain stores when the consumer can fence before it sleeps
+   * (`CONSUMER_FENCES`): only on x86-64, from a process registered for the consumer's membarrier(2) (`os/fence.ts`).
    */
   publishPlainly(on: boolean): void {
+    this.#plainOk = on;
+    if (!on && this.#plain) this.#setPlain(false);
+  }
+
+  /** Consumer: whether the producer publishes with plain stores now (then this side fences before it sleeps). */
+  get producerPublishesPlainly(): boolean {
+    return Atomics.load(this.words, I_PLAIN) !== 0;
+  }
+
+  /**
+   * Says whether this producer publishes plainly from now on. An atomic store both ways: turned on, before the first
+   * plain store (a consumer that read 0 announced its sleep before it, so this side's next look sees that); turned
+   * off, after the last (which it publishes).
+   */
+  #setPlain(on: boolean): void {
+    Atomics.store(this.words, I_PLAIN, on ? 1 : 0);
     this.#plain = on;
+    this.#awake = 0;
   }
 
   /** Records who one side is: its pid and start-time tag (the tag first, so a reader of the pid sees both). */
@@ -255,6 +276,11 @@ export class Ring {
   /** The current write position (what a waiting consumer compares against). */
   writePosition(): number {
     return Atomics.load(this.words, I_WRITE);
+  }
+
+  /** Producer: the free bytes now (R read again). */
+  freeBytes(): number {
+    return this.#free(this.#write, this.capacity + 1);
   }
 
   /** The current read position (what a waiting producer compares against). */
@@ -343,13 +369,13 @@ export class Ring {
    * W. W is a plain store: nothing orders on it (a consumer sees records by their commit words and reads W only to
    * sleep on it, and the wake-up that follows W is a system call, which publishes it first).
    *
-   * The commit word is a plain store when this producer may ({@linkcode publishPlainly}) and the consumer said it
-   * fences before it sleeps (`CONSUMER_FENCES`): a release on x86-64, where an `Atomics.store` would wait for the
-   * record's cache line to come back from the consumer's CPU (see `os/fence.ts`). Otherwise an atomic store.
+   * The commit word is a plain store while this producer publishes plainly (see {@linkcode takeConsumerSleeping}): a
+   * release on x86-64, where an `Atomics.store` would wait for the record's cache line to come back from the
+   * consumer's CPU (see `os/fence.ts`). Otherwise an atomic store.
    */
   #publish(w: number, next: number): void {
     const at = ((w & (this.capacity - 1)) >> 2) + 1;
-    if (this.#plain && (this.words[I_FLAGS]! & CONSUMER_FENCES) !== 0) this.#slots[at] = (w + 1) | 0;
+    if (this.#plain) this.#slots[at] = (w + 1) | 0;
     else Atomics.store(this.#slots, at, (w + 1) | 0);
     this.#write = next;
     this.words[I_WRITE] = next;
@@ -494,14 +520,10 @@ export class Ring {
     return n;
   }
 
-  /**
-   * Gives the space before read position `r` back to the producer, after every read of it: a release, plain when
-   * this consumer may ({@linkcode publishPlainly}) and the producer fences before it sleeps (`PRODUCER_FENCES`).
-   */
+  /** Gives the space before read position `r` back to the producer (an atomic store: after every read of it). */
   #consumed(r: number): void {
     this.#read = r;
-    if (this.#plain && (this.words[I_FLAGS]! & PRODUCER_FENCES) !== 0) this.words[I_READ] = r;
-    else Atomics.store(this.words, I_READ, r);
+    Atomics.store(this.words, I_READ, r);
   }
 
   /** A fresh copy of the `n` payload bytes of the record at `r`. */
@@ -673,10 +695,26 @@ export class Ring {
     return Atomics.load(this.words, I_CONSUMER_SLEEPING) !== 0;
   }
 
-  /** Takes the consumer's announcement that it sleeps: true for the one caller that should wake it. */
+  /**
+   * Producer, after each publication: takes the consumer's announcement that it sleeps (true for the one caller that
+   * should wake it).
+   *
+   * It also picks how the next records are published. Plain stores pay while the consumer stays awake (a stream:
+   * after {@linkcode PLAIN_AFTER} publications in a row that found it awake); but then the consumer fences each time
+   * it goes to sleep, a system call that interrupts every CPU running a registered process (17 us here, in a VM),
+   * so a consumer found asleep turns them off again (a pool's worker that sleeps every few tasks never sees one).
+   */
   takeConsumerSleeping(): boolean {
-    return Atomics.load(this.words, I_CONSUMER_SLEEPING) !== 0 &&
-      Atomics.compareExchange(this.words, I_CONSUMER_SLEEPING, 1, 0) === 1;
+    if (Atomics.load(this.words, I_CONSUMER_SLEEPING) !== 0) {
+      if (this.#plain) this.#setPlain(false);
+      else this.#awake = 0;
+      return Atomics.compareExchange(this.words, I_CONSUMER_SLEEPING, 1, 0) === 1;
+    }
+    if (!this.#plain && this.#plainOk && ++this.#awake >= PLAIN_AFTER) {
+      if ((this.words[I_FLAGS]! & CONSUMER_FENCES) !== 0) this.#setPlain(true);
+      else this.#awake = 0;
+    }
+    return false;
   }
 
   /** Takes the producer's announcement that it sleeps: true for the one caller that should wake it. */

@@ -32,7 +32,7 @@ import { loadedNative, type Native } from "../ffi/native.ts";
 import { alive, type Identity, self } from "../os/liveness.ts";
 import { crowding } from "../os/load.ts";
 import { processFence } from "../os/fence.ts";
-import { CONSUMER_FENCES, PRODUCER_FENCES, Ring, ringSize } from "./ring.ts";
+import { CONSUMER_FENCES, Ring, ringSize } from "./ring.ts";
 import { type ChannelParts, type ShmHandle, SLEEP_MS } from "./ring_channel.ts";
 import { SharedMemory } from "./segment.ts";
 import { type Doorbell, MAX_PATH } from "./doorbell.ts";
@@ -280,15 +280,14 @@ export function processParts(
 }
 
 /**
- * Plain publication where this process can fence (`os/fence.ts`): this end may publish plainly on both rings, and
- * says on both that it fences before it sleeps. Returns that fence, or undefined.
+ * Plain publication where this process can fence (`os/fence.ts`): this end's producer may publish plainly, and its
+ * consumer says it can fence. Returns that fence, which the consumer runs before it sleeps while its producer
+ * publishes plainly; or undefined.
  */
 function plainPublication(ffi: Native, out: Ring, input: Ring): (() => void) | undefined {
   const fence = processFence(ffi);
   if (fence === undefined) return undefined;
   out.publishPlainly(true);
-  input.publishPlainly(true);
-  out.setFlag(PRODUCER_FENCES);
   input.setFlag(CONSUMER_FENCES);
   return fence;
 }

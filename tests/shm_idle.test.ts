@@ -12,7 +12,7 @@ import { shmNames } from "./conformance/fixtures.ts";
 import { arch } from "node:os";
 import { native } from "../ffi/native.ts";
 import { processFence } from "../os/fence.ts";
-import { CONSUMER_FENCES, PRODUCER_FENCES, ringSize } from "../shm/ring.ts";
+import { CONSUMER_FENCES, PLAIN_AFTER, ringSize } from "../shm/ring.ts";
 import { CHANNEL_HEADER } from "../shm/ring_channel_layout.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
@@ -142,22 +142,29 @@ for (const peer of RUNTIMES) {
   );
 }
 
-test("plain publication is on where this process can fence: both rings of a channel say their consumer and producer fence", async () => {
-  // The flags of a thread pair's rings, made in this process (which loaded FFI): what process channels set the same way.
+test("plain publication: on where this process can fence, once the consumer stayed awake for PLAIN_AFTER publications, off once it was found asleep", async () => {
+  // The words of a thread pair's rings, made in this process (which loaded FFI): what process channels set the same way.
   const fenced = processFence(await native()) !== undefined;
   assert.equal(fenced, arch() === "x64", "x86-64 with membarrier(2) fences; other machines publish with Atomics");
-  const [a, handle] = shm.pair({ capacity: 4096 });
+  const [a, handle] = shm.pair({ capacity: 4096, idle: "park" });
   const b = shm.fromHandle(handle);
   try {
     const head = new Int32Array(handle.buffer);
     for (const ring of [CHANNEL_HEADER, CHANNEL_HEADER + ringSize(4096)]) {
       const flags = Atomics.load(head, (ring + 12) / 4);
-      assert.equal(
-        flags & (CONSUMER_FENCES | PRODUCER_FENCES),
-        fenced ? 12 : 0,
-        `flags ${flags} of the ring at ${ring}`,
-      );
+      assert.equal(flags & CONSUMER_FENCES, fenced ? CONSUMER_FENCES : 0, `flags ${flags} of the ring at ${ring}`);
     }
+    const plain = () => Atomics.load(head, (CHANNEL_HEADER + 72) / 4); // a's outgoing ring's `plain` word
+    const m = new Uint8Array(8);
+    for (let i = 1; i < PLAIN_AFTER; i++) assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
+    assert.equal(plain(), 0, `atomic stores for the first ${PLAIN_AFTER - 1}`);
+    assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
+    assert.equal(plain(), fenced ? 1 : 0, "plain stores from then on, where this process can fence");
+    const receiving = b.receive({ timeout: 30_000 }); // parks at once: announces it, fences, sleeps
+    await pause(20);
+    assert.ok(a.trySend(m));
+    assert.deepEqual(await receiving, m);
+    assert.equal(plain(), 0, "atomic stores again once the consumer was found asleep");
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
@@ -169,7 +176,7 @@ test("plain publication is on where this process can fence: both rings of a chan
  */
 async function withFenceChild(
   peer: RuntimeName,
-  role: "spin" | "park",
+  role: "spin" | "burst",
   idle: shm.IdleStrategy,
   seed: number,
   fn: (channel: shm.ShmChannel) => Promise<void>,
@@ -202,12 +209,21 @@ async function withFenceChild(
   }
 }
 
-/** A counted wait of 0 to ~2 us, drawn from `seed` (returns the next seed). */
+/** A counted wait of 0 to ~0.3 us, drawn from `seed` (returns the next seed). */
 function jitter(seed: number): number {
   const next = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
   let x = 0;
-  for (let k = 0; k < next % 2048; k++) x += k;
+  for (let k = 0; k < next % 256; k++) x += k;
   return x === -1 ? 0 : next;
+}
+
+/** The next message, taken in a busy loop (this side stays awake, it never announces a sleep). */
+async function busyReceive(channel: shm.ShmChannel): Promise<Uint8Array> {
+  for (let spins = 0;; spins++) {
+    const m = channel.tryReceive();
+    if (m !== undefined) return m;
+    if ((spins & 0xffff) === 0xffff) await new Promise((r) => setTimeout(r, 0)); // the child's exit can come in
+  }
 }
 
 for (const peer of RUNTIMES) {
@@ -217,21 +233,26 @@ for (const peer of RUNTIMES) {
     async () => {
       const seed = (Date.now() % 1_000_000) + 1;
       const says = `seed ${seed}`;
-      // This side parks, a pseudo-random 0-2 us after each send, while the child answers within a microsecond:
-      // its announcement lands again and again just as the child publishes (a lost wake-up hangs a doorbell's
-      // sleep, and the receive times out). The child's records and R come to us plainly.
+      const rounds = 1500 * (PLAIN_AFTER + 1);
+      // This side takes 64 replies awake (the child's producer then publishes plainly), then parks for the 65th a
+      // pseudo-random 0-0.3 us after its send, while the child answers within a microsecond: its announcement lands
+      // again and again just as the child publishes. A lost wake-up hangs a doorbell's sleep: the receive times out.
       await withFenceChild(peer, "spin", "park", seed, async (channel) => {
         let s = seed;
-        for (let i = 0; i < 4000; i++) {
+        for (let i = 0; i < rounds; i++) {
           const m = new Uint8Array([i & 255, i >> 8]);
           await channel.send(m);
-          s = jitter(s);
-          assert.deepEqual(await channel.receive({ timeout: 30_000 }), m, `round trip ${i}, ${says}`);
+          let got: Uint8Array;
+          if (i % (PLAIN_AFTER + 1) === PLAIN_AFTER) {
+            s = jitter(s);
+            got = await channel.receive({ timeout: 30_000 });
+          } else got = await busyReceive(channel);
+          assert.deepEqual(got, m, `round trip ${i}, ${says}`);
         }
       });
-      // The other way: the child parks (and waits 0-2 us after each reply), this side spins.
-      await withFenceChild(peer, "park", "spin", seed, async (channel) => {
-        for (let i = 0; i < 4000; i++) {
+      // The other way: the child does the same, this side answers at once.
+      await withFenceChild(peer, "burst", "spin", seed, async (channel) => {
+        for (let i = 0; i < rounds; i++) {
           const m = new Uint8Array([i & 255, i >> 8]);
           await channel.send(m);
           assert.deepEqual(await channel.receive({ timeout: 30_000 }), m, `round trip ${i}, ${says}`);
