@@ -349,7 +349,7 @@ export class RingChannel implements AsyncDisposable {
         const refused = this.#sendRefused();
         if (refused) throw refused;
         const picky = !first && spinning && performance.now() - start < ROOM_WAIT_MS;
-        if ((!picky || out.freeBytes() >= wanted) && put()) {
+        if ((!picky || this.#freeBytes(out) >= wanted) && put()) {
           if (spinning) idle.found();
           return;
         }
@@ -417,6 +417,15 @@ export class RingChannel implements AsyncDisposable {
     if (refused) throw refused;
     if (length > this.maxMessage) throw this.#tooLarge(length);
     return this.#tryWrite(this.#p.out, data, length);
+  }
+
+  /** The outgoing ring's free bytes now; corrupt positions end the channel as a write would. */
+  #freeBytes(out: Ring): number {
+    try {
+      return out.freeBytes();
+    } catch (e) {
+      throw this.#corrupt(e);
+    }
   }
 
   /** Writes one message if there is room, and wakes the consumer if it sleeps. */
