@@ -31,7 +31,7 @@ const MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1;
 const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2;
 
 /** The process's answer: undefined before the first ask, null when it cannot fence. */
-let fence: (() => void) | null | undefined;
+let fence: (() => boolean) | null | undefined;
 
 /**
  * The heavy fence of this process (registering it for the fences of others on the first call), or undefined when
@@ -39,26 +39,22 @@ let fence: (() => void) | null | undefined;
  * seccomp filter that refuses it. `IPCKIT_STRICT_PUBLISH=1` in the environment turns it off (every publication then
  * is an `Atomics.store`).
  */
-export function processFence(ffi: Native): (() => void) | undefined {
+export function processFence(ffi: Native): (() => boolean) | undefined {
   if (fence === undefined) fence = makeFence(ffi, arch(), strictFromEnv()) ?? null;
   return fence ?? undefined;
 }
 
 /** {@linkcode processFence} made anew, for `cpuArch` (`os.arch()`), or none when `strict`. */
-export function makeFence(ffi: Native, cpuArch: string, strict: boolean): (() => void) | undefined {
+export function makeFence(ffi: Native, cpuArch: string, strict: boolean): (() => boolean) | undefined {
   if (cpuArch !== "x64" || strict) return undefined;
   const call = (cmd: number) => Number(ffi.call.syscall(SYS_membarrier, cmd, 0, 0, null, null, 0));
   const supported = call(MEMBARRIER_CMD_QUERY);
   const needed = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
   if (supported < 0 || (supported & needed) !== needed) return undefined;
   if (call(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) !== 0) return undefined;
-  return () => {
-    // It cannot fail once registered (EINVAL and ENOSYS were ruled out above); going on after a failure could lose a
-    // wake-up, so it throws.
-    if (call(MEMBARRIER_CMD_GLOBAL_EXPEDITED) !== 0) {
-      throw new Error("Cannot fence: membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) failed");
-    }
-  };
+  // Once registered it fails only when the kernel cannot allocate its CPU mask (ENOMEM): false then, and the caller
+  // must not sleep on the look that follows.
+  return () => call(MEMBARRIER_CMD_GLOBAL_EXPEDITED) === 0;
 }
 
 function strictFromEnv(): boolean {

@@ -85,7 +85,7 @@ export interface ChannelParts {
    * while the producer publishes plainly; given, the incoming ring's flags say so (`CONSUMER_FENCES`), and the
    * producer may.
    */
-  fence?: (() => void) | undefined;
+  fence?: (() => boolean) | undefined;
   /** The doorbell between processes (`shm/doorbell.ts`): sleeps and wakes go through it instead of the waiter. */
   bell?: Doorbell | undefined;
   maxMessage: number | undefined;
@@ -921,7 +921,13 @@ export class RingChannel implements AsyncDisposable {
         input.consumerSleeping = true;
         // A message the producer published with a plain store may still be in its CPU's store buffer, and its look
         // at our announcement may have come before it: the fence makes one of the two seen (`os/fence.ts`).
-        if (this.#p.fence !== undefined && input.producerPublishesPlainly) this.#p.fence();
+        if (this.#p.fence !== undefined && input.producerPublishesPlainly && !this.#p.fence()) {
+          // The barrier failed (the kernel could not allocate it): no sleep on a look that may miss a record; look
+          // again after a turn of the event loop.
+          input.consumerSleeping = false;
+          await macrotask();
+          continue;
+        }
         this.#stats.values[SLEEPS]!++;
         const w = input.writePosition();
         if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {

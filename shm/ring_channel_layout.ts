@@ -284,7 +284,7 @@ export function processParts(
  * consumer says it can fence. Returns that fence, which the consumer runs before it sleeps while its producer
  * publishes plainly; or undefined.
  */
-function plainPublication(ffi: Native, out: Ring, input: Ring): (() => void) | undefined {
+function plainPublication(ffi: Native, out: Ring, input: Ring): (() => boolean) | undefined {
   const fence = processFence(ffi);
   if (fence === undefined) return undefined;
   out.publishPlainly(true);

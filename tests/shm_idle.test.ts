@@ -13,7 +13,8 @@ import { arch } from "node:os";
 import { native } from "../ffi/native.ts";
 import { processFence } from "../os/fence.ts";
 import { CONSUMER_FENCES, PLAIN_AFTER, ringSize } from "../shm/ring.ts";
-import { CHANNEL_HEADER } from "../shm/ring_channel_layout.ts";
+import { CHANNEL_HEADER, threadBuffer, threadParts } from "../shm/ring_channel_layout.ts";
+import { RingChannel } from "../shm/ring_channel.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
 const CHILD = new URL("./helpers/shm_idle_child.ts", import.meta.url);
@@ -165,6 +166,28 @@ test("plain publication: on where this process can fence, once the consumer stay
     assert.ok(a.trySend(m));
     assert.deepEqual(await receiving, m);
     assert.equal(plain(), 0, "atomic stores again once the consumer was found asleep");
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("plain publication: a consumer whose fence fails does not sleep on its last look, and still gets the message", async () => {
+  await native(); // thread channels fence where FFI is loaded
+  const buffer = threadBuffer(4096);
+  const fencing = threadParts({ buffer, side: 1, idle: "park" }, undefined);
+  if (arch() !== "x64") return assert.equal(fencing.fence, undefined, "no plain publication off x86-64");
+  assert.ok(fencing.fence !== undefined, "x86-64 with membarrier(2): this side can fence");
+  let failed = 0;
+  const a = new RingChannel(threadParts({ buffer, side: 0, idle: "park" }, undefined));
+  const b = new RingChannel({ ...fencing, fence: () => (failed++, false) });
+  try {
+    const m = new Uint8Array(8);
+    for (let i = 0; i < PLAIN_AFTER; i++) assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
+    const receiving = b.receive({ timeout: 30_000 });
+    await pause(20);
+    assert.ok(failed > 0, "the consumer tried to fence before it slept");
+    assert.ok(a.trySend(new Uint8Array([7])));
+    assert.deepEqual(await receiving, new Uint8Array([7]));
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
