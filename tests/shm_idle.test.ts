@@ -73,48 +73,67 @@ test("every idle strategy carries messages between threads, with pauses that mak
   }
 });
 
-/** Runs a child of `peer` that echoes; `fn` talks to it. The child is gone when this returns or throws. */
-async function withEcho(
+/**
+ * Runs a child of `peer` (`script`, given the channel's name, then `args`) over a channel of 4096 bytes that this side
+ * makes: it creates it when the child opens it (`how` "open"), else opens the child's. `fn` talks to it. The child is
+ * gone when this returns or throws.
+ */
+async function withChild(
   peer: RuntimeName,
-  how: "open" | "create",
-  idle: { mine: shm.IdleStrategy; theirs: shm.IdleStrategy },
-  env: Record<string, string>,
+  child: { script: URL; how: "open" | "create"; args: string[]; idle: shm.IdleStrategy; env?: Record<string, string> },
   fn: (channel: shm.ShmChannel, kill: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const rt = await runtime();
   const n = name();
   const abort = new AbortController();
-  const mine = how === "open"
-    ? shm.create(n, { capacity: 4096, idle: idle.mine, signal: abort.signal })
-    : shm.open(n, { capacity: 4096, idle: idle.mine, wait: 60_000, signal: abort.signal });
-  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(CHILD)), how, n, idle.theirs], {
+  const mine = child.how === "open"
+    ? shm.create(n, { capacity: 4096, idle: child.idle, signal: abort.signal })
+    : shm.open(n, { capacity: 4096, idle: child.idle, wait: 60_000, signal: abort.signal });
+  const proc = rt.spawn([
+    ...runtimeArgv(peer, rt.fromFileUrl(child.script)),
+    ...child.args.map((a) => a === NAME ? n : a),
+  ], {
     cwd: rt.fromFileUrl(ROOT),
     stdio: "null",
-    env,
+    env: child.env ?? {},
   });
   const timer = setTimeout(() => abort.abort(new Error(`no channel with the ${peer} child in 60 s`)), 60_000);
   let channel: shm.ShmChannel | undefined;
   try {
     channel = await Promise.race([
       mine,
-      child.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
+      proc.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
     ]);
     let killed = false;
     await fn(channel, async () => {
       killed = true;
-      child.kill("SIGKILL");
-      await child.exited;
+      proc.kill("SIGKILL");
+      await proc.exited;
     });
     await channel.close();
-    if (!killed) assert.equal((await child.exited).code, 0, `the ${peer} child failed`);
+    if (!killed) assert.equal((await proc.exited).code, 0, `the ${peer} child failed`);
   } finally {
     clearTimeout(timer);
     abort.abort();
     await mine.catch(() => {});
     await channel?.close();
-    child.kill("SIGKILL");
-    await child.exited;
+    proc.kill("SIGKILL");
+    await proc.exited;
   }
+}
+
+/** Where the channel's name goes in a child's arguments. */
+const NAME = "<name>";
+
+/** Runs a `shm_idle_child.ts` of `peer` that echoes, with the idle strategies given each side (see {@linkcode withChild}). */
+function withEcho(
+  peer: RuntimeName,
+  how: "open" | "create",
+  idle: { mine: shm.IdleStrategy; theirs: shm.IdleStrategy },
+  env: Record<string, string>,
+  fn: (channel: shm.ShmChannel, kill: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  return withChild(peer, { script: CHILD, how, args: [how, NAME, idle.theirs], idle: idle.mine, env }, fn);
 }
 
 async function roundTrips(channel: shm.ShmChannel, what: string): Promise<void> {
@@ -193,43 +212,15 @@ test("plain publication: a consumer whose fence fails does not sleep on its last
   }
 });
 
-/**
- * Runs a `shm_fence_child.ts` of `peer` in `role` over a channel of `capacity` this side created with `idle`; `fn`
- * talks to it. The child is gone when this returns or throws.
- */
-async function withFenceChild(
+/** Runs a `shm_fence_child.ts` of `peer` in `role`; this side's channel waits with `idle` (see {@linkcode withChild}). */
+function withFenceChild(
   peer: RuntimeName,
   role: "spin" | "burst",
   idle: shm.IdleStrategy,
   seed: number,
   fn: (channel: shm.ShmChannel) => Promise<void>,
 ): Promise<void> {
-  const rt = await runtime();
-  const n = name();
-  const abort = new AbortController();
-  const mine = shm.create(n, { capacity: 4096, idle, signal: abort.signal });
-  const child = rt.spawn([...runtimeArgv(peer, rt.fromFileUrl(FENCE_CHILD)), n, role, String(seed)], {
-    cwd: rt.fromFileUrl(ROOT),
-    stdio: "null",
-  });
-  const timer = setTimeout(() => abort.abort(new Error(`no channel with the ${peer} child in 60 s`)), 60_000);
-  let channel: shm.ShmChannel | undefined;
-  try {
-    channel = await Promise.race([
-      mine,
-      child.exited.then((s) => Promise.reject(new Error(`the ${peer} child exited first: ${JSON.stringify(s)}`))),
-    ]);
-    await fn(channel);
-    await channel.close();
-    assert.equal((await child.exited).code, 0, `the ${peer} child failed`);
-  } finally {
-    clearTimeout(timer);
-    abort.abort();
-    await mine.catch(() => {});
-    await channel?.close();
-    child.kill("SIGKILL");
-    await child.exited;
-  }
+  return withChild(peer, { script: FENCE_CHILD, how: "open", args: [NAME, role, String(seed)], idle }, fn);
 }
 
 /** A counted wait of 0 to ~0.3 us, drawn from `seed` (returns the next seed). */
