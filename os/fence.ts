@@ -12,12 +12,14 @@
  * message still in the producer's store buffer, while the producer misses the announcement: a lost wake-up. The
  * fix is folly's asymmetric fence: the side that is about to sleep (rare) pays for both. Between its announcement and
  * its last look, the consumer calls membarrier(2), which runs a full memory barrier on every CPU that runs a thread
- * of a process that registered for it (an interrupt to each; 1-3 us), so the producer's buffered stores are visible
- * before the last look, or the producer's check comes after the barrier and sees the announcement.
+ * of a process that registered for it, so the producer's buffered stores are visible before the last look, or the
+ * producer's check comes after the barrier and sees the announcement. The barrier is an interrupt to each such CPU:
+ * 0.5 us here with none, 17 us with one (this machine is a VM), which is why a producer publishes plainly only while
+ * its consumer stays awake (`Ring.takeConsumerSleeping`).
  *
  * Used only on x86-64 (on arm64 a plain store is not a release) and only when this process could register; a
  * consumer that can fence says so in its ring's flags, and a producer publishes plainly only to such a consumer
- * (`shm/ring.ts`).
+ * (`shm/ring.ts`). `tests/fence_model.test.ts` checks the protocol on a model of x86-64's memory.
  *
  * @module
  */

@@ -93,7 +93,8 @@ export const CONSUMER_CLOSED = 2;
  * producer says it publishes plainly (the `plain` word), so the producer may. Set once, before the first read. */
 export const CONSUMER_FENCES = 4;
 
-/** Publications in a row that find the consumer awake before a producer that may publishes plainly (see `#publish`). */
+/** How many publications in a row must find the consumer awake before a producer (that may) publishes plainly (see
+ * `takeConsumerSleeping`). */
 export const PLAIN_AFTER = 64;
 
 /** What a caller's handler threw inside a read of the ring, carried past the ring's own error handling (a handler's

@@ -126,9 +126,9 @@ export class RingChannel implements AsyncDisposable {
   #lastRead: unknown;
   #lastReader: ((ring: Ring) => unknown) | undefined;
   #lastDrain: unknown;
-  #lastDrainMax = 0;
+  #lastDrainMax = -1;
   #lastDrainer: ((ring: Ring) => number | undefined) | undefined;
-  #lastManyMax = 0;
+  #lastManyMax = -1;
   #lastMany: ((ring: Ring) => Uint8Array[] | undefined) | undefined;
   readonly #writes = new Turnstile();
   #handle: ShmHandle | undefined;
