@@ -466,7 +466,7 @@ export class RingChannel implements AsyncDisposable {
    * the space goes back to the producer), and what it returns (anything but undefined) is what this resolves with.
    * No array per message: RPC's decoder reads its messages this way. Waits (spins, then sleeps) while there is none.
    * What `read` throws rejects the receive after its message counted as received, and the channel goes on; a `read`
-   * that returns undefined is a `TypeError` of that kind.
+   * that returns undefined is a `TypeError` of that kind. `read` cannot receive on this channel (an `IpcError`).
    *
    * @throws as {@linkcode receive}.
    */
@@ -588,7 +588,8 @@ export class RingChannel implements AsyncDisposable {
    * Hands every waiting message (up to `max`) to `handler` where it lies in the ring, without copying or
    * allocating: the message is `data.subarray(offset, offset + length)`, valid only during the call. The fastest
    * way to consume many small messages; returns how many were handled (0 when none was waiting). A message that
-   * wraps around the end of the ring is handed as a copy.
+   * wraps around the end of the ring is handed as a copy. The handler cannot receive on this channel: such a
+   * receive throws an `IpcError` (the drain has not taken its messages yet, so the receive would get them again).
    *
    * @throws {ClosedError} when this end is closed, or the peer closed and everything was received; what `handler`
    * throws (its message counts as received).
@@ -608,9 +609,36 @@ export class RingChannel implements AsyncDisposable {
    * await b.close();
    * ```
    */
-  tryDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max?: number): number {
-    return this.#tryTake(this.#drainer(handler, max)) ?? 0;
+  tryDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max = Infinity): number {
+    this.#checkDrain(handler, max);
+    if (this.#reading) throw this.#reentered(); // before the fields below change under the read that runs
+    // One reader for every call (a caller's `max` often changes from call to call): it finds the call's handler and
+    // max here, and lets go of the handler after. (A handler cannot drain again: `#read` refuses.)
+    this.#drainHandler = handler;
+    this.#drainMax = max;
+    try {
+      return this.#tryTake(this.#drainNow) ?? 0;
+    } finally {
+      this.#drainHandler = undefined;
+    }
   }
+
+  /** Set while a read of the incoming ring runs (a drain handler or a `receiveWith` read may call back in). */
+  #reading = false;
+
+  /** The error of a receive from inside a read: that read has not taken its messages yet, this one would get them
+   * a second time. */
+  #reentered(): IpcError {
+    return new IpcError(`Cannot receive on ${this.#p.description} inside a drain handler or a receiveWith read`);
+  }
+
+  #drainHandler: ((data: Uint8Array, offset: number, length: number) => void) | undefined;
+  #drainMax = Infinity;
+  readonly #drainNow = (ring: Ring): number | undefined => {
+    // What the handler throws comes out of the ring as a HandlerFailure (`#read` throws it on, the channel goes on).
+    const k = ring.drain(this.#drainHandler!, this.#drainMax, this.maxMessage);
+    return k > 0 ? k : undefined;
+  };
 
   /**
    * Waits (spins, then sleeps) until a message is there, then hands every waiting message (up to `max`) to
@@ -636,12 +664,7 @@ export class RingChannel implements AsyncDisposable {
     max = Infinity,
   ): (ring: Ring) => number | undefined {
     if (handler === this.#lastDrain && max === this.#lastDrainMax) return this.#lastDrainer!;
-    if (typeof handler !== "function") {
-      throw new TypeError(`Cannot drain ${this.#p.description}: the handler must be a function`);
-    }
-    if (!(max === Infinity || (Number.isSafeInteger(max) && max >= 1))) {
-      throw new RangeError(`Cannot drain up to ${max} messages: max must be a positive integer`);
-    }
+    this.#checkDrain(handler, max);
     const limit = this.maxMessage;
     // What the handler throws comes out of the ring as a HandlerFailure (`#read` throws it on, the channel goes on).
     const drainer = (ring: Ring) => {
@@ -652,6 +675,15 @@ export class RingChannel implements AsyncDisposable {
     this.#lastDrainMax = max;
     this.#lastDrainer = drainer;
     return drainer;
+  }
+
+  #checkDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max: number): void {
+    if (typeof handler !== "function") {
+      throw new TypeError(`Cannot drain ${this.#p.description}: the handler must be a function`);
+    }
+    if (!(max === Infinity || (Number.isSafeInteger(max) && max >= 1))) {
+      throw new RangeError(`Cannot drain up to ${max} messages: max must be a positive integer`);
+    }
   }
 
   readonly #readOne = (ring: Ring): Uint8Array | undefined => ring.tryRead(this.maxMessage);
@@ -823,7 +855,9 @@ export class RingChannel implements AsyncDisposable {
     if (this.#loans.receive) {
       throw new IpcError(`Cannot receive on ${this.#p.description}: a received loan is out (release() it first)`);
     }
+    if (this.#reading) throw this.#reentered();
     let m: T | undefined;
+    this.#reading = true;
     try {
       m = read(this.#p.in);
     } catch (e) {
@@ -839,6 +873,8 @@ export class RingChannel implements AsyncDisposable {
       this.#p.in.setFlag(CONSUMER_CLOSED);
       this.#p.waiter.wake(this.#p.inBase + I_READ);
       throw e;
+    } finally {
+      this.#reading = false;
     }
     if (m !== undefined) this.#wakeProducer();
     return m;

@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ClosedError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod.ts";
+import { ClosedError, IpcError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod.ts";
 import { Ring } from "../shm/ring.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { differs } from "./helpers/shm_batch_data.ts";
@@ -282,6 +282,45 @@ test("drain: a handler that throws gets its error back, its message counts as re
     assert.throws(() => b.tryDrain("x" as never), TypeError);
     assert.throws(() => b.tryDrain(() => {}, 0), RangeError);
     assert.equal(b.tryDrain(() => {}), 0);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("drain and receiveWith: a receive from inside the handler is refused (it would get the same messages again), and every message comes once, in order", async () => {
+  const [a, handle] = shm.pair({ capacity: 1024 });
+  const b = shm.fromHandle(handle);
+  try {
+    assert.equal(a.trySendMany([0, 1, 2, 3, 4, 5].map((n) => new Uint8Array([n]))), 6);
+    const seen: number[] = [];
+    const refused: unknown[] = [];
+    const inner: Promise<unknown>[] = [];
+    const n = b.tryDrain((data, offset) => {
+      seen.push(data[offset]!);
+      if (data[offset] !== 1) return;
+      for (const receive of [() => b.tryDrain(() => {}, 2), () => b.tryReceive(), () => b.tryReceiveMany()]) {
+        try {
+          receive();
+        } catch (e) {
+          refused.push(e);
+        }
+      }
+      inner.push(b.receive().then(() => "received", (e) => e));
+    }, 4);
+    assert.equal(n, 4);
+    assert.deepEqual(seen, [0, 1, 2, 3]);
+    assert.equal(refused.length, 3);
+    for (const e of [...refused, ...await Promise.all(inner)]) {
+      assert.ok(e instanceof IpcError && /inside a drain handler/.test(e.message), String(e));
+    }
+    // receiveWith's read is under the same rule.
+    const got = b.tryReceiveWith((data, offset) => {
+      assert.throws(() => b.tryReceive(), IpcError);
+      return data[offset]!;
+    });
+    assert.equal(got, 4);
+    assert.deepEqual(await b.receive(), new Uint8Array([5]), "the rest, once, in order");
+    assert.equal(b.tryReceive(), undefined);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
