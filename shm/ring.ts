@@ -560,7 +560,7 @@ export class Ring {
    * Consumer: hands the next message to `read` where it lies (`data` is the ring's data area, the message its
    * `length` bytes at `offset`, valid only during the call; a message that wraps around the end of the area is a
    * fresh copy at offset 0) and returns what `read` returned, or undefined when there is none. The message counts as
-   * taken once `read` returned or threw (what it threw is thrown on).
+   * taken once `read` returned or threw (what it threw is thrown on, as a {@linkcode HandlerFailure} carrying it).
    *
    * @throws {ProtocolError} / {MessageTooLargeError} as {@linkcode tryRead}.
    */
@@ -576,6 +576,8 @@ export class Ring {
     const start = at + 8 === cap ? 0 : at + 8;
     try {
       return start + n <= cap ? read(this.#data, start, n) : read(this.#take(r, n), 0, n);
+    } catch (e) {
+      throw e instanceof HandlerFailure ? e : new HandlerFailure(e);
     } finally {
       this.#consumed((r + ((8 + n + 7) & ~7)) | 0);
       this.#count(1, n);

@@ -125,9 +125,6 @@ export class RingChannel implements AsyncDisposable {
   // made per call costs more than the read of a few messages (an allocation, and on Node through tsx a `__name`).
   #lastRead: unknown;
   #lastReader: ((ring: Ring) => unknown) | undefined;
-  #lastDrain: unknown;
-  #lastDrainMax = -1;
-  #lastDrainer: ((ring: Ring) => number | undefined) | undefined;
   #lastManyMax = -1;
   #lastMany: ((ring: Ring) => Uint8Array[] | undefined) | undefined;
   readonly #writes = new Turnstile();
@@ -499,13 +496,9 @@ export class RingChannel implements AsyncDisposable {
       throw new TypeError(`Cannot receive on ${this.#p.description}: read must be a function`);
     }
     const limit = this.maxMessage;
+    // What `read` throws comes out of the ring as a HandlerFailure, as a drain handler's does.
     const guarded = (data: Uint8Array, offset: number, length: number): T => {
-      let value: T;
-      try {
-        value = read(data, offset, length);
-      } catch (error) {
-        throw new HandlerFailure(error);
-      }
+      const value = read(data, offset, length);
       if (value === undefined) {
         throw new HandlerFailure(new TypeError("Cannot receive with a read function that returned undefined"));
       }
@@ -659,22 +652,18 @@ export class RingChannel implements AsyncDisposable {
     return this.#take(read, options);
   }
 
+  /** The reader of a waiting `drain()`: one per call (it waits anyway), holding its handler and max across the wait. */
   #drainer(
     handler: (data: Uint8Array, offset: number, length: number) => void,
     max = Infinity,
   ): (ring: Ring) => number | undefined {
-    if (handler === this.#lastDrain && max === this.#lastDrainMax) return this.#lastDrainer!;
     this.#checkDrain(handler, max);
     const limit = this.maxMessage;
     // What the handler throws comes out of the ring as a HandlerFailure (`#read` throws it on, the channel goes on).
-    const drainer = (ring: Ring) => {
+    return (ring: Ring) => {
       const k = ring.drain(handler, max, limit);
       return k > 0 ? k : undefined;
     };
-    this.#lastDrain = handler;
-    this.#lastDrainMax = max;
-    this.#lastDrainer = drainer;
-    return drainer;
   }
 
   #checkDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max: number): void {
