@@ -190,6 +190,44 @@ test("plain publication: on where this process can fence, once the consumer stay
   }
 });
 
+test("plain publication: a peer that writes the plain word or the flags by hand (garbage, or the wrong way) does not stop the channel", async () => {
+  await native();
+  const [a, handle] = shm.pair({ capacity: 4096, idle: "park" });
+  const b = shm.fromHandle(handle);
+  try {
+    const head = new Int32Array(handle.buffer);
+    const rings = [CHANNEL_HEADER, CHANNEL_HEADER + ringSize(4096)];
+    // What a peer could write at any moment: as a producer, its plain word (garbage, or 1 when it publishes with
+    // atomic stores: the consumer only fences for nothing); as a consumer, its flags (but the closed bits: a
+    // producer then publishes plainly to a consumer that fences, or atomically to one that could).
+    for (const [plain, flags] of [[0x7fffffff, -1 & ~3], [-1, 0], [1, CONSUMER_FENCES], [1, 0]]) {
+      for (const ring of rings) {
+        Atomics.store(head, (ring + 72) / 4, plain!);
+        Atomics.store(head, (ring + 12) / 4, flags!);
+      }
+      for (let i = 0; i < 3 * PLAIN_AFTER; i++) {
+        const m = new Uint8Array([i & 255]);
+        if (i % PLAIN_AFTER === 0) {
+          // A side that parks at once, then is sent to: each way.
+          const got = b.receive({ timeout: 30_000 });
+          await pause(5);
+          await a.send(m);
+          assert.deepEqual(await got, m, `plain ${plain}, flags ${flags}, message ${i} to b`);
+          const back = a.receive({ timeout: 30_000 });
+          await pause(5);
+          await b.send(m);
+          assert.deepEqual(await back, m, `plain ${plain}, flags ${flags}, message ${i} to a`);
+        } else {
+          assert.ok(a.trySend(m) && b.tryReceive()?.[0] === (i & 255));
+          assert.ok(b.trySend(m) && a.tryReceive()?.[0] === (i & 255));
+        }
+      }
+    }
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
 test("plain publication: a consumer whose fence fails does not sleep on its last look, and still gets the message", async () => {
   await native(); // thread channels fence where FFI is loaded
   const buffer = threadBuffer(4096);
