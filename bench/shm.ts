@@ -32,6 +32,7 @@ import { echoScript, guard, median, reap, ROOT, table } from "../cli/peers/launc
 import type { LatencyRow, ThroughputRow } from "./report.ts";
 import { Latency } from "./stats.ts";
 import { flags } from "./args.ts";
+import { JS_RING_SEGMENT, JsRing, jsRingControl } from "./js_ring.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -171,6 +172,65 @@ async function oneWay(ch: shm.ShmChannel, size: number, count: number, api: Api,
   return { msgs: count / s, bytes: (count * size) / s };
 }
 
+/**
+ * Runs `body` against a peer of the JavaScript ring floor (`bench/js_ring.ts`) in `mode`, on a segment of its own;
+ * stops the peer and removes the segment after, also when `body` throws.
+ */
+async function withJsRing<T>(
+  mode: "echo" | "sink",
+  body: (ends: { out: JsRing; in: JsRing }, ctl: Int32Array) => T,
+): Promise<T> {
+  const seg = await SharedMemory.create(`${tag}-js-ring`, { size: JS_RING_SEGMENT });
+  const ctl = jsRingControl(seg.buffer);
+  const child = spawn("js_ring.ts", seg.name, mode);
+  try {
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(ctl, 0) === 0) {
+      if (Date.now() > deadline) throw new Error("Cannot start the JS ring peer: it never mapped the segment");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return body(JsRing.ends(seg.buffer, 0), ctl);
+  } finally {
+    Atomics.store(ctl, 1, 1);
+    await reap(child, "JS ring peer");
+    seg.unlink();
+    seg.close();
+  }
+}
+
+/** The JS ring's 8-byte round trip with fresh arrays both sides: mean microseconds of each rep's loop of `n`. */
+function jsRingRoundTrips(n: number, reps: number): Promise<number[]> {
+  return withJsRing("echo", (ends) => {
+    const m = new Uint8Array(8);
+    const run = (k: number) => {
+      const t0 = performance.now();
+      for (let i = 0; i < k; i++) {
+        while (!ends.out.send(m)) { /* spin */ }
+        while (ends.in.receive() === undefined) { /* spin */ }
+      }
+      return ((performance.now() - t0) * 1000) / k;
+    };
+    run(Math.min(n, 10_000));
+    return Array.from({ length: reps }, () => run(n));
+  });
+}
+
+/** The JS ring's one-way 64-byte batches of 64 (the same message 64 times), read where they lie: msg/s per rep. */
+function jsRingBatches(count: number, reps: number): Promise<number[]> {
+  return withJsRing("sink", (ends, ctl) => {
+    const batch = Array.from({ length: 64 }, () => new Uint8Array(64).fill(7));
+    const run = (k: number) => {
+      const start = Atomics.load(ctl, 2);
+      const t0 = performance.now();
+      for (let i = 0; i < k; i += 64) while (!ends.out.sendBatch(batch)) { /* spin */ }
+      while (Atomics.load(ctl, 2) - start < k) { /* spin */ }
+      return k / ((performance.now() - t0) / 1000);
+    };
+    run(count / 10);
+    return Array.from({ length: reps }, () => run(count));
+  });
+}
+
 const latency: LatencyRow[] = [];
 const throughput: ThroughputRow[] = [];
 const notes: string[] = [];
@@ -234,6 +294,8 @@ if (ONLY.has("latency")) {
   } finally {
     await spinner.close();
   }
+  const jsRing = median(await jsRingRoundTrips(200_000, REPS));
+  latency.push({ transport: "JS ring trySend (API floor)", pair, p50: jsRing, count: REPS * 200_000 });
   const timed = new Latency();
   const raw = median(await rawSpin(200_000, REPS, timed));
   const rawTimed = timed.summary();
@@ -246,6 +308,9 @@ if (ONLY.has("latency")) {
   rows.push(["shm 8 B p50 / floor timed the same way", fmt(p50 / rawTimed.p50, 2), "x", "like for like"]);
   rows.push(["shm 8 B loop mean / floor", fmt(awaitMean / raw, 2), "x", "means of loops, neither timed one by one"]);
   rows.push(["shm 8 B trySend / floor", fmt(trySendP50 / raw, 2), "x", "same run; issue 18 aims at <= 1.5"]);
+  rows.push(["JS ring round trip, fresh arrays (API floor)", fmt(jsRing), "us", "bench/js_ring.ts; median of means"]);
+  rows.push(["JS ring / raw spin", fmt(jsRing / raw, 2), "x", "what the runtime costs a channel in JS"]);
+  rows.push(["shm 8 B trySend / JS ring", fmt(trySendP50 / jsRing, 2), "x", "what the channel adds to it"]);
   notes.push(`${pair}: 8 B p50 ${fmt(p50 / raw, 2)}x and trySend ${fmt(trySendP50 / raw, 2)}x the raw JS spin`);
 }
 
@@ -313,6 +378,23 @@ if (ONLY.has("throughput")) {
   } finally {
     await sink.close();
   }
+  const floor = median(await jsRingBatches(8_000_000, REPS));
+  throughput.push({
+    transport: "JS ring (floor)",
+    api: "batch, drain",
+    pair,
+    size: 64,
+    msgsPerSec: floor,
+    bytesPerSec: floor * 64,
+  });
+  rows.push([
+    "JS ring one-way 64 B, batches (floor)",
+    fmt(floor / 1e6, 2),
+    "M msg/s",
+    "bench/js_ring.ts, read in place",
+  ]);
+  const drained = throughput.find((t) => t.size === 64 && t.api === "batch, drain")!.msgsPerSec;
+  rows.push(["shm 64 B batch, drain / JS ring", fmt(drained / floor, 2), "x", "what the channel keeps of it"]);
 }
 
 // Peer death: how long until a sleeping receive() learns that the peer was SIGKILLed.

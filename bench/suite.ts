@@ -68,7 +68,8 @@ if (!args.includes("--no-blocking")) {
 // The tables: the ratios the issue sets, all from this run.
 const f = (x: number, d = 2) => x.toFixed(d);
 const lat = (r: PairRun, t: string) => r.latency.find((l) => l.transport === t);
-const put = (r: PairRun, size: number, api: string) => r.throughput.find((t) => t.size === size && t.api === api);
+const put = (r: PairRun, size: number, api: string, transport = "shm") =>
+  r.throughput.find((t) => t.size === size && t.api === api && t.transport === transport);
 const rows = [[
   "pair",
   "8 B p50 us",
@@ -81,6 +82,9 @@ const rows = [[
   "x floor",
   "trySend us",
   "x floor",
+  "JS ring us",
+  "x floor",
+  "trySend x JS ring",
   "unix p50",
 ]];
 for (const r of runs) {
@@ -89,6 +93,7 @@ for (const r of runs) {
   const rawTimed = lat(r, "raw JS spin, timed each (floor)");
   const mean = lat(r, "shm 8 B, loop mean");
   const trySend = lat(r, "shm 8 B trySend")!;
+  const jsRing = lat(r, "JS ring trySend (API floor)")?.p50 ?? NaN;
   rows.push([
     r.pair,
     f(shm8.p50),
@@ -101,24 +106,44 @@ for (const r of runs) {
     f((mean?.p50 ?? NaN) / raw.p50),
     f(trySend.p50),
     f(trySend.p50 / raw.p50),
+    f(jsRing, 3),
+    f(jsRing / raw.p50),
+    f(trySend.p50 / jsRing),
     f(lat(r, "unix 8 B")?.p50 ?? NaN, 1),
   ]);
 }
-rows.push(["C ring", f(native.latency.p50, 3), f(native.latency.p99 ?? NaN, 1), "", "", "", "", "", "", "", "", ""]);
+rows.push(["C ring", f(native.latency.p50, 3), f(native.latency.p99 ?? NaN, 1), ...rows[0]!.slice(3).map(() => "")]);
 console.log(
   "\nLatency: round trip, await send/receive (HdrHistogram, each timed) and trySend/tryReceive (means of loops), " +
-    "against the raw JS spin: its loop mean, and its p50 timed one by one as the await p50 is; the await loop's mean",
+    "against the raw JS spin: its loop mean, and its p50 timed one by one as the await p50 is; the await loop's mean; " +
+    "the JS ring (bench/js_ring.ts): the least a JS channel does, fresh arrays, no checks",
 );
 console.log(table(rows));
 
 const apis = ["send", "trySend", "trySend, receiveInto", "trySend, drain", "batch, receiveMany", "batch, drain"];
-const t = [["pair", ...apis, "64 KiB fresh", "64 KiB into", "x C", "64 KiB loans", "1 MiB into", "1 MiB loans"]];
+const t = [[
+  "pair",
+  ...apis,
+  "JS ring batch",
+  "x JS ring",
+  "64 KiB fresh",
+  "64 KiB into",
+  "x C",
+  "64 KiB loans",
+  "1 MiB into",
+  "1 MiB loans",
+]];
 const c64k = native.throughput.find((x) => x.size === 65536)!;
 for (const r of runs) {
   const into = put(r, 65536, "receiveInto");
   t.push([
     r.pair,
     ...apis.map((a) => f((put(r, 64, a)?.msgsPerSec ?? NaN) / 1e6)),
+    f((put(r, 64, "batch, drain", "JS ring (floor)")?.msgsPerSec ?? NaN) / 1e6),
+    f(
+      (put(r, 64, "batch, drain")?.msgsPerSec ?? NaN) /
+        (put(r, 64, "batch, drain", "JS ring (floor)")?.msgsPerSec ?? NaN),
+    ),
     f((put(r, 65536, "fresh arrays")?.bytesPerSec ?? NaN) / 1e9),
     f((into?.bytesPerSec ?? NaN) / 1e9),
     f((into?.bytesPerSec ?? NaN) / c64k.bytesPerSec),
@@ -138,7 +163,8 @@ cRow[t[0]!.indexOf("64 KiB into")] = f(c64k.bytesPerSec / 1e9);
 t.push(cRow);
 console.log(
   "\nThroughput, one way: 64 B in M msg/s (batches of 64), 64 KiB and 1 MiB in GB/s (C: publish each / batched; 64 KiB " +
-    "copied out); loans: filled in place and read in place, against a filled buffer copied in and copied out",
+    "copied out); loans: filled in place and read in place, against a filled buffer copied in and copied out; the JS " +
+    "ring's batches (bench/js_ring.ts, read in place) and the batch drain's share of them",
 );
 console.log(table(t));
 
@@ -194,8 +220,9 @@ const report: BenchReport = {
   throughput: [
     ...runs.flatMap((r) =>
       r.throughput.filter((x) =>
-        x.api === "batch, drain" || x.api === "trySend, drain" || x.api === "receiveInto" ||
-        (r.pair === "node-node" && x.size === 64)
+        x.transport === "shm" &&
+        (x.api === "batch, drain" || x.api === "trySend, drain" || x.api === "receiveInto" ||
+          (r.pair === "node-node" && x.size === 64))
       )
     ),
     ...native.throughput,
