@@ -214,24 +214,25 @@ export class RingChannel implements AsyncDisposable {
    * ```
    */
   sendMany(messages: readonly Uint8Array[], options?: { signal?: AbortSignal }): Promise<void> {
+    let sent = 0;
     try {
-      this.#checkMany(messages);
+      this.#checkArray(messages);
+      const refused = this.#sendRefused();
+      if (refused) throw refused;
+      if (options?.signal?.aborted) throw abortError(options.signal);
+      // The first try checks every message as it copies them (and those past the room): nothing goes if one is bad.
+      // Behind a waiting send, there is no try now: they are checked first.
+      if (this.#writes.inside === 0) {
+        sent = this.#tryWriteMany(messages, 0, this.maxMessage);
+        if (sent === messages.length) return DONE;
+      } else this.#checkMany(messages, 0);
     } catch (e) {
       return Promise.reject(e);
     }
-    const refused = this.#sendRefused();
-    if (refused) return Promise.reject(refused);
-    if (options?.signal?.aborted) return Promise.reject(abortError(options.signal));
-    let sent = 0;
     const put = () => {
-      sent += this.#tryWriteMany(messages, sent);
+      sent += this.#tryWriteMany(messages, sent, -1);
       return sent === messages.length;
     };
-    try {
-      if (this.#writes.inside === 0 && put()) return DONE;
-    } catch (e) {
-      return Promise.reject(e);
-    }
     return this.#sendSlow(put, options?.signal);
   }
 
@@ -247,21 +248,30 @@ export class RingChannel implements AsyncDisposable {
     if (this.#writes.inside > 0) return 0;
     const refused = this.#sendRefused();
     if (refused) throw refused;
-    this.#checkMany(messages, from);
-    return this.#tryWriteMany(messages, from);
+    this.#checkArray(messages);
+    return this.#tryWriteMany(messages, from, this.maxMessage);
   }
 
-  #checkMany(messages: readonly Uint8Array[], from = 0): void {
+  #checkArray(messages: readonly Uint8Array[]): void {
     if (!Array.isArray(messages)) {
       throw new TypeError(`Cannot send on ${this.#p.description}: sendMany takes an array of Uint8Array`);
     }
+  }
+
+  /** Throws for the first message from `from` that is not a Uint8Array or is over `maxMessage`. */
+  #checkMany(messages: readonly Uint8Array[], from: number): void {
     for (let i = from; i < messages.length; i++) {
       const m = messages[i];
-      if (!(m instanceof Uint8Array)) {
-        throw new TypeError(`Cannot send on ${this.#p.description}: message ${i} is not a Uint8Array`);
-      }
-      if (m.length > this.maxMessage) throw this.#tooLarge(m.length);
+      if (!(m instanceof Uint8Array && m.length <= this.maxMessage)) throw this.#refused(messages, i);
     }
+  }
+
+  /** Why `messages[i]` cannot be sent. */
+  #refused(messages: readonly Uint8Array[], i: number): TypeError | MessageTooLargeError {
+    const m = messages[i];
+    return m instanceof Uint8Array
+      ? this.#tooLarge(m.length)
+      : new TypeError(`Cannot send on ${this.#p.description}: message ${i} is not a Uint8Array`);
   }
 
   #tooLarge(n: number): MessageTooLargeError {
@@ -272,14 +282,16 @@ export class RingChannel implements AsyncDisposable {
     );
   }
 
-  #tryWriteMany(messages: readonly Uint8Array[], from: number): number {
+  /** Writes what fits of `messages` from `from`; with `limit` 0 or more, checks them all first (see the ring). */
+  #tryWriteMany(messages: readonly Uint8Array[], from: number, limit: number): number {
     let k: number;
     try {
-      k = this.#p.out.tryWriteMany(messages, from);
+      k = this.#p.out.tryWriteMany(messages, from, messages.length, limit);
     } catch (e) {
       throw this.#corrupt(e);
     }
     if (k > 0) this.#wakeConsumer();
+    else if (k < 0) throw this.#refused(messages, -1 - k);
     return k;
   }
 

@@ -8,8 +8,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ClosedError, IpcError, runtime, runtimeArgv, type RuntimeName, shm } from "../mod.ts";
-import { Ring } from "../shm/ring.ts";
+import {
+  ClosedError,
+  IpcError,
+  MessageTooLargeError,
+  ProtocolError,
+  runtime,
+  runtimeArgv,
+  type RuntimeName,
+  shm,
+} from "../mod.ts";
+import { Ring, ringSize } from "../shm/ring.ts";
 import { shmNames } from "./conformance/fixtures.ts";
 import { differs } from "./helpers/shm_batch_data.ts";
 import { RingModel } from "./helpers/ring_model.ts";
@@ -248,6 +257,19 @@ test("sendMany checks every message before it writes one; bad arguments get clea
     await assert.rejects(a.sendMany("x" as never), TypeError);
     assert.throws(() => a.trySendMany([new Uint8Array(200)]), /exceeds maxMessage/);
     assert.deepEqual(b.tryReceiveMany(), [], "nothing was sent");
+    // A bad message past the room (the ring holds three of these): still nothing goes, sync or not.
+    const fill = () => [new Uint8Array(60), new Uint8Array(60), new Uint8Array(60), new Uint8Array(60)];
+    assert.throws(() => a.trySendMany([...fill(), new Uint8Array(101)]), /exceeds maxMessage/);
+    assert.throws(() => a.trySendMany([...fill(), new Uint16Array(2) as never]), /message 4 is not a Uint8Array/);
+    await assert.rejects(a.sendMany([...fill(), null as never]), /message 4 is not a Uint8Array/);
+    assert.deepEqual(b.tryReceiveMany(), [], "nothing was sent");
+    // Behind a send that waits for room, a bad batch is refused at once, and the waiting one goes on.
+    const waiting = a.sendMany(fill());
+    await assert.rejects(a.sendMany([new Uint8Array(1), new Uint8Array(101)]), /exceeds maxMessage/);
+    let got = 0;
+    while (got < 4) got += (await b.receiveMany()).length;
+    await waiting;
+    assert.deepEqual(b.tryReceiveMany(), [], "only the good batch went");
     assert.throws(() => b.tryReceiveMany(0), RangeError);
     await assert.rejects(b.receiveMany({ max: 1.5 }), RangeError);
     await assert.rejects(b.receiveInto("x" as never), TypeError);
@@ -260,6 +282,26 @@ test("sendMany checks every message before it writes one; bad arguments get clea
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
+});
+
+test("drain, as a peer could write the ring: a record over the ring's limit mid-batch ends the batch before it, then is a ProtocolError; one over the reader's limit is MessageTooLargeError and stays", () => {
+  const buffer = new SharedArrayBuffer(ringSize(256));
+  const producer = Ring.init(buffer, 0, 256);
+  const consumer = Ring.attach(buffer, 0);
+  for (const n of [1, 2, 3, 4]) assert.equal(producer.tryWrite(new Uint8Array(n).fill(n)), true);
+  const length = new DataView(buffer, 192 + 32, 4); // the third record's length word (records of 16 bytes here)
+  length.setUint32(0, 0xffff_fff0, true);
+  const seen: number[] = [];
+  const keep = (data: Uint8Array, offset: number, n: number) => void seen.push(n, data[offset]!);
+  assert.equal(consumer.drain(keep, Infinity), 2);
+  assert.deepEqual(seen, [1, 1, 2, 2]);
+  assert.throws(() => consumer.drain(keep, Infinity), ProtocolError);
+  length.setUint32(0, 100, true); // within the ring, over the reader's limit
+  assert.throws(() => consumer.drain(keep, Infinity, 50), MessageTooLargeError);
+  assert.throws(() => consumer.drain(keep, Infinity, 50), MessageTooLargeError, "it stays");
+  length.setUint32(0, 3, true);
+  assert.equal(consumer.drain(keep, Infinity, 50), 2);
+  assert.deepEqual(seen, [1, 1, 2, 2, 3, 3, 4, 4]);
 });
 
 test("drain: a handler that throws gets its error back, its message counts as received, the channel goes on", async () => {
