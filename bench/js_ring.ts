@@ -9,7 +9,8 @@
  * payload, 8-byte aligned. A send writes the length and the payload, zeroes the next record's commit word and
  * publishes its own: a plain store on x86-64 (a release there, as the channel's producer does while its consumer
  * is awake), an `Atomics.store` elsewhere. A receive copies the payload into a fresh array and gives the space back
- * with an `Atomics.store` of R, as the channel does. A batch writes every record, then publishes the first.
+ * with an `Atomics.store` of R, as the channel does. The array comes from `runtimes/bytes.ts` as the channel's do
+ * (`new Uint8Array(n)`, but on Deno, where that costs several times more, a view of a slab). A batch writes every record, then publishes the first.
  *
  * The segment holds two rings of {@linkcode JS_RING_CAPACITY} bytes (parent to peer, peer to parent) and a few
  * control words ({@linkcode jsRingControl}: ready, stop, messages consumed).
@@ -17,6 +18,7 @@
  * @module
  */
 import { arch } from "node:os";
+import { allocate } from "../runtimes/bytes.ts";
 
 /** Bytes of data in each of the two rings. */
 export const JS_RING_CAPACITY = 1 << 22;
@@ -125,7 +127,7 @@ export class JsRing {
     if (n < 0) return undefined;
     const cap = JS_RING_CAPACITY;
     const start = ((r & (cap - 1)) + 8) & (cap - 1);
-    const out = new Uint8Array(n);
+    const out = allocate(n); // the cheapest fresh array the runtime has (on Deno, a view of a slab)
     const d = this.#data;
     if (n <= 16) { for (let i = 0; i < n; i++) out[i] = d[(start + i) & (cap - 1)]!; }
     else if (start + n <= cap) out.set(d.subarray(start, start + n));
