@@ -30,7 +30,7 @@ const CHILD = new URL("./helpers/shm_batch_child.ts", import.meta.url);
 type Op =
   | { op: "send"; size: number }
   | { op: "sendPart"; size: number; extra: number }
-  | { op: "sendMany"; sizes: number[] }
+  | { op: "sendMany"; sizes: number[]; bad: { at: number; kind: "large" | "type" } | undefined }
   | { op: "receive" }
   | { op: "receiveWith" }
   | { op: "receiveMany"; max: number }
@@ -43,7 +43,14 @@ const ops = (max: number): fc.Arbitrary<Op[]> => {
     fc.oneof(
       fc.record({ op: fc.constant("send" as const), size }),
       fc.record({ op: fc.constant("sendPart" as const), size, extra: fc.integer({ min: 0, max: 40 }) }),
-      fc.record({ op: fc.constant("sendMany" as const), sizes: fc.array(size, { maxLength: 12 }) }),
+      fc.record({
+        op: fc.constant("sendMany" as const),
+        sizes: fc.array(size, { maxLength: 12 }),
+        // One message that cannot go, somewhere in the batch (maybe past the room): then none goes.
+        bad: fc.option(fc.record({ at: fc.nat(12), kind: fc.constantFrom("large" as const, "type" as const) }), {
+          nil: undefined,
+        }),
+      }),
       fc.record({ op: fc.constant("receive" as const) }),
       fc.record({ op: fc.constant("receiveWith" as const) }),
       fc.record({ op: fc.constant("receiveMany" as const), max: fc.integer({ min: 1, max: 10 }) }),
@@ -99,6 +106,12 @@ test("property: sends, batches, drains and reads into buffers keep order and bou
               for (const size of step.sizes) {
                 batch.push(poisoned(size, at));
                 at += Ring.recordSize(size);
+              }
+              if (step.bad !== undefined) {
+                const wrong = step.bad.kind === "large" ? new Uint8Array(a.maxMessage + 1) : [1, 2, 3];
+                batch.splice(Math.min(step.bad.at, batch.length), 0, wrong as Uint8Array);
+                assert.throws(() => a.trySendMany(batch), step.bad.kind === "large" ? /exceeds maxMessage/ : TypeError);
+                continue; // nothing went: the model stays as it was
               }
               let expected = 0;
               let room = capacity - model.used;
