@@ -211,7 +211,7 @@ if (blocking !== undefined) {
 const versions = Object.assign({}, ...runs.map((r) => r.runtimes)) as Record<string, string>;
 const onChart = (l: LatencyRow) =>
   l.transport === "shm 8 B" || (l.transport === "unix 8 B" && l.pair.split("-")[0] === l.pair.split("-")[1]) ||
-  (l.transport === "raw JS spin (floor)" && l.pair === "node-node");
+  ((l.transport === "raw JS spin (floor)" || l.transport === "JS ring trySend (API floor)") && l.pair === "node-node");
 const report: BenchReport = {
   date: new Date().toISOString().slice(0, 10),
   machine: await machineInfo(),
@@ -220,9 +220,10 @@ const report: BenchReport = {
   throughput: [
     ...runs.flatMap((r) =>
       r.throughput.filter((x) =>
-        x.transport === "shm" &&
-        (x.api === "batch, drain" || x.api === "trySend, drain" || x.api === "receiveInto" ||
-          (r.pair === "node-node" && x.size === 64))
+        (x.transport === "shm" &&
+          (x.api === "batch, drain" || x.api === "trySend, drain" || x.api === "receiveInto" ||
+            (r.pair === "node-node" && x.size === 64))) ||
+        (x.transport === "JS ring (floor)" && r.pair === "node-node")
       )
     ),
     ...native.throughput,
