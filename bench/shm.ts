@@ -4,6 +4,7 @@
  * - round trip of an 8-byte and a 1 KiB message over `shm` (await send + await receive on both sides, the default
  *   idle strategy) and of 8 bytes with `trySend`/`tryReceive` (both sides busy, no promises); the raw JavaScript
  *   spin on the same kind of segment (Atomics on two words of one cache line, no channel: the floor for JS); the
+ *   JS ring's round trip (`bench/js_ring.ts`: the least a JavaScript channel does, fresh arrays, no checks); the
  *   Unix socket channel;
  * - one-way throughput into a peer that copies every payload out of the ring: 64-byte messages with `send()` +
  *   `receive()`, `trySend()` + `tryReceive()`, `trySend()` + `receiveInto()` (one reused buffer: the sender's cost
@@ -12,7 +13,8 @@
  *   `drain()` (the peer reads each message where it lies, no copy); 64 KiB messages
  *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer);
  *   64 KiB and 1 MiB messages copied in and out (`trySend()` of a buffer filled first, `receiveInto()`) against loans
- *   (`loan()` filled in place, `receiveLoan()` read in place: no copy either side).
+ *   (`loan()` filled in place, `receiveLoan()` read in place: no copy either side); and the JS ring's 64-byte batches
+ *   read in place, the floor of `sendMany()` + `drain()`.
  * Round trips are timed one by one into an HdrHistogram over all `--reps` repetitions (p50, p99, p99.9, max); the
  * trySend round trip and the raw spin, too short to time one by one, are medians of repetitions of long loops. The
  * two reads of the clock around each timed round trip cost 80-170 ns here, which the loops do not pay: so the raw
