@@ -327,9 +327,15 @@ export class Ring {
     const cap = this.capacity;
     const at = w & (cap - 1);
     this.#slots[at >> 2] = n;
-    const start = at + 8 === cap ? 0 : at + 8;
+    this.#copyIn(message, at + 8 === cap ? 0 : at + 8, n);
+    if (size < free) this.#slots[(((at + size) & (cap - 1)) >> 2) + 1] = 0;
+    return size;
+  }
+
+  /** Copies the first `n` bytes of `message` into the data area from `start` (on at 0 past its end). */
+  #copyIn(message: Uint8Array, start: number, n: number): void {
     const data = this.#data;
-    if (start + n > cap) this.#putWrapped(message, start, n);
+    if (start + n > this.capacity) this.#putWrapped(message, start, n);
     else if (n <= SMALL) {
       // A loop beats set() (a call into the runtime, and a subarray when only a part goes) for a few bytes.
       for (let i = 0; i < n; i++) data[start + i] = message[i]!;
@@ -337,8 +343,6 @@ export class Ring {
     // on one set() whose argument is sometimes the message, sometimes a subarray.
     else if (n === message.length) data.set(message, start);
     else data.set(message.subarray(0, n), start);
-    if (size < free) this.#slots[(((at + size) & (cap - 1)) >> 2) + 1] = 0;
-    return size;
   }
 
   /** Writes the `n` bytes of a message that goes past the end of the data area from `start`, and on at 0. */
@@ -480,7 +484,6 @@ export class Ring {
     const w0 = this.#write;
     const cap = this.capacity;
     const slots = this.#slots;
-    const data = this.#data;
     let w = w0;
     let free = cap - ((w0 - this.#readSeen) >>> 0);
     let i = from;
@@ -507,10 +510,7 @@ export class Ring {
       const at = w & (cap - 1);
       slots[at >> 2] = n;
       if (w !== w0) slots[(at >> 2) + 1] = (w + 1) | 0;
-      const start = at + 8 === cap ? 0 : at + 8;
-      if (start + n > cap) this.#putWrapped(m, start, n);
-      else if (n <= SMALL) { for (let j = 0; j < n; j++) data[start + j] = m[j]!; }
-      else data.set(m, start);
+      this.#copyIn(m, at + 8 === cap ? 0 : at + 8, n);
       bytes += n;
       free -= size;
       w = (w + size) | 0;

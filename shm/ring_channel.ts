@@ -282,7 +282,7 @@ export class RingChannel implements AsyncDisposable {
     );
   }
 
-  /** Writes what fits of `messages` from `from`; with `limit` 0 or more, checks them all first (see the ring). */
+  /** Writes what fits of `messages` from `from`; with `limit` 0 or more, the ring checks them all (`Ring.tryWriteMany`). */
   #tryWriteMany(messages: readonly Uint8Array[], from: number, limit: number): number {
     let k: number;
     try {
