@@ -902,6 +902,7 @@ export class RingChannel implements AsyncDisposable {
       let spinning = spinUs > 0;
       let spins = 0;
       let yieldAt = 0;
+      let bounded = false;
       for (;;) {
         if (this.#closed) throw this.#closedError("receive");
         const m = this.#read(read);
@@ -958,7 +959,8 @@ export class RingChannel implements AsyncDisposable {
         input.consumerSleeping = true;
         // A message the producer published with a plain store may still be in its CPU's store buffer, and its look
         // at our announcement may have come before it: the fence makes one of the two seen (`os/fence.ts`).
-        if (this.#p.fence !== undefined && input.producerPublishesPlainly && !this.#p.fence()) {
+        const fenced = this.#p.fence !== undefined && input.producerPublishesPlainly;
+        if (fenced && !this.#p.fence!()) {
           // The barrier failed (the kernel could not allocate it): no sleep on a look that may miss a record; look
           // again after a turn of the event loop.
           input.consumerSleeping = false;
@@ -968,7 +970,12 @@ export class RingChannel implements AsyncDisposable {
         this.#stats.values[SLEEPS]!++;
         const w = input.writePosition();
         if (!input.readable() && !(input.flags & PRODUCER_CLOSED)) {
-          await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal, deadline);
+          // While the producer publishes plainly it looks at our announcement with a plain load (`Ring`'s
+          // takeConsumerSleeping): the first such sleep of a wait has a bound, a look that came late costs at most
+          // that (later ones need none: the producer looks afresh at each publication).
+          const until = fenced && !bounded ? Math.min(deadline, t + SLEEP_MS) : deadline;
+          bounded ||= fenced;
+          await this.#sleep(this.#p.inBase + I_WRITE, w, Math.min(SLEEP_MS, deadline - t), signal, until);
         }
         input.consumerSleeping = false;
       }

@@ -12,9 +12,10 @@ import { shmNames } from "./conformance/fixtures.ts";
 import { arch } from "node:os";
 import { native } from "../ffi/native.ts";
 import { processFence } from "../os/fence.ts";
-import { CONSUMER_FENCES, PLAIN_AFTER, ringSize } from "../shm/ring.ts";
+import { CONSUMER_FENCES, PLAIN_AFTER, Ring, ringSize } from "../shm/ring.ts";
 import { CHANNEL_HEADER, threadBuffer, threadParts } from "../shm/ring_channel_layout.ts";
-import { RingChannel } from "../shm/ring_channel.ts";
+import { RingChannel, SLEEP_MS } from "../shm/ring_channel.ts";
+import type { Doorbell } from "../shm/doorbell.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
 const CHILD = new URL("./helpers/shm_idle_child.ts", import.meta.url);
@@ -245,6 +246,37 @@ test("plain publication: a consumer whose fence fails does not sleep on its last
     assert.ok(failed > 0, "the consumer tried to fence before it slept");
     assert.ok(a.trySend(new Uint8Array([7])));
     assert.deepEqual(await receiving, new Uint8Array([7]));
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("plain publication: a producer whose look at the consumer's sleep came late (no wake-up) costs the consumer one bounded sleep, not a hang", async () => {
+  await native(); // thread channels fence where FFI is loaded
+  const buffer = threadBuffer(4096);
+  const consumer = threadParts({ buffer, side: 1, idle: "park" }, undefined);
+  if (arch() !== "x64") return assert.equal(consumer.fence, undefined, "no plain publication off x86-64");
+  // A doorbell that nobody rings: the consumer's sleep ends by its own bound or never.
+  const waits: number[] = [];
+  const bell = {
+    silent: false,
+    wait: (ms: number) => (waits.push(ms), ms === Infinity ? new Promise<void>(() => {}) : pause(ms)),
+    ring() {},
+    close() {},
+  } as unknown as Doorbell;
+  const a = new RingChannel(threadParts({ buffer, side: 0, idle: "park" }, undefined));
+  const b = new RingChannel({ ...consumer, bell });
+  try {
+    const m = new Uint8Array(8);
+    for (let i = 0; i < PLAIN_AFTER; i++) assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
+    assert.equal(Atomics.load(new Int32Array(buffer), (CHANNEL_HEADER + 72) / 4), 1, "a publishes plainly");
+    const receiving = b.receive();
+    await pause(20);
+    // The record a producer publishes whose look at the announcement came late: written, and nobody woken.
+    assert.ok(Ring.attach(buffer, CHANNEL_HEADER).tryWrite(new Uint8Array([9])));
+    assert.ok(await within(receiving, 20_000), "the consumer's sleep ended by its bound");
+    assert.deepEqual(await receiving, new Uint8Array([9]));
+    assert.ok(waits.length > 0 && waits.every((ms) => ms <= SLEEP_MS), `bounded sleeps only: ${waits}`);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
