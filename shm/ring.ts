@@ -740,9 +740,10 @@ export class Ring {
    * While it publishes plainly, its look at the announcement is a plain load too: on x86-64 the very instruction an
    * `Atomics.load` runs (a `mov`), without the call into the runtime (7 ns in V8, 5 in Bun, a fifth of a 64-byte
    * `trySend`). The consumer's fence orders it against the publication as it orders the plain store. What a plain
-   * load does not promise is that a JIT never reuses an older value of it; every engine here reloads it after the
-   * stores of a publication, and the consumer bounds its sleep while the producer publishes plainly
-   * (`shm/ring_channel.ts`), so even a look that came late would cost one bounded sleep, not a lost wake-up.
+   * load does not promise is that a JIT never reuses an older value of it (the stores of each publication come
+   * between two looks, and the cross-runtime wake-up tests pass, but no engine promises it); so the consumer bounds
+   * its first sleep of a wait while the producer publishes plainly (`shm/ring_channel.ts`), and a look that came
+   * late would cost one bounded sleep, not a lost wake-up.
    */
   takeConsumerSleeping(): boolean {
     if ((this.#plain ? this.words[I_CONSUMER_SLEEPING]! : Atomics.load(this.words, I_CONSUMER_SLEEPING)) !== 0) {
