@@ -14,7 +14,7 @@ import { native } from "../ffi/native.ts";
 import { processFence } from "../os/fence.ts";
 import { CONSUMER_FENCES, PLAIN_AFTER, Ring, ringSize } from "../shm/ring.ts";
 import { CHANNEL_HEADER, threadBuffer, threadParts } from "../shm/ring_channel_layout.ts";
-import { RingChannel, SLEEP_MS } from "../shm/ring_channel.ts";
+import { type ChannelParts, RingChannel, SLEEP_MS } from "../shm/ring_channel.ts";
 import type { Doorbell } from "../shm/doorbell.ts";
 
 const RUNTIMES: RuntimeName[] = ["deno", "bun", "node"];
@@ -229,33 +229,43 @@ test("plain publication: a peer that writes the plain word or the flags by hand 
   }
 });
 
-test("plain publication: a consumer whose fence fails does not sleep on its last look, and still gets the message", async () => {
+/**
+ * A thread pair, side 0 publishing plainly to side 1 (after PLAIN_AFTER messages that found it awake), side 1 made
+ * from its own parts changed by `consumer`; runs `body` and closes both. Off x86-64 it checks there is no fence.
+ */
+async function withPlainPair(
+  consumer: (parts: ChannelParts) => ChannelParts,
+  body: (a: RingChannel, b: RingChannel, buffer: SharedArrayBuffer) => Promise<void>,
+): Promise<void> {
   await native(); // thread channels fence where FFI is loaded
   const buffer = threadBuffer(4096);
-  const fencing = threadParts({ buffer, side: 1, idle: "park" }, undefined);
-  if (arch() !== "x64") return assert.equal(fencing.fence, undefined, "no plain publication off x86-64");
-  assert.ok(fencing.fence !== undefined, "x86-64 with membarrier(2): this side can fence");
-  let failed = 0;
+  const parts = threadParts({ buffer, side: 1, idle: "park" }, undefined);
+  if (arch() !== "x64") return assert.equal(parts.fence, undefined, "no plain publication off x86-64");
+  assert.ok(parts.fence !== undefined, "x86-64 with membarrier(2): this side can fence");
   const a = new RingChannel(threadParts({ buffer, side: 0, idle: "park" }, undefined));
-  const b = new RingChannel({ ...fencing, fence: () => (failed++, false) });
+  const b = new RingChannel(consumer(parts));
   try {
     const m = new Uint8Array(8);
     for (let i = 0; i < PLAIN_AFTER; i++) assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
+    assert.equal(Atomics.load(new Int32Array(buffer), (CHANNEL_HEADER + 72) / 4), 1, "a publishes plainly");
+    await body(a, b, buffer);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
+test("plain publication: a consumer whose fence fails does not sleep on its last look, and still gets the message", async () => {
+  let failed = 0;
+  await withPlainPair((parts) => ({ ...parts, fence: () => (failed++, false) }), async (a, b) => {
     const receiving = b.receive({ timeout: 30_000 });
     await pause(20);
     assert.ok(failed > 0, "the consumer tried to fence before it slept");
     assert.ok(a.trySend(new Uint8Array([7])));
     assert.deepEqual(await receiving, new Uint8Array([7]));
-  } finally {
-    await Promise.all([a.close(), b.close()]);
-  }
+  });
 });
 
 test("plain publication: a producer whose look at the consumer's sleep came late (no wake-up) costs the consumer one bounded sleep, not a hang", async () => {
-  await native(); // thread channels fence where FFI is loaded
-  const buffer = threadBuffer(4096);
-  const consumer = threadParts({ buffer, side: 1, idle: "park" }, undefined);
-  if (arch() !== "x64") return assert.equal(consumer.fence, undefined, "no plain publication off x86-64");
   // A doorbell that nobody rings: the consumer's sleep ends by its own bound or never.
   const waits: number[] = [];
   const bell = {
@@ -264,12 +274,7 @@ test("plain publication: a producer whose look at the consumer's sleep came late
     ring() {},
     close() {},
   } as unknown as Doorbell;
-  const a = new RingChannel(threadParts({ buffer, side: 0, idle: "park" }, undefined));
-  const b = new RingChannel({ ...consumer, bell });
-  try {
-    const m = new Uint8Array(8);
-    for (let i = 0; i < PLAIN_AFTER; i++) assert.ok(a.trySend(m) && b.tryReceive() !== undefined);
-    assert.equal(Atomics.load(new Int32Array(buffer), (CHANNEL_HEADER + 72) / 4), 1, "a publishes plainly");
+  await withPlainPair((parts) => ({ ...parts, bell }), async (_a, b, buffer) => {
     const receiving = b.receive();
     await pause(20);
     // The record a producer publishes whose look at the announcement came late: written, and nobody woken.
@@ -277,9 +282,7 @@ test("plain publication: a producer whose look at the consumer's sleep came late
     assert.ok(await within(receiving, 20_000), "the consumer's sleep ended by its bound");
     assert.deepEqual(await receiving, new Uint8Array([9]));
     assert.ok(waits.length > 0 && waits.every((ms) => ms <= SLEEP_MS), `bounded sleeps only: ${waits}`);
-  } finally {
-    await Promise.all([a.close(), b.close()]);
-  }
+  });
 });
 
 /** Runs a `shm_fence_child.ts` of `peer` in `role`; this side's channel waits with `idle` (see {@linkcode withChild}). */
