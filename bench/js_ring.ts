@@ -44,16 +44,25 @@ export class JsRing {
   #pos = 0;
   #readSeen = 0;
 
-  constructor(buffer: ArrayBufferLike, offset: number) {
+  /** `start`: the position (a multiple of 8) of a ring nobody used yet, for both its ends (a test starts near 2^31). */
+  constructor(buffer: ArrayBufferLike, offset: number, start = 0) {
     this.#words = new Int32Array(buffer, offset, HEADER / 4);
     this.#slots = new Int32Array(buffer, offset + HEADER, JS_RING_CAPACITY / 4);
     this.#data = new Uint8Array(buffer, offset + HEADER, JS_RING_CAPACITY);
+    if (start !== 0) {
+      this.#pos = this.#readSeen = start;
+      this.#words[I_WRITE] = start;
+      Atomics.store(this.#words, I_READ, start);
+    }
   }
 
-  /** The two rings of a segment as side 0 (the parent) or 1 (the peer) sees them: where it sends, where it reads. */
-  static ends(buffer: ArrayBufferLike, side: 0 | 1): { out: JsRing; in: JsRing } {
-    const a = new JsRing(buffer, 0);
-    const b = new JsRing(buffer, HEADER + JS_RING_CAPACITY);
+  /**
+   * The two rings of a segment as side 0 (the parent) or 1 (the peer) sees them: where it sends, where it reads.
+   * With `start`, both rings of a fresh segment start there; both sides must be made with it.
+   */
+  static ends(buffer: ArrayBufferLike, side: 0 | 1, start = 0): { out: JsRing; in: JsRing } {
+    const a = new JsRing(buffer, 0, start);
+    const b = new JsRing(buffer, HEADER + JS_RING_CAPACITY, start);
     return side === 0 ? { out: a, in: b } : { out: b, in: a };
   }
 
@@ -91,7 +100,7 @@ export class JsRing {
   send(m: Uint8Array): boolean {
     const w = this.#pos;
     const next = this.#put(w, m);
-    if (next < 0) return false;
+    if (next === -1) return false; // positions are multiples of 8 (negative past 2^31): -1 is none of them
     this.#commit(w);
     this.#pos = next;
     this.#words[I_WRITE] = next;
@@ -104,7 +113,7 @@ export class JsRing {
     let w = first;
     for (let i = 0; i < batch.length; i++) {
       const next = this.#put(w, batch[i]!);
-      if (next < 0) return false; // nothing published: the records written are written again next time
+      if (next === -1) return false; // nothing published: the records written are written again next time
       if (i > 0) this.#slots[((w & (JS_RING_CAPACITY - 1)) >> 2) + 1] = (w + 1) | 0;
       w = next;
     }

@@ -133,40 +133,45 @@ test("renderChart refuses an empty or malformed report with a TypeError that nam
   assert.doesNotThrow(() => checkReport(REPORT));
 });
 
-test("the JS ring delivers every message whole and in order, single or in batches, through wrap-around and a full ring", () => {
-  const buffer = new SharedArrayBuffer(JS_RING_SEGMENT);
-  const parent = JsRing.ends(buffer, 0);
-  const peer = JsRing.ends(buffer, 1);
-  const message = (k: number, n: number) => new Uint8Array(n).map((_, j) => (k * 31 + j) & 255);
-  const sizes = [0, 1, 8, 15, 16, 17, 64, 1000, 65_536];
-  let sent = 0;
-  let got = 0;
-  const sum = new Float64Array(1);
-  // Several laps of the ring: sends until it is full (the send says so), then takes all, by receive() or drain().
-  for (let lap = 0; lap < 40; lap++) {
-    const before = sent;
-    for (;;) {
-      const n = sizes[sent % sizes.length]!;
-      const batch = lap % 2 === 0 ? [message(sent, n)] : [message(sent, n), message(sent + 1, sizes[(sent + 1) % 9]!)];
-      const ok = batch.length === 1 ? parent.out.send(batch[0]!) : parent.out.sendBatch(batch);
-      if (!ok) break;
-      sent += batch.length;
+// Positions are bytes modulo 2^32 as Int32s: from 0, and across 2^31 (where they turn negative) and 2^32 (back to 0).
+for (const start of [0, 2 ** 31 - (20 << 20), -(20 << 20)]) {
+  test(`the JS ring delivers every message whole and in order, single or in batches, through wrap-around and a full ring (from position ${start})`, () => {
+    const buffer = new SharedArrayBuffer(JS_RING_SEGMENT);
+    const parent = JsRing.ends(buffer, 0, start);
+    const peer = JsRing.ends(buffer, 1, start);
+    const message = (k: number, n: number) => new Uint8Array(n).map((_, j) => (k * 31 + j) & 255);
+    const sizes = [0, 1, 8, 15, 16, 17, 64, 1000, 65_536];
+    let sent = 0;
+    let got = 0;
+    const sum = new Float64Array(1);
+    // Several laps of the ring: sends until it is full (the send says so), then takes all, by receive() or drain().
+    for (let lap = 0; lap < 40; lap++) {
+      const before = sent;
+      for (;;) {
+        const n = sizes[sent % sizes.length]!;
+        const batch = lap % 2 === 0
+          ? [message(sent, n)]
+          : [message(sent, n), message(sent + 1, sizes[(sent + 1) % 9]!)];
+        const ok = batch.length === 1 ? parent.out.send(batch[0]!) : parent.out.sendBatch(batch);
+        if (!ok) break;
+        sent += batch.length;
+      }
+      assert.ok(sent - before > 0 && (sent - before) * 8 < JS_RING_CAPACITY, `lap ${lap} sent ${sent - before}`);
+      if (lap % 3 === 2) {
+        const expected = Array.from({ length: sent - got }, (_, i) => message(got + i, sizes[(got + i) % 9]!));
+        const want = expected.reduce((a, m) => a + (m.length > 0 ? m[0]! + m[m.length - 1]! : 0), 0);
+        const before = sum[0]!;
+        assert.equal(peer.in.drain(sum), sent - got);
+        assert.equal(sum[0]! - before, want);
+        got = sent;
+      } else {
+        for (; got < sent; got++) assert.deepEqual(peer.in.receive(), message(got, sizes[got % 9]!), `message ${got}`);
+      }
+      assert.equal(peer.in.receive(), undefined);
     }
-    assert.ok(sent - before > 0 && (sent - before) * 8 < JS_RING_CAPACITY, `lap ${lap} sent ${sent - before}`);
-    if (lap % 3 === 2) {
-      const expected = Array.from({ length: sent - got }, (_, i) => message(got + i, sizes[(got + i) % 9]!));
-      const want = expected.reduce((a, m) => a + (m.length > 0 ? m[0]! + m[m.length - 1]! : 0), 0);
-      const before = sum[0]!;
-      assert.equal(peer.in.drain(sum), sent - got);
-      assert.equal(sum[0]! - before, want);
-      got = sent;
-    } else {
-      for (; got < sent; got++) assert.deepEqual(peer.in.receive(), message(got, sizes[got % 9]!), `message ${got}`);
-    }
-    assert.equal(peer.in.receive(), undefined);
-  }
-  assert.ok(sent > 1000);
-});
+    assert.ok(sent > 1000);
+  });
+}
 
 test("machineInfo reads the CPU, cores, memory and kernel of this machine", async () => {
   const m = await machineInfo();
