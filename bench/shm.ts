@@ -14,7 +14,7 @@
  *   with `trySend()` into `tryReceive()` (a fresh array per message) and into `receiveInto()` (one reused buffer);
  *   64 KiB and 1 MiB messages copied in and out (`trySend()` of a buffer filled first, `receiveInto()`) against loans
  *   (`loan()` filled in place, `receiveLoan()` read in place: no copy either side); and the JS ring's 64-byte batches
- *   read in place, the floor of `sendMany()` + `drain()`.
+ *   read in place, the floor of `sendMany()` + `drain()`, and sent one at a time, the floor of `trySend()` + `drain()`.
  * Round trips are timed one by one into an HdrHistogram over all `--reps` repetitions (p50, p99, p99.9, max); the
  * trySend round trip and the raw spin, too short to time one by one, are medians of repetitions of long loops. The
  * two reads of the clock around each timed round trip cost 80-170 ns here, which the loops do not pay: so the raw
@@ -217,14 +217,19 @@ function jsRingRoundTrips(n: number, reps: number): Promise<number[]> {
   });
 }
 
-/** The JS ring's one-way 64-byte batches of 64 (the same message 64 times), read where they lie: msg/s per rep. */
-function jsRingBatches(count: number, reps: number): Promise<number[]> {
+/**
+ * The JS ring's one-way 64-byte messages read where they lie: sent one at a time (the floor of `trySend()` into
+ * `drain()`), or in batches of 64 (the same message 64 times; the floor of `sendMany()` into `drain()`). Msg/s per rep.
+ */
+function jsRingOneWay(count: number, reps: number, batched: boolean): Promise<number[]> {
   return withJsRing("sink", (ends, ctl) => {
-    const batch = Array.from({ length: 64 }, () => new Uint8Array(64).fill(7));
+    const m = new Uint8Array(64).fill(7);
+    const batch = Array.from({ length: 64 }, () => m);
     const run = (k: number) => {
       const start = Atomics.load(ctl, 2);
       const t0 = performance.now();
-      for (let i = 0; i < k; i += 64) while (!ends.out.sendBatch(batch)) { /* spin */ }
+      if (batched) { for (let i = 0; i < k; i += 64) while (!ends.out.sendBatch(batch)) { /* spin */ } }
+      else for (let i = 0; i < k; i++) while (!ends.out.send(m)) { /* spin */ }
       while (Atomics.load(ctl, 2) - start < k) { /* spin */ }
       return k / ((performance.now() - t0) / 1000);
     };
@@ -383,23 +388,21 @@ if (ONLY.has("throughput")) {
   } finally {
     await sink.close();
   }
-  const floor = median(await jsRingBatches(8_000_000, REPS));
-  throughput.push({
-    transport: "JS ring (floor)",
-    api: "batch, drain",
-    pair,
-    size: 64,
-    msgsPerSec: floor,
-    bytesPerSec: floor * 64,
-  });
-  rows.push([
-    "JS ring one-way 64 B, batches (floor)",
-    fmt(floor / 1e6, 2),
-    "M msg/s",
-    "bench/js_ring.ts, read in place",
-  ]);
-  const drained = throughput.find((t) => t.size === 64 && t.api === "batch, drain")!.msgsPerSec;
-  rows.push(["shm 64 B batch, drain / JS ring", fmt(drained / floor, 2), "x", "what the channel keeps of it"]);
+  for (
+    const [api, count, batched] of [["trySend, drain", 4_000_000, false], ["batch, drain", 8_000_000, true]] as const
+  ) {
+    const floor = median(await jsRingOneWay(count, REPS, batched));
+    throughput.push({ transport: "JS ring (floor)", api, pair, size: 64, msgsPerSec: floor, bytesPerSec: floor * 64 });
+    const how = batched ? "batches" : "single sends";
+    rows.push([
+      `JS ring one-way 64 B, ${how} (floor)`,
+      fmt(floor / 1e6, 2),
+      "M msg/s",
+      "bench/js_ring.ts, read in place",
+    ]);
+    const shm = throughput.find((t) => t.transport === "shm" && t.size === 64 && t.api === api)!.msgsPerSec;
+    rows.push([`shm 64 B ${api} / JS ring`, fmt(shm / floor, 2), "x", "what the channel keeps of it"]);
+  }
 }
 
 // Peer death: how long until a sleeping receive() learns that the peer was SIGKILLed.
