@@ -7,7 +7,9 @@
  * - `busy`: one CPU-bound process beside the pair (2 cores here: three runnable processes);
  * - `one core`: the driver, its peers (and so both sides) pinned to CPU 0 with `taskset -c 0`;
  * - `one core, busy`: the same plus the CPU-bound process on CPU 0.
- * Figures, not pass/fail: p50, mean, p99, max per transport and the shm/unix ratio of each (issue 18 aims at <= 1).
+ * Figures, not pass/fail: p50, mean, p99, max per transport and the shm/unix ratio of each (issue 18 aims at <= 1),
+ * and the p99 of each quarter of the run with the range of the quarters' shm/unix ratios: a ratio of two p99s whose
+ * quarters straddle 1 is within what the run itself spreads.
  *
  *   node --import tsx bench/shm_blocking.ts [--runtime deno|bun|node] [--rounds 4000] [--idle park] [--json]
  *
@@ -16,7 +18,7 @@
 import { type Channel, type ChildProcess, runtime, runtimeArgv, type RuntimeName, shm, unix } from "../mod.ts";
 import { echoScript, guard, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { runToEnd } from "./native_floor.ts";
-import { type Distribution, Latency } from "./stats.ts";
+import { type Distribution, Latency, ratioRange } from "./stats.ts";
 import { flags } from "./args.ts";
 
 const rt = await runtime();
@@ -28,17 +30,25 @@ const IDLE = opt("--idle", "spin-then-park").split(",") as shm.IdleStrategy[];
 const SPIN = opt("--spin", "50");
 const self = rt.fromFileUrl(import.meta.url);
 
-/** One condition's figures: per transport (`shm <idle strategy>`, `unix`). */
-type Figures = Record<string, Distribution>;
+/**
+ * One condition's figures: per transport (`shm <idle strategy>`, `unix`), the distribution of all its round trips,
+ * and the p99 of each quarter of the run (`p99Parts`): how far a p99 moves within one run, the yardstick for a ratio
+ * of two p99s.
+ */
+type Figures = Record<string, Distribution & { p99Parts: number[] }>;
 
-/** Times `n` round trips into `lat`. */
-async function timed(channel: Channel, n: number, lat: Latency | undefined): Promise<void> {
+/** The run's parts whose p99s are given beside the whole run's. */
+const PARTS = 4;
+
+/** Times `n` round trips into each of `lats`. */
+async function timed(channel: Channel, n: number, lats: Latency[]): Promise<void> {
   const m = new Uint8Array(8);
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     await channel.send(m);
     await channel.receive();
-    lat?.record((performance.now() - t) * 1000);
+    const us = (performance.now() - t) * 1000;
+    for (const lat of lats) lat.record(us);
   }
 }
 
@@ -71,16 +81,20 @@ async function drive(): Promise<Figures> {
     children.push(echo);
     channels.push(["unix", await guard(echo, listener.accept(), `unix echo peer on ${peer}`)]);
     const lat = new Map(channels.map(([k]) => [k, new Latency()]));
+    const parts = new Map(channels.map(([k]) => [k, Array.from({ length: PARTS }, () => new Latency())]));
     // Warm up the very code that is timed (a Latency of its own), at least 500 round trips and half a second each.
     const warm = new Latency();
     for (const [, c] of channels) {
-      for (const until = performance.now() + 500; performance.now() < until;) await timed(c, 500, warm);
+      for (const until = performance.now() + 500; performance.now() < until;) await timed(c, 500, [warm]);
     }
     const BLOCK = 250;
     for (let done = 0; done < ROUNDS; done += BLOCK) {
-      for (const [k, c] of channels) await timed(c, BLOCK, lat.get(k));
+      const part = Math.min(PARTS - 1, Math.floor((done * PARTS) / ROUNDS));
+      for (const [k, c] of channels) await timed(c, BLOCK, [lat.get(k)!, parts.get(k)![part]!]);
     }
-    return Object.fromEntries([...lat].map(([k, l]) => [k, l.summary()]));
+    return Object.fromEntries(
+      [...lat].map(([k, l]) => [k, { ...l.summary(), p99Parts: parts.get(k)!.map((p) => p.summary().p99) }]),
+    );
   } finally {
     for (const [, c] of channels) await c.close();
     for (const child of children) await reap(child, "echo peer");
@@ -126,12 +140,23 @@ if (args.includes("--driver")) {
     rt.exit(0);
   }
   const f = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-  const rows = [["condition", "transport", "p50 us", "mean us", "p99 us", "max us"]];
+  const rows = [["condition", "transport", "p50 us", "mean us", "p99 us", "max us", "p99 of each quarter"]];
   for (const { condition, figures } of results) {
-    for (const [t, d] of Object.entries(figures)) rows.push([condition, t, f(d.p50), f(d.mean), f(d.p99), f(d.max)]);
+    for (const [t, d] of Object.entries(figures)) {
+      rows.push([condition, t, f(d.p50), f(d.mean), f(d.p99), f(d.max), d.p99Parts.map(f).join(" ")]);
+    }
     for (const t of Object.keys(figures).filter((k) => k !== "unix")) {
       const r = (k: "p50" | "mean" | "p99" | "max") => (figures[t]![k] / figures.unix![k]).toFixed(2);
-      rows.push([condition, `${t} / unix`, r("p50"), r("mean"), r("p99"), r("max")]);
+      const [lo, hi] = ratioRange(figures[t]!.p99Parts, figures.unix!.p99Parts);
+      rows.push([
+        condition,
+        `${t} / unix`,
+        r("p50"),
+        r("mean"),
+        r("p99"),
+        r("max"),
+        `${lo.toFixed(2)}-${hi.toFixed(2)}`,
+      ]);
     }
   }
   console.log(table(rows));

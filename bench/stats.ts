@@ -53,3 +53,13 @@ export function formatDistribution(d: Distribution): string {
   const f = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
   return `p50 ${f(d.p50)} / p99 ${f(d.p99)} / p99.9 ${f(d.p999)} / max ${f(d.max)} us (${d.count} samples)`;
 }
+
+/**
+ * The lowest and highest of `a[i] / b[i]`: the ratios of two measures taken part by part in one run (the p99 of each
+ * quarter of the shm channel's round trips against the socket's), how far the whole run's ratio could move.
+ */
+export function ratioRange(a: readonly number[], b: readonly number[]): [number, number] {
+  if (a.length === 0 || a.length !== b.length) throw new RangeError(`Cannot pair ${a.length} parts with ${b.length}`);
+  const r = a.map((x, i) => x / b[i]!);
+  return [Math.min(...r), Math.max(...r)];
+}

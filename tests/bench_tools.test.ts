@@ -15,6 +15,7 @@ import { renderChart } from "../bench/chart.ts";
 import { type BenchReport, checkReport, machineInfo } from "../bench/report.ts";
 import { nativeFloor, nativeFloorRows, nativeRingBinary } from "../bench/native_floor.ts";
 import { JS_RING_CAPACITY, JS_RING_SEGMENT, JsRing } from "../bench/js_ring.ts";
+import { Latency, ratioRange } from "../bench/stats.ts";
 import { type ChildProcess, runtime } from "../mod.ts";
 import { delay } from "../async/mod.ts";
 
@@ -344,3 +345,22 @@ if (takesSharedChecks()) {
     }
   });
 }
+
+test("ratioRange pairs two runs' parts one by one: the lowest and highest ratio, and no pairing of unlike lists", () => {
+  // Four quarters of two transports' round trips: one's p99 is twice the other's in one quarter, half in another.
+  const shm = Array.from({ length: 4 }, () => new Latency());
+  const unix = Array.from({ length: 4 }, () => new Latency());
+  const slow = [10, 40, 10, 10]; // us: the p99 of each of shm's quarters
+  const other = [10, 20, 20, 10];
+  for (let q = 0; q < 4; q++) {
+    for (let i = 0; i < 1000; i++) {
+      shm[q]!.record(i < 980 ? 1 : slow[q]!);
+      unix[q]!.record(i < 980 ? 1 : other[q]!);
+    }
+  }
+  const [lo, hi] = ratioRange(shm.map((l) => l.summary().p99), unix.map((l) => l.summary().p99));
+  assert.ok(Math.abs(lo - 0.5) < 0.01 && Math.abs(hi - 2) < 0.02, `range ${lo}-${hi}`);
+  assert.deepEqual(ratioRange([3], [3]), [1, 1]);
+  assert.throws(() => ratioRange([1, 2], [1]), RangeError);
+  assert.throws(() => ratioRange([], []), RangeError);
+});
