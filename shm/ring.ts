@@ -110,6 +110,11 @@ function badPositions(what: string, w: number, r: number, capacity: number): Pro
   );
 }
 
+/** Whether `m` can go as one message of a ring that takes at most `limit` bytes: a Uint8Array of at most `limit`. */
+export function sendable(m: unknown, limit: number): m is Uint8Array {
+  return m instanceof Uint8Array && m.length <= limit;
+}
+
 /** Bytes a ring with `capacity` data bytes takes. */
 export function ringSize(capacity: number): number {
   return RING_HEADER + capacity;
@@ -492,7 +497,7 @@ export class Ring {
     // only after its first, stored last), and only the word after the last record is zeroed.
     for (; i < to; i++) {
       const m = messages[i]!;
-      if (limit >= 0 && !(m instanceof Uint8Array && m.length <= limit)) return -1 - i;
+      if (limit >= 0 && !sendable(m, limit)) return -1 - i;
       const n = m.length;
       const size = (8 + n + 7) & ~7;
       if (free < size || (w & 7) !== 0) {
@@ -500,8 +505,7 @@ export class Ring {
         if (free < size) {
           if (limit >= 0) {
             for (let j = i + 1; j < to; j++) {
-              const x = messages[j];
-              if (!(x instanceof Uint8Array && x.length <= limit)) return -1 - j;
+              if (!sendable(messages[j], limit)) return -1 - j;
             }
           }
           break;

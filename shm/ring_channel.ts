@@ -30,7 +30,7 @@
 import { onAbort, Turnstile } from "../async/mod.ts";
 import { abortError, ClosedError, IpcError, MessageTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
 import { Loans, type ReceiveLoan, type SendLoan } from "./loan.ts";
-import { CONSUMER_CLOSED, HandlerFailure, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring } from "./ring.ts";
+import { CONSUMER_CLOSED, HandlerFailure, I_READ, I_WRITE, PRODUCER_CLOSED, type Ring, sendable } from "./ring.ts";
 import type { Doorbell } from "./doorbell.ts";
 import { Idle, type IdleStrategy } from "./idle.ts";
 import { type Counters, track } from "./stats.ts";
@@ -261,8 +261,7 @@ export class RingChannel implements AsyncDisposable {
   /** Throws for the first message from `from` that is not a Uint8Array or is over `maxMessage`. */
   #checkMany(messages: readonly Uint8Array[], from: number): void {
     for (let i = from; i < messages.length; i++) {
-      const m = messages[i];
-      if (!(m instanceof Uint8Array && m.length <= this.maxMessage)) throw this.#refused(messages, i);
+      if (!sendable(messages[i], this.maxMessage)) throw this.#refused(messages, i);
     }
   }
 
