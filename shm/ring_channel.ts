@@ -300,7 +300,14 @@ export class RingChannel implements AsyncDisposable {
     return e;
   }
 
+  /** Whether a send may go now (else {@linkcode #sendRefused} says why). */
+  #canSend(out: Ring): boolean {
+    return !this.#closed && this.#loans.send === undefined && this.#peerGone === undefined &&
+      (out.flagsSeen & CONSUMER_CLOSED) === 0;
+  }
+
   #sendRefused(): Error | undefined {
+    if (this.#canSend(this.#p.out)) return undefined;
     if (this.#closed) return this.#closedError("send");
     const loan = this.#loans.send;
     if (loan) {
@@ -404,10 +411,11 @@ export class RingChannel implements AsyncDisposable {
    */
   trySend(message: Uint8Array): boolean {
     if (this.#writes.inside > 0) return false; // keep order behind sends that wait
-    const refused = this.#sendRefused();
-    if (refused) throw refused;
+    const out = this.#p.out;
+    // The checks as one small predicate, the errors out of line: a JIT inlines this whole path, the ring's write too.
+    if (!this.#canSend(out)) throw this.#sendRefused();
     if (message.length > this.maxMessage) throw this.#tooLarge(message.length);
-    return this.#tryWrite(this.#p.out, message);
+    return this.#tryWrite(out, message);
   }
 
   /**
