@@ -546,17 +546,22 @@ export class Ring {
     const at = r & (cap - 1);
     if (Atomics.load(this.#slots, (at >> 2) + 1) !== ((r + 1) | 0)) return -1;
     const n = this.#slots[at >> 2]! >>> 0;
+    if (n > limit || n > this.maxMessage) throw this.#unreadable(n, limit); // out of line: keeps this small to inline
+    return n;
+  }
+
+  /** The error for a committed record of `n` bytes that cannot be read with `limit`. */
+  #unreadable(n: number, limit: number): Error {
     if (n > this.maxMessage) {
-      throw new ProtocolError(`Cannot read from the ring: a record of ${n} bytes, more than it holds (${cap})`);
-    }
-    if (n > limit) {
-      throw new MessageTooLargeError(
-        `Cannot receive a message of ${n} bytes: it exceeds maxMessage (${limit} bytes)`,
-        n,
-        limit,
+      return new ProtocolError(
+        `Cannot read from the ring: a record of ${n} bytes, more than it holds (${this.capacity})`,
       );
     }
-    return n;
+    return new MessageTooLargeError(
+      `Cannot receive a message of ${n} bytes: it exceeds maxMessage (${limit} bytes)`,
+      n,
+      limit,
+    );
   }
 
   /** Gives the space before read position `r` back to the producer (an atomic store: after every read of it). */
