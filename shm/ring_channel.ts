@@ -638,6 +638,25 @@ export class RingChannel implements AsyncDisposable {
    */
   tryDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max = Infinity): number {
     this.#checkDrain(handler, max);
+    if (this.#reads.inside === 0 && this.#canRead()) {
+      // The usual case straight to the ring, as #read runs it (the handler may call back in: #reading refuses that),
+      // without #tryTake's reader closure, which no JIT inlines.
+      const input = this.#p.in;
+      let k: number;
+      this.#reading = true;
+      try {
+        k = input.drain(handler, max, this.maxMessage);
+      } catch (e) {
+        throw this.#readFailed(e);
+      } finally {
+        this.#reading = false;
+      }
+      if (k > 0) {
+        this.#wakeProducer();
+        return k;
+      }
+      if (!(input.flagsSeen & PRODUCER_CLOSED)) return 0;
+    }
     if (this.#reading) throw this.#reentered(); // before the fields below change under the read that runs
     // One reader for every call (a caller's `max` often changes from call to call): it finds the call's handler and
     // max here, and lets go of the handler after. (A handler cannot drain again: `#read` refuses.)
