@@ -352,9 +352,9 @@ export class Ring {
   tryWrite(message: Uint8Array, n: number = message.length): boolean {
     // The whole path in one method (the cold parts out of line), so that a JIT inlines all of it into the caller's
     // loop with the channel's trySend around it: as five calls (room, record, copy, publication, counters) it used
-    // up V8's inlining budget (920 bytes of bytecode into one function) before this was inlined, and Bun's JIT kept
-    // worse code for it. Single 64-byte sends into a busy consumer, old and new in turn in one pair of processes:
-    // this alone 22 -> 27 M msg/s on Node, Bun's channel 7 -> 14 M (`docs/performance.md`).
+    // up V8's inlining budget (920 bytes of bytecode into one function) before this was inlined. Single 64-byte sends
+    // into a busy consumer, old and new in turn in one pair of processes: this alone 22 -> 27 M msg/s on Node
+    // (`docs/performance.md`).
     const w = this.#write;
     const cap = this.capacity;
     const size = (8 + n + 7) & ~7;

@@ -891,12 +891,12 @@ export class RingChannel implements AsyncDisposable {
     return this.#receiveSlow(read, options?.signal, timeout);
   }
 
-  /** Runs `read` on the incoming ring; wakes the producer when something was taken. */
   /** Whether a read may run now (else #read says why). */
   #canRead(): boolean {
     return !this.#closed && this.#broken === undefined && this.#loans.receive === undefined && !this.#reading;
   }
 
+  /** Runs `read` on the incoming ring; wakes the producer when something was taken. */
   #read<T>(read: (ring: Ring) => T | undefined): T | undefined {
     if (this.#broken) throw this.#broken;
     if (this.#loans.receive) {
