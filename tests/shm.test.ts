@@ -68,6 +68,27 @@ test("a corrupt ring record rejects receive() with ProtocolError and ends the ch
   await Promise.all([a.close(), b.close()]);
 });
 
+test("a corrupt ring record found by tryReceive() or tryDrain() throws ProtocolError and ends the channel, as receive() does", async () => {
+  // The straight paths of the two (no reader closure) share the general path's handling of a failed read.
+  for (const take of ["tryReceive", "tryDrain"] as const) {
+    const [a, handle] = shm.pair({ capacity: 1024, spin: 0 });
+    const b = shm.fromHandle(handle);
+    try {
+      assert.equal(a.trySend(new Uint8Array([1, 2, 3])), true);
+      // A hostile peer's record: a length over what the ring holds.
+      const ring = Ring.attach(handle.buffer, CHANNEL_HEADER);
+      new DataView(handle.buffer, ring.offset + 192, 4).setUint32(0, 100_000, true);
+      const read = () =>
+        take === "tryReceive" ? b.tryReceive() : b.tryDrain(() => assert.fail("nothing is handed over"));
+      assert.throws(read, ProtocolError, take);
+      assert.throws(read, ClosedError, `${take}: the channel stays ended`);
+      assert.throws(() => a.trySend(new Uint8Array(1)), ClosedError, `${take}: the peer learns it`);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }
+});
+
 test("each end of a ring keeps its own position: a peer rewriting W or R in the header moves neither, and a read position no honest consumer writes is a ProtocolError once the producer needs it", () => {
   const buffer = new SharedArrayBuffer(ringSize(256));
   Ring.init(buffer, 0, 256);
