@@ -66,6 +66,15 @@ export class JsRing {
     return side === 0 ? { out: a, in: b } : { out: b, in: a };
   }
 
+  /**
+   * Producer: goes on from where another writer of the same ring left it (W, as the header says; R as its last
+   * look), writing nothing: for `bench/ring_turns.ts`, where the ring's own writer and this one take turns.
+   */
+  resume(): void {
+    this.#pos = this.#words[I_WRITE]!;
+    this.#readSeen = Atomics.load(this.#words, I_READ);
+  }
+
   /** Writes the record of `m` at the producer's position (not its commit word); returns the next position, or -1. */
   #put(w: number, m: Uint8Array): number {
     const n = m.length;

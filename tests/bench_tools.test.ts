@@ -15,6 +15,8 @@ import { renderChart } from "../bench/chart.ts";
 import { type BenchReport, checkReport, machineInfo } from "../bench/report.ts";
 import { nativeFloor, nativeFloorRows, nativeRingBinary } from "../bench/native_floor.ts";
 import { JS_RING_CAPACITY, JS_RING_SEGMENT, JsRing } from "../bench/js_ring.ts";
+import { RING_AT, TURNS_SEGMENT } from "../bench/ring_turns_layout.ts";
+import { Ring } from "../shm/ring.ts";
 import { Latency, ratioRange } from "../bench/stats.ts";
 import { type ChildProcess, runtime } from "../mod.ts";
 import { delay } from "../async/mod.ts";
@@ -363,4 +365,27 @@ test("ratioRange pairs two runs' parts one by one: the lowest and highest ratio,
   assert.deepEqual(ratioRange([3], [3]), [1, 1]);
   assert.throws(() => ratioRange([1, 2], [1]), RangeError);
   assert.throws(() => ratioRange([], []), RangeError);
+});
+
+test("the JS ring and the ring's own writer can take turns on one ring (bench/ring_turns.ts): its reader gets every message whole and in order, through wrap-around", () => {
+  const buffer = new SharedArrayBuffer(TURNS_SEGMENT);
+  Ring.init(buffer, RING_AT, JS_RING_CAPACITY);
+  const reader = Ring.attach(buffer, RING_AT);
+  const js = new JsRing(buffer, RING_AT);
+  const message = (k: number) => new Uint8Array(1 + (k % 300)).map((_, j) => (k * 7 + j) & 255);
+  let sent = 0;
+  let got = 0;
+  // Turns of a few thousand messages each, the reader taking them after every turn: more than six laps of the ring.
+  for (let turn = 0; turn < 40; turn++) {
+    const writer = turn % 2 === 0 ? Ring.attach(buffer, RING_AT) : undefined;
+    if (writer === undefined) js.resume();
+    for (let i = 0; i < 5000; i++, sent++) {
+      assert.equal(writer ? writer.tryWrite(message(sent)) : js.send(message(sent)), true, `message ${sent}`);
+    }
+    for (let m = reader.tryRead(); m !== undefined; m = reader.tryRead(), got++) {
+      assert.deepEqual(m, message(got), `message ${got}`);
+    }
+    assert.equal(got, sent);
+  }
+  assert.ok(sent * 160 > 6 * JS_RING_CAPACITY, "the ring wrapped around several times");
 });
