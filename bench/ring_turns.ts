@@ -17,7 +17,7 @@
  */
 import { runtime, runtimeArgv, type RuntimeName, SharedMemory } from "../mod.ts";
 import { reap, ROOT, table } from "../cli/peers/launch.ts";
-import { Ring } from "../shm/ring.ts";
+import { I_READ, I_WRITE, Ring } from "../shm/ring.ts";
 import { flags } from "./args.ts";
 import { JS_RING_CAPACITY, JsRing } from "./js_ring.ts";
 import { RING_AT, TURNS_SEGMENT } from "./ring_turns_layout.ts";
@@ -61,7 +61,7 @@ const variants = [["ring", ringSlice], ["JS ring", jsSlice]] as const;
 function slice(v: number): number {
   const t0 = performance.now();
   variants[v]![1](SLICE);
-  while (Atomics.load(words, 32) !== words[16]) { /* the consumer's R reaches W */ }
+  while (Atomics.load(words, I_READ) !== words[I_WRITE]) { /* the consumer's R reaches W */ }
   return SLICE / ((performance.now() - t0) / 1000) / 1e6;
 }
 
