@@ -464,7 +464,7 @@ export class RingChannel implements AsyncDisposable {
    */
   tryReceive(): Uint8Array | undefined {
     // The usual case straight to the ring: #tryTake calls its reader through a closure, which no JIT inlines.
-    if (this.#reads.inside === 0 && this.#canRead()) {
+    if (this.#canRead()) {
       const input = this.#p.in;
       let m: Uint8Array | undefined;
       try {
@@ -638,7 +638,7 @@ export class RingChannel implements AsyncDisposable {
    */
   tryDrain(handler: (data: Uint8Array, offset: number, length: number) => void, max = Infinity): number {
     this.#checkDrain(handler, max);
-    if (this.#reads.inside === 0 && this.#canRead()) {
+    if (this.#canRead()) {
       // The usual case straight to the ring, as #read runs it (the handler may call back in: #reading refuses that),
       // without #tryTake's reader closure, which no JIT inlines.
       const input = this.#p.in;
@@ -891,9 +891,10 @@ export class RingChannel implements AsyncDisposable {
     return this.#receiveSlow(read, options?.signal, timeout);
   }
 
-  /** Whether a read may run now (else #read says why). */
+  /** Whether a read may run now, with no waiting receive before it (else #tryTake and #read say why). */
   #canRead(): boolean {
-    return !this.#closed && this.#broken === undefined && this.#loans.receive === undefined && !this.#reading;
+    return this.#reads.inside === 0 && !this.#closed && this.#broken === undefined &&
+      this.#loans.receive === undefined && !this.#reading;
   }
 
   /** Runs `read` on the incoming ring; wakes the producer when something was taken. */
