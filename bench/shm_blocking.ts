@@ -11,7 +11,16 @@
  * and the p99 of each quarter of the run with the range of the quarters' shm/unix ratios: a ratio of two p99s whose
  * quarters straddle 1 is within what the run itself spreads.
  *
- *   node --import tsx bench/shm_blocking.ts [--runtime deno|bun|node] [--rounds 4000] [--idle park] [--json]
+ * Each condition runs one driver per transport, each making the channels (and starting their peers) in a turned
+ * order, so that every transport is made first once: here the channel made first had the heaviest tail whatever it
+ * was (three identical shm channels made one after the other, six runs: the first had the highest p99 every time,
+ * 0.99-1.54x the socket's against 0.65-1.15x for the other two; made first, the Unix socket channel had the highest p99
+ * of four). Within a driver the transports take turns in blocks of 250 round trips, each cycle starting one further,
+ * after `--warm` ms of round trips each (the tail of the first seconds is the JIT's: shm p99 / unix 1.18-1.99 after
+ * half a second, 0.74-0.91 after three). The drivers' histograms are added up (HdrHistogram).
+ *
+ *   node --import tsx bench/shm_blocking.ts [--runtime deno|bun|node] [--rounds 4000] [--idle park] [--warm 2000]
+ *     [--json]
  *
  * @module
  */
@@ -28,6 +37,13 @@ const peer = opt("--runtime", rt.name) as RuntimeName;
 const ROUNDS = Number(opt("--rounds", "4000"));
 const IDLE = opt("--idle", "spin-then-park").split(",") as shm.IdleStrategy[];
 const SPIN = opt("--spin", "50");
+const WARM_MS = Number(opt("--warm", "2000"));
+const TURN = Number(opt("--turn", "0"));
+if (!(ROUNDS >= 1 && WARM_MS >= 0 && Number.isInteger(TURN) && TURN >= 0)) {
+  throw new RangeError("Cannot run: --rounds must be >= 1, --warm >= 0 ms, --turn an integer >= 0");
+}
+/** The transports in the order they are listed (and the first driver makes them). */
+const TRANSPORTS = [...IDLE.map((idle) => `shm ${idle}`), "unix"];
 const self = rt.fromFileUrl(import.meta.url);
 
 /**
@@ -36,6 +52,9 @@ const self = rt.fromFileUrl(import.meta.url);
  * of two p99s.
  */
 type Figures = Record<string, Distribution & { p99Parts: number[] }>;
+
+/** What a driver prints: per transport, its histogram and its quarters' (`Latency.encode`). */
+type Encoded = Record<string, { all: string; parts: string[] }>;
 
 /** The run's parts whose p99s are given beside the whole run's. */
 const PARTS = 4;
@@ -53,58 +72,87 @@ async function timed(channel: Channel, n: number, lats: Latency[]): Promise<void
 }
 
 /**
- * The driver: starts a shm echo peer per idle strategy and a Unix socket echo peer (they inherit its CPU
- * affinity), then times round trips on each in turn, in blocks, so that all see the same moments of the machine.
+ * The driver: makes the channels in `TRANSPORTS` order turned by `turn` (a shm echo peer per idle strategy, a Unix
+ * socket echo peer; they inherit its CPU affinity), then times `rounds` round trips on each, in blocks taking turns, so
+ * that all see the same moments of the machine.
  */
-async function drive(): Promise<Figures> {
+async function drive(turn: number, rounds: number): Promise<Encoded> {
   const script = rt.fromFileUrl(new URL("./peers/shm_echo.ts", import.meta.url));
+  const order = TRANSPORTS.map((_, i) => TRANSPORTS[(i + turn) % TRANSPORTS.length]!);
   const children: ChildProcess[] = [];
-  const channels: [string, Channel][] = [];
+  const channels = new Map<string, Channel>();
   const dir = await rt.makeTempDir("ipckit-bench-");
   const listener = await unix.listen(`${dir}/u.sock`);
   try {
-    for (const idle of IDLE) {
+    for (const transport of order) {
+      if (transport === "unix") {
+        const argv = [...runtimeArgv(peer, echoScript()), `unix=${dir}/u.sock`];
+        const echo = rt.spawn(argv, { cwd: ROOT, stdio: "null" });
+        children.push(echo);
+        channels.set(transport, await guard(echo, listener.accept(), `unix echo peer on ${peer}`));
+        continue;
+      }
+      const idle = transport.slice("shm ".length) as shm.IdleStrategy;
       const name = `/ipckit-bench-blocking-${rt.pid}-${idle}`;
       const ac = new AbortController();
       const pending = shm.create(name, { capacity: 1 << 16, idle, spin: Number(SPIN), signal: ac.signal });
       const child = rt.spawn([...runtimeArgv(peer, script), name, "echo", SPIN, idle], { cwd: ROOT, stdio: "null" });
       children.push(child);
-      channels.push([
-        `shm ${idle}`,
+      channels.set(
+        transport,
         await guard(child, pending, `shm echo peer on ${peer}`).catch((e) => {
           ac.abort();
           throw e;
         }),
-      ]);
+      );
     }
-    const echo = rt.spawn([...runtimeArgv(peer, echoScript()), `unix=${dir}/u.sock`], { cwd: ROOT, stdio: "null" });
-    children.push(echo);
-    channels.push(["unix", await guard(echo, listener.accept(), `unix echo peer on ${peer}`)]);
-    const lat = new Map(channels.map(([k]) => [k, new Latency()]));
-    const parts = new Map(channels.map(([k]) => [k, Array.from({ length: PARTS }, () => new Latency())]));
-    // Warm up the very code that is timed (a Latency of its own), at least 500 round trips and half a second each.
+    const lat = new Map(order.map((k) => [k, new Latency()]));
+    const parts = new Map(order.map((k) => [k, Array.from({ length: PARTS }, () => new Latency())]));
+    // Warm up the very code that is timed (a Latency of its own), at least 500 round trips and WARM_MS each.
     const warm = new Latency();
-    for (const [, c] of channels) {
-      for (const until = performance.now() + 500; performance.now() < until;) await timed(c, 500, [warm]);
+    for (const k of order) {
+      for (const until = performance.now() + WARM_MS; performance.now() < until;) {
+        await timed(channels.get(k)!, 500, [warm]);
+      }
     }
-    const BLOCK = 250;
-    for (let done = 0; done < ROUNDS; done += BLOCK) {
-      const part = Math.min(PARTS - 1, Math.floor((done * PARTS) / ROUNDS));
-      for (const [k, c] of channels) await timed(c, BLOCK, [lat.get(k)!, parts.get(k)![part]!]);
+    // Blocks of 250 round trips, fewer in a short run: every quarter gets two blocks at least.
+    const block = Math.max(1, Math.min(250, Math.floor(rounds / (2 * PARTS))));
+    for (let done = 0, cycle = 0; done < rounds; done += block, cycle++) {
+      const part = Math.min(PARTS - 1, Math.floor((done * PARTS) / rounds));
+      const n = Math.min(block, rounds - done);
+      for (let i = 0; i < order.length; i++) {
+        const k = order[(cycle + i) % order.length]!;
+        await timed(channels.get(k)!, n, [lat.get(k)!, parts.get(k)![part]!]);
+      }
     }
     return Object.fromEntries(
-      [...lat].map(([k, l]) => [k, { ...l.summary(), p99Parts: parts.get(k)!.map((p) => p.summary().p99) }]),
+      [...lat].map(([k, l]) => [k, { all: l.encode(), parts: parts.get(k)!.map((p) => p.encode()) }]),
     );
   } finally {
-    for (const [, c] of channels) await c.close();
+    for (const c of channels.values()) await c.close();
     for (const child of children) await reap(child, "echo peer");
     await listener.close();
     await rt.removeDir(dir);
   }
 }
 
+/** The figures of one condition: what its drivers measured, added up transport by transport. */
+function figuresOf(drivers: Encoded[]): Figures {
+  const out: Figures = {};
+  for (const k of TRANSPORTS) {
+    const all = new Latency();
+    const parts = Array.from({ length: PARTS }, () => new Latency());
+    for (const d of drivers) {
+      all.add(Latency.decode(d[k]!.all));
+      d[k]!.parts.forEach((p, i) => parts[i]!.add(Latency.decode(p)));
+    }
+    out[k] = { ...all.summary(), p99Parts: parts.map((p) => p.summary().p99) };
+  }
+  return out;
+}
+
 if (args.includes("--driver")) {
-  console.log(JSON.stringify(await drive()));
+  console.log(JSON.stringify(await drive(TURN, ROUNDS)));
 } else {
   const conditions = [
     { name: "free", pin: false, hog: false },
@@ -121,15 +169,21 @@ if (args.includes("--driver")) {
     const pin = c.pin ? ["taskset", "-c", "0"] : [];
     const hog = c.hog ? rt.spawn([...pin, "sh", "-c", "while :; do :; done"], { stdio: "null" }) : undefined;
     try {
-      const argv = [...pin, ...runtimeArgv(rt.name, self), "--driver", "--runtime", peer, "--rounds", `${ROUNDS}`];
-      const out = await runToEnd(
-        rt,
-        [...argv, "--idle", IDLE.join(","), "--spin", SPIN],
-        600_000,
-        `the ${c.name} driver`,
-      );
-      if (out.code !== 0) throw new Error(`Cannot measure "${c.name}": the driver failed: ${out.stderr}`);
-      results.push({ condition: c.name, figures: JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Figures });
+      // One driver per transport, each making that one first; the rounds shared out among them.
+      const drivers: Encoded[] = [];
+      for (let turn = 0; turn < TRANSPORTS.length; turn++) {
+        const rounds = Math.ceil(ROUNDS / TRANSPORTS.length);
+        const argv = [...pin, ...runtimeArgv(rt.name, self), "--driver", "--turn", `${turn}`, "--runtime", peer];
+        const out = await runToEnd(
+          rt,
+          [...argv, "--rounds", `${rounds}`, "--idle", IDLE.join(","), "--spin", SPIN, "--warm", `${WARM_MS}`],
+          600_000,
+          `the ${c.name} driver`,
+        );
+        if (out.code !== 0) throw new Error(`Cannot measure "${c.name}": the driver failed: ${out.stderr}`);
+        drivers.push(JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Encoded);
+      }
+      results.push({ condition: c.name, figures: figuresOf(drivers) });
     } finally {
       hog?.kill("SIGKILL");
       await hog?.exited;

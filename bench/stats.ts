@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { build } from "hdr-histogram-js";
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from "hdr-histogram-js";
 
 /** A latency distribution, in microseconds. */
 export interface Distribution {
@@ -26,7 +26,38 @@ export interface Distribution {
 
 /** Samples of one measure, in microseconds (recorded as nanoseconds: 1 ns to 60 s, three significant digits). */
 export class Latency {
-  readonly #h = build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  readonly #h: Histogram;
+
+  constructor() {
+    this.#h = build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  }
+
+  /**
+   * The samples of another process's Latency, from its {@linkcode encode} (HdrHistogram's compressed form).
+   *
+   * @throws {TypeError} when `text` is not an encoded histogram.
+   */
+  static decode(text: string): Latency {
+    const lat = new Latency();
+    let h: Histogram;
+    try {
+      h = decodeFromCompressedBase64(text);
+    } catch (e) {
+      throw new TypeError(`Cannot decode a latency histogram: ${(e as Error).message}`, { cause: e });
+    }
+    lat.#h.add(h);
+    return lat;
+  }
+
+  /** Every sample, as text another process can {@linkcode decode} (HdrHistogram's compressed base64 form). */
+  encode(): string {
+    return encodeIntoCompressedBase64(this.#h);
+  }
+
+  /** Adds the samples of `other` to this one's. */
+  add(other: Latency): void {
+    this.#h.add(other.#h);
+  }
 
   /** Records one sample of `us` microseconds. */
   record(us: number): void {

@@ -13,12 +13,12 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { renderChart } from "../bench/chart.ts";
 import { type BenchReport, checkReport, machineInfo } from "../bench/report.ts";
-import { nativeFloor, nativeFloorRows, nativeRingBinary } from "../bench/native_floor.ts";
+import { nativeFloor, nativeFloorRows, nativeRingBinary, runToEnd } from "../bench/native_floor.ts";
 import { JS_RING_CAPACITY, JS_RING_SEGMENT, JsRing } from "../bench/js_ring.ts";
 import { RING_AT, TURNS_SEGMENT } from "../bench/ring_turns_layout.ts";
 import { Ring } from "../shm/ring.ts";
 import { Latency, ratioRange } from "../bench/stats.ts";
-import { type ChildProcess, runtime } from "../mod.ts";
+import { type ChildProcess, runtime, runtimeArgv } from "../mod.ts";
 import { delay } from "../async/mod.ts";
 
 const REPORT: BenchReport = {
@@ -366,6 +366,58 @@ test("ratioRange pairs two runs' parts one by one: the lowest and highest ratio,
   assert.throws(() => ratioRange([1, 2], [1]), RangeError);
   assert.throws(() => ratioRange([], []), RangeError);
 });
+
+test("Latency.encode/decode carry every sample to another process and add() sums two runs; garbage is a TypeError", () => {
+  const fast = new Latency();
+  const slow = new Latency();
+  for (let i = 1; i <= 1000; i++) {
+    fast.record(i / 100); // 0.01-10 us
+    slow.record(100 + i / 100); // 100.01-110 us
+  }
+  const sum = Latency.decode(fast.encode());
+  const { max, ...rest } = sum.summary();
+  const { max: recordedMax, ...recorded } = fast.summary();
+  assert.deepEqual(rest, recorded, "decoded as it was recorded");
+  assert.ok(
+    Math.abs(max / recordedMax - 1) < 1e-3,
+    `max ${max} against ${recordedMax}: within the histogram's 3 digits`,
+  );
+  sum.add(Latency.decode(slow.encode()));
+  const d = sum.summary();
+  assert.equal(d.count, 2000);
+  assert.ok(d.p50 > 9.9 && d.p50 < 10.1, `p50 ${d.p50}: the slowest of the fast half`);
+  assert.ok(d.p99 > 109 && d.p99 < 110.1, `p99 ${d.p99}`);
+  assert.ok(Math.abs(d.mean - (fast.summary().mean + slow.summary().mean) / 2) < 0.1, `mean ${d.mean}`);
+  for (const bad of ["", "garbage", "HISTFAAAAB"]) {
+    assert.throws(() => Latency.decode(bad), /^TypeError: Cannot decode a latency histogram/, JSON.stringify(bad));
+  }
+});
+
+test(
+  "bench/shm_blocking.ts's driver times every transport, made in the turned order, and prints each one's histograms",
+  {
+    timeout: 180_000,
+  },
+  async () => {
+    const rt = await runtime();
+    const script = rt.fromFileUrl(new URL("../bench/shm_blocking.ts", import.meta.url));
+    const argv = [...runtimeArgv(rt.name, script), "--driver", "--turn", "1", "--rounds", "80", "--warm", "20"];
+    const out = await runToEnd(rt, [...argv, "--idle", "spin-then-park,park"], 150_000, "the driver");
+    assert.equal(out.code, 0, out.stderr);
+    const printed = JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Record<
+      string,
+      { all: string; parts: string[] }
+    >;
+    assert.deepEqual(Object.keys(printed), ["shm park", "unix", "shm spin-then-park"], "made from the second one on");
+    for (const [transport, { all, parts }] of Object.entries(printed)) {
+      assert.equal(Latency.decode(all).summary().count, 80, transport);
+      const counts = parts.map((p) => Latency.decode(p).summary().count);
+      assert.equal(counts.length, 4, transport);
+      assert.ok(counts.every((n) => n > 0), `${transport}: every quarter timed round trips (${counts})`);
+      assert.equal(counts.reduce((a, b) => a + b), 80, transport);
+    }
+  },
+);
 
 test("the JS ring and the ring's own writer can take turns on one ring (bench/ring_turns.ts): its reader gets every message whole and in order, through wrap-around", () => {
   const buffer = new SharedArrayBuffer(TURNS_SEGMENT);
