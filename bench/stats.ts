@@ -26,11 +26,11 @@ export interface Distribution {
 
 /** Samples of one measure, in microseconds (recorded as nanoseconds: 1 ns to 60 s, three significant digits). */
 export class Latency {
-  readonly #h: Histogram;
-
-  constructor() {
-    this.#h = build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
-  }
+  readonly #h: Histogram = build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60e9,
+    numberOfSignificantValueDigits: 3,
+  });
 
   /**
    * The samples of another process's Latency, from its {@linkcode encode} (HdrHistogram's compressed form).
