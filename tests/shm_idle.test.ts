@@ -1,3 +1,4 @@
+// @test-serial its race tests need both processes of a pair on a CPU at once (spinning); beside other files each side waits for a CPU while the other spins, and the file took 3x its CPU
 /**
  * How a shm channel side waits: the idle strategies (spin-then-park, park, spin), the doorbell that wakes a
  * sleeping process (a Unix socket its event loop polls), the futex fallback when no doorbell can be made, a
