@@ -17,7 +17,7 @@
 // spent waiting on other processes, sockets and timers. Two rules keep concurrent files apart:
 // - one file never runs on two runtimes at once (a file's fixed names, ports-in-a-range or keys stay its own);
 // - a file that says `// @test-serial <why>` in its first lines runs alone (it measures or changes something
-//   machine-wide).
+//   machine-wide, or its processes must spin on CPUs at once).
 // And a file that says `// @test-once <why>` runs on one runner only (Bun when it is in the run, else Deno, else
 // Node): for a file that starts all three runtimes itself, so that each runner would run the very same checks
 // (the npm package test builds the package once and then uses it from Node, Bun and Deno children).
