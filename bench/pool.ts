@@ -5,7 +5,8 @@
  * tasks a round by default), `cpu` burns 1 ms first (2000), `bytes` sends a 64 KiB array and gets its length back
  * (5000; also with a fresh array moved instead of copied: ipckit's `transfer`, tinypool's and piscina's
  * `transferList`, poolifier's `execute(data, name, signal, transferList)`). Two ways to feed a pool, each
- * timed over `--tasks` tasks after a warm-up, medians of `--reps`, in tasks per second:
+ * timed over `--tasks` tasks after a warm-up (`--warm` ms of rounds first, 3000 by default, then a round before
+ * each way), medians of `--reps`, in tasks per second:
  * - **all at once**: every task submitted before the first settles (`Promise.all` of `--tasks` runs): the pool
  *   and the caller hold them all, so the garbage collector's work on tens of thousands of live promises counts;
  * - **in windows**: `--window` tasks submitted, awaited, then the next ones (a caller feeding a stream of work
@@ -25,7 +26,7 @@
  * piscina's with 16 tasks per worker (issue 18 aims at >= 5x on trivial tasks).
  *
  *   node --import tsx bench/pool.ts [--task trivial|cpu|bytes|priority] [--size 2] [--tasks N] [--window 1000]
- *     [--reps 5] [--low 20000] [--high 1000] [--together]
+ *     [--reps 5] [--warm 3000] [--low 20000] [--high 1000] [--together]
  *   npx bun bench/pool.ts        npx deno run -A bench/pool.ts
  *
  * @module
@@ -34,8 +35,10 @@ import { Pool, runtime, runtimeArgv, type RuntimeName } from "../mod.ts";
 import { median, table } from "../cli/peers/launch.ts";
 import { flags } from "./args.ts";
 import { runToEnd } from "./native_floor.ts";
+import { cpuTimes, stolenNote } from "./steal.ts";
 
 const rt = await runtime();
+const cpuAtStart = await cpuTimes();
 const args = rt.args();
 const { opt, has } = flags(args);
 const SIZE = Number(opt("--size", "2"));
@@ -49,6 +52,13 @@ const TASKS = Number(opt("--tasks", { trivial: "50000", cpu: "2000", bytes: "500
 const LOW = Number(opt("--low", "20000"));
 const HIGH = Number(opt("--high", "1000"));
 const REPS = Number(opt("--reps", "5"));
+/**
+ * How long each pool runs rounds before any is timed, in ms. A pool's first seconds are slower than the rest, whoever
+ * made it: here one Node process pool on shm climbed from ~90 k to ~200 k tasks/s over its first 2-3 s (1000 at a time,
+ * rounds of 50 000), and a single warm-up round left the medians in that climb.
+ */
+const WARM_MS = Number(opt("--warm", "3000"));
+if (!(WARM_MS >= 0)) throw new RangeError(`--warm ${WARM_MS}: a number of ms >= 0`);
 const WINDOW = Math.min(TASKS, Number(opt("--window", "1000")));
 const ONLY = new Set(opt("--only", "ipckit,tinypool,piscina,workerpool,poolifier").split(","));
 /** The one case this process measures (`--case`), or -1: every case, here or each in a child (`--together`). */
@@ -68,25 +78,30 @@ const argOf = (i: number): number | Uint8Array => (TASK === "bytes" ? PAYLOAD : 
 /** What task 7 answers. */
 const EXPECTED = TASK === "bytes" ? PAYLOAD.byteLength : 49;
 
+/** Runs TASKS tasks, `window` at a time (each window awaited before the next), checking a result of each window. */
+async function feed(run: (n: number) => Promise<unknown>, window: number): Promise<void> {
+  for (let done = 0; done < TASKS; done += window) {
+    const results = await Promise.all(Array.from({ length: Math.min(window, TASKS - done) }, (_, i) => run(i)));
+    if (results[7] !== EXPECTED) throw new Error(`wrong result ${results[7]}`);
+  }
+}
+
 /** Tasks per second of `run` over TASKS tasks fed `window` at a time, median of REPS after one warm-up round. */
 async function rate(run: (n: number) => Promise<unknown>, window: number): Promise<number> {
-  const round = async () => {
-    const t0 = performance.now();
-    for (let done = 0; done < TASKS; done += window) {
-      const results = await Promise.all(Array.from({ length: Math.min(window, TASKS - done) }, (_, i) => run(i)));
-      if (results[7] !== EXPECTED) throw new Error(`wrong result ${results[7]}`);
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    return TASKS / seconds;
-  };
-  await round();
+  await feed(run, window);
   const rates: number[] = [];
-  for (let r = 0; r < REPS; r++) rates.push(await round());
+  for (let r = 0; r < REPS; r++) {
+    const t0 = performance.now();
+    await feed(run, window);
+    rates.push(TASKS / ((performance.now() - t0) / 1000));
+  }
   return median(rates);
 }
 
-/** The row of one pool: all at once, then in windows. */
+/** The row of one pool: `--warm` ms of rounds (all at once and in windows, in turns), then each way timed. */
 async function measure(label: string, run: (n: number) => Promise<unknown>): Promise<void> {
+  const until = performance.now() + WARM_MS;
+  for (let r = 0; performance.now() < until; r++) await feed(run, r % 2 === 0 ? TASKS : WINDOW);
   rows.push([label, fmt(await rate(run, TASKS)), fmt(await rate(run, WINDOW))]);
 }
 
@@ -305,7 +320,8 @@ console.log(
   MODE === "priority"
     ? `Pool priority mix: ${rt.name} master, ${SIZE} workers, ${LOW} low-priority tasks of 1 ms CPU then ${HIGH} ` +
       `high-priority ones, medians of ${REPS}\n`
-    : `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS}\n`,
+    : `Pool throughput, ${TASK} task: ${rt.name} master, ${SIZE} workers, ${TASKS} tasks per round, medians of ${REPS} ` +
+      `after ${WARM_MS} ms of rounds\n`,
 );
 console.log(table(rows));
 
@@ -319,8 +335,9 @@ function againstPiscina(): string[][] {
     if (!r[0]!.startsWith("ipckit")) continue;
     out.push([r[0]!, ...[1, 2].map((k) => `${(number(r[k]!) / number(piscina[k]!)).toFixed(2)}x`)]);
   }
-  return out;
+  return out.length > 1 ? out : [];
 }
 
 const ratios = againstPiscina();
 if (ratios.length > 0) console.log(`\n${table(ratios)}`);
+console.log(`\n${stolenNote(cpuAtStart, await cpuTimes())}`);

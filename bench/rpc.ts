@@ -21,8 +21,10 @@ import { birpcOverLines } from "./peers/birpc_lines.ts";
 import { guard, median, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { type Distribution, Latency } from "./stats.ts";
 import { flags } from "./args.ts";
+import { cpuTimes, stolenNote } from "./steal.ts";
 
 const rt = await runtime();
+const cpuAtStart = await cpuTimes();
 const args = rt.args();
 const { opt } = flags(args);
 const peer = opt("--runtime", rt.name) as RuntimeName;
@@ -202,6 +204,7 @@ try {
     `RPC add(i, 1): ${rt.name} client -> ${peer} server; calls timed one by one over ${REPS} reps, pipelined medians\n`,
   );
   console.log(table(rows));
+  notes.push(stolenNote(cpuAtStart, await cpuTimes()));
   for (const note of notes) console.log(`\n${note}`);
 } finally {
   await rt.removeDir(dir);

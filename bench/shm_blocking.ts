@@ -17,7 +17,9 @@
  * 0.99-1.54x the socket's against 0.65-1.15x for the other two; made first, the Unix socket channel had the highest p99
  * of four). Within a driver the transports take turns in blocks of 250 round trips, each cycle starting one further,
  * after `--warm` ms of round trips each (the tail of the first seconds is the JIT's: shm p99 / unix 1.18-1.99 after
- * half a second, 0.74-0.91 after three). The drivers' histograms are added up (HdrHistogram).
+ * half a second, 0.74-0.91 after three). The drivers' histograms are added up (HdrHistogram). After the table, the
+ * share of the CPU time the hypervisor stole during each condition (`bench/steal.ts`): a run that lost much of it is
+ * not comparable with one that did not.
  *
  *   node --import tsx bench/shm_blocking.ts [--runtime deno|bun|node] [--rounds 4000] [--idle park] [--warm 2000]
  *     [--json]
@@ -29,6 +31,7 @@ import { echoScript, guard, reap, ROOT, table } from "../cli/peers/launch.ts";
 import { runToEnd } from "./native_floor.ts";
 import { type Distribution, Latency, ratioRange } from "./stats.ts";
 import { flags } from "./args.ts";
+import { cpuTimes, stolen } from "./steal.ts";
 
 const rt = await runtime();
 const args = rt.args();
@@ -160,7 +163,7 @@ if (args.includes("--driver")) {
     { name: "one core", pin: true, hog: false },
     { name: "one core, busy", pin: true, hog: true },
   ];
-  const results: { condition: string; figures: Figures }[] = [];
+  const results: { condition: string; figures: Figures; stolen: number | undefined }[] = [];
   console.log(
     `ipckit shm waiting path: parent ${rt.name} ${rt.version} <-> peer ${peer}; ${ROUNDS} round trips each; ` +
       `idle ${IDLE}, spin ${SPIN} us; ${rt.availableCpus()} CPUs`,
@@ -168,6 +171,7 @@ if (args.includes("--driver")) {
   for (const c of conditions) {
     const pin = c.pin ? ["taskset", "-c", "0"] : [];
     const hog = c.hog ? rt.spawn([...pin, "sh", "-c", "while :; do :; done"], { stdio: "null" }) : undefined;
+    const before = await cpuTimes();
     try {
       // One driver per transport, each making that one first; the rounds shared out among them.
       const drivers: Encoded[] = [];
@@ -183,7 +187,7 @@ if (args.includes("--driver")) {
         if (out.code !== 0) throw new Error(`Cannot measure "${c.name}": the driver failed: ${out.stderr}`);
         drivers.push(JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Encoded);
       }
-      results.push({ condition: c.name, figures: figuresOf(drivers) });
+      results.push({ condition: c.name, figures: figuresOf(drivers), stolen: stolen(before, await cpuTimes()) });
     } finally {
       hog?.kill("SIGKILL");
       await hog?.exited;
@@ -214,4 +218,9 @@ if (args.includes("--driver")) {
     }
   }
   console.log(table(rows));
+  const share = (x: number | undefined) => (x === undefined ? "unknown" : `${(x * 100).toFixed(1)} %`);
+  console.log(
+    `\nCPU time stolen by the hypervisor (/proc/stat steal), per condition: ` +
+      results.map((r) => `${r.condition} ${share(r.stolen)}`).join(", "),
+  );
 }

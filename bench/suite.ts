@@ -9,7 +9,8 @@
  *     [--no-blocking]
  *
  * Run it on a quiet machine: nothing else should run meanwhile (figures on this 2-core machine drift 3-4x between
- * runs, so only ratios within one run mean much).
+ * runs, so only ratios within one run mean much). The chart's first note says how much CPU time the hypervisor stole
+ * during the run (`bench/steal.ts`).
  *
  * @module
  */
@@ -21,8 +22,10 @@ import { nativeFloor, nativeFloorRows, runToEnd } from "./native_floor.ts";
 import { type BenchReport, type LatencyRow, machineInfo, type ThroughputRow } from "./report.ts";
 import { flags } from "./args.ts";
 import { ratioRange } from "./stats.ts";
+import { cpuTimes, stolenNote } from "./steal.ts";
 
 const rt = await runtime();
+const cpuAtStart = await cpuTimes();
 const args = rt.args();
 const { opt } = flags(args);
 const ALL = ["node", "deno", "bun"] as const;
@@ -261,6 +264,7 @@ const report: BenchReport = {
     ...native.throughput,
   ],
   notes: [
+    stolenNote(cpuAtStart, await cpuTimes()),
     "Round trips: await send + await receive, 8 bytes, default idle strategy; each timed (HdrHistogram).",
     "Payloads are copied out of the ring by the receiver (drain reads them in place); batches of 64. Cores not pinned.",
     ...runs.flatMap((r) => r.notes.filter((n) => n.includes("x the raw"))),
@@ -269,4 +273,4 @@ const report: BenchReport = {
 const svg = await renderChart(report);
 await writeFile(`${root}/${OUT}.svg`, svg);
 await writeFile(`${root}/${OUT}.json`, JSON.stringify({ ...report, blocking, runs }, null, 2) + "\n");
-console.log(`\nWrote ${OUT}.svg and ${OUT}.json`);
+console.log(`\n${report.notes![0]}\nWrote ${OUT}.svg and ${OUT}.json`);

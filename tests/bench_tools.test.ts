@@ -18,6 +18,7 @@ import { JS_RING_CAPACITY, JS_RING_SEGMENT, JsRing } from "../bench/js_ring.ts";
 import { RING_AT, TURNS_SEGMENT } from "../bench/ring_turns_layout.ts";
 import { Ring } from "../shm/ring.ts";
 import { Latency, ratioRange } from "../bench/stats.ts";
+import { cpuTimes, parseCpuTimes, stolen, stolenNote } from "../bench/steal.ts";
 import { type ChildProcess, runtime, runtimeArgv } from "../mod.ts";
 import { delay } from "../async/mod.ts";
 
@@ -185,6 +186,53 @@ test("machineInfo reads the CPU, cores, memory and kernel of this machine", asyn
   assert.ok(Number.isInteger(m.cores) && m.cores >= 1, `cores ${m.cores}`);
   assert.ok(m.memoryGiB > 0, `memory ${m.memoryGiB}`);
   assert.match(m.kernel, /^\d+\.\d+/);
+});
+
+test("parseCpuTimes reads /proc/stat's cpu line: all ten columns' first eight summed, steal the eighth", () => {
+  const stat = [
+    "cpu  1463013 1477 267569 736249 1675 0 3445 14798 120 0",
+    "cpu0 731000 700 133000 368000 800 0 1700 7400 60 0",
+    "intr 123 4 5",
+    "processes 243139",
+  ].join("\n");
+  assert.deepEqual(parseCpuTimes(stat), {
+    total: 1463013 + 1477 + 267569 + 736249 + 1675 + 0 + 3445 + 14798,
+    steal: 14798,
+  });
+  // Guest time is inside user and nice already: a guest column does not count twice.
+  assert.equal(parseCpuTimes("cpu 1 1 1 1 1 1 1 1 50 50")!.total, 8);
+  for (
+    const garbage of ["", "cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3 4 5 6 7", "cpu 1 2 x 4 5 6 7 8", "cpu -1 2 3 4 5 6 7 8"]
+  ) {
+    assert.equal(parseCpuTimes(garbage), undefined, JSON.stringify(garbage));
+  }
+  const seed = Date.now() % 2 ** 31;
+  console.log(`parseCpuTimes property: fast-check seed ${seed}`);
+  fc.assert(
+    fc.property(fc.array(fc.nat({ max: 2 ** 40 }), { minLength: 8, maxLength: 10 }), (fields) => {
+      const t = parseCpuTimes(`cpu0 9 9 9 9 9 9 9 9\ncpu  ${fields.join(" ")}\nctxt 5`);
+      assert.deepEqual(t, { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] });
+    }),
+    { numRuns: 50, seed },
+  );
+});
+
+test("stolen is the share of CPU time stolen between two readings; a missing, stalled or reset one gives undefined", async () => {
+  assert.equal(stolen({ total: 1000, steal: 10 }, { total: 3000, steal: 210 }), 0.1);
+  assert.equal(stolen(undefined, { total: 3000, steal: 210 }), undefined);
+  assert.equal(stolen({ total: 1000, steal: 10 }, undefined), undefined);
+  assert.equal(stolen({ total: 1000, steal: 10 }, { total: 1000, steal: 10 }), undefined, "no time passed");
+  assert.equal(stolen({ total: 1000, steal: 10 }, { total: 2000, steal: 5 }), undefined, "a counter went back");
+  assert.match(stolenNote({ total: 0, steal: 0 }, { total: 400, steal: 50 }), /stolen .*: 12\.5 %/);
+  assert.match(stolenNote(undefined, undefined), /unknown/);
+  // This machine (Linux): two readings a moment apart.
+  const before = await cpuTimes();
+  await delay(50);
+  const after = await cpuTimes();
+  assert.ok(before && after, "/proc/stat has a cpu line");
+  assert.ok(after.total >= before.total && after.steal >= before.steal);
+  const share = stolen(before, after);
+  assert.ok(share === undefined || (share >= 0 && share <= 1), `share ${share}`);
 });
 
 /** Why the native floor cannot be measured here, or undefined when `cc` is installed. */
