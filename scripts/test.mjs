@@ -170,6 +170,18 @@ const results = [];
 const times = { ...lastTimes };
 const started = Date.now();
 
+// The machine's CPU time and what the hypervisor stole of it (/proc/stat's cpu line, in ticks; as bench/steal.ts
+// reads it): the suite's time follows the host's, and the summary says how much the host took.
+function cpuSteal() {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").match(/^cpu +([\d ]+)$/m)[1].trim().split(/ +/).map(Number);
+    return f.length >= 8 ? { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] } : undefined;
+  } catch {
+    return undefined; // not Linux
+  }
+}
+const stealAtStart = cpuSteal();
+
 // The CPU seconds of this process's reaped children and all they waited for (/proc/self/stat's cutime + cstime):
 // read at each job's exit, the growth since the last read is that job's CPU. Linux only; elsewhere no figure.
 const ticks = 100; // USER_HZ: 100 on every Linux architecture Node runs on
@@ -337,9 +349,14 @@ const left = files.length > 0 && only.length > 0 ? await leaks() : [];
 rmSync(registry, { recursive: true, force: true });
 
 const cpuTotal = results.reduce((n, r) => n + r.cpu, 0);
+const stealAtEnd = cpuSteal();
+const stolen = stealAtStart && stealAtEnd && stealAtEnd.total > stealAtStart.total
+  ? (stealAtEnd.steal - stealAtStart.steal) / (stealAtEnd.total - stealAtStart.total)
+  : undefined;
 console.log(
   `\n=== summary (${files.length} files x ${only.length} runtimes, ${jobs} at once, ${wall.toFixed(0)} s` +
-    (Number.isNaN(cpuTotal) ? ")" : `, ${cpuTotal.toFixed(0)} s CPU)`),
+    (Number.isNaN(cpuTotal) ? "" : `, ${cpuTotal.toFixed(0)} s CPU`) +
+    (stolen === undefined ? ")" : `, ${(stolen * 100).toFixed(1)} % of the machine's CPU time stolen by the host)`),
 );
 const failedJobs = results.filter((r) => r.failed > 0);
 for (const r of failedJobs) console.log(`failed: ${r.runtime} ${r.file} (${r.failed})${r.note ? ` ${r.note}` : ""}`);
