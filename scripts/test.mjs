@@ -30,6 +30,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { preflight } from "./preflight.mjs";
+import { parseCpuTimes, stolen } from "./cpu_times.mjs";
 
 // The system tools the suite needs (python3, cc, nats-server...): installed now when possible, or a clear stop.
 preflight();
@@ -170,12 +171,11 @@ const results = [];
 const times = { ...lastTimes };
 const started = Date.now();
 
-// The machine's CPU time and what the hypervisor stole of it (/proc/stat's cpu line, in ticks; as bench/steal.ts
-// reads it): the suite's time follows the host's, and the summary says how much the host took.
+// The machine's CPU time and what the hypervisor stole of it: the suite's time follows the host's, and the summary
+// says how much the host took.
 function cpuSteal() {
   try {
-    const f = readFileSync("/proc/stat", "utf8").match(/^cpu +([\d ]+)$/m)[1].trim().split(/ +/).map(Number);
-    return f.length >= 8 ? { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] } : undefined;
+    return parseCpuTimes(readFileSync("/proc/stat", "utf8"));
   } catch {
     return undefined; // not Linux
   }
@@ -350,13 +350,13 @@ rmSync(registry, { recursive: true, force: true });
 
 const cpuTotal = results.reduce((n, r) => n + r.cpu, 0);
 const stealAtEnd = cpuSteal();
-const stolen = stealAtStart && stealAtEnd && stealAtEnd.total > stealAtStart.total
-  ? (stealAtEnd.steal - stealAtStart.steal) / (stealAtEnd.total - stealAtStart.total)
-  : undefined;
+const stolenShare = stolen(stealAtStart, stealAtEnd);
 console.log(
   `\n=== summary (${files.length} files x ${only.length} runtimes, ${jobs} at once, ${wall.toFixed(0)} s` +
     (Number.isNaN(cpuTotal) ? "" : `, ${cpuTotal.toFixed(0)} s CPU`) +
-    (stolen === undefined ? ")" : `, ${(stolen * 100).toFixed(1)} % of the machine's CPU time stolen by the host)`),
+    (stolenShare === undefined
+      ? ")"
+      : `, ${(stolenShare * 100).toFixed(1)} % of the machine's CPU time stolen by the host)`),
 );
 const failedJobs = results.filter((r) => r.failed > 0);
 for (const r of failedJobs) console.log(`failed: ${r.runtime} ${r.file} (${r.failed})${r.note ? ` ${r.note}` : ""}`);
